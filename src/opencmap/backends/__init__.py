@@ -1,0 +1,1 @@
+"""Executors: local (default) and Dask. They run kernels they are handed."""

@@ -1,0 +1,183 @@
+"""The in-memory GCT container: a float32 matrix with row and column metadata.
+
+This module never opens files; reading and writing live in :mod:`opencmap.io`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from opencmap.errors import IdNotFoundError, ValidationError
+
+__all__ = ["GCT"]
+
+
+def _as_id_index(ids: Iterable[Any], what: str) -> pd.Index:
+    index = pd.Index([str(i) for i in ids], dtype=object, name=what)
+    if index.has_duplicates:
+        dup = index[index.duplicated()].unique()[:5].tolist()
+        raise ValidationError(
+            f"{what} must be unique; duplicated: {dup}"
+            f"{' ...' if index.duplicated().sum() > 5 else ''}. Rename or drop the duplicates."
+        )
+    return index
+
+
+def _meta_frame(meta: pd.DataFrame | None, ids: pd.Index, what: str) -> pd.DataFrame:
+    if meta is None:
+        return pd.DataFrame(index=ids.copy())
+    if not isinstance(meta, pd.DataFrame):
+        raise ValidationError(f"{what} metadata must be a pandas DataFrame, got {type(meta).__name__}")
+    meta = meta.copy()
+    meta_ids = pd.Index([str(i) for i in meta.index], dtype=object)
+    if len(meta_ids) != len(ids) or not meta_ids.equals(ids):
+        missing = ids.difference(meta_ids)[:5].tolist()
+        extra = meta_ids.difference(ids)[:5].tolist()
+        raise ValidationError(
+            f"{what} metadata does not match the matrix: {len(meta_ids)} metadata rows for "
+            f"{len(ids)} matrix {what}s (missing: {missing}, unexpected: {extra}). "
+            f"Index the metadata by the same ids, in the same order."
+        )
+    meta.index = ids.copy()
+    return meta
+
+
+class GCT:
+    """A matrix of expression values with row (gene) and column (sample) annotations.
+
+    Parameters
+    ----------
+    data:
+        2-D array, shape ``(n_rows, n_cols)``; stored as float32 unless ``dtype`` says otherwise.
+    rids, cids:
+        Row and column ids. Always strings (an Entrez id ``780`` stays ``"780"``).
+        Taken from the metadata index when omitted.
+    row_meta, col_meta:
+        DataFrames indexed by the ids (in matrix order); columns are metadata fields.
+    dtype:
+        Matrix dtype, float32 by default (the precision of CMap's files).
+
+    Attributes
+    ----------
+    data : np.ndarray
+    row_meta, col_meta : pd.DataFrame
+    """
+
+    __slots__ = ("data", "row_meta", "col_meta")
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        rids: Iterable[Any] | None = None,
+        cids: Iterable[Any] | None = None,
+        row_meta: pd.DataFrame | None = None,
+        col_meta: pd.DataFrame | None = None,
+        dtype: Any = np.float32,
+    ) -> None:
+        arr = np.asarray(data, dtype=dtype)
+        if arr.ndim != 2:
+            raise ValidationError(f"GCT data must be 2-D (rows x columns), got shape {arr.shape}")
+        if rids is None:
+            rids = row_meta.index if row_meta is not None else range(arr.shape[0])
+        if cids is None:
+            cids = col_meta.index if col_meta is not None else range(arr.shape[1])
+        rid_index = _as_id_index(rids, "rid")
+        cid_index = _as_id_index(cids, "cid")
+        if arr.shape != (len(rid_index), len(cid_index)):
+            raise ValidationError(
+                f"matrix shape {arr.shape} does not match {len(rid_index)} row ids x "
+                f"{len(cid_index)} column ids"
+            )
+        self.data = arr
+        self.row_meta = _meta_frame(row_meta, rid_index, "row")
+        self.col_meta = _meta_frame(col_meta, cid_index, "column")
+
+    # ------------------------------------------------------------------ basic views
+    @property
+    def rids(self) -> pd.Index:
+        """Row ids (strings)."""
+        return self.row_meta.index
+
+    @property
+    def cids(self) -> pd.Index:
+        """Column ids (strings)."""
+        return self.col_meta.index
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.data.shape  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return (
+            f"GCT({self.shape[0]} rows x {self.shape[1]} columns, {self.data.dtype}, "
+            f"row fields {list(self.row_meta.columns)[:6]}, col fields {list(self.col_meta.columns)[:6]})"
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """The matrix as a DataFrame indexed by rid with cid columns (a copy)."""
+        return pd.DataFrame(self.data, index=self.rids.copy(), columns=self.cids.copy())
+
+    def copy(self) -> GCT:
+        return GCT(self.data.copy(), row_meta=self.row_meta, col_meta=self.col_meta, dtype=self.data.dtype)
+
+    # ------------------------------------------------------------------ positions
+    @staticmethod
+    def _positions(index: pd.Index, ids: Sequence[Any] | None, what: str) -> np.ndarray | None:
+        if ids is None:
+            return None
+        wanted = pd.Index([str(i) for i in ids], dtype=object)
+        pos = index.get_indexer(wanted)
+        if (pos < 0).any():
+            missing = wanted[pos < 0]
+            raise IdNotFoundError(
+                f"{len(missing)} {what} not found: {missing[:10].tolist()}"
+                f"{' ...' if len(missing) > 10 else ''}. Check the ids (they are compared as strings)."
+            )
+        return pos
+
+    def row_positions(self, rids: Sequence[Any]) -> np.ndarray:
+        """0-based positions of ``rids``; raises :class:`IdNotFoundError` for unknown ids."""
+        return self._positions(self.rids, rids, "row ids")  # type: ignore[return-value]
+
+    def col_positions(self, cids: Sequence[Any]) -> np.ndarray:
+        """0-based positions of ``cids``; raises :class:`IdNotFoundError` for unknown ids."""
+        return self._positions(self.cids, cids, "column ids")  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ slicing
+    def take(self, rows: Sequence[int] | np.ndarray | None = None, cols: Sequence[int] | np.ndarray | None = None) -> GCT:
+        """A new GCT with the rows/columns at the given 0-based positions (in that order)."""
+        r = slice(None) if rows is None else np.asarray(rows, dtype=np.intp)
+        c = slice(None) if cols is None else np.asarray(cols, dtype=np.intp)
+        data = self.data[r][:, c] if not isinstance(r, slice) or not isinstance(c, slice) else self.data.copy()
+        return GCT(
+            data,
+            row_meta=self.row_meta.iloc[r],
+            col_meta=self.col_meta.iloc[c],
+            dtype=self.data.dtype,
+        )
+
+    def subset(self, *, rids: Sequence[Any] | None = None, cids: Sequence[Any] | None = None) -> GCT:
+        """A new GCT restricted to (and ordered by) the given ids."""
+        return self.take(self._positions(self.rids, rids, "row ids"), self._positions(self.cids, cids, "column ids"))
+
+    # ------------------------------------------------------------------ comparison
+    def equals(self, other: GCT, *, atol: float = 0.0, check_meta: bool = True) -> bool:
+        """True if ids (and metadata) are identical and values agree within ``atol`` (NaN == NaN)."""
+        if not isinstance(other, GCT) or self.shape != other.shape:
+            return False
+        if not (self.rids.equals(other.rids) and self.cids.equals(other.cids)):
+            return False
+        if atol == 0.0:
+            same = np.array_equal(self.data, other.data, equal_nan=True)
+        else:
+            same = bool(np.allclose(self.data, other.data, atol=atol, rtol=0.0, equal_nan=True))
+        if not same:
+            return False
+        if check_meta:
+            return self.row_meta.equals(other.row_meta) and self.col_meta.equals(other.col_meta)
+        return True

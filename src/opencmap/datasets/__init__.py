@@ -1,0 +1,1 @@
+"""The synthetic L1000 compendium generator and bundled resources."""

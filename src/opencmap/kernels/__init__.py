@@ -1,0 +1,1 @@
+"""Pure numeric kernels on arrays: no pandas, no I/O, no logging."""

@@ -1,0 +1,1 @@
+"""Connectivity queries: one method per module, a shared engine, NCS/tau/summaries."""
