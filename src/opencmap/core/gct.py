@@ -16,8 +16,15 @@ from opencmap.errors import IdNotFoundError, ValidationError
 __all__ = ["GCT"]
 
 
+def _string_ids(ids: Iterable[Any]) -> pd.Index:
+    """Ids as an object Index of ``str``; an Index that already holds only ``str`` is reused."""
+    if isinstance(ids, pd.Index) and ids.dtype == object and pd.api.types.infer_dtype(ids, skipna=False) in ("string", "empty"):
+        return pd.Index(ids, dtype=object, copy=False)
+    return pd.Index([str(i) for i in ids], dtype=object)
+
+
 def _as_id_index(ids: Iterable[Any], what: str) -> pd.Index:
-    index = pd.Index([str(i) for i in ids], dtype=object, name=what)
+    index = _string_ids(ids).rename(what)
     if index.has_duplicates:
         dup = index[index.duplicated()].unique()[:5].tolist()
         raise ValidationError(
@@ -33,7 +40,7 @@ def _meta_frame(meta: pd.DataFrame | None, ids: pd.Index, what: str) -> pd.DataF
     if not isinstance(meta, pd.DataFrame):
         raise ValidationError(f"{what} metadata must be a pandas DataFrame, got {type(meta).__name__}")
     meta = meta.copy()
-    meta_ids = pd.Index([str(i) for i in meta.index], dtype=object)
+    meta_ids = _string_ids(meta.index)
     if len(meta_ids) != len(ids) or not meta_ids.equals(ids):
         missing = ids.difference(meta_ids)[:5].tolist()
         extra = meta_ids.difference(ids)[:5].tolist()

@@ -1,1 +1,32 @@
-"""Storage: the only code that opens files (GCT, GCTX, GMT/GRP, tables, stores)."""
+"""Storage: the only code that opens files (GCT, GCTX, GMT/GRP, tables, stores).
+
+Every writer is atomic (:func:`opencmap.io.atomic.atomic_write_path`).
+"""
+
+from opencmap.io.atomic import atomic_write_path
+from opencmap.io.concat import concat_files
+from opencmap.io.gct import GCTFileInfo, gct_info, is_gctx, read_gct, read_meta, write, write_gct
+from opencmap.io.gctx import GCTXWriter, read_gctx, write_gctx
+from opencmap.io.gmt import read_gmt, read_grp, write_gmt, write_grp
+from opencmap.io.tables import read_table, write_table
+
+__all__ = [
+    "read_gct",
+    "read_gctx",
+    "read_meta",
+    "write_gct",
+    "write_gctx",
+    "write",
+    "GCTXWriter",
+    "gct_info",
+    "GCTFileInfo",
+    "is_gctx",
+    "read_gmt",
+    "write_gmt",
+    "read_grp",
+    "write_grp",
+    "read_table",
+    "write_table",
+    "concat_files",
+    "atomic_write_path",
+]

@@ -1,1 +1,58 @@
-"""Connectivity queries: one method per module, a shared engine, NCS/tau/summaries."""
+"""Connectivity queries: a reference store, one module per method, a shared engine, NCS/tau/summaries.
+
+>>> from opencmap.query import build_store, build_background, run_query   # doctest: +SKIP
+>>> store = build_store("ref", "level5.gctx", sig_info="sig_info.txt")     # doctest: +SKIP
+>>> build_background(store)                                                # doctest: +SKIP
+>>> result = run_query(store, up=[...], down=[...])                        # doctest: +SKIP
+>>> result.top(20, level="pert_summary")                                   # doctest: +SKIP
+"""
+
+from opencmap.query.background import Background, build_background, load_background
+from opencmap.query.engine import Engine, connectivity_matrix, run_query
+from opencmap.query.genesets import (
+    Query,
+    ValidatedQuery,
+    as_queries,
+    queries_from_files,
+    queries_from_gct,
+    queries_from_gmt,
+    query_from_grp,
+    signature_queries,
+    validate_query,
+    vector_queries,
+)
+from opencmap.query.methods import METHOD_NAMES, Method, get_method
+from opencmap.query.result import LevelResult, QueryResult
+from opencmap.query.store import FeatureSpace, Store, append_store, build_store, open_store
+from opencmap.query.summaries import SummaryPlan, summarise
+
+__all__ = [
+    "Store",
+    "FeatureSpace",
+    "build_store",
+    "append_store",
+    "open_store",
+    "Background",
+    "build_background",
+    "load_background",
+    "Engine",
+    "run_query",
+    "connectivity_matrix",
+    "Query",
+    "ValidatedQuery",
+    "validate_query",
+    "as_queries",
+    "queries_from_files",
+    "queries_from_gmt",
+    "query_from_grp",
+    "queries_from_gct",
+    "signature_queries",
+    "vector_queries",
+    "Method",
+    "METHOD_NAMES",
+    "get_method",
+    "QueryResult",
+    "LevelResult",
+    "SummaryPlan",
+    "summarise",
+]

@@ -1,0 +1,245 @@
+"""Benchmark the reference store and the query engine on synthetic BING-space stores.
+
+For each store size (default 10,000 signatures; ``--big`` adds 100,000, ``--full`` 473,647) it
+builds a synthetic Level 5 GCTX (not timed), then measures:
+
+* store build (GCTX -> store) and tau background build (``--bg-queries`` exemplar queries);
+* single WTCS queries of 10+10, 50+50 and 150+150 genes (score only, and full: NCS, FDR, tau,
+  summaries), and a batch of 100 queries of 150+150 genes;
+* baseline (a): a straightforward numpy implementation that sorts every signature and walks the
+  whole list (the R-peer approach), timed on a subset and scaled to the store size;
+* baseline (b): the memory floor, the time to read the bytes a query touches (its genes' rank and
+  score rows, page cache warm), measured in the same run.
+
+Every figure is printed with its ratio against the baselines. Memory stays under ~4 GB (blocks);
+temporary files are removed unless ``--keep``.
+
+    .venv/bin/python benchmarks/bench_query.py            # 10k signatures (~1.3 GB of temp files)
+    .venv/bin/python benchmarks/bench_query.py --big      # + 100k (~13 GB temp disk, minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+N_BING = 10_174
+N_LM = 978
+
+
+def _timeit(fn, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def make_gctx(path: Path, n_sigs: int, *, bg_queries: int, seed: int = 0, block: int = 4096) -> None:
+    """A synthetic Level 5 GCTX in BING space (standard-normal z-scores), written in blocks."""
+    from opencmap.io import GCTXWriter
+
+    rng = np.random.default_rng(seed)
+    genes = pd.DataFrame(
+        {
+            "pr_gene_symbol": [f"G{i}" for i in range(N_BING)],
+            "pr_is_lm": (np.arange(N_BING) < N_LM).astype(int),
+            "pr_is_bing": np.ones(N_BING, dtype=int),
+        },
+        index=pd.Index([str(100 + i) for i in range(N_BING)], name="rid"),
+    )
+    cells = np.array(["A375", "A549", "HA1E", "HCC515", "HEPG2", "HT29", "MCF7", "PC3", "VCAP"])
+    exemplar_every = max(n_sigs // max(bg_queries, 1), 1)
+    with GCTXWriter(path, genes) as writer:
+        for start in range(0, n_sigs, block):
+            stop = min(start + block, n_sigs)
+            idx = np.arange(start, stop)
+            data = rng.standard_normal((N_BING, stop - start), dtype=np.float32)
+            meta = pd.DataFrame(
+                {
+                    "pert_id": [f"BRD-{i // 6:06d}" for i in idx],
+                    "pert_type": np.where(idx % 20 == 0, "ctl_vehicle", "trt_cp"),
+                    "cell_id": cells[(idx // 2) % len(cells)],
+                    "is_exemplar_sig": ((idx % exemplar_every) == 0).astype(int),
+                },
+                index=pd.Index([f"SIG{i:07d}" for i in idx], name="cid"),
+            )
+            writer.append(data, meta)
+
+
+def straightforward_wtcs(scores: np.ndarray, up: np.ndarray, dn: np.ndarray) -> np.ndarray:
+    """The R-peer approach: sort each signature, walk the full list, per signature (no store)."""
+    n = scores.shape[0]
+    out = np.empty(scores.shape[1])
+    for s in range(scores.shape[1]):
+        v = scores[:, s].astype(np.float64)
+        order = np.argsort(-v, kind="stable")
+        es = []
+        for members in (up, dn):
+            hit = np.isin(order, members)
+            w = np.abs(v[order])
+            step = np.where(hit, w / w[hit].sum(), -1.0 / (n - hit.sum()))
+            walk = np.cumsum(step)
+            es.append(walk[np.argmax(np.abs(walk))])
+        out[s] = 0.0 if np.sign(es[0]) == np.sign(es[1]) else (es[0] - es[1]) / 2
+    return out
+
+
+def memory_floor(store, rows: np.ndarray) -> float:
+    """Time to read a query's rank and score rows of every signature (warm page cache)."""
+    rows = np.sort(rows)
+
+    def read():
+        for seg in store._segments:
+            np.asarray(seg.array(store.default_space, "ranks")[rows]).sum()
+            np.asarray(seg.array(store.default_space, "scores")[rows]).sum()
+
+    return _timeit(read)
+
+
+def have_postprocessing() -> bool:
+    for name, attr in (("ncs", "ncs"), ("tau", "tau_exact"), ("fdr", "fdr_gsea"), ("summarise", "group_maxq")):
+        try:
+            if not hasattr(importlib.import_module(f"opencmap.kernels.{name}"), attr):
+                return False
+        except ImportError:
+            return False
+    return True
+
+
+def bench_size(n_sigs: int, work: Path, args: argparse.Namespace) -> dict[str, float]:
+    from opencmap.query.background import build_background
+    from opencmap.query.engine import Engine
+    from opencmap.query.genesets import Query
+    from opencmap.query.store import Store, build_store
+
+    print(f"\n=== {n_sigs:,} signatures x {N_BING:,} BING genes ===")
+    gctx = work / f"l5_{n_sigs}.gctx"
+    t0 = time.perf_counter()
+    make_gctx(gctx, n_sigs, bg_queries=args.bg_queries)
+    print(f"  synthetic GCTX written in {time.perf_counter() - t0:.1f} s (not part of the benchmark)")
+
+    t0 = time.perf_counter()
+    store = build_store(work / f"store_{n_sigs}", gctx, spaces=["bing", "lm"], signature_major=not args.no_sig_major)
+    t_build = time.perf_counter() - t0
+    size = sum(f.stat().st_size for f in store.path.rglob("*") if f.is_file())
+    print(f"  store build:        {t_build:8.2f} s   ({n_sigs / t_build:,.0f} sig/s, {size / 1e9:.2f} GB on disk)")
+    gctx.unlink()
+    full = have_postprocessing()
+    out: dict[str, float] = {"build": t_build}
+    if full:
+        t0 = time.perf_counter()
+        build_background(store)
+        t_bg = time.perf_counter() - t0
+        nq = int(store.manifest["backgrounds"]["sig"]["n_queries"])
+        print(f"  background build:   {t_bg:8.2f} s   ({nq} queries, {t_bg / nq * 1e3:.1f} ms/query)")
+        out["background"] = t_bg
+        store = Store(store.path)
+    else:
+        print("  background / NCS / tau / FDR / summaries skipped: scoring kernels not installed yet")
+
+    rng = np.random.default_rng(1)
+    engine = Engine(store)
+    genes = store.space().gene_ids
+    score_only = {"ncs": False, "fdr": False, "tau": False, "summaries": False}
+
+    def make_query(k: int, name: str = "q") -> Query:
+        pick = rng.choice(len(genes), 2 * k, replace=False)
+        return Query(name, up=tuple(genes[pick[:k]]), down=tuple(genes[pick[k:]]))
+
+    engine.run(make_query(10), **score_only)  # JIT warm-up
+    floors = {}
+    for k in (10, 50, 150):
+        q = make_query(k)
+        rows = store.space().positions(q.up + q.down)
+        floor = memory_floor(store, rows)
+        floors[k] = floor
+        t_score = _timeit(lambda: engine.run(q, max_genes=150, **score_only))
+        line = f"  {k:>3}+{k:<3} score only: {t_score * 1e3:8.1f} ms   floor {floor * 1e3:7.1f} ms  ({t_score / floor:.2f}x floor)"
+        out[f"score_{k}"] = t_score
+        if full:
+            t_full = _timeit(lambda: engine.run(q, max_genes=150), repeat=2)
+            line += f"   full {t_full * 1e3:8.1f} ms ({t_full / floor:.2f}x floor)"
+            out[f"full_{k}"] = t_full
+        print(line)
+
+    # baseline (a): straightforward implementation on a subset, scaled
+    q = make_query(150)
+    sub = min(args.baseline_subset, n_sigs)
+    scores = store.signature_scores(np.arange(sub)).T
+    up = store.space().positions(q.up)
+    dn = store.space().positions(q.down)
+    t_sub = _timeit(lambda: straightforward_wtcs(scores, up, dn), repeat=1)
+    t_naive = t_sub * n_sigs / sub
+    res = engine.run(q, **score_only).level("sig").metrics["wtcs"][:sub, 0]
+    agree = np.max(np.abs(res - straightforward_wtcs(scores, up, dn)))
+    print(
+        f"  straightforward numpy (sort every signature), scaled from {sub} sigs: {t_naive:8.2f} s  "
+        f"-> engine score-only is {t_naive / out['score_150']:,.0f}x faster (max |diff| {agree:.1e})"
+    )
+    out["naive_150"] = t_naive
+
+    queries = [make_query(150, f"q{i}") for i in range(args.batch)]
+    union_rows = np.unique(np.concatenate([store.space().positions(x.up + x.down) for x in queries]))
+    floor_batch = memory_floor(store, union_rows)
+    t_batch = _timeit(lambda: engine.run(queries, **score_only), repeat=1)
+    line = (
+        f"  batch of {args.batch} x 150+150, score only: {t_batch:6.2f} s ({t_batch / args.batch * 1e3:.1f} ms/query; "
+        f"{t_batch / (args.batch * out['score_150']):.2f}x of {args.batch} single queries; floor of the union {floor_batch:.2f} s)"
+    )
+    if full:
+        t_bfull = _timeit(lambda: engine.run(queries), repeat=1)
+        line += f"; full {t_bfull:6.2f} s"
+        out["batch_full"] = t_bfull
+    print(line)
+    out["batch"] = t_batch
+    if not args.keep:
+        shutil.rmtree(store.path)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000], help="store sizes (signatures)")
+    parser.add_argument("--big", action="store_true", help="also 100,000 signatures (~13 GB temp disk)")
+    parser.add_argument("--full", action="store_true", help="also 473,647 signatures (GSE92742 size; ~60 GB)")
+    parser.add_argument("--bg-queries", type=int, default=500, help="exemplar queries for the background")
+    parser.add_argument("--batch", type=int, default=100, help="queries in the batch benchmark")
+    parser.add_argument("--baseline-subset", type=int, default=200, help="signatures for the naive baseline")
+    parser.add_argument("--no-sig-major", action="store_true", help="skip the signature-major copy")
+    parser.add_argument("--workdir", type=Path, default=None, help="where temp stores go (default: system temp)")
+    parser.add_argument("--keep", action="store_true", help="keep the stores")
+    parser.add_argument("--threads", type=int, default=None, help="numba threads (default: numba's own)")
+    args = parser.parse_args()
+    if args.threads:
+        import numba
+
+        numba.set_num_threads(args.threads)
+    print(f"numba threads: {__import__('numba').get_num_threads()}")
+    sizes = list(args.sizes) + ([100_000] if args.big else []) + ([473_647] if args.full else [])
+    work = Path(tempfile.mkdtemp(prefix="opencmap-bench-", dir=args.workdir))
+    results = {}
+    try:
+        for n in sizes:
+            results[n] = bench_size(n, work, args)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    if len(results) > 1:
+        a, b = sorted(results)[0], sorted(results)[-1]
+        print(f"\nscaling {a:,} -> {b:,} signatures ({b / a:.1f}x):")
+        for key in results[a]:
+            if key in results[b]:
+                print(f"  {key:<12} {results[b][key] / results[a][key]:6.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Turning API requests into library queries and running them on the shared engine.
+
+One :class:`QueryService` per server: it checks the deployment limits, builds
+:class:`~opencmap.query.genesets.Query` objects (gene sets, or store signatures via
+:func:`~opencmap.query.genesets.signature_queries`), validates them with the library's
+:func:`~opencmap.query.genesets.validate_query`, and runs :meth:`Engine.run`. Engine runs are
+serialised by a lock: each run already uses every core (numba), and the engine's lazy caches are
+not built for concurrent first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from opencmap.api.catalogue import Catalogue
+from opencmap.api.schemas import QueryRequest
+from opencmap.api.settings import Settings
+from opencmap.errors import ConfigError, GeneSetError, QueryError
+from opencmap.query.engine import Engine
+from opencmap.query.genesets import Query, signature_queries, validate_query
+from opencmap.query.result import QueryResult
+
+__all__ = ["QueryService"]
+
+
+class QueryService:
+    """Limits, validation and execution of query requests (see the module docstring)."""
+
+    def __init__(self, engine: Engine, catalogue: Catalogue, settings: Settings):
+        self.engine = engine
+        self.catalogue = catalogue
+        self.settings = settings
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ requests -> queries
+    def count(self, req: QueryRequest) -> int:
+        """Number of queries of ``req``; raises for none or more than the deployment allows."""
+        n = len(req.queries) + len(req.sig_ids)
+        if n == 0:
+            raise QueryError("the request has no queries: give 'queries' (up/down gene sets) or 'sig_ids'")
+        if n > self.settings.max_sets_per_job:
+            raise ConfigError(f"{n} queries exceed this server's limit of {self.settings.max_sets_per_job} per job; split them")
+        limit = self.settings.max_genes_per_set
+        for q in req.queries:
+            for side, genes in (("up", q.up), ("down", q.down)):
+                if len(genes) > limit:
+                    raise GeneSetError(
+                        f"query {q.name!r}: {len(genes)} {side} genes exceed this server's limit of {limit} per set"
+                    )
+            if not q.up and not q.down:
+                raise GeneSetError(f"query {q.name!r} has neither up nor down genes; give at least one gene set")
+        if req.min_genes > req.max_genes:
+            raise ConfigError(f"min_genes ({req.min_genes}) is larger than max_genes ({req.max_genes})")
+        return n
+
+    def queries(self, req: QueryRequest) -> list[Query]:
+        """Library queries of ``req`` (gene sets first, then signatures)."""
+        out = [Query(q.name, up=tuple(q.up), down=tuple(q.down)) for q in req.queries]
+        if req.sig_ids:
+            out += signature_queries(self.engine.store, req.sig_ids, n_genes=req.n_genes)
+        names = [q.name for q in out]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})[:5]
+            raise QueryError(f"query names must be unique; repeated: {dup}")
+        return out
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, req: QueryRequest) -> dict[str, Any]:
+        """Per query: genes kept, unknown (with suggestions), out of space, and the error if any."""
+        self.count(req)
+        space = self.engine.store.space(req.space)
+        report = []
+        for q in self.queries(req):
+            try:
+                v = validate_query(q, space, self.catalogue.lookup, min_genes=req.min_genes, max_genes=req.max_genes)
+            except GeneSetError as exc:
+                # re-run without size checks to still report what was kept / unknown
+                v = None
+                message = str(exc)
+                try:
+                    v = validate_query(q, space, self.catalogue.lookup, min_genes=0, max_genes=10**9)
+                except GeneSetError:
+                    pass
+                entry = {"name": q.name, "valid": False, "message": message}
+            else:
+                entry = {"name": q.name, "valid": True, "message": None}
+            if v is not None:
+                entry.update(
+                    up=list(v.up_genes),
+                    down=list(v.down_genes),
+                    unknown=list(v.unknown),
+                    dropped=list(v.dropped),
+                    suggestions={k: list(s) for k, s in v.suggestions.items()},
+                )
+            else:
+                lookup = self.catalogue.lookup
+                unknown = [t for t in (*q.up, *q.down) if lookup.resolve(t) is None]
+                entry.update(
+                    up=[], down=[], unknown=unknown, dropped=[],
+                    suggestions={t: list(s) for t in unknown[:20] if (s := lookup.suggest(t))},
+                )  # fmt: skip
+            report.append(entry)
+        return {"space": space.name, "queries": report}
+
+    def check(self, req: QueryRequest) -> int:
+        """Raise the library's error for the first invalid query (unless ``on_invalid='skip'``)."""
+        n = self.count(req)
+        if req.on_invalid == "raise":
+            space = self.engine.store.space(req.space)
+            for q in self.queries(req):
+                validate_query(q, space, self.catalogue.lookup, min_genes=req.min_genes, max_genes=req.max_genes)
+        return n
+
+    # ------------------------------------------------------------------ execution
+    def execute(self, request: dict[str, Any], progress: Callable[[int, int], None]) -> QueryResult:
+        """Run a stored request (a :class:`QueryRequest` as a dict) on the engine."""
+        req = QueryRequest.model_validate(request)
+        queries = self.queries(req)
+        with self._lock:
+            return self.engine.run(
+                queries,
+                metric=req.metric,
+                space=req.space,
+                min_genes=req.min_genes,
+                max_genes=req.max_genes,
+                on_invalid=req.on_invalid,
+                tau_method=req.tau_method,
+                progress=progress,
+            )

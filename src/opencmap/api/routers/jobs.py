@@ -1,0 +1,259 @@
+"""``/jobs``: submit batches, follow their progress, and read results, plots and downloads."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, Path as PathParam, Query
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from opencmap.api.deps import get_engine, get_runner, get_service
+from opencmap.api.execution import QueryService
+from opencmap.api.jobs import JobRunner
+from opencmap.api.paging import json_value, page_frame, records
+from opencmap.api.schemas import Heatmap, JobList, JobStatus, QueryRequest, ResultPage, RunningSumOut
+from opencmap.errors import IdNotFoundError, QueryError
+from opencmap.query.engine import Engine
+from opencmap.query.result import LEVELS, QueryResult
+
+__all__ = ["router", "job_status"]
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="Job id.")]
+Level = Literal["sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary"]
+QueryName = Annotated[str | None, Query(max_length=100, description="Query name (default: the first query).")]
+Metric = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_]+$")]
+Text = Annotated[str | None, Query(max_length=200)]
+_DOWNLOAD = re.compile(r"^(queries\.tsv|(?P<level>[a-z_]+)\.tsv|(?P<glevel>[a-z_]+)__(?P<metric>[A-Za-z0-9_]+)\.gctx)$")
+
+
+def job_status(job: dict[str, Any]) -> JobStatus:
+    """The API view of a job row."""
+    info = job.get("info") or {}
+    return JobStatus(
+        id=job["id"],
+        status=job["status"],
+        mode=job["mode"],
+        progress=float(job["progress"]),
+        created=job["created"],
+        started=job["started"],
+        finished=job["finished"],
+        attempts=job["attempts"],
+        n_queries=job["n_queries"],
+        error=job["error"],
+        request=job["request"],
+        method=info.get("method"),
+        space=info.get("space"),
+        notes=info.get("notes", []),
+        queries=info.get("queries", []),
+        levels=info.get("levels", []),
+    )
+
+
+def _job(runner: JobRunner, job_id: str) -> dict[str, Any]:
+    job = runner.db.get(job_id)
+    if job is None:
+        raise IdNotFoundError(f"no job {job_id!r}; list jobs with GET /api/v1/jobs")
+    return job
+
+
+def _result(runner: JobRunner, job_id: str) -> QueryResult:
+    job = _job(runner, job_id)
+    if job["status"] != "done":
+        raise QueryError(f"job {job_id} is {job['status']}" + (f": {job['error']}" if job["error"] else "; wait until it is done"))
+    return runner.result(job_id)
+
+
+def _query_name(result: QueryResult, query: str | None) -> str:
+    names = result.query_names
+    if query is None:
+        return names[0]
+    if query not in names:
+        raise IdNotFoundError(f"no query {query!r} in this job; queries: {names[:20]}")
+    return query
+
+
+def _default_metric(result: QueryResult, level: str) -> str:
+    metrics = result.level(level).metrics
+    return next((m for m in ("tau", "ncs", result.method) if m in metrics), next(iter(metrics)))
+
+
+# ---------------------------------------------------------------------------------- jobs
+@router.post("", response_model=JobStatus, status_code=202, summary="Submit a batch of queries as a job")
+def submit(
+    req: QueryRequest,
+    service: Annotated[QueryService, Depends(get_service)],
+    runner: Annotated[JobRunner, Depends(get_runner)],
+) -> JobStatus:
+    n = service.check(req)
+    job_id = runner.submit(req.model_dump(), n_queries=n)
+    return job_status(_job(runner, job_id))
+
+
+@router.get("", response_model=JobList, summary="Job history, newest first")
+def list_jobs(
+    runner: Annotated[JobRunner, Depends(get_runner)],
+    status: Annotated[Literal["queued", "running", "done", "failed"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> JobList:
+    total, rows = runner.db.list(status=status, limit=limit, offset=offset)
+    return JobList(total=total, offset=offset, limit=limit, items=[job_status(r) for r in rows])
+
+
+@router.get("/{job_id}", response_model=JobStatus, summary="Status and progress of a job")
+def get_job(job_id: JobId, runner: Annotated[JobRunner, Depends(get_runner)]) -> JobStatus:
+    return job_status(_job(runner, job_id))
+
+
+# ---------------------------------------------------------------------------------- results
+@router.get("/{job_id}/results", response_model=ResultPage, summary="Connections of one query at one level")
+def results(
+    job_id: JobId,
+    runner: Annotated[JobRunner, Depends(get_runner)],
+    level: Annotated[Level, Query(description="sig, pert_cell, pert_summary, pcl_cell or pcl_summary")] = "pert_summary",
+    query: QueryName = None,
+    sort: Metric = None,
+    order: Annotated[Literal["asc", "desc", "abs"], Query(description="desc, asc, or abs (largest magnitude first)")] = "desc",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    q: Annotated[str | None, Query(max_length=200, description="Text search in ids, names, MOA, cell line.")] = None,
+    cell_id: Text = None,
+    pert_type: Text = None,
+    fdr_max: Annotated[float | None, Query(ge=0, le=1, description="Only rows with fdr_q <= this (sig level).")] = None,
+) -> ResultPage:
+    result = _result(runner, job_id)
+    name = _query_name(result, query)
+    frame = result.to_frame(level, query=name)
+    metrics = list(result.level(level).metrics)
+    sort = sort or _default_metric(result, level)
+    total, rows = page_frame(
+        frame,
+        equals={k: v for k, v in (("cell_id", cell_id), ("pert_type", pert_type)) if k in frame.columns},
+        search=q,
+        search_columns=("sig_id", "id", "pert_id", "pert_iname", "moa", "cell_id", "pcl", "target"),
+        maximum={"fdr_q": fdr_max} if fdr_max is not None else None,
+        sort=sort,
+        descending=order != "asc",
+        by_magnitude=order == "abs",
+        limit=limit,
+        offset=offset,
+    )
+    return ResultPage(
+        total=total, offset=offset, limit=limit, items=records(rows), level=level, query=name,
+        metrics=metrics, sort=sort, order=order,
+    )  # fmt: skip
+
+
+@router.get("/{job_id}/heatmap", response_model=Heatmap, summary="Perturbagen x cell line matrix of the top perturbagens")
+def heatmap(
+    job_id: JobId,
+    runner: Annotated[JobRunner, Depends(get_runner)],
+    query: QueryName = None,
+    metric: Metric = None,
+    n: Annotated[int, Query(ge=1, le=200, description="Perturbagens (strongest |metric| first).")] = 30,
+) -> Heatmap:
+    result = _result(runner, job_id)
+    name = _query_name(result, query)
+    if "pert_cell" not in result.levels or "pert_summary" not in result.levels:
+        raise QueryError("this job has no perturbagen summaries (non-connectivity metric); no heatmap")
+    metric = metric or _default_metric(result, "pert_cell")
+    top = result.top(n, query=name, level="pert_summary", by=metric, direction="both")
+    cells = result.to_frame("pert_cell", query=name)
+    cells = cells[cells["pert_id"].astype(str).isin(set(top["id"].astype(str)))]
+    grid = cells.pivot_table(index="pert_id", columns="cell_id", values=metric, aggfunc="first", dropna=False)
+    rows = [str(p) for p in top["id"]]
+    grid = grid.reindex(rows)
+    labels = top["pert_iname"].astype(str).tolist() if "pert_iname" in top.columns else rows
+    values = [[json_value(v) for v in row] for row in np.asarray(grid.to_numpy(dtype=np.float64)).tolist()]
+    return Heatmap(query=name, metric=metric, rows=rows, row_labels=labels, columns=[str(c) for c in grid.columns], values=values)
+
+
+@router.get("/{job_id}/running-sum", response_model=RunningSumOut, summary="Enrichment running sum of a query along one signature")
+def running_sum(
+    job_id: JobId,
+    runner: Annotated[JobRunner, Depends(get_runner)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    sig_id: Annotated[str, Query(min_length=1, max_length=200)],
+    query: QueryName = None,
+) -> RunningSumOut:
+    from opencmap.query.running_sum import running_sum as walk
+
+    result = _result(runner, job_id)
+    name = _query_name(result, query)
+    q = result.queries[result.query_names.index(name)]
+    curves = walk(engine.store, sig_id, up=q.up_genes, down=q.down_genes, space=result.space, weighted=result.method != "cs")
+    symbol = dict(zip(engine.store.genes["pr_gene_id"].astype(str), engine.store.genes.get("pr_gene_symbol", engine.store.genes["pr_gene_id"]).astype(str), strict=True))
+    out = {}
+    for direction, c in curves.items():
+        out[direction] = {
+            "x": c.x.tolist(),
+            "y": [json_value(v) for v in c.y.tolist()],
+            "hit_ranks": c.hit_ranks.tolist(),
+            "hit_genes": list(c.hit_genes),
+            "hit_symbols": [symbol.get(g, g) for g in c.hit_genes],
+            "es": json_value(c.es),
+            "es_rank": c.es_rank,
+            "leading_edge": list(c.leading_edge),
+        }
+    n_features = engine.store.space(result.space).n_features
+    return RunningSumOut(sig_id=sig_id, query=name, space=result.space, n_features=n_features, curves=out)
+
+
+# ---------------------------------------------------------------------------------- downloads
+@router.get("/{job_id}/downloads", summary="Files of a finished job")
+def downloads(job_id: JobId, runner: Annotated[JobRunner, Depends(get_runner)]) -> dict[str, list[dict[str, str]]]:
+    result = _result(runner, job_id)
+    files = [{"name": "queries.tsv", "format": "tsv", "description": "queries: genes used, unknown and dropped"}]
+    for level, lv in result.levels.items():
+        files.append({"name": f"{level}.tsv", "format": "tsv", "description": f"{level}: every metric, long table"})
+        for metric in lv.metrics:
+            files.append({"name": f"{level}__{metric}.gctx", "format": "gctx", "description": f"{level} x queries matrix of {metric}"})
+    return {"files": files}
+
+
+@router.get("/{job_id}/downloads/{name}", summary="Download one file of a job (TSV or GCTX)", response_class=FileResponse)
+async def download(
+    job_id: JobId,
+    name: Annotated[str, PathParam(max_length=100)],
+    runner: Annotated[JobRunner, Depends(get_runner)],
+) -> FileResponse:
+    match = _DOWNLOAD.match(name)
+    if match is None:
+        raise IdNotFoundError(f"no download {name!r}; list them with GET /api/v1/jobs/{job_id}/downloads")
+    result = _result(runner, job_id)
+    level = match.group("level") or match.group("glevel")
+    if level is not None and (level not in LEVELS or level not in result.levels):
+        raise IdNotFoundError(f"no level {level!r} in this job (has {list(result.levels)})")
+    metric = match.group("metric")
+    if metric is not None and metric not in result.level(level).metrics:
+        raise IdNotFoundError(f"no metric {metric!r} at level {level!r}")
+    tmp = Path(tempfile.mkdtemp(prefix="opencmap-download-"))
+    path = tmp / name  # name matched the whitelist pattern above: no separators, no '..'
+
+    def write() -> None:
+        from opencmap.io import write_gctx, write_table
+
+        if name == "queries.tsv":
+            write_table(result.query_table(), path)
+        elif metric is None:
+            write_table(result.to_frame(level), path)
+        else:
+            write_gctx(result.matrix(metric, level=level), path)
+
+    try:
+        await run_in_threadpool(write)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    media = "text/tab-separated-values" if name.endswith(".tsv") else "application/x-hdf5"
+    filename = f"opencmap-{job_id[:8]}-{name}"
+    return FileResponse(path, media_type=media, filename=filename, background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))

@@ -1,0 +1,52 @@
+"""``/health`` and ``/info``: liveness and what this server offers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from opencmap import __version__
+from opencmap.api.catalogue import Catalogue
+from opencmap.api.deps import get_catalogue, get_engine, get_settings
+from opencmap.api.schemas import GeneSetMetric
+from opencmap.api.settings import Settings
+from opencmap.query.engine import Engine
+
+__all__ = ["router", "health_router"]
+
+router = APIRouter(tags=["server"])
+health_router = APIRouter(tags=["server"])
+
+
+@health_router.get("/health", summary="Liveness check (no token needed)")
+def health() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/info", summary="Store, feature spaces, metrics and limits of this server")
+def info(
+    engine: Annotated[Engine, Depends(get_engine)],
+    catalogue: Annotated[Catalogue, Depends(get_catalogue)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> dict[str, Any]:
+    store = engine.store
+    store_info = store.info()
+    store_info.pop("path", None)  # do not reveal server paths
+    return {
+        "version": __version__,
+        "store": store_info,
+        "spaces": {name: sp.n_features for name, sp in store.spaces.items()},
+        "default_space": store.default_space,
+        "metrics": list(GeneSetMetric.__args__),
+        "n_perturbagens": len(catalogue.perturbagens),
+        "n_cells": len(catalogue.cells),
+        "n_pcls": len(catalogue.pcls),
+        "limits": {
+            "max_genes_per_set": settings.max_genes_per_set,
+            "max_sets_per_job": settings.max_sets_per_job,
+            "max_sync_queries": settings.max_sync_queries,
+            "max_body_bytes": settings.max_body_bytes,
+        },
+        "token_required": bool(settings.api_token),
+    }

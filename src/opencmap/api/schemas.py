@@ -1,0 +1,159 @@
+"""Request and response models of the REST API (pydantic; they make the OpenAPI schema).
+
+Static bounds here keep every request finite; the deployment limits of
+:class:`~opencmap.api.settings.Settings` (genes per set, sets per job) are checked on top.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "GeneSetQuery",
+    "QueryRequest",
+    "ValidationReport",
+    "QueryValidation",
+    "Page",
+    "JobStatus",
+    "JobList",
+    "ResultPage",
+    "ErrorBody",
+    "SyncQueryResponse",
+    "Heatmap",
+    "RunningSumOut",
+    "GeneSetsOut",
+]
+
+#: a gene token: an Entrez id or a symbol
+Gene = Field(min_length=1, max_length=64)
+QueryName = Field("query", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:+\- ]+$")
+
+#: absolute caps; deployments set lower limits in Settings
+_MAX_GENES = 100_000
+_MAX_SETS = 100_000
+
+GeneSetMetric = Literal["wtcs", "cs", "lamb", "xsum", "rankz"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GeneSetQuery(_Strict):
+    """One query: up and/or down genes (Entrez ids or symbols, any case)."""
+
+    name: str = QueryName
+    up: list[str] = Field(default_factory=list, max_length=_MAX_GENES)
+    down: list[str] = Field(default_factory=list, max_length=_MAX_GENES)
+
+
+class QueryRequest(_Strict):
+    """Queries to run: gene sets and/or store signatures (their top/bottom ``n_genes`` genes)."""
+
+    queries: list[GeneSetQuery] = Field(default_factory=list, max_length=_MAX_SETS)
+    sig_ids: list[str] = Field(default_factory=list, max_length=_MAX_SETS)
+    n_genes: int = Field(50, ge=1, le=1000, description="Genes per direction for signature queries.")
+    metric: GeneSetMetric = "wtcs"
+    space: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$", description="Feature space.")
+    min_genes: int = Field(10, ge=1, le=10_000)
+    max_genes: int = Field(150, ge=1, le=10_000)
+    tau_method: Literal["exact", "cmap"] = "exact"
+    on_invalid: Literal["raise", "skip"] = "raise"
+
+
+class ErrorBody(BaseModel):
+    """Every error response: ``{"error": {"code", "message", "details"}}``."""
+
+    error: dict[str, Any]
+
+
+class QueryValidation(BaseModel):
+    """Validation of one query against the store's feature space."""
+
+    name: str
+    valid: bool
+    message: str | None = None
+    up: list[str]
+    down: list[str]
+    unknown: list[str]
+    dropped: list[str]
+    suggestions: dict[str, list[str]]
+
+
+class ValidationReport(BaseModel):
+    space: str
+    queries: list[QueryValidation]
+
+
+class Page(BaseModel):
+    """A page of rows of a table."""
+
+    total: int
+    offset: int
+    limit: int
+    items: list[dict[str, Any]]
+
+
+class JobStatus(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    mode: Literal["sync", "batch"]
+    progress: float
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    attempts: int
+    n_queries: int
+    error: str | None = None
+    request: dict[str, Any]
+    method: str | None = None
+    space: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    queries: list[dict[str, Any]] = Field(default_factory=list)
+    levels: list[str] = Field(default_factory=list)
+
+
+class JobList(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[JobStatus]
+
+
+class ResultPage(Page):
+    level: str
+    query: str
+    metrics: list[str]
+    sort: str
+    order: Literal["asc", "desc", "abs"]
+
+
+class SyncQueryResponse(BaseModel):
+    job: JobStatus
+    top: dict[str, list[dict[str, Any]]]
+
+
+class Heatmap(BaseModel):
+    query: str
+    metric: str
+    rows: list[str]
+    row_labels: list[str]
+    columns: list[str]
+    values: list[list[float | None]]
+
+
+class RunningSumOut(BaseModel):
+    sig_id: str
+    query: str
+    space: str
+    n_features: int
+    curves: dict[str, dict[str, Any]]
+
+
+class GeneSetsOut(BaseModel):
+    """Gene sets read from an uploaded GMT / GRP file."""
+
+    format: Literal["gmt", "grp"]
+    sets: list[dict[str, Any]]

@@ -1,0 +1,150 @@
+"""``opencmap process``: Level 3 (or 2) → Level 4 and Level 5 (thin shell over run_pipeline)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["command"]
+
+
+class _TqdmProgress:
+    """A progress callback drawing one tqdm bar per pipeline stage on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="", leave=True, file=sys.stderr)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+@click.command("process")
+@click.argument("matrix", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--inst-info", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Instance table (GEO inst_info); default: the matrix's column metadata.")
+@click.option("--gene-info", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Gene table adding row annotation (pr_is_lm) by pr_gene_id.")
+@click.option("--level", "start_level", type=click.Choice(["2", "3"]), default="3", show_default=True,
+              help="Level of the input matrix.")
+@click.option("--inference-model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --level 2: inference model file adding inferred genes to Level 3.")
+@click.option("--zscore", "zscore_method", type=click.Choice(["zspc", "zsvc"]),
+              help="Robust z-score background: whole plate (zspc, default) or vehicle wells (zsvc).")
+@click.option("--min-mad", type=float, help="MAD floor in log2 units (default 0.1).")
+@click.option("--var-adjustment", type=click.Choice(["fixed", "estimate", "none"]), help="MAD floor rule (default fixed).")
+@click.option("--estimate-prct", type=float, help="Percentile of the genes' MADs used as floor by --var-adjustment estimate (default 1).")
+@click.option("--group-by", help="Comma-separated replicate grouping fields (default cell_id,pert_id,pert_dose,pert_time).")
+@click.option("--replicate-set-pattern", help="Regex with a (?P<set>...) group mapping rna_plate to its replicate set.")
+@click.option("--consensus", type=click.Choice(["modz", "wt_stouffer", "avgz", "medianz", "stoufz"]),
+              help="Replicate consensus (default modz).")
+@click.option("--weights", type=click.Choice(["matlab", "cmappy"]),
+              help="MODZ weights: MATLAB half-sum (default) or cmapPy mean with 4-decimal rounding.")
+@click.option("--nan-policy", type=click.Choice(["raise", "omit"]), help="Missing values in Level 3 (default raise).")
+@click.option("--cgs/--no-cgs", default=None, help="Build consensus gene signatures for shRNAs (default on).")
+@click.option("--cgs-target-field", help="Signature field naming the knocked-down gene (default pert_iname).")
+@click.option("--no-self-rank", is_flag=True, help="Skip pct_self_rank_q25 (and so is_gold).")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), help="Work folder (default OUT_DIR/.opencmap-work).")
+@click.option("--keep-work", is_flag=True, help="Keep the work folder after success.")
+@click.option("--restart", is_flag=True, help="Discard an unfinished earlier run instead of resuming it.")
+@click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
+def command(
+    matrix: Path,
+    out_dir: Path,
+    inst_info: Path | None,
+    gene_info: Path | None,
+    start_level: str,
+    inference_model: Path | None,
+    zscore_method: str | None,
+    min_mad: float | None,
+    var_adjustment: str | None,
+    estimate_prct: float | None,
+    group_by: str | None,
+    replicate_set_pattern: str | None,
+    consensus: str | None,
+    weights: str | None,
+    nan_policy: str | None,
+    cgs: bool | None,
+    cgs_target_field: str | None,
+    no_self_rank: bool,
+    work_dir: Path | None,
+    keep_work: bool,
+    restart: bool,
+    progress: bool,
+) -> None:
+    """Process MATRIX (Level 3, or Level 2 with --level 2) into OUT_DIR: level4.gctx, level5.gctx,
+    sig_info.txt, manifest.json (and censored.txt from Level 2).
+
+    Runs plate by plate and replicate set by replicate set; an interrupted run resumes where it
+    stopped when started again with the same arguments.
+    """
+    from opencmap.pipeline.params import PipelineParams
+    from opencmap.pipeline.run import run_pipeline
+
+    weight_options: dict[str, Any] = {}
+    if weights == "cmappy":
+        weight_options = {"weight_method": "mean", "round_weights": 4}
+    elif weights == "matlab":
+        weight_options = {"weight_method": "sum"}
+    params = PipelineParams().replace(
+        start_level=int(start_level),
+        zscore_method=zscore_method,
+        min_mad=min_mad,
+        var_adjustment=var_adjustment,
+        estimate_prct=estimate_prct,
+        group_by=_csv(group_by),
+        replicate_set_pattern=replicate_set_pattern,
+        consensus=consensus,
+        nan_policy=nan_policy,
+        cgs=cgs,
+        cgs_target_field=cgs_target_field,
+        self_rank=False if no_self_rank else None,
+        **weight_options,
+    )
+    bars = _TqdmProgress(progress)
+    try:
+        result = run_pipeline(
+            matrix,
+            out_dir,
+            inst_info=inst_info,
+            gene_info=gene_info,
+            params=params,
+            inference_model=inference_model,
+            work_dir=work_dir,
+            keep_work=keep_work,
+            restart=restart,
+            progress=bars,
+        )
+    finally:
+        bars.close()
+    click.echo(
+        f"{result.n_instances} instances on {result.n_plates} plates -> {result.n_signatures} signatures "
+        f"(+{result.n_cgs} CGS) in {result.n_replicate_sets} replicate sets"
+    )
+    if result.resumed_plates or result.resumed_sets:
+        click.echo(f"resumed: {result.resumed_plates} plates and {result.resumed_sets} replicate sets were already done")
+    for path in (result.level4, result.level5, result.sig_info, result.manifest):
+        click.echo(str(path))

@@ -1,0 +1,940 @@
+"""GCTX: CMap's HDF5 layout for GCT matrices, read partially and written in streams.
+
+Layout (as written by CMap's cmapM/cmapPy and read by their tools)::
+
+    /                        attrs: version = b"GCTX1.0" (fixed-length bytes), src = file name
+    /0/DATA/0/matrix         float32, shape (n_cols, n_rows): one HDF5 row per GCT column
+    /0/META/ROW/id           row ids (fixed-length bytes; some files store integers)
+    /0/META/ROW/<field>      one 1-D dataset per row metadata field (n_rows,)
+    /0/META/COL/id           column ids
+    /0/META/COL/<field>      one dataset per column metadata field (n_cols,)
+
+Missing metadata values are stored as ``-666`` and read back as missing (see
+:mod:`opencmap.io.fields`). Strings are stored fixed-length (UTF-8), numbers keep their dtype.
+
+Reading: :func:`read_gctx` reads only what a subset needs. Positions along the stored first axis
+(GCT columns) are sorted and grouped by chunk; each needed chunk is read once (raw, decoded here
+when chunks hold whole columns and the filters are gzip/shuffle, as we and cmapPy write them;
+otherwise as contiguous hyperslab spans into a small buffer) and its columns are scattered into
+the output in the order asked for; the whole matrix is never loaded for a subset. Ids are looked
+up in Arrow without making a Python string per id, and metadata of small subsets is read by
+point selection. Row subsets of uncompressed files (which touch every column) are gathered
+straight from the file through small read-only mmap windows. The returned matrix is the transpose of the stored block, so ``GCT.data`` is
+column-contiguous (Fortran order) without a copy.
+
+Writing: :class:`GCTXWriter` streams column blocks into a resizable chunked dataset (files larger
+than memory), keeps the (small) column metadata in memory and writes it on close; the file appears
+atomically at its final path only when the writer closes without error.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import re
+import warnings
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from opencmap.core.gct import GCT
+from opencmap.errors import (
+    ConfigError,
+    FormatError,
+    IdNotFoundError,
+    OpenCMapWarning,
+    ValidationError,
+    VersionError,
+)
+from opencmap.io.atomic import AtomicFile
+from opencmap.io.fields import bytes_to_arrow, decode_bytes, encode_text, from_stored, to_stored
+from opencmap.io.selection import MetaFilter, resolve_positions
+
+__all__ = [
+    "GCTX_VERSION",
+    "MATRIX_NODE",
+    "ROW_META_NODE",
+    "COL_META_NODE",
+    "read_gctx",
+    "read_gctx_meta",
+    "write_gctx",
+    "GCTXWriter",
+    "GCTFileInfo",
+    "gctx_info",
+    "default_chunks",
+]
+
+logger = logging.getLogger(__name__)
+
+GCTX_VERSION = "GCTX1.0"
+MATRIX_NODE = "/0/DATA/0/matrix"
+ROW_META_NODE = "/0/META/ROW"
+COL_META_NODE = "/0/META/COL"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+_CHUNK_TARGET_BYTES = 64 * 1024
+_READ_BUFFER_BYTES = 8 * 1024 * 1024
+_WRITE_BLOCK_BYTES = 64 * 1024 * 1024
+_CONTIGUOUS_GAP = 8  # unchunked files: merge runs separated by at most this many columns
+
+
+# ---------------------------------------------------------------------------------------- opening
+def _open(path: str | PathLike[str]) -> h5py.File:
+    p = Path(path)
+    if not p.exists():
+        raise FormatError("file not found; check the path", path=p)
+    try:
+        return h5py.File(p, "r")
+    except OSError as exc:
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+        if head != HDF5_SIGNATURE:
+            raise FormatError(
+                "not an HDF5 file (no HDF5 signature); if it is GCT text, read it with read_gct, "
+                "which detects the format by content",
+                path=p,
+            ) from exc
+        raise FormatError(
+            f"HDF5 file cannot be opened ({exc}); it is probably truncated or corrupt: "
+            f"download or write it again",
+            path=p,
+        ) from exc
+
+
+def _check_version(h5: h5py.File, path: Path) -> str:
+    raw = h5.attrs.get("version")
+    if raw is None:
+        return ""
+    if isinstance(raw, np.ndarray):
+        raw = raw.ravel()[0] if raw.size else b""
+    version = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, np.bytes_)) else str(raw)
+    version = version.strip().strip("\x00")
+    match = re.fullmatch(r"GCTX(\d+)(?:\.(\d+))?", version)
+    if match and int(match.group(1)) > 1:
+        raise VersionError(
+            f"written as {version}, newer than the {GCTX_VERSION} this version of opencmap reads; "
+            f"upgrade opencmap",
+            path=path,
+            node="/ (attribute version)",
+        )
+    return version
+
+
+def _node(h5: h5py.File, name: str, path: Path) -> Any:
+    try:
+        return h5[name]
+    except KeyError:
+        raise FormatError(
+            f"missing HDF5 node; a GCTX file has {MATRIX_NODE}, {ROW_META_NODE}/id and {COL_META_NODE}/id",
+            path=path,
+            node=name,
+        ) from None
+    except (OSError, RuntimeError) as exc:
+        raise FormatError(f"cannot read HDF5 node ({exc}); the file is probably corrupt", path=path, node=name) from exc
+
+
+def _read_dataset(ds: h5py.Dataset, path: Path) -> np.ndarray:
+    try:
+        if h5py.check_string_dtype(ds.dtype) is not None and ds.dtype.kind == "O":
+            return np.asarray(ds.asstr()[()], dtype=object)
+        return ds[()]
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise FormatError(f"cannot read dataset ({exc}); the file is probably corrupt", path=path, node=ds.name) from exc
+
+
+def _ids_from_stored(raw: np.ndarray) -> np.ndarray:
+    """Stored ids (bytes, str or numbers) as an object array of ``str``."""
+    raw = np.asarray(raw).ravel()
+    kind = raw.dtype.kind
+    if kind == "S":
+        text = bytes_to_arrow(raw, strip=True)
+        if text is not None:
+            return text.to_numpy(zero_copy_only=False).astype(object, copy=False)
+        uni = decode_bytes(raw)
+        return np.char.strip(uni).astype(object) if uni.size else uni.astype(object)
+    if kind in "iu":
+        return raw.astype(str).astype(object)
+    if kind == "f":
+        integral = np.isfinite(raw) & (raw == np.round(raw))
+        if integral.all():
+            return raw.astype(np.int64).astype(str).astype(object)
+        return raw.astype(str).astype(object)
+    return np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in raw], dtype=object)
+
+
+def _read_ids(h5: h5py.File, group: str, n: int, path: Path) -> pa.Array:
+    """All ids of one axis as an Arrow string array (no Python objects: cheap for 10^5-10^6 ids)."""
+    node = f"{group}/id"
+    ds = _node(h5, node, path)
+    raw = np.asarray(_read_dataset(ds, path)).ravel()
+    ids = bytes_to_arrow(raw, strip=True) if raw.dtype.kind == "S" else None
+    if ids is None:
+        ids = pa.array(_ids_from_stored(raw), type=pa.string())
+    if len(ids) != n:
+        raise FormatError(
+            f"{len(ids)} ids but the matrix has {n} along this axis; the file is inconsistent",
+            path=path,
+            node=node,
+        )
+    return ids
+
+
+def _check_unique_ids(index: pd.Index, group: str, path: Path) -> None:
+    if not index.is_unique:
+        dup = index[index.duplicated()].unique()[:5].tolist()
+        raise FormatError(f"duplicated ids {dup}; ids must be unique", path=path, node=f"{group}/id")
+
+
+_PARTIAL_META_FRACTION = 0.05  # read metadata datasets by point selection below this share
+
+
+def _read_meta(
+    h5: h5py.File,
+    group: str,
+    ids: pa.Array,
+    path: Path,
+    *,
+    positions: np.ndarray | None = None,
+    fields: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Metadata of one axis (only ``fields`` if given), restricted to ``positions`` before decoding."""
+    grp = _node(h5, group, path)
+    names = [k for k in grp.keys() if k != "id"]
+    if fields is not None:
+        unknown = [f for f in fields if f not in names]
+        if unknown:
+            raise IdNotFoundError(f"{path}: no metadata field(s) {unknown} under {group}; fields are {names[:20]}")
+        names = list(fields)
+    n = len(ids)
+    few = positions is not None and len(positions) < _PARTIAL_META_FRACTION * n
+    if few:
+        wanted, back = np.unique(positions, return_inverse=True)
+    columns: dict[str, pd.Series] = {}
+    for name in names:
+        ds = grp[name]
+        if not isinstance(ds, h5py.Dataset):
+            continue
+        if ds.shape != (n,) and not (ds.ndim == 2 and ds.shape in ((n, 1), (1, n))):
+            raise FormatError(
+                f"metadata field has shape {ds.shape} but there are {n} ids; the file is inconsistent",
+                path=path,
+                node=ds.name,
+            )
+        if few and ds.ndim == 1 and len(wanted):
+            try:
+                raw = ds[wanted][back]  # point selection: only the values asked for
+            except (OSError, RuntimeError) as exc:
+                raise FormatError(f"cannot read dataset ({exc}); the file is probably corrupt", path=path, node=ds.name) from exc
+            if raw.dtype.kind == "O":
+                raw = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in raw], dtype=object)
+            nullable = None
+        else:
+            raw = _read_dataset(ds, path).ravel()
+            nullable = bool((raw == -666).any()) if raw.dtype.kind in "iu" else None
+            if positions is not None:
+                raw = raw[positions]
+        columns[name] = from_stored(raw, nullable=nullable)
+    selected = ids if positions is None else ids.take(pa.array(positions, type=pa.int64()))
+    index = pd.Index(selected.to_numpy(zero_copy_only=False), dtype=object, name="rid" if group == ROW_META_NODE else "cid")
+    _check_unique_ids(index, group, path)
+    frame = pd.DataFrame(columns, copy=False) if columns else pd.DataFrame(index=pd.RangeIndex(len(index)))
+    frame.index = pd.Index(index, dtype=object, name="rid" if group == ROW_META_NODE else "cid")
+    return frame
+
+
+# ------------------------------------------------------------------------------------ matrix read
+def _plan_blocks(
+    sorted_pos: np.ndarray, chunk: int | None, max_span: int
+) -> list[tuple[int, int]]:
+    """Split sorted positions into index ranges ``[i, j)`` each read as one stored span.
+
+    Chunked storage: positions in the same chunk always share a read; neighbouring chunks are
+    merged while the span stays within ``max_span``. Unchunked storage: runs separated by small
+    gaps are merged.
+    """
+    n = len(sorted_pos)
+    if n == 0:
+        return []
+    if chunk is not None:
+        key = sorted_pos // chunk
+        breaks = np.flatnonzero(np.diff(key) > 1) + 1  # a gap of a whole chunk or more
+    else:
+        breaks = np.flatnonzero(np.diff(sorted_pos) > _CONTIGUOUS_GAP) + 1
+    bounds = np.concatenate(([0], breaks, [n]))
+    blocks: list[tuple[int, int]] = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        a, b = int(a), int(b)
+        # Cut runs whose span exceeds the buffer (at chunk boundaries when chunked).
+        while a < b:
+            start = int(sorted_pos[a])
+            limit = start + max_span
+            if chunk is not None:
+                limit = max(((start // chunk) + 1) * chunk, (limit // chunk) * chunk)
+            j = int(np.searchsorted(sorted_pos, limit, side="left", sorter=None))
+            j = min(max(j, a + 1), b)
+            blocks.append((a, j))
+            a = j
+    return blocks
+
+
+@dataclass(frozen=True)
+class _ChunkLayout:
+    cols: int  # GCT columns per chunk (chunks span all rows)
+    deflate: bool
+    shuffle: bool
+
+
+def _direct_chunk_layout(ds: h5py.Dataset) -> _ChunkLayout | None:
+    """The chunk layout if chunks can be read raw and decoded here, else ``None``.
+
+    That is: chunks hold whole GCT columns (chunk shape ``(c, n_rows)``), the dtype is a native
+    number, and the only filters are deflate (gzip) and/or shuffle, as opencmap and cmapPy write.
+    Reading chunks raw skips HDF5's selection machinery and chunk cache, which dominate when many
+    scattered columns are asked for.
+    """
+    if ds.chunks is None or ds.chunks[1] != ds.shape[1] or ds.dtype.kind not in "fiu" or not ds.dtype.isnative:
+        return None
+    try:
+        plist = ds.id.get_create_plist()
+        filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    except Exception:  # noqa: BLE001 - any doubt: use the regular path
+        return None
+    if any(f not in (h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE) for f in filters):
+        return None
+    shuffle = h5py.h5z.FILTER_SHUFFLE in filters
+    if shuffle and filters.index(h5py.h5z.FILTER_SHUFFLE) != 0:
+        return None  # shuffle must run before deflate on write
+    return _ChunkLayout(cols=int(ds.chunks[0]), deflate=h5py.h5z.FILTER_DEFLATE in filters, shuffle=shuffle)
+
+
+def _chunk_values(ds: h5py.Dataset, first_col: int, layout: _ChunkLayout) -> np.ndarray:
+    """One chunk as a (layout.cols, n_rows) array of the stored dtype."""
+    mask, raw = ds.id.read_direct_chunk((first_col, 0))
+    n_rows = ds.shape[1]
+    if mask:  # some filter was skipped for this chunk: let HDF5 decode it
+        stop = min(first_col + layout.cols, ds.shape[0])
+        block = np.zeros((layout.cols, n_rows), dtype=ds.dtype)
+        ds.read_direct(block, source_sel=np.s_[first_col:stop, :], dest_sel=np.s_[: stop - first_col, :])
+        return block
+    if layout.deflate:
+        raw = zlib.decompress(raw)
+    if layout.shuffle:
+        size = ds.dtype.itemsize
+        raw = np.frombuffer(raw, dtype=np.uint8).reshape(size, -1).T.tobytes()
+    return np.frombuffer(raw, dtype=ds.dtype).reshape(layout.cols, n_rows)
+
+
+def _column_offsets(ds: h5py.Dataset) -> tuple[np.ndarray, int] | None:
+    """File byte offsets of the stored chunks, if the matrix can be read straight from the file.
+
+    That is when values are stored raw (no filters), in native byte order, either contiguously
+    (one "chunk" of all columns) or in chunks of whole columns, all allocated. Returns the offsets
+    (one per chunk, in column order) and the columns per chunk, else ``None``.
+    """
+    n_cols, n_rows = ds.shape
+    if ds.dtype.kind not in "fiu" or not ds.dtype.isnative or n_cols == 0:
+        return None
+    try:
+        if ds.chunks is None:
+            offset = ds.id.get_offset()
+            return None if offset is None else (np.array([offset], dtype=np.int64), n_cols)
+        layout = _direct_chunk_layout(ds)
+        if layout is None or layout.deflate or layout.shuffle or not hasattr(ds.id, "chunk_iter"):
+            return None
+        per = layout.cols
+        offsets = np.full(-(-n_cols // per), -1, dtype=np.int64)
+        masked: list[int] = []
+
+        def visit(info: Any) -> None:
+            if info.filter_mask:
+                masked.append(1)
+            offsets[info.chunk_offset[0] // per] = info.byte_offset
+
+        ds.id.chunk_iter(visit)
+    except Exception:  # noqa: BLE001 - any doubt: HDF5 reads it
+        return None
+    if masked or (offsets < 0).any():
+        return None
+    return offsets, per
+
+
+_MAP_WINDOW_BYTES = 64 * 1024 * 1024
+_MAP_WINDOW_MIN = 4 * 1024 * 1024
+_GATHER_ELEMENTS = 1 << 20
+
+
+def _read_rows_mapped(
+    path: Path,
+    ds: h5py.Dataset,
+    out: np.ndarray,
+    col_pos: np.ndarray | None,
+    rows: np.ndarray,
+    located: tuple[np.ndarray, int],
+) -> None:
+    """Gather a few rows of many columns straight from the file through small mmap windows.
+
+    Row subsets touch every stored column; HDF5 would copy whole chunks to pick a few values
+    from each. Here each window of the file (at most 64 MiB, and a quarter of the output) is
+    mapped read-only, the wanted values are gathered with numpy, and the window is unmapped, so
+    memory stays near the size of the result.
+    """
+    offsets, per = located
+    n_cols, n_rows = ds.shape
+    itemsize = ds.dtype.itemsize
+    col_bytes = n_rows * itemsize
+    stored = -(-n_cols // per) if ds.chunks is not None else 1
+    span = per * col_bytes if ds.chunks is not None else n_cols * col_bytes
+    size = os.path.getsize(path)
+    if stored and int(offsets.max()) + span > size:
+        raise FormatError("the matrix extends past the end of the file: it is truncated", path=path, node=MATRIX_NODE)
+    cols = np.arange(n_cols, dtype=np.intp) if col_pos is None else np.asarray(col_pos, dtype=np.intp)
+    base = offsets[cols // per] + (cols % per).astype(np.int64) * col_bytes  # byte offset of each column
+    order = np.argsort(base, kind="stable")
+    window = max(_MAP_WINDOW_MIN, min(_MAP_WINDOW_BYTES, out.nbytes // 4))
+    granularity = mmap.ALLOCATIONGRANULARITY
+    with open(path, "rb") as fh:
+        i = 0
+        while i < len(order):
+            first = int(base[order[i]])
+            start = first - first % granularity
+            limit = start + max(window, first - start + col_bytes)
+            j = int(np.searchsorted(base[order], limit - col_bytes, side="right"))
+            j = max(j, i + 1)
+            end = int(base[order[j - 1]]) + col_bytes
+            _gather_window(fh.fileno(), start, end - start, base[order[i:j]] - start, order[i:j], rows, ds.dtype, out)
+            i = j
+
+
+def _gather_window(
+    fd: int, start: int, length: int, rel: np.ndarray, dest: np.ndarray, rows: np.ndarray, dtype: np.dtype, out: np.ndarray
+) -> None:
+    """Copy ``rows`` of the columns starting at byte ``rel`` of the mapped window into ``out[dest]``."""
+    itemsize = dtype.itemsize
+    mapped = mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=start)
+    try:
+        raw = np.frombuffer(mapped, dtype=np.uint8)
+        shift = int(rel[0] % itemsize)
+        if bool(np.all(rel % itemsize == shift)):
+            values = raw[shift : shift + (length - shift) // itemsize * itemsize].view(dtype)
+            first = (rel - shift) // itemsize
+            step = max(1, _GATHER_ELEMENTS // max(1, len(rows)))
+            for a in range(0, len(first), step):
+                idx = first[a : a + step, None] + rows[None, :]
+                out[dest[a : a + step]] = values[idx]
+            del values
+        else:  # columns not aligned alike: one column at a time
+            for r, d in zip(rel.tolist(), dest.tolist()):
+                out[d] = np.frombuffer(mapped, dtype=dtype, count=int(rows.max()) + 1, offset=r)[rows]
+        del raw
+    finally:
+        mapped.close()
+
+
+_DIRECT_MAX_CHUNKS = 4096  # uncompressed: above this many chunks, HDF5's C loop over spans wins
+
+
+def _chunks_touched(col_pos: np.ndarray | None, n_cols: int, chunk_cols: int) -> int:
+    if col_pos is None:
+        return -(-n_cols // chunk_cols)
+    return len(np.unique(np.asarray(col_pos) // chunk_cols))
+
+
+def _read_by_chunks(
+    ds: h5py.Dataset, out: np.ndarray, col_pos: np.ndarray | None, row_pos: np.ndarray | None, layout: _ChunkLayout
+) -> None:
+    """Fill ``out`` (k_cols × k_rows) chunk by chunk, visiting each needed chunk once."""
+    n_cols = ds.shape[0]
+    cols = np.arange(n_cols, dtype=np.intp) if col_pos is None else np.asarray(col_pos, dtype=np.intp)
+    rows = None if row_pos is None else np.asarray(row_pos, dtype=np.intp)
+    order = np.argsort(cols, kind="stable")
+    sorted_cols = cols[order]
+    chunk_of = sorted_cols // layout.cols
+    starts = np.flatnonzero(np.diff(chunk_of)) + 1
+    bounds = np.concatenate(([0], starts, [len(sorted_cols)]))
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        first = int(chunk_of[a]) * layout.cols
+        values = _chunk_values(ds, first, layout)
+        local = sorted_cols[a:b] - first
+        dest = order[a:b]
+        if b - a == layout.cols or (local[-1] - local[0] == b - a - 1 and b - a > 1):
+            picked = values[local[0] : local[-1] + 1]
+        else:
+            picked = values[local]
+        if rows is not None:
+            picked = picked[:, rows]
+        if dest[-1] - dest[0] == b - a - 1 and np.all(np.diff(dest) == 1):
+            out[dest[0] : dest[-1] + 1] = picked
+        else:
+            out[dest] = picked
+
+
+def _read_matrix(
+    ds: h5py.Dataset, col_pos: np.ndarray | None, row_pos: np.ndarray | None, path: Path
+) -> np.ndarray:
+    """The (rows × cols) float32 matrix for the positions asked for, as a Fortran-ordered view."""
+    n_cols, n_rows = ds.shape
+    k_c = n_cols if col_pos is None else len(col_pos)
+    k_r = n_rows if row_pos is None else len(row_pos)
+    out = np.empty((k_c, k_r), dtype=np.float32)
+    if k_c == 0 or k_r == 0:
+        return out.T
+    try:
+        if col_pos is None and row_pos is None:
+            ds.read_direct(out)
+            return out.T
+        if row_pos is not None:
+            located = _column_offsets(ds)
+            if located is not None:
+                _read_rows_mapped(path, ds, out, col_pos, np.asarray(row_pos, dtype=np.intp), located)
+                return out.T
+        direct = _direct_chunk_layout(ds)
+        if direct is not None and (
+            direct.deflate or _chunks_touched(col_pos, n_cols, direct.cols) <= _DIRECT_MAX_CHUNKS
+        ):
+            _read_by_chunks(ds, out, col_pos, row_pos, direct)
+            return out.T
+        cols = np.arange(n_cols, dtype=np.intp) if col_pos is None else np.asarray(col_pos, dtype=np.intp)
+        order = np.argsort(cols, kind="stable")
+        sorted_cols = cols[order]
+        if row_pos is None:
+            r0, r1, row_take = 0, n_rows, None
+        else:
+            rows = np.asarray(row_pos, dtype=np.intp)
+            r0, r1 = int(rows.min()), int(rows.max()) + 1
+            row_take = rows - r0
+            if r1 - r0 == k_r and np.array_equal(row_take, np.arange(k_r)):
+                row_take = None
+        span_rows = r1 - r0
+        chunk = ds.chunks[0] if ds.chunks is not None else None
+        budget = max(_READ_BUFFER_BYTES // 8, min(_READ_BUFFER_BYTES, out.nbytes // 4))
+        max_span = max(1, budget // max(1, span_rows * 4))
+        if chunk is not None:
+            max_span = max(max_span, chunk)
+        buffer: np.ndarray | None = None
+        for a, b in _plan_blocks(sorted_cols, chunk, max_span):
+            c0, c1 = int(sorted_cols[a]), int(sorted_cols[b - 1]) + 1
+            dest = order[a:b]
+            contiguous_src = c1 - c0 == b - a
+            contiguous_dest = contiguous_src and dest[-1] - dest[0] == b - a - 1 and bool(np.all(np.diff(dest) == 1))
+            if contiguous_dest and row_take is None:
+                d0 = int(dest[0])
+                ds.read_direct(out, source_sel=np.s_[c0:c1, r0:r1], dest_sel=np.s_[d0 : d0 + (b - a), :])
+                continue
+            need = (c1 - c0) * span_rows
+            if buffer is None or buffer.size < need:
+                buffer = np.empty(max(need, min(max_span, n_cols) * span_rows), dtype=np.float32)
+            view = buffer[:need].reshape(c1 - c0, span_rows)
+            ds.read_direct(view, source_sel=np.s_[c0:c1, r0:r1])
+            local = sorted_cols[a:b] - c0
+            block = view[local] if not contiguous_src else view
+            out[dest] = block if row_take is None else block[:, row_take]
+    except (OSError, RuntimeError, ValueError, zlib.error) as exc:
+        raise FormatError(f"cannot read the matrix ({exc}); the file is probably corrupt", path=path, node=MATRIX_NODE) from exc
+    return out.T
+
+
+# ------------------------------------------------------------------------------------------ read
+def read_gctx(
+    path: str | PathLike[str],
+    *,
+    rid: Iterable[Any] | None = None,
+    cid: Iterable[Any] | None = None,
+    ridx: Iterable[int] | None = None,
+    cidx: Iterable[int] | None = None,
+    row_filter: MetaFilter | None = None,
+    col_filter: MetaFilter | None = None,
+    meta_only: bool = False,
+    ignore_missing: bool = False,
+) -> GCT:
+    """Read a GCTX file, or only the part of it a subset asks for.
+
+    Parameters
+    ----------
+    path:
+        The ``.gctx`` file.
+    rid, cid:
+        Ids to keep, in the order wanted (compared as strings).
+    ridx, cidx:
+        0-based positions to keep, in the order wanted (or a boolean mask).
+    row_filter, col_filter:
+        A callable on the metadata DataFrame returning a boolean mask, or a dict
+        ``field -> value(s)``; rows/columns are kept in file order.
+    meta_only:
+        Read ids and metadata only; ``data`` is then a read-only all-NaN view that takes no
+        memory (``np.broadcast_to``).
+    ignore_missing:
+        Skip unknown ids with an :class:`~opencmap.errors.OpenCMapWarning` instead of raising.
+
+    At most one of ``rid``/``ridx``/``row_filter`` (and of the column equivalents) may be given.
+
+    Returns
+    -------
+    GCT
+        ``data`` is float32, shape (rows, cols), Fortran-ordered (a transposed view of the block
+        read); metadata columns keep their stored dtype, ``-666`` read as missing.
+
+    Raises
+    ------
+    FormatError
+        Not HDF5, truncated/corrupt, nodes missing or inconsistent (names the node).
+    VersionError
+        A ``version`` attribute newer than GCTX1.0.
+    IdNotFoundError
+        Unknown ids or positions (unless ``ignore_missing``).
+    """
+    p = Path(path)
+    with _open(p) as h5:
+        _check_version(h5, p)
+        ds = _node(h5, MATRIX_NODE, p)
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 2:
+            raise FormatError("the matrix must be a 2-D dataset", path=p, node=MATRIX_NODE)
+        n_cols, n_rows = ds.shape
+        rids = _read_ids(h5, ROW_META_NODE, n_rows, p)
+        cids = _read_ids(h5, COL_META_NODE, n_cols, p)
+        where = str(p)
+        row_pos = resolve_positions(
+            rids,
+            axis="row",
+            where=where,
+            wanted_ids=rid,
+            positions=ridx,
+            meta_filter=row_filter,
+            meta=lambda fields: _read_meta(h5, ROW_META_NODE, rids, p, fields=fields),
+            ignore_missing=ignore_missing,
+        )
+        col_pos = resolve_positions(
+            cids,
+            axis="column",
+            where=where,
+            wanted_ids=cid,
+            positions=cidx,
+            meta_filter=col_filter,
+            meta=lambda fields: _read_meta(h5, COL_META_NODE, cids, p, fields=fields),
+            ignore_missing=ignore_missing,
+        )
+        row_meta = _read_meta(h5, ROW_META_NODE, rids, p, positions=row_pos)
+        col_meta = _read_meta(h5, COL_META_NODE, cids, p, positions=col_pos)
+        shape = (len(row_meta), len(col_meta))
+        if meta_only:
+            data: np.ndarray = np.broadcast_to(np.float32(np.nan), shape)
+        else:
+            data = _read_matrix(ds, col_pos, row_pos, p)
+    logger.debug("read %s: %d x %d%s", p, shape[0], shape[1], " (metadata only)" if meta_only else "")
+    return GCT(data, row_meta=row_meta, col_meta=col_meta)
+
+
+def read_gctx_meta(path: str | PathLike[str], axis: str = "col") -> pd.DataFrame:
+    """Metadata of one axis (``"row"`` or ``"col"``) as a DataFrame indexed by id, without the matrix."""
+    axis = _axis(axis)
+    p = Path(path)
+    with _open(p) as h5:
+        _check_version(h5, p)
+        ds = _node(h5, MATRIX_NODE, p)
+        n_cols, n_rows = ds.shape
+        group = ROW_META_NODE if axis == "row" else COL_META_NODE
+        ids = _read_ids(h5, group, n_rows if axis == "row" else n_cols, p)
+        return _read_meta(h5, group, ids, p)
+
+
+def _axis(axis: str) -> str:
+    a = str(axis).lower()
+    if a in ("row", "rows", "rid", "0"):
+        return "row"
+    if a in ("col", "cols", "column", "columns", "cid", "1"):
+        return "col"
+    raise ConfigError(f"axis must be 'row' or 'col', got {axis!r}")
+
+
+# ------------------------------------------------------------------------------------------- info
+@dataclass(frozen=True)
+class GCTFileInfo:
+    """What ``opencmap gct info`` shows about a GCT or GCTX file: format, size, storage, fields."""
+
+    path: str
+    format: str
+    n_rows: int
+    n_cols: int
+    dtype: str
+    chunks: tuple[int, ...] | None
+    compression: str | None
+    row_fields: tuple[str, ...]
+    col_fields: tuple[str, ...]
+
+
+def gctx_info(path: str | PathLike[str]) -> GCTFileInfo:
+    """Dimensions, storage layout and metadata fields of a GCTX file."""
+    p = Path(path)
+    with _open(p) as h5:
+        version = _check_version(h5, p) or "GCTX (no version attribute)"
+        ds = _node(h5, MATRIX_NODE, p)
+        n_cols, n_rows = ds.shape
+        row_group = _node(h5, ROW_META_NODE, p)
+        col_group = _node(h5, COL_META_NODE, p)
+        compression = ds.compression
+        if compression is not None and ds.compression_opts is not None:
+            compression = f"{compression} ({ds.compression_opts})"
+        return GCTFileInfo(
+            path=str(p),
+            format=version,
+            n_rows=int(n_rows),
+            n_cols=int(n_cols),
+            dtype=str(ds.dtype),
+            chunks=None if ds.chunks is None else tuple(int(c) for c in ds.chunks),
+            compression=compression,
+            row_fields=tuple(k for k in row_group.keys() if k != "id"),
+            col_fields=tuple(k for k in col_group.keys() if k != "id"),
+        )
+
+
+# ------------------------------------------------------------------------------------------ write
+def default_chunks(n_rows: int) -> tuple[int, int]:
+    """Default HDF5 chunk shape ``(columns, rows)``: whole columns, about 64 KiB a chunk.
+
+    Whole-column chunks make column subsets (the common CMap access) read little beyond what they
+    return, while keeping the chunk count of a full read modest.
+    """
+    rows = max(1, n_rows)
+    return (max(1, _CHUNK_TARGET_BYTES // (4 * rows)), rows)
+
+
+def _chunk_shape(chunks: int | tuple[int, int] | None, n_rows: int) -> tuple[int, int]:
+    if chunks is None:
+        return default_chunks(n_rows)
+    if isinstance(chunks, (int, np.integer)):
+        if chunks < 1:
+            raise ConfigError(f"chunks must be >= 1 columns, got {chunks}")
+        return (int(chunks), max(1, n_rows))
+    try:
+        c, r = (int(x) for x in chunks)
+    except (TypeError, ValueError):
+        raise ConfigError(f"chunks must be an int (columns per chunk) or a (columns, rows) pair, got {chunks!r}") from None
+    if c < 1 or r < 1:
+        raise ConfigError(f"chunk sizes must be >= 1, got {chunks!r}")
+    return (c, min(r, max(1, n_rows)))
+
+
+def _compression_args(compression: str | None, level: int | None) -> dict[str, Any]:
+    if compression in (None, "none", "None", ""):
+        return {}
+    if compression == "gzip":
+        lvl = 4 if level is None else int(level)
+        if not 0 <= lvl <= 9:
+            raise ConfigError(f"gzip level must be 0..9, got {lvl}")
+        return {"compression": "gzip", "compression_opts": lvl, "shuffle": True}
+    raise ConfigError(f"compression must be None or 'gzip' (readable by CMap's tools), got {compression!r}")
+
+
+def _meta_index(meta: pd.DataFrame | pd.Index | Sequence[Any], what: str) -> pd.DataFrame:
+    if isinstance(meta, pd.DataFrame):
+        frame = meta
+    else:
+        frame = pd.DataFrame(index=pd.Index([str(i) for i in meta], dtype=object))
+    ids = pd.Index([str(i) for i in frame.index], dtype=object)
+    if ids.has_duplicates:
+        dup = ids[ids.duplicated()].unique()[:5].tolist()
+        raise ValidationError(f"{what} ids must be unique; duplicated: {dup}")
+    frame = frame.copy()
+    if "id" in frame.columns:
+        same = frame["id"].astype(object).to_numpy() == ids.to_numpy()
+        if not bool(np.all(same)):
+            raise ValidationError(
+                f"{what} metadata has a field named 'id' that differs from the {what} ids; GCTX stores the "
+                f"ids under that name: rename the field"
+            )
+        warnings.warn(
+            f"dropped the {what} metadata field 'id': it repeats the {what} ids, which GCTX stores as 'id'",
+            OpenCMapWarning,
+            stacklevel=4,
+        )
+        frame = frame.drop(columns=["id"])
+    frame.index = ids
+    return frame
+
+
+def _write_meta(group: h5py.Group, frame: pd.DataFrame) -> None:
+    ids = encode_text(np.asarray(frame.index, dtype=object).astype(str))
+    group.create_dataset("id", data=ids, **({"compression": "gzip"} if len(ids) else {}))
+    for name in frame.columns:
+        key = str(name)
+        if "/" in key or key == ".":
+            raise ValidationError(f"metadata field {key!r} contains '/', which HDF5 cannot store; rename it")
+        values = to_stored(frame[name])
+        group.create_dataset(key, data=values, **({"compression": "gzip"} if len(values) else {}))
+
+
+class GCTXWriter:
+    """Stream a GCTX file column block by column block (for matrices larger than memory).
+
+    Parameters
+    ----------
+    path:
+        Destination ``.gctx``. Nothing appears there until :meth:`close` succeeds.
+    row_meta:
+        Row metadata (DataFrame indexed by row id) or just the row ids.
+    chunks:
+        HDF5 chunk shape: columns per chunk (int) or ``(columns, rows)``; default
+        :func:`default_chunks` (whole columns, ~64 KiB).
+    compression:
+        ``None`` (default, fastest to read) or ``"gzip"`` (with the shuffle filter).
+    compression_level:
+        gzip level 0–9 (default 4).
+    src:
+        Value of the root ``src`` attribute (default: the file name).
+
+    Examples
+    --------
+    >>> with GCTXWriter("big.gctx", row_meta) as w:  # doctest: +SKIP
+    ...     for block, meta in blocks:           # block: (n_rows, k) float32, meta: k rows
+    ...         w.append(block, meta)
+    """
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        row_meta: pd.DataFrame | pd.Index | Sequence[Any],
+        *,
+        chunks: int | tuple[int, int] | None = None,
+        compression: str | None = None,
+        compression_level: int | None = None,
+        src: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self._row_meta = _meta_index(row_meta, "row")
+        self._n_rows = len(self._row_meta)
+        self._chunks = _chunk_shape(chunks, self._n_rows)
+        self._compression = _compression_args(compression, compression_level)
+        self._col_blocks: list[pd.DataFrame] = []
+        self._seen_cids: set[str] = set()
+        self._n_cols = 0
+        self._target = AtomicFile(self.path)
+        self._h5: h5py.File | None = None
+        try:
+            self._h5 = h5py.File(self._target.path, "w")
+            self._h5.attrs["version"] = np.bytes_(GCTX_VERSION.encode())
+            self._h5.attrs["src"] = src if src is not None else self.path.name
+            maxshape = (None, self._n_rows) if self._n_rows else (None, None)
+            self._ds = self._h5.create_dataset(
+                MATRIX_NODE,
+                shape=(0, self._n_rows),
+                maxshape=maxshape,
+                dtype=np.float32,
+                chunks=self._chunks,
+                **self._compression,
+            )
+            row_group = self._h5.create_group(ROW_META_NODE, track_order=True)
+            _write_meta(row_group, self._row_meta)
+        except BaseException:
+            self._abort()
+            raise
+
+    @property
+    def n_cols(self) -> int:
+        """Columns written so far."""
+        return self._n_cols
+
+    def append(self, block: Any, col_meta: pd.DataFrame | pd.Index | Sequence[Any]) -> None:
+        """Append ``k`` columns: ``block`` is (n_rows × k), ``col_meta`` has k rows (or k ids)."""
+        if self._h5 is None:
+            raise ConfigError(f"{self.path}: the writer is closed")
+        try:
+            arr = np.asarray(block)
+            if arr.ndim != 2 or arr.shape[0] != self._n_rows:
+                raise ValidationError(
+                    f"{self.path}: block must be (n_rows={self._n_rows}) x k, got shape {arr.shape}"
+                )
+            meta = _meta_index(col_meta, "column")
+            k = arr.shape[1]
+            if len(meta) != k:
+                raise ValidationError(f"{self.path}: block has {k} columns but its metadata has {len(meta)} rows")
+            clash = [c for c in meta.index if c in self._seen_cids]
+            if clash:
+                raise ValidationError(f"{self.path}: column ids already written: {clash[:5]}; ids must be unique")
+            if self._col_blocks and list(meta.columns) != list(self._col_blocks[0].columns):
+                raise ValidationError(
+                    f"{self.path}: column metadata fields differ between blocks: "
+                    f"{list(self._col_blocks[0].columns)} vs {list(meta.columns)}"
+                )
+            start = self._n_cols
+            self._ds.resize((start + k, self._n_rows if self._n_rows else 0))
+            step = max(1, _WRITE_BLOCK_BYTES // max(1, 4 * self._n_rows))
+            for a in range(0, k, step):
+                b = min(k, a + step)
+                piece = np.ascontiguousarray(arr[:, a:b].T, dtype=np.float32)
+                self._ds[start + a : start + b, :] = piece
+            self._n_cols += k
+            self._seen_cids.update(meta.index)
+            self._col_blocks.append(meta)
+        except BaseException:
+            self._abort()
+            raise
+
+    def close(self) -> None:
+        """Write the column metadata and move the file to its final path."""
+        if self._h5 is None:
+            return
+        try:
+            col_meta = (
+                pd.concat(self._col_blocks, axis=0) if self._col_blocks else pd.DataFrame(index=pd.Index([], dtype=object))
+            )
+            col_group = self._h5.create_group(COL_META_NODE, track_order=True)
+            _write_meta(col_group, col_meta)
+            self._h5.close()
+            self._h5 = None
+            self._target.commit()
+        except BaseException:
+            self._abort()
+            raise
+        logger.debug("wrote %s: %d x %d", self.path, self._n_rows, self._n_cols)
+
+    def _abort(self) -> None:
+        if self._h5 is not None:
+            try:
+                self._h5.close()
+            except Exception:  # noqa: BLE001 - the file is discarded anyway
+                pass
+            self._h5 = None
+        self._target.discard()
+
+    def abort(self) -> None:
+        """Give up: remove the temporary file; nothing is written at ``path``."""
+        self._abort()
+
+    def __enter__(self) -> GCTXWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._abort()
+
+
+def write_gctx(
+    gct: GCT,
+    path: str | PathLike[str],
+    *,
+    chunks: int | tuple[int, int] | None = None,
+    compression: str | None = None,
+    compression_level: int | None = None,
+) -> None:
+    """Write ``gct`` as GCTX (atomically). See :class:`GCTXWriter` for the options."""
+    if not isinstance(gct, GCT):
+        raise ValidationError(f"write_gctx needs a GCT, got {type(gct).__name__}")
+    n_rows, n_cols = gct.shape
+    step = max(1, _WRITE_BLOCK_BYTES // max(1, 4 * n_rows))
+    with GCTXWriter(path, gct.row_meta, chunks=chunks, compression=compression, compression_level=compression_level) as writer:
+        for a in range(0, n_cols, step):
+            b = min(n_cols, a + step)
+            writer.append(gct.data[:, a:b], gct.col_meta.iloc[a:b])
+        if n_cols == 0:
+            writer.append(np.zeros((n_rows, 0), dtype=np.float32), gct.col_meta)

@@ -1,0 +1,225 @@
+"""NCS: connectivity scores normalised by signed means of reference scores per group (spec §6.4).
+
+For each group of signatures ``c`` (the caller's codes, e.g. ``pert_type × cell_id``) and query
+column, with ``R_c`` the group's reference signatures::
+
+    mu+_c = max(mean{w_r > 0 : r in R_c}, floor)     mu-_c = max(|mean{w_r < 0 : r in R_c}|, floor)
+    NCS = w / mu+_c (w > 0),  w / mu-_c (w < 0),  0 (w = 0)
+
+Three modes differ only in the corner cases (a group or query lacking same-sign reference scores):
+
+``cmap``
+    CMap ``sig_queryl1k`` (``normalizeQueryRefGrouped``, spec §13.4), quirks included: a group is
+    *processed* if its references have any positive or negative score in any query; if a group
+    has no same-sign reference score in even one query column, that sign stays unnormalised for
+    the whole group in every query; unprocessed groups use the median over processed groups of
+    the per-column means (same quirk); finally NaN -> 0.
+``gutc``
+    CMap GUTC (``normalizeQueryRef``): per query column; a processed group lacking same-sign
+    reference scores in a column gives NaN for that column's scores of that sign; unprocessed
+    groups take the median over processed groups (CMap tries groups of the same pert_type, then
+    cell line, then 10 random groups; pass ``fallback_keys`` for the first two, the random step
+    is replaced by the median over all processed groups). NaN is kept.
+``clean`` (documented alternative)
+    Per group, query column and sign independently: the floored mean of the group's same-sign
+    reference scores, else the median of those means over the groups that have one for that
+    column and sign, else NaN. NaN scores stay NaN.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from opencmap.errors import ConfigError, ValidationError
+from opencmap.kernels.columns import as_columns, like_input
+
+__all__ = ["ncs", "signed_group_means", "NCS_MODES"]
+
+#: allowed values of ``mode``
+NCS_MODES = ("cmap", "gutc", "clean")
+
+
+def _nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(x, axis=axis)
+
+
+def signed_group_means(
+    scores: np.ndarray, groups: np.ndarray, is_ref: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Unfloored means of the positive and of the |negative| reference scores per group and column.
+
+    Parameters: ``scores`` (S, Q) float; ``groups`` int (S,) in ``0..n_groups-1``;
+    ``is_ref`` bool (S,).
+    Returns ``pos_mean, neg_mean`` (n_groups, Q) float64 (NaN where a group has no such score in a
+    column), ``pos_count, neg_count`` (n_groups, Q) int64.
+    """
+    x = np.asarray(scores[is_ref], dtype=np.float64)
+    g = groups[is_ref]
+    n_q = scores.shape[1]
+    pos_sum = np.zeros((n_groups, n_q))
+    neg_sum = np.zeros((n_groups, n_q))
+    pos_count = np.zeros((n_groups, n_q), dtype=np.int64)
+    neg_count = np.zeros((n_groups, n_q), dtype=np.int64)
+    if x.shape[0]:
+        order = np.argsort(g, kind="stable")
+        x = x[order]
+        g = g[order]
+        starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        gid = g[starts]
+        pos = x > 0
+        neg = x < 0
+        pos_sum[gid] = np.add.reduceat(np.where(pos, x, 0.0), starts, axis=0)
+        neg_sum[gid] = np.add.reduceat(np.where(neg, -x, 0.0), starts, axis=0)
+        pos_count[gid] = np.add.reduceat(pos.astype(np.int64), starts, axis=0)
+        neg_count[gid] = np.add.reduceat(neg.astype(np.int64), starts, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pos_mean = np.where(pos_count > 0, pos_sum / pos_count, np.nan)
+        neg_mean = np.where(neg_count > 0, neg_sum / neg_count, np.nan)
+    return pos_mean, neg_mean, pos_count, neg_count
+
+
+def _apply(x: np.ndarray, groups: np.ndarray, div_pos: np.ndarray, div_neg: np.ndarray) -> np.ndarray:
+    """Divide positive scores by ``div_pos[group]`` and negative ones by ``div_neg[group]`` (per column)."""
+    out = x.copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pos = x > 0
+        neg = x < 0
+        out[pos] = (x / div_pos[groups])[pos]
+        out[neg] = (x / div_neg[groups])[neg]
+    return out
+
+
+def ncs(
+    scores: np.ndarray,
+    groups: np.ndarray,
+    is_ref: np.ndarray,
+    *,
+    floor: float = 0.01,
+    mode: str = "cmap",
+    fallback_keys: Sequence[np.ndarray] = (),
+) -> np.ndarray:
+    """Normalised connectivity scores (see the module docstring for the three modes).
+
+    Parameters
+    ----------
+    scores:
+        WTCS, float array (S,) or (S, Q) (signatures × query columns).
+    groups:
+        Integer group code per signature (S,), ``0..n_groups-1``; the caller maps e.g.
+        ``pert_type × cell_id`` to codes.
+    is_ref:
+        Bool (S,): the reference population whose signed means normalise each group
+        (``is_touchstone`` / ``is_ncs_sig``).
+    floor:
+        Lower bound of each signed mean (0.01 in CMap).
+    mode:
+        ``cmap`` (default), ``gutc`` or ``clean``.
+    fallback_keys:
+        ``gutc`` only: arrays (n_groups,) of integer keys per group (e.g. the group's pert_type
+        code, then its cell-line code) tried in order for groups without references before the
+        median over all processed groups.
+
+    Returns
+    -------
+    float64 array with the shape of ``scores``.
+    """
+    if mode not in NCS_MODES:
+        raise ConfigError(f"NCS mode must be one of {NCS_MODES}, got {mode!r}")
+    x, one_d = as_columns(scores, name="scores")
+    groups = np.asarray(groups)
+    is_ref = np.asarray(is_ref, dtype=bool)
+    if groups.shape != (x.shape[0],) or is_ref.shape != (x.shape[0],):
+        raise ValidationError(
+            f"groups {groups.shape} and is_ref {is_ref.shape} must both have shape ({x.shape[0]},)"
+        )
+    if not np.issubdtype(groups.dtype, np.integer):
+        raise ValidationError(f"groups must be integer codes, got dtype {groups.dtype}")
+    groups = groups.astype(np.int64)
+    if groups.size and groups.min() < 0:
+        raise ValidationError("group codes must be >= 0 (give every signature a group)")
+    n_groups = int(groups.max()) + 1 if groups.size else 0
+    pos_mean, neg_mean, pos_count, neg_count = signed_group_means(x, groups, is_ref, n_groups)
+    with np.errstate(invalid="ignore"):
+        mu_pos = np.maximum(pos_mean, floor)  # NaN stays NaN
+        mu_neg = np.maximum(neg_mean, floor)
+    if mode == "cmap":
+        out = _ncs_cmap(x, groups, mu_pos, mu_neg, pos_count, neg_count)
+    elif mode == "gutc":
+        out = _ncs_gutc(x, groups, is_ref, mu_pos, mu_neg, pos_count, neg_count, fallback_keys)
+    else:
+        out = _ncs_clean(x, groups, mu_pos, mu_neg)
+    return like_input(out, one_d)
+
+
+def _ncs_cmap(x, groups, mu_pos, mu_neg, pos_count, neg_count):
+    # a group is processed when its references have a positive or negative score in some column
+    has_pos = pos_count.sum(axis=1) > 0
+    has_neg = neg_count.sum(axis=1) > 0
+    processed = has_pos | has_neg
+    # a sign is applied only if its mean exists in every column (MATLAB ``if ~isnan(vector)``)
+    use_pos = has_pos & ~np.isnan(mu_pos).any(axis=1)
+    use_neg = has_neg & ~np.isnan(mu_neg).any(axis=1)
+    eff_pos = np.where(use_pos[:, None], mu_pos, np.nan)
+    eff_neg = np.where(use_neg[:, None], mu_neg, np.nan)
+    if (~processed).any() and processed.any():
+        # groups without usable references: median over processed groups (a group whose
+        # references lack one sign contributes NaN for it, ignored by the median)
+        grand_pos = _nanmedian(mu_pos[processed], axis=0)
+        grand_neg = _nanmedian(mu_neg[processed], axis=0)
+        unproc = ~processed
+        if not np.isnan(grand_pos).any():
+            eff_pos[unproc] = grand_pos
+        if not np.isnan(grand_neg).any():
+            eff_neg[unproc] = grand_neg
+    # NaN divisor = sign left unnormalised
+    out = _apply(x, groups, np.where(np.isnan(eff_pos), 1.0, eff_pos), np.where(np.isnan(eff_neg), 1.0, eff_neg))
+    out[np.isnan(out)] = 0.0
+    return out
+
+
+def _ncs_gutc(x, groups, is_ref, mu_pos, mu_neg, pos_count, neg_count, fallback_keys):
+    n_groups = mu_pos.shape[0]
+    has_pos = pos_count.sum(axis=1) > 0
+    has_neg = neg_count.sum(axis=1) > 0
+    has_ref = np.zeros(n_groups, dtype=bool)
+    has_ref[groups[is_ref]] = True
+    processed = has_ref & (has_pos | has_neg)
+    # divisors applied to each group: raw (1) unless a mean is known; NaN mean -> NaN score
+    div_pos = np.where(has_pos[:, None], mu_pos, 1.0)
+    div_neg = np.where(has_neg[:, None], mu_neg, 1.0)
+    # donor means as CMap keeps them (NaN where a group has no such reference score)
+    mean_pos = np.where(processed[:, None], mu_pos, np.nan)
+    mean_neg = np.where(processed[:, None], mu_neg, np.nan)
+    keys = [np.asarray(k) for k in fallback_keys] + [np.zeros(n_groups, dtype=np.int64)]
+    for key in keys:
+        if key.shape != (n_groups,):
+            raise ValidationError(f"each fallback key must have shape ({n_groups},), got {key.shape}")
+        todo = np.flatnonzero(~processed)
+        if todo.size == 0:
+            break
+        newly = np.zeros(n_groups, dtype=bool)
+        for value in np.unique(key[todo]):
+            donors = processed & (key == value)
+            if not donors.any():
+                continue
+            members = todo[key[todo] == value]
+            mean_pos[members] = _nanmedian(mean_pos[donors], axis=0)
+            mean_neg[members] = _nanmedian(mean_neg[donors], axis=0)
+            div_pos[members] = mean_pos[members]
+            div_neg[members] = mean_neg[members]
+            newly[members] = True
+        processed |= newly
+    return _apply(x, groups, div_pos, div_neg)
+
+
+def _ncs_clean(x, groups, mu_pos, mu_neg):
+    grand_pos = _nanmedian(mu_pos, axis=0) if mu_pos.shape[0] else np.full(x.shape[1], np.nan)
+    grand_neg = _nanmedian(mu_neg, axis=0) if mu_neg.shape[0] else np.full(x.shape[1], np.nan)
+    eff_pos = np.where(np.isnan(mu_pos), grand_pos[None, :], mu_pos)
+    eff_neg = np.where(np.isnan(mu_neg), grand_neg[None, :], mu_neg)
+    return _apply(x, groups, eff_pos, eff_neg)

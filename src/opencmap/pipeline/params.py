@@ -1,0 +1,148 @@
+"""All processing parameters in one frozen dataclass, with CMap's defaults (algorithms.md §10).
+
+``PipelineParams()`` reproduces the L1000 pipeline (ZSPC robust z-scores with a 0.1 MAD floor,
+MODZ with Spearman weights on the landmarks, ±10 clipping, 0.01 weight floor). Override any
+field with :meth:`PipelineParams.replace`; the CLI maps its options onto the same fields.
+The parameters are recorded in every run manifest (:meth:`to_dict` / :meth:`from_dict`).
+
+Replicate grouping
+------------------
+Level 4 profiles are collapsed per *replicate set* and *group key*:
+
+* the replicate set of a plate is its ``rna_plate`` with the replicate suffix removed
+  (``replicate_set_pattern``; ``CPC006_A375_6H_X1`` and ``CPC006_A375_6H_X2_B29`` both belong
+  to ``CPC006_A375_6H``); a plate name that does not match is a replicate set of its own;
+* within a replicate set, profiles with equal ``group_by`` fields (default ``cell_id, pert_id,
+  pert_dose, pert_time``) are replicates of one signature. Add ``rna_well`` to keep every well
+  separate (CMap's "same treatment well across replicate plates").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from opencmap.errors import ConfigError
+from opencmap.kernels.modz import CONSENSUS_METHODS, WEIGHT_METHODS
+from opencmap.kernels.zscore import VAR_ADJUSTMENTS
+
+__all__ = ["PipelineParams", "ZSCORE_METHODS", "NAN_POLICIES"]
+
+#: ``zspc`` = robust z vs the whole plate; ``zsvc`` = vs the plate's vehicle-control wells.
+ZSCORE_METHODS = ("zspc", "zsvc")
+#: ``raise`` = NaN in Level 3 is an error; ``omit`` = NaN values are ignored (and reported).
+NAN_POLICIES = ("raise", "omit")
+
+#: Version of the parameter schema written into run manifests.
+PARAMS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    """Parameters of the Level 2/3 → 4 → 5 processing pipeline (CMap defaults)."""
+
+    # -- input
+    start_level: int = 3
+    """3 = the input matrix is Level 3 (QNORM/INF); 2 = Level 2 GEX (runs LISS, QNORM, inference first)."""
+
+    # -- Level 3 -> 4: robust z-scores (§3)
+    zscore_method: str = "zspc"
+    vehicle_pert_types: tuple[str, ...] = ("ctl_vehicle",)
+    min_mad: float = 0.1
+    var_adjustment: str = "fixed"
+    estimate_prct: float = 1.0
+    nan_policy: str = "raise"
+
+    # -- Level 4 -> 5: replicate consensus (§4)
+    group_by: tuple[str, ...] = ("cell_id", "pert_id", "pert_dose", "pert_time")
+    replicate_set_pattern: str = r"^(?P<set>.+?)_X\d+(?:_.*)?$"
+    consensus: str = "modz"
+    clip: float = 10.0
+    low_weight: float = 0.01
+    clip_low_cc: float = 0.0
+    weight_method: str = "sum"
+    round_weights: int | None = None
+    landmark_fields: tuple[str, ...] = ("pr_is_lm", "pr_is_lmark")
+
+    # -- quality metrics (§5)
+    ss_threshold: float = 2.0
+    gold_cc_q75: float = 0.2
+    gold_self_rank_q25: float = 5.0
+    self_rank: bool = True
+
+    # -- consensus gene signatures (§7)
+    cgs: bool = True
+    cgs_target_field: str = "pert_iname"
+    cgs_min_hairpins: int = 2
+
+    extra: dict[str, Any] = field(default_factory=dict, compare=True, hash=False)
+    """Free-form annotations recorded in the manifest (not used by the computation)."""
+
+    def __post_init__(self) -> None:
+        def bad(name: str, value: Any, allowed: str) -> ConfigError:
+            return ConfigError(f"pipeline parameter {name}={value!r} is invalid: expected {allowed}")
+
+        if self.start_level not in (2, 3):
+            raise bad("start_level", self.start_level, "2 or 3")
+        if self.zscore_method not in ZSCORE_METHODS:
+            raise bad("zscore_method", self.zscore_method, f"one of {ZSCORE_METHODS}")
+        if self.var_adjustment not in VAR_ADJUSTMENTS:
+            raise bad("var_adjustment", self.var_adjustment, f"one of {VAR_ADJUSTMENTS}")
+        if self.nan_policy not in NAN_POLICIES:
+            raise bad("nan_policy", self.nan_policy, f"one of {NAN_POLICIES}")
+        if self.consensus not in CONSENSUS_METHODS:
+            raise bad("consensus", self.consensus, f"one of {CONSENSUS_METHODS}")
+        if self.weight_method not in WEIGHT_METHODS:
+            raise bad("weight_method", self.weight_method, f"one of {WEIGHT_METHODS}")
+        if not self.min_mad >= 0:
+            raise bad("min_mad", self.min_mad, "a number >= 0")
+        if not 0 <= self.estimate_prct <= 100:
+            raise bad("estimate_prct", self.estimate_prct, "a percentile in [0, 100]")
+        if not self.clip > 0:
+            raise bad("clip", self.clip, "a number > 0")
+        if not 0 < self.low_weight < 1:
+            raise bad("low_weight", self.low_weight, "a number in (0, 1)")
+        if self.round_weights is not None and not (isinstance(self.round_weights, int) and self.round_weights >= 0):
+            raise bad("round_weights", self.round_weights, "None or an integer >= 0")
+        if not self.group_by or len(set(self.group_by)) != len(self.group_by):
+            raise bad("group_by", self.group_by, "a non-empty tuple of distinct inst_info fields")
+        if self.cgs_min_hairpins < 2:
+            raise bad("cgs_min_hairpins", self.cgs_min_hairpins, "an integer >= 2")
+        try:
+            pattern = re.compile(self.replicate_set_pattern)
+        except re.error as exc:
+            raise bad("replicate_set_pattern", self.replicate_set_pattern, f"a regular expression ({exc})") from None
+        if "set" not in pattern.groupindex:
+            raise bad("replicate_set_pattern", self.replicate_set_pattern, "a regular expression with a (?P<set>...) group")
+        # normalise sequences given as lists (e.g. from JSON or the CLI) to tuples
+        for name in ("vehicle_pert_types", "group_by", "landmark_fields"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def replace(self, **changes: Any) -> PipelineParams:
+        """A copy with some fields changed (``None`` values are ignored, so CLI defaults can pass through)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field (tuples as lists) plus the schema version."""
+        out: dict[str, Any] = {"params_version": PARAMS_VERSION}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PipelineParams:
+        """Inverse of :meth:`to_dict`; refuses manifests written by a newer schema."""
+        data = dict(data)
+        version = data.pop("params_version", PARAMS_VERSION)
+        if version > PARAMS_VERSION:
+            raise ConfigError(
+                f"pipeline parameters were written by a newer opencmap (schema {version} > {PARAMS_VERSION}); upgrade opencmap"
+            )
+        return cls().replace(**data)

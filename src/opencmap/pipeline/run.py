@@ -1,0 +1,552 @@
+"""The shared runner: Level 3 (or 2) GCTX + instance table → Level 4, Level 5, ``sig_info``, manifest.
+
+Work is done **replicate set by replicate set** (plates sharing a prefix such as
+``ABC001_A375_6H`` for ``_X1``, ``_X2``, ``_X3``; see :mod:`opencmap.pipeline.params`), so memory
+holds at most one replicate set's plates at a time:
+
+1. for each plate of the set: read only its columns (``read_gct(..., cid=...)``), run the Level 2
+   → 3 steps when starting from Level 2, z-score it (:func:`~opencmap.pipeline.zscore.zscore_plate`)
+   and save its Level 4 block in the work folder;
+2. collapse the set's replicates (:func:`~opencmap.pipeline.signatures.build_signatures`) and
+   save its Level 5 block and ``sig_info`` rows in the work folder;
+3. after all sets: consensus gene signatures (:mod:`~opencmap.pipeline.cgs`) in bounded batches,
+   exemplar flags over the whole output, then the final files are streamed together with
+   :class:`~opencmap.io.GCTXWriter`, one block at a time.
+
+**Resumable.** Every per-plate / per-set result is written atomically and then recorded in the
+work folder's done-list; an interrupted run started again with the same inputs and parameters
+skips what is done. The work folder (``<out>/.opencmap-work`` by default) is removed after a
+successful run unless ``keep_work=True``. Resuming with different inputs or parameters is refused
+(:class:`~opencmap.errors.ConfigError`); pass ``restart=True`` to start over.
+
+Outputs in ``out_dir``: ``level4.gctx`` (genes × instances, robust z-scores), ``level5.gctx``
+(genes × signatures, column metadata = ``sig_info``), ``sig_info.txt`` and ``manifest.json``
+(parameters, inputs, versions, counts, timings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from opencmap import __version__
+from opencmap.core.gct import GCT
+from opencmap.errors import ConfigError, OpenCMapWarning, PipelineError
+from opencmap.io import GCTXWriter, is_gctx, read_gct, read_meta, read_table, write_gctx, write_table
+from opencmap.io.atomic import atomic_write_path
+from opencmap.pipeline.cgs import cgs_groups, consensus_gene_signatures
+from opencmap.pipeline.modz import landmark_positions
+from opencmap.pipeline.params import PipelineParams
+from opencmap.pipeline.qc import exemplar_flags
+from opencmap.pipeline.signatures import build_signatures, check_group_fields, replicate_sets
+from opencmap.pipeline.zscore import zscore_plate
+
+__all__ = ["RunResult", "ProgressCallback", "run_pipeline", "MANIFEST_VERSION"]
+
+log = logging.getLogger(__name__)
+
+#: ``progress(stage, done, total)``; stages: ``"plates"``, ``"replicate sets"``, ``"cgs"``, ``"write"``.
+ProgressCallback = Callable[[str, int, int], None]
+
+#: Format version of ``manifest.json`` and of the work folder's state.
+MANIFEST_VERSION = 1
+LEVEL4_NAME = "level4.gctx"
+LEVEL5_NAME = "level5.gctx"
+SIG_INFO_NAME = "sig_info.txt"
+CENSORED_NAME = "censored.txt"
+MANIFEST_NAME = "manifest.json"
+WORK_NAME = ".opencmap-work"
+#: Signatures read at once when building consensus gene signatures.
+CGS_BATCH = 2000
+#: Plates with fewer wells get a warning: their robust z-scores rest on few samples.
+MIN_PLATE_WELLS = 10
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run_pipeline` produced."""
+
+    out_dir: Path
+    level4: Path
+    level5: Path
+    sig_info: Path
+    manifest: Path
+    n_instances: int
+    n_plates: int
+    n_replicate_sets: int
+    n_signatures: int
+    n_cgs: int
+    resumed_plates: int
+    resumed_sets: int
+
+
+# ---------------------------------------------------------------------------------------- inputs
+def _read_inst_info(inst_info: str | PathLike[str] | pd.DataFrame) -> pd.DataFrame:
+    if isinstance(inst_info, pd.DataFrame):
+        frame = inst_info.copy()
+        if "inst_id" in frame.columns:
+            frame = frame.set_index("inst_id")
+    else:
+        frame = read_table(inst_info)
+        key = "inst_id" if "inst_id" in frame.columns else frame.columns[0]
+        ids = frame[key].astype("str")
+        if ids.duplicated().any():
+            raise PipelineError(f"{inst_info}: repeated instance ids {ids[ids.duplicated()].unique()[:5].tolist()}")
+        frame = frame.drop(columns=[key])
+        frame.index = pd.Index(ids.to_numpy(), dtype=object)
+    frame.index = pd.Index([str(i) for i in frame.index], dtype=object, name="cid")
+    return frame
+
+
+def _instance_metadata(matrix: Path, inst_info: str | PathLike[str] | pd.DataFrame | None) -> pd.DataFrame:
+    """Column metadata of the run: the matrix's own, overridden/extended by ``inst_info``."""
+    col_meta = read_meta(matrix, "col")
+    if inst_info is None:
+        return col_meta
+    table = _read_inst_info(inst_info)
+    cids = col_meta.index
+    missing = cids.difference(table.index, sort=False)
+    if len(missing):
+        where = inst_info if not isinstance(inst_info, pd.DataFrame) else "the instance table"
+        raise PipelineError(
+            f"{len(missing)} of the {len(cids)} matrix columns are not in {where}, e.g. "
+            f"{missing[:5].tolist()}; the instance table must describe every column (ids compared as strings)"
+        )
+    extra = len(table) - len(cids)
+    if extra > 0:
+        log.info("instance table describes %d instances not in the matrix; they are ignored", extra)
+    meta = table.loc[cids]
+    for field in col_meta.columns:
+        if field not in meta.columns:
+            meta[field] = col_meta[field].to_numpy()
+    return meta
+
+
+def _row_metadata(matrix: Path, gene_info: str | PathLike[str] | pd.DataFrame | None) -> pd.DataFrame:
+    row_meta = read_meta(matrix, "row")
+    if gene_info is None:
+        return row_meta
+    genes = gene_info if isinstance(gene_info, pd.DataFrame) else read_table(gene_info)
+    if "pr_gene_id" in genes.columns:
+        genes = genes.set_index("pr_gene_id")
+    genes.index = pd.Index([str(i) for i in genes.index], dtype=object)
+    known = row_meta.index.intersection(genes.index)
+    if len(known) == 0:
+        raise PipelineError(
+            "none of the matrix row ids are in the gene table's pr_gene_id column; "
+            "the rows must be Entrez gene ids matching the gene table"
+        )
+    added = genes.reindex(row_meta.index)
+    for field in added.columns:
+        if field not in row_meta.columns:
+            row_meta[field] = added[field].to_numpy()
+    return row_meta
+
+
+def _fingerprint(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _safe_name(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80]
+    return f"{stem}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def _versions() -> dict[str, str]:
+    import h5py
+    import scipy
+
+    return {
+        "opencmap": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scipy": scipy.__version__,
+        "h5py": h5py.__version__,
+    }
+
+
+# ------------------------------------------------------------------------------------ work folder
+class _WorkState:
+    """The work folder: run identity, done-list, per-plate and per-set results."""
+
+    def __init__(self, root: Path, identity: dict[str, Any], *, restart: bool) -> None:
+        self.root = root
+        if restart and root.exists():
+            shutil.rmtree(root)
+        (root / "level4").mkdir(parents=True, exist_ok=True)
+        (root / "level5").mkdir(parents=True, exist_ok=True)
+        self.identity_path = root / "run.json"
+        self.done_path = root / "done.txt"
+        if self.identity_path.exists():
+            stored = json.loads(self.identity_path.read_text())
+            if stored.get("format_version", 0) > MANIFEST_VERSION:
+                raise ConfigError(f"{root} was written by a newer opencmap; upgrade or remove that folder")
+            if stored.get("identity") != identity:
+                raise ConfigError(
+                    f"the work folder {root} belongs to a run with different inputs or parameters; "
+                    "start over with restart=True (--restart) or use another output folder"
+                )
+        else:
+            with atomic_write_path(self.identity_path) as tmp:
+                tmp.write_text(json.dumps({"format_version": MANIFEST_VERSION, "identity": identity}, indent=1))
+        self.done: set[str] = set()
+        if self.done_path.exists():
+            self.done = {line for line in self.done_path.read_text().splitlines() if line}
+
+    def level4_path(self, plate: str) -> Path:
+        return self.root / "level4" / f"{_safe_name(plate)}.gctx"
+
+    def censor_path(self, plate: str) -> Path:
+        return self.root / "level4" / f"{_safe_name(plate)}.censored.txt"
+
+    def level5_path(self, set_name: str) -> Path:
+        return self.root / "level5" / f"{_safe_name(set_name)}.gctx"
+
+    def sig_info_path(self, set_name: str) -> Path:
+        return self.root / "level5" / f"{_safe_name(set_name)}.sig_info.txt"
+
+    @property
+    def cgs_path(self) -> Path:
+        return self.root / "cgs.gctx"
+
+    def is_done(self, key: str, *files: Path) -> bool:
+        return key in self.done and all(f.exists() for f in files)
+
+    def mark_done(self, key: str) -> None:
+        with open(self.done_path, "a", encoding="utf-8") as fh:
+            fh.write(key + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.done.add(key)
+
+
+# ------------------------------------------------------------------------------------ Level 2 -> 3
+def level2_to_level3(plate: GCT, *, inference_model: Any | None = None) -> tuple[GCT, pd.DataFrame]:
+    """Level 2 GEX of one plate → Level 3: LISS, censoring, QNORM (and inference if a model is given).
+
+    ``plate`` is one bead-set matrix (linear scale; gene rows plus the invariant probes
+    ``CAL01``..``CAL10``). Returns the Level 3 plate (censored wells removed) and the censoring
+    report of :func:`opencmap.pipeline.censor.censor_plate` (one row per input well).
+    """
+    from opencmap.pipeline.censor import censor_plate
+    from opencmap.pipeline.liss import liss_plate
+    from opencmap.pipeline.qnorm import qnorm_plate
+
+    norm, qc = liss_plate(plate)
+    kept, report = censor_plate(norm, qc)
+    level3 = qnorm_plate(kept)
+    if inference_model is not None:
+        from opencmap.pipeline.infer import apply_inference
+
+        level3 = apply_inference(level3, inference_model)
+    return level3, report
+
+
+# ------------------------------------------------------------------------------------------ runner
+def run_pipeline(
+    matrix: str | PathLike[str],
+    out_dir: str | PathLike[str],
+    *,
+    inst_info: str | PathLike[str] | pd.DataFrame | None = None,
+    gene_info: str | PathLike[str] | pd.DataFrame | None = None,
+    params: PipelineParams | None = None,
+    inference_model: str | PathLike[str] | None = None,
+    work_dir: str | PathLike[str] | None = None,
+    keep_work: bool = False,
+    restart: bool = False,
+    progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Process a Level 3 (or Level 2) matrix into Level 4, Level 5 and ``sig_info`` (resumable).
+
+    Parameters
+    ----------
+    matrix:
+        GCTX (or GCT) of Level 3 profiles, genes × instances. GCTX inputs are read plate by plate;
+        GCT text is read once (it is small by nature).
+    out_dir:
+        Output folder (created). See the module docstring for the files.
+    inst_info:
+        Instance table (GEO ``inst_info``: ``inst_id`` + ``rna_plate``, ``pert_id``, ``pert_type``,
+        ``cell_id``, ``pert_dose``, ``pert_time``, ...) as a path or DataFrame. Default: the
+        matrix's own column metadata. Every matrix column must be in the table.
+    gene_info:
+        Gene table (``pr_gene_id``, ``pr_is_lm``, ...) adding row annotation, e.g. the landmark
+        flag when the matrix rows lack it.
+    params:
+        Processing parameters (CMap defaults). ``params.start_level = 2``: the matrix is Level 2
+        GEX (one bead set, linear scale, with the invariant probes); each plate goes through
+        :func:`level2_to_level3` first, censored wells are left out and listed in
+        ``censored.txt``.
+    inference_model:
+        With ``start_level = 2``: an inference model file
+        (:func:`opencmap.pipeline.infer.save_inference_model`) to add inferred genes to Level 3.
+    work_dir, keep_work, restart:
+        Work folder (default ``<out_dir>/.opencmap-work``), keep it after success, or discard an
+        earlier unfinished run instead of resuming it.
+    progress:
+        Called as ``progress(stage, done, total)``.
+    """
+    params = params or PipelineParams()
+    started = time.perf_counter()
+    matrix = Path(matrix)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = progress or (lambda stage, done, total: None)
+
+    col_meta = _instance_metadata(matrix, inst_info)
+    row_meta = _row_metadata(matrix, gene_info)
+    from_level2 = params.start_level == 2
+    model = None
+    if from_level2 and inference_model is not None:
+        from opencmap.pipeline.infer import load_inference_model
+
+        model = load_inference_model(inference_model)
+    # Level 3 rows: the input's, or (from Level 2) those of the first processed plate
+    out_rows: pd.DataFrame | None = None if from_level2 else row_meta
+    landmarks = None if from_level2 else landmark_positions(row_meta, params)
+    check_group_fields(col_meta, params)
+    sets = replicate_sets(col_meta, params)
+    plates = col_meta["rna_plate"].astype("str")
+    plate_cids = {p: col_meta.index[pos] for p, pos in plates.groupby(plates.to_numpy(), sort=False).indices.items()}
+    plate_order = list(pd.unique(plates))  # first appearance = the matrix's column order
+    pairs = pd.DataFrame({"set": sets.to_numpy(), "plate": plates.to_numpy()}).drop_duplicates()
+    set_plates = {s: list(group["plate"]) for s, group in pairs.groupby("set", sort=False)}
+    set_order = list(pd.unique(sets))
+    log.info("%d instances on %d plates in %d replicate sets; %d input rows", len(col_meta), len(plate_order), len(set_order), len(row_meta))
+
+    identity = {
+        "matrix": _fingerprint(matrix),
+        "inst_info": _fingerprint(Path(inst_info)) if isinstance(inst_info, (str, PathLike)) else None,
+        "inference_model": _fingerprint(Path(inference_model)) if inference_model is not None else None,
+        "n_instances": len(col_meta),
+        "params": params.to_dict(),
+    }
+    state = _WorkState(Path(work_dir) if work_dir else out / WORK_NAME, identity, restart=restart)
+    whole = None if is_gctx(matrix) else read_gct(matrix)  # text GCT: parse once
+    resumed_plates = resumed_sets = 0
+    plates_done = 0
+    report("plates", 0, len(plate_order))
+
+    for si, set_name in enumerate(set_order):
+        l5_path, info_path = state.level5_path(set_name), state.sig_info_path(set_name)
+        set_is_done = state.is_done(f"set\t{set_name}", l5_path, info_path)
+        blocks: list[GCT] = []
+        for plate in set_plates[set_name]:
+            l4_path = state.level4_path(plate)
+            if state.is_done(f"plate\t{plate}", l4_path):
+                resumed_plates += 1
+                block = read_gct(l4_path, meta_only=set_is_done)
+            else:
+                block = _process_plate(matrix, whole, plate, col_meta.loc[plate_cids[plate]], row_meta, params, state, model)
+            if out_rows is None:
+                out_rows = block.row_meta
+                landmarks = landmark_positions(out_rows, params)
+            elif not block.rids.equals(out_rows.index):
+                raise PipelineError(f"plate {plate}: its Level 3 genes differ from the first plate's; all plates must share one gene space")
+            if not set_is_done:
+                blocks.append(block)
+            plates_done += 1
+            report("plates", plates_done, len(plate_order))
+        if set_is_done:
+            resumed_sets += 1
+        else:
+            level4 = _concat_columns(blocks, out_rows)
+            level5, sig_info = build_signatures(level4, params, landmark_rows=landmarks)
+            write_gctx(level5, l5_path)
+            write_table(sig_info, info_path)
+            state.mark_done(f"set\t{set_name}")
+        del blocks
+        report("replicate sets", si + 1, len(set_order))
+
+    # -------------------------------------------------------------- signature table and CGS
+    sig_info = pd.concat([_read_sig_info(state.sig_info_path(s)) for s in set_order], axis=0)
+    n_cgs = 0
+    cgs_info = None
+    if params.cgs:
+        cgs_info = _build_cgs(sig_info, set_order, out_rows, landmarks, params, state, report)
+        n_cgs = len(cgs_info)
+    full_info = pd.concat([sig_info, cgs_info], axis=0) if n_cgs else sig_info
+    full_info["is_exemplar_sig"] = exemplar_flags(full_info).to_numpy()
+    full_info.index.name = "sig_id"
+
+    # -------------------------------------------------------------- final files
+    level4_out, level5_out = out / LEVEL4_NAME, out / LEVEL5_NAME
+    level4_parts = [state.level4_path(p) for p in plate_order]
+    level5_parts = [state.level5_path(s) for s in set_order] + ([state.cgs_path] if n_cgs else [])
+    total_blocks = len(level4_parts) + len(level5_parts)
+    written = 0
+    for target, parts, meta in ((level4_out, level4_parts, col_meta), (level5_out, level5_parts, full_info)):
+        with GCTXWriter(target, out_rows) as writer:  # one block in memory at a time
+            for part in parts:
+                block = read_gct(part)
+                writer.append(block.data, meta.loc[block.cids])
+                written += 1
+                report("write", written, total_blocks)
+    sig_info_out = out / SIG_INFO_NAME
+    write_table(full_info, sig_info_out)
+    n_censored = 0
+    if from_level2:
+        censored = pd.concat([read_table(state.censor_path(p), index_col="inst_id") for p in plate_order], axis=0)
+        censored = censored[censored["censored"].astype(bool)]
+        n_censored = len(censored)
+        write_table(censored, out / CENSORED_NAME)
+
+    manifest_out = out / MANIFEST_NAME
+    manifest = {
+        "format_version": MANIFEST_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "inputs": {
+            "matrix": _fingerprint(matrix),
+            "inst_info": identity["inst_info"] or ("DataFrame" if isinstance(inst_info, pd.DataFrame) else None),
+            "gene_info": str(gene_info) if isinstance(gene_info, (str, PathLike)) else None,
+            "inference_model": identity["inference_model"],
+        },
+        "params": params.to_dict(),
+        "replicate_grouping": {
+            "replicate_set": f"rna_plate matched by {params.replicate_set_pattern!r}",
+            "group_by": list(params.group_by),
+        },
+        "outputs": {
+            "level4": LEVEL4_NAME,
+            "level5": LEVEL5_NAME,
+            "sig_info": SIG_INFO_NAME,
+            **({"censored": CENSORED_NAME} if from_level2 else {}),
+        },
+        "counts": {
+            "genes": len(out_rows),
+            "landmarks": int(len(landmarks)),
+            "instances": len(col_meta),
+            "censored_instances": n_censored,
+            "plates": len(plate_order),
+            "replicate_sets": len(set_order),
+            "signatures": int(len(sig_info)),
+            "cgs": int(n_cgs),
+            "resumed_plates": resumed_plates,
+            "resumed_sets": resumed_sets,
+        },
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    with atomic_write_path(manifest_out) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    if not keep_work:
+        shutil.rmtree(state.root, ignore_errors=True)
+    log.info("wrote %s, %s (%d signatures, %d CGS)", level4_out, level5_out, len(sig_info), n_cgs)
+    return RunResult(
+        out_dir=out,
+        level4=level4_out,
+        level5=level5_out,
+        sig_info=sig_info_out,
+        manifest=manifest_out,
+        n_instances=len(col_meta),
+        n_plates=len(plate_order),
+        n_replicate_sets=len(set_order),
+        n_signatures=int(len(sig_info)),
+        n_cgs=int(n_cgs),
+        resumed_plates=resumed_plates,
+        resumed_sets=resumed_sets,
+    )
+
+
+def _process_plate(
+    matrix: Path,
+    whole: GCT | None,
+    plate: str,
+    plate_meta: pd.DataFrame,
+    row_meta: pd.DataFrame,
+    params: PipelineParams,
+    state: _WorkState,
+    model: Any | None,
+) -> GCT:
+    """Read one plate's columns, (Level 2 → 3,) z-score, save its Level 4 block and mark it done."""
+    cids = plate_meta.index
+    if len(cids) < MIN_PLATE_WELLS:
+        warnings.warn(
+            f"plate {plate} has only {len(cids)} samples; its robust z-scores rest on few wells",
+            OpenCMapWarning,
+            stacklevel=3,
+        )
+    raw = whole.subset(cids=cids) if whole is not None else read_gct(matrix, cid=cids)
+    data = raw.data if raw.rids.equals(row_meta.index) else raw.subset(rids=row_meta.index).data
+    plate_gct = GCT(data, row_meta=row_meta, col_meta=plate_meta)
+    if params.start_level == 2:
+        plate_gct, censor_report = level2_to_level3(plate_gct, inference_model=model)
+        if plate_gct.shape[1] == 0:
+            raise PipelineError(f"plate {plate}: every well was censored after LISS; check its Level 2 data")
+        write_table(censor_report.rename_axis("inst_id"), state.censor_path(plate))
+    level4 = zscore_plate(plate_gct, params, plate_id=plate)
+    write_gctx(level4, state.level4_path(plate))
+    state.mark_done(f"plate\t{plate}")
+    return level4
+
+
+def _concat_columns(blocks: list[GCT], row_meta: pd.DataFrame) -> GCT:
+    data = np.concatenate([b.data for b in blocks], axis=1) if len(blocks) > 1 else blocks[0].data
+    col_meta = pd.concat([b.col_meta for b in blocks], axis=0)
+    return GCT(data, row_meta=row_meta, col_meta=col_meta)
+
+
+def _read_sig_info(path: Path) -> pd.DataFrame:
+    table = read_table(path, index_col="sig_id")
+    return table
+
+
+def _build_cgs(
+    sig_info: pd.DataFrame,
+    set_order: list[str],
+    row_meta: pd.DataFrame,
+    landmarks: np.ndarray,
+    params: PipelineParams,
+    state: _WorkState,
+    report: ProgressCallback,
+) -> pd.DataFrame:
+    """Consensus gene signatures, read and built in batches of whole groups; saved in the work folder."""
+    groups = cgs_groups(sig_info, params)
+    if groups.empty:
+        return sig_info.iloc[:0]
+    info_path = state.root / "cgs.sig_info.txt"
+    if state.is_done("cgs", state.cgs_path, info_path):
+        return _read_sig_info(info_path)
+    set_file = {s: state.level5_path(s) for s in set_order}
+    sig_set = sig_info["replicate_set"].astype("str")
+    infos = []
+    with GCTXWriter(state.cgs_path, row_meta) as writer:
+        start = 0
+        while start < len(groups):
+            stop, n_sigs = start, 0
+            while stop < len(groups) and (n_sigs == 0 or n_sigs + len(groups["sig_ids"].iat[stop]) <= CGS_BATCH):
+                n_sigs += len(groups["sig_ids"].iat[stop])
+                stop += 1
+            batch = groups.iloc[start:stop].reset_index(drop=True)
+            wanted = pd.Index([s for ids in batch["sig_ids"] for s in ids], dtype=object)
+            parts = []
+            for set_name, ids in pd.Series(wanted, index=wanted).groupby(sig_set.loc[wanted].to_numpy(), sort=False):
+                parts.append(read_gct(set_file[set_name], cid=list(ids)))
+            level5 = _concat_columns(parts, row_meta)
+            cgs, info = consensus_gene_signatures(level5, sig_info.loc[level5.cids], params=params, landmark_rows=landmarks, groups=batch)
+            writer.append(cgs.data, info)
+            infos.append(info)
+            start = stop
+            report("cgs", start, len(groups))
+    cgs_info = pd.concat(infos, axis=0)
+    write_table(cgs_info, info_path)
+    state.mark_done("cgs")
+    return cgs_info

@@ -1,0 +1,235 @@
+"""tau backgrounds: reference distributions of |NCS| built by querying the store with itself.
+
+:func:`build_background` turns the store's exemplar signatures into queries (top/bottom 50
+genes, WTCS, spec §6.6 "introspect"), scores them against every signature, normalises (NCS),
+symmetrises the exemplar x exemplar block (average with its transpose) and drops each
+signature's connection to itself. For every row of every level (signature, perturbagen x cell,
+perturbagen, PCL x cell, PCL; summaries built exactly as a query's) it stores the sorted |NCS|
+of the background queries - only queries from the same cell line for the cell-specific levels
+(``sig``, ``pert_cell``, ``pcl_cell``). Stored per level in ``<store>/backgrounds/<level>/``::
+
+    values.npy   float32 (n_rows, width) sorted |ncs| per row, NaN-padded
+    counts.npy   int32 (n_rows,) number of background values per row
+    ids.parquet  the level's row ids (``id``)
+
+tau of a query NCS x at row r = sign(x) * 100 * #{|bg_r| < |x|} / n_r (exact, default), or the
+CMap 10,001-point grid (``method="cmap"``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from opencmap.errors import ConfigError, StoreError
+from opencmap.query.store import Store, _file_checksum
+
+__all__ = ["Background", "build_background", "load_background", "exemplar_mask"]
+
+log = logging.getLogger(__name__)
+
+BACKGROUND_FORMAT_VERSION = 1
+_CELL_LEVELS = ("sig", "pert_cell", "pcl_cell")
+
+
+def exemplar_mask(sig_info: pd.DataFrame) -> np.ndarray:
+    """Exemplar signatures (``is_exemplar_sig`` / ``is_exemplar`` == 1); all if neither column."""
+    for col in ("is_exemplar_sig", "is_exemplar"):
+        if col in sig_info.columns:
+            mask = pd.to_numeric(sig_info[col].astype(object), errors="coerce").fillna(0).to_numpy(float) == 1
+            if mask.any():
+                return mask
+    return np.ones(len(sig_info), dtype=bool)
+
+
+@dataclass
+class Background:
+    """One level's background: row ids, sorted |ncs| per row (NaN-padded) and counts."""
+
+    level: str
+    ids: pd.Index
+    values: np.ndarray
+    counts: np.ndarray
+
+    def keys_for(self, index: pd.DataFrame) -> np.ndarray:
+        """Background row of each row of a level index (first column = id; -1 if absent)."""
+        col = "sig_id" if "sig_id" in index.columns else index.columns[0]
+        return self.ids.get_indexer(pd.Index(index[col].astype(str), dtype=object))
+
+    def tau(self, ncs: np.ndarray, rows: np.ndarray, *, method: str = "exact") -> np.ndarray:
+        """tau (n, Q) of ``ncs`` (n, Q) whose background rows are ``rows`` (-1 -> NaN)."""
+        from opencmap.kernels import tau as tau_kernel
+
+        values = np.asarray(ncs, dtype=np.float32)
+        out = np.full(values.shape, np.nan, dtype=np.float32)
+        have = np.flatnonzero(rows >= 0)
+        if not len(have):
+            return out
+        bg = np.asarray(self.values[rows[have]])
+        counts = np.asarray(self.counts[rows[have]])
+        if method == "exact":
+            out[have] = tau_kernel.tau_exact(values[have], bg, counts)
+        elif method == "cmap":
+            out[have] = tau_kernel.tau_grid(values[have], bg, counts)
+        else:
+            raise ConfigError(f"tau method must be 'exact' or 'cmap', got {method!r}")
+        out[have[counts == 0]] = np.nan
+        return out + np.float32(0.0)  # no -0.0
+
+
+def load_background(store: Store, level: str) -> Background | None:
+    """The stored background of ``level``, or None if the store has none."""
+    entry = store.manifest.get("backgrounds", {}).get(level)
+    if entry is None:
+        return None
+    if int(entry.get("format_version", 1)) > BACKGROUND_FORMAT_VERSION:
+        from opencmap.errors import VersionError
+
+        raise VersionError(
+            f"background {level!r} has format version {entry['format_version']}, newer than supported "
+            f"({BACKGROUND_FORMAT_VERSION}); upgrade opencmap",
+            path=store.path / "backgrounds" / level,
+        )
+    folder = store.path / "backgrounds" / level
+    try:
+        ids = pd.read_parquet(folder / "ids.parquet")["id"].astype(str)
+        values = np.load(folder / "values.npy", mmap_mode="r")
+        counts = np.load(folder / "counts.npy")
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise StoreError(f"background {level!r} of {store.path} is unreadable ({exc}); rebuild it") from exc
+    if values.shape[0] != len(ids) or counts.shape[0] != len(ids):
+        raise StoreError(f"background {level!r} of {store.path} is inconsistent; rebuild it")
+    return Background(level, pd.Index(ids, dtype=object), values, counts)
+
+
+def _sorted_abs(matrix: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    from opencmap.kernels.tau import sorted_abs_background
+
+    m = np.asarray(matrix, dtype=np.float32)
+    valid = np.isfinite(m) if mask is None else (mask & np.isfinite(m))
+    values, counts = sorted_abs_background(m, valid)
+    return np.asarray(values, dtype=np.float32), np.asarray(counts, dtype=np.int32)
+
+
+def _cell_mask(row_cells: np.ndarray, query_cells: np.ndarray) -> np.ndarray:
+    return row_cells[:, None] == query_cells[None, :]
+
+
+def build_background(
+    store: Store | str,
+    *,
+    query_sigs: Sequence[str] | None = None,
+    n_genes: int = 50,
+    query_space: str | None = None,
+    space: str | None = None,
+    symmetric: bool = True,
+    same_cell: bool = True,
+    pcl: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Build and store the tau backgrounds of every level; returns the manifest entries.
+
+    Parameters
+    ----------
+    store:
+        The store (opened or a path); its manifest gains a ``backgrounds`` entry.
+    query_sigs:
+        Signatures used as background queries (default: exemplars, ``is_exemplar_sig``; all if
+        the store has no exemplar flag).
+    n_genes:
+        Top/bottom genes per background query (50, cmapM introspect).
+    query_space, space:
+        Space the query genes are picked from (default ``lm`` if present) and the scoring space.
+    symmetric:
+        Average the exemplar x exemplar block with its transpose.
+    same_cell:
+        Cell-specific levels use only background queries of the row's cell line (CMap).
+    pcl:
+        PCL definitions (GMT path or dict) for the ``pcl_cell`` / ``pcl_summary`` backgrounds.
+    """
+    from opencmap.io.atomic import atomic_write_path
+    from opencmap.query.engine import Engine
+    from opencmap.query.genesets import signature_queries
+
+    st = store if isinstance(store, Store) else Store(store)
+    info = st.sig_info
+    if query_sigs is None:
+        qpos = np.flatnonzero(exemplar_mask(info))
+    else:
+        qpos = st.sig_positions(query_sigs)
+    if len(qpos) < 2:
+        raise StoreError(f"a background needs at least 2 query signatures, got {len(qpos)}")
+    queries = signature_queries(st, positions=qpos, n_genes=n_genes, space=query_space)
+    engine = Engine(st, pcl=pcl)
+    res = engine.run(
+        queries,
+        metric="wtcs",
+        space=space,
+        min_genes=1,
+        max_genes=max(n_genes, 150),
+        fdr=False,
+        tau=False,
+        summaries=False,
+        progress=progress,
+    )
+    ncs = np.array(res.level("sig").metrics["ncs"], dtype=np.float32)  # (S, Qb)
+    cols = np.arange(len(qpos))
+    if symmetric:
+        block = ncs[qpos]
+        ncs[qpos] = 0.5 * (block + block.T)
+    ncs[qpos, cols] = np.nan  # a signature's connection to itself is not background
+
+    cells = info["cell_id"].astype(str).to_numpy(dtype=object) if "cell_id" in info.columns else np.full(len(info), "", dtype=object)
+    qcells = cells[qpos]
+    levels: dict[str, tuple[pd.Index, np.ndarray, np.ndarray | None]] = {
+        "sig": (pd.Index(info["sig_id"].astype(str), dtype=object), ncs, _cell_mask(cells, qcells) if same_cell else None)
+    }
+    for level, (index, values) in engine.summary_plan.apply(ncs).items():
+        mask = None
+        if same_cell and level in _CELL_LEVELS:
+            mask = _cell_mask(index["cell_id"].astype(str).to_numpy(dtype=object), qcells)
+        levels[level] = (pd.Index(index["id"].astype(str), dtype=object), values, mask)
+
+    root = st.path / "backgrounds"
+    root.mkdir(exist_ok=True)
+    entries: dict[str, Any] = {}
+    for level, (ids, values, mask) in levels.items():
+        sorted_vals, counts = _sorted_abs(values, mask)
+        folder = root / level
+        folder.mkdir(exist_ok=True)
+        for fname, arr in (("values.npy", sorted_vals), ("counts.npy", counts)):
+            with atomic_write_path(folder / fname) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, arr, allow_pickle=False)
+        with atomic_write_path(folder / "ids.parquet") as tmp:
+            pd.DataFrame({"id": list(ids)}).to_parquet(tmp, index=False)
+        entries[level] = {
+            "format_version": BACKGROUND_FORMAT_VERSION,
+            "n_rows": int(len(ids)),
+            "width": int(sorted_vals.shape[1]),
+            "n_queries": int(len(qpos)),
+            "checksums": {f: _file_checksum(folder / f) for f in ("values.npy", "counts.npy", "ids.parquet")},
+        }
+    entries_all = entries
+    params = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "n_genes": n_genes,
+        "query_space": query_space or ("lm" if "lm" in st.spaces else st.default_space),
+        "space": st.space(space).name,
+        "symmetric": symmetric,
+        "same_cell": same_cell,
+        "query_sigs": [str(s) for s in info["sig_id"].iloc[qpos]],
+    }
+    for entry in entries_all.values():
+        entry["params"] = {k: v for k, v in params.items() if k != "query_sigs"}
+    with atomic_write_path(root / "queries.json") as tmp:
+        tmp.write_text(json.dumps(params))
+    st._update_manifest(backgrounds=entries_all)
+    log.info("built tau backgrounds %s from %d queries", sorted(entries_all), len(qpos))
+    return entries_all

@@ -1,0 +1,40 @@
+"""Fixtures: a test store and one real server process for the whole session."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the API tests need the 'serve' extra")
+httpx = pytest.importorskip("httpx", reason="the API tests need httpx (test extra)")
+
+_SERVER = runpy.run_path(str(Path(__file__).with_name("server.py")))
+Server = _SERVER["Server"]
+build_test_store = _SERVER["build_test_store"]
+
+
+@pytest.fixture(scope="session")
+def test_store(tmp_path_factory):
+    """(store path, PCL GMT path, gene programs)."""
+    return build_test_store(tmp_path_factory.mktemp("api-store"))
+
+
+@pytest.fixture(scope="session")
+def server(test_store, tmp_path_factory):
+    store, pcl, _ = test_store
+    srv = Server(store, tmp_path_factory.mktemp("api-db") / "jobs.sqlite", pcl)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    with httpx.Client(base_url=f"{server.url}/api/v1", timeout=60.0) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def programs(test_store):
+    return test_store[2]

@@ -1,0 +1,102 @@
+"""The job runner and its SQLite persistence, in-process: shutdown mid-job, re-queue, results."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from opencmap.api.jobs import JobDB, JobRunner
+
+
+@pytest.fixture(scope="module")
+def result_and_store(test_store):
+    from opencmap.query.engine import run_query
+    from opencmap.query.store import Store
+
+    store, pcl, programs = test_store
+    res = run_query(store, programs["A_up"][:20], programs["A_dn"][:20], name="A", pcl=pcl)
+    return res, Store(store)
+
+
+def _wait(db, job_id, states, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = db.get(job_id)
+        if job["status"] in states:
+            return job
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} stuck in {db.get(job_id)['status']}")
+
+
+def test_shutdown_requeues_a_running_job_and_the_next_start_finishes_it(tmp_path, result_and_store):
+    result, store = result_and_store
+    started = threading.Event()
+
+    def slow(request, progress):
+        started.set()
+        for i in range(10_000):
+            progress(i, 10_000)
+            time.sleep(0.01)
+        raise AssertionError("not stopped")
+
+    db = JobDB(tmp_path / "jobs.sqlite")
+    runner = JobRunner(db, slow, sig_info=lambda: store.sig_info)
+    runner.start()
+    job_id = runner.submit({"queries": []}, n_queries=1)
+    assert started.wait(10)
+    assert _wait(db, job_id, {"running"})["progress"] >= 0
+    runner.stop()
+    job = db.get(job_id)
+    assert job["status"] == "queued" and "shutdown" in job["error"]
+    db.close()
+
+    db = JobDB(tmp_path / "jobs.sqlite")
+    runner = JobRunner(db, lambda request, progress: result, sig_info=lambda: store.sig_info)
+    assert runner.start() == [job_id]
+    job = _wait(db, job_id, {"done", "failed"})
+    assert job["status"] == "done" and job["attempts"] == 2 and job["error"] is None
+    runner.stop()
+    db.close()
+
+    # the stored result rebuilds the library's QueryResult exactly
+    loaded = JobDB(tmp_path / "jobs.sqlite").load_result(job_id, store_sig_info=store.sig_info)
+    assert loaded.query_names == ["A"] and loaded.method == result.method and list(loaded.levels) == list(result.levels)
+    for name, lv in result.levels.items():
+        assert list(loaded.level(name).metrics) == list(lv.metrics)
+        for metric, values in lv.metrics.items():
+            np.testing.assert_array_equal(loaded.level(name).metrics[metric], values)
+    assert loaded.top(5, level="pert_summary").equals(result.top(5, level="pert_summary"))
+    assert loaded.query_table().equals(result.query_table())
+
+
+def test_failing_job_is_reported_not_lost(tmp_path, result_and_store):
+    from opencmap.errors import QueryError
+
+    _, store = result_and_store
+
+    def broken(request, progress):
+        raise QueryError("no valid query left to run")
+
+    db = JobDB(tmp_path / "jobs.sqlite")
+    runner = JobRunner(db, broken, sig_info=lambda: store.sig_info)
+    runner.start()
+    job_id = runner.submit({}, n_queries=1)
+    job = _wait(db, job_id, {"failed"})
+    assert job["error"] == "no valid query left to run" and job["finished"] is not None
+    runner.stop()
+
+
+def test_newer_database_is_refused(tmp_path):
+    from opencmap.errors import StoreError
+
+    db = JobDB(tmp_path / "jobs.sqlite")
+    db._conn.execute("UPDATE meta SET value = '99' WHERE key = 'format_version'")
+    db.close()
+    with pytest.raises(StoreError, match="newer"):
+        JobDB(tmp_path / "jobs.sqlite")
+    (tmp_path / "junk.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="unusable"):
+        JobDB(tmp_path / "junk.sqlite")

@@ -1,0 +1,70 @@
+"""``opencmap store``: build, append, background, info (CliRunner)."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from opencmap.cli import cli
+from opencmap.query.store import Store, build_store
+
+
+_SYNTHETIC = runpy.run_path(str(Path(__file__).resolve().parents[1] / "query" / "synthetic_level5.py"))
+make_level5 = _SYNTHETIC["make_level5"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from opencmap.io import write_gctx, write_table
+
+    gct, info, prog = make_level5(seed=3)
+    d = tmp_path_factory.mktemp("cli_store")
+    write_gctx(gct.take(cols=np.arange(60)), d / "first.gctx")
+    write_gctx(gct.take(cols=np.arange(60, gct.shape[1])), d / "second.gctx")
+    write_gctx(gct, d / "all.gctx")
+    write_table(info, d / "sig_info.txt")
+    return d, gct, info
+
+
+def run(*args):
+    res = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return res
+
+
+def test_build_append_background_info(files):
+    d, gct, info = files
+    res = run("store", "build", d / "first.gctx", d / "store", "--sig-info", d / "sig_info.txt", "--block-size", 16)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["n_signatures"] == 60
+    res = run("store", "append", d / "store", d / "second.gctx", "--sig-info", d / "sig_info.txt")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["n_segments"] == 2
+    res = run("store", "background", d / "store")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["sig"]["n_rows"] == gct.shape[1]
+    res = run("store", "info", d / "store", "--verify")
+    out = json.loads(res.stdout)
+    assert out["verified"] and out["n_signatures"] == gct.shape[1] and "sig" in out["backgrounds"]
+    full = build_store(d / "ref", gct, sig_info=info)
+    appended = Store(d / "store")
+    np.testing.assert_array_equal(
+        full.signature_scores(np.arange(gct.shape[1])), appended.signature_scores(np.arange(gct.shape[1]))
+    )
+
+
+def test_errors_are_one_line(files):
+    d, _, _ = files
+    from opencmap.cli import main
+
+    (d / "bad").mkdir(exist_ok=True)
+    (d / "bad" / "manifest.json").write_text("{not json")
+    with pytest.raises(SystemExit) as exc:
+        main(["store", "info", str(d / "bad")])
+    assert exc.value.code == 2
+    res = run("store", "build", d / "all.gctx", d / "gl", "--gene-list", "oops")
+    assert res.exit_code != 0 and "NAME=FILE" in res.output

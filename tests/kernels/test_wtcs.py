@@ -1,0 +1,232 @@
+"""ES / WTCS kernel: spec §9.1-9.3, CMap's tie rules, and a plain full-list walk on random inputs."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from opencmap.errors import ConfigError, ValidationError
+from opencmap.kernels.ranks import descending_ranks
+from opencmap.kernels.wtcs import combine_tails, enrichment_scores, wtcs
+
+TOL = 1e-6
+
+
+# ----------------------------------------------------------------------------- plain reference
+def reference_es(ranks: np.ndarray, weights: np.ndarray | None, n: int) -> list[tuple[float, float]]:
+    """Every acceptable (ES, leading-edge fraction) of one signature, by walking all n positions.
+
+    Exact rational arithmetic; per hit the post-hit value E+ unless |E-| > |E+| (E- = value just
+    before the hit), first maximum over hits (spec §13.2). Several answers are returned only
+    where |values| tie exactly and float rounding may legitimately pick another.
+    """
+    present = [(int(r), Fraction(abs(float(w))) if weights is not None else Fraction(1)) for r, w in
+               zip(ranks, weights if weights is not None else [1.0] * len(ranks)) if r > 0 and not np.isnan(w)]
+    g = len(present)
+    if g == 0:
+        return [(np.nan, np.nan)]
+    total = sum(w for _, w in present)
+    if total == 0:
+        return [(0.0, 0.0)]
+    hit_at = {r: w / total for r, w in present}
+    miss = Fraction(1, n - g) if g != n else Fraction(1)
+    running = Fraction(0)
+    per_hit = []  # (E-, E+) per hit in rank order
+    for pos in range(1, n + 1):
+        if pos in hit_at:
+            pre = running
+            running += hit_at[pos]
+            per_hit.append((pre, running))
+        else:
+            running -= miss
+    assert running == 0 or g == n  # the walk ends at 0
+    chosen = [pre if abs(pre) > abs(post) else post for pre, post in per_hit]
+    best = max(abs(v) for v in chosen)
+    answers = []
+    for k, (pre, post) in enumerate(per_hit, start=1):
+        # exact ties of |value| (between hits, or between E- and E+) may go either way in floats
+        for v in {pre, post}:
+            if abs(v) == best and (v == chosen[k - 1] or abs(pre) == abs(post)):
+                es = float(v)
+                answers.append((es, k / g if es >= 0 else (g - k + 1) / g))
+    return answers
+
+
+def assert_matches_reference(es, lf, ranks, weights, n):
+    for s in range(ranks.shape[1]):
+        answers = reference_es(ranks[:, s], None if weights is None else weights[:, s], n)
+        if np.isnan(answers[0][0]):
+            assert np.isnan(es[s]) and np.isnan(lf[s])
+            continue
+        ok = any(abs(es[s] - a) <= 1e-9 and abs(lf[s] - b) <= 1e-12 for a, b in answers)
+        assert ok, f"signature {s}: got ({es[s]}, {lf[s]}), acceptable {answers}"
+
+
+# ----------------------------------------------------------------------------- spec examples
+V91 = np.array([3.0, 2.5, 2.0, 1.0, 0.5, -0.2, -0.8, -1.5, -2.0, -3.0])
+
+
+def _set_inputs(v: np.ndarray, genes: list[int]):
+    ranks = descending_ranks(v)
+    idx = np.array(genes) - 1
+    return ranks[idx][:, None].astype(np.int32), v[idx][:, None].astype(np.float32)
+
+
+def test_example_9_1_weighted_and_unweighted():
+    ru, wu = _set_inputs(V91, [1, 3, 5])
+    rd, wd = _set_inputs(V91, [7, 9, 10])
+    es_up, lf_up = enrichment_scores(ru, wu, 10)
+    es_dn, lf_dn = enrichment_scores(rd, wd, 10)
+    assert es_up[0] == pytest.approx(0.766234, abs=TOL)
+    assert es_dn[0] == pytest.approx(-0.862069, abs=TOL)  # a pre-hit value
+    assert wtcs(es_up, es_dn)[0] == pytest.approx(0.814151, abs=TOL)
+    assert lf_up[0] == pytest.approx(2 / 3)  # max at the 2nd hit
+    assert lf_dn[0] == pytest.approx(2 / 3)  # pre-hit of the 2nd hit: (3 - 2 + 1)/3
+    cu, _ = enrichment_scores(ru, None, 10, weighted=False)
+    cd, _ = enrichment_scores(rd, None, 10, weighted=False)
+    assert (cu[0], cd[0]) == pytest.approx((0.714286, -0.857143), abs=TOL)
+    assert wtcs(cu, cd)[0] == pytest.approx(0.785714, abs=TOL)
+
+
+def test_example_9_2_same_sign_gives_zero():
+    ru, wu = _set_inputs(V91, [1, 3, 5])
+    rd, wd = _set_inputs(V91, [2, 4, 6])
+    es_up, _ = enrichment_scores(ru, wu, 10)
+    es_dn, _ = enrichment_scores(rd, wd, 10)
+    assert (es_up[0], es_dn[0]) == pytest.approx((0.766234, 0.660232), abs=TOL)
+    assert wtcs(es_up, es_dn)[0] == 0.0
+
+
+def test_example_9_3_unsorted_tie_reversal():
+    v = np.array([0.0, -1.2, 2.4, 0.7, -2.9, 1.1, 0.7, -0.3, 3.3, -0.6, 1.9, -1.8])
+    np.testing.assert_array_equal(descending_ranks(v), [7, 10, 2, 5, 12, 4, 6, 8, 1, 9, 3, 11])
+    ru, wu = _set_inputs(v, [3, 6, 9, 7])
+    rd, wd = _set_inputs(v, [2, 5, 12])
+    es_up, _ = enrichment_scores(ru, wu, 12)
+    es_dn, _ = enrichment_scores(rd, wd, 12)
+    assert es_up[0] == pytest.approx(0.781667, abs=TOL)
+    assert es_dn[0] == pytest.approx(-1.0, abs=TOL)
+    assert wtcs(es_up, es_dn)[0] == pytest.approx(0.890833, abs=TOL)
+    assert wtcs(es_dn, es_up)[0] == pytest.approx(-0.890833, abs=TOL)
+
+
+# ----------------------------------------------------------------------------- edge cases
+def test_missing_genes_are_dropped_per_signature():
+    # signature 0 has all three genes; in signature 1 the second gene is missing (rank 0)
+    ranks = np.array([[1, 1], [3, 0], [5, 5]], dtype=np.int32)
+    weights = np.array([[3.0, 3.0], [2.0, np.nan], [0.5, 0.5]], dtype=np.float32)
+    es, _ = enrichment_scores(ranks, weights, 10)
+    alone, _ = enrichment_scores(np.array([[1], [5]], dtype=np.int32), np.array([[3.0], [0.5]], dtype=np.float32), 10)
+    assert es[0] == pytest.approx(0.766234, abs=TOL)
+    assert es[1] == alone[0]  # G = 2 and miss step 1/8 for that signature
+    # a NaN weight with a valid rank also drops the gene
+    es_nan, _ = enrichment_scores(np.array([[1], [3], [5]], dtype=np.int32), np.array([[3.0], [np.nan], [0.5]], dtype=np.float32), 10)
+    assert es_nan[0] == alone[0]
+
+
+def test_no_gene_present_gives_nan_and_zero_weights_give_zero():
+    es, lf = enrichment_scores(np.zeros((3, 2), dtype=np.int32), np.ones((3, 2), dtype=np.float32), 10)
+    assert np.isnan(es).all() and np.isnan(lf).all()
+    es, lf = enrichment_scores(np.array([[1], [4]], dtype=np.int32), np.zeros((2, 1), dtype=np.float32), 10)
+    assert es[0] == 0.0 and lf[0] == 0.0
+
+
+def test_whole_list_is_the_set():
+    ranks = np.arange(1, 6, dtype=np.int32)[:, None]
+    es, lf = enrichment_scores(ranks, np.ones((5, 1), dtype=np.float32), 5)
+    assert es[0] == pytest.approx(1.0) and lf[0] == 1.0
+
+
+def test_cmap_tie_rules_on_exactly_representable_cases():
+    # one hit at rank 3 of 5: E- = -1/2 and E+ = +1/2 tie -> E+ is kept
+    es, lf = enrichment_scores(np.array([[3]], dtype=np.int32), None, 5, weighted=False)
+    assert (es[0], lf[0]) == (0.5, 1.0)
+    # hits at 3 and 6 of 6 (miss 1/4): both pre-hit values are -1/2 -> the first one counts
+    es, lf = enrichment_scores(np.array([[3], [6]], dtype=np.int32), None, 6, weighted=False)
+    assert (es[0], lf[0]) == (-0.5, 1.0)
+
+
+def test_duplicate_ranks_give_nan():
+    es, _ = enrichment_scores(np.array([[2], [2]], dtype=np.int32), np.ones((2, 1), dtype=np.float32), 10)
+    assert np.isnan(es[0])
+
+
+def test_rank_dtypes_and_memory_layouts_agree():
+    rng = np.random.default_rng(3)
+    n, g, s = 300, 20, 50
+    ranks = np.stack([rng.permutation(n)[:g] + 1 for _ in range(s)], axis=1)
+    weights = rng.standard_normal((g, s)).astype(np.float32)
+    base = enrichment_scores(ranks.astype(np.int32), weights, n)
+    for variant in (ranks.astype(np.uint16), ranks.astype(np.int64), np.asfortranarray(ranks)):
+        got = enrichment_scores(variant, weights, n)
+        np.testing.assert_array_equal(got[0], base[0])
+        np.testing.assert_array_equal(got[1], base[1])
+
+
+def test_many_signatures_cross_parallel_chunks():
+    rng = np.random.default_rng(5)
+    n, g, s = 120, 9, 4500  # more than two parallel chunks
+    ranks = np.argsort(rng.random((s, n)), axis=1)[:, :g].T.astype(np.int32) + 1
+    weights = rng.standard_normal((g, s)).astype(np.float32)
+    es, lf = enrichment_scores(ranks, weights, n)
+    pick = rng.choice(s, 40, replace=False)
+    assert_matches_reference(es[pick], lf[pick], ranks[:, pick], weights[:, pick], n)
+
+
+def test_bad_inputs_raise_typed_errors():
+    with pytest.raises(ValidationError):
+        enrichment_scores(np.ones((2, 2), dtype=np.float32), None, 10, weighted=False)
+    with pytest.raises(ValidationError):
+        enrichment_scores(np.ones((2, 2), dtype=np.int32), np.ones((3, 2)), 10)
+    with pytest.raises(ValidationError):
+        enrichment_scores(np.ones((2, 2), dtype=np.int32), None, 10)
+    with pytest.raises(ValidationError):
+        enrichment_scores(np.ones(2, dtype=np.int32), None, 10, weighted=False)
+    with pytest.raises(ConfigError):
+        combine_tails(np.zeros(1), np.zeros(1), "left")
+
+
+def test_wtcs_sign_rules_and_tails():
+    up = np.array([0.5, 0.0, 0.3, np.nan, 0.0, -0.4])
+    dn = np.array([-0.3, -0.6, 0.2, -0.1, 0.0, 0.2])
+    np.testing.assert_allclose(wtcs(up, dn), [0.4, 0.3, 0.0, np.nan, 0.0, -0.3], rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(combine_tails(up, dn, "up"), up)
+    np.testing.assert_array_equal(combine_tails(up, dn, "down"), -dn)
+    np.testing.assert_array_equal(combine_tails(up, dn, "both"), wtcs(up, dn))
+
+
+# ----------------------------------------------------------------------------- property tests
+@st.composite
+def set_inputs(draw):
+    n = draw(st.integers(1, 40))
+    g = draw(st.integers(1, n))
+    s = draw(st.integers(1, 6))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    ranks = np.stack([rng.permutation(n)[:g] + 1 for _ in range(s)], axis=1).astype(np.int32)
+    # few distinct values -> many ties (in |w| and in |E+| vs |E-|), zeros included
+    palette = np.array(draw(st.lists(st.sampled_from([0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -3.0, 0.25]), min_size=1, max_size=4)))
+    weights = rng.choice(palette, size=(g, s)).astype(np.float32)
+    missing = rng.random((g, s)) < draw(st.sampled_from([0.0, 0.2, 0.6]))
+    ranks[missing] = 0
+    return ranks, weights, n
+
+
+@settings(max_examples=150, deadline=None)
+@given(set_inputs())
+def test_weighted_matches_plain_walk(inputs):
+    ranks, weights, n = inputs
+    es, lf = enrichment_scores(ranks, weights, n)
+    assert_matches_reference(es, lf, ranks, weights, n)
+
+
+@settings(max_examples=100, deadline=None)
+@given(set_inputs())
+def test_unweighted_matches_plain_walk(inputs):
+    ranks, _, n = inputs
+    es, lf = enrichment_scores(ranks, None, n, weighted=False)
+    assert_matches_reference(es, lf, ranks, None, n)

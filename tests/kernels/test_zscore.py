@@ -1,0 +1,118 @@
+"""Robust z-score kernel: spec §9.7 examples, a plain reference, and invariances (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from opencmap.kernels.zscore import MAD_SCALE, robust_center_scale, robust_zscore
+
+
+def _reference(x: np.ndarray, cols: list[int], floor: float) -> np.ndarray:
+    """Obviously-correct per-row loop in float64 with statistics.median."""
+    import statistics
+
+    out = np.empty_like(x, dtype=np.float64)
+    for g, row in enumerate(x.tolist()):
+        ref = [row[c] for c in cols]
+        mu = statistics.median(ref)
+        mad = statistics.median(abs(v - mu) for v in ref)
+        out[g] = [(v - mu) / (MAD_SCALE * max(mad, floor)) for v in row]
+    return out
+
+
+def test_spec_9_7_zspc_and_floor() -> None:
+    x = np.array([[10, 11, 12, 13, 14, 30], [5, 5, 5, 5, 5.05, 5]], dtype=np.float64)
+    z = robust_zscore(x)
+    np.testing.assert_allclose(z[0], [-1.124151, -0.674491, -0.224830, 0.224830, 0.674491, 7.869059], atol=1e-6)
+    np.testing.assert_allclose(z[1], [0, 0, 0, 0, 0.337245, 0], atol=1e-6)
+
+
+def test_spec_9_7_zsvc_first_three_controls() -> None:
+    x = np.array([[10, 11, 12, 13, 14, 30]], dtype=np.float64)
+    z = robust_zscore(x, np.array([0, 1, 2]))
+    np.testing.assert_allclose(z[0], [-0.674491, 0, 0.674491, 1.348982, 2.023472, 12.815324], atol=1e-6)
+    # a boolean mask means the same
+    mask = np.array([True, True, True, False, False, False])
+    np.testing.assert_array_equal(robust_zscore(x, mask), z)
+
+
+def test_floor_applies_to_raw_mad() -> None:
+    x = np.array([[0.0, 0.0, 0.05, 0.0, 1.0]])  # raw MAD 0 < 0.1; the floor is not 0.1 / 1.4826
+    z = robust_zscore(x)
+    np.testing.assert_allclose(z[0, -1], 1.0 / (1.4826 * 0.1))
+
+
+def test_var_adjustments() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 30))
+    x[:5] = 7.0  # five zero-MAD genes
+    _, mad_none = robust_center_scale(x, var_adjustment="none")
+    assert (mad_none[:5] == 0).all()
+    with np.errstate(all="ignore"):
+        z_none = robust_zscore(x, var_adjustment="none")
+    assert np.isnan(z_none[:5]).all()  # 0/0
+    # estimate: floor = max(prctile_1 of MADs, min_mad) -> with 2.5 % zero MADs the 1st percentile is 0
+    _, mad_est = robust_center_scale(x, var_adjustment="estimate", min_mad=0.1)
+    assert (mad_est[:5] == 0.1).all()
+    _, mad_est20 = robust_center_scale(x, var_adjustment="estimate", estimate_prct=20, min_mad=0.0)
+    from opencmap.kernels.percentile import prctile
+
+    floor = prctile(mad_none, 20)
+    np.testing.assert_allclose(mad_est20, np.maximum(mad_none, floor))
+    with pytest.raises(ValueError, match="var_adjustment"):
+        robust_zscore(x, var_adjustment="bogus")
+
+
+def test_nan_ignored_and_kept() -> None:
+    x = np.array([[1.0, 2.0, np.nan, 4.0, 100.0], [np.nan] * 5])
+    z = robust_zscore(x)
+    ref = robust_zscore(np.array([[1.0, 2.0, 4.0, 100.0]]))
+    np.testing.assert_allclose(z[0, [0, 1, 3, 4]], ref[0])
+    assert np.isnan(z[0, 2]) and np.isnan(z[1]).all()
+
+
+def test_float32_stays_float32() -> None:
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert robust_zscore(x).dtype == np.float32
+    assert robust_zscore(x.astype(int)).dtype == np.float64
+
+
+finite = st.floats(-50, 50, allow_nan=False, width=64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 9)), elements=finite))
+def test_matches_reference_loop(x: np.ndarray) -> None:
+    cols = list(range(x.shape[1]))
+    np.testing.assert_allclose(robust_zscore(x), _reference(x, cols, 0.1), rtol=1e-9, atol=1e-9)
+    bg = cols[: max(1, len(cols) // 2)]
+    np.testing.assert_allclose(robust_zscore(x, np.array(bg)), _reference(x, bg, 0.1), rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(2, 9)), elements=finite),
+    st.floats(-20, 20),
+    st.floats(0.5, 4),
+    st.randoms(use_true_random=False),
+)
+def test_invariances(x: np.ndarray, shift: float, factor: float, rnd) -> None:
+    z = robust_zscore(x)
+    # shift invariance per row (the 0.1 floor bounds the round-off amplification)
+    np.testing.assert_allclose(robust_zscore(x + shift), z, rtol=0, atol=1e-8)
+    # scale invariance, with the floor scaled alike
+    np.testing.assert_allclose(robust_zscore(x * factor, min_mad=0.1 * factor), z, rtol=1e-9, atol=1e-9)
+    # permuting samples permutes the output
+    perm = list(range(x.shape[1]))
+    rnd.shuffle(perm)
+    np.testing.assert_allclose(robust_zscore(x[:, perm]), robust_zscore(x)[:, perm], rtol=1e-12, atol=1e-12)
+    # the median sample has z = 0 for odd sample counts
+    if x.shape[1] % 2 == 1:
+        med = np.median(x, axis=1)
+        zz = robust_zscore(x)
+        for g in range(x.shape[0]):
+            assert np.any(np.isclose(zz[g][np.isclose(x[g], med[g])], 0.0))

@@ -1,0 +1,1 @@
+"""Tests of opencmap.pipeline (a package so its module names do not clash with tests/kernels)."""

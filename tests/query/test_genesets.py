@@ -1,0 +1,105 @@
+"""Query validation against a feature space (spec §6.1) and query sources."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from opencmap.errors import GeneSetError
+from opencmap.query.genesets import (
+    Query,
+    as_queries,
+    queries_from_files,
+    queries_from_gmt,
+    signature_queries,
+    validate_query,
+)
+from opencmap.query.store import FeatureSpace
+
+GENES = pd.DataFrame(
+    {
+        "pr_gene_id": [str(i) for i in range(1, 41)],
+        "pr_gene_symbol": [f"SYM{i}" for i in range(1, 41)],
+    }
+)
+SPACE = FeatureSpace("test", pd.Index([str(i) for i in range(1, 31)], dtype=object))  # 31..40 outside
+
+
+def test_ids_and_symbols_resolved_unknown_and_dropped_reported():
+    q = Query("q", up=("1", "sym2", "SYM3", "1", "nosuch", "35"), down=("10", "11", "SYM12"))
+    v = validate_query(q, SPACE, GENES, min_genes=2, max_genes=10)
+    assert v.up_genes == ("1", "2", "3")
+    assert v.down_genes == ("10", "11", "12")
+    np.testing.assert_array_equal(v.up_rows, [0, 1, 2])
+    assert v.unknown == ("nosuch",)
+    assert v.dropped == ("35",)
+
+
+def test_suggestions_for_typos():
+    q = Query("q", up=("SYM1", "SYM2", "SYMM3"), down=("SYM4", "SYM5"))
+    v = validate_query(q, SPACE, GENES, min_genes=1)
+    assert "SYMM3" in v.unknown and "SYM3" in v.suggestions["SYMM3"]
+
+
+@pytest.mark.parametrize(
+    "up, down, match",
+    [
+        (("31", "32"), ("1", "2"), "no up gene is in feature space"),
+        (("1",), ("2", "3"), r"1 up genes .* need 2\.\.3"),
+        (("1", "2", "3", "4"), ("5", "6"), r"4 up genes .* need 2\.\.3"),
+        (("1", "2"), ("2", "1"), "identical"),
+        (("1", "2", "3"), ("3", "4"), "in both the up and down"),
+        ((), (), "neither up nor down"),
+    ],
+)
+def test_invalid_queries(up, down, match):
+    with pytest.raises(GeneSetError, match=match):
+        validate_query(Query("q", up=up, down=down), SPACE, GENES, min_genes=2, max_genes=3)
+
+
+def test_one_sided_query_allowed():
+    v = validate_query(Query("q", up=("1", "2", "3")), SPACE, GENES, min_genes=2)
+    assert v.down_rows.size == 0 and len(v.up_genes) == 3
+
+
+def test_vector_query_aligned_to_space():
+    vec = pd.Series([1.0, -2.0, 3.0, 0.5], index=["3", "1", "40", "2"])
+    v = validate_query(Query("v", vector=vec), SPACE, GENES)
+    assert v.is_vector
+    np.testing.assert_array_equal(v.vector[:3], [-2.0, 0.5, 1.0])
+    assert np.isnan(v.vector[3:]).all()
+    assert v.unknown == ("40",)
+    with pytest.raises(GeneSetError, match="at least 3"):
+        validate_query(Query("v", vector=vec.iloc[:2]), SPACE, GENES)
+
+
+def test_gmt_pairing_by_direction_suffix(tmp_path):
+    from opencmap.core.genesets import GeneSet
+    from opencmap.io import write_gmt, write_grp
+
+    write_gmt([GeneSet("A_UP", "", ("1", "2")), GeneSet("B_UP", "", ("3", "4"))], tmp_path / "up.gmt")
+    write_gmt([GeneSet("B_DN", "", ("7",)), GeneSet("A_DN", "", ("5", "6"))], tmp_path / "dn.gmt")
+    qs = queries_from_gmt(tmp_path / "up.gmt", tmp_path / "dn.gmt")
+    assert [(q.name, q.up, q.down) for q in qs] == [("A", ("1", "2"), ("5", "6")), ("B", ("3", "4"), ("7",))]
+    write_gmt([GeneSet("C_DN", "", ("7",))], tmp_path / "other.gmt")
+    with pytest.raises(GeneSetError, match="same queries"):
+        queries_from_gmt(tmp_path / "up.gmt", tmp_path / "other.gmt")
+    write_grp(["1", "2"], tmp_path / "up.grp")
+    (q,) = queries_from_files(tmp_path / "up.grp", None, name="x")
+    assert q == Query("x", up=("1", "2"))
+
+
+def test_as_queries_lists_and_dicts():
+    assert as_queries(["1"], ["2"]) == [Query("query", ("1",), ("2",))]
+    qs = as_queries({"a": ["1"], "b": ["3"]}, {"a": ["2"], "b": ["4"]})
+    assert [q.name for q in qs] == ["a", "b"] and qs[1].down == ("4",)
+
+
+def test_signature_queries_take_extreme_genes(built_store, level5):
+    gct, _, _ = level5
+    (q,) = signature_queries(built_store, [gct.cids[3]], n_genes=5, space="lm")
+    lm = gct.data[:100, 3]
+    order = np.argsort(-lm, kind="stable")
+    assert q.up == tuple(gct.rids[order[:5]])
+    assert q.down == tuple(gct.rids[order[::-1][:5]])
