@@ -24,14 +24,13 @@ at these sizes (cmapPy's full read peaks around 2-3x the matrix).
 Usage::
 
     .venv/bin/python benchmarks/bench_io.py [--rows 978] [--cols 20000] [--repeats 3]
-        [--dir DIR] [--keep] [--no-cmappy] [--cmappy-venv DIR]
+        [--dir DIR] [--keep] [--file GCTX] [--no-cmappy] [--cmappy-venv DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -212,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="best of N per reader and operation")
     parser.add_argument("--dir", type=Path, default=None, help="folder for the file (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the written file")
+    parser.add_argument("--file", type=Path, default=None, help="benchmark this existing GCTX instead of writing one")
     parser.add_argument("--no-cmappy", action="store_true")
     parser.add_argument("--cmappy-venv", type=Path, default=None)
     parser.add_argument("--ops", default=",".join(OPS), help="comma-separated subset of full,cols,rows,meta")
@@ -219,13 +219,17 @@ def main(argv: list[str] | None = None) -> int:
 
     ops = [o for o in args.ops.split(",") if o]
     work = Path(tempfile.mkdtemp(prefix="bench_io_", dir=args.dir))
-    path = work / f"bench_n{args.cols}x{args.rows}.gctx"
-    t0 = time.perf_counter()
-    write_file(path, args.rows, args.cols)
-    write_s = time.perf_counter() - t0
-    size = path.stat().st_size
-    print(f"wrote {path.name}: {args.rows} x {args.cols} float32, {size / 2**20:.0f} MiB in {write_s:.1f} s "
-          f"({size / 2**20 / write_s:.0f} MiB/s, streaming GCTXWriter)")
+    if args.file is not None:
+        path = args.file
+        print(f"reading {path} (not written by this run)")
+    else:
+        path = work / f"bench_n{args.cols}x{args.rows}.gctx"
+        t0 = time.perf_counter()
+        write_file(path, args.rows, args.cols)
+        write_s = time.perf_counter() - t0
+        size = path.stat().st_size
+        print(f"wrote {path.name}: {args.rows} x {args.cols} float32, {size / 2**20:.0f} MiB in {write_s:.1f} s "
+              f"({size / 2**20 / write_s:.0f} MiB/s, streaming GCTXWriter)")
 
     import h5py
 

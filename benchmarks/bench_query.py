@@ -94,7 +94,10 @@ def straightforward_wtcs(scores: np.ndarray, up: np.ndarray, dn: np.ndarray) -> 
 
 
 def memory_floor(store, rows: np.ndarray) -> float:
-    """Time to read a query's rank and score rows of every signature (warm page cache)."""
+    """Time to read a query's rank and score rows of every signature (warm page cache).
+
+    numpy: gather the rows (a copy) and sum them -- what the engine did before the fused kernel.
+    """
     rows = np.sort(rows)
 
     def read():
@@ -103,6 +106,44 @@ def memory_floor(store, rows: np.ndarray) -> float:
             np.asarray(seg.array(store.default_space, "scores")[rows]).sum()
 
     return _timeit(read)
+
+
+def read_floor(store, rows: np.ndarray, threads: int) -> float:
+    """Stricter floor: stream the same rows in place once, split over ``threads`` threads like
+    the engine (no copy, no compute)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench_wtcs_kernel import stream_sum as kernel  # benchmarks/ is on sys.path when run as a script
+
+    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    pool = ThreadPoolExecutor(max_workers=threads)
+
+    def read():
+        for seg in store._segments:
+            r, s = seg.array(store.default_space, "ranks"), seg.array(store.default_space, "scores")
+            edges = np.linspace(0, seg.n, threads + 1).astype(int)
+            list(pool.map(lambda lo, hi: kernel(r, s, rows, lo, hi), edges[:-1], edges[1:]))
+
+    read()
+    t = _timeit(read, repeat=5)
+    pool.shutdown()
+    return t
+
+
+def gather_path(engine_module):
+    """Context: score WTCS with the generic gather-per-block path (the engine before the fused kernel)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx():
+        saved = engine_module._FUSED_ES
+        engine_module._FUSED_ES = {}
+        try:
+            yield
+        finally:
+            engine_module._FUSED_ES = saved
+
+    return ctx()
 
 
 def have_postprocessing() -> bool:
@@ -156,15 +197,26 @@ def bench_size(n_sigs: int, work: Path, args: argparse.Namespace) -> dict[str, f
         return Query(name, up=tuple(genes[pick[:k]]), down=tuple(genes[pick[k:]]))
 
     engine.run(make_query(10), **score_only)  # JIT warm-up
+    engine.run(make_query(150), max_genes=150, **score_only)
+    engine_module = importlib.import_module("opencmap.query.engine")
     floors = {}
     for k in (10, 50, 150):
         q = make_query(k)
         rows = store.space().positions(q.up + q.down)
         floor = memory_floor(store, rows)
+        floor_read = read_floor(store, rows, __import__('numba').get_num_threads())
         floors[k] = floor
-        t_score = _timeit(lambda: engine.run(q, max_genes=150, **score_only))
-        line = f"  {k:>3}+{k:<3} score only: {t_score * 1e3:8.1f} ms   floor {floor * 1e3:7.1f} ms  ({t_score / floor:.2f}x floor)"
+        t_score = _timeit(lambda: engine.run(q, max_genes=150, **score_only), repeat=5)
+        with gather_path(engine_module):
+            t_gather = _timeit(lambda: engine.run(q, max_genes=150, **score_only))
+        line = (
+            f"  {k:>3}+{k:<3} score only: {t_score * 1e3:8.1f} ms   floor {floor * 1e3:7.1f} ms ({t_score / floor:.2f}x)"
+            f"   in-place read floor {floor_read * 1e3:7.1f} ms ({t_score / floor_read:.2f}x)"
+            f"   gather path {t_gather * 1e3:8.1f} ms ({t_gather / t_score:.1f}x slower)"
+        )
         out[f"score_{k}"] = t_score
+        out[f"floor_{k}"] = floor
+        out[f"readfloor_{k}"] = floor_read
         if full:
             t_full = _timeit(lambda: engine.run(q, max_genes=150), repeat=2)
             line += f"   full {t_full * 1e3:8.1f} ms ({t_full / floor:.2f}x floor)"

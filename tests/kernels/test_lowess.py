@@ -1,19 +1,30 @@
-"""MATLAB-style robust LOWESS: exact on lines, a plain per-point reference, vectorisation."""
+"""MATLAB-style robust LOWESS: exact on lines, a plain per-point reference, vectorisation, CMap curves."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from opencmap.io import read_gct
 from opencmap.kernels.lowess import lowess_windows, robust_lowess
 
 REF = np.array([4.3219, 5.1293, 5.8989, 6.9109, 7.9208, 8.7097, 9.7448, 10.6169, 11.3459, 12.0601, 12.4597, 12.6328, 12.8443])
+ROUNDOFF = 1e-12  # residuals this small are floating-point noise of an exact local fit
 
 
-def _reference(x: np.ndarray, y: np.ndarray, span: int, iterations: int) -> np.ndarray:
-    """Plain loop: k nearest points, tricube-weighted line via lstsq, local |r| median bisquare passes."""
+def _reference(
+    x: np.ndarray, y: np.ndarray, span: int, iterations: int, *, reweight_roundoff: frozenset[tuple[int, int]] = frozenset()
+) -> np.ndarray:
+    """Plain loop: k nearest points, tricube-weighted line via lstsq, local |r| median bisquare passes.
+
+    A window whose residual scale is round-off keeps plain tricube weights, unless
+    ``(pass, first index of the window)`` is in ``reweight_roundoff``: then (as MATLAB does when its
+    round-off scale exceeds ``max|y| * eps``) only the points with round-off residuals keep weight.
+    """
     n = len(x)
     windows, dmaxs = [], []
     for i in range(n):
@@ -32,12 +43,16 @@ def _reference(x: np.ndarray, y: np.ndarray, span: int, iterations: int) -> np.n
         return float(np.linalg.lstsq(a, y[idx] * np.sqrt(w), rcond=None)[0][0])
 
     c = np.array([fit(i, np.ones(len(windows[i]))) for i in range(n)])
-    for _ in range(iterations):
+    for k in range(iterations):
         r = y - c
         new = []
         for i in range(n):
             r1 = np.abs(r[windows[i]])
             s = np.median(r1)
+            if s < ROUNDOFF:
+                reweight = s > 0 and (k, windows[i][0]) in reweight_roundoff
+                new.append(fit(i, (r1 < ROUNDOFF).astype(float) if reweight else np.ones(len(r1))))
+                continue
             u = r1 / (6 * s)
             new.append(fit(i, np.where(u < 1, (1 - u * u) ** 2, 0.0)))
         c = np.array(new)
@@ -96,3 +111,45 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError):
         robust_lowess(REF, np.zeros(5), span=4)
     assert np.array_equal(robust_lowess(REF, np.arange(13.0), span=1), np.arange(13.0))
+
+
+# ---------------------------------------------------------------- CMap's smoothed calibration curves
+@pytest.fixture(scope="module")
+def test_plate_curves(shared_data: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """dp52 of the l1ktools test plate: well ids, raw 13-point curves, CMap's smoothed curves."""
+    tp = shared_data / "pipeline" / "test_plate" / "expected"
+    gex = read_gct(tp / "dpeak" / "dp52_GEX_n26x500.gct")
+    x = np.log2(np.maximum(gex.data.astype(np.float64), 1))
+    obs = np.zeros((x.shape[1], 13))
+    obs[:, 0] = np.maximum(np.percentile(x, 1, axis=0, method="hazen"), 1)
+    obs[:, 1:11] = x[gex.row_positions([f"CAL{i:02d}" for i in range(1, 11)])].T
+    expected = read_gct(tp / "liss" / "calib_dp52_GEX_n26x500_n26x24.gct")
+    assert list(expected.rids) == list(gex.cids)
+    return [c.split(":")[1] for c in gex.cids], obs, expected.data.astype(np.float64)
+
+
+def test_reference_and_kernel_agree_on_real_curves(test_plate_curves: tuple[list[str], np.ndarray, np.ndarray]) -> None:
+    _, obs, expected = test_plate_curves
+    ours = robust_lowess(REF, obs, span=4)
+    plain = np.vstack([_reference(REF, row, 4, 5) for row in obs])
+    np.testing.assert_allclose(ours, plain, atol=1e-9)
+    per_sample = np.abs(ours[:, :12] - expected[:, :12]).max(axis=1)
+    assert (per_sample < 1e-4).sum() == 20  # of 26: the rest are decided by MATLAB's round-off (module doc)
+
+
+@pytest.mark.parametrize(
+    ("well", "reweighted"),
+    [
+        ("B13", {(2, 9)}),  # the third pass reweights the top window (points 9-12), the fourth does not
+        ("A04", {(2, 7), (2, 8), (2, 9)}),
+    ],
+)
+def test_divergent_curves_are_a_round_off_decision(
+    well: str, reweighted: set[tuple[int, int]], test_plate_curves: tuple[list[str], np.ndarray, np.ndarray]
+) -> None:
+    wells, obs, expected = test_plate_curves
+    s = wells.index(well)
+    ours = robust_lowess(REF, obs[s], span=4)
+    assert np.abs(ours[:12] - expected[s, :12]).max() > 0.1
+    matlab_like = _reference(REF, obs[s], 4, 5, reweight_roundoff=frozenset(reweighted))
+    np.testing.assert_allclose(matlab_like[:12], expected[s, :12], atol=1e-4)

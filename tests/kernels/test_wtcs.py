@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from opencmap.errors import ConfigError, ValidationError
 from opencmap.kernels.ranks import descending_ranks
-from opencmap.kernels.wtcs import combine_tails, enrichment_scores, wtcs
+from opencmap.kernels import wtcs as wtcs_module
+from opencmap.kernels.wtcs import combine_tails, enrichment_scores, set_enrichment_scores, wtcs
 
 TOL = 1e-6
 
@@ -230,3 +231,100 @@ def test_unweighted_matches_plain_walk(inputs):
     ranks, _, n = inputs
     es, lf = enrichment_scores(ranks, None, n, weighted=False)
     assert_matches_reference(es, lf, ranks, None, n)
+
+
+# ----------------------------------------------------------------------------- fused, in-place form
+def _gene_major(rng, n, s, missing=0.0):
+    """Full gene-major rank matrix (n, s) of random permutations + scores, some genes missing."""
+    ranks = np.argsort(rng.random((s, n)), axis=1).T.astype(np.uint16) + 1
+    scores = rng.standard_normal((n, s)).astype(np.float32)
+    gone = rng.random((n, s)) < missing
+    ranks[gone] = 0
+    scores[gone] = np.nan
+    return ranks, scores
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+def test_fused_sets_equal_one_set_at_a_time(weighted):
+    rng = np.random.default_rng(11)
+    n, s = 300, 700  # more than one tile of signatures
+    ranks, scores = _gene_major(rng, n, s, missing=0.05)
+    # small (insertion) and large (bitmap) sets, an overlap, an empty set, a one-gene set
+    sets = [rng.choice(n, 5, replace=False), rng.choice(n, 150, replace=False), np.array([], dtype=np.int64),
+            rng.choice(n, 40, replace=False), np.array([7])]
+    sets.append(np.concatenate([sets[0], sets[3][:10]]))
+    rows = np.concatenate(sets)
+    bounds = np.concatenate([[0], np.cumsum([len(x) for x in sets])])
+    es, lf = set_enrichment_scores(ranks, scores if weighted else None, rows, bounds, n, weighted=weighted)
+    assert es.shape == lf.shape == (len(sets), s)
+    assert np.isnan(es[2]).all() and np.isnan(lf[2]).all()
+    for q, members in enumerate(sets):
+        if len(members) == 0:
+            continue
+        one_es, one_lf = enrichment_scores(ranks[members], scores[members] if weighted else None, n, weighted=weighted)
+        np.testing.assert_array_equal(es[q], one_es)
+        np.testing.assert_array_equal(lf[q], one_lf)
+    pick = rng.choice(s, 15, replace=False)
+    for q in (0, 1, 3):
+        m = sets[q]
+        assert_matches_reference(es[q, pick], lf[q, pick], ranks[m][:, pick], scores[m][:, pick] if weighted else None, n)
+
+
+def test_fused_columns_out_and_threads(monkeypatch):
+    rng = np.random.default_rng(12)
+    n, s = 200, 3000
+    ranks, scores = _gene_major(rng, n, s)
+    rows = rng.choice(n, 60, replace=False)
+    bounds = np.array([0, 30, 60])
+    full_es, full_lf = set_enrichment_scores(ranks, scores, rows, bounds, n, threads=1)
+    es = np.empty((2, 1000))
+    lf = np.empty((2, 1000))
+    got = set_enrichment_scores(ranks, scores, rows, bounds, n, columns=(1500, 2500), out=(es, lf), threads=1)
+    assert got[0] is es
+    np.testing.assert_array_equal(es, full_es[:, 1500:2500])
+    np.testing.assert_array_equal(lf, full_lf[:, 1500:2500])
+    monkeypatch.setattr(wtcs_module, "_MIN_THREAD_WORK", 1)  # force the multi-threaded split
+    par_es, par_lf = set_enrichment_scores(ranks, scores, rows, bounds, n, threads=3, columns=(7, 2999))
+    np.testing.assert_array_equal(par_es, full_es[:, 7:2999])
+    np.testing.assert_array_equal(par_lf, full_lf[:, 7:2999])
+
+
+def test_fused_bad_inputs_raise_typed_errors():
+    ranks = np.ones((4, 3), dtype=np.uint16)
+    with pytest.raises(ValidationError):
+        set_enrichment_scores(ranks, None, np.array([0, 1]), np.array([0, 3]), 10, weighted=False)
+    with pytest.raises(ValidationError):
+        set_enrichment_scores(ranks, None, np.array([0, 9]), np.array([0, 2]), 10, weighted=False)
+    with pytest.raises(ValidationError):
+        set_enrichment_scores(ranks, None, np.array([0, 1]), np.array([0, 2]), 10, weighted=False, columns=(2, 5))
+    with pytest.raises(ValidationError):
+        set_enrichment_scores(ranks, np.ones((4, 2)), np.array([0, 1]), np.array([0, 2]), 10)
+
+
+@st.composite
+def gene_major_sets(draw):
+    n = draw(st.integers(1, 60))
+    s = draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    ranks = np.stack([rng.permutation(n) + 1 for _ in range(s)], axis=1).astype(np.int32)
+    palette = np.array(draw(st.lists(st.sampled_from([0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -3.0, 0.25]), min_size=1, max_size=4)))
+    weights = rng.choice(palette, size=(n, s)).astype(np.float32)
+    ranks[rng.random((n, s)) < draw(st.sampled_from([0.0, 0.3]))] = 0
+    sizes = draw(st.lists(st.integers(0, n), min_size=1, max_size=4))
+    sets = [rng.choice(n, g, replace=False) for g in sizes]
+    return ranks, weights, n, sets
+
+
+@settings(max_examples=80, deadline=None)
+@given(gene_major_sets(), st.booleans())
+def test_fused_matches_plain_walk(inputs, weighted):
+    ranks, weights, n, sets = inputs
+    rows = np.concatenate(sets).astype(np.int64)
+    bounds = np.concatenate([[0], np.cumsum([len(x) for x in sets])])
+    es, lf = set_enrichment_scores(ranks, weights if weighted else None, rows, bounds, n, weighted=weighted)
+    for q, members in enumerate(sets):
+        if len(members) == 0:
+            assert np.isnan(es[q]).all()
+            continue
+        assert_matches_reference(es[q], lf[q], ranks[members], weights[members] if weighted else None, n)

@@ -4,10 +4,14 @@ What is exact and what is not (measured; see the LISS notes in opencmap.kernels.
 
 * QNORM given CMap's LISS output: exact (level2to4, 1e-4; test plate: every untied value exact
   and every tied value inside its tie block, CMap having normalised unrounded data).
-* LISS given CMap's calibration curves: every value within 5e-4, ~95 % within 1e-4 (MATLAB's
-  power fit stops at TolX/TolFun 1e-6; we fit to convergence).
+* LISS given CMap's calibration curves (test plate): every value within 5e-4, 95-96 % within 1e-4.
+  The curves are stored to 4 decimals; perturbing them by +-5e-5 alone moves up to 9 % of the
+  values by > 5e-5 (max 3e-4). Where we compute the curves ourselves (level2to4) and they agree,
+  99 % of the values are within 1e-4 (max 6.5e-4), so the power fit itself is not the gap
+  (a MATLAB-like trust-region fit stopped at TolFun/TolX 1e-6 did not improve agreement).
 * LISS calibration smoothing: MATLAB's robust malowess is decided by round-off for ~20 % of
-  samples; we reproduce the other ~80 % to 4 decimals, so whole-sample agreement is ~80 %.
+  samples (opencmap.kernels.lowess); we reproduce the other ~80 % to 4 decimals, so whole-sample
+  agreement is ~80 % (test plate 20/26 per bead set, level2to4 81 %).
 * End to end (LISS + QNORM): within 1e-2 everywhere (the README's gex2norm tolerance).
 """
 
@@ -65,7 +69,7 @@ def test_fit_and_clip_given_cmap_calibration(bset: str, tp: Path, bead_sets: dic
     assert list(expected.rids) == list(gex.rids)
     diff = np.abs(res.values - expected.data)
     assert diff.max() < 5e-4
-    assert (diff <= 1e-4).mean() > 0.94
+    assert (diff <= 1e-4).mean() > 0.95
     stats = pd.read_csv(tp / "liss" / f"stats_power_{bset}_GEX_n26x500.txt", sep="\t")
     np.testing.assert_allclose(res.qc["calib_slope_deg"], stats["calib_slope_deg"], atol=1e-3)
     np.testing.assert_allclose(res.qc["rsquare"], stats["rsquare"], atol=1e-4)
@@ -142,9 +146,13 @@ def test_level2to4_liss(l24: Path, l24_norm: tuple[GCT, GCT]) -> None:
     expected = read_gct(l24 / "liss_n376x490.gct")
     assert list(norm.rids) == list(expected.rids) == list(gex.rids)
     diff = np.abs(norm.data - expected.data)
-    assert (diff.max(axis=0) <= 5e-4).mean() > 0.78
-    assert (diff <= 1e-4).mean() > 0.78
-    assert diff.max() < 1.0  # samples whose smoothing diverged (module doc)
+    per_sample = diff.max(axis=0)
+    assert (per_sample <= 5e-4).mean() > 0.80  # measured 0.811
+    assert (diff <= 1e-4).mean() > 0.80  # measured 0.809
+    assert diff.max() < 1.0  # samples whose smoothing diverged (opencmap.kernels.lowess)
+    agreeing = diff[:, per_sample <= 1e-3]  # smoothing reproduced: what is left is fit + 4-decimal output
+    assert agreeing.shape[1] > 300
+    assert (agreeing <= 1e-4).mean() > 0.99 and agreeing.max() < 1e-3
 
 
 def test_level2to4_qnorm_exact(l24: Path) -> None:

@@ -37,9 +37,20 @@ def command() -> None:
 @click.option("--n-inferred", default=None, metavar="N|all", help="Inferred genes to include (default: the size's own; 'all' = 11,350).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing compendium in OUT_DIR.")
 @click.option("--ids-only", is_flag=True, help="Level 3 GCTX column metadata = inst_ids only (less memory for huge runs).")
+@click.option("--beads", is_flag=True, help="Also write bead-level LXB files + plate maps (lxb/, map/; ~70 MB per 384-well plate).")
+@click.option("--bead-plates", type=click.IntRange(min=1), default=None, help="With --beads: only the first N plates (required beyond tiny).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def make(
-    out_dir: Path, size: str, seed: int, n_profiles: int | None, n_inferred: str | None, overwrite: bool, ids_only: bool, quiet: bool
+    out_dir: Path,
+    size: str,
+    seed: int,
+    n_profiles: int | None,
+    n_inferred: str | None,
+    overwrite: bool,
+    ids_only: bool,
+    beads: bool,
+    bead_plates: int | None,
+    quiet: bool,
 ) -> None:
     """Write a synthetic compendium (Level 3 GCTX + GEO tables + ground truth) to OUT_DIR."""
     from tqdm import tqdm
@@ -63,6 +74,8 @@ def make(
             n_inferred=inferred,
             overwrite=overwrite,
             level3_col_meta=not ids_only,
+            beads=beads,
+            bead_plates=bead_plates,
             progress=progress,
         )
     finally:
@@ -70,6 +83,9 @@ def make(
             bar.close()
     m = comp.manifest
     click.echo(f"wrote {m['n_profiles']} profiles x {m['n_genes']} genes ({m['n_plates']} plates) to {comp.path}")
+    if "beads" in m:
+        b = m["beads"]
+        click.echo(f"bead-level: {b['n_wells']} wells ({b['n_beads']:,d} beads) of {len(b['plates'])} plates in {comp.path / b['lxb']}")
 
 
 @command.command(name="info")

@@ -1,4 +1,4 @@
-"""``opencmap process``: Level 3 (or 2) → Level 4 and Level 5 (thin shell over run_pipeline)."""
+"""``opencmap process``: Level 3, 2 or 1 → Level 4 and Level 5 (thin shell over run_pipeline)."""
 
 from __future__ import annotations
 
@@ -42,16 +42,23 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 
 
 @click.command("process")
-@click.argument("matrix", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("matrix", type=click.Path(exists=True, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--inst-info", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Instance table (GEO inst_info); default: the matrix's column metadata.")
 @click.option("--gene-info", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Gene table adding row annotation (pr_is_lm) by pr_gene_id.")
-@click.option("--level", "start_level", type=click.Choice(["2", "3"]), default="3", show_default=True,
-              help="Level of the input matrix.")
+@click.option("--level", "start_level", type=click.Choice(["1", "2", "3"]), default="3", show_default=True,
+              help="Level of the input: 3/2 = a GCTX/GCT matrix, 1 = a folder of LXB files.")
+@click.option("--plate-map", "plate_maps", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="With --level 1: a plate map (.map) or a folder of them; repeat for several plates "
+                   "(default: the .map files in the LXB folders).")
+@click.option("--chip", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --level 1: chip file mapping analytes to genes (default: the bundled L1000_EPSILON.R2.chip).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="With --level 1: k-means seed of the bead deconvolution (same seed, same output).")
 @click.option("--inference-model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="With --level 2: inference model file adding inferred genes to Level 3.")
+              help="With --level 1 or 2: inference model file adding inferred genes to Level 3.")
 @click.option("--zscore", "zscore_method", type=click.Choice(["zspc", "zsvc"]),
               help="Robust z-score background: whole plate (zspc, default) or vehicle wells (zsvc).")
 @click.option("--min-mad", type=float, help="MAD floor in log2 units (default 0.1).")
@@ -77,6 +84,9 @@ def command(
     inst_info: Path | None,
     gene_info: Path | None,
     start_level: str,
+    plate_maps: tuple[Path, ...],
+    chip: Path | None,
+    seed: int,
     inference_model: Path | None,
     zscore_method: str | None,
     min_mad: float | None,
@@ -95,8 +105,18 @@ def command(
     restart: bool,
     progress: bool,
 ) -> None:
-    """Process MATRIX (Level 3, or Level 2 with --level 2) into OUT_DIR: level4.gctx, level5.gctx,
-    sig_info.txt, manifest.json (and censored.txt from Level 2).
+    """Process MATRIX (Level 3; Level 2 with --level 2; LXB folder with --level 1) into OUT_DIR: level4.gctx, level5.gctx,
+    sig_info.txt, manifest.json (and censored.txt from Level 2 or 1).
+
+    \b
+    With --level 1, MATRIX is a folder of LXB bead files:
+      LXB_DIR/<plate>_<well>.lxb              one detection plate, or
+      LXB_DIR/<plate>/<plate>_<well>.lxb      one sub-folder per plate (CMap's lxb/ layout);
+    each plate needs a plate map: --plate-map PLATE.map (repeatable) or --plate-map MAP_DIR with
+    <plate>.map files (or maps with a det_plate column). Plates are deconvolved (Level 2 written
+    to OUT_DIR/level2/), LISS-scaled per bead set, censored, quantile-normalised, z-scored and
+    collapsed into MODZ signatures. Example:
+      opencmap process --level 1 lxb/ out/ --plate-map map/
 
     Runs plate by plate and replicate set by replicate set; an interrupted run resumes where it
     stopped when started again with the same arguments.
@@ -133,6 +153,9 @@ def command(
             gene_info=gene_info,
             params=params,
             inference_model=inference_model,
+            plate_maps=list(plate_maps) or None,
+            chip=chip,
+            seed=seed,
             work_dir=work_dir,
             keep_work=keep_work,
             restart=restart,

@@ -285,6 +285,8 @@ def make_compendium(
     params: ModelParams | None = None,
     overwrite: bool = False,
     level3_col_meta: bool = True,
+    beads: bool = False,
+    bead_plates: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> Compendium:
     """Generate a synthetic L1000 compendium into ``out_dir`` (created if needed).
@@ -307,6 +309,13 @@ def make_compendium(
         Store the inst_info fields as column metadata of ``level3.gctx`` (default). ``False``
         stores only the inst_ids, as GEO's own GCTX files do, and keeps memory low for
         million-profile runs (the metadata of every column is held until the file is closed).
+    beads:
+        Also write bead-level data (Level 1): LXB files under ``lxb/<det_plate>/``, plate maps in
+        ``map/`` and ``beads_truth.txt`` (:func:`opencmap.datasets.beads.write_bead_plates`).
+        ~9 M beads (~70 MB) per 384-well plate: allowed by default for up to
+        :data:`~opencmap.datasets.beads.MAX_DEFAULT_BEAD_PLATES` plates.
+    bead_plates:
+        With ``beads``: write the first this many plates only (required for larger compendia).
     progress:
         Called as ``progress(profiles_done, profiles_total)`` after each plate.
 
@@ -333,6 +342,14 @@ def make_compendium(
     params = params or ModelParams()
     model = build_model(spec, seed=int(seed), params=params)
     design = model.design
+    if beads:
+        from opencmap.datasets.beads import MAX_DEFAULT_BEAD_PLATES
+
+        if bead_plates is None and design.n_plates > MAX_DEFAULT_BEAD_PLATES:
+            raise ConfigError(
+                f"bead-level output of all {design.n_plates} plates would be ~{design.n_plates * 70} MB; "
+                f"choose how many plates with bead_plates= (--bead-plates), at most {design.n_plates}"
+            )
     total = design.n_profiles
     logger.info("generating %s compendium: %d profiles x %d genes in %s", spec.name, total, model.n_genes, out)
 
@@ -364,6 +381,13 @@ def make_compendium(
     write_table(_ground_truth(model), out / FILES["ground_truth"])
     write_gmt(_pcl_sets(model), out / FILES["pcl"])
 
+    bead_info: dict[str, Any] = {}
+    if beads:
+        from opencmap.datasets.beads import write_bead_plates
+
+        written = write_bead_plates(out, plates=bead_plates, seed=int(seed))
+        bead_info = {"beads": {"plates": list(written.plates), "n_wells": written.n_wells, "n_beads": written.n_beads,
+                               "lxb": "lxb", "maps": "map", "truth": written.truth.name}}
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
@@ -385,6 +409,7 @@ def make_compendium(
             key: {"name": name, "sha256": _sha256(out / name), "bytes": (out / name).stat().st_size}
             for key, name in FILES.items()
         },
+        **bead_info,
     }
     with atomic_write_path(out / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -45,7 +45,6 @@ import h5py
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from opencmap.core.gct import GCT
 from opencmap.errors import (
@@ -761,15 +760,18 @@ def _meta_index(meta: pd.DataFrame | pd.Index | Sequence[Any], what: str) -> pd.
     return frame
 
 
-def _write_meta(group: h5py.Group, frame: pd.DataFrame) -> None:
+def _write_meta(group: h5py.Group, frame: pd.DataFrame, *, compress: bool) -> None:
+    """Ids and one dataset per field. Uncompressed unless asked: point reads of a few values then
+    touch only those bytes (metadata is a few percent of a GCTX's size)."""
     ids = encode_text(np.asarray(frame.index, dtype=object).astype(str))
-    group.create_dataset("id", data=ids, **({"compression": "gzip"} if len(ids) else {}))
+    options = {"compression": "gzip", "shuffle": False} if compress else {}
+    group.create_dataset("id", data=ids, **(options if len(ids) else {}))
     for name in frame.columns:
         key = str(name)
         if "/" in key or key == ".":
             raise ValidationError(f"metadata field {key!r} contains '/', which HDF5 cannot store; rename it")
         values = to_stored(frame[name])
-        group.create_dataset(key, data=values, **({"compression": "gzip"} if len(values) else {}))
+        group.create_dataset(key, data=values, **(options if len(values) else {}))
 
 
 class GCTXWriter:
@@ -785,7 +787,8 @@ class GCTXWriter:
         HDF5 chunk shape: columns per chunk (int) or ``(columns, rows)``; default
         :func:`default_chunks` (whole columns, ~64 KiB).
     compression:
-        ``None`` (default, fastest to read) or ``"gzip"`` (with the shuffle filter).
+        ``None`` (default, fastest to read) or ``"gzip"`` (matrix with the shuffle filter, and the
+        metadata datasets too).
     compression_level:
         gzip level 0–9 (default 4).
     src:
@@ -832,7 +835,7 @@ class GCTXWriter:
                 **self._compression,
             )
             row_group = self._h5.create_group(ROW_META_NODE, track_order=True)
-            _write_meta(row_group, self._row_meta)
+            _write_meta(row_group, self._row_meta, compress=bool(self._compression))
         except BaseException:
             self._abort()
             raise
@@ -887,7 +890,7 @@ class GCTXWriter:
                 pd.concat(self._col_blocks, axis=0) if self._col_blocks else pd.DataFrame(index=pd.Index([], dtype=object))
             )
             col_group = self._h5.create_group(COL_META_NODE, track_order=True)
-            _write_meta(col_group, col_meta)
+            _write_meta(col_group, col_meta, compress=bool(self._compression))
             self._h5.close()
             self._h5 = None
             self._target.commit()

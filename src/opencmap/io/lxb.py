@@ -30,7 +30,7 @@ import pandas as pd
 from opencmap.errors import FormatError
 from opencmap.io.beads import Beads
 
-__all__ = ["LXB", "read_lxb", "read_lxb_beads"]
+__all__ = ["LXB", "read_lxb", "read_lxb_beads", "write_lxb", "write_lxb_beads"]
 
 _HEADER_LEN = 58
 _SUPPORTED_VERSIONS = ("FCS2.0", "FCS3.0", "FCS3.1")
@@ -235,3 +235,100 @@ def read_lxb(path: str | PathLike[str]) -> LXB:
 def read_lxb_beads(path: str | PathLike[str]) -> Beads:
     """Analyte ids (``RID``) and intensities (``RP1``) of every bead in an LXB file."""
     return read_lxb(path).beads()
+
+
+# ------------------------------------------------------------------------------------------ writer
+#: Header offsets above this do not fit the 8-character FCS header fields (stored in TEXT only).
+_MAX_HEADER_OFFSET = 99_999_999
+
+
+def _text_segment(keywords: dict[str, str], delim: str = "/") -> bytes:
+    parts = []
+    for key, value in keywords.items():
+        parts.append(str(key).replace(delim, delim + delim))
+        parts.append(str(value).replace(delim, delim + delim))
+    return (delim + delim.join(parts) + delim).encode("latin-1")
+
+
+def write_lxb(
+    path: str | PathLike[str],
+    data: np.ndarray,
+    names: tuple[str, ...] | list[str],
+    *,
+    keywords: dict[str, str] | None = None,
+) -> Path:
+    """Write an LXB (FCS 3.0 list-mode) file atomically; the inverse of :func:`read_lxb`.
+
+    Parameters
+    ----------
+    path:
+        Destination ``.lxb`` file.
+    data:
+        ``(n_beads, n_params)`` non-negative integers below 2**32 (stored as little-endian
+        ``uint32``, ``$DATATYPE I``, ``$PnB 32``, like Luminex files).
+    names:
+        Parameter names ``$PnN`` (``RID``, ``RP1``, ...), one per column.
+    keywords:
+        Extra TEXT keywords (e.g. ``{"$SMNO": "A03"}``); the layout keywords are set here.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    from opencmap.errors import ValidationError
+    from opencmap.io.atomic import atomic_write_path
+
+    arr = np.asarray(data)
+    if arr.ndim != 2 or arr.shape[1] != len(names) or len(names) == 0:
+        raise ValidationError(f"LXB data must be (n_beads, {len(names)}) for parameters {list(names)}, got shape {arr.shape}")
+    if arr.size and (not np.isfinite(arr).all() or arr.min() < 0 or arr.max() >= 2**32 or (arr != np.round(arr)).any()):
+        raise ValidationError("LXB values must be integers in [0, 2**32); round or clip the intensities first")
+    body = np.ascontiguousarray(arr.astype("<u4"))
+    n_tot, n_par = body.shape
+    text: dict[str, str] = {
+        "$BEGINANALYSIS": "0",
+        "$ENDANALYSIS": "0",
+        "$BEGINSTEXT": "0",
+        "$ENDSTEXT": "0",
+        "$BEGINDATA": "0",
+        "$ENDDATA": "0",
+        "$BYTEORD": "1,2,3,4",
+        "$DATATYPE": "I",
+        "$MODE": "L",
+        "$NEXTDATA": "0",
+        "$PAR": str(n_par),
+        "$TOT": str(n_tot),
+    }
+    for i, name in enumerate(names, start=1):
+        text.update({f"$P{i}N": str(name), f"$P{i}B": "32", f"$P{i}E": "0,0", f"$P{i}R": str(2**32)})
+    for key, value in (keywords or {}).items():
+        text.setdefault(str(key).upper(), str(value))
+    text_start = _HEADER_LEN
+    while True:  # offsets are written in TEXT too: iterate until their digits settle
+        raw = _text_segment(text)
+        data_start = text_start + len(raw)
+        data_end = data_start + body.nbytes - 1 if body.nbytes else data_start
+        if text["$BEGINDATA"] == str(data_start) and text["$ENDDATA"] == str(data_end):
+            break
+        text["$BEGINDATA"], text["$ENDDATA"] = str(data_start), str(data_end)
+    fits = data_end <= _MAX_HEADER_OFFSET
+    offsets = (text_start, text_start + len(raw) - 1, data_start if fits else 0, data_end if fits else 0, 0, 0)
+    header = b"FCS3.0    " + b"".join(f"{o:>8d}".encode("ascii") for o in offsets)
+    target = Path(path)
+    with atomic_write_path(target) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(header)
+            fh.write(raw)
+            fh.write(body.tobytes())
+    return target
+
+
+def write_lxb_beads(path: str | PathLike[str], beads: Beads, *, keywords: dict[str, str] | None = None) -> Path:
+    """Write the analyte ids and intensities of one well as a two-parameter LXB file (``RID``, ``RP1``).
+
+    Intensities are rounded to integers (as the instrument reports them) and clipped to [0, 2**32).
+    """
+    rid = np.asarray(beads.analyte, dtype=np.int64)
+    rp1 = np.clip(np.round(np.asarray(beads.intensity, dtype=np.float64)), 0, 2**32 - 1)
+    return write_lxb(path, np.column_stack([rid, rp1.astype(np.int64)]), ("RID", "RP1"), keywords=keywords)

@@ -16,12 +16,40 @@ so it is written out here. For point ``i`` of the x-sorted data:
    weighted point the result is its ``y`` (or 0 when that point's column ``|x - x[i]|`` exceeds 1,
    as the pivot then picks the slope column); with none it is 0.
 
-Reproducibility note: with 4-point windows a local residual scale can be exactly 0 (a line
-through two points), so MATLAB's outcome depends on floating-point round-off of order 1e-15.
-Residuals below ``64 * eps * max|y|`` are treated as exactly 0 here, which makes the result
-deterministic; it agrees with CMap's published calibration curves for ~80 % of samples to
-4 decimals (20 of 26 per bead set on the l1ktools test plate; ~81 % of wells on the cmapM
-level2to4 plate) and differs in the upper part of the curve for the rest.
+Which MATLAB variant this is (checked against CMap's smoothed calibration curves, test plate
+``liss/calib_*``; these files hold the *smoothed* curves, while level2to4 ``cal_n376x10`` holds the
+raw invariant-probe input). ``malowess`` hands over to the Bioinformatics Toolbox helper
+``masmooth`` (a fork of the Curve Fitting Toolbox ``smooth``, robust = 5 passes, linear local
+fit). Its published versions differ in the robust scale; only the one above reproduces CMap:
+
+* local window, *uncentred* median of ``|r|`` over all window points (this module): 20/26;
+* local window, centred MAD ``median|r - median r|`` (masmooth 2004): 0/26;
+* the same restricted to points of positive tricube weight (later ``smooth``): 0/26;
+* one *global* median of ``|r|``, windows re-chosen among positive-weight points (current
+  ``smooth``): 0/26.
+
+The window is the span points nearest ``x[i]`` among ``i-k+1..i+k-1`` (ties kept), stored from the
+first pass together with ``dmax``; x is strictly increasing here, so tie handling never applies.
+
+Reproducibility limit: with 4-point windows and the two zero placeholders, the third robust pass
+usually meets windows where three of the four residuals are round-off (|r| ~ 1e-15, exactly 0 when
+a fit went through two points). MATLAB reweights such a window iff ``median|r| > max|y| * eps``
+(~2.7e-15), i.e. the outcome is decided by the last bits of MKL's QR solves (the fit at the
+zero placeholder, ``c ~ 1e-15``, is typical). Residuals below ``64 * eps * max|y|`` are snapped to
+0 here (never reweight), the best deterministic rule found: snapping below 4 eps, no snapping
+(18/26) and pure-Python emulations of reference-LAPACK ``\\`` (QR with/without pivoting, 16
+variants: 10-18/26) did worse; larger snapping thresholds (up to 1e6 eps) give the same 20/26.
+For *every* sample where we differ (6 of 26 per test-plate bead set, 71 of 376 level2to4 wells),
+some choice of "reweight / don't" per (pass, window) among the windows whose scale is below
+1e-12 reproduces CMap's output to 1e-4 (curve) or 5e-4 (scaled values); tests/kernels/
+test_lowess.py shows two. The choices needed differ between samples whose round-off residuals
+have the same magnitudes to the last bit here (test plate A03 vs B11: MATLAB did not reweight
+the top window in one and did in the other), and 4 wells need a window reweighted whose scale
+is exactly 0 here, so no deterministic rule on our numbers can recover them: the remaining gap
+is MATLAB's round-off, not a different algorithm, and closing it would need MATLAB's own
+floating-point arithmetic. Measured:
+20 of 26 samples per bead set on the l1ktools test plate, 81 % of wells on the cmapM level2to4
+plate; the others differ in the upper part of the curve (up to ~1.1 on one calibration point).
 """
 
 from __future__ import annotations

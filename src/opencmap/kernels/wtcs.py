@@ -16,14 +16,19 @@ Arithmetic is float64 in CMap's order; CMap itself computes in float32 (single-p
 matrices), so its published values agree with ours to ~1e-7 (exact |E+| = |E-| or cross-hit ties
 may resolve differently under the two roundings).
 
-Inputs are the set genes' rows gathered from a gene-major reference store: the cost per
-signature is ``O(G + N/64)`` (a bitmap over ranks orders the hits without comparisons),
-never ``O(N)``; signatures run in parallel (numba ``prange``).
+Inputs are the set genes' rows of a gene-major reference store, either gathered
+(:func:`enrichment_scores`, one set) or read in place (:func:`set_enrichment_scores`, many sets
+in one pass over memory-mapped rows, no copies). The cost per signature and set is
+``O(G + N/64)`` (small sets are ordered by insertion, larger ones with a bitmap over ranks),
+never ``O(N)``. Large inputs are split over worker threads (the kernel releases the GIL); small
+ones run on the calling thread, avoiding a parallel launch.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -33,13 +38,20 @@ from numba.extending import intrinsic
 
 from opencmap.errors import ConfigError, ValidationError
 
-__all__ = ["enrichment_scores", "wtcs", "combine_tails", "ES_TAILS"]
+__all__ = ["enrichment_scores", "set_enrichment_scores", "wtcs", "combine_tails", "ES_TAILS"]
 
 #: allowed values of ``es_tail`` (spec §6.1)
 ES_TAILS = ("both", "up", "down")
 
-# signatures handled per parallel task: amortises scratch allocation, keeps memory reads local
-_CHUNK = 2048
+# signatures per tile: the tile's set rows are gathered once into a cache-resident buffer
+_TILE = 512
+_PAD = 16
+# sets of at most this many genes are ordered by insertion, larger ones with a rank bitmap
+_SMALL_SET = 24
+# (signatures x set genes) below which one thread is faster than waking others
+_MIN_THREAD_WORK = 1 << 19
+_NO_WEIGHTS = np.zeros((1, 1), dtype=np.float32)
+_POOL: ThreadPoolExecutor | None = None
 
 
 @intrinsic
@@ -126,46 +138,189 @@ def _es_one(n_hit, srt_rank, srt_w, total, n_features, weighted):
     return best, leadf
 
 
-@numba.njit(parallel=True, cache=True)
-def _es_kernel(ranks, weights, n_features, weighted, es_out, leadf_out):
-    n_genes, n_sig = ranks.shape
-    n_chunks = (n_sig + _CHUNK - 1) // _CHUNK
+@numba.njit(cache=True, nogil=True)
+def _es_columns(ranks, weights, rows, bounds, n_features, weighted, c0, c1, es_out, leadf_out, out_offset):
+    """ES of every set (``rows[bounds[q]:bounds[q+1]]``) in columns ``c0:c1`` of gene-major inputs.
+
+    Columns are handled in tiles of ``_TILE``: each set row's run of the tile is copied once into
+    a small padded buffer (sequential reads of each row; the buffer stays in L2), then each
+    signature's hits are ordered by rank (insertion while collecting for small sets, a bitmap
+    otherwise) and walked. Results go to ``es_out[q, out_offset + c - c0]``.
+    """
+    n_sets = bounds.shape[0] - 1
+    g_max = 1
+    for q in range(n_sets):
+        g_max = max(g_max, bounds[q + 1] - bounds[q])
     n_words = (n_features >> 6) + 1
-    for c in numba.prange(n_chunks):
-        # per-task scratch
-        bits = np.zeros(n_words, dtype=np.uint64)
-        before = np.empty(n_words, dtype=np.int64)
-        hit_rank = np.empty(n_genes, dtype=np.int64)
-        hit_w = np.empty(n_genes, dtype=np.float64)
-        srt_rank = np.empty(n_genes, dtype=np.int64)
-        srt_w = np.empty(n_genes, dtype=np.float64)
-        start = c * _CHUNK
-        stop = min(start + _CHUNK, n_sig)
-        for s in range(start, stop):
-            n_hit = 0
-            total = 0.0
-            for i in range(n_genes):
-                r = np.int64(ranks[i, s])
-                if r <= 0 or r > n_features:
-                    continue
+    bits = np.zeros(n_words, dtype=np.uint64)
+    before = np.empty(n_words, dtype=np.int64)
+    # rows padded: a power-of-two stride would map every gene of a column to the same cache sets
+    tile_r = np.empty((g_max, _TILE + _PAD), dtype=np.int32)
+    tile_w = np.empty((g_max, _TILE + _PAD), dtype=weights.dtype)
+    hit_rank = np.empty(g_max, dtype=np.int64)
+    hit_w = np.empty(g_max, dtype=np.float64)
+    srt_rank = np.empty(g_max, dtype=np.int64)
+    srt_w = np.empty(g_max, dtype=np.float64)
+    for t0 in range(c0, c1, _TILE):
+        m = min(_TILE, c1 - t0)
+        o = out_offset + t0 - c0
+        for q in range(n_sets):
+            a = bounds[q]
+            g = bounds[q + 1] - a
+            for i in range(g):  # gather: one sequential run per set row, ranks outside 1..N -> 0
+                row = rows[a + i]
+                for j in range(m):
+                    r = ranks[row, t0 + j]
+                    tile_r[i, j] = r if 0 < r <= n_features else 0
                 if weighted:
-                    w = abs(np.float64(weights[i, s]))
-                    if math.isnan(w):
+                    for j in range(m):
+                        tile_w[i, j] = weights[row, t0 + j]
+            small = g <= _SMALL_SET
+            for j in range(m):
+                n_hit = 0
+                total = 0.0
+                dup = False
+                for i in range(g):
+                    r = tile_r[i, j]
+                    if r == 0:
                         continue
-                    hit_w[n_hit] = w
-                    total += w
-                else:
-                    hit_w[n_hit] = 1.0
-                hit_rank[n_hit] = r
-                n_hit += 1
-            if _sort_by_rank(n_hit, hit_rank, hit_w, bits, before, srt_rank, srt_w) != n_hit:
-                # duplicate ranks within one signature: not a ranking, no defined score
-                es_out[s] = np.nan
-                leadf_out[s] = np.nan
-                continue
-            es, lf = _es_one(n_hit, srt_rank, srt_w, total, n_features, weighted)
-            es_out[s] = es
-            leadf_out[s] = lf
+                    w = 1.0
+                    if weighted:
+                        w = abs(np.float64(tile_w[i, j]))
+                        if math.isnan(w):
+                            continue
+                        total += w
+                    if small:  # insertion into the rank-sorted hits
+                        k = n_hit
+                        while k > 0 and srt_rank[k - 1] > r:
+                            srt_rank[k] = srt_rank[k - 1]
+                            srt_w[k] = srt_w[k - 1]
+                            k -= 1
+                        if k > 0 and srt_rank[k - 1] == r:
+                            dup = True
+                        srt_rank[k] = r
+                        srt_w[k] = w
+                    else:
+                        hit_rank[n_hit] = r
+                        hit_w[n_hit] = w
+                    n_hit += 1
+                if not small:
+                    dup = _sort_by_rank(n_hit, hit_rank, hit_w, bits, before, srt_rank, srt_w) != n_hit
+                if dup:
+                    # duplicate ranks within one signature: not a ranking, no defined score
+                    es_out[q, o + j] = np.nan
+                    leadf_out[q, o + j] = np.nan
+                    continue
+                es, lf = _es_one(n_hit, srt_rank, srt_w, total, n_features, weighted)
+                es_out[q, o + j] = es
+                leadf_out[q, o + j] = lf
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1), thread_name_prefix="opencmap-wtcs")
+    return _POOL
+
+
+def set_enrichment_scores(
+    ranks: np.ndarray,
+    weights: np.ndarray | None,
+    rows: np.ndarray,
+    bounds: np.ndarray,
+    n_features: int,
+    *,
+    weighted: bool = True,
+    columns: tuple[int, int] | None = None,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """ES and leading-edge fraction of several gene sets, read straight from gene-major matrices.
+
+    The fused form of :func:`enrichment_scores`: the set genes' rows are read in place (e.g. from
+    a memory-mapped store) tile by tile, so no ``(G, S)`` copies are made, and all sets (the up
+    and down sets of many queries) are scored in one pass over the signatures.
+
+    Parameters
+    ----------
+    ranks:
+        Integer array (n_rows, S): 1-based descending ranks, gene-major (``0`` = missing).
+    weights:
+        Float array (n_rows, S) of the scores (``|w|`` is used), or ``None`` with ``weighted=False``.
+    rows, bounds:
+        Set ``q`` is the rows ``rows[bounds[q]:bounds[q + 1]]`` (int arrays; ``bounds`` has
+        ``n_sets + 1`` non-decreasing entries starting at 0). An empty set gives NaN.
+    n_features:
+        ``N``, the length of each ranked list.
+    weighted:
+        ``False``: unweighted ES (hit step ``1/G``), ``weights`` ignored.
+    columns:
+        ``(c0, c1)``: score only signatures ``c0:c1`` (default: all).
+    out:
+        Optional ``(es, leadf)`` float64 arrays (n_sets, c1 - c0) to fill (C-contiguous rows).
+    threads:
+        Worker threads (default: numba's thread count); small inputs always run on one thread.
+
+    Returns
+    -------
+    es, leadf:
+        float64 (n_sets, c1 - c0), as :func:`enrichment_scores` per set.
+    """
+    ranks = np.asarray(ranks)
+    if ranks.ndim != 2 or not np.issubdtype(ranks.dtype, np.integer):
+        raise ValidationError(f"ranks must be a 2-D integer array (genes x signatures), got {ranks.dtype} {ranks.shape}")
+    n_features = int(n_features)
+    if n_features < 1:
+        raise ValidationError(f"n_features must be >= 1, got {n_features}")
+    n_rows, n_sig = ranks.shape
+    if weighted:
+        if weights is None:
+            raise ValidationError("weighted=True needs a weights array (or pass weighted=False)")
+        weights = np.asarray(weights)
+        if weights.shape != ranks.shape:
+            raise ValidationError(f"weights shape {weights.shape} differs from ranks shape {ranks.shape}")
+        if not np.issubdtype(weights.dtype, np.floating):
+            weights = weights.astype(np.float64)
+    else:
+        weights = _NO_WEIGHTS
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    bounds = np.ascontiguousarray(bounds, dtype=np.int64)
+    if bounds.ndim != 1 or len(bounds) < 1 or bounds[0] != 0 or bounds[-1] != len(rows) or np.any(np.diff(bounds) < 0):
+        raise ValidationError("bounds must be non-decreasing offsets into rows, from 0 to len(rows)")
+    if len(rows) and (rows.min() < 0 or rows.max() >= n_rows):
+        raise ValidationError(f"rows must be in 0..{n_rows - 1}")
+    c0, c1 = (0, n_sig) if columns is None else (int(columns[0]), int(columns[1]))
+    if not 0 <= c0 <= c1 <= n_sig:
+        raise ValidationError(f"columns {columns} out of range 0..{n_sig}")
+    n_sets = len(bounds) - 1
+    if out is None:
+        es = np.empty((n_sets, c1 - c0), dtype=np.float64)
+        leadf = np.empty((n_sets, c1 - c0), dtype=np.float64)
+    else:
+        es, leadf = out
+        if es.shape != (n_sets, c1 - c0) or leadf.shape != es.shape:
+            raise ValidationError(f"out arrays must have shape {(n_sets, c1 - c0)}")
+    if c1 == c0 or n_sets == 0:
+        return es, leadf
+    n_threads = numba.get_num_threads() if threads is None else max(int(threads), 1)
+    work = (c1 - c0) * max(len(rows), 1)
+    n_threads = min(n_threads, max(work // _MIN_THREAD_WORK, 1))
+    if n_threads == 1:
+        _es_columns(ranks, weights, rows, bounds, n_features, bool(weighted), c0, c1, es, leadf, 0)
+        return es, leadf
+    # several chunks per thread so a thread slowed by other load does not hold up the rest
+    n_chunks = min(4 * n_threads, max((c1 - c0) // _TILE, 1))
+    edges = np.linspace(c0, c1, n_chunks + 1).astype(np.int64)
+    edges[1:-1] -= (edges[1:-1] - c0) % _TILE
+    pool = _pool()
+    futures = [
+        pool.submit(_es_columns, ranks, weights, rows, bounds, n_features, bool(weighted), int(lo), int(hi), es, leadf, int(lo - c0))
+        for lo, hi in zip(edges[:-1], edges[1:])
+        if hi > lo
+    ]
+    for f in futures:
+        f.result()
+    return es, leadf
 
 
 def enrichment_scores(
@@ -203,32 +358,11 @@ def enrichment_scores(
     ranks = np.asarray(ranks)
     if ranks.ndim != 2:
         raise ValidationError(f"ranks must be 2-D (genes x signatures), got shape {ranks.shape}")
-    if not np.issubdtype(ranks.dtype, np.integer):
-        raise ValidationError(f"ranks must be an integer array, got {ranks.dtype}")
-    n_features = int(n_features)
-    if n_features < 1:
-        raise ValidationError(f"n_features must be >= 1, got {n_features}")
-    n_genes, n_sig = ranks.shape
-    if weighted:
-        if weights is None:
-            raise ValidationError("weighted=True needs a weights array (or pass weighted=False)")
-        weights = np.asarray(weights)
-        if weights.shape != ranks.shape:
-            raise ValidationError(f"weights shape {weights.shape} differs from ranks shape {ranks.shape}")
-        if not np.issubdtype(weights.dtype, np.floating):
-            weights = weights.astype(np.float64)
-    else:
-        weights = np.zeros((0, 0), dtype=np.float32)
-    es = np.empty(n_sig, dtype=np.float64)
-    leadf = np.empty(n_sig, dtype=np.float64)
-    if n_sig == 0:
-        return es, leadf
-    if n_genes == 0:
-        es.fill(np.nan)
-        leadf.fill(np.nan)
-        return es, leadf
-    _es_kernel(ranks, weights, n_features, bool(weighted), es, leadf)
-    return es, leadf
+    n_genes = ranks.shape[0]
+    es, leadf = set_enrichment_scores(
+        ranks, weights, np.arange(n_genes), np.array([0, n_genes]), n_features, weighted=weighted
+    )
+    return es[0], leadf[0]
 
 
 def wtcs(es_up: np.ndarray, es_dn: np.ndarray) -> np.ndarray:

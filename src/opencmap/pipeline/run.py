@@ -35,7 +35,7 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from os import PathLike
@@ -57,11 +57,12 @@ from opencmap.pipeline.qc import exemplar_flags
 from opencmap.pipeline.signatures import build_signatures, check_group_fields, replicate_sets
 from opencmap.pipeline.zscore import zscore_plate
 
-__all__ = ["RunResult", "ProgressCallback", "run_pipeline", "MANIFEST_VERSION"]
+__all__ = ["RunResult", "ProgressCallback", "Level1Plate", "level1_plates", "run_pipeline", "level2_to_level3", "MANIFEST_VERSION"]
 
 log = logging.getLogger(__name__)
 
-#: ``progress(stage, done, total)``; stages: ``"plates"``, ``"replicate sets"``, ``"cgs"``, ``"write"``.
+#: ``progress(stage, done, total)``; stages: ``"level 1"`` (deconvolution, from Level 1 only),
+#: ``"plates"``, ``"replicate sets"``, ``"cgs"``, ``"write"``.
 ProgressCallback = Callable[[str, int, int], None]
 
 #: Format version of ``manifest.json`` and of the work folder's state.
@@ -70,6 +71,7 @@ LEVEL4_NAME = "level4.gctx"
 LEVEL5_NAME = "level5.gctx"
 SIG_INFO_NAME = "sig_info.txt"
 CENSORED_NAME = "censored.txt"
+LEVEL2_NAME = "level2"
 MANIFEST_NAME = "manifest.json"
 WORK_NAME = ".opencmap-work"
 #: Signatures read at once when building consensus gene signatures.
@@ -116,7 +118,10 @@ def _read_inst_info(inst_info: str | PathLike[str] | pd.DataFrame) -> pd.DataFra
 
 def _instance_metadata(matrix: Path, inst_info: str | PathLike[str] | pd.DataFrame | None) -> pd.DataFrame:
     """Column metadata of the run: the matrix's own, overridden/extended by ``inst_info``."""
-    col_meta = read_meta(matrix, "col")
+    return _merge_inst_info(read_meta(matrix, "col"), inst_info)
+
+
+def _merge_inst_info(col_meta: pd.DataFrame, inst_info: str | PathLike[str] | pd.DataFrame | None) -> pd.DataFrame:
     if inst_info is None:
         return col_meta
     table = _read_inst_info(inst_info)
@@ -139,7 +144,10 @@ def _instance_metadata(matrix: Path, inst_info: str | PathLike[str] | pd.DataFra
 
 
 def _row_metadata(matrix: Path, gene_info: str | PathLike[str] | pd.DataFrame | None) -> pd.DataFrame:
-    row_meta = read_meta(matrix, "row")
+    return _merge_gene_info(read_meta(matrix, "row"), gene_info)
+
+
+def _merge_gene_info(row_meta: pd.DataFrame, gene_info: str | PathLike[str] | pd.DataFrame | None) -> pd.DataFrame:
     if gene_info is None:
         return row_meta
     genes = gene_info if isinstance(gene_info, pd.DataFrame) else read_table(gene_info)
@@ -239,11 +247,13 @@ class _WorkState:
 
 
 # ------------------------------------------------------------------------------------ Level 2 -> 3
-def level2_to_level3(plate: GCT, *, inference_model: Any | None = None) -> tuple[GCT, pd.DataFrame]:
+def level2_to_level3(plate: GCT | Mapping[str, GCT], *, inference_model: Any | None = None) -> tuple[GCT, pd.DataFrame]:
     """Level 2 GEX of one plate → Level 3: LISS, censoring, QNORM (and inference if a model is given).
 
     ``plate`` is one bead-set matrix (linear scale; gene rows plus the invariant probes
-    ``CAL01``..``CAL10``). Returns the Level 3 plate (censored wells removed) and the censoring
+    ``CAL01``..``CAL10``) or, as deconvolution gives it, a mapping ``bead set -> matrix``
+    (``Level2.bead_sets``: each bead set is LISS-scaled against its own invariant probes, whose
+    ids repeat across sets). Returns the Level 3 plate (censored wells removed) and the censoring
     report of :func:`opencmap.pipeline.censor.censor_plate` (one row per input well).
     """
     from opencmap.pipeline.censor import censor_plate
@@ -260,6 +270,194 @@ def level2_to_level3(plate: GCT, *, inference_model: Any | None = None) -> tuple
     return level3, report
 
 
+# ------------------------------------------------------------------------------------ Level 1 -> 2
+_LXB_PREFIX_RE = re.compile(r"[_\-.]?[A-Za-z]{1,2}\d{1,3}\.lxb$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Level1Plate:
+    """One detection plate of Level 1 input: its LXB files and plate map."""
+
+    name: str
+    files: tuple[Path, ...]
+    plate_map: Path
+
+    def identity(self) -> dict[str, Any]:
+        """What a resumed run compares: the files (count, bytes, newest change) and the map."""
+        stats = [f.stat() for f in self.files]
+        return {
+            "plate": self.name,
+            "n_files": len(stats),
+            "bytes": int(sum(st.st_size for st in stats)),
+            "mtime_ns": int(max(st.st_mtime_ns for st in stats)),
+            "plate_map": _fingerprint(self.plate_map),
+        }
+
+
+def _lxb_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".lxb")
+
+
+def _map_files(entries: Sequence[Path]) -> list[Path]:
+    found: list[Path] = []
+    for entry in entries:
+        if entry.is_dir():
+            found.extend(sorted(p for p in entry.iterdir() if p.is_file() and p.suffix.lower() == ".map"))
+        elif entry.is_file():
+            found.append(entry)
+        else:
+            raise PipelineError(f"plate map {entry} does not exist")
+    return found
+
+
+def level1_plates(
+    source: str | PathLike[str],
+    plate_maps: str | PathLike[str] | Sequence[str | PathLike[str]] | None = None,
+) -> list[Level1Plate]:
+    """Find the detection plates of a Level 1 folder and pair each with its plate map.
+
+    Layouts:
+
+    * ``source`` holds ``*.lxb`` files: one plate;
+    * ``source`` holds one sub-folder of ``*.lxb`` files per plate (CMap's ``lxb/<det_plate>/``).
+
+    A plate is named by the common prefix of its file names (``<plate>_<well>.lxb``), else by its
+    folder. ``plate_maps`` are ``.map`` files and/or folders of them (CMap's ``map/``); default:
+    the ``.map`` files in ``source`` and in the plate folders. A map belongs to the plate whose
+    name (or folder name) equals the map's file stem or its ``det_plate`` value; a single plate
+    with a single map are paired whatever their names.
+
+    Raises
+    ------
+    PipelineError
+        No LXB files, LXB files mixed with plate folders, or a plate without a map.
+    """
+    from opencmap.io.beads import read_plate_map
+
+    root = Path(source)
+    if not root.is_dir():
+        raise PipelineError(f"{root} is not a folder of LXB files")
+    direct = _lxb_files(root)
+    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and _lxb_files(d)]
+    if direct and subdirs:
+        raise PipelineError(
+            f"{root} holds both .lxb files and plate folders ({subdirs[0].name}, ...); "
+            "put one plate's files in a folder, or one folder per plate"
+        )
+    if not direct and not subdirs:
+        raise PipelineError(f"no .lxb files in {root} or its sub-folders; point to a plate folder or a folder of plate folders")
+    groups = [(root, direct)] if direct else [(d, _lxb_files(d)) for d in subdirs]
+    if plate_maps is None:
+        entries = [root, *subdirs]
+    elif isinstance(plate_maps, (str, PathLike)):
+        entries = [Path(plate_maps)]
+    else:
+        entries = [Path(m) for m in plate_maps]
+    maps = _map_files(entries)
+    keys: dict[str, list[Path]] = {}
+    for m in maps:
+        names = {m.stem}
+        pmap = read_plate_map(m)
+        if "det_plate" in pmap.columns:
+            names.update(str(v) for v in pmap["det_plate"].dropna().astype(str).unique() if v not in ("", "-666"))
+        for n in names:
+            keys.setdefault(n, []).append(m)
+    plates: list[Level1Plate] = []
+    for folder, files in groups:
+        prefixes = {_LXB_PREFIX_RE.sub("", f.name) for f in files}
+        name = next(iter(prefixes)) if len(prefixes) == 1 and next(iter(prefixes)) else folder.name
+        candidates = list(dict.fromkeys(keys.get(name, []) + keys.get(folder.name, [])))
+        if not candidates and len(groups) == 1 and len(maps) == 1:
+            candidates = maps
+        if len(candidates) != 1:
+            what = "no plate map" if not candidates else f"{len(candidates)} plate maps ({', '.join(c.name for c in candidates)})"
+            raise PipelineError(
+                f"plate {name} ({folder}) has {what}; give one map per plate named <plate>.map or with a "
+                f"det_plate column (--plate-map FILE or FOLDER; maps found: {[m.name for m in maps][:10]})"
+            )
+        plates.append(Level1Plate(name, tuple(files), candidates[0]))
+    names = [p.name for p in plates]
+    if len(set(names)) != len(names):
+        raise PipelineError(f"detection plate names repeat: {sorted({n for n in names if names.count(n) > 1})[:5]}")
+    return plates
+
+
+def _deconvolve_plates(
+    plates: Sequence[Level1Plate],
+    folder: Path,
+    state: _WorkState,
+    *,
+    chip: Path | None,
+    seed: int,
+    report: ProgressCallback,
+) -> dict[str, dict[str, Path]]:
+    """Level 1 → 2 for every plate (resumable): Level 2 files in ``folder``, paths by plate."""
+    from opencmap.io.beads import read_chip
+    from opencmap.pipeline.deconvolve import deconvolve_plate, write_level2
+
+    chip_table = read_chip(chip) if chip is not None else None
+    records = state.root / LEVEL2_NAME
+    records.mkdir(parents=True, exist_ok=True)
+    files: dict[str, dict[str, Path]] = {}
+    report("level 1", 0, len(plates))
+    for i, plate in enumerate(plates):
+        record = records / f"{_safe_name(plate.name)}.json"
+        if state.is_done(f"level2\t{plate.name}", record):
+            paths = {k: Path(v) for k, v in json.loads(record.read_text()).items()}
+            if all(p.exists() for p in paths.values()):
+                files[plate.name] = paths
+                report("level 1", i + 1, len(plates))
+                continue
+        log.info("deconvolving plate %s (%d LXB files)", plate.name, len(plate.files))
+        level2 = deconvolve_plate(plate.files, plate.plate_map, seed=seed, chip=chip_table, plate=plate.name)
+        paths = write_level2(level2, folder, plate=plate.name)
+        with atomic_write_path(record) as tmp:
+            tmp.write_text(json.dumps({k: str(v) for k, v in paths.items()}))
+        state.mark_done(f"level2\t{plate.name}")
+        files[plate.name] = paths
+        report("level 1", i + 1, len(plates))
+    return files
+
+
+def _level1_instances(level2_files: Mapping[str, Mapping[str, Path]]) -> pd.DataFrame:
+    """Instances of the deconvolved plates: the Level 2 column metadata (plate map + bead QC)."""
+    metas = []
+    for plate, paths in level2_files.items():
+        meta = read_meta(paths["gex"], "col")
+        if "rna_plate" not in meta.columns:
+            meta["rna_plate"] = plate  # no RNA plate in the map: z-score by detection plate
+        metas.append(meta)
+    return pd.concat(metas, axis=0)
+
+
+def _level2_files_to_level3(
+    plate_meta: pd.DataFrame,
+    level2_files: Mapping[str, Mapping[str, Path]],
+    model: Any | None,
+    genes_table: pd.DataFrame | None,
+) -> tuple[GCT, pd.DataFrame]:
+    """The wells of one (RNA) plate: per detection plate, both bead sets → LISS, censoring, QNORM."""
+    det = plate_meta["det_plate"].astype("str").to_numpy()
+    parts, reports = [], []
+    for det_plate in pd.unique(det):
+        cids = plate_meta.index[det == det_plate]
+        bead_sets = {}
+        for kind, path in level2_files[det_plate].items():
+            if kind.startswith("gex_"):
+                g = read_gct(path, cid=list(cids))
+                bead_sets[kind[4:]] = GCT(g.data, row_meta=g.row_meta, col_meta=plate_meta.loc[cids])
+        level3, report = level2_to_level3(bead_sets, inference_model=model)
+        parts.append(level3)
+        reports.append(report)
+    rows = parts[0].row_meta.copy()
+    if any(not p.rids.equals(rows.index) for p in parts[1:]):
+        raise PipelineError("detection plates of one RNA plate have different genes; were they read with different chips?")
+    if "pr_is_lm" not in rows.columns and "pr_type" in rows.columns:
+        rows["pr_is_lm"] = (rows["pr_type"].astype("str") == "LM").astype(np.int64).to_numpy()
+    rows = _merge_gene_info(rows, genes_table)
+    return _concat_columns(parts, rows), pd.concat(reports, axis=0)
+
+
 # ------------------------------------------------------------------------------------------ runner
 def run_pipeline(
     matrix: str | PathLike[str],
@@ -269,6 +467,9 @@ def run_pipeline(
     gene_info: str | PathLike[str] | pd.DataFrame | None = None,
     params: PipelineParams | None = None,
     inference_model: str | PathLike[str] | None = None,
+    plate_maps: str | PathLike[str] | Sequence[str | PathLike[str]] | None = None,
+    chip: str | PathLike[str] | None = None,
+    seed: int = 0,
     work_dir: str | PathLike[str] | None = None,
     keep_work: bool = False,
     restart: bool = False,
@@ -280,7 +481,8 @@ def run_pipeline(
     ----------
     matrix:
         GCTX (or GCT) of Level 3 profiles, genes × instances. GCTX inputs are read plate by plate;
-        GCT text is read once (it is small by nature).
+        GCT text is read once (it is small by nature). With ``params.start_level = 1``: a folder
+        of LXB files, see :func:`level1_plates` (one plate, or one sub-folder per plate).
     out_dir:
         Output folder (created). See the module docstring for the files.
     inst_info:
@@ -294,9 +496,17 @@ def run_pipeline(
         Processing parameters (CMap defaults). ``params.start_level = 2``: the matrix is Level 2
         GEX (one bead set, linear scale, with the invariant probes); each plate goes through
         :func:`level2_to_level3` first, censored wells are left out and listed in
-        ``censored.txt``.
+        ``censored.txt``. ``params.start_level = 1``: ``matrix`` is a folder of LXB bead files;
+        each detection plate is deconvolved (:func:`opencmap.pipeline.deconvolve.deconvolve_plate`),
+        its Level 2 written to ``<out_dir>/level2/`` (CMap-style GEX/COUNT GCTX per plate and per
+        bead set, bead QC) and its two bead sets LISS-scaled separately before censoring and QNORM.
+    plate_maps, chip, seed:
+        Level 1 only: plate map file(s) or a folder of ``.map`` files (default: ``.map`` files in
+        the LXB folders), the chip file (default: the bundled ``L1000_EPSILON.R2.chip``) and the
+        k-means seed of the deconvolution (recorded in the manifest; the same seed gives the same
+        output).
     inference_model:
-        With ``start_level = 2``: an inference model file
+        With ``start_level`` 1 or 2: an inference model file
         (:func:`opencmap.pipeline.infer.save_inference_model`) to add inferred genes to Level 3.
     work_dir, keep_work, restart:
         Work folder (default ``<out_dir>/.opencmap-work``), keep it after success, or discard an
@@ -311,9 +521,36 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     report = progress or (lambda stage, done, total: None)
 
-    col_meta = _instance_metadata(matrix, inst_info)
-    row_meta = _row_metadata(matrix, gene_info)
-    from_level2 = params.start_level == 2
+    from_level1 = params.start_level == 1
+    from_level2 = params.start_level <= 2  # LISS, censoring and QNORM run
+    if from_level1:
+        if not matrix.is_dir():
+            raise PipelineError(f"{matrix}: Level 1 input is a folder of LXB files (or of plate folders), not a file")
+        bead_plates = level1_plates(matrix, plate_maps)
+        chip_path = Path(chip) if chip is not None else None
+        level1_identity = {
+            "plates": [p.identity() for p in bead_plates],
+            "chip": _fingerprint(chip_path) if chip_path is not None else "bundled",
+            "seed": int(seed),
+        }
+        identity: dict[str, Any] = {
+            "level1": level1_identity,
+            "inst_info": _fingerprint(Path(inst_info)) if isinstance(inst_info, (str, PathLike)) else None,
+            "inference_model": _fingerprint(Path(inference_model)) if inference_model is not None else None,
+            "params": params.to_dict(),
+        }
+        state = _WorkState(Path(work_dir) if work_dir else out / WORK_NAME, identity, restart=restart)
+        level2_files = _deconvolve_plates(bead_plates, out / LEVEL2_NAME, state, chip=chip_path, seed=int(seed), report=report)
+        col_meta = _merge_inst_info(_level1_instances(level2_files), inst_info)
+        row_meta = pd.DataFrame(index=pd.Index([], dtype=object))  # Level 3 rows come from the first plate
+        genes_table = gene_info if isinstance(gene_info, pd.DataFrame) or gene_info is None else read_table(gene_info)
+    else:
+        if matrix.is_dir():
+            raise PipelineError(f"{matrix} is a folder; Level {params.start_level} input is one GCTX/GCT matrix (LXB folders need start level 1)")
+        col_meta = _instance_metadata(matrix, inst_info)
+        row_meta = _row_metadata(matrix, gene_info)
+        level2_files = None
+        genes_table = None
     model = None
     if from_level2 and inference_model is not None:
         from opencmap.pipeline.infer import load_inference_model
@@ -332,15 +569,16 @@ def run_pipeline(
     set_order = list(pd.unique(sets))
     log.info("%d instances on %d plates in %d replicate sets; %d input rows", len(col_meta), len(plate_order), len(set_order), len(row_meta))
 
-    identity = {
-        "matrix": _fingerprint(matrix),
-        "inst_info": _fingerprint(Path(inst_info)) if isinstance(inst_info, (str, PathLike)) else None,
-        "inference_model": _fingerprint(Path(inference_model)) if inference_model is not None else None,
-        "n_instances": len(col_meta),
-        "params": params.to_dict(),
-    }
-    state = _WorkState(Path(work_dir) if work_dir else out / WORK_NAME, identity, restart=restart)
-    whole = None if is_gctx(matrix) else read_gct(matrix)  # text GCT: parse once
+    if not from_level1:
+        identity = {
+            "matrix": _fingerprint(matrix),
+            "inst_info": _fingerprint(Path(inst_info)) if isinstance(inst_info, (str, PathLike)) else None,
+            "inference_model": _fingerprint(Path(inference_model)) if inference_model is not None else None,
+            "n_instances": len(col_meta),
+            "params": params.to_dict(),
+        }
+        state = _WorkState(Path(work_dir) if work_dir else out / WORK_NAME, identity, restart=restart)
+    whole = None if from_level1 or is_gctx(matrix) else read_gct(matrix)  # text GCT: parse once
     resumed_plates = resumed_sets = 0
     plates_done = 0
     report("plates", 0, len(plate_order))
@@ -355,7 +593,10 @@ def run_pipeline(
                 resumed_plates += 1
                 block = read_gct(l4_path, meta_only=set_is_done)
             else:
-                block = _process_plate(matrix, whole, plate, col_meta.loc[plate_cids[plate]], row_meta, params, state, model)
+                block = _process_plate(
+                    matrix, whole, plate, col_meta.loc[plate_cids[plate]], row_meta, params, state, model,
+                    level2_files=level2_files, genes_table=genes_table,
+                )
             if out_rows is None:
                 out_rows = block.row_meta
                 landmarks = landmark_positions(out_rows, params)
@@ -419,6 +660,7 @@ def run_pipeline(
             "inst_info": identity["inst_info"] or ("DataFrame" if isinstance(inst_info, pd.DataFrame) else None),
             "gene_info": str(gene_info) if isinstance(gene_info, (str, PathLike)) else None,
             "inference_model": identity["inference_model"],
+            **({"level1": level1_identity} if from_level1 else {}),
         },
         "params": params.to_dict(),
         "replicate_grouping": {
@@ -430,12 +672,14 @@ def run_pipeline(
             "level5": LEVEL5_NAME,
             "sig_info": SIG_INFO_NAME,
             **({"censored": CENSORED_NAME} if from_level2 else {}),
+            **({"level2": {p: {k: os.path.relpath(v, out) for k, v in f.items()} for p, f in level2_files.items()}} if from_level1 else {}),
         },
         "counts": {
             "genes": len(out_rows),
             "landmarks": int(len(landmarks)),
             "instances": len(col_meta),
             "censored_instances": n_censored,
+            **({"detection_plates": len(level2_files)} if from_level1 else {}),
             "plates": len(plate_order),
             "replicate_sets": len(set_order),
             "signatures": int(len(sig_info)),
@@ -475,8 +719,11 @@ def _process_plate(
     params: PipelineParams,
     state: _WorkState,
     model: Any | None,
+    *,
+    level2_files: Mapping[str, Mapping[str, Path]] | None = None,
+    genes_table: pd.DataFrame | None = None,
 ) -> GCT:
-    """Read one plate's columns, (Level 2 → 3,) z-score, save its Level 4 block and mark it done."""
+    """Read one plate's columns, (Level 1/2 → 3,) z-score, save its Level 4 block and mark it done."""
     cids = plate_meta.index
     if len(cids) < MIN_PLATE_WELLS:
         warnings.warn(
@@ -484,11 +731,17 @@ def _process_plate(
             OpenCMapWarning,
             stacklevel=3,
         )
-    raw = whole.subset(cids=cids) if whole is not None else read_gct(matrix, cid=cids)
-    data = raw.data if raw.rids.equals(row_meta.index) else raw.subset(rids=row_meta.index).data
-    plate_gct = GCT(data, row_meta=row_meta, col_meta=plate_meta)
-    if params.start_level == 2:
-        plate_gct, censor_report = level2_to_level3(plate_gct, inference_model=model)
+    if params.start_level == 1:
+        if level2_files is None:
+            raise PipelineError(f"plate {plate}: Level 1 processing needs the deconvolved Level 2 files")
+        plate_gct, censor_report = _level2_files_to_level3(plate_meta, level2_files, model, genes_table)
+    else:
+        raw = whole.subset(cids=cids) if whole is not None else read_gct(matrix, cid=cids)
+        data = raw.data if raw.rids.equals(row_meta.index) else raw.subset(rids=row_meta.index).data
+        plate_gct = GCT(data, row_meta=row_meta, col_meta=plate_meta)
+        if params.start_level == 2:
+            plate_gct, censor_report = level2_to_level3(plate_gct, inference_model=model)
+    if params.start_level <= 2:
         if plate_gct.shape[1] == 0:
             raise PipelineError(f"plate {plate}: every well was censored after LISS; check its Level 2 data")
         write_table(censor_report.rename_axis("inst_id"), state.censor_path(plate))

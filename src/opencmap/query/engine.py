@@ -48,6 +48,11 @@ Progress = Callable[[int, int], None]
 
 # bytes of gathered rows per block of signatures (ranks uint16 + scores float32)
 _BLOCK_BYTES = 48 << 20
+# gene-set methods scored by the fused ES kernel straight from the store -> weighted?
+_FUSED_ES = {"wtcs": True, "cs": False}
+# bytes of per-block ES + leading-edge outputs (float64, every set) in the fused path
+_ES_BLOCK_BYTES = 32 << 20
+_TILE_MIN = 1024
 
 
 # ---------------------------------------------------------------------------------- signature roles
@@ -290,6 +295,8 @@ class Engine:
         block_size: int,
         progress: Progress | None,
     ) -> dict[str, np.ndarray]:
+        if method.name in _FUSED_ES:
+            return self._score_enrichment(valid, method, options, space, n_features, block_size, progress)
         # union of rows, ordered query by query so a lone query reads its rows as two slices
         order: dict[int, int] = {}
         for v in valid:
@@ -313,6 +320,51 @@ class Engine:
                         outputs[name][start:stop, j] = values
             if progress is not None:
                 progress(stop, n_sig)
+        return {name: arr for name, arr in outputs.items() if not np.isnan(arr).all() or name == "score"}
+
+    def _score_enrichment(
+        self,
+        valid: list[ValidatedQuery],
+        method: Method,
+        options: Mapping[str, Any],
+        space: str,
+        n_features: int,
+        block_size: int,
+        progress: Progress | None,
+    ) -> dict[str, np.ndarray]:
+        """WTCS / CS with the fused kernel: every up and down set of every query in one pass,
+        read in place from the memory-mapped gene-major store (no gathered copies)."""
+        from opencmap.kernels.wtcs import combine_tails, set_enrichment_scores
+
+        weighted = _FUSED_ES[method.name]
+        es_tail = options.get("es_tail", "both")
+        sets = [rows for v in valid for rows in (v.up_rows, v.down_rows)]
+        rows = np.concatenate([np.asarray(r, dtype=np.int64) for r in sets])
+        bounds = np.concatenate([[0], np.cumsum([len(r) for r in sets])]).astype(np.int64)
+        n_sig = self.store.n_signatures
+        outputs = {name: np.full((n_sig, len(valid)), np.nan, dtype=np.float32) for name in method.outputs}
+        # ES / leading edge of every set for a block of signatures: bounded memory
+        k = int(max(_TILE_MIN, min(block_size, _ES_BLOCK_BYTES // (16 * len(sets)))))
+        es = np.empty((len(sets), k), dtype=np.float64)
+        leadf = np.empty_like(es)
+        for seg in self.store._segments:
+            r_mm = seg.array(space, "ranks")
+            s_mm = seg.array(space, "scores") if weighted else None
+            for lo in range(0, seg.n, k):
+                hi = min(lo + k, seg.n)
+                e, lf = es[:, : hi - lo], leadf[:, : hi - lo]
+                set_enrichment_scores(r_mm, s_mm, rows, bounds, n_features, weighted=weighted, columns=(lo, hi), out=(e, lf))
+                start, stop = seg.offset + lo, seg.offset + hi
+                for j, v in enumerate(valid):
+                    up = e[2 * j] if len(v.up_rows) else None
+                    dn = e[2 * j + 1] if len(v.down_rows) else None
+                    tail = "down" if up is None else "up" if dn is None else es_tail
+                    outputs["score"][start:stop, j] = combine_tails(up, dn, tail)
+                    for name, idx, on in (("es_up", 2 * j, up), ("leadf_up", 2 * j, up), ("es_dn", 2 * j + 1, dn), ("leadf_dn", 2 * j + 1, dn)):
+                        if on is not None and name in outputs:
+                            outputs[name][start:stop, j] = (e if name.startswith("es") else lf)[idx]
+                if progress is not None:
+                    progress(stop, n_sig)
         return {name: arr for name, arr in outputs.items() if not np.isnan(arr).all() or name == "score"}
 
     def _score_vectors(
