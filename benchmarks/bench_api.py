@@ -1,19 +1,29 @@
 """Benchmark the REST API (``opencmap serve``) against the engine in-process, on loopback only.
 
-Builds a synthetic BING-space store (default 2,000 signatures; ``--big`` 100,000) with tau
-backgrounds (not timed), starts ``opencmap serve`` on 127.0.0.1 (random free port), and measures
-single synchronous WTCS queries (``POST /api/v1/queries``, 50 up + 50 down genes, full result:
-NCS, FDR, tau, summaries, stored in SQLite):
+Uses an existing store (``--store PATH``, e.g. the demo store ``opencmap-demo/store`` built by
+``opencmap demo``; PCLs beside it are picked up like the server does) or builds a synthetic
+BING-space store of ``--synthetic N`` signatures (default 2,000; ``--big`` = 100,000) with tau
+backgrounds (not timed; gene-major only, i.e. ``build_store(..., signature_major=False)``, which
+halves the disk). It starts ``opencmap serve`` on 127.0.0.1 (random free port) and measures
+single synchronous WTCS queries (``POST /api/v1/queries``, ``--genes`` up + down genes drawn from
+the store's default space, full result: NCS, FDR, tau, summaries, stored in SQLite):
 
-* baseline: the same queries with :meth:`Engine.run` in this process (same engine options);
-* API with 1 client (sequential) and 8 concurrent clients: throughput (queries/s) and latency
-  percentiles p50 / p90 / p99.
+* baseline: the same queries in this process through the API's own :class:`QueryService`
+  (request -> :meth:`Engine.run`, same options and PCLs as the server);
+* the rest of the route in-process: baseline + saving the result in a job database + the top-20
+  records of the summary levels (what the route adds before HTTP/JSON);
+* API with 1 client (sequential) and 8 concurrent clients (one keep-alive connection each):
+  throughput (queries/s) and latency percentiles p50 / p95 / p99; meanwhile ``GET /health`` is
+  probed every 50 ms (does a running query keep the server from answering trivial requests?).
 
-Every API figure is printed as a ratio to the in-process baseline measured in the same run.
+Every figure is printed as a ratio to the in-process baseline measured in the same run. Each
+measurement is bounded by ``--queries`` requests and ``--max-seconds`` of wall time.
 Memory: the store is memory-mapped; the server holds one result per request (<~0.5 GB at 100k).
+Disk for ``--big``: ~4 GB temporary GCTX + ~6 GB store, all removed at the end (unless ``--keep``).
 
-    .venv/bin/python benchmarks/bench_api.py                 # 2,000 signatures, ~1 min
-    .venv/bin/python benchmarks/bench_api.py --big           # 100,000 signatures (~10 GB temp disk)
+    .venv/bin/python benchmarks/bench_api.py                              # 2,000 signatures, ~1 min
+    .venv/bin/python benchmarks/bench_api.py --store opencmap-demo/store  # an existing store
+    .venv/bin/python benchmarks/bench_api.py --big                        # 100,000 signatures
 """
 
 from __future__ import annotations
@@ -26,12 +36,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+CLIENTS = (1, 8)
 
 
 def _bench_query_module():
@@ -43,24 +55,33 @@ def _bench_query_module():
 
 
 def build(work: Path, n_sigs: int, bg_queries: int) -> Path:
+    """A synthetic BING-space store of ``n_sigs`` signatures in ``work/store`` (gene-major only)."""
     from opencmap.query.background import build_background
     from opencmap.query.store import build_store
 
+    bench = _bench_query_module()
+    need = n_sigs * bench.N_BING * (4 + 6) * 1.05  # temporary GCTX (float32) + ranks (uint16) + scores
+    free = shutil.disk_usage(work).free
+    if need > 0.8 * free:
+        raise SystemExit(f"building {n_sigs:,} signatures needs ~{need / 1e9:.1f} GB; {work} has {free / 1e9:.1f} GB free")
     gctx = work / "level5.gctx"
-    _bench_query_module().make_gctx(gctx, n_sigs, bg_queries=bg_queries)
-    store = build_store(work / "store", gctx, block_size=2048)
-    gctx.unlink()
+    bench.make_gctx(gctx, n_sigs, bg_queries=bg_queries)
+    try:
+        store = build_store(work / "store", gctx, spaces=["bing"], signature_major=False, block_size=2048)
+    finally:
+        gctx.unlink(missing_ok=True)
     build_background(store)
     return work / "store"
 
 
-def make_queries(n: int, n_genes: int, seed: int = 1) -> list[dict]:
+def make_queries(gene_ids: list[str], n: int, n_genes: int, seed: int = 1) -> list[dict]:
+    """``n`` random queries of ``n_genes`` up + ``n_genes`` down genes from ``gene_ids``."""
     rng = np.random.default_rng(seed)
-    bench = _bench_query_module()
     out = []
     for i in range(n):
-        genes = rng.choice(bench.N_BING, 2 * n_genes, replace=False) + 100
-        out.append({"name": f"q{i}", "up": [str(g) for g in genes[:n_genes]], "down": [str(g) for g in genes[n_genes:]]})
+        picks = rng.choice(len(gene_ids), 2 * n_genes, replace=False)
+        genes = [gene_ids[j] for j in picks]
+        out.append({"name": f"q{i}", "up": genes[:n_genes], "down": genes[n_genes:]})
     return out
 
 
@@ -72,95 +93,185 @@ def free_port() -> int:
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
     arr = np.asarray(latencies)
-    return {f"p{p}": float(np.percentile(arr, p)) for p in (50, 90, 99)}
+    return {f"p{p}": float(np.percentile(arr, p)) for p in (50, 95, 99)}
 
 
-def run_clients(url: str, queries: list[dict], clients: int) -> tuple[float, list[float]]:
+def timed(fn, queries: list[dict], max_seconds: float) -> list[float]:
+    """Latencies of ``fn(q)`` over ``queries``, stopping after ``max_seconds`` (at least 2 runs)."""
+    out: list[float] = []
+    start = time.perf_counter()
+    for q in queries:
+        t0 = time.perf_counter()
+        fn(q)
+        out.append(time.perf_counter() - t0)
+        if len(out) >= 2 and time.perf_counter() - start > max_seconds:
+            break
+    return out
+
+
+def run_clients(
+    url: str, queries: list[dict], clients: int, max_seconds: float
+) -> tuple[float, list[float], int, list[float]]:
+    """(wall seconds, latencies, response bytes, health-probe latencies) for ``clients`` concurrent
+    keep-alive clients, while a probe requests ``/health`` every 50 ms."""
     import httpx
 
-    def one(q: dict) -> float:
-        with httpx.Client(base_url=url, timeout=600) as c:
-            t0 = time.perf_counter()
-            r = c.post("/api/v1/queries", json={"queries": [q]})
-            r.raise_for_status()
-            return time.perf_counter() - t0
+    deadline = time.perf_counter() + max_seconds
+    size = [0]
+    pool_of_clients = [httpx.Client(base_url=url, timeout=600) for _ in range(clients)]
+    local = threading.local()
+    handed = iter(pool_of_clients)
+    lock = threading.Lock()
 
-    t0 = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        lat = list(pool.map(one, queries))
-    return time.perf_counter() - t0, lat
+    def one(q: dict) -> float | None:
+        if time.perf_counter() > deadline:
+            return None
+        if not hasattr(local, "client"):
+            with lock:
+                local.client = next(handed)
+        t0 = time.perf_counter()
+        r = local.client.post("/api/v1/queries", json={"queries": [q]})
+        r.raise_for_status()
+        size[0] = len(r.content)
+        return time.perf_counter() - t0
+
+    probe: list[float] = []
+    done = threading.Event()
+
+    def health() -> None:  # responsiveness of the server to a trivial request while queries run
+        with httpx.Client(base_url=url, timeout=600) as c:
+            while not done.wait(0.05):
+                t0 = time.perf_counter()
+                c.get("/api/v1/health").raise_for_status()
+                probe.append(time.perf_counter() - t0)
+
+    prober = threading.Thread(target=health, daemon=True)
+    prober.start()
+    try:
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            lat = [x for x in pool.map(one, queries) if x is not None]
+        return time.perf_counter() - t0, lat, size[0], probe
+    finally:
+        done.set()
+        prober.join()
+        for c in pool_of_clients:
+            c.close()
+
+
+def start_server(store_path: Path, work: Path) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(work / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from opencmap.cli import main; main()", "serve", "--store", str(store_path),
+         "--db", str(work / "jobs.sqlite"), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.terminate()
+            raise SystemExit(f"server did not start; see {work / 'server.log'}")
+        time.sleep(0.2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-sigs", type=int, default=2000, help="signatures of the small store")
-    parser.add_argument("--big", action="store_true", help="use a 100,000-signature store instead")
-    parser.add_argument("--queries", type=int, default=24, help="queries per measurement")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--store", type=Path, default=None, help="benchmark this existing store (never modified)")
+    source.add_argument("--synthetic", type=int, default=2000, metavar="N", help="build a synthetic store of N signatures")
+    source.add_argument("--big", action="store_true", help="synthetic store of 100,000 signatures")
+    parser.add_argument("--queries", type=int, default=24, help="queries per measurement (at most)")
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="wall-time bound of each measurement")
     parser.add_argument("--genes", type=int, default=50, help="up and down genes per query")
     parser.add_argument("--bg-queries", type=int, default=100, help="exemplar queries of the tau background")
-    parser.add_argument("--keep", type=Path, default=None, help="keep the store in this folder (and reuse it)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the synthetic store in this folder (and reuse it)")
     args = parser.parse_args()
-    n_sigs = 100_000 if args.big else args.n_sigs
+    n_sigs = 100_000 if args.big else args.synthetic
 
-    import httpx
-
+    from opencmap.api.catalogue import Catalogue
+    from opencmap.api.execution import QueryService
+    from opencmap.api.jobs import JobDB
+    from opencmap.api.paging import records
+    from opencmap.api.routers.queries import _TOP_LEVELS
+    from opencmap.api.settings import Settings
     from opencmap.query.engine import Engine
-    from opencmap.query.genesets import Query
     from opencmap.query.store import Store
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_api_"))
     work.mkdir(parents=True, exist_ok=True)
     proc = None
     try:
-        store_path = work / "store"
-        if not (store_path / "manifest.json").exists():
-            t0 = time.perf_counter()
-            build(work, n_sigs, args.bg_queries)
-            print(f"built store of {n_sigs:,} signatures in {time.perf_counter() - t0:.1f} s (not part of the benchmark)")
-        queries = make_queries(args.queries, args.genes)
+        if args.store is not None:
+            store_path = args.store.resolve()
+        else:
+            store_path = work / "store"
+            if not (store_path / "manifest.json").exists():
+                t0 = time.perf_counter()
+                build(work, n_sigs, args.bg_queries)
+                print(f"built store of {n_sigs:,} signatures in {time.perf_counter() - t0:.1f} s (not part of the benchmark)")
+        store = Store(store_path)
+        space = store.space()
+        queries = make_queries([str(g) for g in space.gene_ids], args.queries, args.genes)
 
-        # -- baseline: the engine in this process, same options as the API's sync route
-        engine = Engine(Store(store_path))
-        engine.run([Query("warm", up=tuple(queries[0]["up"]), down=tuple(queries[0]["down"]))])
-        base = []
-        for q in queries:
-            t0 = time.perf_counter()
-            engine.run([Query(q["name"], up=tuple(q["up"]), down=tuple(q["down"]))])
-            base.append(time.perf_counter() - t0)
+        # -- baseline: the API's QueryService in this process (same engine options and PCLs as the server)
+        settings = Settings(store_path=store_path, db_path=work / "inprocess.sqlite")
+        engine = Engine(store, pcl=settings.resolved_pcl_path())
+        service = QueryService(engine, Catalogue.build(store, pcl=engine.pcl), settings)
+        db = JobDB(settings.resolved_db_path())
+
+        def engine_only(q: dict):
+            return service.execute({"queries": [q]}, lambda done, total: None)
+
+        def route_in_process(q: dict) -> None:
+            result = engine_only(q)
+            job_id = db.create({"queries": [q]}, n_queries=1, mode="sync", status="running")
+            db.save_result(job_id, result, store_sig_info=store.sig_info)
+            for level in _TOP_LEVELS:
+                if level in result.levels:
+                    records(result.top(20, level=level))
+
+        engine_only(queries[0])  # warm-up (JIT, backgrounds, lazy caches)
+        route_in_process(queries[0])
+        base = timed(engine_only, queries, args.max_seconds)
+        route = timed(route_in_process, queries, args.max_seconds)
+        db.close()
         base_p = percentiles(base)
         base_qps = 1.0 / float(np.mean(base))
 
-        # -- the server
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = open(work / "server.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from opencmap.cli import main; main()", "serve", "--store", str(store_path),
-             "--db", str(work / "jobs.sqlite"), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not start; see {work / 'server.log'}")
-            time.sleep(0.2)
-        run_clients(url, queries[:2], 1)  # warm-up (JIT, caches)
+        proc, url = start_server(store_path, work)
+        run_clients(url, queries[:2], 1, args.max_seconds)  # warm-up (JIT, caches)
 
-        print(f"\nstore: {n_sigs:,} signatures x 10,174 BING genes; {len(queries)} queries of {args.genes}+{args.genes} genes")
-        print(f"{'':<28}{'queries/s':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}   ratio to in-process (p50 latency / throughput)")
-        print(f"{'engine in-process':<28}{base_qps:>10.2f}{1e3 * base_p['p50']:>9.1f}{1e3 * base_p['p90']:>9.1f}{1e3 * base_p['p99']:>9.1f}   1.00 / 1.00")
-        for clients in (1, 8):
-            wall, lat = run_clients(url, queries, clients)
+        print(f"\nstore: {store_path} ({store.n_signatures:,} signatures; space {space.name!r}, {space.n_features:,} genes)")
+        print(f"{len(queries)} queries of {args.genes}+{args.genes} genes per measurement (at most {args.max_seconds:.0f} s each)")
+        print(f"{'':<34}{'n':>4}{'queries/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}   ratio to in-process engine")
+        rows = [("engine in-process (QueryService)", base, len(base) / sum(base)),
+                ("+ job DB save + top-20 in-process", route, len(route) / sum(route))]  # fmt: skip
+        probes = []
+        for clients in CLIENTS:
+            wall, lat, size, probe = run_clients(url, queries, clients, args.max_seconds)
+            rows.append((f"API, {clients} client(s)", lat, len(lat) / wall))
+            probes.append((clients, probe))
+        for label, lat, qps in rows:
             p = percentiles(lat)
-            qps = len(queries) / wall
             print(
-                f"{f'API, {clients} client(s)':<28}{qps:>10.2f}{1e3 * p['p50']:>9.1f}{1e3 * p['p90']:>9.1f}{1e3 * p['p99']:>9.1f}"
-                f"   {p['p50'] / base_p['p50']:.2f}x latency / {qps / base_qps:.2f}x throughput"
+                f"{label:<34}{len(lat):>4}{qps:>10.2f}{1e3 * p['p50']:>9.1f}{1e3 * p['p95']:>9.1f}{1e3 * p['p99']:>9.1f}"
+                f"   {p['p50'] / base_p['p50']:.2f}x p50 latency, {qps / base_qps:.2f}x throughput"
+            )
+        print(f"response body: {size / 1e3:.1f} kB")
+        for clients, probe in probes:
+            p = percentiles(probe)
+            print(
+                f"GET /health during the {clients}-client run: p50 {1e3 * p['p50']:.1f} ms, "
+                f"p99 {1e3 * p['p99']:.1f} ms, max {1e3 * max(probe):.1f} ms ({len(probe)} probes)"
             )
     finally:
         if proc is not None:

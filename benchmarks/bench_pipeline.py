@@ -241,14 +241,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--genes", type=int, default=12_328, help="rows (default 12,328 = AIG; 978 = landmarks)")
     parser.add_argument("--big", action="store_true", help="87 sets = 100,224 profiles (~15 GB of temp files)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="folder for the synthetic Level 3 (level3.gctx + inst_info.txt): reused when present, "
+        "written and kept otherwise (outputs still go to a temporary folder)",
+    )
     args = parser.parse_args(argv)
     n_sets = 87 if args.big else args.sets
     if args.genes < N_LM:
         parser.error(f"--genes must be >= {N_LM}")
     work = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
     try:
-        print(f"writing synthetic Level 3: {n_sets * REPS * WELLS:,} profiles x {args.genes:,} genes ...")
-        matrix, inst = make_level3(work, n_sets, args.genes)
+        data_dir = args.data if args.data is not None else work
+        if args.data is not None and (data_dir / "level3.gctx").exists() and (data_dir / "inst_info.txt").exists():
+            from opencmap.io import gct_info
+
+            info = gct_info(data_dir / "level3.gctx")
+            matrix, inst = data_dir / "level3.gctx", data_dir / "inst_info.txt"
+            n_sets, args.genes = info.n_cols // (REPS * WELLS), info.n_rows
+            print(f"reusing synthetic Level 3 in {data_dir}: {info.n_cols:,} profiles x {info.n_rows:,} genes")
+        else:
+            print(f"writing synthetic Level 3: {n_sets * REPS * WELLS:,} profiles x {args.genes:,} genes ...")
+            data_dir.mkdir(parents=True, exist_ok=True)
+            matrix, inst = make_level3(data_dir, n_sets, args.genes)
         n_profiles = n_sets * REPS * WELLS
 
         pandas_res = _measure(_job_pandas, str(matrix))

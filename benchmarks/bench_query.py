@@ -9,7 +9,11 @@ builds a synthetic Level 5 GCTX (not timed), then measures:
 * baseline (a): a straightforward numpy implementation that sorts every signature and walks the
   whole list (the R-peer approach), timed on a subset and scaled to the store size;
 * baseline (b): the memory floor, the time to read the bytes a query touches (its genes' rank and
-  score rows, page cache warm), measured in the same run.
+  score rows, page cache warm), measured in the same run two ways: numpy fancy-index copy + sum
+  (``floor``), and streaming the rows in place on the engine's threads (``in-place read floor``,
+  stricter);
+* the generic gather-per-block engine path (copy the rows, then one kernel call per set), for
+  comparison with the fused in-place path WTCS/CS use.
 
 Every figure is printed with its ratio against the baselines. Memory stays under ~4 GB (blocks);
 temporary files are removed unless ``--keep``.

@@ -100,3 +100,22 @@ def test_newer_database_is_refused(tmp_path):
     (tmp_path / "junk.sqlite").write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="unusable"):
         JobDB(tmp_path / "junk.sqlite")
+
+
+def test_version_1_database_is_upgraded_and_its_results_reported_lost(tmp_path, result_and_store):
+    result, store = result_and_store
+    db = JobDB(tmp_path / "jobs.sqlite")
+    job_id = db.create({"queries": []}, n_queries=1, mode="sync", status="running")
+    db.save_result(job_id, result, store_sig_info=store.sig_info)
+    db._conn.executescript(
+        "UPDATE meta SET value = '1' WHERE key = 'format_version';"
+        "CREATE TABLE result_levels (job_id TEXT); CREATE TABLE result_metrics (job_id TEXT);"
+    )
+    db.close()
+    db = JobDB(tmp_path / "jobs.sqlite")
+    job = db.get(job_id)
+    assert job["status"] == "failed" and "older opencmap" in job["error"]
+    tables = {r[0] for r in db._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "result_levels" not in tables and "results" in tables
+    assert db._conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()[0] == "2"
+    db.close()

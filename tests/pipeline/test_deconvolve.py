@@ -177,8 +177,8 @@ def test_well_names_and_params(shared_data: Path, chip: pd.DataFrame) -> None:
 
 
 def test_default_chip_missing_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import opencmap.pipeline.deconvolve as dec
+    import opencmap.io.beads as beads_io
 
-    monkeypatch.setattr(dec, "DEFAULT_CHIP", "no_such.chip")
+    monkeypatch.setattr(beads_io, "DEFAULT_CHIP", "no_such.chip")
     with pytest.raises(ConfigError, match="pass chip="):
         deconvolve_wells({}, seed=0)

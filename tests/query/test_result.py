@@ -67,3 +67,86 @@ def test_write_formats(result, tmp_path, fmt):
         assert list(back["id"].astype(str)) == list(expected["id"].astype(str))
     with pytest.raises(ConfigError):
         result.write(tmp_path / "x", format="xlsx")
+
+
+def _assert_same_result(loaded, result):
+    assert loaded.query_names == result.query_names and loaded.method == result.method
+    assert loaded.space == result.space and dict(loaded.params) == dict(result.params)
+    assert list(loaded.notes) == list(result.notes) and list(loaded.levels) == list(result.levels)
+    for name, lv in result.levels.items():
+        got = loaded.level(name)
+        pd.testing.assert_frame_equal(got.index.reset_index(drop=True), lv.index.reset_index(drop=True))
+        assert list(got.metrics) == list(lv.metrics)
+        for metric, values in lv.metrics.items():
+            assert got.metrics[metric].dtype == np.asarray(values).dtype
+            np.testing.assert_array_equal(got.metrics[metric], values)
+    for a, b in zip(loaded.queries, result.queries, strict=True):
+        np.testing.assert_array_equal(a.up_rows, b.up_rows)
+        np.testing.assert_array_equal(a.down_rows, b.down_rows)
+        assert (a.up_genes, a.down_genes, a.unknown, a.dropped) == (b.up_genes, b.down_genes, b.unknown, b.dropped)
+    assert loaded.query_table().equals(result.query_table())
+    assert loaded.top(5, level="pert_summary").equals(result.top(5, level="pert_summary"))
+
+
+def test_save_load_round_trip(result, tmp_path):
+    from opencmap.query.result import QueryResult
+
+    path = result.save(tmp_path / "res.ocr")
+    _assert_same_result(QueryResult.load(path), result)
+    assert [p.name for p in tmp_path.iterdir()] == ["res.ocr"]  # no temporary file left
+
+
+def test_bytes_without_sig_index_need_it_back(result):
+    from opencmap.errors import ValidationError
+    from opencmap.query.result import QueryResult
+
+    data = result.to_bytes(omit_index=("sig",))
+    assert len(data) < len(result.to_bytes())
+    sig_index = result.level("sig").index
+    _assert_same_result(QueryResult.from_bytes(data, index={"sig": sig_index}), result)
+    with pytest.raises(ValidationError, match="without its index"):
+        QueryResult.from_bytes(data)
+    with pytest.raises(ValidationError, match="rows"):
+        QueryResult.from_bytes(data, index={"sig": sig_index.iloc[:3]})
+
+
+def test_newer_or_damaged_result_is_refused(result, tmp_path):
+    import io
+    import json
+    import zipfile
+
+    from opencmap.errors import FormatError, VersionError
+    from opencmap.query.result import RESULT_FORMAT_VERSION, QueryResult
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(result.to_bytes())) as src, zipfile.ZipFile(buf, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "header.json":
+                header = json.loads(data)
+                header["format_version"] = RESULT_FORMAT_VERSION + 1
+                data = json.dumps(header).encode()
+            dst.writestr(name, data)
+    newer = tmp_path / "newer.ocr"
+    newer.write_bytes(buf.getvalue())
+    with pytest.raises(VersionError, match="newer") as info:
+        QueryResult.load(newer)
+    assert str(newer) in str(info.value)
+    with pytest.raises(FormatError, match="damaged"):
+        QueryResult.from_bytes(b"not a result at all")
+
+
+def test_query_name_default_metric_and_pert_cell_grid(result):
+    assert result.query_name() == "A" and result.query_name(1) == "B" and result.query_name("B") == "B"
+    with pytest.raises(IdNotFoundError):
+        result.query_name("nope")
+    assert result.default_metric("pert_summary") == "tau"
+    grid, labels = result.pert_cell_grid(5, query="B", metric="ncs")
+    top = result.top(5, query="B", level="pert_summary", by="ncs", direction="both")
+    assert grid.index.tolist() == top["id"].astype(str).tolist() and len(labels) == len(grid)
+    cells = result.to_frame("pert_cell", query="B")  # every grid cell is the pert_cell value (plain lookup)
+    for pert in grid.index:
+        for cell in grid.columns:
+            hit = cells[(cells["pert_id"].astype(str) == pert) & (cells["cell_id"].astype(str) == str(cell))]
+            expected = float(hit["ncs"].iloc[0]) if len(hit) else np.nan
+            np.testing.assert_equal(float(grid.at[pert, cell]), expected)

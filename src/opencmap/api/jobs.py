@@ -2,9 +2,10 @@
 
 A job is a batch of queries submitted through the API. Its row in the ``jobs`` table holds the
 request, status (``queued`` -> ``running`` -> ``done`` | ``failed``), progress, and timestamps;
-its result is stored in the same database (``result_levels`` / ``result_metrics``: each level's
-index table as Parquet and each metric matrix as ``.npy`` bytes), so a restarted server loses
-nothing and can rebuild the library's :class:`~opencmap.query.result.QueryResult` exactly.
+its result is stored in the same database (``results``: the bytes of the library's
+:meth:`QueryResult.to_bytes <opencmap.query.result.QueryResult.to_bytes>`, without the ``sig``
+index, which is the store's ``sig_info``), so a restarted server loses nothing and rebuilds the
+:class:`~opencmap.query.result.QueryResult` exactly.
 
 Jobs that were ``queued`` or ``running`` when the server stopped (cleanly or not) are re-queued
 on start-up, up to ``max_retries`` times; after that they are marked ``failed`` with a message
@@ -13,7 +14,6 @@ saying so - never silently lost.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import queue
@@ -23,17 +23,15 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from opencmap.errors import OpenCMapError, StoreError
-from opencmap.query.result import LevelResult, QueryResult
+from opencmap.errors import OpenCMapError, StoreError, ValidationError
+from opencmap.query.result import QueryResult
 
-__all__ = ["JobDB", "JobRunner", "StoredQuery", "JOB_STATES", "ShutdownRequested"]
+__all__ = ["JobDB", "JobRunner", "JOB_STATES", "ShutdownRequested"]
 
 log = logging.getLogger(__name__)
 
@@ -56,91 +54,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
-CREATE TABLE IF NOT EXISTS result_levels (
-    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-    level TEXT NOT NULL,
-    n_rows INTEGER NOT NULL,
-    index_parquet BLOB,
-    PRIMARY KEY (job_id, level)
-);
-CREATE TABLE IF NOT EXISTS result_metrics (
-    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-    level TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (job_id, level, metric)
+CREATE TABLE IF NOT EXISTS results (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    data BLOB NOT NULL
 );
 """
-DB_FORMAT_VERSION = 1
+DB_FORMAT_VERSION = 2
 
 
 class ShutdownRequested(Exception):
     """Raised inside a running job when the server stops; the job is re-queued."""
-
-
-@dataclass(frozen=True)
-class StoredQuery:
-    """A validated query as kept with a job result (what :class:`QueryResult` needs of it)."""
-
-    name: str
-    up_genes: tuple[str, ...] = ()
-    down_genes: tuple[str, ...] = ()
-    unknown: tuple[str, ...] = ()
-    dropped: tuple[str, ...] = ()
-    suggestions: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, object]:
-        return {
-            "query": self.name,
-            "n_up": len(self.up_genes),
-            "n_down": len(self.down_genes),
-            "unknown": ",".join(self.unknown),
-            "dropped": ",".join(self.dropped),
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "up_genes": list(self.up_genes),
-            "down_genes": list(self.down_genes),
-            "unknown": list(self.unknown),
-            "dropped": list(self.dropped),
-            "suggestions": {k: list(v) for k, v in self.suggestions.items()},
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> StoredQuery:
-        return cls(
-            name=d["name"],
-            up_genes=tuple(d.get("up_genes", ())),
-            down_genes=tuple(d.get("down_genes", ())),
-            unknown=tuple(d.get("unknown", ())),
-            dropped=tuple(d.get("dropped", ())),
-            suggestions={k: tuple(v) for k, v in d.get("suggestions", {}).items()},
-        )
-
-    @classmethod
-    def from_validated(cls, q: Any) -> StoredQuery:
-        return cls(
-            name=q.name,
-            up_genes=tuple(q.up_genes),
-            down_genes=tuple(q.down_genes),
-            unknown=tuple(q.unknown),
-            dropped=tuple(q.dropped),
-            suggestions={k: tuple(v) for k, v in dict(q.suggestions).items()},
-        )
-
-
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    return buf.getvalue()
-
-
-def _parquet_bytes(frame: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    return buf.getvalue()
 
 
 class JobDB:
@@ -165,6 +88,13 @@ class JobDB:
                 f"job database {self.path} has format version {row[0]}, newer than this opencmap "
                 f"supports ({DB_FORMAT_VERSION}); upgrade opencmap or use another OPENCMAP_DB_PATH"
             )
+        elif int(row[0]) < DB_FORMAT_VERSION:  # version 1 kept results in per-level tables: not read any more
+            self._conn.execute(
+                "UPDATE jobs SET status = 'failed', error = ? WHERE status = 'done'",
+                ("this result was stored by an older opencmap and cannot be read; resubmit the job",),
+            )
+            self._conn.executescript("DROP TABLE IF EXISTS result_levels; DROP TABLE IF EXISTS result_metrics;")
+            self._conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(DB_FORMAT_VERSION),))
 
     def close(self) -> None:
         with self._lock:
@@ -228,31 +158,15 @@ class JobDB:
 
     # ------------------------------------------------------------------ results
     def save_result(self, job_id: str, result: QueryResult, *, store_sig_info: pd.DataFrame) -> None:
-        """Store every level of ``result`` (the ``sig`` index is the store's, so it is not copied)."""
-        levels: list[tuple[Any, ...]] = []
-        metrics: list[tuple[Any, ...]] = []
-        for name, lv in result.levels.items():
-            same_index = name == "sig" and len(lv.index) == len(store_sig_info)
-            blob = None if same_index else _parquet_bytes(lv.index.reset_index(drop=True))
-            levels.append((job_id, name, len(lv.index), blob))
-            for metric, values in lv.metrics.items():
-                metrics.append((job_id, name, metric, _npy_bytes(np.asarray(values))))
-        info = {
-            "method": result.method,
-            "space": result.space,
-            "params": dict(result.params),
-            "notes": list(result.notes),
-            "queries": [StoredQuery.from_validated(q).to_json() for q in result.queries],
-            "levels": list(result.levels),
-            "metrics": {name: list(lv.metrics) for name, lv in result.levels.items()},
-        }
+        """Store ``result`` (the ``sig`` index is the store's, so it is not copied) and mark the job done."""
+        sig = result.levels.get("sig")
+        omit = ("sig",) if sig is not None and len(sig.index) == len(store_sig_info) else ()
+        data = result.to_bytes(omit_index=omit)
+        info = result.describe()
         with self._lock:
             self._conn.execute("BEGIN")
             try:
-                self._conn.execute("DELETE FROM result_levels WHERE job_id = ?", (job_id,))
-                self._conn.execute("DELETE FROM result_metrics WHERE job_id = ?", (job_id,))
-                self._conn.executemany("INSERT INTO result_levels VALUES (?, ?, ?, ?)", levels)
-                self._conn.executemany("INSERT INTO result_metrics VALUES (?, ?, ?, ?)", metrics)
+                self._conn.execute("INSERT OR REPLACE INTO results VALUES (?, ?)", (job_id, data))
                 self._conn.execute(
                     "UPDATE jobs SET status = 'done', progress = 1, finished = ?, info = ?, error = NULL WHERE id = ?",
                     (time.time(), json.dumps(info), job_id),
@@ -264,44 +178,19 @@ class JobDB:
 
     def load_result(self, job_id: str, *, store_sig_info: pd.DataFrame) -> QueryResult:
         """Rebuild the :class:`QueryResult` of a finished job."""
-        job = self.get(job_id)
-        if job is None or job["status"] != "done" or not job["info"]:
-            raise StoreError(f"job {job_id} has no result")
-        info = job["info"]
         with self._lock:
-            lv_rows = self._conn.execute(
-                "SELECT level, n_rows, index_parquet FROM result_levels WHERE job_id = ?", (job_id,)
-            ).fetchall()
-            m_rows = self._conn.execute(
-                "SELECT level, metric, data FROM result_metrics WHERE job_id = ?", (job_id,)
-            ).fetchall()
-        metrics: dict[str, dict[str, np.ndarray]] = {}
-        for level, metric, data in m_rows:
-            metrics.setdefault(level, {})[metric] = np.load(io.BytesIO(data), allow_pickle=False)
-        levels: dict[str, LevelResult] = {}
-        by_name = {r[0]: r for r in lv_rows}
-        for name in info["levels"]:
-            _, n_rows, blob = by_name[name]
-            if blob is None:
-                if len(store_sig_info) != n_rows:
-                    raise StoreError(
-                        f"job {job_id} was run on a store with {n_rows} signatures; the store served now has "
-                        f"{len(store_sig_info)}: re-run the query"
-                    )
-                index = store_sig_info
-            else:
-                index = pd.read_parquet(io.BytesIO(blob))
-            stored = metrics.get(name, {})
-            order = info.get("metrics", {}).get(name, list(stored))
-            levels[name] = LevelResult(name, index, {m: stored[m] for m in order})
-        return QueryResult(
-            queries=[StoredQuery.from_json(q) for q in info["queries"]],
-            levels=levels,
-            method=info["method"],
-            space=info["space"],
-            params=info["params"],
-            notes=info["notes"],
-        )
+            row = self._conn.execute(
+                "SELECT r.data FROM results r JOIN jobs j ON j.id = r.job_id WHERE r.job_id = ? AND j.status = 'done'",
+                (job_id,),
+            ).fetchone()
+        if row is None:
+            raise StoreError(f"job {job_id} has no result")
+        try:
+            return QueryResult.from_bytes(row[0], index={"sig": store_sig_info})
+        except ValidationError as exc:
+            raise StoreError(
+                f"job {job_id} was run on a different store than the one served now ({exc}): re-run the query"
+            ) from exc
 
 
 Execute = Callable[[dict[str, Any], Callable[[int, int], None]], QueryResult]

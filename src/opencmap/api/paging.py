@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from opencmap.errors import ConfigError
+from opencmap.errors import ConfigError, IdNotFoundError
 
-__all__ = ["page_frame", "records", "json_value"]
+__all__ = ["page_frame", "records", "json_value", "rows_matching", "one_record"]
 
 
 def json_value(v: Any) -> Any:
@@ -32,6 +32,20 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
         {c: json_value(v) for c, v in zip(cols, row, strict=True)}
         for row in frame.itertuples(index=False, name=None)
     ]
+
+
+def rows_matching(frame: pd.DataFrame, column: str, value: str) -> pd.DataFrame:
+    """Rows of ``frame`` whose ``column`` (compared as text) equals ``value``."""
+    return frame[frame[column].astype(str) == value]
+
+
+def one_record(frame: pd.DataFrame, column: str, value: str, *, missing: str) -> dict[str, Any]:
+    """The first row whose ``column`` equals ``value``, as a JSON-safe dict; raises
+    :class:`~opencmap.errors.IdNotFoundError` with the message ``missing`` when there is none."""
+    hit = rows_matching(frame, column, value)
+    if hit.empty:
+        raise IdNotFoundError(missing)
+    return records(hit.iloc[:1])[0]
 
 
 def page_frame(

@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from opencmap.core.chip import chip_layout
 from opencmap.errors import ConfigError
 from opencmap.io import read_gct, read_table, write_table
-from opencmap.io.beads import Beads, read_chip
+from opencmap.io.beads import Beads, default_chip_path, read_chip
 from opencmap.io.lxb import write_lxb_beads
 from opencmap.pipeline.liss import LISS_REFERENCE, EPSILON_INVARIANT_SETS
 
@@ -104,9 +105,7 @@ def analyte_layout(chip: pd.DataFrame, genes: Sequence[str]) -> AnalyteLayout:
 
     The vector is ``[log2 of genes..., CAL01..CAL10 levels, unassigned level]``.
     """
-    from opencmap.pipeline.deconvolve import _chip_layout
-
-    layout = _chip_layout(chip, None)
+    layout = chip_layout(chip)
     gene_pos = {g: i for i, g in enumerate(genes)}
     n_genes = len(genes)
     cal_pos = {probes[0]: n_genes + k for k, (_, probes) in enumerate(EPSILON_INVARIANT_SETS)}
@@ -220,8 +219,6 @@ def write_bead_plates(
     progress:
         ``progress(wells_done, wells_total)``.
     """
-    from opencmap.pipeline.deconvolve import _default_chip
-
     comp = Path(compendium)
     out = Path(out_dir) if out_dir is not None else comp
     inst = read_table(comp / "inst_info.txt")
@@ -237,7 +234,7 @@ def write_bead_plates(
         unknown = [p for p in chosen if p not in all_plates]
         if unknown:
             raise ConfigError(f"compendium has no detection plate(s) {unknown[:5]}; it has e.g. {all_plates[:3]}")
-    chip_table = read_chip(chip if chip is not None else _default_chip())
+    chip_table = read_chip(chip if chip is not None else default_chip_path())
     genes_meta = read_gct(comp / "level3.gctx", meta_only=True).row_meta
     lm = genes_meta.index[pd.to_numeric(genes_meta["pr_is_lm"], errors="coerce").fillna(0).to_numpy() == 1]
     layout = analyte_layout(chip_table, list(lm))

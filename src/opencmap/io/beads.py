@@ -3,7 +3,8 @@
 * bead-level text (``barcode_id`` / ``FI``, one bead a line): :func:`read_bead_text`
 * plate maps (``<plate>.map``: one line per well, ``det_well`` + sample annotations):
   :func:`read_plate_map`
-* chip files (``L1000_EPSILON.R2.chip``: analyte x bead set -> probe and gene): :func:`read_chip`
+* chip files (``L1000_EPSILON.R2.chip``: analyte x bead set -> probe and gene): :func:`read_chip`;
+  the bundled EPSILON chip: :func:`default_chip_path` (its layout: :func:`opencmap.core.chip.chip_layout`)
 * pool tables (``L1000_poolinfo.txt``: bead sets of a pool, the not-duo analytes):
   :func:`read_pool_info`, and :func:`parse_index_list` for MATLAB lists like ``[1:10,11,499]``
 * peak-detection parameter files (``detect_params.txt``): :func:`read_detect_params`
@@ -21,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from opencmap.errors import FormatError
+from opencmap.errors import ConfigError, FormatError
 from opencmap.io.tables import read_table
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "read_bead_text",
     "read_plate_map",
     "read_chip",
+    "default_chip_path",
+    "DEFAULT_CHIP",
     "read_pool_info",
     "read_detect_params",
     "parse_index_list",
@@ -162,6 +165,27 @@ def read_chip(path: str | PathLike[str]) -> pd.DataFrame:
             line=i + 2,
         )
     return df.reset_index(drop=True)
+
+
+DEFAULT_CHIP = "L1000_EPSILON.R2.chip"
+
+
+def default_chip_path() -> Path:
+    """Path of the bundled chip file (``opencmap/datasets/resources/`` + :data:`DEFAULT_CHIP`).
+
+    Raises :class:`~opencmap.errors.ConfigError` (asking for an explicit ``chip=``) when it is not
+    installed.
+    """
+    from importlib.resources import files
+
+    # addressed through the top package, so that finding the file does not import opencmap.datasets
+    path = Path(str(files("opencmap") / "datasets" / "resources" / DEFAULT_CHIP))
+    if not path.is_file():
+        raise ConfigError(
+            f"no chip given and {DEFAULT_CHIP} is not bundled at {path}; pass chip= the chip file "
+            "of your bead pool (CMap's L1000_EPSILON.R2.chip maps analytes to genes)"
+        )
+    return path
 
 
 def parse_index_list(text: str) -> list[int]:

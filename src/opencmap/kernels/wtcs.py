@@ -169,12 +169,16 @@ def _es_columns(ranks, weights, rows, bounds, n_features, weighted, c0, c1, es_o
             g = bounds[q + 1] - a
             for i in range(g):  # gather: one sequential run per set row, ranks outside 1..N -> 0
                 row = rows[a + i]
+                src = ranks[row, t0 : t0 + m]  # 1-D views: the copy loops vectorise
+                dst = tile_r[i]
                 for j in range(m):
-                    r = ranks[row, t0 + j]
-                    tile_r[i, j] = r if 0 < r <= n_features else 0
+                    r = src[j]
+                    dst[j] = r if 0 < r <= n_features else 0
                 if weighted:
+                    src_w = weights[row, t0 : t0 + m]
+                    dst_w = tile_w[i]
                     for j in range(m):
-                        tile_w[i, j] = weights[row, t0 + j]
+                        dst_w[j] = src_w[j]
             small = g <= _SMALL_SET
             for j in range(m):
                 n_hit = 0

@@ -46,56 +46,115 @@ def _float_array(x: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _select(buf, n, k):  # pragma: no cover - compiled
-    """Move the k-th smallest of ``buf[:n]`` to ``buf[k]`` (smaller before, larger after)."""
+    """Move the k-th smallest of ``buf[:n]`` to ``buf[k]`` (no larger value before, no smaller after).
+
+    Hoare-partition quickselect with a median-of-three pivot (Wirth's/Floyd's scheme).
+    """
     lo, hi = 0, n - 1
     while hi > lo:
         mid = (lo + hi) >> 1
-        # median of three as pivot, moved to buf[hi]
         if buf[mid] < buf[lo]:
             buf[mid], buf[lo] = buf[lo], buf[mid]
         if buf[hi] < buf[lo]:
             buf[hi], buf[lo] = buf[lo], buf[hi]
-        if buf[mid] < buf[hi]:
-            buf[mid], buf[hi] = buf[hi], buf[mid]
-        pivot = buf[hi]
-        i = lo
-        for j in range(lo, hi):
-            if buf[j] < pivot:
+        if buf[hi] < buf[mid]:
+            buf[hi], buf[mid] = buf[mid], buf[hi]
+        pivot = buf[mid]
+        i, j = lo, hi
+        while i <= j:
+            while buf[i] < pivot:
+                i += 1
+            while pivot < buf[j]:
+                j -= 1
+            if i <= j:
                 buf[i], buf[j] = buf[j], buf[i]
                 i += 1
-        buf[i], buf[hi] = buf[hi], buf[i]
-        if i == k:
-            return
-        if i < k:
-            lo = i + 1
+                j -= 1
+        # now buf[lo..j] <= pivot <= buf[i..hi], and anything strictly between equals pivot
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
         else:
-            hi = i - 1
+            return
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _median_buf(buf, n):  # pragma: no cover - compiled
-    """Median of ``buf[:n]`` (reorders it), with ``np.median``'s arithmetic in the buffer's dtype."""
-    k = n // 2
+def _kth_pair(buf, n, k):  # pragma: no cover - compiled
+    """``(buf[k-1], buf[k])`` of sorted ``buf[:n]`` (``k >= 1``); reorders ``buf``.
+
+    Quickselect of ``k``; the (k-1)-th smallest is then the largest value left of it.
+    """
     _select(buf, n, k)
-    if n % 2:
-        return buf[k]
     low = buf[0]
-    for j in range(1, k):  # the largest of the lower half is the (k-1)-th smallest
+    for j in range(1, k):
         if buf[j] > low:
             low = buf[j]
-    return (low + buf[k]) / buf.dtype.type(2) if False else (low + buf[k]) / 2
+    return low, buf[k]
+
+
+#: Rows at least this long bracket the median with a sample first (see ``_median_buf``).
+_BRACKET_MIN = 64
+_SAMPLE = 40
+_HALF_WIDTH = 8
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _median_buf(buf, mid, sample, n):  # pragma: no cover - compiled
+    """Median of ``buf[:n]`` with ``np.median``'s arithmetic (``(lower + upper) / 2`` for even ``n``).
+
+    Long rows: sort a strided sample, take two sample values ``lo <= hi`` likely to bracket the
+    median, copy the values in ``[lo, hi]`` to ``mid`` in one branch-free pass, and select there
+    (about a third of the row); when the median is not bracketed, select in the whole row. Both
+    paths pick the exact order statistics, so the result does not depend on the path.
+    """
+    k = n // 2
+    if n >= _BRACKET_MIN:
+        step = n // _SAMPLE
+        for i in range(_SAMPLE):  # insertion sort of the sample
+            v = buf[i * step]
+            j = i
+            while j > 0 and sample[j - 1] > v:
+                sample[j] = sample[j - 1]
+                j -= 1
+            sample[j] = v
+        lo = sample[max(0, _SAMPLE // 2 - _HALF_WIDTH)]
+        hi = sample[min(_SAMPLE - 1, _SAMPLE // 2 + _HALF_WIDTH)]
+        below = 0
+        m = 0
+        for j in range(n):
+            v = buf[j]
+            mid[m] = v
+            m += (v >= lo) & (v <= hi)
+            below += v < lo
+        need = k if n % 2 else k - 1  # smallest order statistic needed
+        if below <= need and k < below + m:
+            if n % 2:
+                _select(mid, m, k - below)
+                return mid[k - below]
+            a, b = _kth_pair(mid, m, k - below)
+            return (a + b) / 2  # exact halving; callers store it in the input's dtype
+    if n % 2:
+        _select(buf, n, k)
+        return buf[k]
+    a, b = _kth_pair(buf, n, k)
+    return (a + b) / 2
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _median_mad_rows(a, med, mad):  # pragma: no cover - compiled
     n_rows, n = a.shape
     for r in numba.prange(n_rows):
-        buf = a[r].copy()
-        m = _median_buf(buf, n)
-        med[r] = m
+        buf = np.empty(n, dtype=a.dtype)
+        mid = np.empty(n, dtype=a.dtype)
+        sample = np.empty(_SAMPLE, dtype=a.dtype)
+        for j in range(n):  # a copy of the row, whatever the memory order of ``a``
+            buf[j] = a[r, j]
+        med[r] = _median_buf(buf, mid, sample, n)
+        m = med[r]  # rounded to the input dtype, as np.median's result is
         for j in range(n):
             buf[j] = abs(a[r, j] - m)
-        mad[r] = _median_buf(buf, n)
+        mad[r] = _median_buf(buf, mid, sample, n)
 
 
 def _median_rows(a: np.ndarray) -> np.ndarray:
@@ -115,7 +174,7 @@ def _median_mad(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         med = _median_rows(ref)
         return med, _median_rows(np.abs(ref - med[:, None]))
     # no NaN: a compiled quickselect per row, same values as np.median (float32 stays float32)
-    a = np.ascontiguousarray(ref)
+    a = ref if ref.flags.c_contiguous or ref.flags.f_contiguous else np.ascontiguousarray(ref)
     med = np.empty(a.shape[0], dtype=a.dtype)
     mad = np.empty(a.shape[0], dtype=a.dtype)
     _median_mad_rows(a, med, mad)

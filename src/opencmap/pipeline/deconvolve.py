@@ -36,9 +36,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from opencmap.core.chip import ChipLayout, chip_layout
 from opencmap.core.gct import GCT
 from opencmap.errors import ConfigError, OpenCMapWarning, PipelineError
-from opencmap.io.beads import Beads, read_bead_text, read_chip, read_plate_map
+from opencmap.io.beads import Beads, default_chip_path, read_bead_text, read_chip, read_plate_map
 from opencmap.io.lxb import read_lxb_beads
 from opencmap.kernels.dpeak import METHOD_NAMES, PEAK_METHODS, assign_peaks, detect_peaks
 from opencmap.pipeline.flip import FlipParams, FlipResult, flip_correct
@@ -389,59 +390,6 @@ def _call_chunk(
     }
 
 
-# ---------------------------------------------------------------------------------------- chip
-DEFAULT_CHIP = "L1000_EPSILON.R2.chip"
-
-
-def _default_chip() -> Path:
-    from importlib.resources import files
-
-    path = Path(str(files("opencmap.datasets") / "resources" / DEFAULT_CHIP))
-    if not path.is_file():
-        raise ConfigError(
-            f"no chip given and {DEFAULT_CHIP} is not bundled at {path}; pass chip= the chip file "
-            "of your bead pool (CMap's L1000_EPSILON.R2.chip maps analytes to genes)"
-        )
-    return path
-
-
-@dataclass(frozen=True)
-class _ChipLayout:
-    bead_sets: tuple[str, str]
-    n_analytes: int
-    not_duo: tuple[int, ...]
-    rows: dict[str, pd.DataFrame]  # per bead set: chip rows ordered by analyte
-
-
-def _chip_layout(chip: pd.DataFrame, bead_sets: Sequence[str] | None) -> _ChipLayout:
-    found = list(dict.fromkeys(chip["pr_bset_id"].astype(str)))
-    if bead_sets is None:
-        if len(found) != 2:
-            raise ConfigError(f"chip has bead sets {found}; pass bead_sets=(high, low) to choose two")
-        bead_sets = found
-    bead_sets = tuple(str(b) for b in bead_sets)
-    if len(bead_sets) != 2 or any(b not in found for b in bead_sets):
-        raise ConfigError(f"bead_sets must be two of the chip's bead sets {found}, got {list(bead_sets)}")
-    rows = {}
-    for b in bead_sets:
-        r = chip[chip["pr_bset_id"].astype(str) == b].sort_values("pr_analyte_num", kind="stable")
-        rows[b] = r.reset_index(drop=True)
-    n_analytes = int(chip["pr_analyte_num"].max())
-    if n_analytes < 1:
-        raise ConfigError("chip has no analytes (pr_analyte_num)")
-    hi = rows[bead_sets[0]].set_index("pr_analyte_num")
-    lo = rows[bead_sets[1]].set_index("pr_analyte_num")
-    not_duo = []
-    for a in range(1, n_analytes + 1):
-        if a not in hi.index or a not in lo.index:
-            not_duo.append(a)
-            continue
-        ids = (str(hi.at[a, "pr_id"]), str(lo.at[a, "pr_id"]))
-        if ids[0] == ids[1] or "NOT_ASSIGNED" in ids:
-            not_duo.append(a)
-    return _ChipLayout(bead_sets, n_analytes, tuple(not_duo), rows)
-
-
 _ROW_FIELDS = (
     "pr_id",
     "pr_gene_id",
@@ -482,7 +430,7 @@ def _bead_set_gct(rows: pd.DataFrame, matrix: np.ndarray, col_meta: pd.DataFrame
     return GCT(data, row_meta=meta, col_meta=col_meta)
 
 
-def _combined_gct(layout: _ChipLayout, mats: Mapping[str, np.ndarray], col_meta: pd.DataFrame) -> GCT:
+def _combined_gct(layout: ChipLayout, mats: Mapping[str, np.ndarray], col_meta: pd.DataFrame) -> GCT:
     """Landmarks of both bead sets (Entrez ids), then the invariant probes (once)."""
     lm_parts, inv_parts = [], []
     for b in layout.bead_sets:
@@ -562,8 +510,8 @@ def deconvolve_wells(
     progress:
         ``progress(wells_done, wells_total)`` during peak calling.
     """
-    chip_df = chip if isinstance(chip, pd.DataFrame) else read_chip(chip if chip is not None else _default_chip())
-    layout = _chip_layout(chip_df, bead_sets)
+    chip_df = chip if isinstance(chip, pd.DataFrame) else read_chip(chip if chip is not None else default_chip_path())
+    layout = chip_layout(chip_df, bead_sets)
     nd = layout.not_duo if not_duo is None else tuple(int(a) for a in not_duo)
     calls = call_peaks(wells, seed=seed, n_analytes=layout.n_analytes, not_duo=nd, params=params, progress=progress)
     if flip is not None:

@@ -562,7 +562,7 @@ def run_pipeline(
     check_group_fields(col_meta, params)
     sets = replicate_sets(col_meta, params)
     plates = col_meta["rna_plate"].astype("str")
-    plate_cids = {p: col_meta.index[pos] for p, pos in plates.groupby(plates.to_numpy(), sort=False).indices.items()}
+    plate_positions = plates.groupby(plates.to_numpy(), sort=False).indices  # column positions in the matrix
     plate_order = list(pd.unique(plates))  # first appearance = the matrix's column order
     pairs = pd.DataFrame({"set": sets.to_numpy(), "plate": plates.to_numpy()}).drop_duplicates()
     set_plates = {s: list(group["plate"]) for s, group in pairs.groupby("set", sort=False)}
@@ -583,39 +583,57 @@ def run_pipeline(
     plates_done = 0
     report("plates", 0, len(plate_order))
 
-    for si, set_name in enumerate(set_order):
-        l5_path, info_path = state.level5_path(set_name), state.sig_info_path(set_name)
-        set_is_done = state.is_done(f"set\t{set_name}", l5_path, info_path)
-        blocks: list[GCT] = []
-        for plate in set_plates[set_name]:
-            l4_path = state.level4_path(plate)
-            if state.is_done(f"plate\t{plate}", l4_path):
-                resumed_plates += 1
-                block = read_gct(l4_path, meta_only=set_is_done)
+    # A fresh run whose plates come set by set in the final order writes Level 4 straight into its
+    # final file as plates are z-scored (the per-plate work files stay, for resuming): no read-back.
+    level4_out, level5_out = out / LEVEL4_NAME, out / LEVEL5_NAME
+    processing_order = [p for s in set_order for p in set_plates[s]]
+    fresh = not any(key.startswith(("plate\t", "set\t")) for key in state.done)
+    level4_stream = fresh and processing_order == plate_order
+    level4_writer: GCTXWriter | None = None
+    try:
+        for si, set_name in enumerate(set_order):
+            l5_path, info_path = state.level5_path(set_name), state.sig_info_path(set_name)
+            set_is_done = state.is_done(f"set\t{set_name}", l5_path, info_path)
+            blocks: list[GCT] = []
+            for plate in set_plates[set_name]:
+                l4_path = state.level4_path(plate)
+                if state.is_done(f"plate\t{plate}", l4_path):
+                    resumed_plates += 1
+                    block = read_gct(l4_path, meta_only=set_is_done)
+                else:
+                    block = _process_plate(
+                        matrix, whole, plate, col_meta.iloc[plate_positions[plate]], row_meta, params, state, model,
+                        level2_files=level2_files, genes_table=genes_table, positions=plate_positions[plate],
+                    )
+                if out_rows is None:
+                    out_rows = block.row_meta
+                    landmarks = landmark_positions(out_rows, params)
+                elif not block.rids.equals(out_rows.index):
+                    raise PipelineError(f"plate {plate}: its Level 3 genes differ from the first plate's; all plates must share one gene space")
+                if level4_stream:
+                    if level4_writer is None:
+                        level4_writer = GCTXWriter(level4_out, out_rows)
+                    level4_writer.append(block.data, col_meta.loc[block.cids])
+                if not set_is_done:
+                    blocks.append(block)
+                plates_done += 1
+                report("plates", plates_done, len(plate_order))
+            if set_is_done:
+                resumed_sets += 1
             else:
-                block = _process_plate(
-                    matrix, whole, plate, col_meta.loc[plate_cids[plate]], row_meta, params, state, model,
-                    level2_files=level2_files, genes_table=genes_table,
-                )
-            if out_rows is None:
-                out_rows = block.row_meta
-                landmarks = landmark_positions(out_rows, params)
-            elif not block.rids.equals(out_rows.index):
-                raise PipelineError(f"plate {plate}: its Level 3 genes differ from the first plate's; all plates must share one gene space")
-            if not set_is_done:
-                blocks.append(block)
-            plates_done += 1
-            report("plates", plates_done, len(plate_order))
-        if set_is_done:
-            resumed_sets += 1
-        else:
-            level4 = _concat_columns(blocks, out_rows)
-            level5, sig_info = build_signatures(level4, params, landmark_rows=landmarks)
-            write_gctx(level5, l5_path)
-            write_table(sig_info, info_path)
-            state.mark_done(f"set\t{set_name}")
-        del blocks
-        report("replicate sets", si + 1, len(set_order))
+                level4 = _concat_columns(blocks, out_rows)
+                level5, sig_info = build_signatures(level4, params, landmark_rows=landmarks)
+                write_gctx(level5, l5_path)
+                write_table(sig_info, info_path)
+                state.mark_done(f"set\t{set_name}")
+            del blocks
+            report("replicate sets", si + 1, len(set_order))
+    except BaseException:
+        if level4_writer is not None:
+            level4_writer.abort()
+        raise
+    if level4_writer is not None:
+        level4_writer.close()
 
     # -------------------------------------------------------------- signature table and CGS
     sig_info = pd.concat([_read_sig_info(state.sig_info_path(s)) for s in set_order], axis=0)
@@ -629,12 +647,16 @@ def run_pipeline(
     full_info.index.name = "sig_id"
 
     # -------------------------------------------------------------- final files
-    level4_out, level5_out = out / LEVEL4_NAME, out / LEVEL5_NAME
     level4_parts = [state.level4_path(p) for p in plate_order]
     level5_parts = [state.level5_path(s) for s in set_order] + ([state.cgs_path] if n_cgs else [])
     total_blocks = len(level4_parts) + len(level5_parts)
     written = 0
-    for target, parts, meta in ((level4_out, level4_parts, col_meta), (level5_out, level5_parts, full_info)):
+    outputs = [(level5_out, level5_parts, full_info)]
+    if level4_writer is None:  # not streamed above: assemble from the per-plate work files
+        outputs.insert(0, (level4_out, level4_parts, col_meta))
+    else:
+        written = len(level4_parts)
+    for target, parts, meta in outputs:
         with GCTXWriter(target, out_rows) as writer:  # one block in memory at a time
             for part in parts:
                 block = read_gct(part)
@@ -722,8 +744,13 @@ def _process_plate(
     *,
     level2_files: Mapping[str, Mapping[str, Path]] | None = None,
     genes_table: pd.DataFrame | None = None,
+    positions: np.ndarray | None = None,
 ) -> GCT:
-    """Read one plate's columns, (Level 1/2 → 3,) z-score, save its Level 4 block and mark it done."""
+    """Read one plate's columns, (Level 1/2 → 3,) z-score, save its Level 4 block and mark it done.
+
+    ``positions`` are the plate's column positions in ``matrix`` (read by position: no id lookup
+    over the whole compendium for each plate).
+    """
     cids = plate_meta.index
     if len(cids) < MIN_PLATE_WELLS:
         warnings.warn(
@@ -736,7 +763,12 @@ def _process_plate(
             raise PipelineError(f"plate {plate}: Level 1 processing needs the deconvolved Level 2 files")
         plate_gct, censor_report = _level2_files_to_level3(plate_meta, level2_files, model, genes_table)
     else:
-        raw = whole.subset(cids=cids) if whole is not None else read_gct(matrix, cid=cids)
+        if whole is not None:
+            raw = whole.subset(cids=cids)
+        elif positions is not None:
+            raw = read_gct(matrix, cidx=positions)
+        else:
+            raw = read_gct(matrix, cid=cids)
         data = raw.data if raw.rids.equals(row_meta.index) else raw.subset(rids=row_meta.index).data
         plate_gct = GCT(data, row_meta=row_meta, col_meta=plate_meta)
         if params.start_level == 2:

@@ -167,9 +167,11 @@ def validate_query(
     suggestions = {t: s for t in unknown[:20] if (s := lookup.suggest(t))}
     hint = ""
     if unknown:
-        hint += f" Unknown ids/symbols: {list(unknown[:10])}"
+        hint += f" Unknown ids/symbols: {', '.join(map(str, unknown[:10]))}"
+        hint += " ..." if len(unknown) > 10 else ""
         if suggestions:
-            hint += f" (did you mean {dict(list(suggestions.items())[:5])})"
+            pairs = list(suggestions.items())[:5]
+            hint += " (did you mean " + "; ".join(f"{t} -> {' or '.join(map(str, s))}" for t, s in pairs) + "?)"
         hint += "."
     if dropped:
         hint += f" Outside feature space {space.name!r}: {list(dropped[:10])}."

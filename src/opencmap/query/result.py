@@ -4,12 +4,23 @@ A :class:`QueryResult` holds, per level (``sig``, ``pert_cell``, ``pert_summary`
 ``pcl_summary``), a :class:`LevelResult`: an index table (one row per signature / perturbagen x
 cell / perturbagen / PCL, with its metadata) and metric matrices of shape ``(n_rows, n_queries)``
 (e.g. ``wtcs``, ``es_up``, ``ncs``, ``tau``, ``fdr_q``).
+
+A result round-trips exactly through :meth:`QueryResult.to_bytes` / :meth:`QueryResult.from_bytes`
+(or :meth:`QueryResult.save` / :meth:`QueryResult.load` for a file). The stored form is one ZIP
+archive (uncompressed) holding ``header.json`` (``format``, ``format_version``, method, space,
+params, notes, queries, levels with their row counts and metric names), each level's index table
+as ``<level>/index.parquet`` and each metric matrix as ``<level>/<metric>.npy``, and query rows /
+vectors as ``queries/<i>/<name>.npy``. Readers refuse a newer ``format_version``
+(:class:`~opencmap.errors.VersionError`).
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,13 +29,17 @@ import numpy as np
 import pandas as pd
 
 from opencmap.core.gct import GCT
-from opencmap.errors import ConfigError, IdNotFoundError
+from opencmap.errors import ConfigError, FormatError, IdNotFoundError, QueryError, ValidationError, VersionError
 
-__all__ = ["LevelResult", "QueryResult", "LEVELS"]
+__all__ = ["LevelResult", "QueryResult", "LEVELS", "RESULT_FORMAT_VERSION"]
 
 LEVELS = ("sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary")
 _FORMATS = ("tsv", "parquet", "gctx")
 _ID_COLUMN = {"sig": "sig_id"}
+_FORMAT_NAME = "opencmap-query-result"
+RESULT_FORMAT_VERSION = 1
+_QUERY_ARRAYS = ("up_rows", "down_rows", "vector")
+_QUERY_TUPLES = ("up_genes", "down_genes", "unknown", "dropped")
 
 
 @dataclass
@@ -77,7 +92,12 @@ class QueryResult:
             raise IdNotFoundError(f"no query named {query!r}; queries: {names[:10]}")
         return names.index(query)
 
-    def _default_metric(self, level: str) -> str:
+    def query_name(self, query: int | str | None = None) -> str:
+        """The name of a query given by position or name (default: the first query)."""
+        return self.queries[self._query_index(query)].name
+
+    def default_metric(self, level: str = "sig") -> str:
+        """The metric shown by default at ``level``: ``tau``, else ``ncs``, else the raw score."""
         metrics = self.level(level).metrics
         for m in ("tau", "ncs", self.method):
             if m in metrics:
@@ -120,7 +140,7 @@ class QueryResult:
         """
         if direction not in ("positive", "negative", "both"):
             raise ConfigError(f"direction must be positive, negative or both, got {direction!r}")
-        by = by or self._default_metric(level)
+        by = by or self.default_metric(level)
         frame = self.to_frame(level, query=query)
         if by not in frame.columns:
             raise IdNotFoundError(f"no metric {by!r} at level {level!r} (has {sorted(self.level(level).metrics)})")
@@ -136,10 +156,33 @@ class QueryResult:
         order = np.argsort(key, kind="stable")[: max(int(n), 0)]
         return frame.iloc[order].reset_index(drop=True)
 
+    def pert_cell_grid(
+        self, n: int = 30, *, query: int | str | None = None, metric: str | None = None
+    ) -> tuple[pd.DataFrame, list[str]]:
+        """Perturbagen x cell line table of ``metric`` for the ``n`` strongest perturbagens.
+
+        Rows: the ``n`` perturbagens with the largest ``|metric|`` at ``pert_summary`` (strongest
+        first, indexed by ``pert_id``); columns: cell lines of the ``pert_cell`` level; NaN where a
+        perturbagen was not profiled in a cell line. Also returns the row labels (``pert_iname``
+        when known, else the ``pert_id``). ``metric`` defaults to :meth:`default_metric` of
+        ``pert_cell``. Raises :class:`~opencmap.errors.QueryError` when the result has no
+        perturbagen levels (non-connectivity metrics).
+        """
+        if "pert_cell" not in self.levels or "pert_summary" not in self.levels:
+            raise QueryError("this result has no perturbagen summaries (non-connectivity metric); no perturbagen x cell grid")
+        metric = metric or self.default_metric("pert_cell")
+        top = self.top(n, query=query, level="pert_summary", by=metric, direction="both")
+        cells = self.to_frame("pert_cell", query=query)
+        cells = cells[cells["pert_id"].astype(str).isin(set(top["id"].astype(str)))]
+        grid = cells.pivot_table(index="pert_id", columns="cell_id", values=metric, aggfunc="first", dropna=False)
+        rows = [str(p) for p in top["id"]]
+        labels = top["pert_iname"].astype(str).tolist() if "pert_iname" in top.columns else rows
+        return grid.reindex(rows), labels
+
     def matrix(self, metric: str | None = None, *, level: str = "sig") -> GCT:
         """One metric as a GCT: rows of the level x queries (row metadata = the level's index)."""
         lv = self.level(level)
-        metric = metric or self._default_metric(level)
+        metric = metric or self.default_metric(level)
         if metric not in lv.metrics:
             raise IdNotFoundError(f"no metric {metric!r} at level {level!r} (has {sorted(lv.metrics)})")
         row_meta = lv.index.copy()
@@ -161,30 +204,191 @@ class QueryResult:
         ``tsv`` / ``parquet``: one long table per level (``<level>.tsv``); ``gctx``: one matrix per
         level and metric (``<level>_<metric>.gctx``, rows x queries). Always ``queries.tsv``.
         """
-        from opencmap.io import write_gctx, write_table
-        from opencmap.io.atomic import atomic_write_path
-
         if format not in _FORMATS:
             raise ConfigError(f"format must be one of {_FORMATS}, got {format!r}")
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        written: list[Path] = []
-        qpath = out / "queries.tsv"
-        write_table(self.query_table(), qpath)
-        written.append(qpath)
+        written = [self.write_file(out / "queries.tsv")]
         for level in levels or list(self.levels):
             if format == "gctx":
-                for metric in self.level(level).metrics:
-                    path = out / f"{level}_{metric}.gctx"
-                    write_gctx(self.matrix(metric, level=level), path)
-                    written.append(path)
-                continue
-            frame = self.to_frame(level)
-            path = out / f"{level}.{format}"
-            if format == "tsv":
-                write_table(frame, path)
+                written += [
+                    self.write_file(out / f"{level}_{metric}.gctx", level=level, metric=metric)
+                    for metric in self.level(level).metrics
+                ]
             else:
-                with atomic_write_path(path) as tmp:
-                    frame.to_parquet(tmp, index=False)
-            written.append(path)
+                written.append(self.write_file(out / f"{level}.{format}", level=level))
         return written
+
+    def write_file(self, path: str | os.PathLike[str], *, level: str | None = None, metric: str | None = None) -> Path:
+        """Write one table or matrix (atomically); returns ``path``.
+
+        No ``level``: the query table (TSV). ``level`` alone: the level's long table
+        (:meth:`to_frame`), Parquet when ``path`` ends in ``.parquet``, else TSV. ``level`` and
+        ``metric``: that metric as a GCTX matrix (:meth:`matrix`).
+        """
+        from opencmap.io import write_gctx, write_table
+        from opencmap.io.atomic import atomic_write_path
+
+        path = Path(path)
+        if level is None:
+            write_table(self.query_table(), path)
+        elif metric is not None:
+            write_gctx(self.matrix(metric, level=level), path)
+        elif path.suffix == ".parquet":
+            with atomic_write_path(path) as tmp:
+                self.to_frame(level).to_parquet(tmp, index=False)
+        else:
+            write_table(self.to_frame(level), path)
+        return path
+
+    # ------------------------------------------------------------------ storage
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description: method, space, params, notes, queries (genes kept, unknown,
+        dropped, suggestions), level names and each level's metric names (no score values)."""
+        return {
+            "method": self.method,
+            "space": self.space,
+            "params": dict(self.params),
+            "notes": list(self.notes),
+            "queries": [
+                {
+                    "name": q.name,
+                    **{k: list(getattr(q, k, ())) for k in _QUERY_TUPLES},
+                    "suggestions": {k: list(v) for k, v in dict(getattr(q, "suggestions", {})).items()},
+                }
+                for q in self.queries
+            ],
+            "levels": list(self.levels),
+            "metrics": {name: list(lv.metrics) for name, lv in self.levels.items()},
+        }
+
+    def to_bytes(self, *, omit_index: Collection[str] = ()) -> bytes:
+        """The whole result as bytes (see the module docstring for the layout).
+
+        Levels named in ``omit_index`` store only their row count, not their index table (e.g. the
+        ``sig`` index when it is a store's ``sig_info``); :meth:`from_bytes` then needs it back.
+        """
+        header: dict[str, Any] = {"format": _FORMAT_NAME, "format_version": RESULT_FORMAT_VERSION, **self.describe()}
+        header["stored_levels"] = []
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+            for i, q in enumerate(self.queries):
+                for key in _QUERY_ARRAYS:
+                    values = getattr(q, key, None)
+                    if values is not None:
+                        zf.writestr(f"queries/{i}/{key}.npy", _npy_bytes(np.asarray(values)))
+            for name, lv in self.levels.items():
+                omitted = name in omit_index
+                header["stored_levels"].append({"name": name, "n_rows": len(lv.index), "index": not omitted})
+                if not omitted:
+                    frame = io.BytesIO()
+                    lv.index.reset_index(drop=True).to_parquet(frame, index=False)
+                    zf.writestr(f"{name}/index.parquet", frame.getvalue())
+                for metric, values in lv.metrics.items():
+                    zf.writestr(f"{name}/{metric}.npy", _npy_bytes(np.asarray(values)))
+            zf.writestr("header.json", json.dumps(header))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, index: Mapping[str, pd.DataFrame] | None = None) -> QueryResult:
+        """Rebuild a result from :meth:`to_bytes` output.
+
+        ``index`` gives the index tables of levels stored without one (``omit_index``); a table
+        whose row count differs from the stored one raises :class:`~opencmap.errors.ValidationError`.
+        Raises :class:`~opencmap.errors.VersionError` for a newer format version and
+        :class:`~opencmap.errors.FormatError` for anything that is not a stored result.
+        """
+        from opencmap.query.genesets import ValidatedQuery
+
+        index = dict(index or {})
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                header = json.loads(zf.read("header.json"))
+                if header.get("format") != _FORMAT_NAME:
+                    raise FormatError(f"not a stored opencmap query result (format {header.get('format')!r})")
+                version = int(header.get("format_version", 0))
+                if version > RESULT_FORMAT_VERSION:
+                    raise VersionError(
+                        f"query result has format version {version}, newer than this opencmap supports "
+                        f"({RESULT_FORMAT_VERSION}); upgrade opencmap"
+                    )
+                names = set(zf.namelist())
+                queries = []
+                for i, entry in enumerate(header["queries"]):
+                    arrays = {
+                        key: _npy_load(zf.read(f"queries/{i}/{key}.npy")) if f"queries/{i}/{key}.npy" in names else None
+                        for key in _QUERY_ARRAYS
+                    }
+                    empty = np.empty(0, np.intp)
+                    queries.append(
+                        ValidatedQuery(
+                            entry["name"],
+                            arrays["up_rows"] if arrays["up_rows"] is not None else empty,
+                            arrays["down_rows"] if arrays["down_rows"] is not None else empty,
+                            vector=arrays["vector"],
+                            suggestions={k: tuple(v) for k, v in entry.get("suggestions", {}).items()},
+                            **{k: tuple(entry.get(k, ())) for k in _QUERY_TUPLES},
+                        )
+                    )
+                levels: dict[str, LevelResult] = {}
+                for lv in header["stored_levels"]:
+                    name = lv["name"]
+                    if lv["index"]:
+                        frame = pd.read_parquet(io.BytesIO(zf.read(f"{name}/index.parquet")))
+                    elif name in index:
+                        frame = index[name]
+                        if len(frame) != lv["n_rows"]:
+                            raise ValidationError(
+                                f"level {name!r} of the stored result has {lv['n_rows']} rows but the index table "
+                                f"given for it has {len(frame)}"
+                            )
+                    else:
+                        raise ValidationError(f"level {name!r} was stored without its index table; pass it as index={{{name!r}: ...}}")
+                    metrics = {m: _npy_load(zf.read(f"{name}/{m}.npy")) for m in header["metrics"][name]}
+                    levels[name] = LevelResult(name, frame, metrics)
+        except (zipfile.BadZipFile, KeyError, ValueError, json.JSONDecodeError) as exc:
+            if isinstance(exc, ValidationError | FormatError):
+                raise
+            raise FormatError(f"stored query result is damaged or incomplete ({exc}); re-run the query") from exc
+        return cls(
+            queries=queries,
+            levels=levels,
+            method=header["method"],
+            space=header["space"],
+            params=header["params"],
+            notes=header["notes"],
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the whole result to one file (atomically); read it back with :meth:`load`."""
+        from opencmap.io.atomic import atomic_write_path
+
+        path = Path(path)
+        with atomic_write_path(path) as tmp:
+            Path(tmp).write_bytes(self.to_bytes())
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> QueryResult:
+        """Read a result written by :meth:`save`."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise FormatError(f"cannot read query result {path}: {exc}", path=path) from exc
+        try:
+            return cls.from_bytes(data)
+        except FormatError as exc:
+            if exc.path is not None:
+                raise
+            raise type(exc)(str(exc), path=path) from exc
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npy_load(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)

@@ -8,10 +8,9 @@ from fastapi import APIRouter, Depends
 
 from opencmap.api.catalogue import Catalogue
 from opencmap.api.deps import get_catalogue
-from opencmap.api.paging import records
+from opencmap.api.paging import one_record
 from opencmap.api.routers.params import Paging, paged, paging
 from opencmap.api.schemas import Page
-from opencmap.errors import IdNotFoundError
 
 __all__ = ["router"]
 
@@ -25,8 +24,4 @@ def list_cells(page: Annotated[Paging, Depends(paging)], catalogue: Annotated[Ca
 
 @router.get("/{cell_id}", summary="One cell line")
 def get_cell(cell_id: str, catalogue: Annotated[Catalogue, Depends(get_catalogue)]) -> dict:
-    cells = catalogue.cells
-    hit = cells[cells["cell_id"].astype(str) == cell_id]
-    if hit.empty:
-        raise IdNotFoundError(f"no cell line {cell_id!r} in this store; list them with GET /api/v1/cells")
-    return records(hit)[0]
+    return one_record(catalogue.cells, "cell_id", cell_id, missing=f"no cell line {cell_id!r} in this store; list them with GET /api/v1/cells")

@@ -18,6 +18,7 @@ from opencmap.api.deps import get_engine, get_runner, get_service
 from opencmap.api.execution import QueryService
 from opencmap.api.jobs import JobRunner
 from opencmap.api.paging import json_value, page_frame, records
+from opencmap.api.routers.params import Text
 from opencmap.api.schemas import Heatmap, JobList, JobStatus, QueryRequest, ResultPage, RunningSumOut
 from opencmap.errors import IdNotFoundError, QueryError
 from opencmap.query.engine import Engine
@@ -31,7 +32,6 @@ JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="Job id.
 Level = Literal["sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary"]
 QueryName = Annotated[str | None, Query(max_length=100, description="Query name (default: the first query).")]
 Metric = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_]+$")]
-Text = Annotated[str | None, Query(max_length=200)]
 _DOWNLOAD = re.compile(r"^(queries\.tsv|(?P<level>[a-z_]+)\.tsv|(?P<glevel>[a-z_]+)__(?P<metric>[A-Za-z0-9_]+)\.gctx)$")
 
 
@@ -70,20 +70,6 @@ def _result(runner: JobRunner, job_id: str) -> QueryResult:
     if job["status"] != "done":
         raise QueryError(f"job {job_id} is {job['status']}" + (f": {job['error']}" if job["error"] else "; wait until it is done"))
     return runner.result(job_id)
-
-
-def _query_name(result: QueryResult, query: str | None) -> str:
-    names = result.query_names
-    if query is None:
-        return names[0]
-    if query not in names:
-        raise IdNotFoundError(f"no query {query!r} in this job; queries: {names[:20]}")
-    return query
-
-
-def _default_metric(result: QueryResult, level: str) -> str:
-    metrics = result.level(level).metrics
-    return next((m for m in ("tau", "ncs", result.method) if m in metrics), next(iter(metrics)))
 
 
 # ---------------------------------------------------------------------------------- jobs
@@ -131,10 +117,10 @@ def results(
     fdr_max: Annotated[float | None, Query(ge=0, le=1, description="Only rows with fdr_q <= this (sig level).")] = None,
 ) -> ResultPage:
     result = _result(runner, job_id)
-    name = _query_name(result, query)
+    name = result.query_name(query)
     frame = result.to_frame(level, query=name)
     metrics = list(result.level(level).metrics)
-    sort = sort or _default_metric(result, level)
+    sort = sort or result.default_metric(level)
     total, rows = page_frame(
         frame,
         equals={k: v for k, v in (("cell_id", cell_id), ("pert_type", pert_type)) if k in frame.columns},
@@ -162,17 +148,10 @@ def heatmap(
     n: Annotated[int, Query(ge=1, le=200, description="Perturbagens (strongest |metric| first).")] = 30,
 ) -> Heatmap:
     result = _result(runner, job_id)
-    name = _query_name(result, query)
-    if "pert_cell" not in result.levels or "pert_summary" not in result.levels:
-        raise QueryError("this job has no perturbagen summaries (non-connectivity metric); no heatmap")
-    metric = metric or _default_metric(result, "pert_cell")
-    top = result.top(n, query=name, level="pert_summary", by=metric, direction="both")
-    cells = result.to_frame("pert_cell", query=name)
-    cells = cells[cells["pert_id"].astype(str).isin(set(top["id"].astype(str)))]
-    grid = cells.pivot_table(index="pert_id", columns="cell_id", values=metric, aggfunc="first", dropna=False)
-    rows = [str(p) for p in top["id"]]
-    grid = grid.reindex(rows)
-    labels = top["pert_iname"].astype(str).tolist() if "pert_iname" in top.columns else rows
+    name = result.query_name(query)
+    grid, labels = result.pert_cell_grid(n, query=name, metric=metric)
+    metric = metric or result.default_metric("pert_cell")
+    rows = grid.index.tolist()
     values = [[json_value(v) for v in row] for row in np.asarray(grid.to_numpy(dtype=np.float64)).tolist()]
     return Heatmap(query=name, metric=metric, rows=rows, row_labels=labels, columns=[str(c) for c in grid.columns], values=values)
 
@@ -188,7 +167,7 @@ def running_sum(
     from opencmap.query.running_sum import running_sum as walk
 
     result = _result(runner, job_id)
-    name = _query_name(result, query)
+    name = result.query_name(query)
     q = result.queries[result.query_names.index(name)]
     curves = walk(engine.store, sig_id, up=q.up_genes, down=q.down_genes, space=result.space, weighted=result.method != "cs")
     symbol = dict(zip(engine.store.genes["pr_gene_id"].astype(str), engine.store.genes.get("pr_gene_symbol", engine.store.genes["pr_gene_id"]).astype(str), strict=True))
@@ -239,18 +218,8 @@ async def download(
     tmp = Path(tempfile.mkdtemp(prefix="opencmap-download-"))
     path = tmp / name  # name matched the whitelist pattern above: no separators, no '..'
 
-    def write() -> None:
-        from opencmap.io import write_gctx, write_table
-
-        if name == "queries.tsv":
-            write_table(result.query_table(), path)
-        elif metric is None:
-            write_table(result.to_frame(level), path)
-        else:
-            write_gctx(result.matrix(metric, level=level), path)
-
     try:
-        await run_in_threadpool(write)
+        await run_in_threadpool(result.write_file, path, level=level, metric=metric)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -12,8 +12,9 @@ from fastapi import Query
 from opencmap.api.paging import page_frame, records
 from opencmap.api.schemas import Page
 
-__all__ = ["Paging", "paging", "paged"]
+__all__ = ["Paging", "paging", "paged", "Text"]
 
+Text = Annotated[str | None, Query(max_length=200)]
 Column = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_]+$", description="Column to sort by.")]
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from starlette.concurrency import run_in_threadpool
 
 from opencmap.api.deps import get_runner, get_service, get_settings
 from opencmap.api.execution import QueryService
@@ -33,7 +32,7 @@ def validate(req: QueryRequest, service: Annotated[QueryService, Depends(get_ser
 
 
 @router.post("", response_model=SyncQueryResponse, summary="Run a small query now (batches: POST /jobs)")
-async def run_sync(
+def run_sync(
     req: QueryRequest,
     service: Annotated[QueryService, Depends(get_service)],
     runner: Annotated[JobRunner, Depends(get_runner)],
@@ -45,7 +44,9 @@ async def run_sync(
             f"{n} queries exceed the synchronous limit of {settings.max_sync_queries}; "
             "submit them as a job with POST /api/v1/jobs"
         )
-    job_id, result = await run_in_threadpool(runner.run_now, req.model_dump(), n_queries=n)
+    # a plain ``def`` route runs in the thread pool: validation, the engine run, saving the result
+    # and the top-20 tables all stay off the event loop (the server keeps answering meanwhile)
+    job_id, result = runner.run_now(req.model_dump(), n_queries=n)
     top = {level: records(result.top(20, level=level)) for level in _TOP_LEVELS if level in result.levels}
     job = runner.db.get(job_id)
     assert job is not None

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
 from opencmap.api.catalogue import Catalogue
 from opencmap.api.deps import get_catalogue
-from opencmap.api.paging import records
-from opencmap.api.routers.params import Paging, paged, paging
+from opencmap.api.paging import one_record
+from opencmap.api.routers.params import Paging, Text, paged, paging
 from opencmap.api.schemas import Page
-from opencmap.errors import IdNotFoundError
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/signatures", tags=["signatures"])
-Text = Annotated[str | None, Query(max_length=200)]
 
 
 @router.get("", response_model=Page, summary="List signatures")
@@ -32,8 +30,4 @@ def list_signatures(
 
 @router.get("/{sig_id}", summary="One signature's metadata")
 def get_signature(sig_id: str, catalogue: Annotated[Catalogue, Depends(get_catalogue)]) -> dict:
-    sig = catalogue.signatures
-    hit = sig[sig["sig_id"].astype(str) == sig_id]
-    if hit.empty:
-        raise IdNotFoundError(f"no signature {sig_id!r} in this store; search with GET /api/v1/signatures?q=...")
-    return records(hit)[0]
+    return one_record(catalogue.signatures, "sig_id", sig_id, missing=f"no signature {sig_id!r} in this store; search with GET /api/v1/signatures?q=...")
