@@ -266,8 +266,12 @@ def main() -> None:
                 f"{label:<34}{len(lat):>4}{qps:>10.2f}{1e3 * p['p50']:>9.1f}{1e3 * p['p95']:>9.1f}{1e3 * p['p99']:>9.1f}"
                 f"   {p['p50'] / base_p['p50']:.2f}x p50 latency, {qps / base_qps:.2f}x throughput"
             )
-        print(f"response body: {size / 1e3:.1f} kB")
+        served = 2 + sum(len(lat) for label, lat, _ in rows if label.startswith("API"))
+        db_bytes = sum(f.stat().st_size for f in work.glob("jobs.sqlite*"))
+        print(f"response body: {size / 1e3:.1f} kB; job database growth: {db_bytes / served / 1e6:.2f} MB per sync query")
         for clients, probe in probes:
+            if not probe:
+                continue
             p = percentiles(probe)
             print(
                 f"GET /health during the {clients}-client run: p50 {1e3 * p['p50']:.1f} ms, "

@@ -12,6 +12,7 @@ from opencmap.query.genesets import (
     as_queries,
     queries_from_files,
     queries_from_gmt,
+    restrict_query,
     signature_queries,
     validate_query,
 )
@@ -55,6 +56,22 @@ def test_suggestions_for_typos():
 )
 def test_invalid_queries(up, down, match):
     with pytest.raises(GeneSetError, match=match):
+        validate_query(Query("q", up=up, down=down), SPACE, GENES, min_genes=2, max_genes=3)
+
+
+@pytest.mark.parametrize(
+    "up, down",
+    [(("31", "32"), ("1", "2")), (("1",), ("2", "3")), (("1", "2"), ("2", "1")), (("1", "SYMM3", "33"), ())],
+)
+def test_restrict_query_reports_without_checking(up, down):
+    v = restrict_query(Query("q", up=up, down=down), SPACE, GENES)
+    assert v.up_genes == tuple(g for g in up if g in SPACE.gene_ids)
+    assert v.down_genes == tuple(g for g in down if g in SPACE.gene_ids)
+    assert v.dropped == tuple(g for g in (*up, *down) if g in ("31", "32", "33"))
+    assert v.unknown == (("SYMM3",) if "SYMM3" in up else ())
+    if v.unknown:
+        assert "SYM3" in v.suggestions["SYMM3"]
+    with pytest.raises(GeneSetError):
         validate_query(Query("q", up=up, down=down), SPACE, GENES, min_genes=2, max_genes=3)
 
 

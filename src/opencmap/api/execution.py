@@ -19,7 +19,7 @@ from opencmap.api.schemas import QueryRequest
 from opencmap.api.settings import Settings
 from opencmap.errors import ConfigError, GeneSetError, QueryError
 from opencmap.query.engine import Engine
-from opencmap.query.genesets import Query, signature_queries, validate_query
+from opencmap.query.genesets import Query, restrict_query, signature_queries, validate_query
 from opencmap.query.result import QueryResult
 
 __all__ = ["QueryService"]
@@ -75,32 +75,17 @@ class QueryService:
         for q in self.queries(req):
             try:
                 v = validate_query(q, space, self.catalogue.lookup, min_genes=req.min_genes, max_genes=req.max_genes)
-            except GeneSetError as exc:
-                # re-run without size checks to still report what was kept / unknown
-                v = None
-                message = str(exc)
-                try:
-                    v = validate_query(q, space, self.catalogue.lookup, min_genes=0, max_genes=10**9)
-                except GeneSetError:
-                    pass
-                entry = {"name": q.name, "valid": False, "message": message}
-            else:
                 entry = {"name": q.name, "valid": True, "message": None}
-            if v is not None:
-                entry.update(
-                    up=list(v.up_genes),
-                    down=list(v.down_genes),
-                    unknown=list(v.unknown),
-                    dropped=list(v.dropped),
-                    suggestions={k: list(s) for k, s in v.suggestions.items()},
-                )
-            else:
-                lookup = self.catalogue.lookup
-                unknown = [t for t in (*q.up, *q.down) if lookup.resolve(t) is None]
-                entry.update(
-                    up=[], down=[], unknown=unknown, dropped=[],
-                    suggestions={t: list(s) for t in unknown[:20] if (s := lookup.suggest(t))},
-                )  # fmt: skip
+            except GeneSetError as exc:
+                v = restrict_query(q, space, self.catalogue.lookup)  # still report what was kept / unknown
+                entry = {"name": q.name, "valid": False, "message": str(exc)}
+            entry.update(
+                up=list(v.up_genes),
+                down=list(v.down_genes),
+                unknown=list(v.unknown),
+                dropped=list(v.dropped),
+                suggestions={k: list(s) for k, s in v.suggestions.items()},
+            )
             report.append(entry)
         return {"space": space.name, "queries": report}
 

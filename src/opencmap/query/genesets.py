@@ -26,6 +26,7 @@ __all__ = [
     "ValidatedQuery",
     "GeneLookup",
     "validate_query",
+    "restrict_query",
     "queries_from_gmt",
     "query_from_grp",
     "signature_queries",
@@ -160,11 +161,9 @@ def validate_query(
     lookup = genes if isinstance(genes, GeneLookup) else GeneLookup(genes)
     if not query.up and not query.down:
         raise GeneSetError(f"query {query.name!r} has neither up nor down genes")
-    up, unk_up, drop_up = _restrict(query.up, lookup, space)
-    dn, unk_dn, drop_dn = _restrict(query.down, lookup, space)
-    unknown = tuple(unk_up + unk_dn)
-    dropped = tuple(drop_up + drop_dn)
-    suggestions = {t: s for t in unknown[:20] if (s := lookup.suggest(t))}
+    restricted = restrict_query(query, space, lookup)
+    up, dn = list(restricted.up_genes), list(restricted.down_genes)
+    unknown, dropped, suggestions = restricted.unknown, restricted.dropped, restricted.suggestions
     hint = ""
     if unknown:
         hint += f" Unknown ids/symbols: {', '.join(map(str, unknown[:10]))}"
@@ -188,6 +187,22 @@ def validate_query(
     both = sorted(set(up) & set(dn))
     if both:
         raise GeneSetError(f"query {query.name!r}: {len(both)} genes are in both the up and down sets: {both[:10]}")
+    return restricted
+
+
+def restrict_query(query: Query, space: FeatureSpace, genes: pd.DataFrame | GeneLookup) -> ValidatedQuery:
+    """Restrict a gene-set ``query`` to ``space`` without checking it (see :func:`validate_query`).
+
+    Symbols map to Entrez ids; ids that are no gene of the store go to ``unknown`` (with close
+    symbols in ``suggestions``), known genes outside the space to ``dropped``. Never raises for
+    sizes, empty or overlapping sets: use it to report what a query would keep.
+    """
+    if query.is_vector:
+        raise GeneSetError(f"query {query.name!r} is a numeric vector; restrict it with validate_query")
+    lookup = genes if isinstance(genes, GeneLookup) else GeneLookup(genes)
+    up, unk_up, drop_up = _restrict(query.up, lookup, space)
+    dn, unk_dn, drop_dn = _restrict(query.down, lookup, space)
+    unknown = tuple(unk_up + unk_dn)
     return ValidatedQuery(
         name=query.name,
         up_rows=space.positions(up).astype(np.intp),
@@ -195,8 +210,8 @@ def validate_query(
         up_genes=tuple(up),
         down_genes=tuple(dn),
         unknown=unknown,
-        dropped=dropped,
-        suggestions=suggestions,
+        dropped=tuple(drop_up + drop_dn),
+        suggestions={t: s for t in unknown[:20] if (s := lookup.suggest(t))},
     )
 
 
