@@ -141,20 +141,26 @@ class QueryResult:
         if direction not in ("positive", "negative", "both"):
             raise ConfigError(f"direction must be positive, negative or both, got {direction!r}")
         by = by or self.default_metric(level)
-        frame = self.to_frame(level, query=query)
-        if by not in frame.columns:
-            raise IdNotFoundError(f"no metric {by!r} at level {level!r} (has {sorted(self.level(level).metrics)})")
-        values = frame[by].to_numpy(dtype=np.float64)
-        keep = np.isfinite(values)
-        frame, values = frame[keep], values[keep]
+        lv = self.level(level)
+        if by not in lv.metrics:
+            raise IdNotFoundError(f"no metric {by!r} at level {level!r} (has {sorted(lv.metrics)})")
+        j = self._query_index(query)
+        # pick the rows from the one metric column first; build the table for those rows only
+        values = np.asarray(lv.metrics[by][:, j], dtype=np.float64)
+        finite = np.flatnonzero(np.isfinite(values))
+        kept = values[finite]
         if direction == "positive":
-            key = -values
+            key = -kept
         elif direction == "negative":
-            key = values
+            key = kept
         else:
-            key = -np.abs(values)
-        order = np.argsort(key, kind="stable")[: max(int(n), 0)]
-        return frame.iloc[order].reset_index(drop=True)
+            key = -np.abs(kept)
+        rows = finite[np.argsort(key, kind="stable")[: max(int(n), 0)]]
+        frame = lv.index.iloc[rows].reset_index(drop=True).copy()
+        for name, matrix in lv.metrics.items():
+            frame[name] = matrix[rows, j]
+        frame.insert(0, "query", self.queries[j].name)
+        return frame
 
     def pert_cell_grid(
         self, n: int = 30, *, query: int | str | None = None, metric: str | None = None
