@@ -19,6 +19,9 @@ runner's time is extrapolated to GSE92742's 1.3 M profiles.
     .venv/bin/python benchmarks/bench_pipeline.py                   # 2 sets (2,304 profiles) x 12,328 genes
     .venv/bin/python benchmarks/bench_pipeline.py --genes 978       # landmark space
     .venv/bin/python benchmarks/bench_pipeline.py --big             # 87 sets = 100,224 profiles x 12,328 (~15 GB disk)
+    .venv/bin/python benchmarks/bench_pipeline.py --big --data DIR  # keep / reuse the synthetic Level 3 in DIR
+
+The in-memory jobs are the best of ``--repeat`` runs (3); the runner runs once.
 """
 
 from __future__ import annotations
@@ -241,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--genes", type=int, default=12_328, help="rows (default 12,328 = AIG; 978 = landmarks)")
     parser.add_argument("--big", action="store_true", help="87 sets = 100,224 profiles (~15 GB of temp files)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--repeat", type=int, default=3, help="in-memory jobs: best of this many runs (default 3)")
     parser.add_argument(
         "--data",
         type=Path,
@@ -267,10 +271,20 @@ def main(argv: list[str] | None = None) -> None:
             matrix, inst = make_level3(data_dir, n_sets, args.genes)
         n_profiles = n_sets * REPS * WELLS
 
-        pandas_res = _measure(_job_pandas, str(matrix))
-        cmappy_res = _cmappy_baseline(matrix, work)
-        core = _measure(_job_core, str(matrix), False)
-        core_qc = _measure(_job_core, str(matrix), True)
+        def best(runs: list[dict | None]) -> dict | None:  # fastest of the repeats (least disturbed)
+            done = [r for r in runs if r is not None]
+            return min(done, key=lambda r: r["seconds"]) if done else None
+
+        reps = range(max(1, args.repeat))
+        pandas_res = best([_measure(_job_pandas, str(matrix)) for _ in reps])
+        cmappy_runs: list[dict | None] = []
+        for _ in reps:
+            cmappy_runs.append(_cmappy_baseline(matrix, work))
+            if cmappy_runs[-1] is None:  # absent or failed: said once
+                break
+        cmappy_res = best(cmappy_runs)
+        core = best([_measure(_job_core, str(matrix), False) for _ in reps])
+        core_qc = best([_measure(_job_core, str(matrix), True) for _ in reps])
         runner = _measure(_job_runner, str(matrix), str(inst), str(work / "out"))
 
         set_profiles = REPS * WELLS
