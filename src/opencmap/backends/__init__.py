@@ -1,1 +1,0 @@
-"""Executors: local (default) and Dask. They run kernels they are handed."""
