@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from opencmap.api.jobs import JobDB, JobRunner
+from opencmap.api.jobs import DB_FORMAT_VERSION, JobDB, JobRunner
 
 
 @pytest.fixture(scope="module")
@@ -117,5 +117,67 @@ def test_version_1_database_is_upgraded_and_its_results_reported_lost(tmp_path, 
     assert job["status"] == "failed" and "older opencmap" in job["error"]
     tables = {r[0] for r in db._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "result_levels" not in tables and "results" in tables
-    assert db._conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()[0] == "2"
+    assert db._conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()[0] == str(DB_FORMAT_VERSION)
+    db.close()
+
+
+def test_retention_keeps_the_newest_results_and_never_touches_unfinished_jobs(tmp_path, result_and_store):
+    from opencmap.api.jobs import EXPIRED_MESSAGE
+    from opencmap.errors import StoreError
+
+    result, store = result_and_store
+    db = JobDB(tmp_path / "jobs.sqlite", max_results=2)
+    queued = db.create({"queries": []}, n_queries=1, mode="batch")
+    done = []
+    for _ in range(5):
+        job_id = db.create({"queries": []}, n_queries=1, mode="sync", status="running")
+        expired = db.save_result(job_id, result, store_sig_info=store.sig_info)
+        assert job_id not in expired
+        done.append(job_id)
+    assert [db.get(j)["status"] for j in done] == ["expired"] * 3 + ["done"] * 2
+    assert db.get(done[0])["error"] == EXPIRED_MESSAGE and db.get(queued)["status"] == "queued"
+    assert db._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 2
+    kept = db.load_result(done[-1], store_sig_info=store.sig_info)
+    np.testing.assert_array_equal(kept.level("sig").metrics["ncs"], result.level("sig").metrics["ncs"])
+    with pytest.raises(StoreError, match="no result"):
+        db.load_result(done[0], store_sig_info=store.sig_info)
+    assert db.list()[0] == 6
+    assert db._conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+    db.close()
+
+
+def test_retention_by_age_at_start_up_and_a_lowered_limit_vacuums(tmp_path, result_and_store):
+    result, store = result_and_store
+    db = JobDB(tmp_path / "jobs.sqlite")
+    ids = []
+    for _ in range(6):
+        job_id = db.create({"queries": []}, n_queries=1, mode="sync", status="running")
+        db.save_result(job_id, result, store_sig_info=store.sig_info)
+        ids.append(job_id)
+    db._conn.execute("UPDATE jobs SET finished = finished - 7200 WHERE id = ?", (ids[0],))
+    db.close()
+    size = (tmp_path / "jobs.sqlite").stat().st_size
+    db = JobDB(tmp_path / "jobs.sqlite", result_ttl=3600)
+    assert [db.get(j)["status"] for j in ids] == ["expired"] + ["done"] * 5
+    db.close()
+    db = JobDB(tmp_path / "jobs.sqlite", max_results=1)  # 4 more expire: most of the file is free
+    assert [db.get(j)["status"] for j in ids] == ["expired"] * 5 + ["done"]
+    db._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert db._conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert (tmp_path / "jobs.sqlite").stat().st_size < size
+    db.close()
+
+
+def test_a_version_2_database_is_converted_to_incremental_vacuum(tmp_path):
+    import sqlite3
+
+    from opencmap.api.jobs import _SCHEMA
+
+    conn = sqlite3.connect(tmp_path / "jobs.sqlite")
+    conn.executescript(_SCHEMA + "INSERT INTO meta VALUES ('format_version', '2');")
+    conn.commit()
+    conn.close()
+    db = JobDB(tmp_path / "jobs.sqlite", max_results=3)
+    assert db._conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+    assert db._conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()[0] == str(DB_FORMAT_VERSION)
     db.close()

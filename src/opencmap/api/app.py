@@ -41,7 +41,7 @@ def _open_resources(app: FastAPI, settings: Settings) -> None:
     engine = Engine(store, pcl=pcl_path)
     catalogue = Catalogue.build(store, pcl=engine.pcl)
     service = QueryService(engine, catalogue, settings)
-    db = JobDB(settings.resolved_db_path())
+    db = JobDB(settings.resolved_db_path(), max_results=settings.max_stored_results, result_ttl=settings.result_ttl_seconds())
     runner = JobRunner(
         db,
         service.execute,

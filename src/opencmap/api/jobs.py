@@ -1,7 +1,8 @@
 """Query jobs: SQLite persistence of jobs and their results, and the thread pool that runs them.
 
 A job is a batch of queries submitted through the API. Its row in the ``jobs`` table holds the
-request, status (``queued`` -> ``running`` -> ``done`` | ``failed``), progress, and timestamps;
+request, status (``queued`` -> ``running`` -> ``done`` | ``failed``; ``done`` -> ``expired``),
+progress, and timestamps;
 its result is stored in the same database (``results``: the bytes of the library's
 :meth:`QueryResult.to_bytes <opencmap.query.result.QueryResult.to_bytes>`, without the ``sig``
 index, which is the store's ``sig_info``), so a restarted server loses nothing and rebuilds the
@@ -10,10 +11,18 @@ index, which is the store's ``sig_info``), so a restarted server loses nothing a
 Jobs that were ``queued`` or ``running`` when the server stopped (cleanly or not) are re-queued
 on start-up, up to ``max_retries`` times; after that they are marked ``failed`` with a message
 saying so - never silently lost.
+
+Retention: results take space (megabytes each for a large store), so :class:`JobDB` keeps at most
+``max_results`` finished results and none older than ``result_ttl`` seconds (both optional). When
+a result is stored (and at start-up) the oldest finished results beyond those bounds are deleted;
+their job rows stay, with status ``expired`` and an error saying to resubmit. Queued and running
+jobs are never touched. Freed pages are reused by later results; they are returned to the file
+system (incremental vacuum) only when more than a quarter of the file is free, not on every insert.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -22,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +40,16 @@ import pandas as pd
 from opencmap.errors import OpenCMapError, StoreError, ValidationError
 from opencmap.query.result import QueryResult
 
-__all__ = ["JobDB", "JobRunner", "JOB_STATES", "ShutdownRequested"]
+__all__ = ["JobDB", "JobRunner", "JOB_STATES", "EXPIRED_MESSAGE", "ShutdownRequested"]
 
 log = logging.getLogger(__name__)
 
-JOB_STATES = ("queued", "running", "done", "failed")
+JOB_STATES = ("queued", "running", "done", "failed", "expired")
+
+#: error message of a job whose result was deleted by the retention policy
+EXPIRED_MESSAGE = "the result of this job was deleted by the server's retention policy (expired); resubmit the query"
+#: vacuum once more than this fraction of the database pages is free
+_VACUUM_FREE_FRACTION = 0.25
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -59,7 +73,7 @@ CREATE TABLE IF NOT EXISTS results (
     data BLOB NOT NULL
 );
 """
-DB_FORMAT_VERSION = 2
+DB_FORMAT_VERSION = 3  # 3: status 'expired' (older servers cannot show it)
 
 
 class ShutdownRequested(Exception):
@@ -67,14 +81,21 @@ class ShutdownRequested(Exception):
 
 
 class JobDB:
-    """Jobs and results in one SQLite file (WAL mode; safe to use from several threads)."""
+    """Jobs and results in one SQLite file (WAL mode; safe to use from several threads).
 
-    def __init__(self, path: str | Path):
+    ``max_results`` (number of stored results) and ``result_ttl`` (seconds since a job finished)
+    bound the stored results; ``None`` means no bound (see the module docstring).
+    """
+
+    def __init__(self, path: str | Path, *, max_results: int | None = None, result_ttl: float | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_results = max_results
+        self.result_ttl = result_ttl
         self._lock = threading.RLock()
         try:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file (else at VACUUM)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(_SCHEMA)
@@ -88,13 +109,35 @@ class JobDB:
                 f"job database {self.path} has format version {row[0]}, newer than this opencmap "
                 f"supports ({DB_FORMAT_VERSION}); upgrade opencmap or use another OPENCMAP_DB_PATH"
             )
-        elif int(row[0]) < DB_FORMAT_VERSION:  # version 1 kept results in per-level tables: not read any more
+        elif int(row[0]) < 2:  # version 1 kept results in per-level tables: not read any more
             self._conn.execute(
                 "UPDATE jobs SET status = 'failed', error = ? WHERE status = 'done'",
                 ("this result was stored by an older opencmap and cannot be read; resubmit the job",),
             )
             self._conn.executescript("DROP TABLE IF EXISTS result_levels; DROP TABLE IF EXISTS result_metrics;")
+        if row is not None and int(row[0]) < DB_FORMAT_VERSION:
             self._conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(DB_FORMAT_VERSION),))
+        with self._transaction():
+            expired = self._expire()
+        if expired:
+            log.info("retention: %d stored result(s) expired", len(expired))
+        if self._conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # a file made before auto_vacuum was set
+            log.info("converting job database %s to incremental vacuum (one full VACUUM)", self.path)
+            self._conn.execute("VACUUM")
+        else:
+            self._vacuum_if_sparse()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction under the lock: committed, or rolled back on any error."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -157,24 +200,61 @@ class JobDB:
             return [self._row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
 
     # ------------------------------------------------------------------ results
-    def save_result(self, job_id: str, result: QueryResult, *, store_sig_info: pd.DataFrame) -> None:
-        """Store ``result`` (the ``sig`` index is the store's, so it is not copied) and mark the job done."""
+    def save_result(self, job_id: str, result: QueryResult, *, store_sig_info: pd.DataFrame) -> list[str]:
+        """Store ``result`` (the ``sig`` index is the store's, so it is not copied) and mark the job done.
+
+        Applies the retention bounds first; returns the ids of the jobs whose results expired.
+        """
         sig = result.levels.get("sig")
         omit = ("sig",) if sig is not None and len(sig.index) == len(store_sig_info) else ()
         data = result.to_bytes(omit_index=omit)
         info = result.describe()
         with self._lock:
-            self._conn.execute("BEGIN")
-            try:
+            with self._transaction():
+                expired = self._expire(keep=job_id)  # first, so the insert can reuse the freed pages
                 self._conn.execute("INSERT OR REPLACE INTO results VALUES (?, ?)", (job_id, data))
                 self._conn.execute(
                     "UPDATE jobs SET status = 'done', progress = 1, finished = ?, info = ?, error = NULL WHERE id = ?",
                     (time.time(), json.dumps(info), job_id),
                 )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            if expired:
+                log.info("retention: %d stored result(s) expired", len(expired))
+                self._vacuum_if_sparse()
+        return expired
+
+    def _expire(self, *, keep: str | None = None) -> list[str]:
+        """Mark finished results beyond the bounds ``expired`` and delete them (inside a transaction).
+
+        ``keep`` is a job about to be stored: it counts towards ``max_results`` and is never expired.
+        """
+        ids: set[str] = set()
+        if self.result_ttl is not None:
+            cutoff = time.time() - self.result_ttl
+            cur = self._conn.execute("SELECT id FROM jobs WHERE status = 'done' AND finished < ?", (cutoff,))
+            ids.update(r[0] for r in cur.fetchall())
+        if self.max_results is not None:
+            room = self.max_results - (keep is not None)
+            cur = self._conn.execute(
+                "SELECT id FROM jobs WHERE status = 'done' AND id != ? ORDER BY finished DESC, created DESC LIMIT -1 OFFSET ?",
+                (keep or "", max(room, 0)),
+            )
+            ids.update(r[0] for r in cur.fetchall())
+        ids.discard(keep or "")
+        expired = sorted(ids)
+        for job_id in expired:
+            self._conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
+            self._conn.execute(
+                "UPDATE jobs SET status = 'expired', error = ? WHERE id = ? AND status = 'done'", (EXPIRED_MESSAGE, job_id)
+            )
+        return expired
+
+    def _vacuum_if_sparse(self) -> None:
+        """Give free pages back to the file system when more than a quarter of the file is free."""
+        pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if pages and free > _VACUUM_FREE_FRACTION * pages:
+            self._conn.executescript("PRAGMA incremental_vacuum;")  # frees one page per step: run it to the end
+            log.info("job database %s: vacuumed %d free page(s) of %d", self.path, free, pages)
 
     def load_result(self, job_id: str, *, store_sig_info: pd.DataFrame) -> QueryResult:
         """Rebuild the :class:`QueryResult` of a finished job."""
@@ -284,6 +364,12 @@ class JobRunner:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
 
+    def _forget(self, job_ids: list[str]) -> None:
+        """Drop results that expired from the memory cache."""
+        with self._cache_lock:
+            for job_id in job_ids:
+                self._cache.pop(job_id, None)
+
     def run_now(self, request: dict[str, Any], *, n_queries: int) -> tuple[str, QueryResult]:
         """Run a request in the calling thread and store it as a finished job (synchronous queries)."""
         job_id = self.db.create(request, n_queries=n_queries, mode="sync", status="running")
@@ -293,7 +379,7 @@ class JobRunner:
         except BaseException as exc:
             self.db.set_status(job_id, "failed", finished=time.time(), error=str(exc) or type(exc).__name__)
             raise
-        self.db.save_result(job_id, result, store_sig_info=self._sig_info())
+        self._forget(self.db.save_result(job_id, result, store_sig_info=self._sig_info()))
         self.remember(job_id, result)
         return job_id, result
 
@@ -336,5 +422,5 @@ class JobRunner:
             log.exception("job %s failed", job_id)
             self.db.set_status(job_id, "failed", finished=time.time(), error=f"internal error: {type(exc).__name__}: {exc}")
             return
-        self.db.save_result(job_id, result, store_sig_info=self._sig_info())
+        self._forget(self.db.save_result(job_id, result, store_sig_info=self._sig_info()))
         self.remember(job_id, result)

@@ -98,7 +98,7 @@ class Page(BaseModel):
 
 class JobStatus(BaseModel):
     id: str
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "expired"]
     mode: Literal["sync", "batch"]
     progress: float
     created: float

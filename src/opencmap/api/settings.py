@@ -19,7 +19,16 @@ DEFAULT_STORE = Path("opencmap-demo") / "store"
 
 
 class Settings(BaseSettings):
-    """Configuration of ``opencmap serve`` (environment variables ``OPENCMAP_<NAME>``)."""
+    """Configuration of ``opencmap serve`` (environment variables ``OPENCMAP_<NAME>``).
+
+    Result retention: every job's result, including each synchronous query's, is stored in the
+    SQLite database (megabytes per query for a large store). ``max_stored_results`` keeps at most
+    that many finished results and ``result_ttl_hours`` none older than that (0: no age limit).
+    When a result is stored (and at start-up) the oldest beyond those bounds are deleted; their
+    jobs stay listed with status ``expired`` and their results/downloads answer 410 Gone (resubmit
+    the query). Queued and running jobs are never deleted. Free space is given back to the file
+    system (incremental vacuum) only when more than a quarter of the database file is free.
+    """
 
     model_config = SettingsConfigDict(env_prefix="OPENCMAP_", extra="ignore")
 
@@ -42,6 +51,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(5_000_000, ge=1024, description="Largest request body (JSON or upload).")
     max_retries: int = Field(2, ge=0, le=10, description="Re-runs of a job interrupted by a shutdown or crash.")
     result_cache: int = Field(8, ge=1, le=1000, description="Job results kept in memory.")
+    max_stored_results: int = Field(
+        200, ge=1, le=1_000_000, description="Finished results kept in the database; older ones expire (410 Gone)."
+    )
+    result_ttl_hours: float = Field(
+        168.0, ge=0, le=1_000_000, description="Hours a finished result is kept (0: no age limit)."
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -49,6 +64,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    def result_ttl_seconds(self) -> float | None:
+        """``result_ttl_hours`` in seconds, or None for no age limit."""
+        return self.result_ttl_hours * 3600.0 if self.result_ttl_hours > 0 else None
 
     def resolved_db_path(self) -> Path:
         """The SQLite path (default beside the store)."""

@@ -23,6 +23,11 @@ _EXTRA_HINT = "opencmap serve needs the 'serve' extra: pip install 'opencmap[ser
 @click.option("--port", type=int, default=None, help="Port [default 8000].")
 @click.option("--workers", type=int, default=None, help="Threads running batch jobs [default 1].")
 @click.option("--token", "api_token", default=None, help="Require this API token (shared deployments) [env OPENCMAP_API_TOKEN].")
+@click.option("--max-stored-results", type=click.IntRange(min=1), default=None,
+              help="Finished results kept in the database; the oldest beyond this expire (HTTP 410, resubmit) "
+                   "[env OPENCMAP_MAX_STORED_RESULTS; default 200].")
+@click.option("--result-ttl-hours", type=click.FloatRange(min=0), default=None,
+              help="Hours a finished result is kept, 0 = no age limit [env OPENCMAP_RESULT_TTL_HOURS; default 168].")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this CORS origin (repeatable; default: CORS off).")
 @click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]), show_default=True)
 def command(log_level: str, **options: object) -> None:

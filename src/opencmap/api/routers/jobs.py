@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, Path as PathParam, Query
+from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Query
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -67,6 +67,8 @@ def _job(runner: JobRunner, job_id: str) -> dict[str, Any]:
 
 def _result(runner: JobRunner, job_id: str) -> QueryResult:
     job = _job(runner, job_id)
+    if job["status"] == "expired":  # 410 Gone: the job is known, its result was deleted (retention)
+        raise HTTPException(410, f"job {job_id}: {job['error']}")
     if job["status"] != "done":
         raise QueryError(f"job {job_id} is {job['status']}" + (f": {job['error']}" if job["error"] else "; wait until it is done"))
     return runner.result(job_id)
@@ -87,7 +89,7 @@ def submit(
 @router.get("", response_model=JobList, summary="Job history, newest first")
 def list_jobs(
     runner: Annotated[JobRunner, Depends(get_runner)],
-    status: Annotated[Literal["queued", "running", "done", "failed"] | None, Query()] = None,
+    status: Annotated[Literal["queued", "running", "done", "failed", "expired"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> JobList:

@@ -1,0 +1,46 @@
+"""Bounded result storage end to end: with ``--max-stored-results 2`` the oldest results expire
+(410 Gone with a clear message) while the newest stay intact and every job stays listed."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+
+_SERVER = runpy.run_path(str(Path(__file__).with_name("server.py")))
+Server = _SERVER["Server"]
+
+
+def test_oldest_results_expire_beyond_the_limit(test_store, programs, tmp_path):
+    store, pcl, _ = test_store
+    srv = Server(store, tmp_path / "jobs.sqlite", pcl, extra=["--max-stored-results", "2"])
+    try:
+        with httpx.Client(base_url=f"{srv.url}/api/v1", timeout=60) as c:
+            ids, firsts = [], []
+            for i, prog in enumerate("ABAB"):
+                q = {"name": f"q{i}", "up": programs[f"{prog}_up"][:25], "down": programs[f"{prog}_dn"][:25]}
+                r = c.post("/queries", json={"queries": [q]})
+                assert r.status_code == 200, r.text
+                ids.append(r.json()["job"]["id"])
+                firsts.append(c.get(f"/jobs/{ids[-1]}/results", params={"level": "sig", "limit": 50}).json())
+            for old in ids[:2]:
+                job = c.get(f"/jobs/{old}").json()
+                assert job["status"] == "expired" and "resubmit" in job["error"]
+                for url in (f"/jobs/{old}/results", f"/jobs/{old}/downloads", f"/jobs/{old}/downloads/sig.tsv", f"/jobs/{old}/heatmap"):
+                    r = c.get(url)
+                    assert r.status_code == 410, (url, r.text)
+                    err = r.json()["error"]
+                    assert err["code"] == "expired" and old in err["message"] and "resubmit" in err["message"]
+            for new, first in zip(ids[2:], firsts[2:], strict=True):
+                assert c.get(f"/jobs/{new}").json()["status"] == "done"
+                assert c.get(f"/jobs/{new}/results", params={"level": "sig", "limit": 50}).json() == first
+                assert c.get(f"/jobs/{new}/downloads/sig.tsv").status_code == 200
+            listed = c.get("/jobs", params={"limit": 500}).json()
+            assert listed["total"] == 4 and {j["id"] for j in listed["items"]} == set(ids)
+            expired = c.get("/jobs", params={"status": "expired"}).json()
+            assert {j["id"] for j in expired["items"]} == set(ids[:2])
+    finally:
+        srv.stop()
