@@ -9,7 +9,7 @@ import pytest
 
 from opencmap.core.gct import GCT
 from opencmap.errors import ConfigError, FormatError, IdNotFoundError, ValidationError, VersionError
-from opencmap.io import GCTXWriter, read_gct, read_meta, write_gctx
+from opencmap.io import GCTXFile, GCTXWriter, read_gct, read_meta, write_gctx
 from opencmap.io.gctx import MATRIX_NODE, _plan_blocks, default_chunks, gctx_info, read_gctx
 
 
@@ -325,3 +325,96 @@ def test_row_subsets_read_straight_from_the_file(tmp_path, monkeypatch, chunks):
     np.testing.assert_array_equal(read_gctx(path, ridx=rows, cidx=cols).data, stored.T[rows][:, cols])
     assert len(calls) == 2
     assert len(windows) > 4
+
+
+def _wide_gct(n_rows=6, n_cols=400):
+    """Wide enough that a plate-sized column subset is read by the partial-id/metadata path."""
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((n_rows, n_cols)).astype(np.float32)
+    row_meta = pd.DataFrame({"pr_gene_symbol": [f"G{i}" for i in range(n_rows)]}, index=pd.Index([str(100 + i) for i in range(n_rows)], dtype=object))
+    dose = np.arange(n_cols, dtype=float)
+    dose[::7] = np.nan  # stored as -666
+    col_meta = pd.DataFrame(
+        {"rna_plate": [f"P{i // 16}" for i in range(n_cols)], "pert_dose": dose, "pert_time": np.full(n_cols, 24)},
+        index=pd.Index([f"INST{i:05d}" for i in range(n_cols)], dtype=object),
+    )
+    return GCT(data, row_meta=row_meta, col_meta=col_meta)
+
+
+_REQUESTS = [
+    {},
+    {"cidx": np.arange(32, 48)},  # one plate: a compact span
+    {"cidx": np.array([399, 3, 250, 17])},  # scattered, out of order: point selection
+    {"cidx": np.arange(0, 400, 2)},  # a large share: the whole-axis path
+    {"cid": ["INST00009", "INST00002"]},
+    {"cidx": np.arange(16), "ridx": [5, 0]},
+    {"rid": ["103", "101"], "col_filter": {"rna_plate": "P3"}},
+    {"cidx": [5, 6], "meta_only": True},
+    {"cidx": np.arange(32, 48)},  # again, after the column ids were cached by the cid read
+]
+
+
+@pytest.mark.parametrize("options", [{}, {"compression": "gzip"}])
+def test_handle_reads_equal_read_gctx(tmp_path, options):
+    gct = _wide_gct()
+    path = tmp_path / "wide.gctx"
+    write_gctx(gct, path, **options)
+    with GCTXFile(path) as handle:
+        assert handle.shape == gct.shape
+        for request in _REQUESTS:
+            mine, ref = handle.read(**request), read_gctx(path, **request)
+            assert mine.cids.equals(ref.cids) and mine.rids.equals(ref.rids), request
+            assert list(mine.col_meta.dtypes) == list(ref.col_meta.dtypes), request
+            pd.testing.assert_frame_equal(mine.col_meta, ref.col_meta)
+            pd.testing.assert_frame_equal(mine.row_meta, ref.row_meta)
+            np.testing.assert_array_equal(mine.data, ref.data)
+            if not request.get("meta_only"):
+                rows = request.get("ridx", slice(None))
+                cols = request.get("cidx", gct.col_positions(request["cid"]) if "cid" in request else slice(None))
+                if "col_filter" in request:
+                    continue
+                np.testing.assert_array_equal(mine.data, gct.data[rows][:, cols])
+        assert handle.read_meta("row").equals(gct.row_meta)
+    with pytest.raises(ConfigError, match="closed"):
+        handle.read(cidx=[0])
+
+
+def test_cidx_reads_only_the_ids_asked_for(tmp_path, monkeypatch):
+    gct = _wide_gct()
+    path = tmp_path / "wide.gctx"
+    write_gctx(gct, path)
+    import opencmap.io.gctx as gctx_module
+
+    whole_reads: list[str] = []
+    real = gctx_module._read_ids
+    monkeypatch.setattr(gctx_module, "_read_ids", lambda h5, group, n, p: whole_reads.append(group) or real(h5, group, n, p))
+    positions = np.array([40, 33, 47, 32])
+    got = read_gctx(path, cidx=positions)
+    assert gctx_module.COL_META_NODE not in whole_reads
+    assert list(got.cids) == [f"INST{i:05d}" for i in positions]  # independent of the reader's ids
+    pd.testing.assert_frame_equal(got.col_meta, gct.col_meta.iloc[positions])
+    np.testing.assert_array_equal(got.data, gct.data[:, positions])
+    with GCTXFile(path) as handle:  # row ids and row metadata read once for all reads
+        for start in (0, 16, 32):
+            handle.read(cidx=np.arange(start, start + 16))
+    assert whole_reads.count(gctx_module.ROW_META_NODE) == 2 and gctx_module.COL_META_NODE not in whole_reads
+
+
+def test_cidx_ids_of_integer_and_vlen_id_files(tmp_path):
+    values = np.arange(300 * 3, dtype=np.float32).reshape(300, 3)
+    int_ids = _raw_layout_file(tmp_path / "i.gctx", values, col_ids=np.arange(5000, 5300))
+    assert list(read_gctx(int_ids, cidx=[7, 2]).cids) == ["5007", "5002"]
+    vlen = tmp_path / "v.gctx"
+    with h5py.File(vlen, "w") as h5:
+        h5.create_dataset(MATRIX_NODE, data=values)
+        h5.create_dataset("/0/META/ROW/id", data=np.array([b"a", b"b", b"c"]))
+        h5.create_dataset("/0/META/COL/id", data=[f"c{i}" for i in range(300)], dtype=h5py.string_dtype())
+    got = read_gctx(vlen, cidx=[9, 1])
+    assert list(got.cids) == ["c9", "c1"]
+    np.testing.assert_array_equal(got.data, values[[9, 1]].T)
+
+
+def test_cidx_read_checks_the_id_count(tmp_path):
+    path = _raw_layout_file(tmp_path / "bad.gctx", np.zeros((300, 2), np.float32), col_ids=np.array([f"c{i}".encode() for i in range(299)]))
+    with pytest.raises(FormatError, match="299 ids"):
+        read_gctx(path, cidx=[0])

@@ -6,7 +6,7 @@ Every writer is atomic (:func:`opencmap.io.atomic.atomic_write_path`).
 from opencmap.io.atomic import atomic_write_path
 from opencmap.io.concat import concat_files
 from opencmap.io.gct import GCTFileInfo, gct_info, is_gctx, read_gct, read_meta, write, write_gct
-from opencmap.io.gctx import GCTXWriter, read_gctx, write_gctx
+from opencmap.io.gctx import GCTXFile, GCTXWriter, read_gctx, write_gctx
 from opencmap.io.gmt import read_gmt, read_grp, write_gmt, write_grp
 from opencmap.io.tables import read_table, write_table
 
@@ -18,6 +18,7 @@ __all__ = [
     "write_gctx",
     "write",
     "GCTXWriter",
+    "GCTXFile",
     "gct_info",
     "GCTFileInfo",
     "is_gctx",

@@ -12,7 +12,8 @@ Layout (as written by CMap's cmapM/cmapPy and read by their tools)::
 Missing metadata values are stored as ``-666`` and read back as missing (see
 :mod:`opencmap.io.fields`). Strings are stored fixed-length (UTF-8), numbers keep their dtype.
 
-Reading: :func:`read_gctx` reads only what a subset needs. Positions along the stored first axis
+Reading: :func:`read_gctx` (or :class:`GCTXFile`, which keeps the file open and its row ids and
+row metadata read for repeated reads) reads only what a subset needs. Positions along the stored first axis
 (GCT columns) are sorted and grouped by chunk; each needed chunk is read once (raw, decoded here
 when chunks hold whole columns and the filters are gzip/shuffle, as we and cmapPy write them;
 otherwise as contiguous hyperslab spans into a small buffer) and its columns are scattered into
@@ -66,6 +67,7 @@ __all__ = [
     "COL_META_NODE",
     "read_gctx",
     "read_gctx_meta",
+    "GCTXFile",
     "write_gctx",
     "GCTXWriter",
     "GCTFileInfo",
@@ -194,19 +196,58 @@ def _check_unique_ids(index: pd.Index, group: str, path: Path) -> None:
         raise FormatError(f"duplicated ids {dup}; ids must be unique", path=path, node=f"{group}/id")
 
 
-_PARTIAL_META_FRACTION = 0.05  # read metadata datasets by point selection below this share
+_PARTIAL_META_FRACTION = 0.05  # read ids/metadata datasets by selection below this share
+
+
+def _read_points(ds: h5py.Dataset, positions: np.ndarray, path: Path) -> np.ndarray:
+    """Values of a 1-D dataset at ``positions`` (in that order) without reading the whole axis.
+
+    Positions within a compact span (a plate's columns, usually) are read as one slice; scattered
+    ones by point selection.
+    """
+    wanted, back = np.unique(positions, return_inverse=True)
+    if not len(wanted):
+        return ds[0:0]
+    lo, hi = int(wanted[0]), int(wanted[-1]) + 1
+    try:
+        if hi - lo <= 8 * len(wanted):
+            return np.asarray(ds[lo:hi])[wanted - lo][back]
+        return np.asarray(ds[wanted])[back]  # point selection: only the values asked for
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise FormatError(f"cannot read dataset ({exc}); the file is probably corrupt", path=path, node=ds.name) from exc
+
+
+def _read_ids_at(h5: h5py.File, group: str, n: int, positions: np.ndarray, path: Path) -> pa.Array:
+    """The ids at ``positions`` only (for subsets well below the axis length)."""
+    node = f"{group}/id"
+    ds = _node(h5, node, path)
+    if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
+        return _read_ids(h5, group, n, path).take(pa.array(positions, type=pa.int64()))
+    if ds.shape != (n,):
+        raise FormatError(
+            f"{ds.shape[0]} ids but the matrix has {n} along this axis; the file is inconsistent",
+            path=path,
+            node=node,
+        )
+    raw = _read_points(ds, positions, path)
+    ids = bytes_to_arrow(raw, strip=True) if raw.dtype.kind == "S" else None
+    if ids is None:
+        ids = pa.array(_ids_from_stored(raw), type=pa.string())
+    return ids
 
 
 def _read_meta(
     h5: h5py.File,
     group: str,
-    ids: pa.Array,
+    n: int,
     path: Path,
     *,
+    ids: pa.Array,
     positions: np.ndarray | None = None,
     fields: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Metadata of one axis (only ``fields`` if given), restricted to ``positions`` before decoding."""
+    """Metadata of one axis of length ``n`` (only ``fields`` if given), restricted to ``positions``
+    before decoding; ``ids`` are the ids of the rows returned (all ids, or those at ``positions``)."""
     grp = _node(h5, group, path)
     names = [k for k in grp.keys() if k != "id"]
     if fields is not None:
@@ -214,10 +255,7 @@ def _read_meta(
         if unknown:
             raise IdNotFoundError(f"{path}: no metadata field(s) {unknown} under {group}; fields are {names[:20]}")
         names = list(fields)
-    n = len(ids)
     few = positions is not None and len(positions) < _PARTIAL_META_FRACTION * n
-    if few:
-        wanted, back = np.unique(positions, return_inverse=True)
     columns: dict[str, pd.Series] = {}
     for name in names:
         ds = grp[name]
@@ -229,11 +267,8 @@ def _read_meta(
                 path=path,
                 node=ds.name,
             )
-        if few and ds.ndim == 1 and len(wanted):
-            try:
-                raw = ds[wanted][back]  # point selection: only the values asked for
-            except (OSError, RuntimeError) as exc:
-                raise FormatError(f"cannot read dataset ({exc}); the file is probably corrupt", path=path, node=ds.name) from exc
+        if few and ds.ndim == 1 and len(positions):
+            raw = _read_points(ds, positions, path)
             if raw.dtype.kind == "O":
                 raw = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in raw], dtype=object)
             nullable = None
@@ -243,8 +278,7 @@ def _read_meta(
             if positions is not None:
                 raw = raw[positions]
         columns[name] = from_stored(raw, nullable=nullable)
-    selected = ids if positions is None else ids.take(pa.array(positions, type=pa.int64()))
-    index = pd.Index(selected.to_numpy(zero_copy_only=False), dtype=object, name="rid" if group == ROW_META_NODE else "cid")
+    index = pd.Index(ids.to_numpy(zero_copy_only=False), dtype=object, name="rid" if group == ROW_META_NODE else "cid")
     _check_unique_ids(index, group, path)
     frame = pd.DataFrame(columns, copy=False) if columns else pd.DataFrame(index=pd.RangeIndex(len(index)))
     frame.index = pd.Index(index, dtype=object, name="rid" if group == ROW_META_NODE else "cid")
@@ -543,6 +577,133 @@ def _read_matrix(
 
 
 # ------------------------------------------------------------------------------------------ read
+class GCTXFile:
+    """A GCTX file kept open for several partial reads (e.g. one plate's columns after another).
+
+    The file is opened and checked once; row ids, the full row metadata and (when a read needs
+    them) all column ids are read once and kept, so each :meth:`read` reads only its columns.
+    Reads by position (``cidx``/``ridx``) never read the ids of the whole axis.
+
+    Examples
+    --------
+    >>> with GCTXFile("level3.gctx") as f:  # doctest: +SKIP
+    ...     for positions in plates:
+    ...         plate = f.read(cidx=positions)
+    """
+
+    def __init__(self, path: str | PathLike[str]) -> None:
+        self.path = Path(path)
+        self._h5: h5py.File | None = _open(self.path)
+        try:
+            _check_version(self._h5, self.path)
+            ds = _node(self._h5, MATRIX_NODE, self.path)
+            if not isinstance(ds, h5py.Dataset) or ds.ndim != 2:
+                raise FormatError("the matrix must be a 2-D dataset", path=self.path, node=MATRIX_NODE)
+        except BaseException:
+            self.close()
+            raise
+        self._ds = ds
+        n_cols, n_rows = ds.shape
+        self._n = {ROW_META_NODE: int(n_rows), COL_META_NODE: int(n_cols)}
+        self._ids: dict[str, pa.Array] = {}
+        self._row_meta: pd.DataFrame | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_rows, n_cols)`` of the stored matrix."""
+        return self._n[ROW_META_NODE], self._n[COL_META_NODE]
+
+    def _file(self) -> h5py.File:
+        if self._h5 is None:
+            raise ConfigError(f"{self.path}: the GCTX file is closed")
+        return self._h5
+
+    def _all_ids(self, group: str) -> pa.Array:
+        if group not in self._ids:
+            self._ids[group] = _read_ids(self._file(), group, self._n[group], self.path)
+        return self._ids[group]
+
+    def _positions(
+        self, group: str, axis: str, ids: Any, positions: Any, meta_filter: MetaFilter | None, ignore_missing: bool
+    ) -> np.ndarray | None:
+        n = self._n[group]
+        if ids is None and meta_filter is None and group not in self._ids:
+            every: pa.Array = pa.nulls(n)  # positions need only the axis length: no id read
+        else:
+            every = self._all_ids(group)
+        return resolve_positions(
+            every,
+            axis=axis,
+            where=str(self.path),
+            wanted_ids=ids,
+            positions=positions,
+            meta_filter=meta_filter,
+            meta=lambda fields: _read_meta(self._file(), group, n, self.path, ids=self._all_ids(group), fields=fields),
+            ignore_missing=ignore_missing,
+        )
+
+    def _meta(self, group: str, positions: np.ndarray | None) -> pd.DataFrame:
+        n = self._n[group]
+        if positions is None:
+            if group == ROW_META_NODE and self._row_meta is not None:
+                return self._row_meta  # GCT copies its metadata: the cache stays unchanged
+            frame = _read_meta(self._file(), group, n, self.path, ids=self._all_ids(group))
+            if group == ROW_META_NODE:
+                self._row_meta = frame
+            return frame
+        if group in self._ids or len(positions) >= _PARTIAL_META_FRACTION * n:
+            selected = self._all_ids(group).take(pa.array(positions, type=pa.int64()))
+        else:
+            selected = _read_ids_at(self._file(), group, n, positions, self.path)
+        return _read_meta(self._file(), group, n, self.path, ids=selected, positions=positions)
+
+    def read(
+        self,
+        *,
+        rid: Iterable[Any] | None = None,
+        cid: Iterable[Any] | None = None,
+        ridx: Iterable[int] | None = None,
+        cidx: Iterable[int] | None = None,
+        row_filter: MetaFilter | None = None,
+        col_filter: MetaFilter | None = None,
+        meta_only: bool = False,
+        ignore_missing: bool = False,
+    ) -> GCT:
+        """Read the file, or only the part a subset asks for.
+
+        Options, result and errors are those of :func:`read_gctx` (which opens the file, calls
+        this once and closes it).
+        """
+        self._file()  # a closed handle refuses to read, even when everything needed is cached
+        row_pos = self._positions(ROW_META_NODE, "row", rid, ridx, row_filter, ignore_missing)
+        col_pos = self._positions(COL_META_NODE, "column", cid, cidx, col_filter, ignore_missing)
+        row_meta = self._meta(ROW_META_NODE, row_pos)
+        col_meta = self._meta(COL_META_NODE, col_pos)
+        shape = (len(row_meta), len(col_meta))
+        if meta_only:
+            data: np.ndarray = np.broadcast_to(np.float32(np.nan), shape)
+        else:
+            data = _read_matrix(self._ds, col_pos, row_pos, self.path)
+        logger.debug("read %s: %d x %d%s", self.path, shape[0], shape[1], " (metadata only)" if meta_only else "")
+        return GCT(data, row_meta=row_meta, col_meta=col_meta)
+
+    def read_meta(self, axis: str = "col") -> pd.DataFrame:
+        """Metadata of one axis (``"row"`` or ``"col"``) as a DataFrame indexed by id."""
+        return self._meta(ROW_META_NODE if _axis(axis) == "row" else COL_META_NODE, None).copy()
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+    def __enter__(self) -> GCTXFile:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close()
+
+
 def read_gctx(
     path: str | PathLike[str],
     *,
@@ -591,58 +752,23 @@ def read_gctx(
     IdNotFoundError
         Unknown ids or positions (unless ``ignore_missing``).
     """
-    p = Path(path)
-    with _open(p) as h5:
-        _check_version(h5, p)
-        ds = _node(h5, MATRIX_NODE, p)
-        if not isinstance(ds, h5py.Dataset) or ds.ndim != 2:
-            raise FormatError("the matrix must be a 2-D dataset", path=p, node=MATRIX_NODE)
-        n_cols, n_rows = ds.shape
-        rids = _read_ids(h5, ROW_META_NODE, n_rows, p)
-        cids = _read_ids(h5, COL_META_NODE, n_cols, p)
-        where = str(p)
-        row_pos = resolve_positions(
-            rids,
-            axis="row",
-            where=where,
-            wanted_ids=rid,
-            positions=ridx,
-            meta_filter=row_filter,
-            meta=lambda fields: _read_meta(h5, ROW_META_NODE, rids, p, fields=fields),
+    with GCTXFile(path) as gctx:
+        return gctx.read(
+            rid=rid,
+            cid=cid,
+            ridx=ridx,
+            cidx=cidx,
+            row_filter=row_filter,
+            col_filter=col_filter,
+            meta_only=meta_only,
             ignore_missing=ignore_missing,
         )
-        col_pos = resolve_positions(
-            cids,
-            axis="column",
-            where=where,
-            wanted_ids=cid,
-            positions=cidx,
-            meta_filter=col_filter,
-            meta=lambda fields: _read_meta(h5, COL_META_NODE, cids, p, fields=fields),
-            ignore_missing=ignore_missing,
-        )
-        row_meta = _read_meta(h5, ROW_META_NODE, rids, p, positions=row_pos)
-        col_meta = _read_meta(h5, COL_META_NODE, cids, p, positions=col_pos)
-        shape = (len(row_meta), len(col_meta))
-        if meta_only:
-            data: np.ndarray = np.broadcast_to(np.float32(np.nan), shape)
-        else:
-            data = _read_matrix(ds, col_pos, row_pos, p)
-    logger.debug("read %s: %d x %d%s", p, shape[0], shape[1], " (metadata only)" if meta_only else "")
-    return GCT(data, row_meta=row_meta, col_meta=col_meta)
 
 
 def read_gctx_meta(path: str | PathLike[str], axis: str = "col") -> pd.DataFrame:
     """Metadata of one axis (``"row"`` or ``"col"``) as a DataFrame indexed by id, without the matrix."""
-    axis = _axis(axis)
-    p = Path(path)
-    with _open(p) as h5:
-        _check_version(h5, p)
-        ds = _node(h5, MATRIX_NODE, p)
-        n_cols, n_rows = ds.shape
-        group = ROW_META_NODE if axis == "row" else COL_META_NODE
-        ids = _read_ids(h5, group, n_rows if axis == "row" else n_cols, p)
-        return _read_meta(h5, group, ids, p)
+    with GCTXFile(path) as gctx:
+        return gctx.read_meta(axis)
 
 
 def _axis(axis: str) -> str:

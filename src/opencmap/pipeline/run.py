@@ -48,7 +48,7 @@ import pandas as pd
 from opencmap import __version__
 from opencmap.core.gct import GCT
 from opencmap.errors import ConfigError, OpenCMapWarning, PipelineError
-from opencmap.io import GCTXWriter, is_gctx, read_gct, read_meta, read_table, write_gctx, write_table
+from opencmap.io import GCTXFile, GCTXWriter, is_gctx, read_gct, read_meta, read_table, write_gctx, write_table
 from opencmap.io.atomic import atomic_write_path
 from opencmap.pipeline.cgs import cgs_groups, consensus_gene_signatures
 from opencmap.pipeline.modz import landmark_positions
@@ -590,6 +590,7 @@ def run_pipeline(
     fresh = not any(key.startswith(("plate\t", "set\t")) for key in state.done)
     level4_stream = fresh and processing_order == plate_order
     level4_writer: GCTXWriter | None = None
+    reader = GCTXFile(matrix) if not from_level1 and whole is None else None  # opened once for all plates
     try:
         for si, set_name in enumerate(set_order):
             l5_path, info_path = state.level5_path(set_name), state.sig_info_path(set_name)
@@ -604,6 +605,7 @@ def run_pipeline(
                     block = _process_plate(
                         matrix, whole, plate, col_meta.iloc[plate_positions[plate]], row_meta, params, state, model,
                         level2_files=level2_files, genes_table=genes_table, positions=plate_positions[plate],
+                        reader=reader,
                     )
                 if out_rows is None:
                     out_rows = block.row_meta
@@ -632,6 +634,9 @@ def run_pipeline(
         if level4_writer is not None:
             level4_writer.abort()
         raise
+    finally:
+        if reader is not None:
+            reader.close()
     if level4_writer is not None:
         level4_writer.close()
 
@@ -745,11 +750,12 @@ def _process_plate(
     level2_files: Mapping[str, Mapping[str, Path]] | None = None,
     genes_table: pd.DataFrame | None = None,
     positions: np.ndarray | None = None,
+    reader: GCTXFile | None = None,
 ) -> GCT:
     """Read one plate's columns, (Level 1/2 → 3,) z-score, save its Level 4 block and mark it done.
 
     ``positions`` are the plate's column positions in ``matrix`` (read by position: no id lookup
-    over the whole compendium for each plate).
+    over the whole compendium for each plate); ``reader`` is ``matrix`` kept open across plates.
     """
     cids = plate_meta.index
     if len(cids) < MIN_PLATE_WELLS:
@@ -766,7 +772,7 @@ def _process_plate(
         if whole is not None:
             raw = whole.subset(cids=cids)
         elif positions is not None:
-            raw = read_gct(matrix, cidx=positions)
+            raw = reader.read(cidx=positions) if reader is not None else read_gct(matrix, cidx=positions)
         else:
             raw = read_gct(matrix, cid=cids)
         data = raw.data if raw.rids.equals(row_meta.index) else raw.subset(rids=row_meta.index).data
