@@ -20,12 +20,22 @@ temporary files are removed unless ``--keep``.
 
     .venv/bin/python benchmarks/bench_query.py            # 10k signatures (~1.3 GB of temp files)
     .venv/bin/python benchmarks/bench_query.py --big      # + 100k (~13 GB temp disk, minutes)
+    # 10k, 100k and 473,647 (GCTX 19.6 GB + store 29 GB at peak; ~30 min), with the previous
+    # memmap builder timed on the sizes <= 100k (the engine prefetches on stores > RAM/2):
+    nice .venv/bin/python benchmarks/bench_query.py --big --full --no-sig-major --spaces bing \
+        --bg-queries 200 --legacy-build 100000
+    # measure queries/background on a store kept from an earlier run (--keep):
+    nice .venv/bin/python benchmarks/bench_query.py --store PATH --keep
+
+Memory is reported as peak RSS (which counts store pages mapped from the page cache, reclaimable,
+and double-counts pages mapped twice) and, for the batch, the peak anonymous memory (sampled).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import shutil
 import tempfile
 import time
@@ -36,6 +46,78 @@ import pandas as pd
 
 N_BING = 10_174
 N_LM = 978
+
+
+def load() -> str:
+    """Load average (1/5/15 min), printed next to the figures: the 2 cores are shared."""
+    return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def rss() -> dict[str, float]:
+    """Current and peak resident memory (GB) from /proc (peak since the last :func:`reset_peak_rss`)."""
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
+                out[key] = int(value.split()[0]) / 1e6
+    return out
+
+
+def reset_peak_rss() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+class AnonPeak:
+    """Peak anonymous (private, non-reclaimable) memory while active, sampled every 20 ms.
+
+    The process's peak RSS also counts store pages mapped from the page cache, which the OS
+    reclaims under pressure; the anonymous part is the memory a query really holds.
+    """
+
+    def __enter__(self):
+        import threading
+
+        self.peak = rss().get("RssAnon", 0.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss().get("RssAnon", 0.0))
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def legacy_build(dest: Path, gctx: Path, block: int = 4096) -> None:
+    """The previous store builder's data path (for comparison): read 4,096-signature blocks,
+    rank, and scatter the transposed block into memory-mapped gene-major files."""
+    from opencmap.io import read_gct
+    from opencmap.kernels.ranks import descending_ranks_rows
+
+    meta = read_gct(gctx, meta_only=True)
+    g, n = len(meta.rids), len(meta.cids)
+    dest.mkdir()
+    ranks_mm = np.lib.format.open_memmap(dest / "ranks.npy", mode="w+", dtype=np.uint16, shape=(g, n))
+    scores_mm = np.lib.format.open_memmap(dest / "scores.npy", mode="w+", dtype=np.float32, shape=(g, n))
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        by_sig = np.ascontiguousarray(np.asarray(read_gct(gctx, cidx=list(range(start, stop))).data, dtype=np.float32).T)
+        ranks = descending_ranks_rows(by_sig, dtype=np.uint16)
+        ranks[np.isnan(by_sig)] = 0
+        ranks_mm[:, start:stop] = ranks.T
+        scores_mm[:, start:stop] = by_sig.T
+    ranks_mm.flush()
+    scores_mm.flush()
+    del ranks_mm, scores_mm
 
 
 def _timeit(fn, repeat: int = 3) -> float:
@@ -97,19 +179,27 @@ def straightforward_wtcs(scores: np.ndarray, up: np.ndarray, dn: np.ndarray) -> 
     return out
 
 
-def memory_floor(store, rows: np.ndarray) -> float:
+def memory_floor(store, rows: np.ndarray, repeat: int = 3) -> float:
     """Time to read a query's rank and score rows of every signature (warm page cache).
 
-    numpy: gather the rows (a copy) and sum them -- what the engine did before the fused kernel.
+    numpy: gather the rows (a copy, in groups of rows of at most 256 MB so a batch's union over
+    a store larger than RAM stays bounded) and sum them -- what the engine did before the fused kernel.
     """
+    from opencmap.query.store import prefetch_columns
+
     rows = np.sort(rows)
 
     def read():
         for seg in store._segments:
-            np.asarray(seg.array(store.default_space, "ranks")[rows]).sum()
-            np.asarray(seg.array(store.default_space, "scores")[rows]).sum()
+            group = max(1, (256 << 20) // (4 * seg.n))
+            for kind in ("ranks", "scores"):
+                mm = seg.array(store.default_space, kind)
+                for lo in range(0, len(rows), group):
+                    if store.random_access:  # no read-around: read the group's rows ahead, as a reader would
+                        prefetch_columns(mm, rows[lo : lo + group], 0, seg.n)
+                    np.asarray(mm[rows[lo : lo + group]]).sum()
 
-    return _timeit(read)
+    return _timeit(read, repeat=repeat)
 
 
 def read_floor(store, rows: np.ndarray, threads: int) -> float:
@@ -161,36 +251,82 @@ def have_postprocessing() -> bool:
 
 
 def bench_size(n_sigs: int, work: Path, args: argparse.Namespace) -> dict[str, float]:
-    from opencmap.query.background import build_background
-    from opencmap.query.engine import Engine
-    from opencmap.query.genesets import Query
     from opencmap.query.store import Store, build_store
 
+    if args.store is not None:  # measure an existing (kept) store: no GCTX, no build
+        store = Store(args.store)
+        print(f"\n=== {store.n_signatures:,} signatures x {store.space().n_features:,} genes ===")
+        size = sum(f.stat().st_size for f in store.path.rglob("*") if f.is_file())
+        print(f"  existing store {store.path} ({store.n_signatures:,} signatures, {size / 1e9:.2f} GB)")
+        return measure(store, size, {}, args)
     print(f"\n=== {n_sigs:,} signatures x {N_BING:,} BING genes ===")
     gctx = work / f"l5_{n_sigs}.gctx"
     t0 = time.perf_counter()
     make_gctx(gctx, n_sigs, bg_queries=args.bg_queries)
     print(f"  synthetic GCTX written in {time.perf_counter() - t0:.1f} s (not part of the benchmark)")
 
+    print(f"  [{load()}] {rss()}", flush=True)
+    reset_peak_rss()
     t0 = time.perf_counter()
-    store = build_store(work / f"store_{n_sigs}", gctx, spaces=["bing", "lm"], signature_major=not args.no_sig_major)
+    marks = {"written": None, "next": 0.1}
+
+    def progress(done: int, total: int) -> None:
+        if done >= marks["next"] * total or done == total:
+            dt = time.perf_counter() - t0
+            print(f"    build {done:,}/{total:,} in {dt:7.1f} s ({done / dt:,.0f} sig/s) [{load()}]", flush=True)
+            marks["next"] += 0.1
+        if done == total:
+            marks["written"] = time.perf_counter() - t0
+
+    store = build_store(
+        work / f"store_{n_sigs}", gctx, spaces=args.spaces, signature_major=not args.no_sig_major,
+        block_size=args.block_size, progress=progress,
+    )
     t_build = time.perf_counter() - t0
     size = sum(f.stat().st_size for f in store.path.rglob("*") if f.is_file())
-    print(f"  store build:        {t_build:8.2f} s   ({n_sigs / t_build:,.0f} sig/s, {size / 1e9:.2f} GB on disk)")
+    mem = rss()
+    print(
+        f"  store build:        {t_build:8.2f} s   ({n_sigs / t_build:,.0f} sig/s, {size / 1e9:.2f} GB on disk; "
+        f"data written at {marks['written']:.1f} s, then checksums/metadata; peak RSS {mem['VmHWM']:.2f} GB) [{load()}]",
+        flush=True,
+    )
+    out: dict[str, float] = {"build": t_build, "build_sig_s": n_sigs / t_build, "store_gb": size / 1e9}
+    if args.legacy_build and n_sigs <= args.legacy_build:
+        t0 = time.perf_counter()
+        legacy_build(work / f"legacy_{n_sigs}", gctx)
+        t_legacy = time.perf_counter() - t0
+        shutil.rmtree(work / f"legacy_{n_sigs}")
+        print(
+            f"  previous builder (memmap scatter, data files only): {t_legacy:8.2f} s ({n_sigs / t_legacy:,.0f} sig/s) "
+            f"-> new build's data phase ({marks['written']:.2f} s) {t_legacy / marks['written']:.2f}x faster [{load()}]",
+            flush=True,
+        )
+        out["legacy_build"] = t_legacy
     gctx.unlink()
+    return measure(store, size, out, args)
+
+
+def measure(store, size: float, out: dict[str, float], args: argparse.Namespace) -> dict[str, float]:
+    from opencmap.query.background import build_background
+    from opencmap.query.engine import Engine
+    from opencmap.query.genesets import Query
+    from opencmap.query.store import Store
+
+    n_sigs = store.n_signatures
+    print(f"  store larger than half the RAM (random access, engine prefetches): {store.random_access}", flush=True)
     full = have_postprocessing()
-    out: dict[str, float] = {"build": t_build}
     if full:
         t0 = time.perf_counter()
         build_background(store)
         t_bg = time.perf_counter() - t0
         nq = int(store.manifest["backgrounds"]["sig"]["n_queries"])
-        print(f"  background build:   {t_bg:8.2f} s   ({nq} queries, {t_bg / nq * 1e3:.1f} ms/query)")
+        print(f"  background build:   {t_bg:8.2f} s   ({nq} exemplar queries, {t_bg / nq * 1e3:.1f} ms/query) [{load()}]", flush=True)
         out["background"] = t_bg
         store = Store(store.path)
     else:
         print("  background / NCS / tau / FDR / summaries skipped: scoring kernels not installed yet")
 
+    reset_peak_rss()
     rng = np.random.default_rng(1)
     engine = Engine(store)
     genes = store.space().gene_ids
@@ -225,7 +361,7 @@ def bench_size(n_sigs: int, work: Path, args: argparse.Namespace) -> dict[str, f
             t_full = _timeit(lambda: engine.run(q, max_genes=150), repeat=2)
             line += f"   full {t_full * 1e3:8.1f} ms ({t_full / floor:.2f}x floor)"
             out[f"full_{k}"] = t_full
-        print(line)
+        print(line + f" [{load()}]", flush=True)
 
     # baseline (a): straightforward implementation on a subset, scaled
     q = make_query(150)
@@ -239,24 +375,36 @@ def bench_size(n_sigs: int, work: Path, args: argparse.Namespace) -> dict[str, f
     agree = np.max(np.abs(res - straightforward_wtcs(scores, up, dn)))
     print(
         f"  straightforward numpy (sort every signature), scaled from {sub} sigs: {t_naive:8.2f} s  "
-        f"-> engine score-only is {t_naive / out['score_150']:,.0f}x faster (max |diff| {agree:.1e})"
+        f"-> engine score-only is {t_naive / out['score_150']:,.0f}x faster (max |diff| {agree:.1e}) [{load()}]",
+        flush=True,
     )
     out["naive_150"] = t_naive
 
     queries = [make_query(150, f"q{i}") for i in range(args.batch)]
     union_rows = np.unique(np.concatenate([store.space().positions(x.up + x.down) for x in queries]))
-    floor_batch = memory_floor(store, union_rows)
-    t_batch = _timeit(lambda: engine.run(queries, **score_only), repeat=1)
+    floor_batch = memory_floor(store, union_rows, repeat=1 if len(union_rows) * n_sigs * 6 > 4e9 else 3)
+    with AnonPeak() as anon:
+        t_batch = _timeit(lambda: engine.run(queries, **score_only), repeat=1)
+        if full:
+            t_bfull = _timeit(lambda: engine.run(queries), repeat=1)
     line = (
         f"  batch of {args.batch} x 150+150, score only: {t_batch:6.2f} s ({t_batch / args.batch * 1e3:.1f} ms/query; "
         f"{t_batch / (args.batch * out['score_150']):.2f}x of {args.batch} single queries; floor of the union {floor_batch:.2f} s)"
     )
     if full:
-        t_bfull = _timeit(lambda: engine.run(queries), repeat=1)
         line += f"; full {t_bfull:6.2f} s"
         out["batch_full"] = t_bfull
-    print(line)
+    print(line + f" [{load()}]", flush=True)
     out["batch"] = t_batch
+    mem = rss()
+    print(
+        f"  query-phase memory: peak RSS {mem['VmHWM']:.2f} GB (now {mem['VmRSS']:.2f} GB: {mem['RssAnon']:.2f} anon + "
+        f"{mem['RssFile']:.2f} mapped store pages) vs store {size / 1e9:.2f} GB ({mem['VmHWM'] / (size / 1e9):.1%}); "
+        f"peak anonymous memory during the batch {anon.peak:.2f} GB ({anon.peak / (size / 1e9):.1%} of the store)",
+        flush=True,
+    )
+    out["batch_anon_gb"] = anon.peak
+    out["query_peak_rss_gb"] = mem["VmHWM"]
     if not args.keep:
         shutil.rmtree(store.path)
     return out
@@ -274,13 +422,20 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="where temp stores go (default: system temp)")
     parser.add_argument("--keep", action="store_true", help="keep the stores")
     parser.add_argument("--threads", type=int, default=None, help="numba threads (default: numba's own)")
+    parser.add_argument("--spaces", nargs="+", default=["bing", "lm"], help="feature spaces to build (bing only saves ~9%% disk)")
+    parser.add_argument("--block-size", type=int, default=None, help="store build block (default: build_store's)")
+    parser.add_argument("--store", type=Path, default=None, help="measure this existing store (no build; one size)")
+    parser.add_argument("--legacy-build", type=int, default=0, metavar="N",
+                        help="also time the previous memmap builder on sizes <= N (same run, for the ratio)")
     args = parser.parse_args()
     if args.threads:
         import numba
 
         numba.set_num_threads(args.threads)
-    print(f"numba threads: {__import__('numba').get_num_threads()}")
+    print(f"numba threads: {__import__('numba').get_num_threads()}  [{load()}]")
     sizes = list(args.sizes) + ([100_000] if args.big else []) + ([473_647] if args.full else [])
+    if args.store is not None:
+        sizes = [0]
     work = Path(tempfile.mkdtemp(prefix="opencmap-bench-", dir=args.workdir))
     results = {}
     try:
@@ -291,10 +446,10 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     if len(results) > 1:
         a, b = sorted(results)[0], sorted(results)[-1]
-        print(f"\nscaling {a:,} -> {b:,} signatures ({b / a:.1f}x):")
+        print(f"\nscaling over {', '.join(f'{n:,}' for n in sorted(results))} signatures (last/first = {b / a:.1f}x) [{load()}]:")
         for key in results[a]:
             if key in results[b]:
-                print(f"  {key:<12} {results[b][key] / results[a][key]:6.1f}x")
+                print(f"  {key:<18} " + "  ".join(f"{results[n][key]:10.4g}" for n in sorted(results)) + f"   ({results[b][key] / results[a][key]:6.1f}x)")
 
 
 if __name__ == "__main__":

@@ -68,3 +68,23 @@ def test_errors_are_one_line(files):
     assert exc.value.code == 2
     res = run("store", "build", d / "all.gctx", d / "gl", "--gene-list", "oops")
     assert res.exit_code != 0 and "NAME=FILE" in res.output
+
+
+def test_append_keep_backgrounds_then_compact(files):
+    d, gct, info = files
+    store = d / "kc"
+    assert run("store", "build", d / "first.gctx", store, "--sig-info", d / "sig_info.txt", "--block-size", 7).exit_code == 0
+    assert run("store", "background", store).exit_code == 0
+    res = run("store", "append", store, d / "second.gctx", "--sig-info", d / "sig_info.txt", "--keep-backgrounds")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    n_new = gct.shape[1] - 60
+    assert out["n_segments"] == 2 and "sig" in out["backgrounds"] and out["stale_backgrounds"]["sig"] == n_new
+    res = run("store", "compact", store)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["n_segments"] == 1 and out["n_signatures"] == gct.shape[1] and out["stale_backgrounds"]["sig"] == n_new
+    assert json.loads(run("store", "info", store, "--verify").stdout)["verified"]
+    ref = build_store(d / "kc_ref", gct, sig_info=info)
+    pos = np.arange(gct.shape[1])
+    np.testing.assert_array_equal(Store(store).signature_scores(pos), ref.signature_scores(pos))

@@ -153,3 +153,18 @@ def test_divergent_curves_are_a_round_off_decision(
     assert np.abs(ours[:12] - expected[s, :12]).max() > 0.1
     matlab_like = _reference(REF, obs[s], 4, 5, reweight_roundoff=frozenset(reweighted))
     np.testing.assert_allclose(matlab_like[:12], expected[s, :12], atol=1e-4)
+
+
+@pytest.mark.parametrize("well", ["A03", "A07", "B19"])
+def test_cmap_left_these_round_off_windows_alone(
+    well: str, test_plate_curves: tuple[list[str], np.ndarray, np.ndarray]
+) -> None:
+    """The converse of B13: here CMap did *not* reweight the top window in the third pass, although its
+    round-off scale is of the same size as B13's. In single precision (round-off ~1e-7, far above
+    ``max|y| * eps``) MATLAB would have reweighted it, so CMap's curves rule out a float32 computation
+    (module doc)."""
+    wells, obs, expected = test_plate_curves
+    s = wells.index(well)
+    np.testing.assert_allclose(robust_lowess(REF, obs[s], span=4)[:12], expected[s, :12], atol=1e-4)
+    reweighted = _reference(REF, obs[s], 4, 5, reweight_roundoff=frozenset({(2, 9)}))
+    assert np.abs(reweighted[:12] - expected[s, :12]).max() > 0.1

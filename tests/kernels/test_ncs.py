@@ -137,3 +137,30 @@ def test_all_modes_agree_with_plain_loop_when_every_group_has_both_signs(seed, n
     expected = plain_ncs(scores, groups, is_ref)
     for mode in ("cmap", "gutc", "clean"):
         np.testing.assert_allclose(ncs(scores, groups, is_ref, mode=mode), expected, rtol=1e-12, err_msg=mode)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["cmap", "gutc", "clean"]), st.booleans())
+def test_precomputed_reference_order_and_parallel_path(seed, mode, parallel):
+    """``ref_order`` computed once gives the same NCS; the parallel division kernel equals the
+    serial one and the plain elementwise division."""
+    import opencmap.kernels.ncs as ncs_mod
+
+    rng = np.random.default_rng(seed)
+    n, q, g = 120, 3, 7
+    x = np.round(rng.standard_normal((n, q)), 1)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    groups = rng.integers(0, g, n)
+    is_ref = rng.random(n) < 0.6
+    base = ncs(x, groups, is_ref, mode=mode)
+    saved = ncs_mod._PARALLEL_MIN
+    ncs_mod._PARALLEL_MIN = 0 if parallel else saved
+    try:
+        got = ncs(x, groups, is_ref, mode=mode, ref_order=ncs_mod.reference_order(groups, is_ref))
+    finally:
+        ncs_mod._PARALLEL_MIN = saved
+    np.testing.assert_array_equal(got, base)
+    div_pos = rng.uniform(0.1, 2, (g, q))
+    div_neg = rng.uniform(0.1, 2, (g, q))
+    expected = np.where(x > 0, x / div_pos[groups], np.where(x < 0, x / div_neg[groups], x))
+    np.testing.assert_array_equal(ncs_mod._apply(x, groups, div_pos, div_neg), expected)

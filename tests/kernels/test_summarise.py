@@ -61,3 +61,30 @@ def test_matches_per_group_loop(seed, n_rows, n_groups, min_members):
             member = values[codes == g, j]
             expected = plain_maxq(member) if np.count_nonzero(~np.isnan(member)) >= min_members else np.nan
             np.testing.assert_allclose(out[g, j], expected, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 60), st.integers(1, 10), st.booleans())
+def test_layout_with_row_map_and_parallel_path(seed, n_entries, n_groups, parallel):
+    """A layout reading rows through a map (rows repeat across groups, as PCLs) equals group_maxq of
+    the gathered values; the parallel kernel equals the serial one."""
+    import opencmap.kernels.summarise as summ
+
+    rng = np.random.default_rng(seed)
+    values = np.round(rng.standard_normal((15, 4)), 1).astype(np.float32)
+    values[rng.random(values.shape) < 0.15] = np.nan
+    rows = rng.integers(0, 15, n_entries)
+    codes = rng.integers(-1, n_groups, n_entries)
+    layout = summ.group_layout(codes, n_groups, rows=rows)
+    saved = summ._PARALLEL_MIN
+    summ._PARALLEL_MIN = 0 if parallel else saved
+    try:
+        got = summ.group_maxq_layout(values, layout, min_members=2)
+    finally:
+        summ._PARALLEL_MIN = saved
+    np.testing.assert_array_equal(got, group_maxq(values[rows], codes, n_groups, min_members=2))
+    for g in range(n_groups):
+        for j in range(4):
+            members = values[rows[codes == g], j]
+            want = plain_maxq(members) if np.count_nonzero(~np.isnan(members)) >= 2 else np.nan
+            np.testing.assert_allclose(got[g, j], want, rtol=0, atol=1e-12)

@@ -88,7 +88,7 @@ def test_calibration_smoothing(bset: str, tp: Path, bead_sets: dict[str, GCT]) -
     smoothed = robust_lowess(REF, obs, span=4)
     expected = read_gct(tp / "liss" / f"calib_{bset}_GEX_n26x500_n26x24.gct").data
     per_sample = np.abs(smoothed[:, :12] - expected[:, :12]).max(axis=1)
-    assert (per_sample < 1e-4).sum() >= 20  # of 26; the rest are round-off-decided (module doc)
+    assert (per_sample < 1e-4).sum() == 20  # of 26; the rest are round-off-decided (module doc)
     white = np.maximum(np.percentile(x, 99, axis=0, method="hazen"), smoothed[:, 12])
     np.testing.assert_allclose(white, expected[:, 12], atol=1e-4)
 
@@ -105,7 +105,7 @@ def test_plate_norm_and_censoring(tp: Path, bead_sets: dict[str, GCT]) -> None:
     assert list(kept.cids) == list(expected.cids)
     ours = kept.subset(rids=expected.rids)
     per_sample = np.abs(ours.data - expected.data).max(axis=0)
-    assert (per_sample < 5e-4).sum() >= 18  # of 23
+    assert (per_sample < 5e-4).sum() == 18  # of 23
     good = per_sample < 5e-4
     meta = expected.col_meta
     np.testing.assert_allclose(ours.col_meta["qc_slope"][good], meta["qc_slope"].astype(float)[good], atol=0.51)
@@ -149,6 +149,8 @@ def test_level2to4_liss(l24: Path, l24_norm: tuple[GCT, GCT]) -> None:
     per_sample = diff.max(axis=0)
     assert (per_sample <= 5e-4).mean() > 0.80  # measured 0.811
     assert (diff <= 1e-4).mean() > 0.80  # measured 0.809
+    # wells: 305 of 376 within 5e-4, 265 within 1e-4 (float32 NORM); a single-precision LISS gets ~80 (kernels.lowess)
+    assert (per_sample <= 5e-4).sum() == 305 and (per_sample <= 1e-4).sum() >= 265
     assert diff.max() < 1.0  # samples whose smoothing diverged (opencmap.kernels.lowess)
     agreeing = diff[:, per_sample <= 1e-3]  # smoothing reproduced: what is left is fit + 4-decimal output
     assert agreeing.shape[1] > 300

@@ -132,3 +132,16 @@ def test_cc_summaries_equal_one_by_one() -> None:
 def test_ss_ngene_many_signatures() -> None:
     x = np.array([[1.2, 0.5], [-1.5, 3.0], [0.9, -2.0], [2.1, 0.1], [-0.3, np.nan]])
     np.testing.assert_array_equal(ss_ngene(x, np.array([3, 1])), [3, 2])
+
+
+def test_distil_ss_columns_equal_one_by_one() -> None:
+    from opencmap.pipeline.qc import distil_ss_columns
+
+    rng = np.random.default_rng(5)
+    for n in (978, 150, 3, 1, 0):
+        v = rng.normal(size=(n, 25))
+        if n > 2:
+            v[::3, 4] = np.nan
+        v[:, 7] = np.nan
+        expected = np.array([distil_ss(v[:, g]) for g in range(25)])
+        np.testing.assert_array_equal(distil_ss_columns(v), expected)

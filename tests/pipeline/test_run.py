@@ -137,7 +137,9 @@ def test_level5_is_modz_of_the_replicates(finished) -> None:
     assert np.isfinite(level5.data).all()
 
 
-def test_resume_after_interruption(fixture_dir: Path, monkeypatch) -> None:
+def _interrupted_run(fixture_dir: Path, monkeypatch):
+    """Run the fixture until collapsing the second set raises KeyboardInterrupt; returns
+    ``(args, real build_signatures)`` with the failing replacement still installed."""
     real_build = run_module.build_signatures
     state = {"calls": 0}
 
@@ -151,6 +153,11 @@ def test_resume_after_interruption(fixture_dir: Path, monkeypatch) -> None:
     args = (fixture_dir / "level3.gctx", fixture_dir / "out")
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(*args, inst_info=fixture_dir / "inst_info.txt")
+    return args, real_build
+
+
+def test_resume_after_interruption(fixture_dir: Path, monkeypatch) -> None:
+    args, real_build = _interrupted_run(fixture_dir, monkeypatch)
     work = fixture_dir / "out" / ".opencmap-work"
     done = (work / "done.txt").read_text().splitlines()
     assert len([d for d in done if d.startswith("plate")]) == 6 and done.count("set\tABC001_A375_6H") == 1
@@ -243,3 +250,38 @@ def test_nan_in_level3_is_reported(tmp_path: Path) -> None:
         params=PipelineParams(nan_policy="omit"), restart=True,
     )
     assert np.isfinite(read_gct(res.level5).data).all()  # the other replicates fill the gap
+
+
+def test_level3_run_fills_outputs_in_place(fixture_dir: Path, monkeypatch) -> None:
+    """No per-plate Level 4 copies; a lost partial output is redone from scratch on resume."""
+    args, real_build = _interrupted_run(fixture_dir, monkeypatch)
+    work = fixture_dir / "out" / ".opencmap-work"
+    assert not list((work / "level4").iterdir())  # Level 4 lives in one partial file only
+    assert (work / "level4.partial.gctx").exists() and (work / "level5.partial.gctx").exists()
+    (work / "level5.partial.gctx").write_bytes(b"lost")  # e.g. a crash left it unreadable
+    monkeypatch.setattr(run_module, "build_signatures", real_build)
+    resumed = run_pipeline(*args, inst_info=fixture_dir / "inst_info.txt")
+    assert resumed.resumed_plates == 0 and resumed.resumed_sets == 0  # everything redone
+    clean = run_pipeline(fixture_dir / "level3.gctx", fixture_dir / "clean", inst_info=fixture_dir / "inst_info.txt")
+    assert read_gct(resumed.level4).equals(read_gct(clean.level4))
+    assert read_gct(resumed.level5).equals(read_gct(clean.level5))
+    pd.testing.assert_frame_equal(read_table(resumed.sig_info), read_table(clean.sig_info))
+
+
+def test_periodic_checkpoints_record_each_mark_once(fixture_dir: Path, monkeypatch) -> None:
+    monkeypatch.setattr(run_module, "CHECKPOINT_SECONDS", 0.0)  # a durable checkpoint after every set
+    seen: list[list[str]] = []
+    work = fixture_dir / "out" / ".opencmap-work"
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "replicate sets" and (work / "done.txt").exists():
+            seen.append((work / "done.txt").read_text().splitlines())
+
+    result = run_pipeline(
+        fixture_dir / "level3.gctx", fixture_dir / "out", inst_info=fixture_dir / "inst_info.txt", keep_work=True, progress=progress
+    )
+    done = (work / "done.txt").read_text().splitlines()
+    assert sorted(done) == sorted(set(done))  # no mark twice
+    assert len([d for d in done if d.startswith("plate")]) == 6 and len([d for d in done if d.startswith("set")]) == 2
+    assert "cgs" in done and result.n_cgs == 6
+    assert all(len(a) <= len(b) for a, b in zip(seen, seen[1:]))  # the list only grows during the run

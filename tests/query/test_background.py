@@ -85,3 +85,32 @@ def test_public_api_exports():
 
     for name in q.__all__:
         assert hasattr(q, name), name
+
+
+def test_aligned_rows_are_cached_and_identity_is_not_copied(built_store):
+    bg = load_background(built_store, "sig")
+    n = len(bg.ids)
+    have, values, counts = bg.aligned(np.arange(n))
+    assert values is bg.values  # the memory-mapped array itself
+    assert bg.aligned(np.arange(n))[1] is values  # cached
+    rows = np.array([3, -1, 0, 7])
+    have, values, counts = bg.aligned(rows)
+    np.testing.assert_array_equal(have, [0, 2, 3])
+    np.testing.assert_array_equal(values, np.asarray(bg.values)[[3, 0, 7]])
+    np.testing.assert_array_equal(counts, np.asarray(bg.counts)[[3, 0, 7]])
+    x = np.full((4, 2), 0.5, dtype=np.float32)
+    t = bg.tau(x, rows)
+    assert np.isnan(t[1]).all() and np.isfinite(t[[0, 2, 3]]).all()
+    full = bg.tau(np.full((n, 2), 0.5, dtype=np.float32), np.arange(n))
+    np.testing.assert_array_equal(t[[0, 2, 3]], full[[3, 0, 7]])
+
+
+def test_kept_stale_background_is_noted_in_results(level5, tmp_path):
+    gct, info, _ = level5
+    store = build_store(tmp_path / "s", gct.take(cols=np.arange(60)), sig_info=info.iloc[:60])
+    build_background(store)
+    store = append_store(store.path, gct.take(cols=np.arange(60, 90)), sig_info=info.iloc[60:], keep_backgrounds=True)
+    res = Engine(store).run(Query("q", up=tuple(store.space().gene_ids[:12]), down=tuple(store.space().gene_ids[-12:])))
+    tau = res.level("sig").metrics["tau"]
+    assert np.isfinite(tau[:60]).any() and np.isnan(tau[60:]).all()  # appended signatures: no tau yet
+    assert any("appended" in n and "30" in n for n in res.notes)

@@ -1,4 +1,4 @@
-"""``opencmap store``: build, inspect and extend reference stores; build tau backgrounds."""
+"""``opencmap store``: build, inspect, extend and compact reference stores; build tau backgrounds."""
 
 from __future__ import annotations
 
@@ -36,10 +36,10 @@ def command() -> None:
 @click.option("--gene-list", "gene_lists", multiple=True, metavar="NAME=FILE.grp", help="Extra space from a GRP gene list (repeatable).")
 @click.option("--default-space", help="Space queries use by default.")
 @click.option("--signature-major/--no-signature-major", default=True, show_default=True, help="Also store scores signature-major.")
-@click.option("--block-size", default=4096, show_default=True, help="Signatures per block (bounds memory).")
+@click.option("--block-size", type=int, default=None, help="Signatures per block (bounds memory; default: about 2 GiB of buffers).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
 def build(signatures: Path, dest: Path, sig_info: Path | None, gene_info: Path | None, spaces: tuple[str, ...],
-          gene_lists: tuple[str, ...], default_space: str | None, signature_major: bool, block_size: int, overwrite: bool) -> None:
+          gene_lists: tuple[str, ...], default_space: str | None, signature_major: bool, block_size: int | None, overwrite: bool) -> None:
     """Build a reference store DEST from Level 5 SIGNATURES (GCT/GCTX)."""
     from opencmap.io import read_grp
     from opencmap.query.store import build_store
@@ -62,14 +62,30 @@ def build(signatures: Path, dest: Path, sig_info: Path | None, gene_info: Path |
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("signatures", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--sig-info", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="sig_info table of the new signatures.")
-@click.option("--block-size", default=4096, show_default=True)
-def append(store: Path, signatures: Path, sig_info: Path | None, block_size: int) -> None:
-    """Add SIGNATURES to STORE as a new segment (backgrounds must be rebuilt afterwards)."""
+@click.option("--block-size", type=int, default=None, help="Signatures per block (default: about 2 GiB of buffers).")
+@click.option("--keep-backgrounds", is_flag=True,
+              help="Keep the tau backgrounds, marked stale (appended signatures get no tau until rebuilt).")
+def append(store: Path, signatures: Path, sig_info: Path | None, block_size: int | None, keep_backgrounds: bool) -> None:
+    """Add SIGNATURES to STORE as a new segment (tau backgrounds must be rebuilt afterwards)."""
     from opencmap.query.store import append_store
 
     bar, progress = _bar("appending")
     with bar:
-        st = append_store(store, signatures, sig_info=sig_info, block_size=block_size, progress=progress)
+        st = append_store(store, signatures, sig_info=sig_info, block_size=block_size,
+                          keep_backgrounds=keep_backgrounds, progress=progress)
+    click.echo(json.dumps(st.info(), indent=1))
+
+
+@command.command("compact")
+@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def compact(store: Path) -> None:
+    """Merge the segments of STORE (left by appends) into one."""
+    from opencmap.query.store import compact_store
+
+    bar, progress = _bar("compacting")
+    bar.unit = "values"
+    with bar:
+        st = compact_store(store, progress=progress)
     click.echo(json.dumps(st.info(), indent=1))
 
 

@@ -34,6 +34,7 @@ import logging
 import mmap
 import os
 import re
+import shutil
 import warnings
 import zlib
 from collections.abc import Iterable, Sequence
@@ -56,7 +57,7 @@ from opencmap.errors import (
     ValidationError,
     VersionError,
 )
-from opencmap.io.atomic import AtomicFile
+from opencmap.io.atomic import AtomicFile, atomic_write_path
 from opencmap.io.fields import bytes_to_arrow, decode_bytes, encode_text, from_stored, to_stored
 from opencmap.io.selection import MetaFilter, resolve_positions
 
@@ -70,6 +71,7 @@ __all__ = [
     "GCTXFile",
     "write_gctx",
     "GCTXWriter",
+    "GCTXSlots",
     "GCTFileInfo",
     "gctx_info",
     "default_chunks",
@@ -687,6 +689,28 @@ class GCTXFile:
         logger.debug("read %s: %d x %d%s", self.path, shape[0], shape[1], " (metadata only)" if meta_only else "")
         return GCT(data, row_meta=row_meta, col_meta=col_meta)
 
+    def read_matrix(self, cidx: Iterable[int] | None = None, ridx: Iterable[int] | None = None) -> np.ndarray:
+        """Only the values at these positions: ``(rows, cols)`` float32 (a Fortran-ordered array).
+
+        No ids or metadata are read; positions are checked like :meth:`read`'s ``cidx``/``ridx``.
+        """
+        self._file()
+        row_pos = self._positions(ROW_META_NODE, "row", None, ridx, None, False)
+        col_pos = self._positions(COL_META_NODE, "column", None, cidx, None, False)
+        if row_pos is None and col_pos is not None and len(col_pos) > 1:
+            c0, c1 = int(col_pos[0]), int(col_pos[-1]) + 1
+            if c1 - c0 == len(col_pos) and bool(np.all(np.diff(col_pos) == 1)):
+                # one run of columns (a plate): HDF5 reads the hyperslab in one call, in C
+                out = np.empty((c1 - c0, self._n[ROW_META_NODE]), dtype=np.float32)
+                try:
+                    self._ds.read_direct(out, source_sel=np.s_[c0:c1, :])
+                except (OSError, RuntimeError, ValueError, zlib.error) as exc:
+                    raise FormatError(
+                        f"cannot read the matrix ({exc}); the file is probably corrupt", path=self.path, node=MATRIX_NODE
+                    ) from exc
+                return out.T
+        return _read_matrix(self._ds, col_pos, row_pos, self.path)
+
     def read_meta(self, axis: str = "col") -> pd.DataFrame:
         """Metadata of one axis (``"row"`` or ``"col"``) as a DataFrame indexed by id."""
         return self._meta(ROW_META_NODE if _axis(axis) == "row" else COL_META_NODE, None).copy()
@@ -1067,3 +1091,164 @@ def write_gctx(
             writer.append(gct.data[:, a:b], gct.col_meta.iloc[a:b])
         if n_cols == 0:
             writer.append(np.zeros((n_rows, 0), dtype=np.float32), gct.col_meta)
+
+
+class GCTXSlots:
+    """A GCTX file whose matrix is allocated up front and filled column range by column range.
+
+    For long resumable jobs that know where each block goes (a pipeline writing plate after
+    plate): :meth:`create` allocates the whole ``(n_rows x n_cols)`` float32 matrix (contiguous,
+    or chunked with every chunk allocated when ``resizable``), so :meth:`write` only stores
+    values and never changes the file's structure; after :meth:`flush`, the written columns
+    survive an interruption of the process and :meth:`open` continues the same file. The
+    column metadata is written last by :meth:`finish`, which moves the file to its final path;
+    until then the file is a work file, not a complete GCTX.
+
+    Examples
+    --------
+    >>> slots = GCTXSlots.create("work/level4.partial.gctx", row_meta, n_cols=100_000)  # doctest: +SKIP
+    >>> slots.write(0, plate_block)                   # (n_rows, k) at columns 0..k-1
+    >>> slots.flush()
+    >>> slots.finish(col_meta, "out/level4.gctx")     # col_meta: n_cols rows, in column order
+    """
+
+    def __init__(self, h5: h5py.File, path: Path) -> None:
+        self._h5: h5py.File | None = h5
+        self.path = path
+        self._ds = h5[MATRIX_NODE]
+
+    @classmethod
+    def create(
+        cls,
+        path: str | PathLike[str],
+        row_meta: pd.DataFrame | pd.Index | Sequence[Any],
+        n_cols: int,
+        *,
+        resizable: bool = False,
+        src: str | None = None,
+    ) -> GCTXSlots:
+        """A new work file at ``path`` (replacing any) with an allocated, unwritten matrix.
+
+        ``resizable``: chunked (whole columns, :func:`default_chunks`) so :meth:`resize` can add
+        columns later; otherwise one contiguous block (fastest to write and read).
+        """
+        target = Path(path)
+        rows = _meta_index(row_meta, "row")
+        n_rows = len(rows)
+        h5 = h5py.File(target, "w")
+        try:
+            h5.attrs["version"] = np.bytes_(GCTX_VERSION.encode())
+            h5.attrs["src"] = src if src is not None else target.name
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # structure fixed now: writes only store values
+            options: dict[str, Any] = {"dcpl": dcpl, "fill_time": "never"}
+            if resizable:
+                options.update(chunks=default_chunks(n_rows), maxshape=(None, max(1, n_rows)))
+            shape = (int(n_cols), n_rows)
+            if not resizable and 0 in shape:
+                options = {}
+            h5.create_dataset(MATRIX_NODE, shape=shape, dtype=np.float32, **options)
+            _write_meta(h5.create_group(ROW_META_NODE, track_order=True), rows, compress=False)
+            h5.flush()
+        except BaseException:
+            h5.close()
+            target.unlink(missing_ok=True)
+            raise
+        return cls(h5, target)
+
+    @classmethod
+    def open(cls, path: str | PathLike[str]) -> GCTXSlots:
+        """Reopen a work file made by :meth:`create` (to continue it); :class:`FormatError` if unreadable."""
+        target = Path(path)
+        try:
+            h5 = h5py.File(target, "r+")
+        except (OSError, RuntimeError) as exc:
+            raise FormatError(f"cannot reopen the work file ({exc})", path=target) from exc
+        if MATRIX_NODE not in h5 or not isinstance(h5[MATRIX_NODE], h5py.Dataset) or h5[MATRIX_NODE].ndim != 2:
+            h5.close()
+            raise FormatError("not a GCTXSlots work file (no 2-D matrix)", path=target, node=MATRIX_NODE)
+        return cls(h5, target)
+
+    def _open_ds(self) -> h5py.Dataset:
+        if self._h5 is None:
+            raise ConfigError(f"{self.path}: the work file is closed")
+        return self._ds
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_rows, n_cols)`` of the allocated matrix."""
+        n_cols, n_rows = self._open_ds().shape
+        return int(n_rows), int(n_cols)
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        """Store ``block`` (``n_rows x k``) as columns ``start .. start + k - 1``."""
+        ds = self._open_ds()
+        arr = np.asarray(block)
+        if arr.ndim != 2 or arr.shape[0] != ds.shape[1] or not 0 <= start <= ds.shape[0] - arr.shape[1]:
+            raise ValidationError(
+                f"{self.path}: block of shape {arr.shape} does not fit at column {start} of a "
+                f"{ds.shape[1]} x {ds.shape[0]} matrix"
+            )
+        if arr.shape[1]:
+            ds.write_direct(np.ascontiguousarray(arr.T, dtype=np.float32), dest_sel=np.s_[start : start + arr.shape[1], :])
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Columns ``start .. stop - 1`` as ``(n_rows, stop - start)`` float32 (Fortran-ordered)."""
+        ds = self._open_ds()
+        out = np.empty((max(0, stop - start), ds.shape[1]), dtype=np.float32)
+        if out.size:
+            ds.read_direct(out, source_sel=np.s_[start:stop, :])
+        return out.T
+
+    def resize(self, n_cols: int) -> None:
+        """Change the number of columns (files created ``resizable`` only)."""
+        ds = self._open_ds()
+        if ds.chunks is None:
+            raise ConfigError(f"{self.path}: the matrix is contiguous; create it with resizable=True to resize it")
+        ds.resize((int(n_cols), ds.shape[1]))
+
+    def flush(self) -> None:
+        """Hand everything written so far to the operating system."""
+        if self._h5 is not None:
+            self._h5.flush()
+
+    def sync(self) -> None:
+        """:meth:`flush`, then ask the operating system to put the file on disk (``fsync``)."""
+        self.flush()
+        with open(self.path, "rb") as fh:
+            os.fsync(fh.fileno())
+
+    def finish(self, col_meta: pd.DataFrame | pd.Index | Sequence[Any], final_path: str | PathLike[str]) -> None:
+        """Write the column metadata (one row per column, in order), close, and move to ``final_path``."""
+        ds = self._open_ds()
+        meta = _meta_index(col_meta, "column")
+        if len(meta) != ds.shape[0]:
+            raise ValidationError(f"{self.path}: {ds.shape[0]} columns but {len(meta)} rows of column metadata")
+        h5 = self._h5
+        if h5 is None:
+            raise ConfigError(f"{self.path}: the work file is closed")
+        if COL_META_NODE in h5:  # a finish interrupted before the move
+            del self._h5[COL_META_NODE]
+        _write_meta(h5.create_group(COL_META_NODE, track_order=True), meta, compress=False)
+        h5.close()
+        self._h5 = None
+        final = Path(final_path)
+        try:
+            os.replace(self.path, final)
+        except OSError:  # another file system: copy beside the destination, then rename
+            with atomic_write_path(final) as tmp:
+                shutil.copyfile(self.path, tmp)
+            self.path.unlink()
+        logger.debug("wrote %s: %d columns", final, len(meta))
+
+    def close(self) -> None:
+        """Close the work file (idempotent); it stays where it is."""
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+    def __enter__(self) -> GCTXSlots:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close()

@@ -37,7 +37,10 @@ def standardize_columns(x: np.ndarray) -> np.ndarray:
 
 
 def _complete_rows(x: np.ndarray) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64)
+    """Rows of ``x`` where every column is finite; float32 stays float32 (ranking it is exact), else float64."""
+    a = np.asarray(x)
+    if a.dtype != np.float32:
+        a = a.astype(np.float64, copy=False)
     if a.ndim != 2:
         raise ValueError(f"expected a 2-D (rows x columns) array, got shape {a.shape}")
     finite = np.isfinite(a).all(axis=1)

@@ -50,6 +50,24 @@ is MATLAB's round-off, not a different algorithm, and closing it would need MATL
 floating-point arithmetic. Measured:
 20 of 26 samples per bead set on the l1ktools test plate, 81 % of wells on the cmapM level2to4
 plate; the others differ in the upper part of the curve (up to ~1.1 on one calibration point).
+(The two test-plate bead sets carry the same calibrator rows and differ only in BASE, so this is
+one set of 26 curves in the part of the curve that matters.)
+
+Single precision does not explain it (checked; algorithms.md §13.9 says GCT matrices are read
+as single). ``liss.m`` builds the curve in a double vector, so only a single reference curve or
+single data can make ``masmooth`` compute in single; every such combination was emulated with
+MATLAB's mixed-class rules (single ``\\`` by pivoted single QR ``sgeqp3``/``sormqr``/``strtrs``,
+single ``prctile``/``median``/``log2``): 2-6 of 26 curves, 78-85 of 376 level2to4 wells to
+1e-4, against 20 and 266 here (kernel values); with ``eps('single')`` in the test 17-19 and 242-260; hybrids
+(double solves rounded to single) 8-19 and 107-261. The reason is structural: in single, the
+round-off residuals are ~1e-7, far above ``max|y| * eps``, so MATLAB would reweight every such
+window, yet CMap's curves need *no* reweighting of the top window in the third pass for 8 wells
+(A03, A07, A08, B02, B03, B04, B07, B19) and reweighting for 5 (A04, B05, B11, B13, B15); the
+round-off scales of those windows interleave (0.5-1.9e-15 vs 0.8-1.8e-15 with reference-LAPACK QR,
+0.4-1.8e-15 vs 0.4-2.7e-15 with Intel MKL 2026's ``dgeqp3``/``dormqr``/``dtrtrs`` in any
+``MKL_CBWR`` mode), so no threshold separates them. Also tried without gain: ``log2`` as
+``log(x)/log(2)`` and variants, the power fit and its evaluation in single, MKL's own QR for
+``\\`` (15/26, 231/376).
 """
 
 from __future__ import annotations

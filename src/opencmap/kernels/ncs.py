@@ -31,15 +31,22 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 
 from opencmap.errors import ConfigError, ValidationError
 from opencmap.kernels.columns import as_columns, like_input
 
-__all__ = ["ncs", "signed_group_means", "NCS_MODES"]
+__all__ = ["ncs", "signed_group_means", "reference_order", "NCS_MODES"]
 
 #: allowed values of ``mode``
 NCS_MODES = ("cmap", "gutc", "clean")
+
+# rows per parallel work item, and the scores (rows x queries) below which one thread is used
+_ROW_BLOCK = 4096
+_PARALLEL_MIN = 1 << 21
+# bytes of the gathered signed parts summed per chunk of query columns
+_SUM_BYTES = 64 << 20
 
 
 def _nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
@@ -48,49 +55,106 @@ def _nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
         return np.nanmedian(x, axis=axis)
 
 
+@numba.njit(cache=True, nogil=True)
+def _signed_parts(scores, ref_order, c0, c1, pos_part, neg_part):
+    """``where(x > 0, x, 0)`` and ``where(x < 0, -x, 0)`` of ``scores[ref_order, c0:c1]`` (float64)."""
+    for k in range(ref_order.shape[0]):
+        s = ref_order[k]
+        for c in range(c0, c1):
+            v = np.float64(scores[s, c])
+            pos_part[k, c - c0] = v if v > 0 else 0.0
+            neg_part[k, c - c0] = -v if v < 0 else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _signed_counts(scores, ref_order, groups, pos_count, neg_count):
+    for k in range(ref_order.shape[0]):
+        s = ref_order[k]
+        g = groups[s]
+        for c in range(scores.shape[1]):
+            v = scores[s, c]
+            if v > 0:
+                pos_count[g, c] += 1
+            elif v < 0:
+                neg_count[g, c] += 1
+
+
+def reference_order(groups: np.ndarray, is_ref: np.ndarray) -> np.ndarray:
+    """Rows of the reference signatures ordered by group (stable): the grouping that
+    :func:`signed_group_means` computes, to compute once and pass as ``ref_order``."""
+    refs = np.flatnonzero(np.asarray(is_ref, dtype=bool))
+    return refs[np.argsort(np.asarray(groups)[refs], kind="stable")]
+
+
 def signed_group_means(
-    scores: np.ndarray, groups: np.ndarray, is_ref: np.ndarray, n_groups: int
+    scores: np.ndarray, groups: np.ndarray, is_ref: np.ndarray, n_groups: int, *, ref_order: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Unfloored means of the positive and of the |negative| reference scores per group and column.
 
     Parameters: ``scores`` (S, Q) float; ``groups`` int (S,) in ``0..n_groups-1``;
-    ``is_ref`` bool (S,).
+    ``is_ref`` bool (S,); ``ref_order`` optionally :func:`reference_order` of the same groups.
     Returns ``pos_mean, neg_mean`` (n_groups, Q) float64 (NaN where a group has no such score in a
     column), ``pos_count, neg_count`` (n_groups, Q) int64.
     """
-    x = np.asarray(scores[is_ref], dtype=np.float64)
-    g = groups[is_ref]
+    if ref_order is None:
+        ref_order = reference_order(groups, is_ref)
+    ref_order = np.ascontiguousarray(ref_order, dtype=np.int64)
+    g = groups[ref_order]
     n_q = scores.shape[1]
     pos_sum = np.zeros((n_groups, n_q))
     neg_sum = np.zeros((n_groups, n_q))
     pos_count = np.zeros((n_groups, n_q), dtype=np.int64)
     neg_count = np.zeros((n_groups, n_q), dtype=np.int64)
-    if x.shape[0]:
-        order = np.argsort(g, kind="stable")
-        x = x[order]
-        g = g[order]
+    if ref_order.size:
         starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
         gid = g[starts]
-        pos = x > 0
-        neg = x < 0
-        pos_sum[gid] = np.add.reduceat(np.where(pos, x, 0.0), starts, axis=0)
-        neg_sum[gid] = np.add.reduceat(np.where(neg, -x, 0.0), starts, axis=0)
-        pos_count[gid] = np.add.reduceat(pos.astype(np.int64), starts, axis=0)
-        neg_count[gid] = np.add.reduceat(neg.astype(np.int64), starts, axis=0)
+        # the signed parts, gathered in group order, a few query columns at a time (bounded
+        # memory); summed by numpy's reduceat, whose per-column order does not depend on the chunk
+        step = max(1, _SUM_BYTES // (16 * ref_order.size))
+        for c0 in range(0, n_q, step):
+            c1 = min(c0 + step, n_q)
+            pos_part = np.empty((ref_order.size, c1 - c0))
+            neg_part = np.empty_like(pos_part)
+            _signed_parts(scores, ref_order, c0, c1, pos_part, neg_part)
+            pos_sum[gid, c0:c1] = np.add.reduceat(pos_part, starts, axis=0)
+            neg_sum[gid, c0:c1] = np.add.reduceat(neg_part, starts, axis=0)
+        _signed_counts(scores, ref_order, groups, pos_count, neg_count)
     with np.errstate(invalid="ignore", divide="ignore"):
         pos_mean = np.where(pos_count > 0, pos_sum / pos_count, np.nan)
         neg_mean = np.where(neg_count > 0, neg_sum / neg_count, np.nan)
     return pos_mean, neg_mean, pos_count, neg_count
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _apply_rows(x, groups, div_pos, div_neg, out, lo, hi):
+    for s in range(lo, hi):
+        g = groups[s]
+        for q in range(x.shape[1]):
+            v = x[s, q]
+            if v > 0:
+                out[s, q] = v / div_pos[g, q]
+            elif v < 0:
+                out[s, q] = v / div_neg[g, q]
+            else:
+                out[s, q] = v
+
+
+@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+def _apply_kernel(x, groups, div_pos, div_neg, out):
+    n = x.shape[0]
+    n_blocks = (n + _ROW_BLOCK - 1) // _ROW_BLOCK
+    for b in numba.prange(n_blocks):
+        _apply_rows(x, groups, div_pos, div_neg, out, b * _ROW_BLOCK, min((b + 1) * _ROW_BLOCK, n))
+
+
 def _apply(x: np.ndarray, groups: np.ndarray, div_pos: np.ndarray, div_neg: np.ndarray) -> np.ndarray:
     """Divide positive scores by ``div_pos[group]`` and negative ones by ``div_neg[group]`` (per column)."""
-    out = x.copy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pos = x > 0
-        neg = x < 0
-        out[pos] = (x / div_pos[groups])[pos]
-        out[neg] = (x / div_neg[groups])[neg]
+    out = np.empty(x.shape, dtype=np.float64)
+    args = (x, groups, np.ascontiguousarray(div_pos, dtype=np.float64), np.ascontiguousarray(div_neg, dtype=np.float64), out)
+    if x.size >= _PARALLEL_MIN:
+        _apply_kernel(*args)
+    else:  # a parallel launch costs more than it saves for one query
+        _apply_rows(*args, 0, x.shape[0])
     return out
 
 
@@ -102,6 +166,7 @@ def ncs(
     floor: float = 0.01,
     mode: str = "cmap",
     fallback_keys: Sequence[np.ndarray] = (),
+    ref_order: np.ndarray | None = None,
 ) -> np.ndarray:
     """Normalised connectivity scores (see the module docstring for the three modes).
 
@@ -123,6 +188,9 @@ def ncs(
         ``gutc`` only: arrays (n_groups,) of integer keys per group (e.g. the group's pert_type
         code, then its cell-line code) tried in order for groups without references before the
         median over all processed groups.
+    ref_order:
+        Optional :func:`reference_order` of ``groups`` and ``is_ref`` (computed once by callers
+        normalising many score matrices of the same signatures).
 
     Returns
     -------
@@ -130,7 +198,9 @@ def ncs(
     """
     if mode not in NCS_MODES:
         raise ConfigError(f"NCS mode must be one of {NCS_MODES}, got {mode!r}")
-    x, one_d = as_columns(scores, name="scores")
+    x, one_d = as_columns(scores, None, name="scores")
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
     groups = np.asarray(groups)
     is_ref = np.asarray(is_ref, dtype=bool)
     if groups.shape != (x.shape[0],) or is_ref.shape != (x.shape[0],):
@@ -143,7 +213,7 @@ def ncs(
     if groups.size and groups.min() < 0:
         raise ValidationError("group codes must be >= 0 (give every signature a group)")
     n_groups = int(groups.max()) + 1 if groups.size else 0
-    pos_mean, neg_mean, pos_count, neg_count = signed_group_means(x, groups, is_ref, n_groups)
+    pos_mean, neg_mean, pos_count, neg_count = signed_group_means(x, groups, is_ref, n_groups, ref_order=ref_order)
     with np.errstate(invalid="ignore"):
         mu_pos = np.maximum(pos_mean, floor)  # NaN stays NaN
         mu_neg = np.maximum(neg_mean, floor)

@@ -25,6 +25,7 @@ import numba
 import numpy as np
 
 from opencmap.kernels.percentile import prctile
+from opencmap.kernels.ranks import in_main_thread
 
 __all__ = ["MAD_SCALE", "VAR_ADJUSTMENTS", "robust_center_scale", "robust_zscore"]
 
@@ -45,116 +46,108 @@ def _float_array(x: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _select(buf, n, k):  # pragma: no cover - compiled
-    """Move the k-th smallest of ``buf[:n]`` to ``buf[k]`` (no larger value before, no smaller after).
+def _kth_deviation(row, m, k, n, t):  # pragma: no cover - compiled
+    """The ``t``-th smallest (0-based) of ``|row - m|`` for a sorted ``row`` with median ``m``.
 
-    Hoare-partition quickselect with a median-of-three pivot (Wirth's/Floyd's scheme).
+    Left of the middle, ``L[p] = |row[k - 1 - p] - m|`` (``p < k``) grows with ``p``; right of it,
+    ``R[q] = |row[k + q] - m|`` (``q < n - k``) grows with ``q`` (``row[:k] <= m <= row[k:]``,
+    and rounding is monotone). The ``t``-th smallest of the two sorted runs is found by bisecting
+    how many of the ``t + 1`` smallest come from ``L``.
     """
-    lo, hi = 0, n - 1
-    while hi > lo:
-        mid = (lo + hi) >> 1
-        if buf[mid] < buf[lo]:
-            buf[mid], buf[lo] = buf[lo], buf[mid]
-        if buf[hi] < buf[lo]:
-            buf[hi], buf[lo] = buf[lo], buf[hi]
-        if buf[hi] < buf[mid]:
-            buf[hi], buf[mid] = buf[mid], buf[hi]
-        pivot = buf[mid]
-        i, j = lo, hi
-        while i <= j:
-            while buf[i] < pivot:
-                i += 1
-            while pivot < buf[j]:
-                j -= 1
-            if i <= j:
-                buf[i], buf[j] = buf[j], buf[i]
-                i += 1
-                j -= 1
-        # now buf[lo..j] <= pivot <= buf[i..hi], and anything strictly between equals pivot
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
+    n_left, n_right = k, n - k
+    lo = max(0, t + 1 - n_right)
+    hi = min(t + 1, n_left)
+    while lo < hi:
+        p = (lo + hi) >> 1
+        q = t + 1 - p
+        if abs(row[k - 1 - p] - m) < abs(row[k + q - 1] - m):
+            lo = p + 1  # L[p] is below the (q-1)-th of R: take more from L
         else:
-            return
+            hi = p
+    p = lo
+    q = t + 1 - p
+    if p == 0:
+        return abs(row[k + q - 1] - m)
+    left = abs(row[k - p] - m)
+    if q == 0:
+        return left
+    right = abs(row[k + q - 1] - m)
+    return left if left > right else right
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _kth_pair(buf, n, k):  # pragma: no cover - compiled
-    """``(buf[k-1], buf[k])`` of sorted ``buf[:n]`` (``k >= 1``); reorders ``buf``.
+def _median_mad_row(row, n, k, med, mad, r):  # pragma: no cover - compiled
+    """``med[r]``, ``mad[r]``: median and raw MAD of one sorted row (no NaN), ``np.median``'s values.
 
-    Quickselect of ``k``; the (k-1)-th smallest is then the largest value left of it.
+    The median is ``row[k]`` (odd ``n``) or ``(row[k - 1] + row[k]) / 2`` (even; the sum rounded
+    to the dtype, then halved exactly). The MAD is the median of the absolute deviations, which
+    form two sorted runs around the middle (:func:`_kth_deviation`): no second sort or selection.
     """
-    _select(buf, n, k)
-    low = buf[0]
-    for j in range(1, k):
-        if buf[j] > low:
-            low = buf[j]
-    return low, buf[k]
-
-
-#: Rows at least this long bracket the median with a sample first (see ``_median_buf``).
-_BRACKET_MIN = 64
-_SAMPLE = 40
-_HALF_WIDTH = 8
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _median_buf(buf, mid, sample, n):  # pragma: no cover - compiled
-    """Median of ``buf[:n]`` with ``np.median``'s arithmetic (``(lower + upper) / 2`` for even ``n``).
-
-    Long rows: sort a strided sample, take two sample values ``lo <= hi`` likely to bracket the
-    median, copy the values in ``[lo, hi]`` to ``mid`` in one branch-free pass, and select there
-    (about a third of the row); when the median is not bracketed, select in the whole row. Both
-    paths pick the exact order statistics, so the result does not depend on the path.
-    """
-    k = n // 2
-    if n >= _BRACKET_MIN:
-        step = n // _SAMPLE
-        for i in range(_SAMPLE):  # insertion sort of the sample
-            v = buf[i * step]
-            j = i
-            while j > 0 and sample[j - 1] > v:
-                sample[j] = sample[j - 1]
-                j -= 1
-            sample[j] = v
-        lo = sample[max(0, _SAMPLE // 2 - _HALF_WIDTH)]
-        hi = sample[min(_SAMPLE - 1, _SAMPLE // 2 + _HALF_WIDTH)]
-        below = 0
-        m = 0
-        for j in range(n):
-            v = buf[j]
-            mid[m] = v
-            m += (v >= lo) & (v <= hi)
-            below += v < lo
-        need = k if n % 2 else k - 1  # smallest order statistic needed
-        if below <= need and k < below + m:
-            if n % 2:
-                _select(mid, m, k - below)
-                return mid[k - below]
-            a, b = _kth_pair(mid, m, k - below)
-            return (a + b) / 2  # exact halving; callers store it in the input's dtype
     if n % 2:
-        _select(buf, n, k)
-        return buf[k]
-    a, b = _kth_pair(buf, n, k)
-    return (a + b) / 2
+        med[r] = row[k]
+    else:
+        med[r] = (row[k - 1] + row[k]) / 2
+    m = med[r]  # rounded to the dtype, as np.median's result is
+    if n % 2:
+        mad[r] = _kth_deviation(row, m, k, n, k)
+    else:
+        mad[r] = (_kth_deviation(row, m, k, n, k - 1) + _kth_deviation(row, m, k, n, k)) / 2
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _median_mad_rows(a, med, mad):  # pragma: no cover - compiled
-    n_rows, n = a.shape
+def _median_mad_sorted(s, med, mad):  # pragma: no cover - compiled
+    """:func:`_median_mad_row` of each row of ``s`` (rows sorted ascending), multi-threaded."""
+    n_rows, n = s.shape
     for r in numba.prange(n_rows):
-        buf = np.empty(n, dtype=a.dtype)
-        mid = np.empty(n, dtype=a.dtype)
-        sample = np.empty(_SAMPLE, dtype=a.dtype)
-        for j in range(n):  # a copy of the row, whatever the memory order of ``a``
-            buf[j] = a[r, j]
-        med[r] = _median_buf(buf, mid, sample, n)
-        m = med[r]  # rounded to the input dtype, as np.median's result is
-        for j in range(n):
-            buf[j] = abs(a[r, j] - m)
-        mad[r] = _median_buf(buf, mid, sample, n)
+        _median_mad_row(s[r], n, n // 2, med, mad, r)
+
+
+@numba.njit(cache=True, nogil=True)
+def _median_mad_sorted_1t(s, med, mad):  # pragma: no cover - compiled
+    """:func:`_median_mad_sorted` in the calling thread only."""
+    n_rows, n = s.shape
+    for r in range(n_rows):
+        _median_mad_row(s[r], n, n // 2, med, mad, r)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def _apply_rows(a, med, denom, out):  # pragma: no cover - compiled
+    """``out[g, s] = (a[g, s] - med[g]) / denom[g]`` (C-ordered ``a``/``out``), numpy's arithmetic."""
+    n_rows, n = a.shape
+    for g in numba.prange(n_rows):
+        m = med[g]
+        d = denom[g]
+        for s in range(n):
+            out[g, s] = (a[g, s] - m) / d
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _apply_rows_1t(a, med, denom, out):  # pragma: no cover - compiled
+    """:func:`_apply_rows` in the calling thread only."""
+    n_rows, n = a.shape
+    for g in range(n_rows):
+        m = med[g]
+        d = denom[g]
+        for s in range(n):
+            out[g, s] = (a[g, s] - m) / d
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def _apply_cols(at, med, denom, out_t):  # pragma: no cover - compiled
+    """:func:`_apply_rows` on transposed (C-ordered) views of a column-major matrix."""
+    n, n_rows = at.shape
+    for s in numba.prange(n):
+        for g in range(n_rows):
+            out_t[s, g] = (at[s, g] - med[g]) / denom[g]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _apply_cols_1t(at, med, denom, out_t):  # pragma: no cover - compiled
+    """:func:`_apply_cols` in the calling thread only."""
+    n, n_rows = at.shape
+    for s in range(n):
+        for g in range(n_rows):
+            out_t[s, g] = (at[s, g] - med[g]) / denom[g]
 
 
 def _median_rows(a: np.ndarray) -> np.ndarray:
@@ -170,14 +163,19 @@ def _median_rows(a: np.ndarray) -> np.ndarray:
 
 def _median_mad(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row medians and raw MADs of a 2-D float array (NaN ignored)."""
-    if ref.shape[1] == 0 or np.isnan(ref).any():
+    rows = None
+    if ref.shape[1]:
+        # sort each row (numpy's vectorised sort; NaN sort last, so the last column tells)
+        rows = np.array(ref, order="C", copy=True)
+        rows.sort(axis=1)
+    if rows is None or np.isnan(rows[:, -1]).any():
         med = _median_rows(ref)
         return med, _median_rows(np.abs(ref - med[:, None]))
-    # no NaN: a compiled quickselect per row, same values as np.median (float32 stays float32)
-    a = ref if ref.flags.c_contiguous or ref.flags.f_contiguous else np.ascontiguousarray(ref)
-    med = np.empty(a.shape[0], dtype=a.dtype)
-    mad = np.empty(a.shape[0], dtype=a.dtype)
-    _median_mad_rows(a, med, mad)
+    # no NaN: read the median and merge the two runs of deviations around it: the same values
+    # as np.median (float32 stays float32)
+    med = np.empty(rows.shape[0], dtype=rows.dtype)
+    mad = np.empty(rows.shape[0], dtype=rows.dtype)
+    (_median_mad_sorted if in_main_thread() else _median_mad_sorted_1t)(rows, med, mad)
     return med, mad
 
 
@@ -232,17 +230,37 @@ def robust_zscore(
     var_adjustment: str = "fixed",
     estimate_prct: float = 1.0,
     scale: float = MAD_SCALE,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Robust z-scores of every column of ``x`` against the ``background`` columns, row by row.
 
     Shape contract: ``x`` is ``(n_genes, n_samples)``; the result has the same shape and the
     floating dtype of ``x`` (integers are promoted to float64). Rows whose background is all
     NaN give NaN. ``background=None`` is ZSPC (whole plate); pass the vehicle columns for ZSVC.
-    To z-score columns instead of rows, call it on ``x.T``.
+    To z-score columns instead of rows, call it on ``x.T``. ``out``: an array of the result's
+    shape and dtype (C- or Fortran-contiguous, not overlapping ``x``) to write into and return.
     """
     a = _float_array(x)
     med, mad = robust_center_scale(
         a, background, min_mad=min_mad, var_adjustment=var_adjustment, estimate_prct=estimate_prct
     )
+    denom = a.dtype.type(scale) * mad  # in the input's dtype, as numpy broadcasting computes it
+    if out is not None:
+        if out.shape != a.shape or out.dtype != a.dtype or not (out.flags.c_contiguous or out.flags.f_contiguous):
+            raise ValueError(f"out must be a contiguous {a.dtype} array of shape {a.shape}, got {out.dtype} {out.shape}")
+    compiled = a.dtype in (np.float32, np.float64) and (a.flags.c_contiguous or a.flags.f_contiguous)
+    if a.size and compiled and (out is None or out.flags.c_contiguous == a.flags.c_contiguous):
+        # one compiled pass in the input's memory order; the same arithmetic as the line below
+        if a.flags.c_contiguous:
+            res = np.empty(a.shape, dtype=a.dtype) if out is None else out
+            (_apply_rows if in_main_thread() else _apply_rows_1t)(a, med, denom, res)
+            return res
+        res = np.empty(a.shape, dtype=a.dtype, order="F") if out is None else out
+        (_apply_cols if in_main_thread() else _apply_cols_1t)(a.T, med, denom, res.T)
+        return res
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (a - med[:, None]) / (a.dtype.type(scale) * mad[:, None])
+        z = (a - med[:, None]) / denom[:, None]
+    if out is None:
+        return z
+    out[...] = z
+    return out

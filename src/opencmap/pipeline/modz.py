@@ -62,7 +62,14 @@ def landmark_rank_block(level4: GCT, landmark_rows: np.ndarray, params: Pipeline
     Returns ``None`` when the landmark block has missing values (correlations then use each
     group's complete rows instead).
     """
-    lm = np.clip(level4.data[landmark_rows].astype(np.float64), -params.clip, params.clip)
+    data = level4.data
+    bound = np.float32(params.clip)
+    if data.dtype == np.float32 and float(bound) == params.clip:
+        # float32 values clipped at a float32-exact bound rank exactly as their float64 copies
+        # do (the conversion is exact and keeps order and ties), at half the sorting cost
+        lm = np.clip(data[landmark_rows], -bound, bound)
+    else:
+        lm = np.clip(data[landmark_rows].astype(np.float64), -params.clip, params.clip)
     if np.isnan(lm).any():
         return None
     return spearman_standardized(lm)
@@ -107,7 +114,7 @@ def collapse_replicates(
     if ranks is None:
         ranks = landmark_rank_block(level4, landmark_rows, params)
     data = level4.data
-    out = np.empty((data.shape[0], len(groups)), dtype=np.float32)
+    out = np.empty((data.shape[0], len(groups)), dtype=np.float32, order="F")  # one contiguous column per group
     weights: list[np.ndarray] = []
     corrs: list[np.ndarray] = []
     for gi, cols in enumerate(groups):

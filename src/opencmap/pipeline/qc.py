@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from opencmap.kernels.percentile import prctile
+from opencmap.kernels.ranks import mutual_pair_ranks
 
 __all__ = [
     "MISSING",
@@ -32,6 +33,7 @@ __all__ = [
     "cc_summaries",
     "ss_ngene",
     "distil_ss",
+    "distil_ss_columns",
     "tas",
     "self_rank_pct_q25",
     "is_gold",
@@ -57,7 +59,13 @@ def _prctile_each(vectors: list[np.ndarray], p: float) -> np.ndarray:
 
 def cc_summaries(corrs: list[np.ndarray]) -> np.ndarray:
     """:func:`cc_summary` of many clipped correlation matrices: ``(len(corrs), 3)`` array."""
-    uppers = [np.asarray(c, dtype=np.float64)[np.triu_indices(c.shape[0], k=1)] for c in corrs]
+    upper_of: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # triangle indices per matrix size
+    uppers = []
+    for c in corrs:
+        n = c.shape[0]
+        if n not in upper_of:
+            upper_of[n] = np.triu_indices(n, k=1)
+        uppers.append(np.asarray(c, dtype=np.float64)[upper_of[n]])
     out = np.full((len(corrs), 3), MISSING)
     out[:, 0] = _prctile_each(uppers, 75)
     out[:, 1] = [u.max() if u.size else MISSING for u in uppers]
@@ -101,6 +109,25 @@ def distil_ss(modz_landmarks: np.ndarray, *, n_extreme: int = 100) -> float:
     return float(v[-k:].mean() - v[:k].mean())
 
 
+def distil_ss_columns(modz_landmarks: np.ndarray, *, n_extreme: int = 100) -> np.ndarray:
+    """:func:`distil_ss` of every column of ``(n_lm, k)`` landmark MODZ values: ``(k,)`` float64.
+
+    Columns without NaN are sorted together (same values as :func:`distil_ss`, whose means run
+    over the same contiguous slices); columns with NaN go through :func:`distil_ss` one by one.
+    """
+    v = np.asarray(modz_landmarks, dtype=np.float64)
+    out = np.full(v.shape[1], MISSING)
+    clean = ~np.isnan(v).any(axis=0)
+    n = v.shape[0]
+    if n and clean.any():
+        rows = np.sort(v[:, clean].T, axis=1)  # one signature per row, contiguous
+        k = max(1, min(n_extreme, n // 2))
+        out[clean] = rows[:, -k:].mean(axis=1) - rows[:, :k].mean(axis=1)
+    for g in np.flatnonzero(~clean):
+        out[g] = distil_ss(v[:, g], n_extreme=n_extreme)
+    return out
+
+
 def tas(ss_ngene_: np.ndarray | float, cc_q75: np.ndarray | float, *, n_landmarks: int = 978) -> np.ndarray:
     """Transcriptional activity score (vectorised); NaN where ``cc_q75`` is undefined (NaN or ``-666``)."""
     ss = np.asarray(ss_ngene_, dtype=np.float64)
@@ -130,20 +157,9 @@ def self_rank_pct_q25(similarity: np.ndarray, groups: list[np.ndarray]) -> np.nd
         return out
     s[np.isnan(s)] = -np.inf  # unknown similarity ranks last (before self)
     np.fill_diagonal(s, np.nan)  # self never counts as more similar
-    index = np.arange(k)
-    best: list[np.ndarray] = [np.empty(0)] * len(groups)
-    for gi, cols in enumerate(groups):
-        cols = np.asarray(cols)
-        if cols.size < 2:
-            continue
-        rows = s[cols]  # (n, k): each replicate's similarity to every instance
-        target = rows[:, cols]  # (n, n): similarity of replicate a to replicate b
-        # rank of b in a's descending order, ties broken by instance order (a stable sort):
-        # 1 + #{more similar} + #{equally similar and earlier}
-        greater = (rows[:, None, :] > target[:, :, None]).sum(axis=2)
-        earlier = (index[None, None, :] < cols[None, :, None]) & (rows[:, None, :] == target[:, :, None])
-        ranks = 1 + greater + earlier.sum(axis=2)
-        best[gi] = np.minimum(ranks, ranks.T)[np.triu_indices(cols.size, k=1)]
+    # rank of b in a's descending order, ties broken by instance order (a stable sort):
+    # 1 + #{more similar} + #{equally similar and earlier}; the better of the two ranks counts
+    best = mutual_pair_ranks(s, [np.asarray(cols) for cols in groups])
     q25 = _prctile_each(best, 25)
     return np.where(np.isnan(q25), MISSING, 100.0 * (q25 - 1.0) / (k - 1))
 

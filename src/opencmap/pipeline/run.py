@@ -2,21 +2,31 @@
 
 Work is done **replicate set by replicate set** (plates sharing a prefix such as
 ``ABC001_A375_6H`` for ``_X1``, ``_X2``, ``_X3``; see :mod:`opencmap.pipeline.params`), so memory
-holds at most one replicate set's plates at a time:
+holds a few replicate sets' plates at a time, whatever the size of the compendium.
 
-1. for each plate of the set: read only its columns (``read_gct(..., cid=...)``), run the Level 2
-   → 3 steps when starting from Level 2, z-score it (:func:`~opencmap.pipeline.zscore.zscore_plate`)
-   and save its Level 4 block in the work folder;
+From **Level 3** (:func:`_run_slots`): the Level 4 and Level 5 matrices are allocated at their
+final size in the work folder (each plate's and each replicate set's columns known from the
+instance table), so every value is written once, in place, and the finished files are moved,
+not copied:
+
+1. for each plate of the set: read only its values (:meth:`~opencmap.io.GCTXFile.read_matrix`),
+   z-score it (:func:`~opencmap.pipeline.zscore.zscore_plate`) into a reused set buffer and store
+   it at its Level 4 columns;
 2. collapse the set's replicates (:func:`~opencmap.pipeline.signatures.build_signatures`) and
-   save its Level 5 block and ``sig_info`` rows in the work folder;
-3. after all sets: consensus gene signatures (:mod:`~opencmap.pipeline.cgs`) in bounded batches,
-   exemplar flags over the whole output, then the final files are streamed together with
-   :class:`~opencmap.io.GCTXWriter`, one block at a time.
+   store its signatures at their Level 5 columns, its ``sig_info`` rows in the work folder;
+3. after all sets: consensus gene signatures (:mod:`~opencmap.pipeline.cgs`) from the Level 5
+   work file, appended to it; exemplar flags over the whole output; column metadata; move.
 
-**Resumable.** Every per-plate / per-set result is written atomically and then recorded in the
-work folder's done-list; an interrupted run started again with the same inputs and parameters
-skips what is done. The work folder (``<out>/.opencmap-work`` by default) is removed after a
-successful run unless ``keep_work=True``. Resuming with different inputs or parameters is refused
+Reads of the next set and writes of the last one run in a background thread (HDF5 I/O releases
+the GIL), overlapping with computing. From **Level 1/2** (LISS, censoring: column counts are known
+only after each plate), per-plate Level 4 and per-set Level 5 work files are assembled at the end.
+
+**Resumable.** Every finished plate / set is recorded in the work folder's done-list, only after
+its values were handed to the operating system (and, every :data:`CHECKPOINT_SECONDS`, put on
+disk with ``fsync``, in the background); an interrupted run started again with the same inputs
+and parameters skips what is done (a partial output that cannot be reopened is redone). The work
+folder (``<out>/.opencmap-work`` by default) is removed after a successful run unless
+``keep_work=True``. Resuming with different inputs or parameters is refused
 (:class:`~opencmap.errors.ConfigError`); pass ``restart=True`` to start over.
 
 Outputs in ``out_dir``: ``level4.gctx`` (genes × instances, robust z-scores), ``level5.gctx``
@@ -33,9 +43,11 @@ import os
 import platform
 import re
 import shutil
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from os import PathLike
@@ -47,14 +59,15 @@ import pandas as pd
 
 from opencmap import __version__
 from opencmap.core.gct import GCT
-from opencmap.errors import ConfigError, OpenCMapWarning, PipelineError
+from opencmap.errors import ConfigError, FormatError, OpenCMapWarning, PipelineError
 from opencmap.io import GCTXFile, GCTXWriter, is_gctx, read_gct, read_meta, read_table, write_gctx, write_table
 from opencmap.io.atomic import atomic_write_path
+from opencmap.io.gctx import GCTXSlots
 from opencmap.pipeline.cgs import cgs_groups, consensus_gene_signatures
 from opencmap.pipeline.modz import landmark_positions
 from opencmap.pipeline.params import PipelineParams
 from opencmap.pipeline.qc import exemplar_flags
-from opencmap.pipeline.signatures import build_signatures, check_group_fields, replicate_sets
+from opencmap.pipeline.signatures import build_signatures, check_group_fields, group_instances, replicate_sets
 from opencmap.pipeline.zscore import zscore_plate
 
 __all__ = ["RunResult", "ProgressCallback", "Level1Plate", "level1_plates", "run_pipeline", "level2_to_level3", "MANIFEST_VERSION"]
@@ -78,6 +91,10 @@ WORK_NAME = ".opencmap-work"
 CGS_BATCH = 2000
 #: Plates with fewer wells get a warning: their robust z-scores rest on few samples.
 MIN_PLATE_WELLS = 10
+#: Work-folder layout of a Level 3 run (outputs filled in place; see :func:`_run_slots`).
+SLOTS_LAYOUT = 2
+#: Seconds between durable checkpoints (fsync of the partial outputs, then of the done-list).
+CHECKPOINT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -215,6 +232,8 @@ class _WorkState:
         else:
             with atomic_write_path(self.identity_path) as tmp:
                 tmp.write_text(json.dumps({"format_version": MANIFEST_VERSION, "identity": identity}, indent=1))
+        self._pending: list[str] = []
+        self._last_sync = time.monotonic()
         self.done: set[str] = set()
         if self.done_path.exists():
             self.done = {line for line in self.done_path.read_text().splitlines() if line}
@@ -244,6 +263,92 @@ class _WorkState:
             fh.flush()
             os.fsync(fh.fileno())
         self.done.add(key)
+
+    # -- checkpointed marks (Level 3 runs): a mark reaches done.txt only after the data it
+    #    vouches for was handed to the OS (interruption) or put on disk (periodic checkpoint)
+    _syncer: threading.Thread | None = None
+    _sync_error: BaseException | None = None
+
+    def pend(self, key: str) -> None:
+        """Record ``key`` as done at the next :meth:`checkpoint`."""
+        self._pending.append(key)
+        self.done.add(key)
+
+    def _append(self, keys: list[str], *, sync: bool) -> None:
+        if keys:
+            with open(self.done_path, "a", encoding="utf-8") as fh:
+                fh.write("".join(k + "\n" for k in keys))
+                fh.flush()
+                if sync:
+                    os.fsync(fh.fileno())
+
+    def checkpoint(self, files: Sequence[Any]) -> None:
+        """Every :data:`CHECKPOINT_SECONDS`: put ``files`` (:class:`GCTXSlots`) and then the pending
+        marks on disk (``fsync``), in a background thread so computing goes on meanwhile.
+
+        A mark never reaches the disk before the values it vouches for, so even a power cut
+        cannot leave a done-list that promises values the files lack.
+        """
+        keys = self._pending
+        if not keys or time.monotonic() - self._last_sync < CHECKPOINT_SECONDS:
+            return
+        self.wait()
+        for f in files:
+            f.flush()
+        self._pending = []
+        self._last_sync = time.monotonic()
+        paths = [f.path for f in files]
+
+        def durable() -> None:
+            try:
+                for path in paths:
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                self._append(keys, sync=True)
+            except BaseException as exc:  # noqa: BLE001 - reported by wait()
+                self._sync_error = exc
+
+        self._syncer = threading.Thread(target=durable, name="opencmap-checkpoint", daemon=True)
+        self._syncer.start()
+
+    def record(self, files: Sequence[Any], *, quiet: bool = False) -> None:
+        """Hand ``files`` to the operating system, then write every pending mark (no ``fsync``:
+        what the OS holds survives the end or interruption of this process).
+
+        ``quiet``: after an interruption, an error of a background checkpoint is not raised.
+        """
+        try:
+            self.wait()
+        except PipelineError:
+            if not quiet:
+                raise
+        for f in files:
+            f.flush()
+        keys, self._pending = self._pending, []
+        self._append(keys, sync=False)
+
+    def wait(self) -> None:
+        """Wait for a background checkpoint; re-raise its error."""
+        if self._syncer is not None:
+            self._syncer.join()
+            self._syncer = None
+        self._raise_sync_error()
+
+    def _raise_sync_error(self) -> None:
+        if self._sync_error is not None:
+            exc, self._sync_error = self._sync_error, None
+            raise PipelineError(f"cannot record progress in {self.done_path}: {exc}") from exc
+
+    def forget(self) -> None:
+        """Drop every mark (the partial outputs were lost): the run starts over."""
+        self.wait()
+        self.done.clear()
+        self._pending = []
+        with atomic_write_path(self.done_path) as tmp:
+            tmp.write_text("")
 
 
 # ------------------------------------------------------------------------------------ Level 2 -> 3
@@ -576,6 +681,7 @@ def run_pipeline(
             "inference_model": _fingerprint(Path(inference_model)) if inference_model is not None else None,
             "n_instances": len(col_meta),
             "params": params.to_dict(),
+            **({"layout": SLOTS_LAYOUT} if not from_level2 else {}),
         }
         state = _WorkState(Path(work_dir) if work_dir else out / WORK_NAME, identity, restart=restart)
     whole = None if from_level1 or is_gctx(matrix) else read_gct(matrix)  # text GCT: parse once
@@ -583,91 +689,103 @@ def run_pipeline(
     plates_done = 0
     report("plates", 0, len(plate_order))
 
-    # A fresh run whose plates come set by set in the final order writes Level 4 straight into its
-    # final file as plates are z-scored (the per-plate work files stay, for resuming): no read-back.
     level4_out, level5_out = out / LEVEL4_NAME, out / LEVEL5_NAME
-    processing_order = [p for s in set_order for p in set_plates[s]]
-    fresh = not any(key.startswith(("plate\t", "set\t")) for key in state.done)
-    level4_stream = fresh and processing_order == plate_order
-    level4_writer: GCTXWriter | None = None
-    reader = GCTXFile(matrix) if not from_level1 and whole is None else None  # opened once for all plates
-    try:
-        for si, set_name in enumerate(set_order):
-            l5_path, info_path = state.level5_path(set_name), state.sig_info_path(set_name)
-            set_is_done = state.is_done(f"set\t{set_name}", l5_path, info_path)
-            blocks: list[GCT] = []
-            for plate in set_plates[set_name]:
-                l4_path = state.level4_path(plate)
-                if state.is_done(f"plate\t{plate}", l4_path):
-                    resumed_plates += 1
-                    block = read_gct(l4_path, meta_only=set_is_done)
-                else:
-                    block = _process_plate(
-                        matrix, whole, plate, col_meta.iloc[plate_positions[plate]], row_meta, params, state, model,
-                        level2_files=level2_files, genes_table=genes_table, positions=plate_positions[plate],
-                        reader=reader,
-                    )
-                if out_rows is None:
-                    out_rows = block.row_meta
-                    landmarks = landmark_positions(out_rows, params)
-                elif not block.rids.equals(out_rows.index):
-                    raise PipelineError(f"plate {plate}: its Level 3 genes differ from the first plate's; all plates must share one gene space")
-                if level4_stream:
-                    if level4_writer is None:
-                        level4_writer = GCTXWriter(level4_out, out_rows)
-                    level4_writer.append(block.data, col_meta.loc[block.cids])
-                if not set_is_done:
-                    blocks.append(block)
-                plates_done += 1
-                report("plates", plates_done, len(plate_order))
-            if set_is_done:
-                resumed_sets += 1
-            else:
-                level4 = _concat_columns(blocks, out_rows)
-                level5, sig_info = build_signatures(level4, params, landmark_rows=landmarks)
-                write_gctx(level5, l5_path)
-                write_table(sig_info, info_path)
-                state.mark_done(f"set\t{set_name}")
-            del blocks
-            report("replicate sets", si + 1, len(set_order))
-    except BaseException:
-        if level4_writer is not None:
-            level4_writer.abort()
-        raise
-    finally:
-        if reader is not None:
-            reader.close()
-    if level4_writer is not None:
-        level4_writer.close()
-
-    # -------------------------------------------------------------- signature table and CGS
-    sig_info = pd.concat([_read_sig_info(state.sig_info_path(s)) for s in set_order], axis=0)
-    n_cgs = 0
-    cgs_info = None
-    if params.cgs:
-        cgs_info = _build_cgs(sig_info, set_order, out_rows, landmarks, params, state, report)
-        n_cgs = len(cgs_info)
-    full_info = pd.concat([sig_info, cgs_info], axis=0) if n_cgs else sig_info
-    full_info["is_exemplar_sig"] = exemplar_flags(full_info).to_numpy()
-    full_info.index.name = "sig_id"
-
-    # -------------------------------------------------------------- final files
-    level4_parts = [state.level4_path(p) for p in plate_order]
-    level5_parts = [state.level5_path(s) for s in set_order] + ([state.cgs_path] if n_cgs else [])
-    total_blocks = len(level4_parts) + len(level5_parts)
-    written = 0
-    outputs = [(level5_out, level5_parts, full_info)]
-    if level4_writer is None:  # not streamed above: assemble from the per-plate work files
-        outputs.insert(0, (level4_out, level4_parts, col_meta))
+    if not from_level2:  # Level 3 input: outputs filled in place, no per-plate work files
+        reader = GCTXFile(matrix) if whole is None else None  # opened once for all plates
+        try:
+            full_info, sig_info, n_cgs, resumed_plates, resumed_sets = _run_slots(
+                whole, reader, col_meta, row_meta, landmarks, plate_order, plate_positions, set_order, set_plates,
+                params, state, report, level4_out, level5_out,
+            )
+        finally:
+            if reader is not None:
+                reader.close()
+        out_rows = row_meta
     else:
-        written = len(level4_parts)
-    for target, parts, meta in outputs:
-        with GCTXWriter(target, out_rows) as writer:  # one block in memory at a time
-            for part in parts:
-                block = read_gct(part)
-                writer.append(block.data, meta.loc[block.cids])
-                written += 1
-                report("write", written, total_blocks)
+        # A fresh run whose plates come set by set in the final order writes Level 4 straight into its
+        # final file as plates are z-scored (the per-plate work files stay, for resuming): no read-back.
+        processing_order = [p for s in set_order for p in set_plates[s]]
+        fresh = not any(key.startswith(("plate\t", "set\t")) for key in state.done)
+        level4_stream = fresh and processing_order == plate_order
+        level4_writer: GCTXWriter | None = None
+        reader = GCTXFile(matrix) if not from_level1 and whole is None else None  # opened once for all plates
+        try:
+            for si, set_name in enumerate(set_order):
+                l5_path, info_path = state.level5_path(set_name), state.sig_info_path(set_name)
+                set_is_done = state.is_done(f"set\t{set_name}", l5_path, info_path)
+                blocks: list[GCT] = []
+                for plate in set_plates[set_name]:
+                    l4_path = state.level4_path(plate)
+                    if state.is_done(f"plate\t{plate}", l4_path):
+                        resumed_plates += 1
+                        block = read_gct(l4_path, meta_only=set_is_done)
+                    else:
+                        block = _process_plate(
+                            matrix, whole, plate, col_meta.iloc[plate_positions[plate]], row_meta, params, state, model,
+                            level2_files=level2_files, genes_table=genes_table, positions=plate_positions[plate],
+                            reader=reader,
+                        )
+                    if out_rows is None:
+                        out_rows = block.row_meta
+                        landmarks = landmark_positions(out_rows, params)
+                    elif not block.rids.equals(out_rows.index):
+                        raise PipelineError(f"plate {plate}: its Level 3 genes differ from the first plate's; all plates must share one gene space")
+                    if level4_stream:
+                        if level4_writer is None:
+                            level4_writer = GCTXWriter(level4_out, out_rows)
+                        level4_writer.append(block.data, col_meta.loc[block.cids])
+                    if not set_is_done:
+                        blocks.append(block)
+                    plates_done += 1
+                    report("plates", plates_done, len(plate_order))
+                if set_is_done:
+                    resumed_sets += 1
+                else:
+                    level4 = _concat_columns(blocks, out_rows)
+                    level5, sig_info = build_signatures(level4, params, landmark_rows=landmarks)
+                    write_gctx(level5, l5_path)
+                    write_table(sig_info, info_path)
+                    state.mark_done(f"set\t{set_name}")
+                del blocks
+                report("replicate sets", si + 1, len(set_order))
+        except BaseException:
+            if level4_writer is not None:
+                level4_writer.abort()
+            raise
+        finally:
+            if reader is not None:
+                reader.close()
+        if level4_writer is not None:
+            level4_writer.close()
+
+        # -------------------------------------------------------------- signature table and CGS
+        sig_info = pd.concat([_read_sig_info(state.sig_info_path(s)) for s in set_order], axis=0)
+        n_cgs = 0
+        cgs_info = None
+        if params.cgs:
+            cgs_info = _build_cgs(sig_info, set_order, out_rows, landmarks, params, state, report)
+            n_cgs = len(cgs_info)
+        full_info = pd.concat([sig_info, cgs_info], axis=0) if n_cgs else sig_info
+        full_info["is_exemplar_sig"] = exemplar_flags(full_info).to_numpy()
+        full_info.index.name = "sig_id"
+
+        # -------------------------------------------------------------- final files
+        level4_parts = [state.level4_path(p) for p in plate_order]
+        level5_parts = [state.level5_path(s) for s in set_order] + ([state.cgs_path] if n_cgs else [])
+        total_blocks = len(level4_parts) + len(level5_parts)
+        written = 0
+        outputs = [(level5_out, level5_parts, full_info)]
+        if level4_writer is None:  # not streamed above: assemble from the per-plate work files
+            outputs.insert(0, (level4_out, level4_parts, col_meta))
+        else:
+            written = len(level4_parts)
+        for target, parts, meta in outputs:
+            with GCTXWriter(target, out_rows) as writer:  # one block in memory at a time
+                for part in parts:
+                    block = read_gct(part)
+                    writer.append(block.data, meta.loc[block.cids])
+                    written += 1
+                    report("write", written, total_blocks)
     sig_info_out = out / SIG_INFO_NAME
     write_table(full_info, sig_info_out)
     n_censored = 0
@@ -818,26 +936,333 @@ def _build_cgs(
         return _read_sig_info(info_path)
     set_file = {s: state.level5_path(s) for s in set_order}
     sig_set = sig_info["replicate_set"].astype("str")
-    infos = []
+
+    def read_sigs(wanted: pd.Index) -> GCT:
+        parts = []
+        for set_name, ids in pd.Series(wanted, index=wanted).groupby(sig_set.loc[wanted].to_numpy(), sort=False):
+            parts.append(read_gct(set_file[set_name], cid=list(ids)))
+        return _concat_columns(parts, row_meta)
+
     with GCTXWriter(state.cgs_path, row_meta) as writer:
-        start = 0
-        while start < len(groups):
-            stop, n_sigs = start, 0
-            while stop < len(groups) and (n_sigs == 0 or n_sigs + len(groups["sig_ids"].iat[stop]) <= CGS_BATCH):
-                n_sigs += len(groups["sig_ids"].iat[stop])
-                stop += 1
-            batch = groups.iloc[start:stop].reset_index(drop=True)
-            wanted = pd.Index([s for ids in batch["sig_ids"] for s in ids], dtype=object)
-            parts = []
-            for set_name, ids in pd.Series(wanted, index=wanted).groupby(sig_set.loc[wanted].to_numpy(), sort=False):
-                parts.append(read_gct(set_file[set_name], cid=list(ids)))
-            level5 = _concat_columns(parts, row_meta)
-            cgs, info = consensus_gene_signatures(level5, sig_info.loc[level5.cids], params=params, landmark_rows=landmarks, groups=batch)
-            writer.append(cgs.data, info)
-            infos.append(info)
-            start = stop
-            report("cgs", start, len(groups))
+        infos = _cgs_batches(groups, sig_info, read_sigs, writer.append, landmarks, params, report)
     cgs_info = pd.concat(infos, axis=0)
     write_table(cgs_info, info_path)
     state.mark_done("cgs")
+    return cgs_info
+
+
+def _cgs_batches(
+    groups: pd.DataFrame,
+    sig_info: pd.DataFrame,
+    read_sigs: Callable[[pd.Index], GCT],
+    store: Callable[[np.ndarray, pd.DataFrame], None],
+    landmarks: np.ndarray,
+    params: PipelineParams,
+    report: ProgressCallback,
+) -> list[pd.DataFrame]:
+    """Build the CGS of ``groups`` in batches of at most :data:`CGS_BATCH` input signatures."""
+    infos = []
+    start = 0
+    while start < len(groups):
+        stop, n_sigs = start, 0
+        while stop < len(groups) and (n_sigs == 0 or n_sigs + len(groups["sig_ids"].iat[stop]) <= CGS_BATCH):
+            n_sigs += len(groups["sig_ids"].iat[stop])
+            stop += 1
+        batch = groups.iloc[start:stop].reset_index(drop=True)
+        wanted = pd.Index([s for ids in batch["sig_ids"] for s in ids], dtype=object)
+        level5 = read_sigs(wanted)
+        cgs, info = consensus_gene_signatures(level5, sig_info.loc[level5.cids], params=params, landmark_rows=landmarks, groups=batch)
+        store(cgs.data, info)
+        infos.append(info)
+        start = stop
+        report("cgs", start, len(groups))
+    return infos
+
+
+# ------------------------------------------------------------------------- Level 3 runs, in place
+def _open_slots(
+    state: _WorkState, name: str, rows: pd.DataFrame, n_cols: int, *, resizable: bool, fresh: bool
+) -> tuple[GCTXSlots, bool]:
+    """The partial output ``name`` of the work folder: reopened when resuming, else created.
+
+    Returns ``(slots, reopened)``; ``reopened`` is False when the file had to be made anew.
+    """
+    path = state.root / name
+    if not fresh and path.exists():
+        try:
+            slots = GCTXSlots.open(path)
+        except FormatError as exc:
+            log.warning("%s cannot be reopened (%s); its finished work is redone", path, exc)
+        else:
+            n_rows, n = slots.shape
+            if n_rows == len(rows) and (n == n_cols or (resizable and n >= n_cols)):
+                if n != n_cols:
+                    slots.resize(n_cols)
+                return slots, True
+            slots.close()
+    return GCTXSlots.create(path, rows, n_cols, resizable=resizable), False
+
+
+def _run_slots(
+    whole: GCT | None,
+    reader: GCTXFile | None,
+    col_meta: pd.DataFrame,
+    row_meta: pd.DataFrame,
+    landmarks: np.ndarray,
+    plate_order: list[str],
+    plate_positions: Mapping[str, np.ndarray],
+    set_order: list[str],
+    set_plates: Mapping[str, list[str]],
+    params: PipelineParams,
+    state: _WorkState,
+    report: ProgressCallback,
+    level4_out: Path,
+    level5_out: Path,
+) -> tuple[pd.DataFrame, pd.DataFrame, int, int, int]:
+    """Level 3 → 4 → 5 with both outputs filled in place (no per-plate copies).
+
+    The Level 4 and Level 5 matrices are allocated in the work folder at their final size
+    (plates at their final columns; each replicate set's signatures at theirs; CGS appended), so
+    each value is written once and the finished files are moved, not copied. Progress marks
+    reach the done-list only after the values they vouch for (see :meth:`_WorkState.checkpoint`).
+
+    Returns ``(full_info, sig_info, n_cgs, resumed_plates, resumed_sets)``.
+    """
+    # Level 4 columns: plates in matrix order of first appearance, each plate's wells in matrix order
+    plate_start: dict[str, int] = {}
+    pos = 0
+    for plate in plate_order:
+        plate_start[plate] = pos
+        pos += len(plate_positions[plate])
+    level4_meta = col_meta.iloc[np.concatenate([plate_positions[p] for p in plate_order])]
+    # Level 5 columns: each replicate set's signatures, sets in order, then the CGS
+    groups = group_instances(col_meta, params)
+    per_set = groups.groupby("replicate_set", sort=False).size()
+    set_start: dict[str, int] = {}
+    pos = 0
+    for set_name in set_order:
+        set_start[set_name] = pos
+        pos += int(per_set.get(set_name, 0))
+    n_sigs = pos
+
+    fresh = not any(key.startswith(("plate\t", "set\t", "cgs")) for key in state.done)
+    l4, kept4 = _open_slots(state, "level4.partial.gctx", row_meta, len(level4_meta), resizable=False, fresh=fresh)
+    l5, kept5 = _open_slots(state, "level5.partial.gctx", row_meta, n_sigs, resizable=True, fresh=fresh)
+    if not fresh and not (kept4 and kept5):
+        state.forget()  # a partial output was lost: its marks mean nothing any more
+    files = (l4, l5)
+    resumed_plates = resumed_sets = plates_done = 0
+    # A replicate set's Level 4 (genes x wells, column-major) goes into one of two buffers, reused
+    # set after set. The background thread reads, z-scores and stores the plates of the next set
+    # into one buffer while this thread collapses the set in the other (HDF5 I/O, numpy's sort and
+    # the compiled kernels release the GIL).
+    widest = max(sum(len(plate_positions[p]) for p in set_plates[s]) for s in set_order)
+    buffers = [np.empty((widest, len(row_meta)), dtype=np.float32).T for _ in range(2)]
+    io = _Background()
+
+    def prepare(si: int) -> tuple[bool, int, list[tuple[Future[Any] | None, bool]]]:
+        """Queue set ``si``'s plates: ``(set done, wells, [(future, resumed) per plate])``."""
+        set_name = set_order[si]
+        buffer = buffers[si % 2]
+        set_is_done = state.is_done(f"set\t{set_name}", state.sig_info_path(set_name))
+        jobs: list[tuple[Future[Any] | None, bool]] = []
+        used = 0
+        for plate in set_plates[set_name]:
+            a, positions = plate_start[plate], plate_positions[plate]
+            slot = buffer[:, used : used + len(positions)]
+            used += len(positions)
+            if state.is_done(f"plate\t{plate}"):
+                jobs.append((None if set_is_done else io.read(_copy_slot, l4, a, slot), True))
+                continue
+            plate_meta = col_meta.iloc[positions]
+            if len(positions) < MIN_PLATE_WELLS:
+                warnings.warn(
+                    f"plate {plate} has only {len(positions)} samples; its robust z-scores rest on few wells",
+                    OpenCMapWarning,
+                    stacklevel=4,
+                )
+            args = (whole, reader, plate, plate_meta, row_meta, params, positions, slot, l4, a)
+            jobs.append((io.write(f"plate\t{plate}", _plate_task, *args), False))
+        return set_is_done, used, jobs
+
+    try:
+        prepared = prepare(0) if set_order else (True, 0, [])
+        for si, set_name in enumerate(set_order):
+            set_is_done, used, jobs = prepared
+            for future, resumed in jobs:
+                if future is not None:
+                    future.result()  # this plate's z-scores are in the buffer (errors raise here)
+                resumed_plates += resumed
+                plates_done += 1
+                report("plates", plates_done, len(plate_order))
+            if si + 1 < len(set_order):
+                prepared = prepare(si + 1)  # the next set, into the other buffer, meanwhile
+            if set_is_done:
+                resumed_sets += 1
+            else:
+                set_cols = np.concatenate([plate_positions[p] for p in set_plates[set_name]])
+                level4 = GCT(buffers[si % 2][:, :used], row_meta=row_meta, col_meta=col_meta.iloc[set_cols])
+                level5, set_info = build_signatures(level4, params, landmark_rows=landmarks)
+                if level5.shape[1] != per_set.get(set_name, -1):
+                    raise PipelineError(
+                        f"replicate set {set_name}: {level5.shape[1]} signatures where {per_set.get(set_name, 0)} "
+                        "were expected from the instance table (internal error; please report it)"
+                    )
+                info_path = state.sig_info_path(set_name)
+                io.write(f"set\t{set_name}", _store_set, l5, set_start[set_name], level5.data, set_info, info_path)
+            io.settle(state)
+            report("replicate sets", si + 1, len(set_order))
+            state.checkpoint(files)
+        io.close(state)
+
+        # -------------------------------------------------------------- signature table and CGS
+        sig_info = pd.concat([_read_sig_info(state.sig_info_path(s)) for s in set_order], axis=0)
+        column = pd.Series(np.arange(len(sig_info)), index=sig_info.index)
+        cgs_info = None
+        if params.cgs:
+            cgs_info = _build_cgs_slots(sig_info, column, l5, n_sigs, row_meta, landmarks, params, state, report)
+        n_cgs = 0 if cgs_info is None else len(cgs_info)
+        full_info = pd.concat([sig_info, cgs_info], axis=0) if n_cgs else sig_info
+        full_info["is_exemplar_sig"] = exemplar_flags(full_info).to_numpy()
+        full_info.index.name = "sig_id"
+        state.record(files)
+    except BaseException:
+        io.close(state, quiet=True)  # what was written is recorded, then the interruption propagates
+        state.record(files, quiet=True)
+        l4.close()
+        l5.close()
+        raise
+    # -------------------------------------------------------------- final files: moved, not copied
+    report("write", 0, 2)
+    l4.finish(level4_meta, level4_out)
+    report("write", 1, 2)
+    l5.finish(full_info, level5_out)
+    report("write", 2, 2)
+    return full_info, sig_info, n_cgs, resumed_plates, resumed_sets
+
+
+def _read_plate(
+    whole: GCT | None, reader: GCTXFile | None, plate_meta: pd.DataFrame, row_meta: pd.DataFrame, positions: np.ndarray
+) -> np.ndarray:
+    """One Level 3 plate's values, ``(genes, wells)`` float32 (rows in ``row_meta``'s order)."""
+    if whole is not None:
+        raw = whole.subset(cids=plate_meta.index)
+        return raw.data if raw.rids.equals(row_meta.index) else raw.subset(rids=row_meta.index).data
+    if reader is None:
+        raise PipelineError("no Level 3 source to read (internal error; please report it)")
+    return reader.read_matrix(cidx=positions)  # the matrix's rows are row_meta's rows
+
+
+def _plate_task(
+    whole: GCT | None,
+    reader: GCTXFile | None,
+    plate: str,
+    plate_meta: pd.DataFrame,
+    row_meta: pd.DataFrame,
+    params: PipelineParams,
+    positions: np.ndarray,
+    out: np.ndarray,
+    l4: GCTXSlots,
+    start: int,
+) -> None:
+    """Read one Level 3 plate, z-score it into ``out`` (``(genes, wells)`` float32), store it in Level 4."""
+    data = _read_plate(whole, reader, plate_meta, row_meta, positions)
+    z = zscore_plate(GCT(data, row_meta=row_meta, col_meta=plate_meta), params, plate_id=plate, out=out).data
+    if z is not out:  # a replacement of zscore_plate (tests) may ignore ``out``
+        out[...] = z
+    l4.write(start, out)
+
+
+def _copy_slot(l4: GCTXSlots, start: int, out: np.ndarray) -> None:
+    """A finished plate's Level 4 values, back from the work file (resumed runs)."""
+    out[...] = l4.read(start, start + out.shape[1])
+
+
+def _store_set(l5: GCTXSlots, start: int, consensus: np.ndarray, set_info: pd.DataFrame, info_path: Path) -> None:
+    l5.write(start, consensus)
+    write_table(set_info, info_path)
+
+
+class _Background:
+    """One worker thread for the file reads, writes and plate z-scoring of :func:`_run_slots`.
+
+    Tasks run in the order given. A write carries the progress mark it earns; :meth:`settle`
+    records (:meth:`_WorkState.pend`) the marks of the writes finished so far, in order.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opencmap-io")
+        self._writes: list[tuple[Future[Any], str]] = []
+
+    def read(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        return self._pool.submit(fn, *args)
+
+    def write(self, key: str, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future = self._pool.submit(fn, *args)
+        self._writes.append((future, key))
+        return future
+
+    def settle(self, state: _WorkState, *, wait: bool = False) -> None:
+        while self._writes and (wait or self._writes[0][0].done()):
+            future, key = self._writes.pop(0)
+            future.result()  # a failed write raises here
+            state.pend(key)
+
+    def close(self, state: _WorkState, *, quiet: bool = False) -> None:
+        """Finish every task (queued writes too: they are a set's work at most), record the marks;
+        ``quiet``: after an error elsewhere, record what succeeded and raise nothing."""
+        self._pool.shutdown(wait=True)
+        if not quiet:
+            self.settle(state, wait=True)
+            return
+        for future, key in self._writes:
+            if future.cancelled() or future.exception() is not None:
+                break  # marks stay in order: nothing after a failed write counts
+            state.pend(key)
+        self._writes = []
+
+
+def _build_cgs_slots(
+    sig_info: pd.DataFrame,
+    column: pd.Series,
+    l5: GCTXSlots,
+    n_sigs: int,
+    row_meta: pd.DataFrame,
+    landmarks: np.ndarray,
+    params: PipelineParams,
+    state: _WorkState,
+    report: ProgressCallback,
+) -> pd.DataFrame | None:
+    """CGS from the signatures already in the Level 5 work file, written after them."""
+    groups = cgs_groups(sig_info, params)
+    if groups.empty:
+        l5.resize(n_sigs)
+        return None
+    info_path = state.root / "cgs.sig_info.txt"
+    l5.resize(n_sigs + len(groups))
+    if state.is_done("cgs", info_path):
+        return _read_sig_info(info_path)
+
+    def read_sigs(wanted: pd.Index) -> GCT:
+        cols = column.loc[wanted].to_numpy()
+        order = np.argsort(cols, kind="stable")
+        data = np.empty((len(row_meta), len(cols)), dtype=np.float32)
+        sorted_cols = cols[order]
+        runs = np.flatnonzero(np.diff(sorted_cols) != 1) + 1  # read contiguous runs of columns at once
+        for a, b in zip(np.r_[0, runs].tolist(), np.r_[runs, len(cols)].tolist()):
+            data[:, order[a:b]] = l5.read(int(sorted_cols[a]), int(sorted_cols[b - 1]) + 1)
+        return GCT(data, row_meta=row_meta, col_meta=pd.DataFrame(index=wanted))
+
+    written = [n_sigs]
+
+    def store(block: np.ndarray, info: pd.DataFrame) -> None:
+        l5.write(written[0], block)
+        written[0] += block.shape[1]
+
+    infos = _cgs_batches(groups, sig_info, read_sigs, store, landmarks, params, report)
+    if written[0] != n_sigs + len(groups):
+        raise PipelineError(f"built {written[0] - n_sigs} CGS for {len(groups)} groups (internal error; please report it)")
+    cgs_info = pd.concat(infos, axis=0)
+    write_table(cgs_info, info_path)
+    state.pend("cgs")
     return cgs_info

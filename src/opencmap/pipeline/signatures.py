@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ from opencmap.pipeline.params import PipelineParams
 from opencmap.pipeline.qc import (
     MISSING,
     cc_summaries,
-    distil_ss,
+    distil_ss_columns,
     exemplar_flags,
     is_gold,
     self_rank_pct_q25,
@@ -155,27 +154,31 @@ def _signature_ids(groups: pd.DataFrame, params: PipelineParams) -> list[str]:
     fields = list(params.group_by)
     always = [f for f in ("pert_id", "pert_dose") if f in fields]
     varying = groups.groupby("replicate_set", sort=False)[fields].nunique()
+    # per replicate set, which fields go into its ids
+    use_of = {
+        set_name: [k for k, f in enumerate(fields) if f in always or row[k] > 1]
+        for set_name, row in zip(varying.index, varying.to_numpy().tolist(), strict=True)
+    }
+    columns = [groups[f].tolist() for f in fields]
     ids = []
-    for row in groups.itertuples(index=False):
-        row_d = row._asdict()
-        set_name = row_d["replicate_set"]
-        use = [f for f in fields if f in always or varying.at[set_name, f] > 1]
-        ids.append(":".join([set_name, *(row_d[f] for f in use)]))
+    for i, set_name in enumerate(groups["replicate_set"].tolist()):
+        ids.append(":".join([set_name, *(columns[k][i] for k in use_of[set_name])]))
     return ids
 
 
 def _carried_fields(col_meta: pd.DataFrame, group_of: np.ndarray, n_groups: int) -> dict[str, list[Any]]:
+    fields = [f for f in (*_KEY_FIELDS, *_CARRIED) if f in col_meta.columns]
     out: dict[str, list[Any]] = {}
-    for f in (*_KEY_FIELDS, *_CARRIED):
-        if f not in col_meta.columns:
-            continue
-        frame = pd.DataFrame({"g": group_of, "v": col_meta[f].to_numpy()})
-        grouped = frame.groupby("g", sort=True)["v"]
-        first = grouped.first().reindex(range(n_groups))
-        values = first.tolist()
-        disagree = grouped.nunique()
-        for g in disagree.index[disagree.to_numpy() > 1]:  # only fields outside group_by can disagree
-            uniq = pd.unique(frame.loc[frame["g"] == g, "v"].dropna())
+    if not fields:
+        return out
+    frame = pd.DataFrame({f: col_meta[f].to_numpy() for f in fields})
+    grouped = frame.groupby(group_of, sort=True)  # all fields in one pass
+    first = grouped.first().reindex(range(n_groups))
+    disagree = grouped.nunique()
+    for f in fields:
+        values = first[f].tolist()
+        for g in disagree.index[disagree[f].to_numpy() > 1]:  # only fields outside group_by can disagree
+            uniq = pd.unique(frame.loc[group_of == g, f].dropna())
             values[g] = "|".join(format_key_value(v) for v in uniq)
         out[f] = values
     return out
@@ -272,7 +275,7 @@ def build_signatures(
         is_exemplar_sig=np.zeros(len(groups), dtype=np.int64),  # set below
         distil_cc_max=cc[:, 1],
         distil_cc_median=cc[:, 2],
-        distil_ss=[distil_ss(lm_consensus[:, g]) for g in range(len(groups))],
+        distil_ss=distil_ss_columns(lm_consensus),
         distil_wt=[",".join(f"{w:.4f}" for w in wt) for wt in collapsed.weights],
         pct_self_rank_q25=self_rank,
         replicate_set=groups["replicate_set"].to_numpy(),
@@ -290,19 +293,19 @@ def _self_ranks(
     level4: GCT, groups: pd.DataFrame, ranks: np.ndarray | None, landmark_rows: np.ndarray, params: PipelineParams
 ) -> np.ndarray:
     out = np.full(len(groups), MISSING)
-    for set_name, idx in groups.groupby("replicate_set", sort=False).groups.items():
-        idx = np.asarray(idx)
-        members = np.concatenate([groups["positions"].iat[i] for i in idx])
-        local = {int(c): k for k, c in enumerate(members)}
+    positions: list[np.ndarray] = list(groups["positions"])
+    local = np.empty(level4.shape[1], dtype=np.intp)  # column -> position among its brew's members
+    for set_name, idx in groups.groupby("replicate_set", sort=False).indices.items():
+        member_lists = [positions[i] for i in idx]
+        members = np.concatenate(member_lists)
+        local[members] = np.arange(len(members))
         if ranks is not None:
             s = ranks[:, members]
             similarity = s.T @ s
         else:
             lm = np.clip(level4.data[np.ix_(landmark_rows, members)], -params.clip, params.clip)
             similarity = spearman_matrix(lm)
-        local_groups: Sequence[np.ndarray] = [
-            np.array([local[int(c)] for c in groups["positions"].iat[i]]) for i in idx
-        ]
-        out[idx] = self_rank_pct_q25(similarity, list(local_groups))
+        local_groups = [local[p] for p in member_lists]
+        out[idx] = self_rank_pct_q25(similarity, local_groups)
         log.debug("self-rank computed for replicate set %s (%d instances)", set_name, len(members))
     return out

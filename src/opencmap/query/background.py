@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,31 +57,58 @@ class Background:
     ids: pd.Index
     values: np.ndarray
     counts: np.ndarray
+    # last (rows, (have, values, counts)) given by aligned()
+    _aligned: tuple[np.ndarray, tuple[np.ndarray, ...]] | None = field(default=None, repr=False, compare=False)
 
     def keys_for(self, index: pd.DataFrame) -> np.ndarray:
         """Background row of each row of a level index (first column = id; -1 if absent)."""
         col = "sig_id" if "sig_id" in index.columns else index.columns[0]
         return self.ids.get_indexer(pd.Index(index[col].astype(str), dtype=object))
 
+    def aligned(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(have, values, counts)`` for a level whose rows map to background rows ``rows``:
+        the positions with a background and their sorted values / counts, in that order.
+
+        When ``rows`` is the identity (a level in the background's own order, e.g. the store's
+        signatures) the stored (memory-mapped) arrays are returned as they are, without a copy.
+        The result is cached for the last ``rows`` seen (pass the same array to reuse it).
+        """
+        rows = np.asarray(rows)
+        cached = self._aligned
+        if cached is not None and (cached[0] is rows or np.array_equal(cached[0], rows)):
+            return cached[1]
+        have = np.flatnonzero(rows >= 0)
+        if len(have) == len(self.counts) and np.array_equal(rows, np.arange(len(self.counts))):
+            out = (have, self.values, np.asarray(self.counts))
+        else:
+            picked = rows[have]
+            out = (have, np.ascontiguousarray(self.values[picked]), np.asarray(self.counts[picked]))
+        self._aligned = (rows, out)
+        return out
+
     def tau(self, ncs: np.ndarray, rows: np.ndarray, *, method: str = "exact") -> np.ndarray:
         """tau (n, Q) of ``ncs`` (n, Q) whose background rows are ``rows`` (-1 -> NaN)."""
         from opencmap.kernels import tau as tau_kernel
 
         values = np.asarray(ncs, dtype=np.float32)
-        out = np.full(values.shape, np.nan, dtype=np.float32)
-        have = np.flatnonzero(rows >= 0)
+        have, bg, counts = self.aligned(rows)
         if not len(have):
-            return out
-        bg = np.asarray(self.values[rows[have]])
-        counts = np.asarray(self.counts[rows[have]])
+            return np.full(values.shape, np.nan, dtype=np.float32)
+        full = len(have) == len(values)
+        sub = values if full else values[have]
         if method == "exact":
-            out[have] = tau_kernel.tau_exact(values[have], bg, counts)
+            res = tau_kernel.tau_exact(sub, bg, counts)
         elif method == "cmap":
-            out[have] = tau_kernel.tau_grid(values[have], bg, counts)
+            res = tau_kernel.tau_grid(sub, bg, counts)
         else:
             raise ConfigError(f"tau method must be 'exact' or 'cmap', got {method!r}")
-        out[have[counts == 0]] = np.nan
-        return out + np.float32(0.0)  # no -0.0
+        # counts == 0 already gives NaN in both kernels; + 0.0 turns -0.0 into 0.0
+        res = res.astype(np.float32) + np.float32(0.0)
+        if full:
+            return res
+        out = np.full(values.shape, np.nan, dtype=np.float32)
+        out[have] = res
+        return out
 
 
 def load_background(store: Store, level: str) -> Background | None:

@@ -11,6 +11,10 @@ memory stays bounded), hands each query its rows, and applies the shared post-pr
 Post-processing for connectivity methods (WTCS, CS): NCS per cell line x perturbagen type
 (§6.4), FDR q-values against null signatures (§6.5), tau against the store's backgrounds (§6.6),
 maxq summaries per perturbagen x cell, perturbagen and PCL, each with its level's tau (§6.7-6.8).
+Everything that depends only on the store is computed once per engine and reused by every query:
+NCS groups, the reference rows in group order, null flags, the summary levels' group index arrays,
+and each level's background rows (read in place from the memory-mapped store when aligned). The
+post-processing kernels are compiled and handle all query columns of a batch in one call.
 """
 
 from __future__ import annotations
@@ -121,6 +125,8 @@ class Engine:
         self._groups: tuple[np.ndarray, pd.Index] | None = None
         self._lookup: GeneLookup | None = None
         self._is_ref: np.ndarray | None = None
+        self._ref_order: np.ndarray | None = None
+        self._fallback_keys: list[np.ndarray] = []
         self._plan: SummaryPlan | None = None
         self._null: np.ndarray | None = None
         self._backgrounds: dict[str, tuple[Any, np.ndarray | None]] = {}
@@ -236,14 +242,17 @@ class Engine:
         then the same cell line, then all groups.
         """
         from opencmap.kernels.ncs import ncs as ncs_kernel
+        from opencmap.kernels.ncs import reference_order
 
         codes, labels = self.groups
         if self._is_ref is None:
             self._is_ref = reference_mask(self.store.sig_info)
-        options: dict[str, Any] = {"mode": mode}
-        if mode == "gutc":
+            self._ref_order = reference_order(codes, self._is_ref)
             parts = pd.Series(list(labels), dtype=object).str.split(":", n=1)
-            options["fallback_keys"] = [pd.factorize(parts.str[i])[0].astype(np.int64) for i in (0, 1)]
+            self._fallback_keys = [pd.factorize(parts.str[i])[0].astype(np.int64) for i in (0, 1)]
+        options: dict[str, Any] = {"mode": mode, "ref_order": self._ref_order}
+        if mode == "gutc":
+            options["fallback_keys"] = self._fallback_keys
         return np.asarray(ncs_kernel(scores, codes, self._is_ref, **options), dtype=np.float32)
 
     @property
@@ -347,11 +356,19 @@ class Engine:
         k = int(max(_TILE_MIN, min(block_size, _ES_BLOCK_BYTES // (16 * len(sets)))))
         es = np.empty((len(sets), k), dtype=np.float64)
         leadf = np.empty_like(es)
+        # a store larger than RAM faults in exactly the pages asked for (Store.random_access):
+        # ask for the next block's rows while the kernel computes this one
+        prefetch = bool(getattr(self.store, "random_access", False))
         for seg in self.store._segments:
             r_mm = seg.array(space, "ranks")
             s_mm = seg.array(space, "scores") if weighted else None
             for lo in range(0, seg.n, k):
                 hi = min(lo + k, seg.n)
+                if prefetch:
+                    if lo == 0:
+                        self.store.prefetch(rows, seg.offset, seg.offset + hi, space=space, with_scores=weighted)
+                    if hi < seg.n:
+                        self.store.prefetch(rows, seg.offset + hi, seg.offset + min(hi + k, seg.n), space=space, with_scores=weighted)
                 e, lf = es[:, : hi - lo], leadf[:, : hi - lo]
                 set_enrichment_scores(r_mm, s_mm, rows, bounds, n_features, weighted=weighted, columns=(lo, hi), out=(e, lf))
                 start, stop = seg.offset + lo, seg.offset + hi
@@ -424,6 +441,14 @@ class Engine:
             if level == "sig":
                 notes.append("tau not computed: the store has no background (run `opencmap store background`)")
             return None
+        stale = getattr(self.store, "stale_backgrounds", {}).get(level, 0)
+        if stale:
+            note = (
+                f"tau ({level}) uses a background built before {stale} signatures were appended; they have "
+                "no tau until it is rebuilt (run `opencmap store background`)"
+            )
+            if note not in notes:
+                notes.append(note)
         return bg.tau(values, rows, method=tau_method)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,12 +21,6 @@ __all__ = ["summarise", "SummaryPlan", "SUMMARY_LEVELS"]
 SUMMARY_LEVELS = ("pert_cell", "pert_summary", "pcl_cell", "pcl_summary")
 
 _PERT_FIELDS = ("pert_iname", "pert_type", "moa", "target")
-
-
-def _group_maxq(values: np.ndarray, codes: np.ndarray, n_groups: int, *, min_members: int = 1) -> np.ndarray:
-    from opencmap.kernels.summarise import group_maxq
-
-    return np.asarray(group_maxq(values, codes, n_groups, min_members=min_members), dtype=np.float32)
 
 
 def _text(info: pd.DataFrame, col: str, default: str = "") -> pd.Series:
@@ -41,6 +36,16 @@ class _Level:
     rows: np.ndarray  # rows of the source level, grouped
     codes: np.ndarray  # group of each of those rows
     min_members: int = 1
+    _layout: Any = None  # kernels.summarise.GroupLayout, built on first use
+
+    @property
+    def layout(self) -> Any:
+        """Group index arrays (members of each group, contiguous), computed once per plan."""
+        if self._layout is None:
+            from opencmap.kernels.summarise import group_layout
+
+            self._layout = group_layout(self.codes, len(self.index), rows=self.rows)
+        return self._layout
 
 
 @dataclass
@@ -123,7 +128,9 @@ class SummaryPlan:
         return cls(levels)
 
     def apply(self, ncs: np.ndarray) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
-        """maxq summaries of ``ncs`` (S, Q) (or (S,)) at every level of the plan."""
+        """maxq summaries of ``ncs`` (S, Q) (or (S,)) at every level of the plan (float32)."""
+        from opencmap.kernels.summarise import group_maxq_layout
+
         values = {"sig": np.asarray(ncs, dtype=np.float32)}
         if values["sig"].ndim == 1:
             values["sig"] = values["sig"][:, None]
@@ -134,7 +141,7 @@ class SummaryPlan:
             if n == 0:
                 agg = np.empty((0, src.shape[1]), dtype=np.float32)
             else:
-                agg = _group_maxq(src[lv.rows], lv.codes, n, min_members=lv.min_members)
+                agg = group_maxq_layout(src, lv.layout, min_members=lv.min_members, out_dtype=np.float32)
             values[name] = agg
             out[name] = (lv.index, agg)
         return out
