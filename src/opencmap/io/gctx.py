@@ -41,7 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import h5py
 import numpy as np
@@ -579,7 +579,25 @@ def _read_matrix(
 
 
 # ------------------------------------------------------------------------------------------ read
-class GCTXFile:
+class _OpenH5:
+    """Holder of one open ``h5py.File`` (``self._h5``): idempotent :meth:`close`, context manager."""
+
+    _h5: h5py.File | None
+
+    def close(self) -> None:
+        """Close the file (idempotent); the file stays where it is."""
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close()
+
+
+class GCTXFile(_OpenH5):
     """A GCTX file kept open for several partial reads (e.g. one plate's columns after another).
 
     The file is opened and checked once; row ids, the full row metadata and (when a read needs
@@ -715,17 +733,6 @@ class GCTXFile:
         """Metadata of one axis (``"row"`` or ``"col"``) as a DataFrame indexed by id."""
         return self._meta(ROW_META_NODE if _axis(axis) == "row" else COL_META_NODE, None).copy()
 
-    def close(self) -> None:
-        """Close the file (idempotent)."""
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
-
-    def __enter__(self) -> GCTXFile:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.close()
 
 
 def read_gctx(
@@ -1093,7 +1100,7 @@ def write_gctx(
             writer.append(np.zeros((n_rows, 0), dtype=np.float32), gct.col_meta)
 
 
-class GCTXSlots:
+class GCTXSlots(_OpenH5):
     """A GCTX file whose matrix is allocated up front and filled column range by column range.
 
     For long resumable jobs that know where each block goes (a pipeline writing plate after
@@ -1241,14 +1248,3 @@ class GCTXSlots:
             self.path.unlink()
         logger.debug("wrote %s: %d columns", final, len(meta))
 
-    def close(self) -> None:
-        """Close the work file (idempotent); it stays where it is."""
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
-
-    def __enter__(self) -> GCTXSlots:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.close()
