@@ -358,7 +358,7 @@ class Engine:
         leadf = np.empty_like(es)
         # a store larger than RAM faults in exactly the pages asked for (Store.random_access):
         # ask for the next block's rows while the kernel computes this one
-        prefetch = bool(getattr(self.store, "random_access", False))
+        prefetch = self.store.random_access
         for seg in self.store._segments:
             r_mm = seg.array(space, "ranks")
             s_mm = seg.array(space, "scores") if weighted else None
@@ -441,7 +441,7 @@ class Engine:
             if level == "sig":
                 notes.append("tau not computed: the store has no background (run `opencmap store background`)")
             return None
-        stale = getattr(self.store, "stale_backgrounds", {}).get(level, 0)
+        stale = self.store.stale_backgrounds.get(level, 0)
         if stale:
             note = (
                 f"tau ({level}) uses a background built before {stale} signatures were appended; they have "
