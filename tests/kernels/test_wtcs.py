@@ -328,3 +328,64 @@ def test_fused_matches_plain_walk(inputs, weighted):
             assert np.isnan(es[q]).all()
             continue
         assert_matches_reference(es[q], lf[q], ranks[members], weights[members] if weighted else None, n)
+
+
+# ----------------------------------------------------------------------------- kernel paths
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 16, 33, 150, 257])
+def test_sorting_network_sorts(n):
+    """The pruned odd-even merge network sorts any input (random keys and 0/1 inputs)."""
+    net = wtcs_module._sorting_network(n)
+    assert (net[:, 0] < net[:, 1]).all() and net.max(initial=0) < max(n, 1)
+    rng = np.random.default_rng(n)
+    keys = np.concatenate([rng.integers(0, 1000, (n, 40)), rng.integers(0, 2, (n, 40))], axis=1).astype(np.uint32)
+    expected = np.sort(keys, axis=0)
+    wtcs_module._sort_lanes(keys, net, 0, len(net), keys.shape[1])
+    np.testing.assert_array_equal(keys, expected)
+
+
+def test_large_sets_take_the_bitmap_path_and_agree():
+    """Sets above the network limit are ordered per signature; both paths give the same scores."""
+    rng = np.random.default_rng(11)
+    n, s = 2600, 6
+    ranks = np.stack([rng.permutation(n) + 1 for _ in range(s)], axis=1).astype(np.int32)
+    ranks[rng.random((n, s)) < 0.05] = 0
+    weights = rng.standard_normal((n, s)).astype(np.float32)
+    limit = wtcs_module._NETWORK_MAX
+    genes = rng.choice(n, limit + 1, replace=False)
+    rows = np.concatenate([genes[:limit], genes]).astype(np.int64)  # one set each side of the limit
+    bounds = np.array([0, limit, 2 * limit + 1])
+    for weighted in (True, False):
+        es, lf = set_enrichment_scores(ranks, weights if weighted else None, rows, bounds, n, weighted=weighted)
+        for q, members in enumerate((genes[:limit], genes)):
+            assert_matches_reference(es[q], lf[q], ranks[members], weights[members] if weighted else None, n)
+
+
+def test_ranks_beyond_16_bits():
+    """Lists longer than 65,534 use 64-bit sort keys and still match the plain walk."""
+    rng = np.random.default_rng(12)
+    n, g, s = 70_000, 40, 3
+    ranks = np.stack([rng.choice(n, g, replace=False) + 1 for _ in range(s)], axis=1).astype(np.int64)
+    ranks[:, 0] = np.arange(n - g + 1, n + 1)  # the bottom of the list
+    weights = rng.standard_normal((g, s)).astype(np.float32)
+    es, lf = enrichment_scores(ranks, weights, n)
+    assert_matches_reference(es, lf, ranks, weights, n)
+    assert es[0] < 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(gene_major_sets(), st.booleans())
+def test_network_and_bitmap_paths_are_identical(inputs, weighted):
+    """The SIMD network path and the per-signature bitmap path give bit-identical scores."""
+    ranks, weights, n, sets = inputs
+    rows = np.concatenate(sets).astype(np.int64)
+    bounds = np.concatenate([[0], np.cumsum([len(x) for x in sets])])
+    args = (ranks, weights if weighted else None, rows, bounds, n)
+    network = set_enrichment_scores(*args, weighted=weighted)
+    saved = wtcs_module._NETWORK_MAX
+    try:
+        wtcs_module._NETWORK_MAX = 0
+        bitmap = set_enrichment_scores(*args, weighted=weighted)
+    finally:
+        wtcs_module._NETWORK_MAX = saved
+    np.testing.assert_array_equal(network[0], bitmap[0])
+    np.testing.assert_array_equal(network[1], bitmap[1])
