@@ -389,3 +389,21 @@ def test_network_and_bitmap_paths_are_identical(inputs, weighted):
         wtcs_module._NETWORK_MAX = saved
     np.testing.assert_array_equal(network[0], bitmap[0])
     np.testing.assert_array_equal(network[1], bitmap[1])
+
+
+@pytest.mark.parametrize("n_sets", [1, 3, 41])
+def test_threaded_work_units_cover_every_set_and_column(n_sets, monkeypatch):
+    """Split by columns (few sets) or by sets (a batch), threads give the one-thread result."""
+    monkeypatch.setattr(wtcs_module, "_MIN_THREAD_WORK", 1)
+    rng = np.random.default_rng(n_sets)
+    n, s = 400, 3000
+    ranks = np.argsort(rng.random((s, n)), axis=1).T.astype(np.uint16) + 1
+    weights = rng.standard_normal((n, s)).astype(np.float32)
+    sets = [rng.choice(n, int(rng.integers(5, 60)), replace=False) for _ in range(n_sets)]
+    rows = np.concatenate(sets).astype(np.int64)
+    bounds = np.concatenate([[0], np.cumsum([len(x) for x in sets])])
+    one = set_enrichment_scores(ranks, weights, rows, bounds, n, threads=1, columns=(7, s))
+    many = set_enrichment_scores(ranks, weights, rows, bounds, n, threads=3, columns=(7, s))
+    assert not np.isnan(one[0]).any()
+    np.testing.assert_array_equal(one[0], many[0])
+    np.testing.assert_array_equal(one[1], many[1])
