@@ -166,6 +166,10 @@ def test_rank_dtypes_and_memory_layouts_agree():
         got = enrichment_scores(variant, weights, n)
         np.testing.assert_array_equal(got[0], base[0])
         np.testing.assert_array_equal(got[1], base[1])
+    for w in (weights.astype(np.float64), np.asfortranarray(weights), weights.astype(np.float16)):
+        got = enrichment_scores(ranks.astype(np.int32), w, n)
+        np.testing.assert_array_equal(got[0], enrichment_scores(ranks.astype(np.int32), w.astype(np.float64), n)[0])
+    np.testing.assert_array_equal(enrichment_scores(ranks, weights.astype(np.float64), n)[0], base[0])
 
 
 def test_many_signatures_cross_parallel_chunks():
@@ -249,7 +253,7 @@ def test_fused_sets_equal_one_set_at_a_time(weighted):
     rng = np.random.default_rng(11)
     n, s = 300, 700  # more than one tile of signatures
     ranks, scores = _gene_major(rng, n, s, missing=0.05)
-    # small (insertion) and large (bitmap) sets, an overlap, an empty set, a one-gene set
+    # sets of several sizes (several sorting networks in one call), an overlap, an empty set, a one-gene set
     sets = [rng.choice(n, 5, replace=False), rng.choice(n, 150, replace=False), np.array([], dtype=np.int64),
             rng.choice(n, 40, replace=False), np.array([7])]
     sets.append(np.concatenate([sets[0], sets[3][:10]]))
