@@ -57,6 +57,12 @@ def reference_es(ranks: np.ndarray, weights: np.ndarray | None, n: int) -> list[
     return answers
 
 
+def flatten_sets(sets) -> tuple[np.ndarray, np.ndarray]:
+    """``rows, bounds`` of :func:`set_enrichment_scores` for a list of row arrays."""
+    rows = np.concatenate([np.asarray(x, dtype=np.int64) for x in sets])
+    return rows, np.concatenate([[0], np.cumsum([len(x) for x in sets])]).astype(np.int64)
+
+
 def assert_matches_reference(es, lf, ranks, weights, n):
     for s in range(ranks.shape[1]):
         answers = reference_es(ranks[:, s], None if weights is None else weights[:, s], n)
@@ -257,8 +263,7 @@ def test_fused_sets_equal_one_set_at_a_time(weighted):
     sets = [rng.choice(n, 5, replace=False), rng.choice(n, 150, replace=False), np.array([], dtype=np.int64),
             rng.choice(n, 40, replace=False), np.array([7])]
     sets.append(np.concatenate([sets[0], sets[3][:10]]))
-    rows = np.concatenate(sets)
-    bounds = np.concatenate([[0], np.cumsum([len(x) for x in sets])])
+    rows, bounds = flatten_sets(sets)
     es, lf = set_enrichment_scores(ranks, scores if weighted else None, rows, bounds, n, weighted=weighted)
     assert es.shape == lf.shape == (len(sets), s)
     assert np.isnan(es[2]).all() and np.isnan(lf[2]).all()
@@ -324,8 +329,7 @@ def gene_major_sets(draw):
 @given(gene_major_sets(), st.booleans())
 def test_fused_matches_plain_walk(inputs, weighted):
     ranks, weights, n, sets = inputs
-    rows = np.concatenate(sets).astype(np.int64)
-    bounds = np.concatenate([[0], np.cumsum([len(x) for x in sets])])
+    rows, bounds = flatten_sets(sets)
     es, lf = set_enrichment_scores(ranks, weights if weighted else None, rows, bounds, n, weighted=weighted)
     for q, members in enumerate(sets):
         if len(members) == 0:
@@ -381,8 +385,7 @@ def test_ranks_beyond_16_bits():
 def test_network_and_bitmap_paths_are_identical(inputs, weighted):
     """The SIMD network path and the per-signature bitmap path give bit-identical scores."""
     ranks, weights, n, sets = inputs
-    rows = np.concatenate(sets).astype(np.int64)
-    bounds = np.concatenate([[0], np.cumsum([len(x) for x in sets])])
+    rows, bounds = flatten_sets(sets)
     args = (ranks, weights if weighted else None, rows, bounds, n)
     network = set_enrichment_scores(*args, weighted=weighted)
     saved = wtcs_module._NETWORK_MAX
@@ -404,8 +407,7 @@ def test_threaded_work_units_cover_every_set_and_column(n_sets, monkeypatch):
     ranks = np.argsort(rng.random((s, n)), axis=1).T.astype(np.uint16) + 1
     weights = rng.standard_normal((n, s)).astype(np.float32)
     sets = [rng.choice(n, int(rng.integers(5, 60)), replace=False) for _ in range(n_sets)]
-    rows = np.concatenate(sets).astype(np.int64)
-    bounds = np.concatenate([[0], np.cumsum([len(x) for x in sets])])
+    rows, bounds = flatten_sets(sets)
     one = set_enrichment_scores(ranks, weights, rows, bounds, n, threads=1, columns=(7, s))
     many = set_enrichment_scores(ranks, weights, rows, bounds, n, threads=3, columns=(7, s))
     assert not np.isnan(one[0]).any()
