@@ -266,17 +266,17 @@ def _walk_lanes(keys, steps, g, width, shift, sent, total, n_hit, weighted, n_fe
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _es_columns(ranks, weights, rows, bounds, set_group, net, net_range, network_max, n_features, weighted, key_proto,
+def _es_columns(ranks, weights, rows, bounds, net, net_range, network_max, n_features, weighted, key_proto,
                 shift, sent, q_lo, q_hi, c0, c1, es_out, leadf_out, out_offset):
     """ES of sets ``q_lo:q_hi`` (set ``q`` = rows ``rows[bounds[q]:bounds[q+1]]``) in columns ``c0:c1``
     of gene-major inputs.
 
-    Sets are taken ``set_group`` at a time over all the columns. Per tile of ``_TILE`` columns and
-    per set: each set row's run of the tile is read once
-    (sequentially) into a key buffer (``rank << shift | gene``, ``sent`` for a missing gene) and a
-    ``|w|`` buffer; the keys of all columns are sorted together by the set's sorting network
-    (``net[net_range[q, 0]:net_range[q, 1]]``); the weights are gathered into rank order; and the
-    running sums of all columns are walked together. Results go to ``es_out[q, out_offset + c - c0]``.
+    Sets are taken ``_SET_GROUP`` at a time over all the columns. Per tile of ``_TILE`` columns
+    and per set: each set row's run of the tile is read once (sequentially) into a key buffer
+    (``rank << shift | gene``, ``sent`` for a missing gene) and a ``|w|`` buffer; the keys of all
+    columns are sorted together by the set's sorting network (``net[net_range[q, 0]:net_range[q, 1]]``);
+    the weights are gathered into rank order; and the running sums of all columns are walked
+    together. Results go to ``es_out[q, out_offset + c - c0]``.
     """
     n_sets = bounds.shape[0] - 1
     g_max = 1
@@ -298,8 +298,8 @@ def _es_columns(ranks, weights, rows, bounds, set_group, net, net_range, network
     hit_w = np.empty(hit_rank.shape[0], dtype=np.float64)
     srt_rank = np.empty(hit_rank.shape[0], dtype=np.int64)
     srt_w = np.empty(hit_rank.shape[0], dtype=np.float64)
-    for q0 in range(q_lo, q_hi, set_group):
-        q1 = min(q0 + set_group, q_hi)
+    for q0 in range(q_lo, q_hi, _SET_GROUP):
+        q1 = min(q0 + _SET_GROUP, q_hi)
         for t0 in range(c0, c1, _TILE):
             m = min(_TILE, c1 - t0)
             width = (m + _LANES - 1) // _LANES * _LANES
@@ -471,8 +471,7 @@ def set_enrichment_scores(
         key_proto, shift, sent = np.empty(0, np.uint64), np.uint64(32), np.uint64(0xFFFFFFFF00000000)
     network_max = int(_NETWORK_MAX)  # read per call: tests and benchmarks lower it to force the bitmap path
     net, net_range = _networks(np.diff(bounds), network_max)
-    set_group = max(int(_SET_GROUP), 1)
-    args = (ranks, weights, rows, bounds, set_group, net, net_range, network_max, n_features, bool(weighted), key_proto, shift, sent)
+    args = (ranks, weights, rows, bounds, net, net_range, network_max, n_features, bool(weighted), key_proto, shift, sent)
     if n_threads == 1:
         _es_columns(*args, 0, n_sets, c0, c1, es, leadf, 0)
         return es, leadf
@@ -480,10 +479,10 @@ def set_enrichment_scores(
     # does not hold up the rest. Many sets (a batch) are split by set, so each unit streams its
     # sets' rows across all the columns; few sets are split by columns.
     n_units = 4 * n_threads
-    n_groups = -(-n_sets // set_group)
+    n_groups = -(-n_sets // _SET_GROUP)
     set_chunks = min(n_groups, n_units)
     col_chunks = min(-(-n_units // set_chunks), max((c1 - c0) // _TILE, 1))
-    q_edges = np.linspace(0, n_groups, set_chunks + 1).astype(np.int64) * set_group
+    q_edges = np.linspace(0, n_groups, set_chunks + 1).astype(np.int64) * _SET_GROUP
     q_edges[-1] = n_sets
     edges = np.linspace(c0, c1, col_chunks + 1).astype(np.int64)
     edges[1:-1] -= (edges[1:-1] - c0) % _TILE
