@@ -19,6 +19,7 @@ import numpy as np
 
 from opencmap.errors import ValidationError
 from opencmap.kernels.columns import as_columns, like_input
+from opencmap.kernels.ranks import in_main_thread
 
 __all__ = ["group_maxq", "group_layout", "group_maxq_layout", "GroupLayout"]
 
@@ -91,12 +92,9 @@ def _maxq_groups(values, rows, starts, gids, q_lo, q_hi, min_members, out, k0, k
                 x = np.float64(values[rows[i], c])
                 if np.isnan(x):
                     continue
-                j = n  # insertion keeps buf[:n] ascending
-                while j > 0 and buf[j - 1] > x:
-                    buf[j] = buf[j - 1]
-                    j -= 1
-                buf[j] = x
+                buf[n] = x
                 n += 1
+            buf[:n].sort()  # groups can hold thousands (controls): no quadratic insertion
             if n == 0 or n < min_members:
                 out[g, c] = np.nan
                 continue
@@ -137,7 +135,7 @@ def group_maxq_layout(
     out = np.full((layout.n_groups, v.shape[1]), np.nan, dtype=out_dtype)
     if layout.gids.size:
         args = (v, layout.rows, layout.starts, layout.gids, np.float64(lo) / 100, np.float64(hi) / 100, int(min_members), out)
-        if layout.rows.size * v.shape[1] >= _PARALLEL_MIN:
+        if layout.rows.size * v.shape[1] >= _PARALLEL_MIN and in_main_thread():
             _maxq_kernel(*args)
         else:  # a parallel launch costs more than it saves for one query
             _maxq_groups(*args, 0, layout.gids.size)
