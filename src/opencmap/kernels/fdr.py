@@ -16,6 +16,7 @@ import numpy as np
 
 from opencmap.errors import ValidationError
 from opencmap.kernels.columns import as_columns, like_input
+from opencmap.kernels.ranks import in_main_thread
 from opencmap.kernels.radix import float32_sort_key, radix_sort_keys
 
 __all__ = ["fdr_gsea", "fdr_gsea_reference", "bh", "EPS"]
@@ -306,7 +307,8 @@ def fdr_gsea(ncs: np.ndarray, is_null: np.ndarray) -> np.ndarray:
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64)
     out = np.empty(x.shape, dtype=np.float64)
-    parallel = x.shape[1] > 1  # one column: a parallel launch only adds latency
+    # one column: a parallel launch only adds latency; worker threads run the 1-thread kernels
+    parallel = x.shape[1] > 1 and in_main_thread()
     if x.dtype == np.float32:
         (_fdr_cols_f32_par if parallel else _fdr_cols_f32)(x, is_null, EPS, out)
         return like_input(out, one_d)

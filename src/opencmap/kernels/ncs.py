@@ -36,6 +36,7 @@ import numpy as np
 
 from opencmap.errors import ConfigError, ValidationError
 from opencmap.kernels.columns import as_columns, like_input
+from opencmap.kernels.ranks import in_main_thread
 
 __all__ = ["ncs", "signed_group_means", "reference_order", "NCS_MODES"]
 
@@ -151,7 +152,7 @@ def _apply(x: np.ndarray, groups: np.ndarray, div_pos: np.ndarray, div_neg: np.n
     """Divide positive scores by ``div_pos[group]`` and negative ones by ``div_neg[group]`` (per column)."""
     out = np.empty(x.shape, dtype=np.float64)
     args = (x, groups, np.ascontiguousarray(div_pos, dtype=np.float64), np.ascontiguousarray(div_neg, dtype=np.float64), out)
-    if x.size >= _PARALLEL_MIN:
+    if x.size >= _PARALLEL_MIN and in_main_thread():
         _apply_kernel(*args)
     else:  # a parallel launch costs more than it saves for one query
         _apply_rows(*args, 0, x.shape[0])

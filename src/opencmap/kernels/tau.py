@@ -22,6 +22,7 @@ import numpy as np
 
 from opencmap.errors import ValidationError
 from opencmap.kernels.columns import as_columns, like_input
+from opencmap.kernels.ranks import in_main_thread
 
 __all__ = [
     "sorted_abs_background",
@@ -155,7 +156,7 @@ def tau_exact(ncs_q: np.ndarray, background: np.ndarray, background_counts: np.n
         bg = bg.astype(np.float64)
     x = x.astype(bg.dtype)
     out = np.empty(x.shape, dtype=np.float64)
-    if x.size >= _PARALLEL_MIN:
+    if x.size >= _PARALLEL_MIN and in_main_thread():
         _tau_exact_kernel(x, bg, counts, out)
     else:  # one query against ~1e5 signatures: a parallel launch costs more than it saves
         _tau_exact_rows(x, bg, counts, out, 0, x.shape[0])
