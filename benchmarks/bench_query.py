@@ -24,8 +24,9 @@ temporary files are removed unless ``--keep``.
     # memmap builder timed on the sizes <= 100k (the engine prefetches on stores > RAM/2):
     nice .venv/bin/python benchmarks/bench_query.py --big --full --no-sig-major --spaces bing \
         --bg-queries 200 --legacy-build 100000
-    # measure queries/background on a store kept from an earlier run (--keep):
-    nice .venv/bin/python benchmarks/bench_query.py --store PATH --keep
+    # measure queries/background on a store kept from an earlier run (--keep); the store is
+    # kept, its tau backgrounds are rebuilt:
+    nice .venv/bin/python benchmarks/bench_query.py --store PATH
 
 Memory is reported as peak RSS (which counts store pages mapped from the page cache, reclaimable,
 and double-counts pages mapped twice) and, for the batch, the peak anonymous memory (sampled).
@@ -405,7 +406,7 @@ def measure(store, size: float, out: dict[str, float], args: argparse.Namespace)
     )
     out["batch_anon_gb"] = anon.peak
     out["query_peak_rss_gb"] = mem["VmHWM"]
-    if not args.keep:
+    if not args.keep and args.store is None:  # never delete a store the user passed in
         shutil.rmtree(store.path)
     return out
 
@@ -424,7 +425,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="numba threads (default: numba's own)")
     parser.add_argument("--spaces", nargs="+", default=["bing", "lm"], help="feature spaces to build (bing only saves ~9%% disk)")
     parser.add_argument("--block-size", type=int, default=None, help="store build block (default: build_store's)")
-    parser.add_argument("--store", type=Path, default=None, help="measure this existing store (no build; one size)")
+    parser.add_argument("--store", type=Path, default=None, help="measure this existing store (no build; one size; never deleted, but its tau backgrounds are rebuilt)")
     parser.add_argument("--legacy-build", type=int, default=0, metavar="N",
                         help="also time the previous memmap builder on sizes <= N (same run, for the ratio)")
     args = parser.parse_args()
