@@ -1219,23 +1219,15 @@ class GCTXSlots(_OpenH5):
         if self._h5 is not None:
             self._h5.flush()
 
-    def sync(self) -> None:
-        """:meth:`flush`, then ask the operating system to put the file on disk (``fsync``)."""
-        self.flush()
-        with open(self.path, "rb") as fh:
-            os.fsync(fh.fileno())
-
     def finish(self, col_meta: pd.DataFrame | pd.Index | Sequence[Any], final_path: str | PathLike[str]) -> None:
         """Write the column metadata (one row per column, in order), close, and move to ``final_path``."""
         ds = self._open_ds()
         meta = _meta_index(col_meta, "column")
         if len(meta) != ds.shape[0]:
             raise ValidationError(f"{self.path}: {ds.shape[0]} columns but {len(meta)} rows of column metadata")
-        h5 = self._h5
-        if h5 is None:
-            raise ConfigError(f"{self.path}: the work file is closed")
+        h5 = self._h5  # open: _open_ds() raised otherwise
         if COL_META_NODE in h5:  # a finish interrupted before the move
-            del self._h5[COL_META_NODE]
+            del h5[COL_META_NODE]
         _write_meta(h5.create_group(COL_META_NODE, track_order=True), meta, compress=False)
         h5.close()
         self._h5 = None

@@ -27,7 +27,7 @@ from opencmap.core.gct import GCT
 from opencmap.errors import PipelineError
 from opencmap.pipeline.modz import collapse_replicates, landmark_positions
 from opencmap.pipeline.params import PipelineParams
-from opencmap.pipeline.qc import MISSING, cc_summaries, distil_ss, ss_ngene, tas
+from opencmap.pipeline.qc import MISSING, cc_summaries, distil_ss_columns, ss_ngene, tas
 from opencmap.pipeline.signatures import SIG_INFO_COLUMNS, format_key_value
 
 __all__ = ["CGS_PERT_TYPE", "SH_PERT_TYPE", "cgs_groups", "consensus_gene_signatures"]
@@ -156,7 +156,7 @@ def consensus_gene_signatures(
             "is_exemplar_sig": np.zeros(len(groups), dtype=np.int64),
             "distil_cc_max": cc[:, 1],
             "distil_cc_median": cc[:, 2],
-            "distil_ss": [distil_ss(lm[:, g]) for g in range(len(groups))],
+            "distil_ss": distil_ss_columns(lm),
             "distil_wt": [",".join(f"{w:.4f}" for w in wt) for wt in collapsed.weights],
             "pct_self_rank_q25": MISSING,
             "replicate_set": "CGS",

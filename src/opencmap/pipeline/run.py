@@ -258,10 +258,7 @@ class _WorkState:
         return key in self.done and all(f.exists() for f in files)
 
     def mark_done(self, key: str) -> None:
-        with open(self.done_path, "a", encoding="utf-8") as fh:
-            fh.write(key + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        self._append([key], sync=True)
         self.done.add(key)
 
     # -- checkpointed marks (Level 3 runs): a mark reaches done.txt only after the data it
