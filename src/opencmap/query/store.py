@@ -688,17 +688,17 @@ def append_store(
         os.replace(tmp / seg_name, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    new = dict(manifest)
-    new["segments"] = [*manifest["segments"], seg]
-    new["n_signatures"] = int(manifest["n_signatures"]) + seg["n_signatures"]
     old_backgrounds = manifest.get("backgrounds", {})
     backgrounds = {}
     if keep_backgrounds:
         for level, entry in old_backgrounds.items():
             n_since = int(entry.get("appended_since_built", 0)) + seg["n_signatures"]
             backgrounds[level] = {**entry, "appended_since_built": n_since}
-    new["backgrounds"] = backgrounds
-    _write_bytes_atomic(store.path / _MANIFEST, json.dumps(new, indent=1).encode())
+    store._update_manifest(
+        segments=[*manifest["segments"], seg],
+        n_signatures=int(manifest["n_signatures"]) + seg["n_signatures"],
+        backgrounds=backgrounds,
+    )
     if not keep_backgrounds:
         for level in old_backgrounds:
             shutil.rmtree(store.path / "backgrounds" / level, ignore_errors=True)
@@ -781,9 +781,7 @@ def compact_store(path: str | os.PathLike[str], *, progress: Progress | None = N
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     old = [seg["name"] for seg in manifest["segments"]]
-    new = dict(manifest)
-    new["segments"] = [{"name": seg_name, "n_signatures": n, "files": files}]
-    _write_bytes_atomic(store.path / _MANIFEST, json.dumps(new, indent=1).encode())
+    store._update_manifest(segments=[{"name": seg_name, "n_signatures": n, "files": files}])
     for name in old:
         shutil.rmtree(seg_root / name, ignore_errors=True)
     log.info("compacted %s: %d segments -> 1 (%d signatures)", store.path, len(old), n)
@@ -1146,7 +1144,7 @@ class Store:
 
     # ------------------------------------------------------------------ manifest updates
     def _update_manifest(self, **changes: Any) -> None:
-        """Rewrite the manifest atomically with ``changes`` merged in (used by background builds)."""
+        """Rewrite the manifest atomically with ``changes`` merged in (backgrounds, append, compact)."""
         new = dict(self.manifest)
         new.update(changes)
         _write_bytes_atomic(self.path / _MANIFEST, json.dumps(new, indent=1).encode())
