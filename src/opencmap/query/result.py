@@ -353,7 +353,7 @@ class QueryResult:
                     metrics = {m: _npy_load(zf.read(f"{name}/{m}.npy")) for m in header["metrics"][name]}
                     levels[name] = LevelResult(name, frame, metrics)
         except (zipfile.BadZipFile, KeyError, ValueError, json.JSONDecodeError) as exc:
-            if isinstance(exc, ValidationError | FormatError):
+            if isinstance(exc, ValidationError):
                 raise
             raise FormatError(f"stored query result is damaged or incomplete ({exc}); re-run the query") from exc
         return cls(

@@ -137,11 +137,7 @@ class SummaryPlan:
         out: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
         for name, lv in self.levels.items():
             src = values[lv.source]
-            n = len(lv.index)
-            if n == 0:
-                agg = np.empty((0, src.shape[1]), dtype=np.float32)
-            else:
-                agg = group_maxq_layout(src, lv.layout, min_members=lv.min_members, out_dtype=np.float32)
+            agg = group_maxq_layout(src, lv.layout, min_members=lv.min_members, out_dtype=np.float32)
             values[name] = agg
             out[name] = (lv.index, agg)
         return out
