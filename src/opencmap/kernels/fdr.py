@@ -16,8 +16,8 @@ import numpy as np
 
 from opencmap.errors import ValidationError
 from opencmap.kernels.columns import as_columns, like_input
-from opencmap.kernels.ranks import in_main_thread
-from opencmap.kernels.radix import float32_sort_key, radix_sort_keys
+from opencmap.kernels.radix import radix_argsort_f32
+from opencmap.kernels.threads import in_main_thread
 
 __all__ = ["fdr_gsea", "fdr_gsea_reference", "bh", "EPS"]
 
@@ -194,16 +194,6 @@ def _fdr_side(vals, pos, nul, lo, hi, right, eps, q, tq, nq, xk, yk):
 
 
 @numba.njit(cache=True, nogil=True)
-def _radix_argsort_f32(row, order, keys, tmp_k, tmp_i, counts):
-    """Ascending argsort of float32 ``row`` into ``order`` (LSD radix, 3 passes; NaN last)."""
-    bits = row.view(np.uint32)
-    for p in range(row.shape[0]):
-        keys[p] = float32_sort_key(row[p], bits[p])
-        order[p] = p
-    radix_sort_keys(keys, order, tmp_k, tmp_i, counts)
-
-
-@numba.njit(cache=True, nogil=True)
 def _fdr_column(vals, o, is_null, eps, out):
     """q-values of one column: ``vals`` ascending (NaN last) at original positions ``o``."""
     n_sig = vals.shape[0]
@@ -240,7 +230,7 @@ def _fdr_col_f32(x, c, is_null, eps, out):
     for p in range(n_sig):
         row[p] = x[p, c]
     o = np.empty(n_sig, dtype=np.int64)
-    _radix_argsort_f32(
+    radix_argsort_f32(
         row, o, np.empty(n_sig, np.uint32), np.empty(n_sig, np.uint32), np.empty(n_sig, np.int64), np.empty((3, 2048), np.int64)
     )
     vals = np.empty(n_sig)

@@ -36,7 +36,7 @@ import numpy as np
 
 from opencmap.errors import ConfigError, ValidationError
 from opencmap.kernels.columns import as_columns, like_input
-from opencmap.kernels.ranks import in_main_thread
+from opencmap.kernels.threads import in_main_thread
 
 __all__ = ["ncs", "signed_group_means", "reference_order", "NCS_MODES"]
 
@@ -57,23 +57,16 @@ def _nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _signed_parts(scores, ref_order, c0, c1, pos_part, neg_part):
-    """``where(x > 0, x, 0)`` and ``where(x < 0, -x, 0)`` of ``scores[ref_order, c0:c1]`` (float64)."""
+def _signed_parts(scores, ref_order, groups, c0, c1, pos_part, neg_part, pos_count, neg_count):
+    """``where(x > 0, x, 0)`` and ``where(x < 0, -x, 0)`` of ``scores[ref_order, c0:c1]`` (float64),
+    and the per-group counts of positive and negative scores of those columns."""
     for k in range(ref_order.shape[0]):
         s = ref_order[k]
+        g = groups[s]
         for c in range(c0, c1):
             v = np.float64(scores[s, c])
             pos_part[k, c - c0] = v if v > 0 else 0.0
             neg_part[k, c - c0] = -v if v < 0 else 0.0
-
-
-@numba.njit(cache=True, nogil=True)
-def _signed_counts(scores, ref_order, groups, pos_count, neg_count):
-    for k in range(ref_order.shape[0]):
-        s = ref_order[k]
-        g = groups[s]
-        for c in range(scores.shape[1]):
-            v = scores[s, c]
             if v > 0:
                 pos_count[g, c] += 1
             elif v < 0:
@@ -116,10 +109,9 @@ def signed_group_means(
             c1 = min(c0 + step, n_q)
             pos_part = np.empty((ref_order.size, c1 - c0))
             neg_part = np.empty_like(pos_part)
-            _signed_parts(scores, ref_order, c0, c1, pos_part, neg_part)
+            _signed_parts(scores, ref_order, groups, c0, c1, pos_part, neg_part, pos_count, neg_count)
             pos_sum[gid, c0:c1] = np.add.reduceat(pos_part, starts, axis=0)
             neg_sum[gid, c0:c1] = np.add.reduceat(neg_part, starts, axis=0)
-        _signed_counts(scores, ref_order, groups, pos_count, neg_count)
     with np.errstate(invalid="ignore", divide="ignore"):
         pos_mean = np.where(pos_count > 0, pos_sum / pos_count, np.nan)
         neg_mean = np.where(neg_count > 0, neg_sum / neg_count, np.nan)

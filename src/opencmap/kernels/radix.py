@@ -9,8 +9,9 @@ order-preserving ``uint32`` keys is several times faster than a comparison sort 
 * :func:`radix_sort_keys` -- sort keys in place, carrying their indices (shape contract: 1-D
   ``uint32`` keys and ``int64`` indices of equal length, scratch of the same shapes, ``counts``
   ``(3, 2048)`` ``int64``).
+* :func:`radix_argsort_f32` -- stable ascending argsort of a float32 row (NaN last) with the two.
 
-Both are numba functions meant to be called from other compiled kernels.
+All are numba functions meant to be called from other compiled kernels.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["float32_sort_key", "radix_sort_keys"]
+__all__ = ["float32_sort_key", "radix_sort_keys", "radix_argsort_f32"]
 
 _NAN_KEY = np.uint32(0xFFFFFFFF)
 
@@ -74,3 +75,15 @@ def radix_sort_keys(keys, order, tmp_k, tmp_i, counts):  # pragma: no cover - co
     if swapped:
         keys[:] = src_k
         order[:] = src_i
+
+
+@numba.njit(cache=True, nogil=True)
+def radix_argsort_f32(row, order, keys, tmp_k, tmp_i, counts):  # pragma: no cover - compiled
+    """Stable ascending argsort of float32 ``row`` into ``order`` (int64, NaN last); ``keys`` (uint32)
+    is left holding the sorted keys; ``tmp_k``, ``tmp_i``, ``counts`` are scratch as for
+    :func:`radix_sort_keys`."""
+    bits = row.view(np.uint32)
+    for p in range(row.shape[0]):
+        keys[p] = float32_sort_key(row[p], bits[p])
+        order[p] = p
+    radix_sort_keys(keys, order, tmp_k, tmp_i, counts)

@@ -4,21 +4,20 @@
 * :func:`average_ranks` -- ascending ranks with ties averaged (Spearman; equals
   ``scipy.stats.rankdata(..., nan_policy="omit")``; numpy's vectorised argsort + a compiled tie pass).
 * :func:`mutual_pair_ranks` -- the better of the two mutual neighbour ranks of replicate pairs.
-
-Multi-threaded kernels are launched from the main thread only (:func:`in_main_thread`): not every
-numba threading layer accepts launches from two threads at once; other threads run 1-thread twins.
 * :func:`descending_ranks_rows` -- :func:`descending_ranks` per row of a float32 matrix, fast.
+
+Multi-threaded kernels are launched from the main thread only (:mod:`opencmap.kernels.threads`);
+other threads run their 1-thread twins.
 """
 
 from __future__ import annotations
-
-import threading
 
 import numba
 import numpy as np
 from scipy.stats import rankdata
 
-from opencmap.kernels.radix import float32_sort_key, radix_sort_keys
+from opencmap.kernels.radix import radix_argsort_f32
+from opencmap.kernels.threads import in_main_thread
 
 __all__ = ["descending_ranks", "average_ranks", "descending_ranks_rows", "mutual_pair_ranks"]
 
@@ -37,11 +36,6 @@ def descending_ranks(scores: np.ndarray, axis: int = 0, dtype: type = np.int32) 
     shape[axis] = a.shape[axis]
     np.put_along_axis(ranks, order, np.broadcast_to(idx.reshape(shape), a.shape), axis=axis)
     return ranks
-
-
-def in_main_thread() -> bool:
-    """True in the main thread, where the multi-threaded (``prange``) kernels may be launched."""
-    return threading.current_thread() is threading.main_thread()
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -117,13 +111,11 @@ def _radix_descending_ranks(x, out):  # pragma: no cover - compiled
         buf = np.empty(n, dtype=np.float32)
         for i in range(n):
             buf[i] = np.float32(-x[r, i]) + np.float32(0.0)  # -0.0 -> +0.0 (ties with 0.0)
-        bits = buf.view(np.uint32)
-        keys = np.empty(n, dtype=np.uint32)
         idx = np.empty(n, dtype=np.int64)
-        for i in range(n):
-            keys[i] = float32_sort_key(buf[i], bits[i])  # NaN last
-            idx[i] = i
-        radix_sort_keys(keys, idx, np.empty(n, dtype=np.uint32), np.empty(n, dtype=np.int64), np.empty((3, 2048), dtype=np.int64))
+        radix_argsort_f32(  # NaN last
+            buf, idx, np.empty(n, dtype=np.uint32), np.empty(n, dtype=np.uint32), np.empty(n, dtype=np.int64),
+            np.empty((3, 2048), dtype=np.int64),
+        )
         for p in range(n):
             out[r, idx[p]] = p + 1
 

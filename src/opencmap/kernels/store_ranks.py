@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from opencmap.kernels.radix import float32_sort_key, radix_sort_keys
+from opencmap.kernels.radix import radix_argsort_f32
 
 __all__ = ["gene_major_block"]
 
@@ -31,17 +31,10 @@ def _rank_one(x, j, cols, vals, bits, keys, keys2, idx, idx2, counts, rank_row):
         v = np.float32(x[j, cols[i]])
         vals[i] = v
         bits[i] = np.float32(-v) + np.float32(0.0)  # -0.0 -> +0.0 (ties with 0.0)
-    ubits = bits.view(np.uint32)
-    for i in range(g):
-        keys[i] = float32_sort_key(bits[i], ubits[i])  # NaN last
-        idx[i] = i
-    radix_sort_keys(keys, idx, keys2, idx2, counts)
+    radix_argsort_f32(bits, idx, keys, keys2, idx2, counts)  # NaN last
     for p in range(g):
         i = idx[p]
-        if keys[p] == np.uint32(0xFFFFFFFF) and vals[i] != vals[i]:
-            rank_row[i] = 0
-        else:
-            rank_row[i] = p + 1
+        rank_row[i] = 0 if vals[i] != vals[i] else p + 1
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -22,7 +22,7 @@ import numpy as np
 
 from opencmap.errors import ValidationError
 from opencmap.kernels.columns import as_columns, like_input
-from opencmap.kernels.ranks import in_main_thread
+from opencmap.kernels.threads import in_main_thread
 
 __all__ = [
     "sorted_abs_background",

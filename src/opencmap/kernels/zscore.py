@@ -25,7 +25,7 @@ import numba
 import numpy as np
 
 from opencmap.kernels.percentile import prctile
-from opencmap.kernels.ranks import in_main_thread
+from opencmap.kernels.threads import in_main_thread
 
 __all__ = ["MAD_SCALE", "VAR_ADJUSTMENTS", "robust_center_scale", "robust_zscore"]
 
