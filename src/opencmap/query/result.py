@@ -113,15 +113,16 @@ class QueryResult:
         """Long table: one row per (query, row of the level) with every metric (+ metadata)."""
         lv = self.level(level)
         qidx = range(len(self.queries)) if query is None else [self._query_index(query)]
-        frames = []
-        for j in qidx:
-            cols: dict[str, Any] = {"query": self.queries[j].name}
-            frame = lv.index.reset_index(drop=True).copy() if metadata else lv.index.iloc[:, :1].reset_index(drop=True).copy()
-            for name, values in lv.metrics.items():
-                frame[name] = values[:, j]
-            frame.insert(0, "query", cols["query"])
-            frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
+        return pd.concat([self._query_frame(lv, j, metadata=metadata) for j in qidx], ignore_index=True)
+
+    def _query_frame(self, lv: LevelResult, j: int, rows: np.ndarray | None = None, *, metadata: bool = True) -> pd.DataFrame:
+        """Query ``j``'s rows (all, or positions ``rows``) of level ``lv``: metadata + every metric."""
+        index = lv.index if metadata else lv.index.iloc[:, :1]
+        frame = (index if rows is None else index.iloc[rows]).reset_index(drop=True).copy()
+        for name, values in lv.metrics.items():
+            frame[name] = values[:, j] if rows is None else values[rows, j]
+        frame.insert(0, "query", self.queries[j].name)
+        return frame
 
     def top(
         self,
@@ -156,11 +157,7 @@ class QueryResult:
         else:
             key = -np.abs(kept)
         rows = finite[np.argsort(key, kind="stable")[: max(int(n), 0)]]
-        frame = lv.index.iloc[rows].reset_index(drop=True).copy()
-        for name, matrix in lv.metrics.items():
-            frame[name] = matrix[rows, j]
-        frame.insert(0, "query", self.queries[j].name)
-        return frame
+        return self._query_frame(lv, j, rows)
 
     def pert_cell_grid(
         self, n: int = 30, *, query: int | str | None = None, metric: str | None = None
@@ -178,8 +175,9 @@ class QueryResult:
             raise QueryError("this result has no perturbagen summaries (non-connectivity metric); no perturbagen x cell grid")
         metric = metric or self.default_metric("pert_cell")
         top = self.top(n, query=query, level="pert_summary", by=metric, direction="both")
-        cells = self.to_frame("pert_cell", query=query)
-        cells = cells[cells["pert_id"].astype(str).isin(set(top["id"].astype(str)))]
+        lv = self.level("pert_cell")
+        picked = np.flatnonzero(lv.index["pert_id"].astype(str).isin(set(top["id"].astype(str))).to_numpy())
+        cells = self._query_frame(lv, self._query_index(query), picked)
         grid = cells.pivot_table(index="pert_id", columns="cell_id", values=metric, aggfunc="first", dropna=False)
         rows = [str(p) for p in top["id"]]
         labels = top["pert_iname"].astype(str).tolist() if "pert_iname" in top.columns else rows
