@@ -234,6 +234,8 @@ class _WorkState:
                 tmp.write_text(json.dumps({"format_version": MANIFEST_VERSION, "identity": identity}, indent=1))
         self._pending: list[str] = []
         self._last_sync = time.monotonic()
+        self._syncer: threading.Thread | None = None
+        self._sync_error: BaseException | None = None
         self.done: set[str] = set()
         if self.done_path.exists():
             self.done = {line for line in self.done_path.read_text().splitlines() if line}
@@ -261,11 +263,12 @@ class _WorkState:
         self._append([key], sync=True)
         self.done.add(key)
 
+    def fresh(self, *prefixes: str) -> bool:
+        """No mark starting with one of ``prefixes`` is recorded yet."""
+        return not any(key.startswith(prefixes) for key in self.done)
+
     # -- checkpointed marks (Level 3 runs): a mark reaches done.txt only after the data it
     #    vouches for was handed to the OS (interruption) or put on disk (periodic checkpoint)
-    _syncer: threading.Thread | None = None
-    _sync_error: BaseException | None = None
-
     def pend(self, key: str) -> None:
         """Record ``key`` as done at the next :meth:`checkpoint`."""
         self._pending.append(key)
@@ -697,12 +700,11 @@ def run_pipeline(
         finally:
             if reader is not None:
                 reader.close()
-        out_rows = row_meta
     else:
         # A fresh run whose plates come set by set in the final order writes Level 4 straight into its
         # final file as plates are z-scored (the per-plate work files stay, for resuming): no read-back.
         processing_order = [p for s in set_order for p in set_plates[s]]
-        fresh = not any(key.startswith(("plate\t", "set\t")) for key in state.done)
+        fresh = state.fresh("plate\t", "set\t")
         level4_stream = fresh and processing_order == plate_order
         level4_writer: GCTXWriter | None = None
         reader = GCTXFile(matrix) if not from_level1 and whole is None else None  # opened once for all plates
@@ -717,10 +719,10 @@ def run_pipeline(
                         resumed_plates += 1
                         block = read_gct(l4_path, meta_only=set_is_done)
                     else:
+                        positions = plate_positions[plate]
                         block = _process_plate(
-                            matrix, whole, plate, col_meta.iloc[plate_positions[plate]], row_meta, params, state, model,
-                            level2_files=level2_files, genes_table=genes_table, positions=plate_positions[plate],
-                            reader=reader,
+                            whole, reader, plate, col_meta.iloc[positions], row_meta, params, state, model, positions,
+                            level2_files=level2_files, genes_table=genes_table,
                         )
                     if out_rows is None:
                         out_rows = block.row_meta
@@ -852,45 +854,42 @@ def run_pipeline(
     )
 
 
+def _warn_small_plate(plate: str, n_wells: int, *, stacklevel: int) -> None:
+    """Warn that a plate of fewer than :data:`MIN_PLATE_WELLS` wells gives fragile z-scores."""
+    if n_wells < MIN_PLATE_WELLS:
+        warnings.warn(
+            f"plate {plate} has only {n_wells} samples; its robust z-scores rest on few wells",
+            OpenCMapWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
 def _process_plate(
-    matrix: Path,
     whole: GCT | None,
+    reader: GCTXFile | None,
     plate: str,
     plate_meta: pd.DataFrame,
     row_meta: pd.DataFrame,
     params: PipelineParams,
     state: _WorkState,
     model: Any | None,
+    positions: np.ndarray,
     *,
     level2_files: Mapping[str, Mapping[str, Path]] | None = None,
     genes_table: pd.DataFrame | None = None,
-    positions: np.ndarray | None = None,
-    reader: GCTXFile | None = None,
 ) -> GCT:
     """Read one plate's columns, (Level 1/2 → 3,) z-score, save its Level 4 block and mark it done.
 
-    ``positions`` are the plate's column positions in ``matrix`` (read by position: no id lookup
-    over the whole compendium for each plate); ``reader`` is ``matrix`` kept open across plates.
+    ``positions`` are the plate's column positions in the matrix, read from ``whole`` (a parsed
+    text GCT) or ``reader`` (the GCTX kept open across plates); see :func:`_read_plate`.
     """
-    cids = plate_meta.index
-    if len(cids) < MIN_PLATE_WELLS:
-        warnings.warn(
-            f"plate {plate} has only {len(cids)} samples; its robust z-scores rest on few wells",
-            OpenCMapWarning,
-            stacklevel=3,
-        )
+    _warn_small_plate(plate, len(plate_meta), stacklevel=3)
     if params.start_level == 1:
         if level2_files is None:
             raise PipelineError(f"plate {plate}: Level 1 processing needs the deconvolved Level 2 files")
         plate_gct, censor_report = _level2_files_to_level3(plate_meta, level2_files, model, genes_table)
     else:
-        if whole is not None:
-            raw = whole.subset(cids=cids)
-        elif positions is not None:
-            raw = reader.read(cidx=positions) if reader is not None else read_gct(matrix, cidx=positions)
-        else:
-            raw = read_gct(matrix, cid=cids)
-        data = raw.data if raw.rids.equals(row_meta.index) else raw.subset(rids=row_meta.index).data
+        data = _read_plate(whole, reader, plate_meta, row_meta, positions)
         plate_gct = GCT(data, row_meta=row_meta, col_meta=plate_meta)
         if params.start_level == 2:
             plate_gct, censor_report = level2_to_level3(plate_gct, inference_model=model)
@@ -1042,7 +1041,7 @@ def _run_slots(
         pos += int(per_set.get(set_name, 0))
     n_sigs = pos
 
-    fresh = not any(key.startswith(("plate\t", "set\t", "cgs")) for key in state.done)
+    fresh = state.fresh("plate\t", "set\t", "cgs")
     l4, kept4 = _open_slots(state, "level4.partial.gctx", row_meta, len(level4_meta), resizable=False, fresh=fresh)
     l5, kept5 = _open_slots(state, "level5.partial.gctx", row_meta, n_sigs, resizable=True, fresh=fresh)
     if not fresh and not (kept4 and kept5):
@@ -1072,18 +1071,13 @@ def _run_slots(
                 jobs.append((None if set_is_done else io.read(_copy_slot, l4, a, slot), True))
                 continue
             plate_meta = col_meta.iloc[positions]
-            if len(positions) < MIN_PLATE_WELLS:
-                warnings.warn(
-                    f"plate {plate} has only {len(positions)} samples; its robust z-scores rest on few wells",
-                    OpenCMapWarning,
-                    stacklevel=4,
-                )
+            _warn_small_plate(plate, len(positions), stacklevel=4)
             args = (whole, reader, plate, plate_meta, row_meta, params, positions, slot, l4, a)
             jobs.append((io.write(f"plate\t{plate}", _plate_task, *args), False))
         return set_is_done, used, jobs
 
     try:
-        prepared = prepare(0) if set_order else (True, 0, [])
+        prepared = prepare(0)
         for si, set_name in enumerate(set_order):
             set_is_done, used, jobs = prepared
             for future, resumed in jobs:
@@ -1114,10 +1108,14 @@ def _run_slots(
 
         # -------------------------------------------------------------- signature table and CGS
         sig_info = pd.concat([_read_sig_info(state.sig_info_path(s)) for s in set_order], axis=0)
-        column = pd.Series(np.arange(len(sig_info)), index=sig_info.index)
+        if len(sig_info) != n_sigs:
+            raise PipelineError(
+                f"the work folder {state.root} holds {len(sig_info)} signatures where the instance table gives "
+                f"{n_sigs}; start over with restart=True (--restart)"
+            )
         cgs_info = None
         if params.cgs:
-            cgs_info = _build_cgs_slots(sig_info, column, l5, n_sigs, row_meta, landmarks, params, state, report)
+            cgs_info = _build_cgs_slots(sig_info, l5, row_meta, landmarks, params, state, report)
         n_cgs = 0 if cgs_info is None else len(cgs_info)
         full_info = pd.concat([sig_info, cgs_info], axis=0) if n_cgs else sig_info
         full_info["is_exemplar_sig"] = exemplar_flags(full_info).to_numpy()
@@ -1141,12 +1139,13 @@ def _run_slots(
 def _read_plate(
     whole: GCT | None, reader: GCTXFile | None, plate_meta: pd.DataFrame, row_meta: pd.DataFrame, positions: np.ndarray
 ) -> np.ndarray:
-    """One Level 3 plate's values, ``(genes, wells)`` float32 (rows in ``row_meta``'s order)."""
+    """One plate's input (Level 2 or 3) values, ``(genes, wells)`` float32 (rows in ``row_meta``'s
+    order): from ``whole`` (a parsed text GCT) if given, else by position through ``reader``."""
     if whole is not None:
         raw = whole.subset(cids=plate_meta.index)
         return raw.data if raw.rids.equals(row_meta.index) else raw.subset(rids=row_meta.index).data
     if reader is None:
-        raise PipelineError("no Level 3 source to read (internal error; please report it)")
+        raise PipelineError("no input matrix to read (internal error; please report it)")
     return reader.read_matrix(cidx=positions)  # the matrix's rows are row_meta's rows
 
 
@@ -1164,9 +1163,7 @@ def _plate_task(
 ) -> None:
     """Read one Level 3 plate, z-score it into ``out`` (``(genes, wells)`` float32), store it in Level 4."""
     data = _read_plate(whole, reader, plate_meta, row_meta, positions)
-    z = zscore_plate(GCT(data, row_meta=row_meta, col_meta=plate_meta), params, plate_id=plate, out=out).data
-    if z is not out:  # a replacement of zscore_plate (tests) may ignore ``out``
-        out[...] = z
+    zscore_plate(GCT(data, row_meta=row_meta, col_meta=plate_meta), params, plate_id=plate, out=out)
     l4.write(start, out)
 
 
@@ -1221,20 +1218,20 @@ class _Background:
 
 def _build_cgs_slots(
     sig_info: pd.DataFrame,
-    column: pd.Series,
     l5: GCTXSlots,
-    n_sigs: int,
     row_meta: pd.DataFrame,
     landmarks: np.ndarray,
     params: PipelineParams,
     state: _WorkState,
     report: ProgressCallback,
 ) -> pd.DataFrame | None:
-    """CGS from the signatures already in the Level 5 work file, written after them."""
+    """CGS from the signatures already in the Level 5 work file (``sig_info``'s rows, in order),
+    written after them."""
     groups = cgs_groups(sig_info, params)
     if groups.empty:
-        l5.resize(n_sigs)
         return None
+    n_sigs = len(sig_info)
+    column = pd.Series(np.arange(n_sigs), index=sig_info.index)
     info_path = state.root / "cgs.sig_info.txt"
     l5.resize(n_sigs + len(groups))
     if state.is_done("cgs", info_path):
