@@ -299,10 +299,12 @@ def _job_floor(matrix: str, work: str, n_sigs: int, queue: mp.Queue) -> None:
     Level 4 bytes and ``n_sigs`` Level 5 columns' bytes (numpy ``tofile``); no computing."""
     import h5py
 
+    from opencmap.io.gctx import MATRIX_NODE
+
     t0 = time.perf_counter()
     folder = Path(work)
     with h5py.File(matrix, "r") as h5:
-        ds = h5["/0/DATA/0/matrix"]
+        ds = h5[MATRIX_NODE]
         n_cols, n_rows = ds.shape
         step = REPS * WELLS
         buf = np.empty((step, n_rows), dtype=np.float32)
@@ -319,14 +321,16 @@ def _job_floor(matrix: str, work: str, n_sigs: int, queue: mp.Queue) -> None:
     queue.put({"seconds": seconds, "peak_mb": _peak_rss_mb()})
 
 
-def _cmappy_baseline(matrix: Path, work: Path) -> dict | None:
-    python = _cmappy_python()
-    if python is None:
-        return None
+def _cmappy_inputs(matrix: Path, work: Path) -> None:
+    """Write the replicate set, its groups and the job script for :func:`_cmappy_baseline` (once)."""
     data, _plates, groups = _load_set(str(matrix))
     np.save(work / "set.npy", data)
     (work / "groups.json").write_text(json.dumps([g.tolist() for g in groups]))
     (work / "cmappy_job.py").write_text(_CMAPPY_SCRIPT)
+
+
+def _cmappy_baseline(python: Path, work: Path) -> dict | None:
+    """One run of the cmapPy kernels on the inputs written by :func:`_cmappy_inputs`."""
     proc = subprocess.run(
         [str(python), str(work / "cmappy_job.py"), str(work / "set.npy"), str(work / "groups.json")],
         capture_output=True,
@@ -381,17 +385,19 @@ def main(argv: list[str] | None = None) -> None:
 
         reps = range(max(1, args.repeat))
         pandas_res = best([_measure(_job_pandas, str(matrix)) for _ in reps])
+        cmappy_python = _cmappy_python()  # found (or created) once; None: absent, said once
         cmappy_runs: list[dict | None] = []
-        for _ in reps:
-            cmappy_runs.append(_cmappy_baseline(matrix, work))
-            if cmappy_runs[-1] is None:  # absent or failed: said once
-                break
+        if cmappy_python is not None:
+            _cmappy_inputs(matrix, work)
+            for _ in reps:
+                cmappy_runs.append(_cmappy_baseline(cmappy_python, work))
+                if cmappy_runs[-1] is None:  # failed: said once
+                    break
         cmappy_res = best(cmappy_runs)
         core = best([_measure(_job_core, str(matrix), False) for _ in reps])
         core_qc = best([_measure(_job_core, str(matrix), True) for _ in reps])
-        cmappy_python = _cmappy_python() if cmappy_res is not None else None
         e2e = None
-        if cmappy_python is not None:
+        if cmappy_python is not None and cmappy_res is not None:
             e2e = _cmappy_e2e(cmappy_python, matrix, inst, work, min(args.cmappy_sets, n_sets))
         load_before = os.getloadavg()
         runner = _measure(_job_runner, str(matrix), str(inst), str(work / "out"))

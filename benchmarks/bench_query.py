@@ -101,11 +101,11 @@ class AnonPeak:
 def legacy_build(dest: Path, gctx: Path, block: int = 4096) -> None:
     """The previous store builder's data path (for comparison): read 4,096-signature blocks,
     rank, and scatter the transposed block into memory-mapped gene-major files."""
-    from opencmap.io import read_gct
+    from opencmap.io import gct_info, read_gct
     from opencmap.kernels.ranks import descending_ranks_rows
 
-    meta = read_gct(gctx, meta_only=True)
-    g, n = len(meta.rids), len(meta.cids)
+    info = gct_info(gctx)  # the shape only: no metadata is read
+    g, n = info.n_rows, info.n_cols
     dest.mkdir()
     ranks_mm = np.lib.format.open_memmap(dest / "ranks.npy", mode="w+", dtype=np.uint16, shape=(g, n))
     scores_mm = np.lib.format.open_memmap(dest / "scores.npy", mode="w+", dtype=np.float32, shape=(g, n))

@@ -333,3 +333,13 @@ def test_jobs_persist_across_restart_and_interrupted_jobs_rerun(test_store, prog
             assert failed["status"] == "failed" and "resubmit" in failed["error"]
     finally:
         srv.stop()
+
+
+def test_openapi_job_status_enums_are_the_job_states(client):
+    from opencmap.api.jobs import JOB_STATES
+
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["schemas"]["JobStatus"]["properties"]["status"]["enum"] == list(JOB_STATES)
+    (param,) = [p for p in schema["paths"]["/api/v1/jobs"]["get"]["parameters"] if p["name"] == "status"]
+    assert param["schema"]["anyOf"][0]["enum"] == list(JOB_STATES)
+    assert client.get("/jobs", params={"status": "nonsense"}).status_code == 422

@@ -181,3 +181,36 @@ def test_a_version_2_database_is_converted_to_incremental_vacuum(tmp_path):
     assert db._conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
     assert db._conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()[0] == str(DB_FORMAT_VERSION)
     db.close()
+
+
+def test_job_states_are_defined_once():
+    from typing import get_args
+
+    from opencmap.api.jobs import JOB_STATES, JobState
+
+    assert JOB_STATES == get_args(JobState) == ("queued", "running", "done", "failed", "expired")
+
+
+def test_retention_logs_one_line_per_expiry_and_deletes_every_expired_result(tmp_path, result_and_store, caplog):
+    import logging
+
+    result, store = result_and_store
+    db = JobDB(tmp_path / "jobs.sqlite")
+    ids = []
+    for _ in range(4):
+        ids.append(db.create({"queries": []}, n_queries=1, mode="sync", status="running"))
+        db.save_result(ids[-1], result, store_sig_info=store.sig_info)
+    db.close()
+    with caplog.at_level(logging.INFO, logger="opencmap.api.jobs"):
+        db = JobDB(tmp_path / "jobs.sqlite", max_results=1)  # 3 expire at once, at start-up
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retention:")]
+        assert lines == ["retention: 3 stored result(s) expired"]
+        caplog.clear()
+        ids.append(db.create({"queries": []}, n_queries=1, mode="sync", status="running"))
+        assert db.save_result(ids[-1], result, store_sig_info=store.sig_info) == [ids[3]]
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retention:")]
+        assert lines == ["retention: 1 stored result(s) expired"]
+    kept = [r[0] for r in db._conn.execute("SELECT job_id FROM results")]
+    assert kept == [ids[4]]
+    assert [db.get(i)["status"] for i in ids] == ["expired"] * 4 + ["done"]
+    db.close()

@@ -48,3 +48,21 @@ def test_settings_from_environment_and_defaults(monkeypatch, tmp_path):
     assert s.resolved_pcl_path() == tmp_path / "compendium-demo-0" / "pcl.gmt"
     assert s.resolved_db_path() == tmp_path / "opencmap-jobs.sqlite"
     assert Settings(db_path=tmp_path / "x.sqlite").resolved_db_path() == tmp_path / "x.sqlite"
+
+
+def test_serve_help_names_the_settings_defaults(monkeypatch):
+    from opencmap.api.settings import Settings
+    from opencmap.cli import serve
+
+    def help_text() -> str:
+        result = CliRunner().invoke(serve.command, ["--help"], terminal_width=400)
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    text = help_text()
+    assert "default 200]" in text and "default 168]" in text and "[default 127.0.0.1]" in text and "[default 8000]" in text
+    assert "{default}" not in text
+    monkeypatch.setattr(Settings.model_fields["max_stored_results"], "default", 321)  # the help follows the setting
+    monkeypatch.setattr(Settings.model_fields["result_ttl_hours"], "default", 2.5)
+    text = help_text()
+    assert "default 321]" in text and "default 2.5]" in text

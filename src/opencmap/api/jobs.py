@@ -33,18 +33,20 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pandas as pd
 
 from opencmap.errors import OpenCMapError, StoreError, ValidationError
 from opencmap.query.result import QueryResult
 
-__all__ = ["JobDB", "JobRunner", "JOB_STATES", "EXPIRED_MESSAGE", "ShutdownRequested"]
+__all__ = ["JobDB", "JobRunner", "JobState", "JOB_STATES", "EXPIRED_MESSAGE", "ShutdownRequested"]
 
 log = logging.getLogger(__name__)
 
-JOB_STATES = ("queued", "running", "done", "failed", "expired")
+#: the status of a job (see the module docstring for the transitions)
+JobState = Literal["queued", "running", "done", "failed", "expired"]
+JOB_STATES: tuple[str, ...] = get_args(JobState)
 
 #: error message of a job whose result was deleted by the retention policy
 EXPIRED_MESSAGE = "the result of this job was deleted by the server's retention policy (expired); resubmit the query"
@@ -118,9 +120,7 @@ class JobDB:
         if row is not None and int(row[0]) < DB_FORMAT_VERSION:
             self._conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(DB_FORMAT_VERSION),))
         with self._transaction():
-            expired = self._expire()
-        if expired:
-            log.info("retention: %d stored result(s) expired", len(expired))
+            self._expire()
         if self._conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # a file made before auto_vacuum was set
             log.info("converting job database %s to incremental vacuum (one full VACUUM)", self.path)
             self._conn.execute("VACUUM")
@@ -218,7 +218,6 @@ class JobDB:
                     (time.time(), json.dumps(info), job_id),
                 )
             if expired:
-                log.info("retention: %d stored result(s) expired", len(expired))
                 self._vacuum_if_sparse()
         return expired
 
@@ -241,11 +240,13 @@ class JobDB:
             ids.update(r[0] for r in cur.fetchall())
         ids.discard(keep or "")
         expired = sorted(ids)
-        for job_id in expired:
-            self._conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
-            self._conn.execute(
-                "UPDATE jobs SET status = 'expired', error = ? WHERE id = ? AND status = 'done'", (EXPIRED_MESSAGE, job_id)
+        if expired:
+            self._conn.executemany("DELETE FROM results WHERE job_id = ?", [(job_id,) for job_id in expired])
+            self._conn.executemany(
+                "UPDATE jobs SET status = 'expired', error = ? WHERE id = ? AND status = 'done'",
+                [(EXPIRED_MESSAGE, job_id) for job_id in expired],
             )
+            log.info("retention: %d stored result(s) expired", len(expired))
         return expired
 
     def _vacuum_if_sparse(self) -> None:

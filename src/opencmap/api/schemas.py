@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from opencmap.api.jobs import JobState
+
 __all__ = [
     "GeneSetQuery",
     "QueryRequest",
@@ -98,7 +100,7 @@ class Page(BaseModel):
 
 class JobStatus(BaseModel):
     id: str
-    status: Literal["queued", "running", "done", "failed", "expired"]
+    status: JobState
     mode: Literal["sync", "batch"]
     progress: float
     created: float

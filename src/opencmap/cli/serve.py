@@ -12,6 +12,25 @@ __all__ = ["command"]
 _EXTRA_HINT = "opencmap serve needs the 'serve' extra: pip install 'opencmap[serve]' (fastapi, uvicorn, pydantic-settings, plotly)"
 
 
+class _SettingsOption(click.Option):
+    """An option whose help names the :class:`~opencmap.api.settings.Settings` default of the
+    field of the same name (``{default}`` in the help), read only when the help is shown, so the
+    two cannot drift and the serve extra is not imported at start-up."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        try:
+            from opencmap.api.settings import Settings
+        except ImportError:  # no serve extra: the command itself says what to install
+            default = "(needs the serve extra)"
+        else:
+            value = Settings.model_fields[self.name or ""].default
+            default = f"{value:g}" if isinstance(value, float) else str(value)
+        return record[0], record[1].replace("{default}", default)
+
+
 @click.command(name="serve")
 @click.option("--store", "store_path", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Reference store [env OPENCMAP_STORE_PATH; default opencmap-demo/store, made by `opencmap demo`].")
@@ -19,15 +38,15 @@ _EXTRA_HINT = "opencmap serve needs the 'serve' extra: pip install 'opencmap[ser
               help="SQLite file for jobs and results [env OPENCMAP_DB_PATH; default beside the store].")
 @click.option("--pcl", "pcl_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="PCL GMT file (members = pert_ids) [default: compendium-*/pcl.gmt beside the store].")
-@click.option("--host", default=None, help="Interface to listen on [default 127.0.0.1].")
-@click.option("--port", type=int, default=None, help="Port [default 8000].")
-@click.option("--workers", type=int, default=None, help="Threads running batch jobs [default 1].")
+@click.option("--host", cls=_SettingsOption, default=None, help="Interface to listen on [default {default}].")
+@click.option("--port", cls=_SettingsOption, type=int, default=None, help="Port [default {default}].")
+@click.option("--workers", cls=_SettingsOption, type=int, default=None, help="Threads running batch jobs [default {default}].")
 @click.option("--token", "api_token", default=None, help="Require this API token (shared deployments) [env OPENCMAP_API_TOKEN].")
-@click.option("--max-stored-results", type=click.IntRange(min=1), default=None,
+@click.option("--max-stored-results", cls=_SettingsOption, type=click.IntRange(min=1), default=None,
               help="Finished results kept in the database; the oldest beyond this expire (HTTP 410, resubmit) "
-                   "[env OPENCMAP_MAX_STORED_RESULTS; default 200].")
-@click.option("--result-ttl-hours", type=click.FloatRange(min=0), default=None,
-              help="Hours a finished result is kept, 0 = no age limit [env OPENCMAP_RESULT_TTL_HOURS; default 168].")
+                   "[env OPENCMAP_MAX_STORED_RESULTS; default {default}].")
+@click.option("--result-ttl-hours", cls=_SettingsOption, type=click.FloatRange(min=0), default=None,
+              help="Hours a finished result is kept, 0 = no age limit [env OPENCMAP_RESULT_TTL_HOURS; default {default}].")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this CORS origin (repeatable; default: CORS off).")
 @click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]), show_default=True)
 def command(log_level: str, **options: object) -> None:

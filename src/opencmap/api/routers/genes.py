@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from opencmap.api.catalogue import Catalogue
 from opencmap.api.deps import get_catalogue
-from opencmap.api.paging import records, rows_matching
+from opencmap.api.paging import one_record
 from opencmap.api.routers.params import Paging, paged, paging
 from opencmap.api.schemas import Page
 from opencmap.errors import IdNotFoundError
@@ -40,4 +40,4 @@ def get_gene(gene: str, catalogue: Annotated[Catalogue, Depends(get_catalogue)])
         suggestions = list(catalogue.lookup.suggest(gene))
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
         raise IdNotFoundError(f"unknown gene {gene!r} (not an Entrez id or symbol of this store){hint}")
-    return records(rows_matching(catalogue.genes, "pr_gene_id", gid))[0]
+    return one_record(catalogue.genes, "pr_gene_id", gid, missing=f"gene {gene!r} resolved to {gid!r}, which is not in this store's gene table")

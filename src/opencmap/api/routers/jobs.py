@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from opencmap.api.deps import get_engine, get_runner, get_service
 from opencmap.api.execution import QueryService
-from opencmap.api.jobs import JobRunner
+from opencmap.api.jobs import JobRunner, JobState
 from opencmap.api.paging import json_value, page_frame, records
 from opencmap.api.routers.params import Text
 from opencmap.api.schemas import Heatmap, JobList, JobStatus, QueryRequest, ResultPage, RunningSumOut
@@ -89,7 +89,7 @@ def submit(
 @router.get("", response_model=JobList, summary="Job history, newest first")
 def list_jobs(
     runner: Annotated[JobRunner, Depends(get_runner)],
-    status: Annotated[Literal["queued", "running", "done", "failed", "expired"] | None, Query()] = None,
+    status: Annotated[JobState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> JobList:
