@@ -179,17 +179,24 @@ def _read_ids(h5: h5py.File, group: str, n: int, path: Path) -> pa.Array:
     """All ids of one axis as an Arrow string array (no Python objects: cheap for 10^5-10^6 ids)."""
     node = f"{group}/id"
     ds = _node(h5, node, path)
-    raw = np.asarray(_read_dataset(ds, path)).ravel()
+    ids = _ids_to_arrow(np.asarray(_read_dataset(ds, path)).ravel())
+    _check_id_count(len(ids), n, path, node)
+    return ids
+
+
+def _ids_to_arrow(raw: np.ndarray) -> pa.Array:
+    """Stored ids (bytes, str or numbers) as an Arrow string array (bytes without Python objects)."""
     ids = bytes_to_arrow(raw, strip=True) if raw.dtype.kind == "S" else None
-    if ids is None:
-        ids = pa.array(_ids_from_stored(raw), type=pa.string())
-    if len(ids) != n:
+    return ids if ids is not None else pa.array(_ids_from_stored(raw), type=pa.string())
+
+
+def _check_id_count(count: int, n: int, path: Path, node: str) -> None:
+    if count != n:
         raise FormatError(
-            f"{len(ids)} ids but the matrix has {n} along this axis; the file is inconsistent",
+            f"{count} ids but the matrix has {n} along this axis; the file is inconsistent",
             path=path,
             node=node,
         )
-    return ids
 
 
 def _check_unique_ids(index: pd.Index, group: str, path: Path) -> None:
@@ -225,17 +232,8 @@ def _read_ids_at(h5: h5py.File, group: str, n: int, positions: np.ndarray, path:
     ds = _node(h5, node, path)
     if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
         return _read_ids(h5, group, n, path).take(pa.array(positions, type=pa.int64()))
-    if ds.shape != (n,):
-        raise FormatError(
-            f"{ds.shape[0]} ids but the matrix has {n} along this axis; the file is inconsistent",
-            path=path,
-            node=node,
-        )
-    raw = _read_points(ds, positions, path)
-    ids = bytes_to_arrow(raw, strip=True) if raw.dtype.kind == "S" else None
-    if ids is None:
-        ids = pa.array(_ids_from_stored(raw), type=pa.string())
-    return ids
+    _check_id_count(ds.shape[0], n, path, node)
+    return _ids_to_arrow(_read_points(ds, positions, path))
 
 
 def _read_meta(
@@ -513,19 +511,42 @@ def _read_by_chunks(
             out[dest] = picked
 
 
+def _column_run(col_pos: np.ndarray | None) -> tuple[int, int] | None:
+    """``(c0, c1)`` if ``col_pos`` is one ascending run of two or more columns (a plate), else ``None``."""
+    if col_pos is None or len(col_pos) < 2:
+        return None
+    c0, c1 = int(col_pos[0]), int(col_pos[-1]) + 1
+    return (c0, c1) if c1 - c0 == len(col_pos) and bool(np.all(np.diff(col_pos) == 1)) else None
+
+
 def _read_matrix(
-    ds: h5py.Dataset, col_pos: np.ndarray | None, row_pos: np.ndarray | None, path: Path
+    ds: h5py.Dataset,
+    col_pos: np.ndarray | None,
+    row_pos: np.ndarray | None,
+    path: Path,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The (rows × cols) float32 matrix for the positions asked for, as a Fortran-ordered view."""
+    """The (rows × cols) float32 matrix for the positions asked for, as a Fortran-ordered view
+    (of ``out``, a C-contiguous float32 (cols × rows) buffer filled in place, when given)."""
     n_cols, n_rows = ds.shape
     k_c = n_cols if col_pos is None else len(col_pos)
     k_r = n_rows if row_pos is None else len(row_pos)
-    out = np.empty((k_c, k_r), dtype=np.float32)
+    if out is None:
+        out = np.empty((k_c, k_r), dtype=np.float32)
+    elif out.shape != (k_c, k_r) or out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValidationError(
+            f"{path}: out= must be a writeable C-contiguous float32 array of shape {(k_c, k_r)} "
+            f"(columns x rows), not {out.dtype} {out.shape}"
+        )
     if k_c == 0 or k_r == 0:
         return out.T
     try:
         if col_pos is None and row_pos is None:
             ds.read_direct(out)
+            return out.T
+        run = _column_run(col_pos) if row_pos is None else None
+        if run is not None:  # one run of columns (a plate): HDF5 reads the hyperslab in one call, in C
+            ds.read_direct(out, source_sel=np.s_[run[0] : run[1], :])
             return out.T
         if row_pos is not None:
             located = _column_offsets(ds)
@@ -707,31 +728,25 @@ class GCTXFile(_OpenH5):
         logger.debug("read %s: %d x %d%s", self.path, shape[0], shape[1], " (metadata only)" if meta_only else "")
         return GCT(data, row_meta=row_meta, col_meta=col_meta)
 
-    def read_matrix(self, cidx: Iterable[int] | None = None, ridx: Iterable[int] | None = None) -> np.ndarray:
+    def read_matrix(
+        self, cidx: Iterable[int] | None = None, ridx: Iterable[int] | None = None, *, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Only the values at these positions: ``(rows, cols)`` float32 (a Fortran-ordered array).
 
         No ids or metadata are read; positions are checked like :meth:`read`'s ``cidx``/``ridx``.
+        ``out``: a writeable C-contiguous float32 buffer of shape ``(cols, rows)`` (signature-major,
+        as stored) to read into instead of a new array; the result is then ``out.T``.
         """
         self._file()
         row_pos = self._positions(ROW_META_NODE, "row", None, ridx, None, False)
         col_pos = self._positions(COL_META_NODE, "column", None, cidx, None, False)
-        if row_pos is None and col_pos is not None and len(col_pos) > 1:
-            c0, c1 = int(col_pos[0]), int(col_pos[-1]) + 1
-            if c1 - c0 == len(col_pos) and bool(np.all(np.diff(col_pos) == 1)):
-                # one run of columns (a plate): HDF5 reads the hyperslab in one call, in C
-                out = np.empty((c1 - c0, self._n[ROW_META_NODE]), dtype=np.float32)
-                try:
-                    self._ds.read_direct(out, source_sel=np.s_[c0:c1, :])
-                except (OSError, RuntimeError, ValueError, zlib.error) as exc:
-                    raise FormatError(
-                        f"cannot read the matrix ({exc}); the file is probably corrupt", path=self.path, node=MATRIX_NODE
-                    ) from exc
-                return out.T
-        return _read_matrix(self._ds, col_pos, row_pos, self.path)
+        return _read_matrix(self._ds, col_pos, row_pos, self.path, out)
 
     def read_meta(self, axis: str = "col") -> pd.DataFrame:
         """Metadata of one axis (``"row"`` or ``"col"``) as a DataFrame indexed by id."""
-        return self._meta(ROW_META_NODE if _axis(axis) == "row" else COL_META_NODE, None).copy()
+        if _axis(axis) == "row":
+            return self._meta(ROW_META_NODE, None).copy()  # the cached frame: callers may change theirs
+        return self._meta(COL_META_NODE, None)  # read afresh on every call
 
 
 

@@ -155,7 +155,7 @@ class _SignatureSource:
     """
 
     def __init__(self, signatures: GCT | str | os.PathLike[str]):
-        self._h5: Any = None
+        self._gctx: Any = None  # GCTXFile once opened, False for sources that are not GCTX files
         if isinstance(signatures, GCT):
             self._gct: GCT | None = signatures
             self._path: Path | None = None
@@ -175,31 +175,27 @@ class _SignatureSource:
             self.row_meta, self.col_meta = meta.row_meta, meta.col_meta
         self.n_rows = len(self.rids)
 
-    def _dataset(self) -> Any:
-        """The GCTX matrix dataset (n_cols, n_rows), or None for other sources."""
-        if self._h5 is None and self._path is not None:
-            import h5py
+    def _file(self) -> Any:
+        """The open GCTX file (checked like every GCTX read), or None for other sources."""
+        if self._gctx is None and self._path is not None:
+            from opencmap.io import GCTXFile, is_gctx
 
-            self._h5 = h5py.File(self._path, "r") if h5py.is_hdf5(self._path) else False
-        if not self._h5:
-            return None
-        from opencmap.io.gctx import MATRIX_NODE
-
-        ds = self._h5[MATRIX_NODE]
-        if ds.shape != (len(self.cids), self.n_rows):
-            raise StoreError(f"{self._path}: matrix shape {ds.shape} does not match its metadata")
-        return ds
+            self._gctx = GCTXFile(self._path) if is_gctx(self._path) else False
+            if self._gctx and self._gctx.shape != (self.n_rows, len(self.cids)):
+                shape = self._gctx.shape
+                self.close()
+                raise StoreError(f"{self._path}: matrix shape {shape} (rows, columns) does not match its metadata")
+        return self._gctx or None
 
     def needs_buffer(self) -> bool:
-        return self._dataset() is not None
+        return self._file() is not None
 
     def sig_block(self, start: int, stop: int, buf: np.ndarray | None = None) -> np.ndarray:
         """float32 (stop - start, n_rows): signatures as rows (into ``buf`` for GCTX files)."""
-        ds = self._dataset()
-        if ds is not None and buf is not None:
-            out = buf[: stop - start]
-            ds.read_direct(out, np.s_[start:stop, :])
-            return out
+        gctx = self._file()
+        if gctx is not None and buf is not None:
+            # a run of columns, read by the io layer straight into the buffer (one HDF5 call)
+            return gctx.read_matrix(cidx=np.arange(start, stop), out=buf[: stop - start]).T
         if self._gct is not None:
             data = self._gct.data[:, start:stop]
         else:
@@ -209,9 +205,9 @@ class _SignatureSource:
         return np.asarray(data, dtype=np.float32).T
 
     def close(self) -> None:
-        if self._h5:
-            self._h5.close()
-        self._h5 = None
+        if self._gctx:
+            self._gctx.close()
+        self._gctx = None
 
 
 def _load_table(table: pd.DataFrame | str | os.PathLike[str] | None) -> pd.DataFrame | None:
@@ -736,6 +732,12 @@ def compact_store(path: str | os.PathLike[str], *, progress: Progress | None = N
     seg_root = store.path / "segments"
     tmp = Path(tempfile.mkdtemp(prefix=f".{seg_name}.compacting-", dir=seg_root))
     kinds = ["ranks", "scores"] + (["scores_by_sig"] if manifest.get("signature_major", True) else [])
+
+    def sequential(seg: _Segment, space: str, kind: str) -> np.ndarray:
+        # plain mapping (not Segment.array's MADV_RANDOM for stores larger than RAM): every read
+        # below is sequential, so the kernel's read-ahead serves it (Store checked the files exist)
+        return np.load(seg.dir / space / f"{kind}.npy", mmap_mode="r")
+
     work = len(store.spaces) * len(kinds) * n
     done = 0
     try:
@@ -745,7 +747,7 @@ def compact_store(path: str | os.PathLike[str], *, progress: Progress | None = N
         for name, sp in store.spaces.items():
             (out_dir / name).mkdir()
             for kind in kinds:
-                parts = [seg.array(name, kind) for seg in store._segments]
+                parts = [sequential(seg, name, kind) for seg in store._segments]
                 dtype = parts[0].dtype
                 gene_major = kind != "scores_by_sig"
                 shape = (sp.n_features, n) if gene_major else (n, sp.n_features)
@@ -757,7 +759,6 @@ def compact_store(path: str | os.PathLike[str], *, progress: Progress | None = N
                         for r0 in range(0, sp.n_features, band):
                             r1 = min(r0 + band, sp.n_features)
                             for seg, part in zip(store._segments, parts, strict=True):
-                                prefetch_columns(part, np.arange(r0, r1), 0, seg.n)  # whole rows, read ahead
                                 buf[: r1 - r0, seg.offset : seg.offset + seg.n] = part[r0:r1]
                             _pwrite_all(out.fd, buf[: r1 - r0], out.offset + r0 * n * dtype.itemsize)
                     else:
@@ -765,7 +766,6 @@ def compact_store(path: str | os.PathLike[str], *, progress: Progress | None = N
                         for seg, part in zip(store._segments, parts, strict=True):
                             for lo in range(0, seg.n, step):
                                 hi = min(lo + step, seg.n)
-                                prefetch_columns(part, np.arange(lo, hi), 0, sp.n_features)
                                 out.write_rows(np.asarray(part[lo:hi]), seg.offset + lo, hi - lo)
                     out.sync()
                 finally:
