@@ -357,31 +357,20 @@ class Engine:
         es = np.empty((len(sets), k), dtype=np.float64)
         leadf = np.empty_like(es)
         # a store larger than RAM faults in exactly the pages asked for (Store.random_access):
-        # ask for the next block's rows while the kernel computes this one
-        prefetch = self.store.random_access
-        for seg in self.store._segments:
-            r_mm = seg.array(space, "ranks")
-            s_mm = seg.array(space, "scores") if weighted else None
-            for lo in range(0, seg.n, k):
-                hi = min(lo + k, seg.n)
-                if prefetch:
-                    if lo == 0:
-                        self.store.prefetch(rows, seg.offset, seg.offset + hi, space=space, with_scores=weighted)
-                    if hi < seg.n:
-                        self.store.prefetch(rows, seg.offset + hi, seg.offset + min(hi + k, seg.n), space=space, with_scores=weighted)
-                e, lf = es[:, : hi - lo], leadf[:, : hi - lo]
-                set_enrichment_scores(r_mm, s_mm, rows, bounds, n_features, weighted=weighted, columns=(lo, hi), out=(e, lf))
-                start, stop = seg.offset + lo, seg.offset + hi
-                for j, v in enumerate(valid):
-                    up = e[2 * j] if len(v.up_rows) else None
-                    dn = e[2 * j + 1] if len(v.down_rows) else None
-                    tail = "down" if up is None else "up" if dn is None else es_tail
-                    outputs["score"][start:stop, j] = combine_tails(up, dn, tail)
-                    for name, idx, on in (("es_up", 2 * j, up), ("leadf_up", 2 * j, up), ("es_dn", 2 * j + 1, dn), ("leadf_dn", 2 * j + 1, dn)):
-                        if on is not None and name in outputs:
-                            outputs[name][start:stop, j] = (e if name.startswith("es") else lf)[idx]
-                if progress is not None:
-                    progress(stop, n_sig)
+        # iter_blocks asks for the next block's rows while the kernel computes this one
+        for start, stop, r_mm, s_mm, lo, hi in self.store.iter_blocks(rows, space=space, block_size=k, with_scores=weighted):
+            e, lf = es[:, : hi - lo], leadf[:, : hi - lo]
+            set_enrichment_scores(r_mm, s_mm, rows, bounds, n_features, weighted=weighted, columns=(lo, hi), out=(e, lf))
+            for j, v in enumerate(valid):
+                up = e[2 * j] if len(v.up_rows) else None
+                dn = e[2 * j + 1] if len(v.down_rows) else None
+                tail = "down" if up is None else "up" if dn is None else es_tail
+                outputs["score"][start:stop, j] = combine_tails(up, dn, tail)
+                for name, idx, on in (("es_up", 2 * j, up), ("leadf_up", 2 * j, up), ("es_dn", 2 * j + 1, dn), ("leadf_dn", 2 * j + 1, dn)):
+                    if on is not None and name in outputs:
+                        outputs[name][start:stop, j] = (e if name.startswith("es") else lf)[idx]
+            if progress is not None:
+                progress(stop, n_sig)
         return {name: arr for name, arr in outputs.items() if not np.isnan(arr).all() or name == "score"}
 
     def _score_vectors(

@@ -1036,19 +1036,42 @@ class Store:
         ``gene_rows`` are 0-based rows of the space; ``ranks`` uint16 and ``scores`` float32 have
         shape ``(len(gene_rows), stop - start)``; only those rows are read from disk.
         """
+        rows = np.asarray(gene_rows, dtype=np.intp)
+        for start, stop, r_mm, s_mm, lo, hi in self.iter_blocks(rows, space=space, block_size=block_size, with_ranks=with_ranks):
+            assert s_mm is not None
+            yield start, stop, None if r_mm is None else r_mm[rows, lo:hi], s_mm[rows, lo:hi]
+
+    def iter_blocks(
+        self,
+        gene_rows: np.ndarray,
+        *,
+        space: str | None = None,
+        block_size: int = 16384,
+        with_ranks: bool = True,
+        with_scores: bool = True,
+    ) -> Iterator[tuple[int, int, np.ndarray | None, np.ndarray | None, int, int]]:
+        """Yield ``(start, stop, ranks, scores, lo, hi)``: blocks of at most ``block_size``
+        signatures (store positions ``start:stop``) as the memory-mapped gene-major arrays of
+        their segment and the block's columns ``lo:hi`` in them, for readers that read in place.
+
+        On a store larger than RAM (:attr:`random_access`) the rows ``gene_rows`` of the next
+        block are prefetched before each block is handed out, so the disk works while the caller
+        computes.
+        """
         sp = self.space(space).name
         rows = np.asarray(gene_rows, dtype=np.intp)
         for seg in self._segments:
             r_mm = seg.array(sp, "ranks") if with_ranks else None
-            s_mm = seg.array(sp, "scores")
+            s_mm = seg.array(sp, "scores") if with_scores else None
             for lo in range(0, seg.n, block_size):
                 hi = min(lo + block_size, seg.n)
                 if self.random_access:
+                    kinds = {"space": sp, "with_ranks": with_ranks, "with_scores": with_scores}
                     if lo == 0:
-                        self.prefetch(rows, seg.offset, seg.offset + hi, space=sp, with_ranks=with_ranks)
-                    self.prefetch(rows, seg.offset + hi, seg.offset + min(hi + block_size, seg.n), space=sp, with_ranks=with_ranks)
-                ranks = None if r_mm is None else r_mm[rows, lo:hi]
-                yield seg.offset + lo, seg.offset + hi, ranks, s_mm[rows, lo:hi]
+                        self.prefetch(rows, seg.offset, seg.offset + hi, **kinds)
+                    if hi < seg.n:
+                        self.prefetch(rows, seg.offset + hi, seg.offset + min(hi + block_size, seg.n), **kinds)
+                yield seg.offset + lo, seg.offset + hi, r_mm, s_mm, lo, hi
 
     def prefetch(
         self,
