@@ -26,6 +26,8 @@ __all__ = ["group_maxq", "group_layout", "group_maxq_layout", "GroupLayout"]
 # groups per parallel work item, and the members x columns below which one thread is used
 _GROUP_BLOCK = 1024
 _PARALLEL_MIN = 1 << 21
+# groups of at most this many members are sorted by insertion (faster than a sort call)
+_INSERTION_MAX = 32
 
 
 class GroupLayout(NamedTuple):
@@ -85,6 +87,7 @@ def _maxq_groups(values, rows, starts, gids, q_lo, q_hi, min_members, out, k0, k
         a = starts[k]
         b = starts[k + 1]
         buf = np.empty(b - a)
+        small = b - a <= _INSERTION_MAX
         g = gids[k]
         for c in range(n_cols):
             n = 0
@@ -92,9 +95,15 @@ def _maxq_groups(values, rows, starts, gids, q_lo, q_hi, min_members, out, k0, k
                 x = np.float64(values[rows[i], c])
                 if np.isnan(x):
                     continue
-                buf[n] = x
+                j = n
+                if small:  # insertion keeps buf[:n] ascending
+                    while j > 0 and buf[j - 1] > x:
+                        buf[j] = buf[j - 1]
+                        j -= 1
+                buf[j] = x
                 n += 1
-            buf[:n].sort()  # groups can hold thousands (controls): no quadratic insertion
+            if not small:  # groups can hold thousands (controls): no quadratic insertion
+                buf[:n].sort()
             if n == 0 or n < min_members:
                 out[g, c] = np.nan
                 continue
