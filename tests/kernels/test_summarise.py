@@ -88,3 +88,20 @@ def test_layout_with_row_map_and_parallel_path(seed, n_entries, n_groups, parall
             members = values[rows[codes == g], j]
             want = plain_maxq(members) if np.count_nonzero(~np.isnan(members)) >= 2 else np.nan
             np.testing.assert_allclose(got[g, j], want, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(30, 400), st.integers(1, 4))
+def test_large_groups_sorted_not_inserted(seed, n_rows, n_groups):
+    """Groups above the insertion limit (controls hold thousands) give the per-group loop's values."""
+    import opencmap.kernels.summarise as summ
+
+    rng = np.random.default_rng(seed)
+    values = np.round(rng.standard_normal((n_rows, 2)), 1)
+    values[rng.random(values.shape) < 0.1] = np.nan
+    codes = rng.integers(0, n_groups, n_rows)
+    assert np.bincount(codes).max() > summ._INSERTION_MAX or n_rows < 33 * n_groups
+    out = group_maxq(values, codes, n_groups)
+    for g in range(n_groups):
+        for j in range(2):
+            np.testing.assert_allclose(out[g, j], plain_maxq(values[codes == g, j]), atol=1e-12)
