@@ -18,6 +18,10 @@ id) and *what to do*.
     └── ConfigError            bad parameters or options
 
     OpenCMapWarning            (UserWarning) something was dropped or adjusted, e.g. unknown genes
+    └── GeneIdentityWarning    a query gene was not taken as written
+        ├── GeneMappingWarning     mapped by Ensembl id, previous symbol, alias or a case change
+        ├── UnknownGeneWarning     not a gene of the store, or outside the feature space: not used
+        └── AmbiguousGeneWarning   a name of several genes: not used (candidates listed)
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ __all__ = [
     "QueryError",
     "ConfigError",
     "OpenCMapWarning",
+    "GeneIdentityWarning",
+    "GeneMappingWarning",
+    "UnknownGeneWarning",
+    "AmbiguousGeneWarning",
 ]
 
 
@@ -117,3 +125,19 @@ class ConfigError(OpenCMapError, ValueError):
 
 class OpenCMapWarning(UserWarning):
     """Something was dropped or adjusted on the user's behalf (e.g. unknown genes in a set)."""
+
+
+class GeneIdentityWarning(OpenCMapWarning):
+    """A query gene was not taken as written (base of the gene identity warnings)."""
+
+
+class GeneMappingWarning(GeneIdentityWarning):
+    """Query genes were mapped to a store gene by Ensembl id, previous symbol, alias or case change."""
+
+
+class UnknownGeneWarning(GeneIdentityWarning):
+    """Query genes were not used: unknown to the store, or outside the queried feature space."""
+
+
+class AmbiguousGeneWarning(GeneIdentityWarning):
+    """Query genes were not used: each is a name of several genes (the candidates are listed)."""

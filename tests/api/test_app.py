@@ -89,7 +89,7 @@ def test_perturbagens_cells_pcls(client):
 def test_genes_lookup_with_suggestions(client):
     assert client.get("/genes/1012").json()["pr_gene_symbol"] == "GENE12"
     assert client.get("/genes/gene12").json()["pr_gene_id"] == "1012"  # symbols are case-insensitive
-    r = client.get("/genes/GENEX12")
+    r = client.get("/genes/GENE_12")  # a punctuation variant (issue 12: no similarity-based suggestions)
     assert r.status_code == 404
     assert "did you mean" in r.json()["error"]["message"] and "GENE12" in r.json()["error"]["message"]
     lm = client.get("/genes", params={"space": "lm", "limit": 1}).json()
@@ -178,10 +178,10 @@ def test_downloads_tsv_and_gctx(client, sync_job, tmp_path):
 
 def test_validation_reports_unknown_genes_with_suggestions(client, programs):
     q = _query(programs, n=12)
-    q["up"] = q["up"] + ["GENEX5", "NOTAGENE"]
+    q["up"] = q["up"] + ["GENE-5", "NOTAGENE"]  # issue 12: suggestions from the tables only
     rep = client.post("/queries/validate", json={"queries": [q]}).json()
     v = rep["queries"][0]
-    assert v["valid"] and v["unknown"] == ["GENEX5", "NOTAGENE"] and "GENE5" in v["suggestions"]["GENEX5"]
+    assert v["valid"] and v["unknown"] == ["GENE-5", "NOTAGENE"] and "GENE5" in v["suggestions"]["GENE-5"]
     assert len(v["up"]) == 12
     small = {"name": "s", "up": programs["A_up"][:3], "down": []}
     rep = client.post("/queries/validate", json={"queries": [small]}).json()["queries"][0]

@@ -37,10 +37,13 @@ def test_ids_and_symbols_resolved_unknown_and_dropped_reported():
     assert v.dropped == ("35",)
 
 
-def test_suggestions_for_typos():
-    q = Query("q", up=("SYM1", "SYM2", "SYMM3"), down=("SYM4", "SYM5"))
+def test_suggestions_from_the_tables_never_by_similarity():
+    # issue 12 item 4: a typo is not "corrected" into another gene by string similarity (SYMM3 is
+    # not SYM3); a punctuation / case variant of exactly one gene's symbol is suggested
+    q = Query("q", up=("SYM1", "SYM2", "SYMM3", "sym-4"), down=("SYM5", "SYM6"))
     v = validate_query(q, SPACE, GENES, min_genes=1)
-    assert "SYMM3" in v.unknown and "SYM3" in v.suggestions["SYMM3"]
+    assert "SYMM3" in v.unknown and "SYMM3" not in v.suggestions
+    assert "sym-4" in v.unknown and v.suggestions["sym-4"] == ("SYM4",)
 
 
 @pytest.mark.parametrize(
@@ -69,8 +72,7 @@ def test_restrict_query_reports_without_checking(up, down):
     assert v.down_genes == tuple(g for g in down if g in SPACE.gene_ids)
     assert v.dropped == tuple(g for g in (*up, *down) if g in ("31", "32", "33"))
     assert v.unknown == (("SYMM3",) if "SYMM3" in up else ())
-    if v.unknown:
-        assert "SYM3" in v.suggestions["SYMM3"]
+    assert "SYMM3" not in v.suggestions  # no similarity-based suggestions (issue 12)
     with pytest.raises(GeneSetError):
         validate_query(Query("q", up=up, down=down), SPACE, GENES, min_genes=2, max_genes=3)
 

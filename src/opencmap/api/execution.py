@@ -85,6 +85,10 @@ class QueryService:
                 unknown=list(v.unknown),
                 dropped=list(v.dropped),
                 suggestions={k: list(s) for k, s in v.suggestions.items()},
+                mapped={side: {t: list(m) for t, m in d.items()} for side, d in v.mapped.items()},
+                ambiguous={side: {t: [list(c) for c in cs] for t, cs in d.items()} for side, d in v.ambiguous.items()},
+                reasons=dict(v.reasons),
+                notes=v.notes(),
             )
             report.append(entry)
         return {"space": space.name, "queries": report}

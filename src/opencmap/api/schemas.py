@@ -82,6 +82,10 @@ class QueryValidation(BaseModel):
     unknown: list[str]
     dropped: list[str]
     suggestions: dict[str, list[str]]
+    mapped: dict[str, dict[str, list[str]]] = {}  # side -> token -> [gene_id, symbol, via]
+    ambiguous: dict[str, dict[str, list[list[str]]]] = {}  # side -> token -> [[entrez_id, symbol], ...]
+    reasons: dict[str, str] = {}  # token -> why it was mapped / not used
+    notes: list[str] = []
 
 
 class ValidationReport(BaseModel):

@@ -194,7 +194,8 @@ class Engine:
             dup = sorted({n for n in names if names.count(n) > 1})[:5]
             raise QueryError(f"query names must be unique; repeated: {dup}")
         sp = self.store.space(space)
-        valid = self._validate(qlist, method, sp, min_genes=min_genes, max_genes=max_genes, on_invalid=on_invalid)
+        notes: list[str] = []
+        valid = self._validate(qlist, method, sp, min_genes=min_genes, max_genes=max_genes, on_invalid=on_invalid, notes=notes)
         if method.kind == "geneset":
             raw = self._score_genesets(valid, method, options, sp.name, sp.n_features, block_size, progress)
         else:
@@ -204,7 +205,6 @@ class Engine:
         metrics: dict[str, np.ndarray] = {method.name: raw.pop("score"), **raw}
         info = self.store.sig_info
         levels: dict[str, LevelResult] = {}
-        notes: list[str] = []
         if method.connectivity and ncs:
             ncs_values = self.normalise(metrics[method.name], mode=ncs_mode)
             metrics["ncs"] = ncs_values
@@ -271,8 +271,11 @@ class Engine:
 
     # ------------------------------------------------------------------ steps
     def _validate(
-        self, qlist: list[Query], method: Method, sp: Any, *, min_genes: int, max_genes: int, on_invalid: str
+        self, qlist: list[Query], method: Method, sp: Any, *, min_genes: int, max_genes: int, on_invalid: str, notes: list[str]
     ) -> list[ValidatedQuery]:
+        """Validate every query; gene mappings, ambiguous, unknown and dropped genes and skipped
+        queries are warned of (:class:`~opencmap.errors.GeneIdentityWarning` categories) and
+        appended to ``notes``."""
         valid: list[ValidatedQuery] = []
         for q in qlist:
             if q.is_vector != (method.kind == "vector"):
@@ -281,14 +284,16 @@ class Engine:
             try:
                 if self._lookup is None:
                     self._lookup = GeneLookup(self.store.genes)
-                v = validate_query(q, sp, self._lookup, min_genes=min_genes, max_genes=max_genes)
+                v = validate_query(q, sp, self._lookup, min_genes=min_genes, max_genes=max_genes, warn=True)
             except GeneSetError as exc:
                 if on_invalid == "raise":
                     raise
                 warnings.warn(f"skipped: {exc}", OpenCMapWarning, stacklevel=3)
+                notes.append(f"query {q.name} skipped: {exc}")
                 continue
             if v.unknown or v.dropped:
                 log.info("query %s: %d unknown and %d out-of-space genes dropped", v.name, len(v.unknown), len(v.dropped))
+            notes.extend(v.notes())
             valid.append(v)
         if not valid:
             raise QueryError("no valid query left to run")

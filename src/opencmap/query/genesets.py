@@ -2,23 +2,32 @@
 
 A :class:`Query` is either an up/down pair of gene sets (Entrez ids or symbols) or a numeric
 vector over genes (for cosine / Spearman). :func:`validate_query` restricts a gene-set query to a
-feature space (spec §6.1): ids absent from the space are dropped and reported, symbols are mapped
-to Entrez ids, and a :class:`~opencmap.errors.GeneSetError` is raised when a set becomes empty,
+feature space (spec §6.1): tokens (Entrez ids, Ensembl gene ids, current, previous or store
+symbols, aliases) are resolved by :class:`GeneLookup` with the bundled gene identity table
+(:mod:`opencmap.core.gene_identity`), every mapping, ambiguous name, unknown gene and gene outside
+the space is recorded in the :class:`ValidatedQuery`, and a :class:`~opencmap.errors.GeneSetError` is raised when a set becomes empty,
 falls outside ``min_genes..max_genes`` (10..150 by default, the clue.io rule), both sets are
 identical, or a gene is in both.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from opencmap.errors import GeneSetError, ValidationError
+from opencmap.core.gene_identity import GeneIdentity, GeneMapping, normalised_key
+from opencmap.errors import (
+    AmbiguousGeneWarning,
+    GeneMappingWarning,
+    GeneSetError,
+    UnknownGeneWarning,
+    ValidationError,
+)
 from opencmap.query.store import FeatureSpace, Store
 
 __all__ = [
@@ -54,9 +63,23 @@ class Query:
         return self.vector is not None
 
 
+SIDES = ("up", "down")
+
+
 @dataclass(frozen=True)
 class ValidatedQuery:
-    """A query restricted to a feature space: 0-based rows of the space per direction."""
+    """A query restricted to a feature space: 0-based rows of the space per direction.
+
+    What happened to every gene given is recorded: ``mapped[side]`` maps each token that was not
+    the store's own gene id to ``(gene_id, symbol, via)`` (``via`` one of
+    :data:`~opencmap.core.gene_identity.VIA_RULES`, with ``", case changed"`` appended when the
+    case differs; ``symbol`` is the current symbol when the gene identity table knows the gene);
+    ``ambiguous[side]`` maps each name of several genes to its candidates ``(entrez_id, symbol)``
+    (not used); ``unknown`` lists tokens that are no gene of the store and ``dropped`` known genes
+    outside the feature space (both sides, in order), ``reasons`` says why per token (also for
+    mapped tokens worth a word, and repeats of a gene), ``suggestions`` what to write instead,
+    from the gene identity table only.
+    """
 
     name: str
     up_rows: np.ndarray
@@ -67,68 +90,342 @@ class ValidatedQuery:
     dropped: tuple[str, ...] = ()  # a known gene outside the feature space
     suggestions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     vector: np.ndarray | None = None  # float (n_features,) NaN where not given
+    mapped: Mapping[str, Mapping[str, tuple[str, str, str]]] = field(default_factory=dict)
+    ambiguous: Mapping[str, Mapping[str, tuple[tuple[str, str], ...]]] = field(default_factory=dict)
+    reasons: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_vector(self) -> bool:
         return self.vector is not None
 
+    def noteworthy_mappings(self, side: str) -> dict[str, tuple[str, str, str]]:
+        """Mappings of ``side`` a reader must be told of: not an exact id or symbol of the gene."""
+        return {t: m for t, m in dict(self.mapped.get(side, {})).items() if m[2] not in ("symbol", "store symbol")}
+
     def summary(self) -> dict[str, object]:
+        mapped = [f"{t}->{m[0]} {m[1]} ({m[2]})" for side in SIDES for t, m in self.noteworthy_mappings(side).items()]
+        ambiguous = [
+            f"{t}: " + " or ".join(f"{s} ({e})" for e, s in c) for side in SIDES for t, c in dict(self.ambiguous.get(side, {})).items()
+        ]
         return {
             "query": self.name,
             "n_up": len(self.up_genes),
             "n_down": len(self.down_genes),
             "unknown": ",".join(self.unknown),
             "dropped": ",".join(self.dropped),
+            "mapped": "; ".join(mapped),
+            "ambiguous": "; ".join(ambiguous),
         }
+
+    def notes(self) -> list[str]:
+        """One line per side and kind of event (mapped, ambiguous, unknown, outside the space)."""
+        out: list[str] = []
+        for side in SIDES:
+            genes = self.up_genes if side == "up" else self.down_genes
+            mapped = self.noteworthy_mappings(side)
+            if mapped:
+                out.append(
+                    f"query {self.name}, {side}: {len(mapped)} gene(s) mapped: "
+                    + "; ".join(f"{t} -> {m[0]} {m[1]} ({m[2]})" for t, m in list(mapped.items())[:10])
+                    + (" ..." if len(mapped) > 10 else "")
+                )
+            amb = dict(self.ambiguous.get(side, {}))
+            if amb:
+                out.append(
+                    f"query {self.name}, {side}: {len(amb)} ambiguous name(s) not used: "
+                    + "; ".join(f"{t} = " + " or ".join(f"{s} ({e})" for e, s in c) for t, c in list(amb.items())[:10])
+                )
+        lost = [t for t in (*self.unknown, *self.dropped)]
+        if lost:
+            parts = []
+            if self.unknown:
+                parts.append(f"{len(self.unknown)} unknown: " + ", ".join(_with_reason(t, self.reasons) for t in self.unknown[:10]))
+            if self.dropped:
+                parts.append(f"{len(self.dropped)} outside the feature space: " + ", ".join(self.dropped[:10]))
+            used = len(self.up_genes) + len(self.down_genes)
+            out.append(f"query {self.name}: {len(lost)} gene(s) not used ({used} used) - " + "; ".join(parts))
+        return out
+
+
+def _with_reason(token: str, reasons: Mapping[str, str]) -> str:
+    reason = reasons.get(token, "")
+    return f"{token} ({reason})" if reason else token
 
 
 class GeneLookup:
-    """Maps tokens (Entrez ids or symbols, any case) to Entrez ids of a store's gene table.
+    """Maps tokens (Entrez ids, Ensembl ids, symbols, any case) to genes of a store's gene table.
+
+    Rules, in order (every outcome is a :class:`~opencmap.core.gene_identity.GeneMapping`):
+    the store's gene id; an Entrez id of a probe-space store's ``entrez_id`` column; through the
+    gene identity table (bundled by default, :func:`opencmap.io.gene_identity.bundled_gene_identity`)
+    an Entrez id, an Ensembl gene id or a current symbol; the store's own symbol; a previous symbol
+    or alias of exactly one gene. Names of several genes are ambiguous and resolve to none.
+
+    The identity table is trusted for a store gene only when the store's symbol for that Entrez id
+    is one of the gene's names in the table (a store whose ids are not Entrez ids, such as a
+    synthetic one, keeps its own table). A current symbol wins over another gene's old name, also
+    the store's: the mapping's ``note`` says so.
 
     Build it once per gene table (the engine caches it) and pass it to :func:`validate_query`.
+    ``identity=None`` uses no identity table (store ids and symbols only).
     """
 
-    def __init__(self, genes: pd.DataFrame):
+    def __init__(self, genes: pd.DataFrame, identity: GeneIdentity | None | str = "bundled"):
+        if isinstance(identity, str):
+            if identity != "bundled":
+                raise ValidationError(f"identity must be a GeneIdentity, None or 'bundled', got {identity!r}")
+            from opencmap.io.gene_identity import bundled_gene_identity
+
+            identity = bundled_gene_identity()
+        self.identity = identity
         ids = genes["pr_gene_id"].astype(str).tolist()
         self.ids = set(ids)
+        symbols = genes["pr_gene_symbol"].astype(str).tolist() if "pr_gene_symbol" in genes.columns else [""] * len(ids)
+        self.symbol_of = dict(zip(ids, symbols, strict=True))
         self.by_symbol: dict[str, str] = {}
-        if "pr_gene_symbol" in genes.columns:
-            for gid, sym in zip(ids, genes["pr_gene_symbol"].astype(str).tolist(), strict=True):
+        self._by_symbol_exact: dict[str, str] = {}
+        self._by_symbol_ci: dict[str, list[str]] = {}
+        for gid, sym in zip(ids, symbols, strict=True):
+            if sym:
+                self._by_symbol_exact.setdefault(sym, gid)
                 self.by_symbol.setdefault(sym.upper(), gid)
+                bucket = self._by_symbol_ci.setdefault(sym.upper(), [])
+                if gid not in bucket:
+                    bucket.append(gid)
         self.by_entrez: dict[str, str] = {}
+        self.entrez_of: dict[str, str] = {}
         if "entrez_id" in genes.columns:  # probe-space stores: Entrez id -> first probe
             for gid, ez in zip(ids, genes["entrez_id"].astype(str).tolist(), strict=True):
                 if ez:
                     self.by_entrez.setdefault(ez, gid)
-        self._symbols = sorted(self.by_symbol)
+                    self.entrez_of[gid] = ez
+        else:
+            self.entrez_of = {g: g for g in ids if g.isdigit()}
+        # store genes the identity table describes (the store's symbol is one of the gene's names)
+        self.confirmed: set[str] = set()
+        if identity is not None:
+            for gid, ez in self.entrez_of.items():
+                rec = identity.get(ez)
+                sym = self.symbol_of.get(gid, "")
+                if rec is not None and (not sym or sym.upper() in {n.upper() for n in rec.names}):
+                    self.confirmed.add(gid)
+
+    # ------------------------------------------------------------------ helpers
+    def _display(self, gid: str) -> str:
+        """Current symbol of a store gene when the identity table describes it, else the store's."""
+        if gid in self.confirmed and self.identity is not None:
+            rec = self.identity.get(self.entrez_of[gid])
+            if rec is not None:
+                return rec.symbol
+        return self.symbol_of.get(gid, "") or gid
+
+    def _store_gene(self, entrez: str) -> tuple[str | None, str]:
+        """The store gene of an Entrez id of the identity table, or None and why not."""
+        candidates = [entrez] if entrez in self.ids else []
+        if entrez in self.by_entrez:
+            candidates.append(self.by_entrez[entrez])
+        for gid in candidates:
+            if gid in self.confirmed:
+                return gid, ""
+        if candidates:
+            gid = candidates[0]
+            return None, (
+                f"the store's gene {gid} is named {self.symbol_of.get(gid) or '(no symbol)'}, not a name of "
+                f"Entrez {entrez} in the gene identity table: this store's ids are not Entrez ids"
+            )
+        return None, "not measured in this store"
+
+    def _symbol_match(self, t: str) -> tuple[list[str], bool]:
+        gid = self._by_symbol_exact.get(t)
+        if gid is not None:
+            return [gid], False
+        return list(self._by_symbol_ci.get(t.upper(), [])), True
+
+    # ------------------------------------------------------------------ public
+    def map(self, token: str) -> GeneMapping:
+        """Resolve one token against the store (see the class docstring)."""
+        raw = str(token)
+        t = raw.strip()
+        if not t:
+            return GeneMapping(raw, "unknown", note="empty")
+        if t in self.ids:
+            return GeneMapping(raw, "resolved", self.entrez_of.get(t), self._display(t), "id", gene_id=t)
+        if t in self.by_entrez:
+            gid = self.by_entrez[t]
+            return GeneMapping(raw, "resolved", t, self._display(gid), "entrez", gene_id=gid)
+        r = self.identity.resolve(t) if self.identity is not None else GeneMapping(raw, "unknown")
+        r = replace(r, token=raw)
+        missing: GeneMapping | None = None
+        if r.resolved and r.via in ("entrez", "ensembl", "symbol"):
+            gid, why = self._store_gene(r.entrez_id or "")
+            if gid is not None:
+                return replace(r, gene_id=gid)
+            missing = replace(r, status="unknown", note="; ".join(x for x in (f"{r.symbol} (Entrez {r.entrez_id}): {why}", r.note) if x))
+        hits, case_changed = self._symbol_match(t)
+        if len(hits) == 1:
+            gid = hits[0]
+            if missing is not None and missing.via == "symbol" and gid in self.confirmed:
+                # the store's old name of one gene is the current symbol of another: current wins
+                return replace(
+                    missing,
+                    note=f"{t} is the current symbol of {missing.symbol} (Entrez {missing.entrez_id}), which is not in this "
+                    f"store; the store's gene {gid} (now {self._display(gid)}) carried this name before",
+                )
+            note = ""
+            if r.status == "ambiguous":
+                note = "the store's own symbol; in the gene identity table also " + ", ".join(f"{s} ({e})" for e, s in r.candidates)
+            elif r.resolved and r.entrez_id != self.entrez_of.get(gid):
+                note = f"the store's own symbol; in the gene identity table {r.via} of {r.symbol} (Entrez {r.entrez_id})"
+            return GeneMapping(raw, "resolved", self.entrez_of.get(gid), self._display(gid), "store symbol", case_changed=case_changed, note=note, gene_id=gid)
+        if len(hits) > 1:
+            cands = tuple((self.entrez_of.get(g, g), self.symbol_of.get(g, "")) for g in hits)
+            return GeneMapping(raw, "ambiguous", candidates=cands, note="symbol of several genes of the store (differing in case)")
+        if missing is not None:
+            return missing
+        if r.resolved:  # previous symbol or alias of one gene
+            gid, why = self._store_gene(r.entrez_id or "")
+            if gid is not None:
+                return replace(r, gene_id=gid)
+            return replace(r, status="unknown", note=f"{r.via} of {r.symbol} (Entrez {r.entrez_id}): {why}")
+        return r
 
     def resolve(self, token: str) -> str | None:
-        t = str(token).strip()
-        if t in self.ids:
-            return t
-        return self.by_entrez.get(t) or self.by_symbol.get(t.upper())
+        """The store gene id ``token`` resolves to, or ``None`` (unknown or ambiguous)."""
+        return self.map(token).gene_id
 
-    def suggest(self, token: str) -> tuple[str, ...]:
-        return tuple(difflib.get_close_matches(str(token).upper(), self._symbols, n=3, cutoff=0.75))
+    def suggest(self, token: str, mapping: GeneMapping | None = None) -> tuple[str, ...]:
+        """What to write instead of ``token`` -- from the gene tables only, never by similarity.
+
+        For an ambiguous name: its candidates that are genes of this store. For an unknown token:
+        the one store gene whose symbol (first current and store symbols, then any name in the
+        gene identity table, spreadsheet dates included) equals the token once case, spaces and
+        punctuation are dropped. Empty otherwise.
+        """
+        m = mapping if mapping is not None else self.map(token)
+        if m.status == "ambiguous":
+            out = []
+            for e, _ in m.candidates:
+                gid = e if e in self.ids else self.by_entrez.get(e)
+                if gid is not None and (gid in self.confirmed or self.identity is None or e not in self.identity):
+                    out.append(self._display(gid))
+            return tuple(dict.fromkeys(out))
+        if m.status != "unknown":
+            return ()
+        key = normalised_key(token)
+        if not key:
+            return ()
+        for gids in (self._current_keys().get(key, set()), self._name_key_genes(key)):
+            if len(gids) == 1:
+                gid = next(iter(gids))
+                return () if gid.startswith("absent:") else (self._display(gid),)
+            if len(gids) > 1:
+                return ()
+        return ()
+
+    def _current_keys(self) -> dict[str, set[str]]:
+        """Normalised store and current symbols -> store gene ids (built on first use)."""
+        keys = getattr(self, "_keys", None)
+        if keys is None:
+            keys = {}
+            for gid, sym in self.symbol_of.items():
+                if sym:
+                    keys.setdefault(normalised_key(sym), set()).add(gid)
+            if self.identity is not None:
+                for gid in self.confirmed:
+                    rec = self.identity.get(self.entrez_of[gid])
+                    if rec is not None:
+                        keys.setdefault(normalised_key(rec.symbol), set()).add(gid)
+            self._keys = keys
+        return keys
+
+    def _name_key_genes(self, key: str) -> set[str]:
+        """Genes (store ids, or ``absent:<entrez>``) having any identity-table name with this key."""
+        if self.identity is None:
+            return set()
+        out = set()
+        for ez in self.identity.suggestion_keys().get(key, set()):
+            gid, _ = self._store_gene(ez)
+            out.add(gid if gid is not None else f"absent:{ez}")
+        return out
 
 
-def _restrict(
-    tokens: Sequence[str], lookup: GeneLookup, space: FeatureSpace
-) -> tuple[list[str], list[str], list[str]]:
-    kept: dict[str, None] = {}
+def _restrict(tokens: Sequence[str], lookup: GeneLookup, space: FeatureSpace) -> dict[str, object]:
+    """Resolve one side's tokens: kept gene ids and what happened to every other token."""
+    kept: dict[str, str] = {}  # gene id -> first token
+    mapped: dict[str, tuple[str, str, str]] = {}
+    ambiguous: dict[str, tuple[tuple[str, str], ...]] = {}
     unknown: list[str] = []
     dropped: list[str] = []
+    reasons: dict[str, str] = {}
+    suggestions: dict[str, tuple[str, ...]] = {}
     tokens = list(dict.fromkeys(str(t).strip() for t in tokens if str(t).strip()))
-    resolved = [lookup.resolve(t) for t in tokens]
-    rows = space.positions([g or "" for g in resolved])
-    for token, gid, row in zip(tokens, resolved, rows, strict=True):
-        if gid is None:
+    maps = [lookup.map(t) for t in tokens]
+    rows = space.positions([m.gene_id or "" for m in maps])
+    for token, m, row in zip(tokens, maps, rows, strict=True):
+        if m.status == "ambiguous":
+            ambiguous[token] = m.candidates
+            reasons[token] = "ambiguous: " + " or ".join(f"{s} ({e})" for e, s in m.candidates)
+            if s := lookup.suggest(token, m):
+                suggestions[token] = s
+            continue
+        if m.gene_id is None:
             unknown.append(token)
-        elif row < 0:
+            if m.note:
+                reasons[token] = m.note
+            if len(suggestions) < 20 and (s := lookup.suggest(token, m)):
+                suggestions[token] = s
+            continue
+        if m.via != "id":
+            via = m.via + (", case changed" if m.case_changed else "")
+            mapped[token] = (m.gene_id, m.symbol or "", via or "")
+            if m.note:
+                reasons[token] = m.note
+        if row < 0:
             dropped.append(token)
+            reasons[token] = f"{m.symbol or m.gene_id} ({m.gene_id}) is not in feature space {space.name!r}"
+        elif m.gene_id in kept:
+            reasons[token] = f"same gene as {kept[m.gene_id]} ({m.gene_id}), counted once"
         else:
-            kept.setdefault(gid)
-    return list(kept), unknown, dropped
+            kept[m.gene_id] = token
+    return {
+        "kept": list(kept),
+        "mapped": mapped,
+        "ambiguous": ambiguous,
+        "unknown": unknown,
+        "dropped": dropped,
+        "reasons": reasons,
+        "suggestions": suggestions,
+    }
+
+
+def _warn(v: ValidatedQuery) -> None:
+    for side in SIDES:
+        mapped = v.noteworthy_mappings(side)
+        if mapped:
+            warnings.warn(
+                f"query {v.name!r}, {side}: genes mapped: "
+                + "; ".join(f"{t} -> {m[0]} {m[1]} ({m[2]})" for t, m in list(mapped.items())[:10])
+                + (f" and {len(mapped) - 10} more" if len(mapped) > 10 else ""),
+                GeneMappingWarning,
+                stacklevel=3,
+            )
+        amb = dict(v.ambiguous.get(side, {}))
+        if amb:
+            warnings.warn(
+                f"query {v.name!r}, {side}: ambiguous names not used (write the Entrez id or current symbol): "
+                + "; ".join(f"{t} = " + " or ".join(f"{s} ({e})" for e, s in c) for t, c in list(amb.items())[:10]),
+                AmbiguousGeneWarning,
+                stacklevel=3,
+            )
+    if v.unknown or v.dropped:
+        parts = []
+        if v.unknown:
+            parts.append(f"{len(v.unknown)} unknown: " + ", ".join(_with_reason(t, v.reasons) for t in v.unknown[:10]))
+            if v.suggestions:
+                parts.append("did you mean " + "; ".join(f"{t} -> {' or '.join(s)}" for t, s in list(v.suggestions.items())[:5]))
+        if v.dropped:
+            parts.append(f"{len(v.dropped)} outside the feature space: " + ", ".join(v.dropped[:10]))
+        warnings.warn(f"query {v.name!r}: genes not used - " + "; ".join(parts), UnknownGeneWarning, stacklevel=3)
 
 
 def validate_query(
@@ -138,10 +435,13 @@ def validate_query(
     *,
     min_genes: int = DEFAULT_MIN_GENES,
     max_genes: int = DEFAULT_MAX_GENES,
+    warn: bool = False,
 ) -> ValidatedQuery:
     """Restrict ``query`` to ``space`` and check it (spec §6.1); see the module docstring.
 
-    ``genes`` is the store's gene table or a :class:`GeneLookup` built from it.
+    ``genes`` is the store's gene table or a :class:`GeneLookup` built from it. With ``warn``,
+    every gene not taken as written is also reported as a warning (:class:`GeneMappingWarning`,
+    :class:`AmbiguousGeneWarning`, :class:`UnknownGeneWarning`).
     """
     if query.is_vector:
         vec = query.vector
@@ -164,6 +464,14 @@ def validate_query(
     restricted = restrict_query(query, space, lookup)
     up, dn = list(restricted.up_genes), list(restricted.down_genes)
     unknown, dropped, suggestions = restricted.unknown, restricted.dropped, restricted.suggestions
+    ambiguous = [t for side in SIDES for t in restricted.ambiguous.get(side, {})]
+    if not up and not dn and not dropped:
+        given = [str(t).strip() for t in (*query.up, *query.down) if str(t).strip()]
+        few = ", ".join(_with_reason(t, restricted.reasons) for t in given[:5]) + (" ..." if len(given) > 5 else "")
+        raise GeneSetError(
+            f"query {query.name!r}: all {len(given)} genes are unknown to this store ({few}); write Entrez ids, "
+            f"Ensembl gene ids or gene symbols of its genes"
+        )
     hint = ""
     if unknown:
         hint += f" Unknown ids/symbols: {', '.join(map(str, unknown[:10]))}"
@@ -172,6 +480,8 @@ def validate_query(
             pairs = list(suggestions.items())[:5]
             hint += " (did you mean " + "; ".join(f"{t} -> {' or '.join(map(str, s))}" for t, s in pairs) + "?)"
         hint += "."
+    if ambiguous:
+        hint += " Ambiguous (not used): " + "; ".join(f"{t} = {restricted.reasons.get(t, '')[len('ambiguous: '):]}" for t in ambiguous[:5]) + "."
     if dropped:
         hint += f" Outside feature space {space.name!r}: {list(dropped[:10])}."
     for side, given, kept in (("up", query.up, up), ("down", query.down, dn)):
@@ -184,35 +494,49 @@ def validate_query(
             )
     if up and dn and set(up) == set(dn):
         raise GeneSetError(f"query {query.name!r}: the up and down sets are identical")
-    both = sorted(set(up) & set(dn))
+    both = [g for g in up if g in set(dn)]
     if both:
-        raise GeneSetError(f"query {query.name!r}: {len(both)} genes are in both the up and down sets: {both[:10]}")
+        up_token = {lookup.map(t).gene_id: str(t).strip() for t in reversed(query.up)}
+        dn_token = {lookup.map(t).gene_id: str(t).strip() for t in reversed(query.down)}
+        named = [f"{g} (up: {up_token.get(g, g)}, down: {dn_token.get(g, g)})" for g in both[:10]]
+        raise GeneSetError(
+            f"query {query.name!r}: {len(both)} genes are in both the up and down sets: {', '.join(named)}; "
+            f"a gene can be on one side only"
+        )
+    if warn:
+        _warn(restricted)
     return restricted
 
 
 def restrict_query(query: Query, space: FeatureSpace, genes: pd.DataFrame | GeneLookup) -> ValidatedQuery:
     """Restrict a gene-set ``query`` to ``space`` without checking it (see :func:`validate_query`).
 
-    Symbols map to Entrez ids; ids that are no gene of the store go to ``unknown`` (with close
-    symbols in ``suggestions``), known genes outside the space to ``dropped``. Never raises for
-    sizes, empty or overlapping sets: use it to report what a query would keep.
+    Tokens resolve by :class:`GeneLookup`'s rules; mapped tokens go to ``mapped``, names of
+    several genes to ``ambiguous``, tokens that are no gene of the store to ``unknown`` (with
+    ``suggestions`` from the gene tables), known genes outside the space to ``dropped``, and
+    ``reasons`` says why. Never raises for sizes, empty or overlapping sets: use it to report what
+    a query would keep.
     """
     if query.is_vector:
         raise GeneSetError(f"query {query.name!r} is a numeric vector; restrict it with validate_query")
     lookup = genes if isinstance(genes, GeneLookup) else GeneLookup(genes)
-    up, unk_up, drop_up = _restrict(query.up, lookup, space)
-    dn, unk_dn, drop_dn = _restrict(query.down, lookup, space)
-    unknown = tuple(unk_up + unk_dn)
-    return ValidatedQuery(
+    up = _restrict(query.up, lookup, space)
+    dn = _restrict(query.down, lookup, space)
+    unknown = tuple(up["unknown"] + dn["unknown"])  # type: ignore[operator]
+    v = ValidatedQuery(
         name=query.name,
-        up_rows=space.positions(up).astype(np.intp),
-        down_rows=space.positions(dn).astype(np.intp),
-        up_genes=tuple(up),
-        down_genes=tuple(dn),
+        up_rows=space.positions(up["kept"]).astype(np.intp),  # type: ignore[arg-type]
+        down_rows=space.positions(dn["kept"]).astype(np.intp),  # type: ignore[arg-type]
+        up_genes=tuple(up["kept"]),  # type: ignore[arg-type]
+        down_genes=tuple(dn["kept"]),  # type: ignore[arg-type]
         unknown=unknown,
-        dropped=tuple(drop_up + drop_dn),
-        suggestions={t: s for t in unknown[:20] if (s := lookup.suggest(t))},
+        dropped=tuple(up["dropped"] + dn["dropped"]),  # type: ignore[operator]
+        suggestions={**up["suggestions"], **dn["suggestions"]},  # type: ignore[dict-item]
+        mapped={"up": up["mapped"], "down": dn["mapped"]},  # type: ignore[dict-item]
+        ambiguous={"up": up["ambiguous"], "down": dn["ambiguous"]},  # type: ignore[dict-item]
+        reasons={**up["reasons"], **dn["reasons"]},  # type: ignore[dict-item]
     )
+    return v
 
 
 # ---------------------------------------------------------------------------------- sources

@@ -259,6 +259,11 @@ class QueryResult:
                     "name": q.name,
                     **{k: list(getattr(q, k, ())) for k in _QUERY_TUPLES},
                     "suggestions": {k: list(v) for k, v in dict(getattr(q, "suggestions", {})).items()},
+                    "mapped": {side: {t: list(m) for t, m in d.items()} for side, d in dict(getattr(q, "mapped", {})).items()},
+                    "ambiguous": {
+                        side: {t: [list(c) for c in cs] for t, cs in d.items()} for side, d in dict(getattr(q, "ambiguous", {})).items()
+                    },
+                    "reasons": dict(getattr(q, "reasons", {})),
                 }
                 for q in self.queries
             ],
@@ -331,6 +336,12 @@ class QueryResult:
                             arrays["down_rows"] if arrays["down_rows"] is not None else empty,
                             vector=arrays["vector"],
                             suggestions={k: tuple(v) for k, v in entry.get("suggestions", {}).items()},
+                            mapped={side: {t: tuple(m) for t, m in d.items()} for side, d in entry.get("mapped", {}).items()},
+                            ambiguous={
+                                side: {t: tuple(tuple(c) for c in cs) for t, cs in d.items()}
+                                for side, d in entry.get("ambiguous", {}).items()
+                            },
+                            reasons=dict(entry.get("reasons", {})),
                             **{k: tuple(entry.get(k, ())) for k in _QUERY_TUPLES},
                         )
                     )

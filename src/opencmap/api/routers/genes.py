@@ -1,4 +1,4 @@
-"""``/genes``: the store's genes; look-up by Entrez id or symbol with suggestions."""
+"""``/genes``: the store's genes; look-up by Entrez id, Ensembl id or any symbol, saying how it matched."""
 
 from __future__ import annotations
 
@@ -33,11 +33,17 @@ def list_genes(
     return paged(genes, page, search_columns=("pr_gene_id", "pr_gene_symbol", "pr_gene_title"))
 
 
-@router.get("/{gene}", summary="Look up a gene by Entrez id or symbol")
+@router.get("/{gene}", summary="Look up a gene by Entrez id, Ensembl id, symbol, previous symbol or alias")
 def get_gene(gene: str, catalogue: Annotated[Catalogue, Depends(get_catalogue)]) -> dict:
-    gid = catalogue.lookup.resolve(gene)
-    if gid is None:
-        suggestions = list(catalogue.lookup.suggest(gene))
+    m = catalogue.lookup.map(gene)
+    if m.gene_id is None:
+        suggestions = list(catalogue.lookup.suggest(gene, m))
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
-        raise IdNotFoundError(f"unknown gene {gene!r} (not an Entrez id or symbol of this store){hint}")
-    return one_record(catalogue.genes, "pr_gene_id", gid, missing=f"gene {gene!r} resolved to {gid!r}, which is not in this store's gene table")
+        if m.status == "ambiguous":
+            cands = ", ".join(f"{s} (Entrez {e})" for e, s in m.candidates)
+            raise IdNotFoundError(f"gene {gene!r} is ambiguous: a name of {cands}; write the Entrez id or current symbol{hint}")
+        why = f" ({m.note})" if m.note else ""
+        raise IdNotFoundError(f"unknown gene {gene!r}{why}: not an Entrez id, Ensembl id or symbol of this store{hint}")
+    record = one_record(catalogue.genes, "pr_gene_id", m.gene_id, missing=f"gene {gene!r} resolved to {m.gene_id!r}, which is not in this store's gene table")
+    via = (m.via or "") + (", case changed" if m.case_changed else "")
+    return {**record, "query": gene, "via": via, "current_symbol": m.symbol, "entrez_id": m.entrez_id, "note": m.note}

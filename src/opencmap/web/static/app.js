@@ -186,11 +186,14 @@ function validationView(rep, form) {
       ${q.message ? `<div class="why">${esc(q.message)}</div>` : ""}
       ${q.dropped.length ? `<div>Outside the feature space (ignored): ${q.dropped.map(esc).join(", ")}</div>` : ""}
     </div>`);
-    if (q.unknown.length) {
-      const u = el(`<div class="unknown">Unknown genes: </div>`);
-      for (const g of q.unknown) {
-        const sug = q.suggestions[g] || [];
-        const span = el(`<span class="tok">${esc(g)}</span>`);
+    // suggestions come from the server's gene tables only (never by string similarity); an
+    // ambiguous name offers each of its candidate genes, and the user picks one
+    const tokenLine = (cls, label, tokens) => {
+      const u = el(`<div class="${cls}">${label}</div>`);
+      for (const g of tokens) {
+        const sug = (q.suggestions || {})[g] || [];
+        const why = (q.reasons || {})[g];
+        const span = el(`<span class="tok"${why ? ` title="${esc(why)}"` : ""}>${esc(g)}</span>`);
         for (const s of sug) {
           const b = el(`<button type="button" class="suggest" title="replace ${esc(g)} by ${esc(s)}">→ ${esc(s)}</button>`);
           b.addEventListener("click", () => { replaceToken(form, g, s); validate(form); });
@@ -198,7 +201,15 @@ function validationView(rep, form) {
         }
         u.append(span, " ");
       }
-      item.append(u);
+      return u;
+    };
+    const ambiguous = Object.values(q.ambiguous || {}).flatMap((d) => Object.keys(d));
+    if (ambiguous.length) item.append(tokenLine("ambiguous", "Ambiguous, not used (names of several genes): ", ambiguous));
+    if (q.unknown.length) item.append(tokenLine("unknown", "Unknown genes: ", q.unknown));
+    const mapped = Object.values(q.mapped || {}).flatMap((d) => Object.entries(d))
+      .filter(([, m]) => m[2] !== "symbol" && m[2] !== "store symbol");
+    if (mapped.length) {
+      item.append(el(`<div class="mapped">Mapped: ${mapped.map(([t, m]) => `${esc(t)} → ${esc(m[1])} (${esc(m[2])})`).join(", ")}</div>`));
     }
     wrap.append(item);
   }
