@@ -7,9 +7,12 @@ symbols, aliases, Ensembl gene ids) and resolves a token by these rules, in orde
 2. an Ensembl gene id ``ENSG...`` (any case, a ``.N`` version suffix stripped; ``via="ensembl"``);
 3. a current symbol (``via="symbol"``): the current symbol always wins, also when the token is a
    previous symbol or alias of other genes (that is said in :attr:`GeneMapping.note`);
-4. a previous symbol or an alias (``via="previous symbol"`` / ``"alias"``) of exactly one gene.
-   A name carried by several genes (as previous symbol or alias) is **ambiguous**: it resolves to
-   none of them and :attr:`GeneMapping.candidates` lists them all.
+4. a previous symbol of exactly one gene (``via="previous symbol"``; an alias of other genes is
+   said in the note);
+5. an alias of exactly one gene (``via="alias"``).
+
+A previous symbol of several genes, or (failing rules 1-4) an alias of several genes, is
+**ambiguous**: it resolves to none of them and :attr:`GeneMapping.candidates` lists them all.
 
 Symbols match exactly first, then ignoring case (``case_changed`` is then set). Nothing is ever
 matched by string similarity: :meth:`GeneIdentity.suggest` only offers the genes whose name is the
@@ -163,7 +166,7 @@ class GeneIdentity:
                     if n and n.upper() != current.upper():
                         self._other[n.upper()].setdefault(r.entrez_id, kind)
                         self._other_exact[n].add(r.entrez_id)
-        self._keys: dict[str, set[str]] | None = None
+        self._keys: tuple[dict[str, set[str]], dict[str, set[str]]] | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -251,42 +254,56 @@ class GeneIdentity:
                 )
             return GeneMapping(raw, "resolved", rec.entrez_id, rec.symbol, "symbol", case_changed=case_changed, note=note)
         owners = self._other.get(t.upper(), {})
-        if len(owners) == 1:
-            (eid, kind), = owners.items()
-            rec = self._by_id[eid]
-            case_changed = eid not in self._other_exact.get(t, set())
-            return GeneMapping(raw, "resolved", rec.entrez_id, rec.symbol, kind, case_changed=case_changed)
-        if len(owners) > 1:
-            kinds = sorted(set(owners.values()))
-            return GeneMapping(
-                raw, "ambiguous", candidates=self._candidates(list(owners)), note=f"{' and '.join(kinds)} of {len(owners)} genes"
-            )
+        for kind in ("previous symbol", "alias"):  # previous symbols first, then aliases
+            ids = [e for e, k in owners.items() if k == kind]
+            if len(ids) == 1:
+                rec = self._by_id[ids[0]]
+                case_changed = ids[0] not in self._other_exact.get(t, set())
+                rest = {e: k for e, k in owners.items() if e != ids[0]}
+                note = ""
+                if rest:
+                    note = "also " + "; ".join(f"{k} of {self._by_id[e].label()}" for e, k in sorted(rest.items(), key=lambda kv: int(kv[0])))
+                return GeneMapping(raw, "resolved", rec.entrez_id, rec.symbol, kind, case_changed=case_changed, note=note)
+            if len(ids) > 1:
+                return GeneMapping(raw, "ambiguous", candidates=self._candidates(ids), note=f"{kind} of {len(ids)} genes")
         return GeneMapping(raw, "unknown")
 
     def _candidates(self, ids: Iterable[str]) -> tuple[tuple[str, str], ...]:
         return tuple((e, self._by_id[e].symbol) for e in sorted(set(ids), key=int))
 
     # ------------------------------------------------------------------ suggestions
-    def suggestion_keys(self) -> Mapping[str, set[str]]:
-        """Normalised name (:func:`normalised_key`, and spreadsheet-date forms) -> Entrez ids."""
+    def suggestion_keys(self, *, current_only: bool = False) -> Mapping[str, set[str]]:
+        """Normalised name (:func:`normalised_key`, and spreadsheet-date forms) -> Entrez ids:
+        of every name of the genes, or of their current symbols only."""
         if self._keys is None:
-            keys: dict[str, set[str]] = defaultdict(set)
+            every: dict[str, set[str]] = defaultdict(set)
+            current: dict[str, set[str]] = defaultdict(set)
             for r in self.records:
                 for n in r.names:
                     for k in _keys_of(n):
-                        keys[k].add(r.entrez_id)
-            self._keys = dict(keys)
-        return self._keys
+                        every[k].add(r.entrez_id)
+                if r.ncbi_current:
+                    for k in _keys_of(r.symbol):
+                        current[k].add(r.entrez_id)
+            self._keys = (dict(current), dict(every))
+        return self._keys[0] if current_only else self._keys[1]
 
     def suggest(self, token: str) -> tuple[str, ...]:
-        """Current symbols the token may stand for, from the table only (see the module docstring).
+        """Current symbols the token may stand for, from the table only (see the module docstring):
+        the one gene whose current symbol, else whose only name, has the token's normalised form.
 
         Empty when the token resolves, names no gene, or its normalised form names several genes.
         """
         if self.resolve(token).status != "unknown":
             return ()
-        ids = self.suggestion_keys().get(normalised_key(token), set())
-        return (self._by_id[next(iter(ids))].symbol,) if len(ids) == 1 else ()
+        key = normalised_key(token)
+        for current_only in (True, False):
+            ids = self.suggestion_keys(current_only=current_only).get(key, set())
+            if len(ids) == 1:
+                return (self._by_id[next(iter(ids))].symbol,)
+            if len(ids) > 1:
+                return ()
+        return ()
 
 
 def _keys_of(name: str) -> list[str]:
