@@ -11,6 +11,13 @@ memory stays bounded), hands each query its rows, and applies the shared post-pr
 Post-processing for connectivity methods (WTCS, CS): NCS per cell line x perturbagen type
 (§6.4), FDR q-values against null signatures (§6.5), tau against the store's backgrounds (§6.6),
 maxq summaries per perturbagen x cell, perturbagen and PCL, each with its level's tau (§6.7-6.8).
+
+Each gene-set query is scored on its tail (cmapM ``es_tail``): ``both`` (WTCS) when it has up
+and down genes, ``up`` (ES_up) or ``down`` (-ES_dn) when it has one side, or the tail forced by
+``es_tail``. Its tau is read only from a background built from queries of the same tail and
+metric; without one, tau stays NaN for that query with a note. Undefined scores (NaN, e.g. all
+set weights 0) stay NaN through NCS, FDR, tau and summaries. ``result.provenance`` records per
+query the tail and the tau background used (kind, size, match, staleness).
 Everything that depends only on the store is computed once per engine and reused by every query:
 NCS groups, the reference rows in group order, null flags, the summary levels' group index arrays,
 and each level's background rows (read in place from the memory-mapped store when aligned). The
