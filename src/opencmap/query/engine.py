@@ -18,6 +18,7 @@ and down genes, ``up`` (ES_up) or ``down`` (-ES_dn) when it has one side, or the
 metric; without one, tau stays NaN for that query with a note. Undefined scores (NaN, e.g. all
 set weights 0) stay NaN through NCS, FDR, tau and summaries. ``result.provenance`` records per
 query the tail and the tau background used (kind, size, match, staleness).
+
 Everything that depends only on the store is computed once per engine and reused by every query:
 NCS groups, the reference rows in group order, null flags, the summary levels' group index arrays,
 and each level's background rows (read in place from the memory-mapped store when aligned). The
@@ -235,7 +236,8 @@ class Engine:
         if method.finalize is not None:
             raw = method.finalize(raw, **options)
         metrics: dict[str, np.ndarray] = {method.name: raw.pop("score"), **raw}
-        _note_undefined(metrics[method.name], valid, tails, method.name, notes, provenance)
+        if method.connectivity:
+            _note_undefined(metrics[method.name], valid, method.name, notes, provenance)
         info = self.store.sig_info
         levels: dict[str, LevelResult] = {}
         tau_log: dict[str, Any] | None = None
@@ -578,7 +580,6 @@ def _note_one_sided(valid: Sequence[ValidatedQuery], tails: Sequence[str | None]
 def _note_undefined(
     scores: np.ndarray,
     valid: Sequence[ValidatedQuery],
-    tails: Sequence[str | None],
     metric: str,
     notes: list[str],
     provenance: dict[str, Any],
