@@ -264,3 +264,29 @@ def test_provenance_round_trips_and_old_archives_still_load(tail_store, level5):
     old = QueryResult.from_bytes(buf.getvalue())
     assert old.provenance == {} and old.tails == [None, None]
     assert old.describe()["queries"][0]["tail"] is None and "tail" not in old.query_table()
+
+
+# ---------------------------------------------------------------------------------- cmapM outputs
+def test_one_sided_queries_reproduce_cmapm_up_and_down_scores_on_custom_gutc(shared_data, tmp_path):
+    """cmapM ``cmapScoreCore`` with es_tail up returns the up set's ES as the score, with
+    es_tail down the negated down-set ES: CMap's own ``cs_up`` / ``cs_dn`` matrices of the
+    custom_gutc run (10 Touchstone signatures x 10 queries) give both (tolerance 1e-4, README)."""
+    from opencmap.io import read_gct, read_table
+    from opencmap.query.genesets import queries_from_gmt
+
+    d = shared_data / "query" / "custom_gutc"
+    store = build_store(tmp_path / "store", d / "build" / "modzs_n10x10174.gctx", sig_info=read_table(d / "build" / "siginfo.txt"))
+    two_sided = queries_from_gmt(d / "queries" / "contest_query_ezid_up_n10.gmt", d / "queries" / "contest_query_ezid_down_n10.gmt")
+    ups = [Query(q.name, up=q.up) for q in two_sided]
+    downs = [Query(q.name, down=q.down) for q in two_sided]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res_up = Engine(store).run(ups, max_genes=500, fdr=False, tau=False, summaries=False)
+        res_dn = Engine(store).run(downs, max_genes=500, fdr=False, tau=False, summaries=False)
+    assert set(res_up.tails) == {"up"} and set(res_dn.tails) == {"down"}
+    for res, rel, sign in ((res_up, "query/cs_up_n10x10.gctx", 1.0), (res_dn, "query/cs_dn_n10x10.gctx", -1.0)):
+        expected = read_gct(d / "gutc_result" / "matrices" / rel)
+        rows = store.sig_positions(list(expected.rids))
+        cols = [res.query_names.index(c) for c in expected.cids]
+        got = res.level("sig").metrics["wtcs"][np.ix_(rows, cols)]
+        np.testing.assert_allclose(got, sign * expected.data, atol=1e-4)
