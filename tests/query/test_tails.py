@@ -290,3 +290,11 @@ def test_one_sided_queries_reproduce_cmapm_up_and_down_scores_on_custom_gutc(sha
         cols = [res.query_names.index(c) for c in expected.cids]
         got = res.level("sig").metrics["wtcs"][np.ix_(rows, cols)]
         np.testing.assert_allclose(got, sign * expected.data, atol=1e-4)
+
+
+def test_undefined_scores_stay_nan_in_every_ncs_mode(tiny_store):
+    for mode in ("gutc", "cmap", "clean"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = Engine(tiny_store).run(Query("q", up=UP91, down=DN91), min_genes=1, tau=False, ncs_mode=mode).level("sig").metrics
+        assert np.isnan(m["ncs"][2, 0]) and np.isfinite(m["ncs"][[0, 1, 3], 0]).all(), mode

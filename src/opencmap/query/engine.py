@@ -281,7 +281,8 @@ class Engine:
         """NCS (S, Q) of raw connectivity scores (S, Q) with the store's groups and references.
 
         Groups without reference signatures borrow (GUTC) from groups of the same pert_type,
-        then the same cell line, then all groups.
+        then the same cell line, then all groups. NaN scores (undefined) give NaN in every mode
+        (``cmap`` mode's NaN -> 0 applies only to scores that are defined).
         """
         from opencmap.kernels.ncs import ncs as ncs_kernel
         from opencmap.kernels.ncs import reference_order
@@ -295,7 +296,13 @@ class Engine:
         options: dict[str, Any] = {"mode": mode, "ref_order": self._ref_order}
         if mode == "gutc":
             options["fallback_keys"] = self._fallback_keys
-        return np.asarray(ncs_kernel(scores, codes, self._is_ref, **options), dtype=np.float32)
+        out = np.asarray(ncs_kernel(scores, codes, self._is_ref, **options), dtype=np.float32)
+        if mode == "cmap":
+            # sig_queryl1k sets NaN NCS to 0; an undefined score (NaN WTCS) stays undefined here
+            undefined = np.isnan(scores)
+            if undefined.any():
+                out[undefined] = np.nan
+        return out
 
     @property
     def groups(self) -> tuple[np.ndarray, pd.Index]:
