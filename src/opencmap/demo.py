@@ -157,8 +157,11 @@ def run_demo(
             overwrite=True,
             progress=lambda d, t: report("store", d, t),
         )
-    if "sig" not in store.manifest.get("backgrounds", {}):
-        build_background(store, pcl=pcl_path, progress=lambda d, t: report("background", d, t))
+    # one background per tail, so two-sided and one-sided queries all get tau of their own kind
+    built = store.manifest.get("backgrounds", {})
+    missing = [tail for tail, key in (("both", "sig"), ("up", "up/sig"), ("down", "down/sig")) if key not in built]
+    if missing:
+        build_background(store, pcl=pcl_path, tail=missing, progress=lambda d, t: report("background", d, t))
         store = Store(store_dir)
 
     # 4. the example query

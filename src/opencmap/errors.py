@@ -18,10 +18,14 @@ id) and *what to do*.
     └── ConfigError            bad parameters or options
 
     OpenCMapWarning            (UserWarning) something was dropped or adjusted, e.g. unknown genes
-    └── GeneIdentityWarning    a query gene was not taken as written
-        ├── GeneMappingWarning     mapped by Ensembl id, previous symbol, alias or a case change
-        ├── UnknownGeneWarning     not a gene of the store, or outside the feature space: not used
-        └── AmbiguousGeneWarning   a name of several genes: not used (candidates listed)
+    ├── GeneIdentityWarning    a query gene was not taken as written
+    │   ├── GeneMappingWarning     mapped by Ensembl id, previous symbol, alias or a case change
+    │   ├── UnknownGeneWarning     not a gene of the store, or outside the feature space: not used
+    │   └── AmbiguousGeneWarning   a name of several genes: not used (candidates listed)
+    ├── OneSidedQueryWarning   a query was scored on one tail only (es_tail up/down)
+    ├── TauUnavailableWarning  tau left empty: no background of the query's kind (tail, metric)
+    ├── BackgroundMismatchWarning  tau read from a background that is stale or not of the query's kind
+    └── UndefinedScoreWarning  scores left NaN (e.g. every set gene of a signature has weight 0)
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ __all__ = [
     "GeneMappingWarning",
     "UnknownGeneWarning",
     "AmbiguousGeneWarning",
+    "OneSidedQueryWarning",
+    "TauUnavailableWarning",
+    "BackgroundMismatchWarning",
+    "UndefinedScoreWarning",
 ]
 
 
@@ -141,3 +149,22 @@ class UnknownGeneWarning(GeneIdentityWarning):
 
 class AmbiguousGeneWarning(GeneIdentityWarning):
     """Query genes were not used: each is a name of several genes (the candidates are listed)."""
+class OneSidedQueryWarning(OpenCMapWarning):
+    """A query was scored on one tail only (only up or only down genes, or ``es_tail`` up/down):
+    the score is ES_up or -ES_dn (cmapM ``es_tail``), not WTCS, and its tau needs a background
+    built from queries of the same tail."""
+
+
+class TauUnavailableWarning(OpenCMapWarning):
+    """tau was left empty (NaN / absent) for some queries: the store has no background of their
+    kind (tail and metric); ``opencmap store background --tail ...`` builds it."""
+
+
+class BackgroundMismatchWarning(OpenCMapWarning):
+    """tau was read from a background that does not fully describe the store or the query
+    (e.g. built before signatures were appended)."""
+
+
+class UndefinedScoreWarning(OpenCMapWarning):
+    """Some scores are undefined and left NaN (e.g. every set gene of a signature has weight 0,
+    as cmapM); NCS, tau, FDR and summaries skip them."""

@@ -83,3 +83,53 @@ def test_cli_vector_metric_with_sig_id(setup):
     res = CliRunner().invoke(cli, ["query", str(d / "store"), "--metric", "cosine", "--sig-id", sid, "--top", "1"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines()[2].split("\t")[1] == sid
+
+
+# ---------------------------------------------------------------------------------- issue 12: one-sided queries
+def _grp(path, genes):
+    path.write_text("".join(f"{g}\n" for g in genes))
+    return path
+
+
+@pytest.mark.parametrize("down", ["absent", "empty"])
+def test_up_alone_or_empty_down_file_is_noted_and_gets_no_two_sided_tau(setup, down, tmp_path):
+    from opencmap.query.genesets import Query
+
+    d, store = setup
+    gct, info, prog = make_level5(seed=5)
+    up = _grp(tmp_path / "up.grp", prog["A_up"][:20])
+    args = ["query", str(d / "store"), "--up", str(up), "--out", str(tmp_path / "out")]
+    if down == "empty":
+        args += ["--down", str(_grp(tmp_path / "dn.grp", []))]
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "up tail only" in res.stderr and "ES_up" in res.stderr
+    assert "--tail up" in res.stderr  # the store has only the two-sided background
+    sig = pd.read_csv(tmp_path / "out" / "sig.tsv", sep="\t")
+    assert "tau" not in sig.columns
+    queries = pd.read_csv(tmp_path / "out" / "queries.tsv", sep="\t")
+    assert queries["tail"].tolist() == ["up"]
+    with pytest.warns(Warning):
+        api = run_query(store, queries=[Query("query", up=tuple(prog["A_up"][:20]))])
+    np.testing.assert_allclose(sig["wtcs"].to_numpy(float), api.to_frame("sig")["wtcs"].to_numpy(float), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(api.level("sig").metrics["wtcs"][:, 0], api.level("sig").metrics["es_up"][:, 0])
+
+
+def test_store_background_tail_then_up_query_gets_its_tau(tmp_path):
+    import json
+
+    gct, info, prog = make_level5(seed=5)
+    store = build_store(tmp_path / "store", gct.take(cols=np.arange(60)), sig_info=info.iloc[:60])
+    res = CliRunner().invoke(cli, ["store", "background", str(store.path), "--tail", "up"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["up/sig"]["tail"] == "up" and "sig" not in out
+    up = _grp(tmp_path / "up.grp", prog["A_up"][:20])
+    res = CliRunner().invoke(cli, ["query", str(store.path), "--up", str(up), "--out", str(tmp_path / "out")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "tau not computed" not in res.stderr
+    assert np.isfinite(pd.read_csv(tmp_path / "out" / "sig.tsv", sep="\t")["tau"]).any()
+    # a two-sided query on that store: no two-sided background, so no tau, with the command to build it
+    dn = _grp(tmp_path / "dn.grp", prog["A_dn"][:20])
+    res = CliRunner().invoke(cli, ["query", str(store.path), "--up", str(up), "--down", str(dn)], catch_exceptions=False)
+    assert res.exit_code == 0 and "opencmap store background" in res.stderr

@@ -31,8 +31,8 @@ def reference_es(ranks: np.ndarray, weights: np.ndarray | None, n: int) -> list[
     if g == 0:
         return [(np.nan, np.nan)]
     total = sum(w for _, w in present)
-    if total == 0:
-        return [(0.0, 0.0)]
+    if total == 0:  # every weight 0: hit steps 0/0 (cmapM fastESCore: NaN)
+        return [(np.nan, np.nan)]
     hit_at = {r: w / total for r, w in present}
     miss = Fraction(1, n - g) if g != n else Fraction(1)
     running = Fraction(0)
@@ -135,11 +135,27 @@ def test_missing_genes_are_dropped_per_signature():
     assert es_nan[0] == alone[0]
 
 
-def test_no_gene_present_gives_nan_and_zero_weights_give_zero():
+def test_no_gene_present_and_all_zero_weights_give_nan(monkeypatch):
     es, lf = enrichment_scores(np.zeros((3, 2), dtype=np.int32), np.ones((3, 2), dtype=np.float32), 10)
     assert np.isnan(es).all() and np.isnan(lf).all()
-    es, lf = enrichment_scores(np.array([[1], [4]], dtype=np.int32), np.zeros((2, 1), dtype=np.float32), 10)
-    assert es[0] == 0.0 and lf[0] == 0.0
+    # issue 12 item 5: every weight 0 -> hit steps 0/0 -> NaN, as cmapM's fastESCore (spec §13.2);
+    # this used to be 0. Both kernel paths (sorting network and per-signature bitmap sort).
+    ranks = np.array([[1, 2], [4, 3]], dtype=np.int32)
+    weights = np.array([[0.0, 0.5], [0.0, 0.25]], dtype=np.float32)
+    es, lf = enrichment_scores(ranks, weights, 10)
+    assert np.isnan(es[0]) and np.isnan(lf[0]) and np.isfinite(es[1])
+    rows, bounds = np.arange(2), np.array([0, 2])
+    es_b, lf_b = set_enrichment_scores(ranks, weights, rows, bounds, 10)
+    assert np.isnan(es_b[0, 0]) and np.isnan(lf_b[0, 0]) and es_b[0, 1] == es[1]
+    monkeypatch.setattr(wtcs_module, "_NETWORK_MAX", 1)  # force the per-signature bitmap path
+    es_s, lf_s = set_enrichment_scores(ranks, weights, rows, bounds, 10)
+    assert np.isnan(es_s[0, 0]) and np.isnan(lf_s[0, 0]) and es_s[0, 1] == es[1]
+    # unweighted (cs) scores do not look at the weights: defined
+    es_u, _ = enrichment_scores(ranks, weights, 10, weighted=False)
+    assert np.isfinite(es_u).all()
+    # WTCS: NaN propagates from either side (cmapM getCombinedES: sign(NaN) never equals a sign)
+    assert np.isnan(wtcs(np.array([np.nan]), np.array([-0.5])))[0]
+    assert np.isnan(wtcs(np.array([0.5]), np.array([np.nan])))[0]
 
 
 def test_whole_list_is_the_set():

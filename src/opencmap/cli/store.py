@@ -97,8 +97,11 @@ def compact(store: Path) -> None:
 @click.option("--pcl", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PCL GMT (members = pert_ids).")
 @click.option("--symmetric/--no-symmetric", default=True, show_default=True)
 @click.option("--same-cell/--all-cells", default=True, show_default=True, help="Mask the background to the row's cell line.")
+@click.option("--tail", "tails", type=click.Choice(["all", "both", "up", "down"]), multiple=True,
+              help="Kind of background (repeatable): both = two-sided queries (WTCS), up / down = one-sided queries "
+                   "(ES_up / -ES_dn); a query's tau is read only from a background of its own tail. Default: all.")
 def background(store: Path, query_sigs: Path | None, n_genes: int, query_space: str | None, pcl: Path | None,
-               symmetric: bool, same_cell: bool) -> None:
+               symmetric: bool, same_cell: bool, tails: tuple[str, ...]) -> None:
     """Build the tau backgrounds of STORE by querying it with its own signatures."""
     from opencmap.io import read_grp
     from opencmap.query.background import build_background
@@ -107,8 +110,8 @@ def background(store: Path, query_sigs: Path | None, n_genes: int, query_space: 
     with bar:
         entries = build_background(store, query_sigs=read_grp(query_sigs) if query_sigs else None, n_genes=n_genes,
                                    query_space=query_space, pcl=pcl, symmetric=symmetric, same_cell=same_cell,
-                                   progress=progress)
-    click.echo(json.dumps({k: {"n_rows": v["n_rows"], "n_queries": v["n_queries"]} for k, v in entries.items()}, indent=1))
+                                   tail=list(tails) or "all", progress=progress)
+    click.echo(json.dumps({k: {"tail": v["tail"], "n_rows": v["n_rows"], "n_queries": v["n_queries"]} for k, v in entries.items()}, indent=1))
 
 
 @command.command("info")

@@ -126,8 +126,8 @@ def _es_one(n_hit, srt_rank, srt_w, total, n_features, weighted):
     else:
         miss = 1.0 / (n_features - n_hit)
     if weighted:
-        if total == 0.0:
-            return 0.0, 0.0
+        if total == 0.0:  # every hit weight 0: hit steps 0/0, no defined ES (cmapM: NaN)
+            return np.nan, np.nan
         for k in range(n_hit):  # vectorised: hit steps |w| / sum|w|
             srt_w[k] = srt_w[k] / total
     else:
@@ -366,8 +366,9 @@ def _es_columns(ranks, weights, rows, bounds, net, net_range, network_max, n_fea
                         es_out[q, o + j] = np.nan
                         leadf_out[q, o + j] = np.nan
                     elif weighted and total[j] == 0.0:
-                        es_out[q, o + j] = 0.0
-                        leadf_out[q, o + j] = 0.0
+                        # every hit weight 0: hit steps 0/0, no defined ES (cmapM fastESCore: NaN)
+                        es_out[q, o + j] = np.nan
+                        leadf_out[q, o + j] = np.nan
                     else:
                         best = state_f[0, j]
                         k_best = state_i[0, j]
@@ -527,8 +528,9 @@ def enrichment_scores(
     -------
     es, leadf:
         float64 arrays (S,). ES is in [-1, 1]; NaN (both) where no set gene is present in the
-        signature; 0 (both) where every weight of the present genes is 0 (CMap gives NaN; the
-        spec chooses 0).
+        signature, and (weighted) where every weight of the present genes is 0: the hit steps
+        ``|w| / sum|w|`` are 0/0, and cmapM's ``fastESCore`` gives NaN too (spec §13.2; cmapM's
+        leading edge there is an artefact of ``max`` over NaN, we give NaN).
     """
     ranks = np.asarray(ranks)
     if ranks.ndim != 2:

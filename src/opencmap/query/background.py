@@ -6,7 +6,15 @@ symmetrises the exemplar x exemplar block (average with its transpose) and drops
 signature's connection to itself. For every row of every level (signature, perturbagen x cell,
 perturbagen, PCL x cell, PCL; summaries built exactly as a query's) it stores the sorted |NCS|
 of the background queries - only queries from the same cell line for the cell-specific levels
-(``sig``, ``pert_cell``, ``pcl_cell``). Stored per level in ``<store>/backgrounds/<level>/``::
+(``sig``, ``pert_cell``, ``pcl_cell``).
+
+Backgrounds have a *kind*: the tail of their queries (``both``: up and down sets, WTCS; ``up``:
+the top genes alone, score ES_up; ``down``: the bottom genes alone, score -ES_dn; cmapM
+``es_tail``) and the metric (``wtcs``). A query's tau is read only from a background of its own
+kind (:mod:`opencmap.query.engine`). All three tails come from one scoring pass (ES_up and ES_dn
+of the two-sided queries; a one-sided query's ES is the same set's ES). Stored per level in
+``<store>/backgrounds/<level>/`` (tail ``both``) or ``<store>/backgrounds/<tail>/<level>/``, the
+manifest entry (key ``<level>`` or ``<tail>/<level>``) recording ``tail`` and ``metric``::
 
     values.npy   float32 (n_rows, width) sorted |ncs| per row, NaN-padded
     counts.npy   int32 (n_rows,) number of background values per row
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,12 +40,65 @@ import pandas as pd
 from opencmap.errors import ConfigError, StoreError
 from opencmap.query.store import Store, _file_checksum
 
-__all__ = ["Background", "build_background", "load_background", "exemplar_mask"]
+__all__ = [
+    "Background",
+    "build_background",
+    "load_background",
+    "background_key",
+    "background_kinds",
+    "exemplar_mask",
+    "BACKGROUND_TAILS",
+]
 
 log = logging.getLogger(__name__)
 
 BACKGROUND_FORMAT_VERSION = 1
 _CELL_LEVELS = ("sig", "pert_cell", "pcl_cell")
+#: tails a background can be built for (the ``es_tail`` of its queries, spec §6.1)
+BACKGROUND_TAILS = ("both", "up", "down")
+#: the metric every background is built with
+BACKGROUND_METRIC = "wtcs"
+
+
+def background_key(level: str, tail: str = "both") -> str:
+    """Manifest key and folder (under ``backgrounds/``) of a level's background of one tail:
+    ``<level>`` for ``both`` (stores built before tails existed), ``<tail>/<level>`` otherwise."""
+    if tail not in BACKGROUND_TAILS:
+        raise ConfigError(f"background tail must be one of {BACKGROUND_TAILS}, got {tail!r}")
+    return level if tail == "both" else f"{tail}/{level}"
+
+
+def _entry_tail(key: str, entry: dict[str, Any]) -> str:
+    return str(entry.get("tail") or (key.split("/", 1)[0] if "/" in key else "both"))
+
+
+def background_kinds(store: Store) -> dict[str, dict[str, Any]]:
+    """Backgrounds of a store by kind: ``{tail: {"metric", "n_queries", "levels", "stale"}}``."""
+    kinds: dict[str, dict[str, Any]] = {}
+    for key, entry in store.manifest.get("backgrounds", {}).items():
+        tail = _entry_tail(key, entry)
+        kind = kinds.setdefault(
+            tail, {"metric": entry.get("metric", BACKGROUND_METRIC), "n_queries": entry.get("n_queries"), "levels": [], "stale": {}}
+        )
+        level = key.split("/", 1)[1] if "/" in key else key
+        kind["levels"].append(level)
+        if int(entry.get("appended_since_built", 0)):
+            kind["stale"][level] = int(entry["appended_since_built"])
+    return kinds
+
+
+def _parse_tails(tail: str | Sequence[str]) -> list[str]:
+    items = [tail] if isinstance(tail, str) else list(tail)
+    out: list[str] = []
+    for t in items:
+        for one in BACKGROUND_TAILS if t == "all" else (t,):
+            if one not in BACKGROUND_TAILS:
+                raise ConfigError(f"background tail must be one of {(*BACKGROUND_TAILS, 'all')}, got {one!r}")
+            if one not in out:
+                out.append(one)
+    if not out:
+        raise ConfigError("give at least one background tail (both, up, down or all)")
+    return out
 
 
 def exemplar_mask(sig_info: pd.DataFrame) -> np.ndarray:
@@ -57,6 +119,11 @@ class Background:
     ids: pd.Index
     values: np.ndarray
     counts: np.ndarray
+    #: the kind: tail of the background queries (``both``, ``up``, ``down``) and their metric
+    tail: str = "both"
+    metric: str = BACKGROUND_METRIC
+    #: the manifest entry (n_queries, params, appended_since_built, ...)
+    entry: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     # last (rows, (have, values, counts)) given by aligned()
     _aligned: tuple[np.ndarray, tuple[np.ndarray, ...]] | None = field(default=None, repr=False, compare=False)
 
@@ -111,29 +178,35 @@ class Background:
         return out
 
 
-def load_background(store: Store, level: str) -> Background | None:
-    """The stored background of ``level``, or None if the store has none."""
-    entry = store.manifest.get("backgrounds", {}).get(level)
+def load_background(store: Store, level: str, tail: str = "both") -> Background | None:
+    """The stored background of ``level`` built from queries of ``tail``, or None if the store
+    has none of that kind."""
+    key = background_key(level, tail)
+    entry = store.manifest.get("backgrounds", {}).get(key)
     if entry is None:
         return None
+    if _entry_tail(key, entry) != tail:
+        raise StoreError(f"background {key!r} of {store.path} records tail {entry.get('tail')!r}, not {tail!r}; rebuild it")
     if int(entry.get("format_version", 1)) > BACKGROUND_FORMAT_VERSION:
         from opencmap.errors import VersionError
 
         raise VersionError(
             f"background {level!r} has format version {entry['format_version']}, newer than supported "
             f"({BACKGROUND_FORMAT_VERSION}); upgrade opencmap",
-            path=store.path / "backgrounds" / level,
+            path=store.path / "backgrounds" / key,
         )
-    folder = store.path / "backgrounds" / level
+    folder = store.path / "backgrounds" / key
     try:
         ids = pd.read_parquet(folder / "ids.parquet")["id"].astype(str)
         values = np.load(folder / "values.npy", mmap_mode="r")
         counts = np.load(folder / "counts.npy")
     except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise StoreError(f"background {level!r} of {store.path} is unreadable ({exc}); rebuild it") from exc
+        raise StoreError(f"background {key!r} of {store.path} is unreadable ({exc}); rebuild it") from exc
     if values.shape[0] != len(ids) or counts.shape[0] != len(ids):
-        raise StoreError(f"background {level!r} of {store.path} is inconsistent; rebuild it")
-    return Background(level, pd.Index(ids, dtype=object), values, counts)
+        raise StoreError(f"background {key!r} of {store.path} is inconsistent; rebuild it")
+    return Background(
+        level, pd.Index(ids, dtype=object), values, counts, tail=tail, metric=str(entry.get("metric", BACKGROUND_METRIC)), entry=dict(entry)
+    )
 
 
 def _sorted_abs(matrix: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -159,6 +232,7 @@ def build_background(
     symmetric: bool = True,
     same_cell: bool = True,
     pcl: Any = None,
+    tail: str | Sequence[str] = "both",
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Build and store the tau backgrounds of every level; returns the manifest entries.
@@ -180,11 +254,22 @@ def build_background(
         Cell-specific levels use only background queries of the row's cell line (CMap).
     pcl:
         PCL definitions (GMT path or dict) for the ``pcl_cell`` / ``pcl_summary`` backgrounds.
+    tail:
+        Kind(s) of background: ``both`` (default; two-sided queries, WTCS), ``up`` (the top
+        genes alone, ES_up), ``down`` (the bottom genes alone, -ES_dn), a list of them or
+        ``all``. One-sided queries get tau only from a background of their tail. The tails
+        built replace the store's backgrounds of those tails; other tails are kept.
+
+    Returns
+    -------
+    ``{key: manifest entry}``; keys are level names for ``both`` and ``<tail>/<level>`` otherwise
+    (:func:`background_key`).
     """
     from opencmap.io.atomic import atomic_write_path
     from opencmap.query.engine import Engine
     from opencmap.query.genesets import signature_queries
 
+    tails = _parse_tails(tail)
     st = store if isinstance(store, Store) else Store(store)
     info = st.sig_info
     if query_sigs is None:
@@ -195,68 +280,85 @@ def build_background(
         raise StoreError(f"a background needs at least 2 query signatures, got {len(qpos)}")
     queries = signature_queries(st, positions=qpos, n_genes=n_genes, space=query_space)
     engine = Engine(st, pcl=pcl)
+    # one scoring pass: WTCS and the ES of each set (a one-sided query's score is its set's ES)
     res = engine.run(
         queries,
-        metric="wtcs",
+        metric=BACKGROUND_METRIC,
         space=space,
         min_genes=1,
         max_genes=max(n_genes, 150),
+        ncs=False,
         fdr=False,
         tau=False,
         summaries=False,
         progress=progress,
     )
-    ncs = np.array(res.level("sig").metrics["ncs"], dtype=np.float32)  # (S, Qb)
-    cols = np.arange(len(qpos))
-    if symmetric:
-        block = ncs[qpos]
-        ncs[qpos] = 0.5 * (block + block.T)
-    ncs[qpos, cols] = np.nan  # a signature's connection to itself is not background
-
+    raw = res.level("sig").metrics
     cells = info["cell_id"].astype(str).to_numpy(dtype=object) if "cell_id" in info.columns else np.full(len(info), "", dtype=object)
     qcells = cells[qpos]
-    levels: dict[str, tuple[pd.Index, np.ndarray, np.ndarray | None]] = {
-        "sig": (pd.Index(info["sig_id"].astype(str), dtype=object), ncs, _cell_mask(cells, qcells) if same_cell else None)
-    }
-    for level, (index, values) in engine.summary_plan.apply(ncs).items():
-        mask = None
-        if same_cell and level in _CELL_LEVELS:
-            mask = _cell_mask(index["cell_id"].astype(str).to_numpy(dtype=object), qcells)
-        levels[level] = (pd.Index(index["id"].astype(str), dtype=object), values, mask)
-
+    cols = np.arange(len(qpos))
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     root = st.path / "backgrounds"
     root.mkdir(exist_ok=True)
-    entries: dict[str, Any] = {}
-    for level, (ids, values, mask) in levels.items():
-        sorted_vals, counts = _sorted_abs(values, mask)
-        folder = root / level
-        folder.mkdir(exist_ok=True)
-        for fname, arr in (("values.npy", sorted_vals), ("counts.npy", counts)):
-            with atomic_write_path(folder / fname) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, arr, allow_pickle=False)
-        with atomic_write_path(folder / "ids.parquet") as tmp:
-            pd.DataFrame({"id": list(ids)}).to_parquet(tmp, index=False)
-        entries[level] = {
-            "format_version": BACKGROUND_FORMAT_VERSION,
-            "n_rows": int(len(ids)),
-            "width": int(sorted_vals.shape[1]),
-            "n_queries": int(len(qpos)),
-            "checksums": {f: _file_checksum(folder / f) for f in ("values.npy", "counts.npy", "ids.parquet")},
+    entries_all: dict[str, Any] = {}
+    for t in tails:
+        if t == "both":
+            score = raw[BACKGROUND_METRIC]
+        elif t == "up":
+            score = raw["es_up"]
+        else:
+            score = -np.asarray(raw["es_dn"])
+        ncs = np.array(engine.normalise(score), dtype=np.float32)  # (S, Qb), the engine's default NCS
+        if symmetric:
+            block = ncs[qpos]
+            ncs[qpos] = 0.5 * (block + block.T)
+        ncs[qpos, cols] = np.nan  # a signature's connection to itself is not background
+        levels: dict[str, tuple[pd.Index, np.ndarray, np.ndarray | None]] = {
+            "sig": (pd.Index(info["sig_id"].astype(str), dtype=object), ncs, _cell_mask(cells, qcells) if same_cell else None)
         }
-    entries_all = entries
-    params = {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "n_genes": n_genes,
-        "query_space": query_space or ("lm" if "lm" in st.spaces else st.default_space),
-        "space": st.space(space).name,
-        "symmetric": symmetric,
-        "same_cell": same_cell,
-        "query_sigs": [str(s) for s in info["sig_id"].iloc[qpos]],
-    }
-    for entry in entries_all.values():
-        entry["params"] = {k: v for k, v in params.items() if k != "query_sigs"}
-    with atomic_write_path(root / "queries.json") as tmp:
-        tmp.write_text(json.dumps(params))
-    st._update_manifest(backgrounds=entries_all)
+        for level, (index, values) in engine.summary_plan.apply(ncs).items():
+            mask = None
+            if same_cell and level in _CELL_LEVELS:
+                mask = _cell_mask(index["cell_id"].astype(str).to_numpy(dtype=object), qcells)
+            levels[level] = (pd.Index(index["id"].astype(str), dtype=object), values, mask)
+        tail_root = root if t == "both" else root / t
+        tail_root.mkdir(exist_ok=True)
+        params = {
+            "created": created,
+            "n_genes": n_genes,
+            "query_space": query_space or ("lm" if "lm" in st.spaces else st.default_space),
+            "space": st.space(space).name,
+            "symmetric": symmetric,
+            "same_cell": same_cell,
+            "tail": t,
+            "metric": BACKGROUND_METRIC,
+        }
+        for level, (ids, values, mask) in levels.items():
+            sorted_vals, counts = _sorted_abs(values, mask)
+            key = background_key(level, t)
+            folder = root / key
+            folder.mkdir(exist_ok=True)
+            for fname, arr in (("values.npy", sorted_vals), ("counts.npy", counts)):
+                with atomic_write_path(folder / fname) as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, arr, allow_pickle=False)
+            with atomic_write_path(folder / "ids.parquet") as tmp:
+                pd.DataFrame({"id": list(ids)}).to_parquet(tmp, index=False)
+            entries_all[key] = {
+                "format_version": BACKGROUND_FORMAT_VERSION,
+                "tail": t,
+                "metric": BACKGROUND_METRIC,
+                "n_rows": int(len(ids)),
+                "width": int(sorted_vals.shape[1]),
+                "n_queries": int(len(qpos)),
+                "checksums": {f: _file_checksum(folder / f) for f in ("values.npy", "counts.npy", "ids.parquet")},
+                "params": params,
+            }
+        with atomic_write_path(tail_root / "queries.json") as tmp:
+            tmp.write_text(json.dumps({**params, "query_sigs": [str(s) for s in info["sig_id"].iloc[qpos]]}))
+    # the tails built replace every earlier background of those tails; other tails stay
+    kept = {k: e for k, e in st.manifest.get("backgrounds", {}).items() if _entry_tail(k, e) not in tails}
+    for key in set(st.manifest.get("backgrounds", {})) - set(kept) - set(entries_all):
+        shutil.rmtree(root / key, ignore_errors=True)
+    st._update_manifest(backgrounds={**kept, **entries_all})
     log.info("built tau backgrounds %s from %d queries", sorted(entries_all), len(qpos))
     return entries_all

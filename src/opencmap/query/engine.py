@@ -11,6 +11,14 @@ memory stays bounded), hands each query its rows, and applies the shared post-pr
 Post-processing for connectivity methods (WTCS, CS): NCS per cell line x perturbagen type
 (§6.4), FDR q-values against null signatures (§6.5), tau against the store's backgrounds (§6.6),
 maxq summaries per perturbagen x cell, perturbagen and PCL, each with its level's tau (§6.7-6.8).
+
+Each gene-set query is scored on its tail (cmapM ``es_tail``): ``both`` (WTCS) when it has up
+and down genes, ``up`` (ES_up) or ``down`` (-ES_dn) when it has one side, or the tail forced by
+``es_tail``. Its tau is read only from a background built from queries of the same tail and
+metric; without one, tau stays NaN for that query with a note. Undefined scores (NaN, e.g. all
+set weights 0) stay NaN through NCS, FDR, tau and summaries. ``result.provenance`` records per
+query the tail and the tau background used (kind, size, match, staleness).
+
 Everything that depends only on the store is computed once per engine and reused by every query:
 NCS groups, the reference rows in group order, null flags, the summary levels' group index arrays,
 and each level's background rows (read in place from the memory-mapped store when aligned). The
@@ -28,7 +36,16 @@ import numpy as np
 import pandas as pd
 
 from opencmap.core.gct import GCT
-from opencmap.errors import ConfigError, GeneSetError, OpenCMapWarning, QueryError
+from opencmap.errors import (
+    BackgroundMismatchWarning,
+    ConfigError,
+    GeneSetError,
+    OneSidedQueryWarning,
+    OpenCMapWarning,
+    QueryError,
+    TauUnavailableWarning,
+    UndefinedScoreWarning,
+)
 from opencmap.query.genesets import (
     DEFAULT_MAX_GENES,
     DEFAULT_MIN_GENES,
@@ -129,7 +146,7 @@ class Engine:
         self._fallback_keys: list[np.ndarray] = []
         self._plan: SummaryPlan | None = None
         self._null: np.ndarray | None = None
-        self._backgrounds: dict[str, tuple[Any, np.ndarray | None]] = {}
+        self._backgrounds: dict[tuple[str, str], tuple[Any, np.ndarray | None]] = {}
 
     # ------------------------------------------------------------------ public
     def run(
@@ -179,8 +196,18 @@ class Engine:
             ``progress(done, total)`` in signatures scored.
         method_options:
             Options of the metric (e.g. ``es_tail="up"``, ``k=100`` for xsum).
+
+        Tails (wtcs, cs; cmapM ``es_tail``): without ``es_tail`` each query is scored on the
+        tail its genes give: ``both`` (up and down genes: WTCS), ``up`` (only up genes: ES_up)
+        or ``down`` (only down genes: -ES_dn), so one batch may mix them. ``es_tail`` forces
+        one tail for every query (a query lacking that side is refused). One-sided queries are
+        noted (:class:`~opencmap.errors.OneSidedQueryWarning`), and tau is read only from a
+        background of the query's tail and metric; without one, tau is left NaN for those
+        queries with a note (:class:`~opencmap.errors.TauUnavailableWarning`). What each query
+        used is in ``result.provenance`` (and ``describe()``).
         """
         method = get_method(metric)
+        explicit_tail = method_options.get("es_tail")
         options = method.options(method_options)
         if on_invalid not in ("raise", "skip"):
             raise ConfigError(f"on_invalid must be 'raise' or 'skip', got {on_invalid!r}")
@@ -196,35 +223,49 @@ class Engine:
         sp = self.store.space(space)
         notes: list[str] = []
         valid = self._validate(qlist, method, sp, min_genes=min_genes, max_genes=max_genes, on_invalid=on_invalid, notes=notes)
+        tails = _query_tails(valid, method, explicit_tail)
+        if "es_tail" in options:
+            # what was used, not the default: one tail for the batch, else "per query"
+            options["es_tail"] = tails[0] if len(set(tails)) == 1 else "per query"
+        provenance: dict[str, Any] = {"queries": [_tail_provenance(t, method.name) for t in tails]}
+        _note_one_sided(valid, tails, explicit_tail, notes)
         if method.kind == "geneset":
-            raw = self._score_genesets(valid, method, options, sp.name, sp.n_features, block_size, progress)
+            raw = self._score_genesets(valid, method, options, sp.name, sp.n_features, block_size, progress, tails=tails)
         else:
             raw = self._score_vectors(valid, method, options, sp.name, block_size, progress)
         if method.finalize is not None:
             raw = method.finalize(raw, **options)
         metrics: dict[str, np.ndarray] = {method.name: raw.pop("score"), **raw}
+        if method.connectivity:
+            _note_undefined(metrics[method.name], valid, method.name, notes, provenance)
         info = self.store.sig_info
         levels: dict[str, LevelResult] = {}
+        tau_log: dict[str, Any] | None = None
+        if method.connectivity and ncs and tau:
+            tau_log = {"method": tau_method, "levels": {}}
         if method.connectivity and ncs:
             ncs_values = self.normalise(metrics[method.name], mode=ncs_mode)
             metrics["ncs"] = ncs_values
             if fdr:
                 q = self._fdr(ncs_values, notes)
                 if q is not None:
+                    q = _nan_where_undefined(q, ncs_values)
                     metrics["fdr_q"] = q
                     metrics["fdr_q_nlog10"] = (-np.log10(q.astype(np.float64) + np.finfo(np.float64).eps)).astype(np.float32)
-            if tau:
-                t = self._tau("sig", ncs_values, tau_method, notes)
+            if tau_log is not None:
+                t = self._tau("sig", ncs_values, tau_method, notes, tails=tails, metric=method.name, log_to=tau_log)
                 if t is not None:
                     metrics["tau"] = t
             if summaries:
                 for level, (index, values) in self.summary_plan.apply(ncs_values).items():
                     lm = {"ncs": values}
-                    if tau:
-                        t = self._tau(level, values, tau_method, notes, index=index)
+                    if tau_log is not None:
+                        t = self._tau(level, values, tau_method, notes, index=index, tails=tails, metric=method.name, log_to=tau_log)
                         if t is not None:
                             lm["tau"] = t
                     levels[level] = LevelResult(level, index, lm)
+        if tau_log is not None:
+            _finish_tau_provenance(tau_log, [v.name for v in valid], tails, method.name, notes, provenance)
         levels = {"sig": LevelResult("sig", info, metrics), **levels}
         return QueryResult(
             queries=valid,
@@ -233,13 +274,15 @@ class Engine:
             space=sp.name,
             params={"metric": method.name, "space": sp.name, "tau_method": tau_method, **options},
             notes=notes,
+            provenance=provenance,
         )
 
     def normalise(self, scores: np.ndarray, *, mode: str = "gutc") -> np.ndarray:
         """NCS (S, Q) of raw connectivity scores (S, Q) with the store's groups and references.
 
         Groups without reference signatures borrow (GUTC) from groups of the same pert_type,
-        then the same cell line, then all groups.
+        then the same cell line, then all groups. NaN scores (undefined) give NaN in every mode
+        (``cmap`` mode's NaN -> 0 applies only to scores that are defined).
         """
         from opencmap.kernels.ncs import ncs as ncs_kernel
         from opencmap.kernels.ncs import reference_order
@@ -253,7 +296,13 @@ class Engine:
         options: dict[str, Any] = {"mode": mode, "ref_order": self._ref_order}
         if mode == "gutc":
             options["fallback_keys"] = self._fallback_keys
-        return np.asarray(ncs_kernel(scores, codes, self._is_ref, **options), dtype=np.float32)
+        out = np.asarray(ncs_kernel(scores, codes, self._is_ref, **options), dtype=np.float32)
+        if mode == "cmap":
+            # sig_queryl1k sets NaN NCS to 0; an undefined score (NaN WTCS) stays undefined here
+            undefined = np.isnan(scores)
+            if undefined.any():
+                out[undefined] = np.nan
+        return out
 
     @property
     def groups(self) -> tuple[np.ndarray, pd.Index]:
@@ -308,9 +357,11 @@ class Engine:
         n_features: int,
         block_size: int,
         progress: Progress | None,
+        *,
+        tails: Sequence[str | None] = (),
     ) -> dict[str, np.ndarray]:
         if method.name in _FUSED_ES:
-            return self._score_enrichment(valid, method, options, space, n_features, block_size, progress)
+            return self._score_enrichment(valid, method, options, space, n_features, block_size, progress, tails=tails)
         # union of rows, ordered query by query so a lone query reads its rows as two slices
         order: dict[int, int] = {}
         for v in valid:
@@ -345,13 +396,17 @@ class Engine:
         n_features: int,
         block_size: int,
         progress: Progress | None,
+        *,
+        tails: Sequence[str | None] = (),
     ) -> dict[str, np.ndarray]:
         """WTCS / CS with the fused kernel: every up and down set of every query in one pass,
-        read in place from the memory-mapped gene-major store (no gathered copies)."""
+        read in place from the memory-mapped gene-major store (no gathered copies). Query ``j``
+        is combined on ``tails[j]`` (default: the tail its sets give)."""
         from opencmap.kernels.wtcs import combine_tails, set_enrichment_scores
 
         weighted = _FUSED_ES[method.name]
-        es_tail = options.get("es_tail", "both")
+        if not tails:
+            tails = _query_tails(valid, method, options.get("es_tail"))
         sets = [rows for v in valid for rows in (v.up_rows, v.down_rows)]
         rows = np.concatenate([np.asarray(r, dtype=np.int64) for r in sets])
         bounds = np.concatenate([[0], np.cumsum([len(r) for r in sets])]).astype(np.int64)
@@ -369,8 +424,7 @@ class Engine:
             for j, v in enumerate(valid):
                 up = e[2 * j] if len(v.up_rows) else None
                 dn = e[2 * j + 1] if len(v.down_rows) else None
-                tail = "down" if up is None else "up" if dn is None else es_tail
-                outputs["score"][start:stop, j] = combine_tails(up, dn, tail)
+                outputs["score"][start:stop, j] = combine_tails(up, dn, tails[j] or "both")
                 for name, idx, on in (("es_up", 2 * j, up), ("leadf_up", 2 * j, up), ("es_dn", 2 * j + 1, dn), ("leadf_dn", 2 * j + 1, dn)):
                     if on is not None and name in outputs:
                         outputs[name][start:stop, j] = (e if name.startswith("es") else lf)[idx]
@@ -415,6 +469,17 @@ class Engine:
             return None
         return np.asarray(fdr_gsea(ncs_values, is_null), dtype=np.float32)
 
+    def _background(self, level: str, tail: str, index: pd.DataFrame | None) -> tuple[Any, np.ndarray | None]:
+        """The store's background of ``level`` and ``tail`` and the level's rows in it (cached)."""
+        from opencmap.query.background import load_background
+
+        key = (level, tail)
+        if key not in self._backgrounds:
+            bg = load_background(self.store, level, tail)
+            rows = None if bg is None else bg.keys_for(self.store.sig_info if index is None else index)
+            self._backgrounds[key] = (bg, rows)
+        return self._backgrounds[key]
+
     def _tau(
         self,
         level: str,
@@ -423,27 +488,206 @@ class Engine:
         notes: list[str],
         *,
         index: pd.DataFrame | None = None,
+        tails: Sequence[str | None] = (),
+        metric: str = "wtcs",
+        log_to: dict[str, Any] | None = None,
     ) -> np.ndarray | None:
-        from opencmap.query.background import load_background
+        """tau (n, Q) of ``values`` at ``level``: each query column against the background of its
+        tail (``tails``, default ``both``) and ``metric``; NaN columns where the store has none.
+        None when no column has a background. What was used goes to ``log_to["levels"][level]``."""
+        tails = list(tails) or ["both"] * values.shape[1]
+        out: np.ndarray | None = None
+        used: dict[str, Any] = {}
+        for tail in dict.fromkeys(tails):
+            cols = [j for j, t in enumerate(tails) if t == tail]
+            kind = tail or "both"
+            bg, rows = self._background(level, kind, index)
+            record: dict[str, Any] = {"tail": kind, "metric": metric, "available": False}
+            used[kind] = record
+            if bg is None or rows is None:
+                record["reason"] = "no background of this kind"
+                continue
+            record["background"] = {"tail": bg.tail, "metric": bg.metric, "n_queries": bg.entry.get("n_queries")}
+            if bg.metric != metric:
+                record["reason"] = f"the background was built with {bg.metric}, not {metric}"
+                continue
+            stale = int(bg.entry.get("appended_since_built", 0))
+            record.update(available=True, stale=bool(stale), appended_since_built=stale)
+            if stale:
+                note = (
+                    f"tau ({level}{'' if kind == 'both' else f', tail {kind}'}) uses a background built before {stale} "
+                    "signatures were appended; they have no tau until it is rebuilt (run `opencmap store background`)"
+                )
+                if note not in notes:
+                    notes.append(note)
+            sub = values if len(cols) == values.shape[1] else values[:, cols]
+            t = bg.tau(sub, rows, method=tau_method)
+            if len(cols) == values.shape[1]:
+                out = t
+            else:
+                if out is None:
+                    out = np.full(values.shape, np.nan, dtype=np.float32)
+                out[:, cols] = t
+        if log_to is not None:
+            log_to["levels"][level] = used
+        return out
 
-        if level not in self._backgrounds:
-            bg = load_background(self.store, level)
-            rows = None if bg is None else bg.keys_for(self.store.sig_info if index is None else index)
-            self._backgrounds[level] = (bg, rows)
-        bg, rows = self._backgrounds[level]
-        if bg is None or rows is None:
-            if level == "sig":
-                notes.append("tau not computed: the store has no background (run `opencmap store background`)")
-            return None
-        stale = self.store.stale_backgrounds.get(level, 0)
-        if stale:
-            note = (
-                f"tau ({level}) uses a background built before {stale} signatures were appended; they have "
-                "no tau until it is rebuilt (run `opencmap store background`)"
+
+def _query_tails(valid: Sequence[ValidatedQuery], method: Method, explicit: str | None) -> list[str | None]:
+    """The tail each query is scored on (None for vector queries): ``explicit`` (``es_tail``
+    given) for every query, else ``both``/``up``/``down`` from the sides it has (cmapM ``es_tail``).
+    Raises :class:`QueryError` when ``explicit`` needs a side a query lacks."""
+    from opencmap.kernels.wtcs import ES_TAILS
+
+    if explicit is not None and explicit not in ES_TAILS:
+        raise ConfigError(f"es_tail must be one of {ES_TAILS}, got {explicit!r}")
+    tails: list[str | None] = []
+    for v in valid:
+        if v.is_vector or method.kind != "geneset":
+            tails.append(None)
+            continue
+        has_up, has_dn = len(v.up_rows) > 0, len(v.down_rows) > 0
+        auto = "both" if has_up and has_dn else "up" if has_up else "down"
+        if explicit is None:
+            tails.append(auto)
+            continue
+        need = {"both": has_up and has_dn, "up": has_up, "down": has_dn}[explicit]
+        if not need:
+            sides = "only up" if has_up else "only down"
+            raise QueryError(
+                f"query {v.name!r} has {sides} genes but es_tail={explicit!r} was asked for; give the "
+                f"missing genes or leave es_tail out (the query is then scored on its {auto} tail)"
             )
-            if note not in notes:
-                notes.append(note)
-        return bg.tau(values, rows, method=tau_method)
+        tails.append(explicit)
+    return tails
+
+
+_TAIL_SCORE = {"both": "wtcs: (ES_up - ES_dn)/2, 0 if same sign", "up": "ES_up", "down": "-ES_dn"}
+
+
+def _tail_provenance(tail: str | None, metric: str) -> dict[str, Any]:
+    if tail is None:
+        return {}
+    score = _TAIL_SCORE[tail] if metric in _FUSED_ES else None
+    return {"tail": tail, **({"score": score.replace("wtcs", metric)} if score else {})}
+
+
+def _note_one_sided(valid: Sequence[ValidatedQuery], tails: Sequence[str | None], explicit: str | None, notes: list[str]) -> None:
+    """A note (and :class:`OneSidedQueryWarning`) per tail for the queries scored on one tail."""
+    for tail in ("up", "down"):
+        names = [v.name for v, t in zip(valid, tails, strict=True) if t == tail]
+        if not names:
+            continue
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        why = f"es_tail={tail!r} was asked for" if explicit else f"they have only {tail} genes"
+        score = "ES_up" if tail == "up" else "-ES_dn"
+        note = (
+            f"{len(names)} {'query' if len(names) == 1 else 'queries'} scored on the {tail} tail only ({shown}): {why}; "
+            f"score = {score} (cmapM es_tail={tail}), not the two-sided WTCS, and tau needs a background of {tail}-only queries"
+        )
+        notes.append(note)
+        warnings.warn(note, OneSidedQueryWarning, stacklevel=3)
+
+
+def _note_undefined(
+    scores: np.ndarray,
+    valid: Sequence[ValidatedQuery],
+    metric: str,
+    notes: list[str],
+    provenance: dict[str, Any],
+) -> None:
+    """Record per query how many signatures have an undefined (NaN) score; note it once."""
+    if scores.ndim != 2 or scores.shape[1] != len(valid):
+        return
+    n_nan = np.count_nonzero(np.isnan(scores), axis=0)
+    for j, n in enumerate(n_nan.tolist()):
+        provenance["queries"][j]["n_undefined"] = int(n)
+    hit = [(v.name, int(n)) for v, n in zip(valid, n_nan.tolist(), strict=True) if n]
+    if not hit:
+        return
+    shown = ", ".join(f"{name}: {n}" for name, n in hit[:5]) + (" ..." if len(hit) > 5 else "")
+    why = " (every set gene of those signatures has weight 0, or no set gene is present), as cmapM" if metric in _FUSED_ES else ""
+    note = f"{metric} is undefined (NaN) for some signatures ({shown}){why}; NCS, tau, FDR and summaries skip them"
+    notes.append(note)
+    warnings.warn(note, UndefinedScoreWarning, stacklevel=3)
+
+
+def _nan_where_undefined(q: np.ndarray, ncs_values: np.ndarray) -> np.ndarray:
+    """q-values of undefined (NaN) scores are NaN, not 1: there is no connection to assess."""
+    undefined = np.isnan(ncs_values)
+    if undefined.any():
+        q = q.copy()
+        q[undefined] = np.nan
+    return q
+
+
+def _finish_tau_provenance(
+    tau_log: dict[str, Any],
+    names: Sequence[str],
+    tails: Sequence[str | None],
+    metric: str,
+    notes: list[str],
+    provenance: dict[str, Any],
+) -> None:
+    """Per query: the tau background used (kind, size, match, staleness); notes and warnings for
+    queries left without tau."""
+    levels: dict[str, dict[str, Any]] = tau_log["levels"]
+    provenance["tau"] = {"method": tau_log["method"], "levels": levels}
+    for j, tail in enumerate(tails):
+        kind = tail or "both"
+        sig = levels.get("sig", {}).get(kind, {})
+        entry: dict[str, Any] = {
+            "available": bool(sig.get("available")),
+            "kind": {"tail": kind, "metric": metric},
+            "levels": [lv for lv, used in levels.items() if used.get(kind, {}).get("available")],
+        }
+        if "background" in sig:
+            bg = sig["background"]
+            entry["background"] = bg
+            entry["n_background_queries"] = bg.get("n_queries")
+            entry["matches_query"] = bg.get("tail") == kind and bg.get("metric") == metric
+        else:
+            entry["background"] = None
+            entry["matches_query"] = False
+        entry["stale"] = bool(sig.get("stale", False))
+        entry["appended_since_built"] = int(sig.get("appended_since_built", 0))
+        if not entry["available"]:
+            entry["reason"] = sig.get("reason", "no background of this kind")
+        provenance["queries"][j]["tau"] = entry
+    for kind in dict.fromkeys(t or "both" for t in tails):
+        sig = levels.get("sig", {}).get(kind, {})
+        kind_names = [name for name, t in zip(names, tails, strict=True) if (t or "both") == kind]
+        if sig.get("available"):
+            missing = [lv for lv, used in levels.items() if lv != "sig" and not used.get(kind, {}).get("available")]
+            if missing:
+                notes.append(
+                    f"tau ({', '.join(missing)}) not computed for the {kind}-tail queries: the store's {kind} "
+                    f"background has no such level (rebuild it with `opencmap store background --tail {kind}`"
+                    f"{' --pcl PCL.gmt' if any(m.startswith('pcl') for m in missing) else ''})"
+                )
+            if sig.get("stale"):
+                warnings.warn(
+                    f"tau of the {kind}-tail queries uses a background built before {sig['appended_since_built']} "
+                    "signatures were appended (they get no tau); rebuild it with `opencmap store background`",
+                    BackgroundMismatchWarning,
+                    stacklevel=3,
+                )
+            continue
+        shown = ", ".join(kind_names[:5]) + (f" and {len(kind_names) - 5} more" if len(kind_names) > 5 else "")
+        if "background" in sig:
+            note = (
+                f"tau not computed for {shown} (tail {kind}, {metric}): {sig.get('reason')}; "
+                f"tau is only read from a background of the query's own kind"
+            )
+        elif kind == "both":
+            note = f"tau not computed for {shown}: the store has no background (run `opencmap store background`)"
+        else:
+            note = (
+                f"tau not computed for {shown}: the store has no background of {kind}-only queries, and a "
+                f"two-sided one would misstate a one-sided score (run `opencmap store background --tail {kind}`)"
+            )
+        notes.append(note)
+        warnings.warn(note, TauUnavailableWarning, stacklevel=3)
 
 
 def _pick(order: Mapping[int, int], rows: np.ndarray) -> slice | np.ndarray | None:

@@ -65,6 +65,10 @@ class QueryResult:
     space: str
     params: Mapping[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: what the result used (JSON-ready): ``{"queries": [one dict per query, e.g. {"tail": "up",
+    #: "score": "es_up", "tau": {...}}], "tau": {...}, ...}``. Each step adds its own keys; results
+    #: stored before this field existed load with ``{}``.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ access
     @property
@@ -104,9 +108,25 @@ class QueryResult:
                 return m
         return next(iter(metrics))
 
+    def query_provenance(self, query: int | str | None = None) -> dict[str, Any]:
+        """What one query used (its tail, its tau background, ...); ``{}`` if not recorded."""
+        j = self._query_index(query)
+        per_query = self.provenance.get("queries") or []
+        return dict(per_query[j]) if j < len(per_query) else {}
+
+    @property
+    def tails(self) -> list[str | None]:
+        """Per query the tail it was scored on: ``both`` (WTCS), ``up`` (ES_up), ``down``
+        (-ES_dn); None for vector queries or results stored without it."""
+        return [self.query_provenance(j).get("tail") for j in range(len(self.queries))]
+
     def query_table(self) -> pd.DataFrame:
-        """One row per query: genes used, unknown and out-of-space genes."""
-        return pd.DataFrame([q.summary() for q in self.queries])
+        """One row per query: genes used, unknown and out-of-space genes, tail (when recorded)."""
+        table = pd.DataFrame([q.summary() for q in self.queries])
+        tails = self.tails
+        if any(t is not None for t in tails):
+            table["tail"] = tails
+        return table
 
     # ------------------------------------------------------------------ tables
     def to_frame(self, level: str = "sig", *, query: int | str | None = None, metadata: bool = True) -> pd.DataFrame:
@@ -248,7 +268,9 @@ class QueryResult:
     # ------------------------------------------------------------------ storage
     def describe(self) -> dict[str, Any]:
         """JSON-ready description: method, space, params, notes, queries (genes kept, unknown,
-        dropped, suggestions), level names and each level's metric names (no score values)."""
+        dropped, suggestions, and what each used: ``tail`` and ``provenance``), the batch-wide
+        ``provenance`` (e.g. ``tau``: method and backgrounds), level names and each level's metric
+        names (no score values)."""
         return {
             "method": self.method,
             "space": self.space,
@@ -264,9 +286,12 @@ class QueryResult:
                         side: {t: [list(c) for c in cs] for t, cs in d.items()} for side, d in dict(getattr(q, "ambiguous", {})).items()
                     },
                     "reasons": dict(getattr(q, "reasons", {})),
+                    "tail": self.query_provenance(j).get("tail"),
+                    "provenance": self.query_provenance(j),
                 }
-                for q in self.queries
+                for j, q in enumerate(self.queries)
             ],
+            "provenance": {k: v for k, v in self.provenance.items() if k != "queries"},
             "levels": list(self.levels),
             "metrics": {name: list(lv.metrics) for name, lv in self.levels.items()},
         }
@@ -372,6 +397,7 @@ class QueryResult:
             space=header["space"],
             params=header["params"],
             notes=header["notes"],
+            provenance=_provenance_from_header(header),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -397,6 +423,15 @@ class QueryResult:
             if exc.path is not None:
                 raise
             raise type(exc)(str(exc), path=path) from exc
+
+
+def _provenance_from_header(header: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``provenance`` of a stored result (``{}`` for results stored before it existed)."""
+    out: dict[str, Any] = dict(header.get("provenance") or {})
+    per_query = [entry.get("provenance") for entry in header.get("queries", [])]
+    if any(p for p in per_query):
+        out["queries"] = [dict(p or {}) for p in per_query]
+    return out
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
