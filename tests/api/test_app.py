@@ -121,6 +121,19 @@ def test_sync_query_matches_python_api(client, sync_job, programs, test_store):
     assert pcl_top[0]["id"] == "PCL_A"
 
 
+def test_job_reports_what_the_result_used(client, sync_job, programs, test_store):
+    """notes and params (describe() of the result) are part of every job response."""
+    from opencmap.query.engine import run_query
+
+    store, pcl, _ = test_store
+    q = _query(programs)
+    expected = run_query(store, q["up"], q["down"], name="A", pcl=pcl).describe()
+    job = sync_job["job"]
+    assert job["params"] == expected["params"] and job["params"]["metric"] == "wtcs"
+    assert job["notes"] == expected["notes"]
+    assert client.get(f"/jobs/{job['id']}").json()["params"] == expected["params"]
+
+
 def test_results_filter_sort_page(client, sync_job):
     jid = sync_job["job"]["id"]
     base = f"/jobs/{jid}/results"

@@ -90,6 +90,7 @@ async function renderQuery() {
     renderPreview(form);
   };
   UPLOADED = null;
+  for (const side of ["up", "down"]) form.elements[side].dataset.placeholder = form.elements[side].placeholder;
   form.addEventListener("input", (ev) => {
     // any change to what the query is made of drops earlier uploads: the form shows what is sent
     if (QUERY_FIELDS.includes(ev.target.name)) clearUploads(form, "the form changed");
@@ -118,11 +119,16 @@ async function renderQuery() {
 const QUERY_FIELDS = ["name", "up", "down", "sig_ids"];
 let UPLOADED = null; // queries paired by the server from GMT uploads (/genesets/queries)
 let UPLOADING = null; // the pending pairing request, if any
+let UPLOAD_SEQ = 0; // bumped by every upload and clear: an answer to an older upload is ignored
 
 function clearUploads(form, why) {
   const had = UPLOADED !== null || ["up", "down"].some((s) => form.elements[`${s}-file`].files.length);
+  UPLOAD_SEQ += 1;
   UPLOADED = null;
-  for (const side of ["up", "down"]) form.elements[`${side}-file`].value = "";
+  for (const side of ["up", "down"]) {
+    form.elements[`${side}-file`].value = "";
+    form.elements[side].placeholder = form.elements[side].dataset.placeholder;
+  }
   if (had) document.getElementById("batch-note").textContent = `Uploads cleared: ${why}.`;
 }
 
@@ -134,6 +140,7 @@ async function uploadSets(form) {
     if (f) files[side] = f;
   }
   UPLOADED = null;
+  for (const side of ["up", "down"]) form.elements[side].placeholder = form.elements[side].dataset.placeholder;
   if (!Object.keys(files).length) return;
   const data = new FormData();
   for (const [side, f] of Object.entries(files)) data.append(side, f, f.name);
@@ -143,9 +150,12 @@ async function uploadSets(form) {
   const what = Object.entries(files).map(([side, f]) => `${f.name} (${side})`).join(" + ");
   const btn = document.getElementById("btn-run");
   btn.disabled = true;
-  UPLOADING = api("/genesets/queries", { method: "POST", body: data });
+  const seq = ++UPLOAD_SEQ;
+  const pending = api("/genesets/queries", { method: "POST", body: data });
+  UPLOADING = pending;
   try {
-    const res = await UPLOADING;
+    const res = await pending;
+    if (seq !== UPLOAD_SEQ) return; // the form changed meanwhile
     showMessage("");
     if (res.format === "grp") {
       // one query: its genes go to the text boxes of their sides, where they can be edited
@@ -154,16 +164,22 @@ async function uploadSets(form) {
     } else {
       UPLOADED = res;
       form.elements.up.value = form.elements.down.value = "";
+      for (const side of ["up", "down"]) {
+        form.elements[side].placeholder = res.files[side] ? `${side} sets of ${res.files[side]}: listed below` : `no ${side} sets`;
+      }
       note.textContent = `${res.queries.length} ${res.queries.length === 1 ? "query" : "queries"} paired from ${what}` +
         (res.notes.length ? ` (${res.notes.join("; ")})` : "") + ". Editing the form clears the upload.";
     }
   } catch (err) {
+    if (seq !== UPLOAD_SEQ) return;
     clearUploads(form, "refused");
     note.textContent = "";
     showMessage(`Upload refused (${what}): ${err.message}`);
   } finally {
-    UPLOADING = null;
-    btn.disabled = false;
+    if (UPLOADING === pending) {
+      UPLOADING = null;
+      btn.disabled = false;
+    }
   }
 }
 
@@ -198,7 +214,7 @@ function renderPreview(form) {
   const one = (r) => `<tr><td>${esc(r.name)}</td><td class="num">${r.up}</td><td class="num">${r.down}</td><td class="muted">${esc(r.from)}</td></tr>`;
   const oneSided = rows.filter((r) => !r.up || !r.down).length;
   box.replaceChildren(el(`<div class="preview"><b>"Run query" submits ${rows.length} ${rows.length === 1 ? "query" : "queries"}:</b>
-    <div class="table-wrap"><table class="results" id="preview-table"><thead><tr><th>query</th><th>up genes</th><th>down genes</th><th>from</th></tr></thead>
+    <div class="table-wrap"><table class="results" id="preview-table"><thead><tr><th>query</th><th class="num">up genes</th><th class="num">down genes</th><th>from</th></tr></thead>
     <tbody>${rows.map(one).join("")}</tbody></table></div>
     ${oneSided ? `<div class="warn-line">${oneSided} of them ${oneSided === 1 ? "has" : "have"} genes on one side only.</div>` : ""}</div>`));
 }
