@@ -271,6 +271,10 @@ def test_upload_queries_pairs_up_and_down_files_as_the_cli(client, tmp_path):
     # GRP files: one query, named by the form
     r = client.post("/genesets/queries", files={"up": ("u.grp", b"G1\nG2\n"), "down": ("d.txt", b"G3\n")}, data={"name": "mine"})
     assert r.json()["queries"] == [{"name": "mine", "up": ["G1", "G2"], "down": ["G3"]}] and r.json()["format"] == "grp"
+    # file names with folders or odd characters never reach the server's disk as given
+    r = client.post("/genesets/queries", files={"up": ("../../x\u00e9 y.gmt", b"A_UP\t\tG1\n"), "down": ("C:\\tmp\\d.gmt", b"A_DN\t\tG2\n")})
+    assert r.status_code == 200, r.text
+    assert r.json()["files"] == {"up": "x_ y.gmt", "down": "d.gmt"}
     # set names that are no valid query name are renamed, with a note
     r = client.post("/genesets/queries", files={"up": ("u.gmt", b"P53 (v7)_UP\t\tG1\n")})
     assert r.json()["queries"][0]["name"] == "P53 _v7_" and "renamed" in r.json()["notes"][0]

@@ -48,14 +48,17 @@ async def parse_genesets(file: Annotated[UploadFile, File(description="A .gmt (s
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9_.:+\- ]+$")
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.:+\- ]")
+_FILE_BAD = re.compile(r"[^A-Za-z0-9_.+\- ]")
 
 
 def _upload_name(file: UploadFile, side: str) -> tuple[str, str]:
     """(file name without folders, format) of an upload; refuses other extensions."""
-    name = Path(file.filename or f"{side}.grp").name or f"{side}.grp"
-    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else "grp"
+    given = Path((file.filename or "").replace("\\", "/")).name
+    suffix = given.rsplit(".", 1)[-1].lower() if "." in given else "grp"
     if suffix not in ("gmt", "grp", "txt"):
-        raise FormatError(f"{side} file {name!r}: expected a .gmt, .grp or .txt file")
+        raise FormatError(f"{side} file {given[:100]!r}: expected a .gmt, .grp or .txt file")
+    # a safe file name for the temporary copy (and the messages): no control characters or folders
+    name = _FILE_BAD.sub("_", given)[-100:].lstrip(".") or f"{side}.{suffix}"
     return name, "gmt" if suffix == "gmt" else "grp"
 
 

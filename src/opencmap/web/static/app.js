@@ -342,7 +342,7 @@ function usedBanner(job, qinfo) {
     ${notes.length ? `<ul class="banner-notes">${notes.map((n) => `<li class="warn">${esc(n)}</li>`).join("")}</ul>` : ""}
     <div class="banner-query">Query <b>${esc(qinfo.name)}</b>:
       <ul>${items.map((x) => `<li class="${x.warn ? "warn" : "info"}">${x.html}</li>`).join("")}</ul></div>
-    ${others ? `<div class="warn-line">${others} other ${others === 1 ? "query has" : "queries have"} genes that were not used; pick them above to see which.</div>` : ""}
+    ${others ? `<div class="warn-line">${others} other ${others === 1 ? "query has" : "queries have"} warnings of its own (unknown, dropped or flagged items); pick it under "Query" to see them.</div>` : ""}
     ${params ? `<div class="banner-params">${params}</div>` : ""}
   </div>`;
 }
