@@ -214,6 +214,7 @@ def test_results_banner_shows_unknown_genes_and_every_note(ui_server, page, arti
         body["params"] = {**body["params"], "fdr_method": "cmapm", "es_tail": "up"}
         body["queries"][0]["mapped"] = {"AARS1": "AARS", "GARS1": "GARS"}
         body["queries"][0]["ambiguous"] = {"SEPT2": ["4735", "10001"]}
+        body["queries"][0]["down_side"] = {"dropped": ["1999"], "n_null": 3}  # a nested report
         route.fulfill(json=body)
 
     page.route(re.compile(rf".*/api/v1/jobs/{job_id}$"), patch)
@@ -223,6 +224,8 @@ def test_results_banner_shows_unknown_genes_and_every_note(ui_server, page, arti
         expect(banner.locator("li.warn", has_text=note)).to_have_count(1)
     expect(banner.locator("li", has_text="mapped")).to_contain_text("AARS1 → AARS")
     expect(banner.locator("li.warn", has_text="ambiguous")).to_contain_text("SEPT2 → 4735 or 10001")
+    expect(banner.locator("li.warn", has_text="down side dropped")).to_contain_text("1999")
+    expect(banner.locator("li.warn", has_text="down side dropped")).to_contain_text("down side n null 3")
     expect(banner.locator(".chip", has_text="fdr method: cmapm")).to_be_visible()
     expect(banner.locator(".chip", has_text="es tail: up")).to_be_visible()
     for width, name in ((1440, "ui-results-banner.png"), (390, "ui-results-banner-390.png")):

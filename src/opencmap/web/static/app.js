@@ -314,6 +314,12 @@ function describeField(key, value) {
   }
   if (value && typeof value === "object") {
     const entries = Object.entries(value);
+    const leaf = (v) => v === null || typeof v !== "object" || (Array.isArray(v) && v.every((x) => x === null || typeof x !== "object"));
+    if (!entries.every(([k, v]) => leaf(v) && !WARN_FIELD.test(k))) {
+      // a nested report (e.g. {up: {used: [...], unknown: [...]}}): one line per inner field
+      const inner = entries.map(([k, v]) => describeField(`${key}_${k}`, v)).filter(Boolean);
+      return inner.length ? { warn: inner.some((x) => x.warn), html: inner.map((x) => x.html).join("; ") } : null;
+    }
     if (!entries.length) return null;
     const pairs = entries.map(([k, v]) => `${k} → ${Array.isArray(v) ? v.join(" or ") : typeof v === "object" ? JSON.stringify(v) : v}`);
     return { warn, html: `<b>${esc(name)}</b> ${entries.length}: ${shown(pairs)}` };
