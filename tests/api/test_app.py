@@ -121,6 +121,19 @@ def test_sync_query_matches_python_api(client, sync_job, programs, test_store):
     assert pcl_top[0]["id"] == "PCL_A"
 
 
+def test_job_reports_what_the_result_used(client, sync_job, programs, test_store):
+    """notes and params (describe() of the result) are part of every job response."""
+    from opencmap.query.engine import run_query
+
+    store, pcl, _ = test_store
+    q = _query(programs)
+    expected = run_query(store, q["up"], q["down"], name="A", pcl=pcl).describe()
+    job = sync_job["job"]
+    assert job["params"] == expected["params"] and job["params"]["metric"] == "wtcs"
+    assert job["notes"] == expected["notes"]
+    assert client.get(f"/jobs/{job['id']}").json()["params"] == expected["params"]
+
+
 def test_results_filter_sort_page(client, sync_job):
     jid = sync_job["job"]["id"]
     base = f"/jobs/{jid}/results"
@@ -233,6 +246,58 @@ def test_upload_gmt_and_grp(client):
     assert r.status_code == 422
     r = client.post("/genesets/parse", files={"file": ("bad.gmt", b"ONLYNAME\n", "text/plain")})
     assert r.status_code == 422 and "bad.gmt" in r.json()["error"]["message"]
+
+
+def test_upload_queries_pairs_up_and_down_files_as_the_cli(client, tmp_path):
+    """An up GMT in ``up`` and a down GMT in ``down`` stay on their sides, paired by name as
+    ``queries_from_files`` (the CLI) pairs them; what cannot be paired is refused."""
+    from opencmap.query.genesets import queries_from_files
+
+    up = b"A_UP\t\tG1\tG2\nB_UP\t\tG3\n"
+    dn = b"B_DN\t\tG4\tG5\nA_DN\t\tG6\n"
+    r = client.post("/genesets/queries", files={"up": ("up.gmt", up), "down": ("dn.gmt", dn)})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    (tmp_path / "up.gmt").write_bytes(up)
+    (tmp_path / "dn.gmt").write_bytes(dn)
+    cli = [{"name": q.name, "up": list(q.up), "down": list(q.down)} for q in queries_from_files(tmp_path / "up.gmt", tmp_path / "dn.gmt")]
+    assert body["queries"] == cli == [{"name": "A", "up": ["G1", "G2"], "down": ["G6"]}, {"name": "B", "up": ["G3"], "down": ["G4", "G5"]}]
+    assert body["format"] == "gmt" and body["files"] == {"up": "up.gmt", "down": "dn.gmt"}
+    # identical names in both files (CMap's query files without suffixes) pair too; a down file alone is down sets
+    r = client.post("/genesets/queries", files={"up": ("u.gmt", b"X\t\tG1\n"), "down": ("d.gmt", b"X\t\tG2\n")})
+    assert r.json()["queries"] == [{"name": "X", "up": ["G1"], "down": ["G2"]}]
+    r = client.post("/genesets/queries", files={"down": ("d.gmt", b"X\t\tG2\n")})
+    assert r.json()["queries"] == [{"name": "X", "up": [], "down": ["G2"]}]
+    # GRP files: one query, named by the form
+    r = client.post("/genesets/queries", files={"up": ("u.grp", b"G1\nG2\n"), "down": ("d.txt", b"G3\n")}, data={"name": "mine"})
+    assert r.json()["queries"] == [{"name": "mine", "up": ["G1", "G2"], "down": ["G3"]}] and r.json()["format"] == "grp"
+    # file names with folders or odd characters never reach the server's disk as given
+    r = client.post("/genesets/queries", files={"up": ("../../x\u00e9 y.gmt", b"A_UP\t\tG1\n"), "down": ("C:\\tmp\\d.gmt", b"A_DN\t\tG2\n")})
+    assert r.status_code == 200, r.text
+    assert r.json()["files"] == {"up": "x_ y.gmt", "down": "d.gmt"}
+    # set names that are no valid query name are renamed, with a note
+    r = client.post("/genesets/queries", files={"up": ("u.gmt", b"P53 (v7)_UP\t\tG1\n")})
+    assert r.json()["queries"][0]["name"] == "P53 _v7_" and "renamed" in r.json()["notes"][0]
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"up": ("up.gmt", b"A_UP\t\tG1\n"), "down": ("dn.gmt", b"B_DN\t\tG2\n")}, "only in up: ['A']"),
+        ({"up": ("dn.gmt", b"A_DN\t\tG1\n"), "down": ("up.gmt", b"A_UP\t\tG2\n")}, "up file 'dn.gmt': set 'A_DN' is named as a down set"),
+        ({"up": ("both.gmt", b"A_UP\t\tG1\nA_DN\t\tG2\n")}, "both name query 'A'"),
+        ({"up": ("empty.gmt", b"\n")}, "up file 'empty.gmt' has no gene sets"),
+        ({"down": ("empty.grp", b"# nothing\n")}, "down file 'empty.grp' has no genes"),
+        ({"up": ("up.gmt", b"A\t\tG1\n"), "down": ("dn.grp", b"G2\n")}, "both .gmt or both .grp"),
+        ({"up": ("up.xls", b"A")}, "expected a .gmt, .grp or .txt file"),
+        ({}, "upload an up file and/or a down file"),
+    ],
+)
+def test_upload_queries_refuses_what_it_cannot_pair(client, files, message):
+    r = client.post("/genesets/queries", files=files or None, data={} if files else {"name": "x"})
+    assert r.status_code == 422, r.text
+    text = r.json()["error"]["message"]
+    assert message in text and "opencmap-upload" not in text  # names the uploaded file, not the server's temp path
 
 
 # ---------------------------------------------------------------------------------- jobs

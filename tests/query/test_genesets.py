@@ -109,6 +109,31 @@ def test_gmt_pairing_by_direction_suffix(tmp_path):
     assert q == Query("x", up=("1", "2"))
 
 
+def test_gmt_files_hold_one_direction_each(tmp_path):
+    """A set named for the other side, two sets of one query in one file, an empty file or set: refused."""
+    from opencmap.core.genesets import GeneSet
+    from opencmap.io import write_gmt
+
+    write_gmt([GeneSet("A_UP", "", ("1",))], tmp_path / "up.gmt")
+    write_gmt([GeneSet("A_DN", "", ("2",))], tmp_path / "dn.gmt")
+    with pytest.raises(GeneSetError, match=r"up file 'dn.gmt': set 'A_DN' is named as a down set.*swapped"):
+        queries_from_gmt(tmp_path / "dn.gmt", tmp_path / "up.gmt")
+    write_gmt([GeneSet("A_UP", "", ("1",)), GeneSet("A_DN", "", ("2",))], tmp_path / "both.gmt")
+    with pytest.raises(GeneSetError, match="'A_UP' and 'A_DN' both name query 'A'"):
+        queries_from_gmt(tmp_path / "both.gmt")
+    (tmp_path / "empty.gmt").write_text("\n")
+    with pytest.raises(GeneSetError, match="down file 'empty.gmt' has no gene sets"):
+        queries_from_gmt(None, tmp_path / "empty.gmt")
+    (tmp_path / "noset.gmt").write_text("A_UP\tdesc\n")
+    with pytest.raises(GeneSetError, match="set 'A_UP' has no genes"):
+        queries_from_gmt(tmp_path / "noset.gmt")
+    # identical names without suffixes pair; a down file alone gives down-only queries
+    write_gmt([GeneSet("X", "", ("1",))], tmp_path / "u.gmt")
+    write_gmt([GeneSet("X", "", ("2",))], tmp_path / "d.gmt")
+    assert queries_from_gmt(tmp_path / "u.gmt", tmp_path / "d.gmt") == [Query("X", up=("1",), down=("2",))]
+    assert queries_from_gmt(None, tmp_path / "dn.gmt") == [Query("A", down=("2",))]
+
+
 def test_as_queries_lists_and_dicts():
     assert as_queries(["1"], ["2"]) == [Query("query", ("1",), ("2",))]
     qs = as_queries({"a": ["1"], "b": ["3"]}, {"a": ["2"], "b": ["4"]})

@@ -68,8 +68,13 @@ def page(browser):
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.js_errors = errors  # type: ignore[attr-defined]
+    urls: list[str] = []
+    pg.on("request", lambda request: urls.append(request.url))
     yield pg
     context.close()
+    # nothing may load from another host: every request goes to the test server on 127.0.0.1
+    outside = [u for u in urls if not u.startswith(("http://127.0.0.1:", "data:", "blob:"))]
+    assert not outside, f"the UI requested other hosts: {outside[:5]}"
 
 
 @pytest.fixture

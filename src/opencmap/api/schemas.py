@@ -26,6 +26,7 @@ __all__ = [
     "Heatmap",
     "RunningSumOut",
     "GeneSetsOut",
+    "UploadedQueries",
 ]
 
 #: a gene token: an Entrez id or a symbol
@@ -117,6 +118,7 @@ class JobStatus(BaseModel):
     method: str | None = None
     space: str | None = None
     notes: list[str] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict, description="What the result used: metric, space, tau method, method options.")
     queries: list[dict[str, Any]] = Field(default_factory=list)
     levels: list[str] = Field(default_factory=list)
 
@@ -163,3 +165,12 @@ class GeneSetsOut(BaseModel):
 
     format: Literal["gmt", "grp"]
     sets: list[dict[str, Any]]
+
+
+class UploadedQueries(BaseModel):
+    """Queries read from an uploaded up file and/or down file, paired as the CLI pairs them."""
+
+    format: Literal["gmt", "grp"]
+    files: dict[str, str | None] = Field(description="The uploaded file name of each side ('up', 'down').")
+    queries: list[GeneSetQuery]
+    notes: list[str] = Field(default_factory=list, description="Names changed to valid query names.")

@@ -550,18 +550,61 @@ def _query_name(set_name: str) -> str:
     return set_name
 
 
+def _suffix_side(set_name: str) -> str | None:
+    """``"up"``/``"down"`` when ``set_name`` ends with a direction suffix, else ``None``."""
+    for suffix in _DIRECTION_SUFFIXES:
+        if set_name.upper().endswith(suffix):
+            return "up" if suffix.endswith("UP") else "down"
+    return None
+
+
+def _sets_by_query(path: str | os.PathLike[str], side: str) -> dict[str, tuple[str, ...]]:
+    """The sets of one GMT file of ``side`` sets, keyed by query name (direction suffix removed).
+
+    Refuses a file with no sets, a set with no genes, a set named for the other direction (``X_DN`` in the up file:
+    the files are probably swapped) and two sets naming the same query (``X_UP`` and ``X_DN`` in
+    one file): a GMT file holds the sets of one direction.
+    """
+    from opencmap.io import read_gmt
+
+    file = os.path.basename(os.fspath(path))
+    sets = read_gmt(path)
+    if not sets:
+        raise GeneSetError(f"{side} file {file!r} has no gene sets")
+    out: dict[str, tuple[str, ...]] = {}
+    names: dict[str, str] = {}
+    for s in sets:
+        if not s.genes:
+            raise GeneSetError(f"{side} file {file!r}: set {s.name!r} has no genes")
+        query = _query_name(s.name)
+        if query in out:
+            raise GeneSetError(
+                f"{side} file {file!r}: sets {names[query]!r} and {s.name!r} both name query {query!r}; a GMT "
+                "file holds the sets of one direction (up sets in the up file, down sets in the down file)"
+            )
+        out[query], names[query] = tuple(s.genes), s.name
+    for s in sets:
+        named = _suffix_side(s.name)
+        if named is not None and named != side:
+            raise GeneSetError(
+                f"{side} file {file!r}: set {s.name!r} is named as a {named} set; give up sets in the up "
+                "file and down sets in the down file (are the two files swapped?)"
+            )
+    return out
+
+
 def queries_from_gmt(
     up: str | os.PathLike[str] | None = None, down: str | os.PathLike[str] | None = None
 ) -> list[Query]:
     """Queries from GMT files of up and/or down sets.
 
     Sets are paired by name after removing a direction suffix (``X_UP`` with ``X_DN``, as CMap's
-    query files); the query is named by the stripped name.
+    query files, or identical names); the query is named by the stripped name. Raises
+    :class:`~opencmap.errors.GeneSetError` for a file with no sets, a set whose suffix names the
+    other direction, two sets of one file naming the same query, and sets without a partner.
     """
-    from opencmap.io import read_gmt
-
-    up_sets = {_query_name(s.name): s for s in read_gmt(up)} if up is not None else {}
-    dn_sets = {_query_name(s.name): s for s in read_gmt(down)} if down is not None else {}
+    up_sets = _sets_by_query(up, "up") if up is not None else {}
+    dn_sets = _sets_by_query(down, "down") if down is not None else {}
     if up_sets and dn_sets and set(up_sets) != set(dn_sets):
         only_up = sorted(set(up_sets) - set(dn_sets))[:5]
         only_dn = sorted(set(dn_sets) - set(up_sets))[:5]
@@ -570,14 +613,7 @@ def queries_from_gmt(
             f"down: {only_dn}); name sets X_UP / X_DN or identically"
         )
     names = list(up_sets) or list(dn_sets)
-    return [
-        Query(
-            n,
-            up=tuple(up_sets[n].genes) if n in up_sets else (),
-            down=tuple(dn_sets[n].genes) if n in dn_sets else (),
-        )
-        for n in names
-    ]
+    return [Query(n, up=up_sets.get(n, ()), down=dn_sets.get(n, ())) for n in names]
 
 
 def query_from_grp(

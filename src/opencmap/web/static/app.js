@@ -87,16 +87,24 @@ async function renderQuery() {
       form.querySelector(`[data-count=${side}]`).textContent = n ? `(${n})` : "";
     }
     sessionStorage.setItem("opencmap-draft", JSON.stringify({ name: form.elements.name.value, up: form.elements.up.value, down: form.elements.down.value }));
+    renderPreview(form);
   };
-  form.addEventListener("input", counts);
+  UPLOADED = null;
+  for (const side of ["up", "down"]) form.elements[side].dataset.placeholder = form.elements[side].placeholder;
+  form.addEventListener("input", (ev) => {
+    // any change to what the query is made of drops earlier uploads: the form shows what is sent
+    if (QUERY_FIELDS.includes(ev.target.name)) clearUploads(form, "the form changed");
+    counts();
+  });
   counts();
   for (const side of ["up", "down"]) {
-    form.elements[`${side}-file`].addEventListener("change", (ev) => uploadSet(ev.target, side, form).then(counts));
+    form.elements[`${side}-file`].addEventListener("change", () => uploadSets(form).then(counts));
   }
   document.getElementById("btn-validate").addEventListener("click", () => validate(form));
   document.getElementById("btn-example").addEventListener("click", async () => {
     const sigs = await api("/signatures?pert_type=trt_cp&limit=1");
     if (!sigs.items.length) return;
+    clearUploads(form, "an example replaced the form");
     form.querySelector("details").open = true;
     form.elements.sig_ids.value = sigs.items[0].sig_id;
     form.elements.up.value = form.elements.down.value = "";
@@ -107,42 +115,72 @@ async function renderQuery() {
   form.addEventListener("submit", (ev) => { ev.preventDefault(); submit(form); });
 }
 
-let UPLOADED_SETS = null; // several queries from a GMT upload
+// fields whose edits change the queries (options such as the metric apply to every query and keep uploads)
+const QUERY_FIELDS = ["name", "up", "down", "sig_ids"];
+let UPLOADED = null; // queries paired by the server from GMT uploads (/genesets/queries)
+let UPLOADING = null; // the pending pairing request, if any
+let UPLOAD_SEQ = 0; // bumped by every upload and clear: an answer to an older upload is ignored
 
-async function uploadSet(input, side, form) {
-  const file = input.files[0];
-  if (!file) return;
-  const data = new FormData();
-  data.append("file", file);
-  try {
-    const res = await api("/genesets/parse", { method: "POST", body: data });
-    showMessage("");
-    if (res.format === "gmt" && res.sets.length > 1) {
-      UPLOADED_SETS = pairSets(res.sets);
-      document.getElementById("batch-note").textContent =
-        `${UPLOADED_SETS.length} queries read from ${file.name}; "Run query" submits them as a batch job.`;
-      const first = UPLOADED_SETS[0];
-      form.elements.up.value = (first.up || []).join("\n");
-      form.elements.down.value = (first.down || []).join("\n");
-      form.elements.name.value = first.name;
-    } else {
-      form.elements[side].value = res.sets[0].genes.join("\n");
-    }
-  } catch (err) {
-    showMessage(`Could not read ${file.name}: ${err.message}`);
+function clearUploads(form, why) {
+  const had = UPLOADED !== null || ["up", "down"].some((s) => form.elements[`${s}-file`].files.length);
+  UPLOAD_SEQ += 1;
+  UPLOADED = null;
+  for (const side of ["up", "down"]) {
+    form.elements[`${side}-file`].value = "";
+    form.elements[side].placeholder = form.elements[side].dataset.placeholder;
   }
+  if (had) document.getElementById("batch-note").textContent = `Uploads cleared: ${why}.`;
 }
 
-function pairSets(sets) {
-  const byName = new Map();
-  for (const s of sets) {
-    const m = s.name.match(/^(.*?)[_.\-](UP|DN|DOWN)$/i);
-    const base = m ? m[1] : s.name;
-    const side = m && m[2].toUpperCase() !== "UP" ? "down" : "up";
-    if (!byName.has(base)) byName.set(base, { name: base.replace(/[^A-Za-z0-9_.:+\- ]/g, "_").slice(0, 100) || "query" });
-    byName.get(base)[side] = s.genes;
+// Up file -> up sets, Down file -> down sets, paired on the server exactly as `opencmap query --up --down`.
+async function uploadSets(form) {
+  const files = {};
+  for (const side of ["up", "down"]) {
+    const f = form.elements[`${side}-file`].files[0];
+    if (f) files[side] = f;
   }
-  return [...byName.values()];
+  UPLOADED = null;
+  for (const side of ["up", "down"]) form.elements[side].placeholder = form.elements[side].dataset.placeholder;
+  if (!Object.keys(files).length) return;
+  const data = new FormData();
+  for (const [side, f] of Object.entries(files)) data.append(side, f, f.name);
+  const name = form.elements.name.value.trim();
+  if (/^[A-Za-z0-9_.:+\- ]{1,100}$/.test(name)) data.append("name", name);
+  const note = document.getElementById("batch-note");
+  const what = Object.entries(files).map(([side, f]) => `${f.name} (${side})`).join(" + ");
+  const btn = document.getElementById("btn-run");
+  btn.disabled = true;
+  const seq = ++UPLOAD_SEQ;
+  const pending = api("/genesets/queries", { method: "POST", body: data });
+  UPLOADING = pending;
+  try {
+    const res = await pending;
+    if (seq !== UPLOAD_SEQ) return; // the form changed meanwhile
+    showMessage("");
+    if (res.format === "grp") {
+      // one query: its genes go to the text boxes of their sides, where they can be edited
+      for (const side of Object.keys(files)) form.elements[side].value = res.queries[0][side].join("\n");
+      note.textContent = `Read ${what}.`;
+    } else {
+      UPLOADED = res;
+      form.elements.up.value = form.elements.down.value = "";
+      for (const side of ["up", "down"]) {
+        form.elements[side].placeholder = res.files[side] ? `${side} sets of ${res.files[side]}: listed below` : `no ${side} sets`;
+      }
+      note.textContent = `${res.queries.length} ${res.queries.length === 1 ? "query" : "queries"} paired from ${what}` +
+        (res.notes.length ? ` (${res.notes.join("; ")})` : "") + ". Editing the form clears the upload.";
+    }
+  } catch (err) {
+    if (seq !== UPLOAD_SEQ) return;
+    clearUploads(form, "refused");
+    note.textContent = "";
+    showMessage(`Upload refused (${what}): ${err.message}`);
+  } finally {
+    if (UPLOADING === pending) {
+      UPLOADING = null;
+      btn.disabled = false;
+    }
+  }
 }
 
 function requestFrom(form) {
@@ -155,13 +193,30 @@ function requestFrom(form) {
     tau_method: f.tau_method.value,
     queries: [],
     sig_ids: splitGenes(f.sig_ids.value),
+    n_genes: 50,
   };
-  if (UPLOADED_SETS) req.queries = UPLOADED_SETS.map((s) => ({ name: s.name, up: s.up || [], down: s.down || [] }));
+  if (UPLOADED) req.queries = UPLOADED.queries.map((q) => ({ name: q.name, up: [...q.up], down: [...q.down] }));
   else {
     const up = splitGenes(f.up.value), down = splitGenes(f.down.value);
     if (up.length || down.length) req.queries.push({ name: f.name.value.trim() || "query", up, down });
   }
   return req;
+}
+
+// What "Run query" will submit, built by the same requestFrom() that submit() sends.
+function renderPreview(form) {
+  const box = document.getElementById("preview");
+  if (!box) return;
+  const req = requestFrom(form);
+  const rows = req.queries.map((q) => ({ name: q.name, up: q.up.length, down: q.down.length, from: UPLOADED ? "upload" : "form" }))
+    .concat(req.sig_ids.map((id) => ({ name: id, up: req.n_genes, down: req.n_genes, from: "signature (top/bottom genes)" })));
+  if (!rows.length) { box.replaceChildren(); return; }
+  const one = (r) => `<tr><td>${esc(r.name)}</td><td class="num">${r.up}</td><td class="num">${r.down}</td><td class="muted">${esc(r.from)}</td></tr>`;
+  const oneSided = rows.filter((r) => !r.up || !r.down).length;
+  box.replaceChildren(el(`<div class="preview"><b>"Run query" submits ${rows.length} ${rows.length === 1 ? "query" : "queries"}:</b>
+    <div class="table-wrap"><table class="results" id="preview-table"><thead><tr><th>query</th><th class="num">up genes</th><th class="num">down genes</th><th>from</th></tr></thead>
+    <tbody>${rows.map(one).join("")}</tbody></table></div>
+    ${oneSided ? `<div class="warn-line">${oneSided} of them ${oneSided === 1 ? "has" : "have"} genes on one side only.</div>` : ""}</div>`));
 }
 
 async function validate(form, keepMessage = false) {
@@ -226,7 +281,9 @@ function replaceToken(form, old, repl) {
 }
 
 async function submit(form) {
+  if (UPLOADING) await UPLOADING.catch(() => {});
   const req = requestFrom(form);
+  renderPreview(form);
   const btn = document.getElementById("btn-run");
   btn.disabled = true;
   btn.textContent = "Running…";
@@ -251,6 +308,62 @@ async function submit(form) {
 }
 
 // ------------------------------------------------------------------ results page
+// The "what this result used" banner: every note of the job, and per query every reported gene
+// list / mapping / value (so fields the API adds later appear without UI changes).
+const GENE_LISTS = { up_genes: "up genes used", down_genes: "down genes used" };
+const WARN_FIELD = /unknown|dropped|ambiguous|missing|unmapped|skipped|excluded|invalid|conflict|flag/i;
+
+function describeField(key, value) {
+  const name = GENE_LISTS[key] || key.replace(/_/g, " ");
+  const warn = WARN_FIELD.test(key);
+  const shown = (items) => items.slice(0, 12).map((x) => esc(typeof x === "object" ? JSON.stringify(x) : x)).join(", ") +
+    (items.length > 12 ? ` … (+${items.length - 12})` : "");
+  if (Array.isArray(value)) {
+    if (!value.length) return null;
+    const list = key in GENE_LISTS ? "" : `: ${shown(value)}`;
+    return { warn, html: `<b>${esc(name)}</b> ${value.length}${list}` };
+  }
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value);
+    const leaf = (v) => v === null || typeof v !== "object" || (Array.isArray(v) && v.every((x) => x === null || typeof x !== "object"));
+    if (!entries.every(([k, v]) => leaf(v) && !WARN_FIELD.test(k))) {
+      // a nested report (e.g. {up: {used: [...], unknown: [...]}}): one line per inner field
+      const inner = entries.map(([k, v]) => describeField(`${key}_${k}`, v)).filter(Boolean);
+      return inner.length ? { warn: inner.some((x) => x.warn), html: inner.map((x) => x.html).join("; ") } : null;
+    }
+    if (!entries.length) return null;
+    const pairs = entries.map(([k, v]) => `${k} → ${Array.isArray(v) ? v.join(" or ") : typeof v === "object" ? JSON.stringify(v) : v}`);
+    return { warn, html: `<b>${esc(name)}</b> ${entries.length}: ${shown(pairs)}` };
+  }
+  if (value === null || value === undefined || value === "") return null;
+  return { warn: warn && value !== 0 && value !== false, html: `<b>${esc(name)}</b> ${esc(fmt(value))}` };
+}
+
+function usedBanner(job, qinfo) {
+  const notes = job.notes || [];
+  const items = [];
+  for (const [key, value] of Object.entries(qinfo || {})) {
+    if (key === "name" || key === "suggestions") continue;  // suggestions belong to the query form
+    const item = describeField(key, value);
+    if (item) items.push(item);
+  }
+  const queryWarnings = items.filter((x) => x.warn).length;
+  if (!notes.length && !queryWarnings) return "";
+  const params = Object.entries(job.params || {}).filter(([, v]) => v !== null && typeof v !== "object")
+    .map(([k, v]) => `<span class="chip">${esc(k.replace(/_/g, " "))}: ${esc(fmt(v))}</span>`).join(" ");
+  const others = job.queries.length > 1
+    ? job.queries.filter((x) => x !== qinfo && Object.entries(x).some(([k, v]) => WARN_FIELD.test(k) && (Array.isArray(v) ? v.length : v && typeof v === "object" ? Object.keys(v).length : v))).length
+    : 0;
+  return `<div class="used-banner" id="used-banner" role="status">
+    <div class="banner-title">What this result used${notes.length ? ` — ${notes.length} ${notes.length === 1 ? "note" : "notes"}` : ""}</div>
+    ${notes.length ? `<ul class="banner-notes">${notes.map((n) => `<li class="warn">${esc(n)}</li>`).join("")}</ul>` : ""}
+    <div class="banner-query">Query <b>${esc(qinfo.name)}</b>:
+      <ul>${items.map((x) => `<li class="${x.warn ? "warn" : "info"}">${x.html}</li>`).join("")}</ul></div>
+    ${others ? `<div class="warn-line">${others} other ${others === 1 ? "query has" : "queries have"} warnings of its own (unknown, dropped or flagged items); pick it under "Query" to see them.</div>` : ""}
+    ${params ? `<div class="banner-params">${params}</div>` : ""}
+  </div>`;
+}
+
 const LEVELS = {
   pert_summary: { label: "Perturbagens", cols: ["id", "pert_iname", "tau", "ncs", "moa", "pert_type", "n_cells"] },
   sig: { label: "Signatures", cols: ["sig_id", "pert_iname", "cell_id", "tau", "ncs", "fdr_q", "wtcs", "pert_idose", "moa"] },
@@ -271,7 +384,7 @@ async function renderResults(jobId, q) {
       <p class="muted">Metric ${esc(job.method)}, feature space ${esc(job.space)}, ${qinfo.up_genes.length} up and
         ${qinfo.down_genes.length} down genes used${qinfo.unknown.length ? `, ${qinfo.unknown.length} unknown ignored` : ""}.
         Positive τ: the perturbagen mimics your query; negative: it reverses it.</p>
-      ${job.notes.length ? `<p class="note">${job.notes.map(esc).join("<br>")}</p>` : ""}
+      ${usedBanner(job, qinfo)}
       <div class="row">
         ${job.queries.length > 1 ? `<label>Query <select id="sel-query">${job.queries.map((x) => `<option ${x.name === query ? "selected" : ""}>${esc(x.name)}</option>`).join("")}</select></label>` : ""}
         <span class="grow"></span>
