@@ -11,13 +11,15 @@ id) and *what to do*.
     │   └── VersionError       a file or store was written by a newer format version
     ├── ValidationError        in-memory data is inconsistent (shapes, duplicate ids, dtypes)
     │   ├── IdNotFoundError    ids asked for are not present (also a KeyError)
-    │   └── GeneSetError       a query gene set is unusable (empty, too small/large, overlapping)
+    │   ├── GeneSetError       a query gene set is unusable (empty, too small/large, overlapping)
+    │   └── PCLError           perturbagen classes (PCLs) name no perturbagen of the store
     ├── StoreError             a reference store is missing, corrupt or incompatible
     ├── PipelineError          a processing step cannot run on its input (no vehicles, no replicates)
     ├── QueryError             a query cannot be run as asked
     └── ConfigError            bad parameters or options
 
     OpenCMapWarning            (UserWarning) something was dropped or adjusted, e.g. unknown genes
+    └── PCLWarning             PCL members or classes left out (not perturbagens of the store)
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ __all__ = [
     "QueryError",
     "ConfigError",
     "OpenCMapWarning",
+    "PCLError",
+    "PCLWarning",
 ]
 
 
@@ -99,6 +103,10 @@ class GeneSetError(ValidationError):
     """A query gene set is unusable: empty, too small or large, or overlapping up/down."""
 
 
+class PCLError(ValidationError):
+    """Perturbagen classes (PCLs) are unusable: no member is a perturbagen of the store."""
+
+
 class StoreError(OpenCMapError):
     """A reference store is missing, corrupt, or incompatible with this version."""
 
@@ -117,3 +125,7 @@ class ConfigError(OpenCMapError, ValueError):
 
 class OpenCMapWarning(UserWarning):
     """Something was dropped or adjusted on the user's behalf (e.g. unknown genes in a set)."""
+
+
+class PCLWarning(OpenCMapWarning):
+    """PCL members that are no perturbagen of the store, or classes too small to summarise, were left out."""

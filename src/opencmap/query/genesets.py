@@ -14,6 +14,7 @@ import difflib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -226,24 +227,61 @@ def _query_name(set_name: str) -> str:
     return set_name
 
 
+def _direction(set_name: str) -> str | None:
+    upper = set_name.upper()
+    for suffix in _DIRECTION_SUFFIXES:
+        if upper.endswith(suffix):
+            return "up" if suffix.endswith("UP") else "down"
+    return None
+
+
+def _sets_by_query(path: str | os.PathLike[str], side: str) -> dict[str, Any]:
+    """Sets of one GMT file keyed by query name; refuses a set named for the other side or two
+    sets that name the same query."""
+    from opencmap.io import read_gmt
+
+    by_name: dict[str, Any] = {}
+    for s in read_gmt(path):
+        other = _direction(s.name)
+        if other is not None and other != side:
+            raise GeneSetError(
+                f"set {s.name!r} of the {side} GMT file {os.fspath(path)} is named as a {other} set: the up and "
+                f"down files look swapped; give the file of _UP sets as up and the file of _DN sets as down"
+            )
+        key = _query_name(s.name)
+        if key in by_name:
+            raise GeneSetError(
+                f"sets {by_name[key].name!r} and {s.name!r} of the {side} GMT file {os.fspath(path)} both name query "
+                f"{key!r}; give each query one {side} set"
+            )
+        by_name[key] = s
+    return by_name
+
+
 def queries_from_gmt(
     up: str | os.PathLike[str] | None = None, down: str | os.PathLike[str] | None = None
 ) -> list[Query]:
     """Queries from GMT files of up and/or down sets.
 
     Sets are paired by name after removing a direction suffix (``X_UP`` with ``X_DN``, as CMap's
-    query files); the query is named by the stripped name.
+    query files); the query is named by the stripped name. Raises
+    :class:`~opencmap.errors.GeneSetError` (one line, naming the sets and both files) when a set
+    has no partner in the other file, when a file holds sets named for the other direction (files
+    swapped), or when two sets of a file name the same query.
     """
-    from opencmap.io import read_gmt
-
-    up_sets = {_query_name(s.name): s for s in read_gmt(up)} if up is not None else {}
-    dn_sets = {_query_name(s.name): s for s in read_gmt(down)} if down is not None else {}
+    up_sets = _sets_by_query(up, "up") if up is not None else {}
+    dn_sets = _sets_by_query(down, "down") if down is not None else {}
     if up_sets and dn_sets and set(up_sets) != set(dn_sets):
-        only_up = sorted(set(up_sets) - set(dn_sets))[:5]
-        only_dn = sorted(set(dn_sets) - set(up_sets))[:5]
+        only_up = [up_sets[k].name for k in up_sets if k not in dn_sets]
+        only_dn = [dn_sets[k].name for k in dn_sets if k not in up_sets]
+        parts = []
+        if only_up:
+            parts.append(f"{len(only_up)} set(s) of up file {os.fspath(up)} have no down partner: {_first(only_up)}")  # type: ignore[arg-type]
+        if only_dn:
+            parts.append(f"{len(only_dn)} set(s) of down file {os.fspath(down)} have no up partner: {_first(only_dn)}")  # type: ignore[arg-type]
         raise GeneSetError(
-            f"the up and down GMT files must name the same queries (only in up: {only_up}; only in "
-            f"down: {only_dn}); name sets X_UP / X_DN or identically"
+            "the up and down GMT files must name the same queries, paired as X_UP with X_DN (or identical "
+            "names); " + "; ".join(parts)
         )
     names = list(up_sets) or list(dn_sets)
     return [
@@ -254,6 +292,10 @@ def queries_from_gmt(
         )
         for n in names
     ]
+
+
+def _first(names: Sequence[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" (+{len(names) - n} more)" if len(names) > n else "")
 
 
 def query_from_grp(
