@@ -99,7 +99,7 @@ def load_pcls(
     if unmatched:
         notes.append(
             f"PCLs: {len(matched)} of the {len(members)} member ids of {source} are perturbagens of the store; "
-            f"{len(unmatched)} are not and were left out (e.g. {_examples(unmatched)})"
+            f"{len(unmatched)} not, left out (e.g. {_examples(unmatched)})"
         )
     small = [name for name, ms in classes.items() if len({m for m in ms if m in known}) < min_members]
     if small:
