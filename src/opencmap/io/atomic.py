@@ -141,6 +141,7 @@ def atomic_write_dir(path: str | PathLike[str], *, overwrite: bool = False, flag
         except BaseException:
             if old is not None:  # put the old folder back
                 os.replace(old / out.name, out)
+                shutil.rmtree(old, ignore_errors=True)
             raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
