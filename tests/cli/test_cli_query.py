@@ -237,3 +237,13 @@ def test_notes_block_on_stderr_says_what_was_used(setup):
     assert described["queries"][0]["unknown"] == ["NOTAGENE1"]
     for note in described["notes"]:  # every engine note is in the block, verbatim
         assert note in notes_file
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_a_results_folder(setup, capsys):
+    d, _ = setup
+    folder = d / "papers"
+    folder.mkdir()
+    (folder / "draft.tex").write_text("keep me")
+    err = _fail(_query_args(d, "--out", str(folder), "--overwrite"), capsys)
+    assert str(folder) in err and "not a results folder" in err
+    assert [p.name for p in folder.iterdir()] == ["draft.tex"]

@@ -118,3 +118,22 @@ def test_dir_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
     monkeypatch.setattr(atomic.os, "replace", real)
     assert _tree(out) == {"sig.tsv": b"old run"}
     assert [p.name for p in tmp_path.iterdir()] == ["results"]
+
+
+def test_overwrite_replaces_only_results_folders_and_never_the_current_directory(tmp_path, monkeypatch):
+    from opencmap.errors import ConfigError
+    from opencmap.io.atomic import check_output_dir
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("years of work")
+    with pytest.raises(ConfigError, match=r"home is not empty and is not a results folder \(none of queries\.tsv\)"):
+        check_output_dir(home, overwrite=True, replaceable=("queries.tsv",))
+    check_output_dir(home, overwrite=True)  # no markers asked for: any folder
+    (home / "queries.tsv").write_text("q")
+    check_output_dir(home, overwrite=True, replaceable=("queries.tsv",))
+    monkeypatch.chdir(home)
+    for target in (home, tmp_path, "."):
+        with pytest.raises(ConfigError, match="holds the current directory"):
+            check_output_dir(target, overwrite=True)
+    assert (home / "thesis.tex").read_text() == "years of work"

@@ -53,9 +53,10 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
     from opencmap.errors import OpenCMapWarning
     from opencmap.io.atomic import check_output_dir
     from opencmap.query.pcl import check_levels
+    from opencmap.query.result import RESULT_FOLDER_MARKERS
 
     if out_dir is not None:
-        check_output_dir(out_dir, overwrite=overwrite, flag="--overwrite")
+        check_output_dir(out_dir, overwrite=overwrite, flag="--overwrite", replaceable=RESULT_FOLDER_MARKERS)
     if pcl is None:
         check_levels([level], None)
     # the library's warnings are shown once, in the notes block, not as Python warning lines

@@ -18,7 +18,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from os import PathLike
 from pathlib import Path
 
@@ -85,13 +85,22 @@ def atomic_write_path(path: str | PathLike[str], *, mode: int = 0o644) -> Iterat
         raise
 
 
-def check_output_dir(path: str | PathLike[str], *, overwrite: bool = False, flag: str = "overwrite=True") -> Path:
+def check_output_dir(
+    path: str | PathLike[str],
+    *,
+    overwrite: bool = False,
+    flag: str = "overwrite=True",
+    replaceable: Sequence[str] = (),
+) -> Path:
     """Check that ``path`` may become a results folder; returns it as a :class:`~pathlib.Path`.
 
     Allowed: a path that does not exist, an empty folder, or (with ``overwrite``) a folder with
     files, which will be replaced whole. Raises :class:`~opencmap.errors.ConfigError` for a path
-    that is a file (or another non-folder), and for a non-empty folder without ``overwrite``
-    (``flag`` names the option to give, e.g. ``--overwrite`` on the command line).
+    that is a file (or another non-folder), for a non-empty folder without ``overwrite``
+    (``flag`` names the option to give, e.g. ``--overwrite`` on the command line), for a folder
+    that holds the current directory, and, when ``replaceable`` names marker files (e.g. those
+    every results folder has), for a non-empty folder with none of them: ``overwrite`` then never
+    deletes a folder of other files given by mistake (``--out ~``).
     """
     from opencmap.errors import ConfigError
 
@@ -99,10 +108,19 @@ def check_output_dir(path: str | PathLike[str], *, overwrite: bool = False, flag
     if out.exists() or out.is_symlink():
         if not out.is_dir():
             raise ConfigError(f"output folder {out} exists and is not a folder (a file?); give a folder path")
-        if not overwrite and any(out.iterdir()):
-            raise ConfigError(
-                f"output folder {out} is not empty; give {flag} to replace it whole, or choose a new folder"
-            )
+        if any(out.iterdir()):
+            if not overwrite:
+                raise ConfigError(
+                    f"output folder {out} is not empty; give {flag} to replace it whole, or choose a new folder"
+                )
+            cwd = Path.cwd().resolve()
+            if out.resolve() == cwd or out.resolve() in cwd.parents:
+                raise ConfigError(f"output folder {out} holds the current directory; choose another folder")
+            if replaceable and not any((out / name).exists() for name in replaceable):
+                raise ConfigError(
+                    f"output folder {out} is not empty and is not a results folder (none of {', '.join(replaceable)}); "
+                    f"{flag} replaces only results folders: choose a new or empty folder"
+                )
     else:
         for parent in out.parents:
             if parent.exists():
@@ -113,7 +131,13 @@ def check_output_dir(path: str | PathLike[str], *, overwrite: bool = False, flag
 
 
 @contextlib.contextmanager
-def atomic_write_dir(path: str | PathLike[str], *, overwrite: bool = False, flag: str = "overwrite=True") -> Iterator[Path]:
+def atomic_write_dir(
+    path: str | PathLike[str],
+    *,
+    overwrite: bool = False,
+    flag: str = "overwrite=True",
+    replaceable: Sequence[str] = (),
+) -> Iterator[Path]:
     """Yield a new empty temporary folder beside ``path``; it becomes ``path`` if the block succeeds.
 
     The destination is checked first (:func:`check_output_dir`). When the block finishes, an old
@@ -122,13 +146,13 @@ def atomic_write_dir(path: str | PathLike[str], *, overwrite: bool = False, flag
     ones. On any exception the temporary folder is deleted and the old folder is left exactly as
     it was.
     """
-    out = check_output_dir(path, overwrite=overwrite, flag=flag)
+    out = check_output_dir(path, overwrite=overwrite, flag=flag, replaceable=replaceable)
     parent = out.parent if str(out.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
     try:
         yield tmp
-        check_output_dir(out, overwrite=overwrite, flag=flag)  # it may have changed meanwhile
+        check_output_dir(out, overwrite=overwrite, flag=flag, replaceable=replaceable)  # it may have changed meanwhile
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)

@@ -40,6 +40,9 @@ _FORMAT_NAME = "opencmap-query-result"
 RESULT_FORMAT_VERSION = 1
 _QUERY_ARRAYS = ("up_rows", "down_rows", "vector")
 _QUERY_TUPLES = ("up_genes", "down_genes", "unknown", "dropped")
+#: files every results folder written by :meth:`QueryResult.write` holds (``--overwrite`` replaces
+#: only folders with one of them)
+RESULT_FOLDER_MARKERS = ("describe.json", "queries.tsv")
 
 
 @dataclass
@@ -217,8 +220,9 @@ class QueryResult:
         The folder is written aside and swapped in whole (:func:`opencmap.io.atomic.atomic_write_dir`):
         it never mixes files of two runs, and a failure leaves an earlier folder as it was. A
         folder that exists and is not empty is refused (:class:`~opencmap.errors.ConfigError`)
-        unless ``overwrite``, which replaces it whole; so is a path that is a file.
-        ``overwrite_flag`` is the option named in that error (``--overwrite`` for the CLI).
+        unless ``overwrite``, which replaces it whole if it is a results folder (it holds a
+        ``queries.tsv`` or ``describe.json``); so is a path that is a file. ``overwrite_flag`` is
+        the option named in those errors (``--overwrite`` for the CLI).
         """
         from opencmap.io.atomic import atomic_write_dir
 
@@ -228,7 +232,7 @@ class QueryResult:
         for level in wanted:
             self.level(level)
         out = Path(out_dir)
-        with atomic_write_dir(out, overwrite=overwrite, flag=overwrite_flag) as tmp:
+        with atomic_write_dir(out, overwrite=overwrite, flag=overwrite_flag, replaceable=RESULT_FOLDER_MARKERS) as tmp:
             names = [self.write_file(tmp / "queries.tsv").name]
             (tmp / "notes.txt").write_text("".join(f"{line}\n" for line in self.report()), encoding="utf-8")
             (tmp / "describe.json").write_text(json.dumps(self.describe(), indent=2, default=str) + "\n", encoding="utf-8")
