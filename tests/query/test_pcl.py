@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from opencmap.errors import PCLError, PCLWarning, QueryError
+from opencmap.errors import ConfigError, PCLError, PCLWarning, QueryError
 from opencmap.query.engine import Engine, run_query
 from opencmap.query.genesets import as_queries
 from opencmap.query.pcl import check_levels, load_pcls
@@ -52,6 +52,11 @@ def test_check_levels():
     check_levels("pcl_summary", {"A": ("x",)})
     with pytest.raises(QueryError, match="level pcl_cell needs perturbagen classes"):
         check_levels(["sig", "pcl_cell"], None)
+    with pytest.raises(ConfigError, match="unknown result level 'pcl'"):
+        check_levels(["pcl"], {"A": ("x",)})
+    check_levels(["sig"], None, summaries=False)
+    with pytest.raises(QueryError, match="level pert_summary needs a connectivity metric"):
+        check_levels(["pert_summary"], None, summaries=False)
 
 
 def test_engine_refuses_unknown_pcls_and_reports_partial_ones(built_store, level5, pcl):

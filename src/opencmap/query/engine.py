@@ -189,8 +189,8 @@ class Engine:
         """
         from opencmap.query.pcl import check_levels
 
-        check_levels(levels, self.pcl)
         method = get_method(metric)
+        check_levels(levels, self.pcl, summaries=method.connectivity and ncs and summaries)
         options = method.options(method_options)
         if on_invalid not in ("raise", "skip"):
             raise ConfigError(f"on_invalid must be 'raise' or 'skip', got {on_invalid!r}")

@@ -113,11 +113,22 @@ def load_pcls(
     return classes, notes
 
 
-def check_levels(levels: Sequence[str] | str | None, pcl: Mapping[str, Any] | None) -> None:
-    """Refuse requested ``levels`` that need PCLs when none are given (before the query runs)."""
+def check_levels(levels: Sequence[str] | str | None, pcl: Mapping[str, Any] | None, *, summaries: bool = True) -> None:
+    """Refuse, before a query runs, requested ``levels`` the result will not have: unknown names,
+    PCL levels when no PCLs are given, and any level but ``sig`` when ``summaries`` is False (a
+    non-connectivity metric, or summaries switched off)."""
     if levels is None:
         return
+    from opencmap.errors import ConfigError
+    from opencmap.query.result import LEVELS
+
     wanted = [levels] if isinstance(levels, str) else list(levels)
+    unknown = [lv for lv in wanted if lv not in LEVELS]
+    if unknown:
+        raise ConfigError(f"unknown result level {unknown[0]!r}; levels are {', '.join(LEVELS)}")
+    if not summaries and any(lv != "sig" for lv in wanted):
+        other = next(lv for lv in wanted if lv != "sig")
+        raise QueryError(f"level {other} needs a connectivity metric (wtcs, cs) with summaries; this query has only the sig level")
     needs = [lv for lv in wanted if lv in PCL_LEVELS]
     if needs and not pcl:
         raise QueryError(
