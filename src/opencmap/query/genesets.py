@@ -357,7 +357,12 @@ def as_queries(
         ups = dict(up or {})  # type: ignore[arg-type]
         dns = dict(down or {})  # type: ignore[arg-type]
         if ups and dns and set(ups) != set(dns):
-            raise GeneSetError("the up and down dictionaries must have the same query names")
+            only_up = [str(k) for k in ups if k not in dns]
+            only_dn = [str(k) for k in dns if k not in ups]
+            raise GeneSetError(
+                "the up and down dictionaries must have the same query names; only in up: "
+                f"{_first(only_up) or 'none'}; only in down: {_first(only_dn) or 'none'}"
+            )
         names = list(ups) or list(dns)
         return [Query(str(n), up=tuple(map(str, ups.get(n, ()))), down=tuple(map(str, dns.get(n, ())))) for n in names]
     return [Query(name, up=tuple(map(str, up or ())), down=tuple(map(str, down or ())))]
