@@ -79,7 +79,7 @@ def test_pcl_level_without_pcls_is_refused_before_scoring(built_store, level5, m
     scored = []
     monkeypatch.setattr(Engine, "_score_enrichment", lambda *a, **k: scored.append(1))
     with pytest.raises(QueryError, match="level pcl_summary needs perturbagen classes"):
-        run_query(built_store, prog["A_up"][:20], prog["A_dn"][:20], levels=["pcl_summary"])
+        run_query(built_store, prog["A_up"][:20], prog["A_dn"][:20], require_levels=["pcl_summary"])
     assert scored == []
     monkeypatch.undo()
     res = run_query(built_store, prog["A_up"][:20], prog["A_dn"][:20])

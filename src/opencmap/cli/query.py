@@ -126,4 +126,4 @@ def _run(store: Path, pcl: Path | None, level: str, metric: str, es_tail: str | 
 
     with bar:
         return engine.run(queries, metric=metric, space=space, min_genes=min_genes, max_genes=max_genes,
-                          tau_method=tau_method, progress=progress, levels=[level], **options)
+                          tau_method=tau_method, progress=progress, require_levels=[level], **options)

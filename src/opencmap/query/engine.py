@@ -152,7 +152,7 @@ class Engine:
         summaries: bool = True,
         block_size: int = 65536,
         progress: Progress | None = None,
-        levels: Sequence[str] | None = None,
+        require_levels: Sequence[str] | None = None,
         **method_options: Any,
     ) -> QueryResult:
         """Score ``queries`` against every signature of the store.
@@ -181,16 +181,17 @@ class Engine:
             Maximum signatures per block (reduced automatically to bound memory).
         progress:
             ``progress(done, total)`` in signatures scored.
-        levels:
-            Result levels the caller will read; a PCL level without PCLs is refused
-            (:class:`~opencmap.errors.QueryError`) before anything is scored.
+        require_levels:
+            Result levels the caller will read: one this run cannot produce (a PCL level without
+            PCLs, a summary level of a non-connectivity metric) is refused before anything is
+            scored (:class:`~opencmap.errors.QueryError`).
         method_options:
             Options of the metric (e.g. ``es_tail="up"``, ``k=100`` for xsum).
         """
         from opencmap.query.pcl import check_levels
 
         method = get_method(metric)
-        check_levels(levels, self.pcl, summaries=method.connectivity and ncs and summaries)
+        check_levels(require_levels, self.pcl, summaries=method.connectivity and ncs and summaries)
         options = method.options(method_options)
         if on_invalid not in ("raise", "skip"):
             raise ConfigError(f"on_invalid must be 'raise' or 'skip', got {on_invalid!r}")
