@@ -80,7 +80,7 @@ def _query_lines(entry: Mapping[str, Any], space: str) -> list[str]:
     for key, value in entry.items():
         if key in ("name", "query") or key in _COUNTED or _empty(value):
             continue
-        label = _LABELS.get(key, key.replace("_", " ")).format(space=space)
+        label = _LABELS[key].format(space=space) if key in _LABELS else key.replace("_", " ")
         if _is_list(value):
             text = f"{len(value)}: {_compact(value, pairs=key == 'mapped')}"
         elif isinstance(value, Mapping):
