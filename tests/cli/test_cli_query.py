@@ -247,3 +247,20 @@ def test_overwrite_never_replaces_a_folder_that_is_not_a_results_folder(setup, c
     err = _fail(_query_args(d, "--out", str(folder), "--overwrite"), capsys)
     assert str(folder) in err and "not a results folder" in err
     assert [p.name for p in folder.iterdir()] == ["draft.tex"]
+
+
+def test_store_background_refuses_a_pcl_file_with_no_known_member(setup, capsys):
+    """The same PCL check where backgrounds are built (before any introspection query runs)."""
+    from opencmap.core.genesets import GeneSet
+    from opencmap.io import write_gmt
+
+    d, _ = setup
+    write_gmt([GeneSet("BAD", "", ("BRD-K12345678",))], d / "bg_pcl.gmt")
+    capsys.readouterr()
+    from opencmap.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["store", "background", str(d / "store"), "--pcl", str(d / "bg_pcl.gmt")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "bg_pcl.gmt" in err and "BRD-K12345678" in err and "none of its 1 member ids" in err
