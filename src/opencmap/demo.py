@@ -171,7 +171,7 @@ def run_demo(
     name = moa.replace(" ", "_")
     result = engine.run([_as_query(name, up, down)], min_genes=1, max_genes=max(150, n_genes))
     results_dir = work / "results"
-    result.write(results_dir, format="tsv")
+    result.write(results_dir, format="tsv", overwrite=True)  # the demo's own folder, rewritten each run
     report("query", 1, 1)
     perts = result.top(top, level="pert_summary")
     perts = perts[[c for c in ("id", "pert_iname", "pert_type", "moa", "n_cells", "ncs", "tau") if c in perts.columns]]

@@ -11,7 +11,8 @@ id) and *what to do*.
     │   └── VersionError       a file or store was written by a newer format version
     ├── ValidationError        in-memory data is inconsistent (shapes, duplicate ids, dtypes)
     │   ├── IdNotFoundError    ids asked for are not present (also a KeyError)
-    │   └── GeneSetError       a query gene set is unusable (empty, too small/large, overlapping)
+    │   ├── GeneSetError       a query gene set is unusable (empty, too small/large, overlapping)
+    │   └── PCLError           perturbagen classes (PCLs) name no perturbagen of the store
     ├── StoreError             a reference store is missing, corrupt or incompatible
     ├── PipelineError          a processing step cannot run on its input (no vehicles, no replicates)
     ├── QueryError             a query cannot be run as asked
@@ -25,7 +26,8 @@ id) and *what to do*.
     ├── OneSidedQueryWarning   a query was scored on one tail only (es_tail up/down)
     ├── TauUnavailableWarning  tau left empty: no background of the query's kind (tail, metric)
     ├── BackgroundMismatchWarning  tau read from a background that is stale or not of the query's kind
-    └── UndefinedScoreWarning  scores left NaN (e.g. every set gene of a signature has weight 0)
+    ├── UndefinedScoreWarning  scores left NaN (e.g. every set gene of a signature has weight 0)
+    └── PCLWarning             PCL members or classes left out (not perturbagens of the store)
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ __all__ = [
     "TauUnavailableWarning",
     "BackgroundMismatchWarning",
     "UndefinedScoreWarning",
+    "PCLError",
+    "PCLWarning",
 ]
 
 
@@ -115,6 +119,10 @@ class GeneSetError(ValidationError):
     """A query gene set is unusable: empty, too small or large, or overlapping up/down."""
 
 
+class PCLError(ValidationError):
+    """Perturbagen classes (PCLs) are unusable: no member is a perturbagen of the store."""
+
+
 class StoreError(OpenCMapError):
     """A reference store is missing, corrupt, or incompatible with this version."""
 
@@ -149,6 +157,8 @@ class UnknownGeneWarning(GeneIdentityWarning):
 
 class AmbiguousGeneWarning(GeneIdentityWarning):
     """Query genes were not used: each is a name of several genes (the candidates are listed)."""
+
+
 class OneSidedQueryWarning(OpenCMapWarning):
     """A query was scored on one tail only (only up or only down genes, or ``es_tail`` up/down):
     the score is ES_up or -ES_dn (cmapM ``es_tail``), not WTCS, and its tau needs a background
@@ -168,3 +178,7 @@ class BackgroundMismatchWarning(OpenCMapWarning):
 class UndefinedScoreWarning(OpenCMapWarning):
     """Some scores are undefined and left NaN (e.g. every set gene of a signature has weight 0,
     as cmapM); NCS, tau, FDR and summaries skip them."""
+
+
+class PCLWarning(OpenCMapWarning):
+    """PCL members that are no perturbagen of the store, or classes too small to summarise, were left out."""

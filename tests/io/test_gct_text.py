@@ -241,3 +241,21 @@ def test_empty_shapes_round_trip(tmp_path, gct_factory):
             back = read_gct(tmp_path / "e.gct")
         assert back.shape == shape
         assert list(back.rids) == list(g.rids) and list(back.cids) == list(g.cids)
+
+
+@pytest.mark.parametrize("token", ["NaN", "NAN", "nan", "Nan", "nAN", "-NaN", "-NAN", "+nan", "", "NA", "N/A", "#N/A", "null"])
+def test_cmapm_missing_value_tokens_read_as_nan(tmp_path, token):
+    """Issue 12 case 8: cmapM's parser (MATLAB textscan '%f') takes NaN in any case, signed, and
+    empty fields; a cell spelled ``NAN`` used to be refused as non-numeric."""
+    text = f"#1.3\n2\t2\t1\t0\nid\tnote\tS1\tS2\nNAN\t{token or 'x'}\t{token}\t1.5\nr2\tNAN\t-Inf\tINF\n"
+    g = read_gct(_write(tmp_path, text))
+    assert np.isnan(g.data[0, 0]) and g.data[0, 1] == np.float32(1.5)
+    assert g.data[1, 0] == -np.inf and g.data[1, 1] == np.inf
+    assert list(g.rids) == ["NAN", "r2"]  # ids and text metadata keep the token as written
+    assert g.row_meta["note"].tolist()[1] == "NAN"
+
+
+def test_non_numeric_matrix_value_is_still_refused(tmp_path):
+    text = "#1.3\n1\t2\t0\t0\nid\tS1\tS2\nr1\tNANA\t1\n"
+    with pytest.raises(FormatError, match="non-numeric value 'NANA' in column 'S1'"):
+        read_gct(_write(tmp_path, text))

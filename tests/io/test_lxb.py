@@ -16,7 +16,9 @@ from opencmap.io.lxb import read_lxb, read_lxb_beads
 NAMES = ("RID", "DDG", "DBL", "DD", "RP1", "RP1ATT", "CL1", "CL2", "CL3", "Aux1", "TIME")
 
 
-def write_fcs(path: Path, data: np.ndarray, names: tuple[str, ...], *, big_endian: bool = False, bits: int = 32) -> None:
+def write_fcs(
+    path: Path, data: np.ndarray, names: tuple[str, ...], *, big_endian: bool = False, bits: int = 32, pnr: str = "1024"
+) -> None:
     """A minimal FCS 3.0 list-mode file of unsigned integers (independent writer for the tests)."""
     order = ">" if big_endian else "<"
     payload = np.ascontiguousarray(data, dtype=f"{order}u{bits // 8}").tobytes()
@@ -31,7 +33,8 @@ def write_fcs(path: Path, data: np.ndarray, names: tuple[str, ...], *, big_endia
     for i, n in enumerate(names, start=1):
         keys[f"$P{i}B"] = str(bits)
         keys[f"$P{i}N"] = n
-        keys[f"$P{i}R"] = "1024"
+        if pnr:
+            keys[f"$P{i}R"] = pnr
         keys[f"$P{i}E"] = "0,0"
     keys["$SMNO"] = "A/B"  # a value containing the delimiter, escaped by doubling
     text = "/" + "".join(f"{k}/{v.replace('/', '//')}/" for k, v in keys.items())
@@ -44,7 +47,7 @@ def write_fcs(path: Path, data: np.ndarray, names: tuple[str, ...], *, big_endia
 
 
 def test_a10_parses_exactly_to_cmap_dump(shared_data: Path) -> None:
-    lxb = read_lxb(shared_data / "pipeline/level1/A10.lxb")
+    lxb = read_lxb(shared_data / "pipeline/level1/A10.lxb", mask=False)  # raw words, as CMap's dump
     ref = pd.read_csv(shared_data / "pipeline/level1/A10.txt", sep="\t")
     assert lxb.names == NAMES
     assert tuple(ref.columns) == NAMES
@@ -90,10 +93,13 @@ def test_roundtrip_synthetic_fcs(tmp_path_factory: pytest.TempPathFactory, n: in
     data = rng.integers(0, 2**bits, size=(n, 3), dtype=np.uint64)
     path = tmp_path_factory.mktemp("fcs") / "W_A01.lxb"
     write_fcs(path, data, ("RID", "RP1", "TIME"), big_endian=big, bits=bits)
-    lxb = read_lxb(path)
+    lxb = read_lxb(path, mask=False)
     assert lxb.names == ("RID", "RP1", "TIME")
     assert lxb.keywords["$SMNO"] == "A/B"
     np.testing.assert_array_equal(lxb.data.astype(np.uint64), data)
+    masked = read_lxb(path)  # $PnR 1024 -> values masked to their low 10 bits (FCS 3.0)
+    np.testing.assert_array_equal(masked.data.astype(np.uint64), data & np.uint64(1023))
+    assert masked.masked == {n: int((data[:, j] > 1023).sum()) for j, n in enumerate(lxb.names) if (data[:, j] > 1023).any()}
 
 
 def test_truncated_file_is_a_clear_error(tmp_path: Path, shared_data: Path) -> None:
@@ -150,3 +156,41 @@ def test_unsupported_layouts(tmp_path: Path) -> None:
         path.write_bytes(text.replace(old, new).encode("latin-1"))
         with pytest.raises(FormatError, match=message):
             read_lxb(path)
+
+
+def test_a10_masked_to_pnr_matches_the_dump_except_flag_bits(shared_data: Path) -> None:
+    """Issue 12 case 8: integer parameters are masked to $PnR (FCS 3.0). In A10 only DDG
+    ($P2R = 2) carries words above its range (Luminex flag bits); every other parameter is the
+    dump, exactly, and DDG is the dump's low bit."""
+    lxb = read_lxb(shared_data / "pipeline/level1/A10.lxb")
+    ref = pd.read_csv(shared_data / "pipeline/level1/A10.txt", sep="\t")
+    assert lxb.keywords["$P2R"] == "2"
+    assert lxb.masked == {"DDG": int((ref["DDG"] > 1).sum())} and lxb.masked["DDG"] > 0
+    for j, name in enumerate(NAMES):
+        expected = ref[name].to_numpy(dtype=np.int64)
+        if name == "DDG":
+            expected = expected & 1
+        np.testing.assert_array_equal(lxb.data[:, j].astype(np.int64), expected, err_msg=name)
+    assert lxb.data.dtype == np.uint32
+    np.testing.assert_array_equal(lxb.beads().intensity, ref["RP1"].to_numpy(dtype=np.float64))
+
+
+@pytest.mark.parametrize(
+    "pnr, mask", [("1000", 1023), ("1024", 1023), ("1025", 2047), ("2", 1), ("1", 0), ("4294967296", None), ("", None)]
+)
+def test_pnr_mask_is_the_next_power_of_two(tmp_path: Path, pnr: str, mask: int | None) -> None:
+    data = np.array([[0, 5], [1023, 2**32 - 1], [4096 + 7, 1024]], dtype=np.uint64)
+    path = tmp_path / "r.lxb"
+    write_fcs(path, data, ("RID", "RP1"), pnr=pnr)
+    lxb = read_lxb(path)
+    expected = data if mask is None else data & np.uint64(mask)
+    np.testing.assert_array_equal(lxb.data.astype(np.uint64), expected)
+    assert sum(lxb.masked.values()) == int((data != expected).sum())
+
+
+def test_pnr_that_is_not_an_integer_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "r.lxb"
+    write_fcs(path, np.ones((3, 2), dtype=np.uint32), ("RID", "RP1"), pnr="lots")
+    with pytest.raises(FormatError, match=r"\$P1R .* positive integer, got 'lots'"):
+        read_lxb(path)
+    assert read_lxb(path, mask=False).data.tolist() == [[1, 1]] * 3

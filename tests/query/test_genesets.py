@@ -147,3 +147,29 @@ def test_signature_queries_take_extreme_genes(built_store, level5):
     order = np.argsort(-lm, kind="stable")
     assert q.up == tuple(gct.rids[order[:5]])
     assert q.down == tuple(gct.rids[order[::-1][:5]])
+
+
+def test_gmt_pairing_errors_name_the_sets_and_both_files(tmp_path):
+    """Issue 12 bad input: up and down GMTs whose names cannot be paired (one line, nothing run)."""
+    from opencmap.core.genesets import GeneSet
+    from opencmap.io import write_gmt
+
+    write_gmt([GeneSet("A_UP", "", ("1",)), GeneSet("B_UP", "", ("2",))], tmp_path / "up.gmt")
+    write_gmt([GeneSet("A_DN", "", ("3",)), GeneSet("C_DN", "", ("4",))], tmp_path / "dn.gmt")
+    with pytest.raises(GeneSetError) as info:
+        queries_from_gmt(tmp_path / "up.gmt", tmp_path / "dn.gmt")
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert "1 set(s) of up file 'up.gmt' have no down partner: B_UP" in msg
+    assert "1 set(s) of down file 'dn.gmt' have no up partner: C_DN" in msg
+    # swapped files: every query would run with its sign flipped
+    with pytest.raises(GeneSetError, match=r"up file 'dn.gmt': set 'A_DN' is named as a down set.*swapped"):
+        queries_from_gmt(tmp_path / "dn.gmt", tmp_path / "up.gmt")
+    with pytest.raises(GeneSetError, match="swapped"):
+        queries_from_gmt(None, tmp_path / "up.gmt")
+    # two sets of one file naming the same query: one would be dropped silently
+    write_gmt([GeneSet("A_UP", "", ("1",)), GeneSet("A", "", ("2",))], tmp_path / "dup.gmt")
+    with pytest.raises(GeneSetError, match=r"up file 'dup.gmt': sets 'A_UP' and 'A' both name query 'A'"):
+        queries_from_gmt(tmp_path / "dup.gmt")
+    with pytest.raises(GeneSetError, match="only in up: b; only in down: c"):
+        as_queries({"a": ["1"], "b": ["2"]}, {"a": ["3"], "c": ["4"]})

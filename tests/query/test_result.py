@@ -150,3 +150,58 @@ def test_query_name_default_metric_and_pert_cell_grid(result):
             hit = cells[(cells["pert_id"].astype(str) == pert) & (cells["cell_id"].astype(str) == str(cell))]
             expected = float(hit["ncs"].iloc[0]) if len(hit) else np.nan
             np.testing.assert_equal(float(grid.at[pert, cell]), expected)
+
+
+# ---------------------------------------------------------------------------------- issue 12 case 6
+def test_write_never_mixes_runs(result, tmp_path, monkeypatch):
+    import json
+
+    from opencmap.query.result import QueryResult
+
+    out = tmp_path / "run"
+    result.write(out, format="tsv")
+    (out / "pcl_summary_extra.tsv").write_text("left by someone")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ConfigError, match=r"run is not empty; give overwrite=True"):
+        result.write(out, format="gctx")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    real = QueryResult.write_file
+    calls = []
+
+    def failing(self, path, *, level=None, metric=None):
+        calls.append(level)
+        if len(calls) == 3:
+            raise OSError("no space left (injected)")
+        return real(self, path, level=level, metric=metric)
+
+    monkeypatch.setattr(QueryResult, "write_file", failing)
+    with pytest.raises(OSError, match="injected"):
+        result.write(out, format="gctx", overwrite=True)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+    files = result.write(out, format="gctx", overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in files)
+    assert not any(p.name.endswith(".tsv") and p.name != "queries.tsv" for p in out.iterdir())
+    assert (out / "notes.txt").read_text().splitlines() == result.report()
+    assert json.loads((out / "describe.json").read_text())["queries"][1]["name"] == "B"
+
+
+def test_report_renders_every_describe_key(result, monkeypatch):
+    """Fields other parts of the engine add to describe() reach the notes without changes here."""
+    from opencmap.query.notes import result_notes
+
+    described = result.describe()
+    described["tau_background"] = {"sig": {"kind": "both", "matches_query": True}}
+    described["queries"][0]["mapped"] = [["AARS", "AARS1"], ["GARS", "GARS1"]]
+    described["queries"][0]["fdr"] = {"method": "cmap", "n_null": {"up": 36, "down": 36}}
+    described["queries"][0]["dropped"] = [str(i) for i in range(25)]
+    lines = result_notes(described)
+    assert lines[0].startswith(f"method {result.method}, feature space {result.space}")
+    assert "tau background: sig=(kind=both, matches_query=True)" in lines
+    assert "query A: mapped (alias/previous symbol -> current): 2: AARS -> AARS1, GARS -> GARS1" in lines
+    assert "query A: fdr: method=cmap, n_null=(up=36, down=36)" in lines
+    assert any(line.startswith("query A: dropped (outside feature space") and line.endswith("(+15 more)") for line in lines)
+    assert "query A: up genes used 20, down genes used 20" in lines

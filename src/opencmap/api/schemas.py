@@ -104,6 +104,11 @@ class Page(BaseModel):
 
 
 class JobStatus(BaseModel):
+    """A job. Once done: ``notes`` says what the result used, as short readable lines (method,
+    parameters, per query the genes used, unknown, dropped and mapped, and every note of the
+    engine; the same lines as the CLI's notes block), and ``describe`` holds the same facts as
+    structured data (``QueryResult.describe()``)."""
+
     id: str
     status: JobState
     mode: Literal["sync", "batch"]
@@ -117,10 +122,11 @@ class JobStatus(BaseModel):
     request: dict[str, Any]
     method: str | None = None
     space: str | None = None
-    notes: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="What the result used, one readable line each.")
     params: dict[str, Any] = Field(default_factory=dict, description="What the result used: metric, space, tau method, method options.")
     queries: list[dict[str, Any]] = Field(default_factory=list)
     levels: list[str] = Field(default_factory=list)
+    describe: dict[str, Any] = Field(default_factory=dict, description="The result's provenance as structured data.")
 
 
 class JobList(BaseModel):
@@ -136,6 +142,7 @@ class ResultPage(Page):
     metrics: list[str]
     sort: str
     order: Literal["asc", "desc", "abs"]
+    notes: list[str] = Field(default_factory=list, description="What the result used (as the job's notes).")
 
 
 class SyncQueryResponse(BaseModel):

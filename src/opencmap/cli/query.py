@@ -1,8 +1,17 @@
-"""``opencmap query``: run connectivity queries against a reference store."""
+"""``opencmap query``: run connectivity queries against a reference store.
+
+Printed: the top connections per query on stdout (tab-separated data), and a notes block on
+stderr saying what the result used (:meth:`QueryResult.report`). With ``--out``, the full results
+are written as a new folder (written aside, then swapped in); a non-empty folder needs
+``--overwrite``. Everything that can be refused (output folder, PCL file, level) is checked before
+the query runs.
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Any
 
 import click
 from tqdm import tqdm
@@ -29,28 +38,75 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--max-genes", default=150, show_default=True)
 @click.option("--pcl", type=_FILE, help="PCL GMT (members = pert_ids) for PCL summaries.")
 @click.option("--tau-method", type=click.Choice(["exact", "cmap"]), default="exact", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write full results into this folder.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Write full results as this new folder.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder whole (no file of the earlier run is kept).")
 @click.option("--format", "fmt", type=click.Choice(["tsv", "parquet", "gctx"]), default="tsv", show_default=True)
 @click.option("--top", default=20, show_default=True, help="Connections to print per query.")
-@click.option("--level", default="sig", show_default=True, help="Level to print: sig, pert_cell, pert_summary, pcl_cell, pcl_summary.")
+@click.option("--level", type=click.Choice(["sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary"]), default="sig",
+              show_default=True, help="Level to print (pcl_* levels need --pcl).")
 @click.option("--direction", type=click.Choice(["positive", "negative", "both"]), default="positive", show_default=True)
 def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes: str | None, down_genes: str | None,
             sig_ids: tuple[str, ...], vectors: Path | None, sig_genes: int, name: str, metric: str, es_tail: str | None, space: str | None,
-            min_genes: int, max_genes: int, pcl: Path | None, tau_method: str, out_dir: Path | None, fmt: str,
-            top: int, level: str, direction: str) -> None:
+            min_genes: int, max_genes: int, pcl: Path | None, tau_method: str, out_dir: Path | None, overwrite: bool,
+            fmt: str, top: int, level: str, direction: str) -> None:
     """Query STORE with up/down gene sets (files or lists) or store signatures."""
-    from opencmap.query.engine import Engine
-    from opencmap.query.genesets import as_queries, queries_from_files, queries_from_gct, signature_queries, vector_queries
-    from opencmap.query.methods import get_method
+    from opencmap.errors import OpenCMapWarning
+    from opencmap.io.atomic import check_output_dir
+    from opencmap.query.pcl import check_levels
+    from opencmap.query.result import RESULT_FOLDER_MARKERS
 
-    engine = Engine(store, pcl=pcl)
+    if out_dir is not None:
+        check_output_dir(out_dir, overwrite=overwrite, flag="--overwrite", replaceable=RESULT_FOLDER_MARKERS)
+    if pcl is None:
+        check_levels([level], None)
+    # the library's warnings are shown once, in the notes block, not as Python warning lines
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", OpenCMapWarning)
+        result = _run(store, pcl, level, metric, es_tail, space, min_genes, max_genes, tau_method,
+                      _queries(up_file, down_file, up_genes, down_genes, name), sig_ids, vectors, sig_genes)
+    lines = result.report()
+    lines += [f"warning: {w.message}" for w in seen if issubclass(w.category, OpenCMapWarning) and str(w.message) not in lines]
+    click.echo("notes:", err=True)
+    for line in lines:
+        click.echo(f"  {line}", err=True)
+    for w in seen:  # anything else as Python shows it
+        if not issubclass(w.category, OpenCMapWarning):
+            click.echo(warnings.formatwarning(w.message, w.category, w.filename, w.lineno).rstrip(), err=True)
+    for q in result.queries:
+        table = result.top(top, query=q.name, level=level, direction=direction)
+        click.echo(f"# {q.name}: top {len(table)} at level {level} ({direction})")
+        click.echo(table.to_csv(sep="\t", index=False, float_format="%.4f"), nl=False)
+    if out_dir is not None:
+        files = result.write(out_dir, format=fmt, overwrite=overwrite, overwrite_flag="--overwrite")
+        click.echo(f"wrote {len(files)} files to {out_dir} (notes.txt: what the result used)", err=True)
+
+
+def _queries(up_file: Path | None, down_file: Path | None, up_genes: str | None, down_genes: str | None, name: str) -> list[Any]:
+    """Gene-set queries from files and comma-separated lists."""
+    from opencmap.query.genesets import as_queries, queries_from_files
+
     queries = []
     if up_file or down_file:
         queries += queries_from_files(up_file, down_file, name=name)
     if up_genes or down_genes:
         split = lambda s: [g for g in (s or "").split(",") if g.strip()]  # noqa: E731
         queries += as_queries(split(up_genes), split(down_genes), name=name)
-    vector_metric = get_method(metric).kind == "vector"
+    return queries
+
+
+def _run(store: Path, pcl: Path | None, level: str, metric: str, es_tail: str | None, space: str | None, min_genes: int,
+         max_genes: int, tau_method: str, queries: list[Any], sig_ids: tuple[str, ...], vectors: Path | None,
+         sig_genes: int) -> Any:
+    """Open the store (and PCLs), add vector / signature queries, run them; returns the QueryResult."""
+    from opencmap.query.engine import Engine
+    from opencmap.query.genesets import queries_from_gct, signature_queries, vector_queries
+    from opencmap.query.methods import get_method
+
+    engine = Engine(store, pcl=pcl)
+    method = get_method(metric)
+    vector_metric = method.kind == "vector"
+    if level != "sig" and not method.connectivity:
+        raise click.UsageError(f"--level {level} needs a connectivity metric (wtcs, cs); {metric} results have only the sig level")
     if vectors:
         queries += queries_from_gct(vectors)
     if sig_ids:
@@ -69,16 +125,5 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
         bar.refresh()
 
     with bar:
-        result = engine.run(queries, metric=metric, space=space, min_genes=min_genes, max_genes=max_genes,
-                            tau_method=tau_method, progress=progress, **options)
-    for note in result.notes:
-        click.echo(f"note: {note}", err=True)
-    for q in result.queries:
-        if q.unknown or q.dropped:
-            click.echo(f"query {q.name}: dropped {len(q.unknown)} unknown and {len(q.dropped)} out-of-space genes", err=True)
-        table = result.top(top, query=q.name, level=level, direction=direction)
-        click.echo(f"# {q.name}: top {len(table)} at level {level} ({direction})")
-        click.echo(table.to_csv(sep="\t", index=False, float_format="%.4f"), nl=False)
-    if out_dir is not None:
-        files = result.write(out_dir, format=fmt)
-        click.echo(f"wrote {len(files)} files to {out_dir}", err=True)
+        return engine.run(queries, metric=metric, space=space, min_genes=min_genes, max_genes=max_genes,
+                          tau_method=tau_method, progress=progress, require_levels=[level], **options)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import logging
 import warnings
 from collections.abc import Iterable
@@ -58,7 +59,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_DATA_NA = ["", "NaN", "nan", "NA", "N/A", "#N/A", "null", "NULL", "-nan", "-NaN"]
+#: Missing-value tokens of the data matrix. cmapM's ``parse_gct`` reads values with MATLAB's
+#: ``textscan('%f')``, which takes ``NaN`` in any letter case with an optional sign (``NaN``,
+#: ``NAN``, ``nan``, ``-NaN``, ...), ``Inf``/``-Inf`` in any case (pandas parses those as numbers
+#: already) and an empty field as NaN. The R/Excel/SQL spellings ``NA``, ``N/A``, ``#N/A``,
+#: ``null``/``NULL`` (accepted by cmapM with ``--has_missing_data``) are read as NaN too.
+_NAN_SPELLINGS = sorted(
+    {sign + "".join(c) for sign in ("", "-", "+") for c in itertools.product("nN", "aA", "nN")}
+)
+_DATA_NA = ["", *_NAN_SPELLINGS, "NA", "N/A", "#N/A", "null", "NULL"]
 _GZIP_MAGIC = b"\x1f\x8b"
 
 

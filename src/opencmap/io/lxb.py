@@ -8,6 +8,12 @@ bead: ``RID`` (bead region = analyte, 0 = unclassified), ``DDG``, ``DBL``, ``DD`
 (reporter fluorescence, the expression signal), ``RP1ATT``, ``CL1``, ``CL2``, ``CL3``, ``Aux1``,
 ``TIME``.
 
+Integer parameters are masked to their ``$PnR`` range as FCS 3.0 says (a value is ANDed with the
+next power of two at or above ``$PnR``, minus one): Luminex writes flags in the unused high bits of
+some parameters (``DDG`` declares ``$PnR`` 2 but carries 31-bit words), which are not measurements.
+``read_lxb(path, mask=False)`` returns the raw stored words instead (as CMap's own text dumps show
+them); :attr:`LXB.masked` reports, per parameter, how many values the mask changed.
+
 Everything the layout depends on is read from the file (byte order, data type, bits per
 parameter, segment offsets) and checked against the file size, so a truncated or inconsistent file
 raises :class:`~opencmap.errors.FormatError` instead of returning garbage. Reading is one
@@ -24,6 +30,8 @@ from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
+import logging
+
 import numpy as np
 import pandas as pd
 
@@ -31,6 +39,8 @@ from opencmap.errors import FormatError
 from opencmap.io.beads import Beads
 
 __all__ = ["LXB", "read_lxb", "read_lxb_beads", "write_lxb", "write_lxb_beads"]
+
+log = logging.getLogger(__name__)
 
 _HEADER_LEN = 58
 _SUPPORTED_VERSIONS = ("FCS2.0", "FCS3.0", "FCS3.1")
@@ -51,12 +61,16 @@ class LXB:
         All TEXT-segment keywords (keys upper-cased, e.g. ``"$TOT"``, ``"$SMNO"``).
     path:
         The file read, if any.
+    masked:
+        ``{parameter: number of values changed}`` by the ``$PnR`` mask (parameters the mask left
+        unchanged are absent; empty when read with ``mask=False``).
     """
 
     data: np.ndarray
     names: tuple[str, ...]
     keywords: dict[str, str] = field(repr=False)
     path: str | None = None
+    masked: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_beads(self) -> int:
@@ -154,26 +168,28 @@ def _event_dtype(keywords: dict[str, str], n_par: int, path: str) -> tuple[np.dt
     return np.dtype([(f"p{i}", k) for i, k in enumerate(kinds)]), bits
 
 
-def read_lxb(path: str | PathLike[str]) -> LXB:
+def read_lxb(path: str | PathLike[str], *, mask: bool = True) -> LXB:
     """Read an LXB (FCS 2.0/3.0/3.1 list-mode) file.
 
     Parameters
     ----------
     path:
         The ``.lxb`` file.
+    mask:
+        Mask integer parameters to their ``$PnR`` range (FCS 3.0; default). ``False`` keeps the
+        raw stored words, high flag bits included (as CMap's ``A10.txt`` dump shows them).
 
     Returns
     -------
     LXB
-        ``data`` has shape ``(n_beads, n_params)``; integer parameters stay integers, exactly as
-        stored. Values are *not* masked to ``$PnR`` bits (the FCS rule): Luminex writes flags in
-        the high bits of ``DDG`` and CMap's reader (and its ``A10.txt`` dump) keeps them.
+        ``data`` has shape ``(n_beads, n_params)``; integer parameters stay integers (dtype as
+        stored). With ``mask``, :attr:`LXB.masked` counts the values the mask changed.
 
     Raises
     ------
     FormatError
-        Not an FCS file, unsupported layout (``$MODE`` other than ``L``, odd bit widths), or a
-        truncated/inconsistent file (DATA segment beyond the end of the file, or not
+        Not an FCS file, unsupported layout (``$MODE`` other than ``L``, odd bit widths), a
+        ``$PnR`` that is not a positive integer (with ``mask``), or a truncated/inconsistent file (DATA segment beyond the end of the file, or not
         ``$TOT`` x ``$PAR`` values long).
     """
     p = str(path)
@@ -229,7 +245,46 @@ def read_lxb(path: str | PathLike[str]) -> LXB:
     else:
         rec = np.frombuffer(blob, dtype=dtype, count=n_tot, offset=data_start)
         data = np.column_stack([rec[name].astype(np.int64) for name in dtype.names])
-    return LXB(data=data, names=names, keywords=keywords, path=p)
+    masked: dict[str, int] = {}
+    if mask and data.dtype.kind in "ui":
+        masked = _mask_to_range(data, names, keywords, bits, p)
+    return LXB(data=data, names=names, keywords=keywords, path=p, masked=masked)
+
+
+def _range_mask(keywords: dict[str, str], i: int, path: str) -> int | None:
+    """The FCS 3.0 bit mask of parameter ``i`` (1-based): next power of two >= ``$PnR``, minus one."""
+    value = keywords.get(f"$P{i}R")
+    if value is None or not value.strip():
+        return None
+    try:
+        r = float(value.strip())
+    except ValueError:
+        r = float("nan")
+    if not (r >= 1 and r == int(r)):
+        raise FormatError(
+            f"FCS keyword $P{i}R (range of parameter {i}) should be a positive integer, got {value!r}; "
+            "read the file with mask=False to keep the raw values",
+            path=path,
+        )
+    return (1 << (int(r) - 1).bit_length()) - 1
+
+
+def _mask_to_range(data: np.ndarray, names: tuple[str, ...], keywords: dict[str, str], bits: list[int], path: str) -> dict[str, int]:
+    """AND each integer column with its ``$PnR`` mask in place; returns the values changed per name."""
+    changed: dict[str, int] = {}
+    for i, name in enumerate(names):
+        m = _range_mask(keywords, i + 1, path)
+        if m is None or m >= (1 << bits[i]) - 1:
+            continue
+        column = data[:, i]
+        over = column > m
+        n = int(np.count_nonzero(over))
+        if n:
+            column &= column.dtype.type(m)
+            changed[name] = n
+    if changed:
+        log.debug("%s: values above their $PnR range masked (FCS 3.0): %s", path, changed)
+    return changed
 
 
 def read_lxb_beads(path: str | PathLike[str]) -> Beads:

@@ -133,12 +133,15 @@ class Engine:
     store:
         An open store or its path.
     pcl:
-        Perturbagen classes for PCL summaries: a GMT path or ``{name: [pert_id, ...]}``.
+        Perturbagen classes for PCL summaries: a GMT path or ``{name: [pert_id, ...]}``, checked
+        against the store's perturbagens (:func:`opencmap.query.pcl.load_pcls`): none known raises
+        :class:`~opencmap.errors.PCLError`; members or classes left out are in :attr:`pcl_notes`
+        (warned as :class:`~opencmap.errors.PCLWarning`) and in every result's notes.
     """
 
     def __init__(self, store: Store | str, *, pcl: Any = None):
         self.store = store if isinstance(store, Store) else Store(store)
-        self.pcl = _load_pcl(pcl)
+        self.pcl, self.pcl_notes = _load_pcl(pcl, self.store)
         self._groups: tuple[np.ndarray, pd.Index] | None = None
         self._lookup: GeneLookup | None = None
         self._is_ref: np.ndarray | None = None
@@ -166,6 +169,7 @@ class Engine:
         summaries: bool = True,
         block_size: int = 65536,
         progress: Progress | None = None,
+        require_levels: Sequence[str] | None = None,
         **method_options: Any,
     ) -> QueryResult:
         """Score ``queries`` against every signature of the store.
@@ -194,6 +198,10 @@ class Engine:
             Maximum signatures per block (reduced automatically to bound memory).
         progress:
             ``progress(done, total)`` in signatures scored.
+        require_levels:
+            Result levels the caller will read: one this run cannot produce (a PCL level without
+            PCLs, a summary level of a non-connectivity metric) is refused before anything is
+            scored (:class:`~opencmap.errors.QueryError`).
         method_options:
             Options of the metric (e.g. ``es_tail="up"``, ``k=100`` for xsum).
 
@@ -206,8 +214,11 @@ class Engine:
         queries with a note (:class:`~opencmap.errors.TauUnavailableWarning`). What each query
         used is in ``result.provenance`` (and ``describe()``).
         """
+        from opencmap.query.pcl import check_levels
+
         method = get_method(metric)
         explicit_tail = method_options.get("es_tail")
+        check_levels(require_levels, self.pcl, summaries=method.connectivity and ncs and summaries)
         options = method.options(method_options)
         if on_invalid not in ("raise", "skip"):
             raise ConfigError(f"on_invalid must be 'raise' or 'skip', got {on_invalid!r}")
@@ -240,6 +251,8 @@ class Engine:
             _note_undefined(metrics[method.name], valid, method.name, notes, provenance)
         info = self.store.sig_info
         levels: dict[str, LevelResult] = {}
+        if method.connectivity and summaries:
+            notes.extend(self.pcl_notes)
         tau_log: dict[str, Any] | None = None
         if method.connectivity and ncs and tau:
             tau_log = {"method": tau_method, "levels": {}}
@@ -704,14 +717,14 @@ def _block_columns(n_rows: int, block_size: int) -> int:
     return int(max(256, min(block_size, _BLOCK_BYTES // per_col)))
 
 
-def _load_pcl(pcl: Any) -> dict[str, tuple[str, ...]] | None:
+def _load_pcl(pcl: Any, store: Store) -> tuple[dict[str, tuple[str, ...]] | None, list[str]]:
     if pcl is None:
-        return None
-    if isinstance(pcl, Mapping):
-        return {str(k): tuple(str(x) for x in v) for k, v in pcl.items()}
-    from opencmap.io import read_gmt
+        return None, []
+    from opencmap.query.pcl import load_pcls
 
-    return {s.name: tuple(s.genes) for s in read_gmt(pcl)}
+    info = store.sig_info
+    names = info["pert_iname"] if "pert_iname" in info.columns else ()
+    return load_pcls(pcl, info["pert_id"] if "pert_id" in info.columns else (), pert_names=names)
 
 
 # ---------------------------------------------------------------------------------- one-call API

@@ -558,8 +558,9 @@ def _suffix_side(set_name: str) -> str | None:
     return None
 
 
-def _sets_by_query(path: str | os.PathLike[str], side: str) -> dict[str, tuple[str, ...]]:
-    """The sets of one GMT file of ``side`` sets, keyed by query name (direction suffix removed).
+def _sets_by_query(path: str | os.PathLike[str], side: str) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """The sets of one GMT file of ``side`` sets, keyed by query name (direction suffix removed),
+    and the set names they were read from.
 
     Refuses a file with no sets, a set with no genes, a set named for the other direction (``X_DN`` in the up file:
     the files are probably swapped) and two sets naming the same query (``X_UP`` and ``X_DN`` in
@@ -590,7 +591,7 @@ def _sets_by_query(path: str | os.PathLike[str], side: str) -> dict[str, tuple[s
                 f"{side} file {file!r}: set {s.name!r} is named as a {named} set; give up sets in the up "
                 "file and down sets in the down file (are the two files swapped?)"
             )
-    return out
+    return out, names
 
 
 def queries_from_gmt(
@@ -603,17 +604,26 @@ def queries_from_gmt(
     :class:`~opencmap.errors.GeneSetError` for a file with no sets, a set whose suffix names the
     other direction, two sets of one file naming the same query, and sets without a partner.
     """
-    up_sets = _sets_by_query(up, "up") if up is not None else {}
-    dn_sets = _sets_by_query(down, "down") if down is not None else {}
+    up_sets, up_names = _sets_by_query(up, "up") if up is not None else ({}, {})
+    dn_sets, dn_names = _sets_by_query(down, "down") if down is not None else ({}, {})
     if up_sets and dn_sets and set(up_sets) != set(dn_sets):
-        only_up = sorted(set(up_sets) - set(dn_sets))[:5]
-        only_dn = sorted(set(dn_sets) - set(up_sets))[:5]
+        only_up = [up_names[k] for k in up_sets if k not in dn_sets]
+        only_dn = [dn_names[k] for k in dn_sets if k not in up_sets]
+        parts = []
+        if only_up:
+            parts.append(f"{len(only_up)} set(s) of up file {os.path.basename(os.fspath(up))!r} have no down partner: {_first(only_up)}")  # type: ignore[arg-type]
+        if only_dn:
+            parts.append(f"{len(only_dn)} set(s) of down file {os.path.basename(os.fspath(down))!r} have no up partner: {_first(only_dn)}")  # type: ignore[arg-type]
         raise GeneSetError(
-            f"the up and down GMT files must name the same queries (only in up: {only_up}; only in "
-            f"down: {only_dn}); name sets X_UP / X_DN or identically"
+            "the up and down GMT files must name the same queries, paired as X_UP with X_DN (or identical "
+            "names); " + "; ".join(parts)
         )
     names = list(up_sets) or list(dn_sets)
     return [Query(n, up=up_sets.get(n, ()), down=dn_sets.get(n, ())) for n in names]
+
+
+def _first(names: Sequence[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" (+{len(names) - n} more)" if len(names) > n else "")
 
 
 def query_from_grp(
@@ -675,7 +685,12 @@ def as_queries(
         ups = dict(up or {})  # type: ignore[arg-type]
         dns = dict(down or {})  # type: ignore[arg-type]
         if ups and dns and set(ups) != set(dns):
-            raise GeneSetError("the up and down dictionaries must have the same query names")
+            only_up = [str(k) for k in ups if k not in dns]
+            only_dn = [str(k) for k in dns if k not in ups]
+            raise GeneSetError(
+                "the up and down dictionaries must have the same query names; only in up: "
+                f"{_first(only_up) or 'none'}; only in down: {_first(only_dn) or 'none'}"
+            )
         names = list(ups) or list(dns)
         return [Query(str(n), up=tuple(map(str, ups.get(n, ()))), down=tuple(map(str, dns.get(n, ())))) for n in names]
     return [Query(name, up=tuple(map(str, up or ())), down=tuple(map(str, down or ())))]

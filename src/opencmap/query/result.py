@@ -40,6 +40,9 @@ _FORMAT_NAME = "opencmap-query-result"
 RESULT_FORMAT_VERSION = 1
 _QUERY_ARRAYS = ("up_rows", "down_rows", "vector")
 _QUERY_TUPLES = ("up_genes", "down_genes", "unknown", "dropped")
+#: files every results folder written by :meth:`QueryResult.write` holds (``--overwrite`` replaces
+#: only folders with one of them)
+RESULT_FOLDER_MARKERS = ("describe.json", "queries.tsv")
 
 
 @dataclass
@@ -81,7 +84,10 @@ class QueryResult:
 
     def level(self, name: str = "sig") -> LevelResult:
         if name not in self.levels:
-            raise IdNotFoundError(f"no level {name!r} in this result (has {sorted(self.levels)})")
+            hint = ""
+            if name in ("pcl_cell", "pcl_summary"):
+                hint = "; PCL levels need perturbagen classes: run with a PCL GMT of pert_ids (pcl=, --pcl)"
+            raise IdNotFoundError(f"no level {name!r} in this result (has {sorted(self.levels)}){hint}")
         return self.levels[name]
 
     def _query_index(self, query: int | str | None) -> int:
@@ -222,26 +228,44 @@ class QueryResult:
         *,
         format: str = "tsv",
         levels: Sequence[str] | None = None,
+        overwrite: bool = False,
+        overwrite_flag: str = "overwrite=True",
     ) -> list[Path]:
-        """Write the result into ``out_dir``; returns the files written.
+        """Write the result as a new folder ``out_dir``; returns the files written.
 
         ``tsv`` / ``parquet``: one long table per level (``<level>.tsv``); ``gctx``: one matrix per
-        level and metric (``<level>_<metric>.gctx``, rows x queries). Always ``queries.tsv``.
+        level and metric (``<level>_<metric>.gctx``, rows x queries). Always ``queries.tsv``,
+        ``notes.txt`` (:meth:`report`) and ``describe.json`` (:meth:`describe`).
+
+        The folder is written aside and swapped in whole (:func:`opencmap.io.atomic.atomic_write_dir`):
+        it never mixes files of two runs, and a failure leaves an earlier folder as it was. A
+        folder that exists and is not empty is refused (:class:`~opencmap.errors.ConfigError`)
+        unless ``overwrite``, which replaces it whole if it is a results folder (it holds a
+        ``queries.tsv`` or ``describe.json``); so is a path that is a file. ``overwrite_flag`` is
+        the option named in those errors (``--overwrite`` for the CLI).
         """
+        from opencmap.io.atomic import atomic_write_dir
+
         if format not in _FORMATS:
             raise ConfigError(f"format must be one of {_FORMATS}, got {format!r}")
+        wanted = list(levels or self.levels)
+        for level in wanted:
+            self.level(level)
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written = [self.write_file(out / "queries.tsv")]
-        for level in levels or list(self.levels):
-            if format == "gctx":
-                written += [
-                    self.write_file(out / f"{level}_{metric}.gctx", level=level, metric=metric)
-                    for metric in self.level(level).metrics
-                ]
-            else:
-                written.append(self.write_file(out / f"{level}.{format}", level=level))
-        return written
+        with atomic_write_dir(out, overwrite=overwrite, flag=overwrite_flag, replaceable=RESULT_FOLDER_MARKERS) as tmp:
+            names = [self.write_file(tmp / "queries.tsv").name]
+            (tmp / "notes.txt").write_text("".join(f"{line}\n" for line in self.report()), encoding="utf-8")
+            (tmp / "describe.json").write_text(json.dumps(self.describe(), indent=2, default=str) + "\n", encoding="utf-8")
+            names += ["notes.txt", "describe.json"]
+            for level in wanted:
+                if format == "gctx":
+                    names += [
+                        self.write_file(tmp / f"{level}_{metric}.gctx", level=level, metric=metric).name
+                        for metric in self.level(level).metrics
+                    ]
+                else:
+                    names.append(self.write_file(tmp / f"{level}.{format}", level=level).name)
+        return [out / name for name in names]
 
     def write_file(self, path: str | os.PathLike[str], *, level: str | None = None, metric: str | None = None) -> Path:
         """Write one table or matrix (atomically); returns ``path``.
@@ -266,6 +290,15 @@ class QueryResult:
         return path
 
     # ------------------------------------------------------------------ storage
+    def report(self) -> list[str]:
+        """What this result used, as short readable lines (:func:`opencmap.query.notes.result_notes`
+        of :meth:`describe`): method, space and parameters, per query the genes used, left out
+        and mapped, and every note of the engine. The CLI prints them; the API returns them as
+        ``notes``."""
+        from opencmap.query.notes import result_notes
+
+        return result_notes(self.describe())
+
     def describe(self) -> dict[str, Any]:
         """JSON-ready description: method, space, params, notes, queries (genes kept, unknown,
         dropped, suggestions, and what each used: ``tail`` and ``provenance``), the batch-wide

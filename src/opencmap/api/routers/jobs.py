@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
@@ -32,11 +33,13 @@ JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="Job id.
 Level = Literal["sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary"]
 QueryName = Annotated[str | None, Query(max_length=100, description="Query name (default: the first query).")]
 Metric = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_]+$")]
-_DOWNLOAD = re.compile(r"^(queries\.tsv|(?P<level>[a-z_]+)\.tsv|(?P<glevel>[a-z_]+)__(?P<metric>[A-Za-z0-9_]+)\.gctx)$")
+_DOWNLOAD = re.compile(r"^(queries\.tsv|notes\.txt|describe\.json|(?P<level>[a-z_]+)\.tsv|(?P<glevel>[a-z_]+)__(?P<metric>[A-Za-z0-9_]+)\.gctx)$")
 
 
 def job_status(job: dict[str, Any]) -> JobStatus:
-    """The API view of a job row."""
+    """The API view of a job row (``notes`` rendered from the stored ``describe()`` data)."""
+    from opencmap.query.notes import result_notes
+
     info = job.get("info") or {}
     return JobStatus(
         id=job["id"],
@@ -52,10 +55,11 @@ def job_status(job: dict[str, Any]) -> JobStatus:
         request=job["request"],
         method=info.get("method"),
         space=info.get("space"),
-        notes=info.get("notes", []),
+        notes=result_notes(info) if info else [],
         params=info.get("params", {}),
         queries=info.get("queries", []),
         levels=info.get("levels", []),
+        describe=info,
     )
 
 
@@ -138,7 +142,7 @@ def results(
     )
     return ResultPage(
         total=total, offset=offset, limit=limit, items=records(rows), level=level, query=name,
-        metrics=metrics, sort=sort, order=order,
+        metrics=metrics, sort=sort, order=order, notes=result.report(),
     )  # fmt: skip
 
 
@@ -194,7 +198,11 @@ def running_sum(
 @router.get("/{job_id}/downloads", summary="Files of a finished job")
 def downloads(job_id: JobId, runner: Annotated[JobRunner, Depends(get_runner)]) -> dict[str, list[dict[str, str]]]:
     result = _result(runner, job_id)
-    files = [{"name": "queries.tsv", "format": "tsv", "description": "queries: genes used, unknown and dropped"}]
+    files = [
+        {"name": "queries.tsv", "format": "tsv", "description": "queries: genes used, unknown and dropped"},
+        {"name": "notes.txt", "format": "txt", "description": "what the result used, one line each (the job's notes)"},
+        {"name": "describe.json", "format": "json", "description": "the result's provenance as structured data"},
+    ]
     for level, lv in result.levels.items():
         files.append({"name": f"{level}.tsv", "format": "tsv", "description": f"{level}: every metric, long table"})
         for metric in lv.metrics:
@@ -222,10 +230,15 @@ async def download(
     path = tmp / name  # name matched the whitelist pattern above: no separators, no '..'
 
     try:
-        await run_in_threadpool(result.write_file, path, level=level, metric=metric)
+        if name == "notes.txt":
+            path.write_text("".join(f"{line}\n" for line in result.report()), encoding="utf-8")
+        elif name == "describe.json":
+            path.write_text(json.dumps(result.describe(), indent=2, default=str) + "\n", encoding="utf-8")
+        else:
+            await run_in_threadpool(result.write_file, path, level=level, metric=metric)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    media = "text/tab-separated-values" if name.endswith(".tsv") else "application/x-hdf5"
+    media = {".tsv": "text/tab-separated-values", ".txt": "text/plain", ".json": "application/json"}.get(path.suffix, "application/x-hdf5")
     filename = f"opencmap-{job_id[:8]}-{name}"
     return FileResponse(path, media_type=media, filename=filename, background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))
