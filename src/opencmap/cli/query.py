@@ -50,7 +50,7 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
             min_genes: int, max_genes: int, pcl: Path | None, tau_method: str, out_dir: Path | None, overwrite: bool,
             fmt: str, top: int, level: str, direction: str) -> None:
     """Query STORE with up/down gene sets (files or lists) or store signatures."""
-    from opencmap.errors import OpenCMapWarning
+    from opencmap.errors import GeneIdentityWarning, OpenCMapWarning
     from opencmap.io.atomic import check_output_dir
     from opencmap.query.pcl import check_levels
     from opencmap.query.result import RESULT_FOLDER_MARKERS
@@ -65,7 +65,12 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
         result = _run(store, pcl, level, metric, es_tail, space, min_genes, max_genes, tau_method,
                       _queries(up_file, down_file, up_genes, down_genes, name), sig_ids, vectors, sig_genes)
     lines = result.report()
-    lines += [f"warning: {w.message}" for w in seen if issubclass(w.category, OpenCMapWarning) and str(w.message) not in lines]
+    # gene identity warnings repeat what each query's notes already say (ValidatedQuery.notes)
+    lines += [
+        f"warning: {w.message}"
+        for w in seen
+        if issubclass(w.category, OpenCMapWarning) and not issubclass(w.category, GeneIdentityWarning) and str(w.message) not in lines
+    ]
     click.echo("notes:", err=True)
     for line in lines:
         click.echo(f"  {line}", err=True)

@@ -140,6 +140,8 @@ class ValidatedQuery:
             parts = []
             if self.unknown:
                 parts.append(f"{len(self.unknown)} unknown: " + ", ".join(_with_reason(t, self.reasons) for t in self.unknown[:10]))
+                if self.suggestions:
+                    parts.append("did you mean " + "; ".join(f"{t} -> {' or '.join(s)}" for t, s in list(self.suggestions.items())[:5]))
             if self.dropped:
                 parts.append(f"{len(self.dropped)} outside the feature space: " + ", ".join(self.dropped[:10]))
             used = len(self.up_genes) + len(self.down_genes)
