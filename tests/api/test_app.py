@@ -284,7 +284,7 @@ def test_upload_queries_pairs_up_and_down_files_as_the_cli(client, tmp_path):
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        ({"up": ("up.gmt", b"A_UP\t\tG1\n"), "down": ("dn.gmt", b"B_DN\t\tG2\n")}, "only in up: ['A']"),
+        ({"up": ("up.gmt", b"A_UP\t\tG1\n"), "down": ("dn.gmt", b"B_DN\t\tG2\n")}, "have no down partner: A_UP"),
         ({"up": ("dn.gmt", b"A_DN\t\tG1\n"), "down": ("up.gmt", b"A_UP\t\tG2\n")}, "up file 'dn.gmt': set 'A_DN' is named as a down set"),
         ({"up": ("both.gmt", b"A_UP\t\tG1\nA_DN\t\tG2\n")}, "both name query 'A'"),
         ({"up": ("empty.gmt", b"\n")}, "up file 'empty.gmt' has no gene sets"),

@@ -160,7 +160,7 @@ def test_grp_uploads_fill_their_own_sides(ui_server, page, tmp_path):
 @pytest.mark.parametrize(
     ("up_text", "dn_text", "message"),
     [
-        ("A_UP\t\tG1\tG2\nB_UP\t\tG3\n", "A_DN\t\tG4\nC_DN\t\tG5\n", "only in up: ['B']; only in down: ['C']"),
+        ("A_UP\t\tG1\tG2\nB_UP\t\tG3\n", "A_DN\t\tG4\nC_DN\t\tG5\n", "have no down partner: B_UP; 1 set(s) of down file 'dn.gmt' have no up partner: C_DN"),
         ("A_DN\t\t1000\n", None, "set 'A_DN' is named as a down set"),  # the down file put in the Up box
         ("A_UP\t\t1000\nA_DN\t\t1001\n", None, "both name query 'A'"),
         ("\n", None, "has no gene sets"),
@@ -180,7 +180,7 @@ def test_unpairable_upload_is_refused(ui_server, page, artifacts, tmp_path, up_t
     expect(page.locator("#message")).to_contain_text(message)
     expect(page.locator("#preview-table")).to_have_count(0)  # nothing left to submit
     assert page.locator("input[name=up-file]").input_value() == ""
-    if message.startswith("only in up"):
+    if message.startswith("have no down partner"):
         for width, name in ((1440, "ui-upload-refused.png"), (390, "ui-upload-refused-390.png")):
             page.set_viewport_size({"width": width, "height": 800})
             page.screenshot(path=str(artifacts / name), full_page=True)
