@@ -340,7 +340,8 @@ function describeField(key, value) {
 }
 
 function usedBanner(job, qinfo) {
-  const notes = job.notes || [];
+  // the engine's own notes (warnings); job.notes also renders the per-query fields shown below
+  const notes = (job.describe && Array.isArray(job.describe.notes)) ? job.describe.notes : (job.notes || []);
   const items = [];
   for (const [key, value] of Object.entries(qinfo || {})) {
     if (key === "name" || key === "suggestions") continue;  // suggestions belong to the query form
