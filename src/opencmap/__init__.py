@@ -19,6 +19,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+import opencmap._pandas_compat  # noqa: F401  (first: pandas 3 string semantics on pandas 2.3)
 from opencmap.core.gct import GCT
 from opencmap.errors import (
     ConfigError,
