@@ -469,8 +469,8 @@ def validate_query(
         given = [str(t).strip() for t in (*query.up, *query.down) if str(t).strip()]
         few = ", ".join(_with_reason(t, restricted.reasons) for t in given[:5]) + (" ..." if len(given) > 5 else "")
         raise GeneSetError(
-            f"query {query.name!r}: all {len(given)} genes are unknown to this store ({few}); write Entrez ids, "
-            f"Ensembl gene ids or gene symbols of its genes"
+            f"query {query.name!r}: no {'up' if query.up else 'down'} gene is in feature space {space.name!r}: all "
+            f"{len(given)} genes are unknown to this store ({few}); write Entrez ids, Ensembl gene ids or gene symbols"
         )
     hint = ""
     if unknown:
