@@ -191,3 +191,21 @@ def test_query_scores_do_not_depend_on_how_genes_are_written(real_gene_store, pi
     assert b.queries[0].up_genes == a.queries[0].up_genes and b.queries[0].down_genes == a.queries[0].down_genes
     assert not b.queries[0].unknown and not b.queries[0].ambiguous["up"] and not b.queries[0].ambiguous["down"]
     np.testing.assert_array_equal(a.levels["sig"].metrics["wtcs"], b.levels["sig"].metrics["wtcs"])
+
+
+def test_mappings_survive_the_stored_result(real_gene_store):
+    from opencmap.query.result import QueryResult
+
+    up = ["AARS1", "ENSG00000143799.9", "PARP", *ELIGIBLE["gene"][10:20]]
+    down = list(ELIGIBLE["gene"][30:42])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = real_gene_store.run(Query("q", up=tuple(up), down=tuple(down)), ncs=False, fdr=False, tau=False, summaries=False)
+    q = res.queries[0]
+    assert q.mapped["up"]["ENSG00000143799.9"] == ("142", "PARP1", "ensembl")
+    assert "PARP" in q.ambiguous["up"]
+    described = res.describe()["queries"][0]
+    assert described["mapped"]["up"]["AARS1"] == ["16", "AARS1", "symbol"]
+    back = QueryResult.from_bytes(res.to_bytes()).queries[0]
+    assert back.mapped == q.mapped and back.ambiguous == q.ambiguous and back.reasons == q.reasons
+    assert any("mapped" in n for n in res.notes) and any("ambiguous" in n for n in res.notes)
