@@ -180,18 +180,22 @@ class GeneLookup:
         self.identity = identity
         ids = genes["pr_gene_id"].astype(str).tolist()
         self.ids = set(ids)
-        symbols = genes["pr_gene_symbol"].astype(str).tolist() if "pr_gene_symbol" in genes.columns else [""] * len(ids)
+        symbols = (
+            genes["pr_gene_symbol"].fillna("").astype(str).str.strip().replace({"-666": "", "nan": ""}).tolist()
+            if "pr_gene_symbol" in genes.columns
+            else [""] * len(ids)
+        )
         self.symbol_of = dict(zip(ids, symbols, strict=True))
         self.by_symbol: dict[str, str] = {}
-        self._by_symbol_exact: dict[str, str] = {}
-        self._by_symbol_ci: dict[str, list[str]] = {}
+        self._by_symbol_exact: dict[str, str] = {}  # symbol -> first gene (probe) carrying it
+        self._by_symbol_ci: dict[str, list[str]] = {}  # upper case -> distinct symbols
         for gid, sym in zip(ids, symbols, strict=True):
             if sym:
                 self._by_symbol_exact.setdefault(sym, gid)
                 self.by_symbol.setdefault(sym.upper(), gid)
-                bucket = self._by_symbol_ci.setdefault(sym.upper(), [])
-                if gid not in bucket:
-                    bucket.append(gid)
+                spellings = self._by_symbol_ci.setdefault(sym.upper(), [])
+                if sym not in spellings:
+                    spellings.append(sym)
         self.by_entrez: dict[str, str] = {}
         self.entrez_of: dict[str, str] = {}
         if "entrez_id" in genes.columns:  # probe-space stores: Entrez id -> first probe
@@ -239,7 +243,7 @@ class GeneLookup:
         gid = self._by_symbol_exact.get(t)
         if gid is not None:
             return [gid], False
-        return list(self._by_symbol_ci.get(t.upper(), [])), True
+        return [self._by_symbol_exact[sym] for sym in self._by_symbol_ci.get(t.upper(), [])], True
 
     # ------------------------------------------------------------------ public
     def map(self, token: str) -> GeneMapping:
