@@ -264,7 +264,7 @@ class GeneLookup:
             gid, why = self._store_gene(r.entrez_id or "")
             if gid is not None:
                 return replace(r, gene_id=gid)
-            missing = replace(r, status="unknown", note="; ".join(x for x in (f"{r.symbol} (Entrez {r.entrez_id}): {why}", r.note) if x))
+            missing = replace(r, status="unknown", note="; ".join(x for x in (f"{r.symbol}, Entrez {r.entrez_id}, {why}", r.note) if x))
         hits, case_changed = self._symbol_match(t)
         if len(hits) == 1:
             gid = hits[0]
@@ -290,7 +290,7 @@ class GeneLookup:
             gid, why = self._store_gene(r.entrez_id or "")
             if gid is not None:
                 return replace(r, gene_id=gid)
-            return replace(r, status="unknown", note=f"{r.via} of {r.symbol} (Entrez {r.entrez_id}): {why}")
+            return replace(r, status="unknown", note=f"{r.via} of {r.symbol}, Entrez {r.entrez_id}, {why}")
         return r
 
     def resolve(self, token: str) -> str | None:
@@ -425,8 +425,9 @@ def _warn(v: ValidatedQuery) -> None:
         parts = []
         if v.unknown:
             parts.append(f"{len(v.unknown)} unknown: " + ", ".join(_with_reason(t, v.reasons) for t in v.unknown[:10]))
-            if v.suggestions:
-                parts.append("did you mean " + "; ".join(f"{t} -> {' or '.join(s)}" for t, s in list(v.suggestions.items())[:5]))
+            unknown_suggestions = [(t, v.suggestions[t]) for t in v.unknown if t in v.suggestions]
+            if unknown_suggestions:
+                parts.append("did you mean " + "; ".join(f"{t} -> {' or '.join(s)}" for t, s in unknown_suggestions[:5]))
         if v.dropped:
             parts.append(f"{len(v.dropped)} outside the feature space: " + ", ".join(v.dropped[:10]))
         warnings.warn(f"query {v.name!r}: genes not used - " + "; ".join(parts), UnknownGeneWarning, stacklevel=3)
