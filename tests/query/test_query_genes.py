@@ -209,3 +209,17 @@ def test_mappings_survive_the_stored_result(real_gene_store):
     back = QueryResult.from_bytes(res.to_bytes()).queries[0]
     assert back.mapped == q.mapped and back.ambiguous == q.ambiguous and back.reasons == q.reasons
     assert any("mapped" in n for n in res.notes) and any("ambiguous" in n for n in res.notes)
+
+
+def test_vector_queries_read_symbols_and_ensembl_ids_too():
+    rng = np.random.default_rng(3)
+    genes = list(DEMO_GENES["pr_gene_id"][:40])
+    values = rng.normal(size=40)
+    by_id = validate_query(Query("v", vector=pd.Series(values, index=genes)), DEMO_SPACE, DEMO_LOOKUP)
+    written = ["AARS1", "ENSG00000204574.2", *genes[2:40], "PARP", "NOPE"]  # 16 -> AARS1, 23 (ABCF1) -> Ensembl
+    with pytest.warns(GeneMappingWarning, match="ENSG00000204574.2 -> 23 ABCF1"):
+        v = validate_query(Query("v", vector=pd.Series([*values, 5.0, 6.0], index=written)), DEMO_SPACE, DEMO_LOOKUP, warn=True)
+    np.testing.assert_array_equal(v.vector, by_id.vector)
+    assert v.mapped["vector"]["ENSG00000204574.2"] == ("23", "ABCF1", "ensembl")
+    assert "PARP" in v.ambiguous["vector"] and v.unknown == ("NOPE",)
+    assert any("1 gene(s) not used (40 used)" in n for n in v.notes())

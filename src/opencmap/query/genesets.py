@@ -66,6 +66,11 @@ class Query:
 SIDES = ("up", "down")
 
 
+def _sides(v: ValidatedQuery) -> list[str]:
+    """The sides a query reports on: up, down, and ``vector`` for numeric queries."""
+    return [*SIDES, "vector"] if v.is_vector else list(SIDES)
+
+
 @dataclass(frozen=True)
 class ValidatedQuery:
     """A query restricted to a feature space: 0-based rows of the space per direction.
@@ -103,9 +108,9 @@ class ValidatedQuery:
         return {t: m for t, m in dict(self.mapped.get(side, {})).items() if m[2] not in ("symbol", "store symbol")}
 
     def summary(self) -> dict[str, object]:
-        mapped = [f"{t}->{m[0]} {m[1]} ({m[2]})" for side in SIDES for t, m in self.noteworthy_mappings(side).items()]
+        mapped = [f"{t}->{m[0]} {m[1]} ({m[2]})" for side in _sides(self) for t, m in self.noteworthy_mappings(side).items()]
         ambiguous = [
-            f"{t}: " + " or ".join(f"{s} ({e})" for e, s in c) for side in SIDES for t, c in dict(self.ambiguous.get(side, {})).items()
+            f"{t}: " + " or ".join(f"{s} ({e})" for e, s in c) for side in _sides(self) for t, c in dict(self.ambiguous.get(side, {})).items()
         ]
         return {
             "query": self.name,
@@ -120,8 +125,7 @@ class ValidatedQuery:
     def notes(self) -> list[str]:
         """One line per side and kind of event (mapped, ambiguous, unknown, outside the space)."""
         out: list[str] = []
-        for side in SIDES:
-            genes = self.up_genes if side == "up" else self.down_genes
+        for side in _sides(self):
             mapped = self.noteworthy_mappings(side)
             if mapped:
                 out.append(
@@ -142,7 +146,7 @@ class ValidatedQuery:
                 parts.append(f"{len(self.unknown)} unknown: " + ", ".join(_with_reason(t, self.reasons) for t in self.unknown[:10]))
             if self.dropped:
                 parts.append(f"{len(self.dropped)} outside the feature space: " + ", ".join(self.dropped[:10]))
-            used = len(self.up_genes) + len(self.down_genes)
+            used = int(np.isfinite(self.vector).sum()) if self.vector is not None else len(self.up_genes) + len(self.down_genes)
             out.append(f"query {self.name}: {len(lost)} gene(s) not used ({used} used) - " + "; ".join(parts))
         return out
 
@@ -403,7 +407,7 @@ def _restrict(tokens: Sequence[str], lookup: GeneLookup, space: FeatureSpace) ->
 
 
 def _warn(v: ValidatedQuery) -> None:
-    for side in SIDES:
+    for side in _sides(v):
         mapped = v.noteworthy_mappings(side)
         if mapped:
             warnings.warn(
@@ -433,6 +437,58 @@ def _warn(v: ValidatedQuery) -> None:
         warnings.warn(f"query {v.name!r}: genes not used - " + "; ".join(parts), UnknownGeneWarning, stacklevel=3)
 
 
+def _validate_vector(query: Query, space: FeatureSpace, genes: pd.DataFrame | GeneLookup, *, warn: bool) -> ValidatedQuery:
+    """A numeric query aligned to ``space``; row ids outside it are resolved like gene-set tokens."""
+    vec = query.vector
+    assert vec is not None
+    values = pd.to_numeric(pd.Series(vec.to_numpy(), index=[str(i).strip() for i in vec.index]), errors="coerce")
+    values = values[~values.index.duplicated()]
+    index = list(values.index)
+    rows = space.positions(index)
+    mapped: dict[str, tuple[str, str, str]] = {}
+    ambiguous: dict[str, tuple[tuple[str, str], ...]] = {}
+    reasons: dict[str, str] = {}
+    outside = np.flatnonzero(rows < 0)
+    if outside.size:
+        lookup = genes if isinstance(genes, GeneLookup) else GeneLookup(genes)
+        taken = {index[i]: index[i] for i in np.flatnonzero(rows >= 0)}
+        for i in outside:
+            token = index[i]
+            m = lookup.map(token)
+            if m.status == "ambiguous":
+                ambiguous[token] = m.candidates
+                reasons[token] = "ambiguous: " + " or ".join(f"{s} ({e})" for e, s in m.candidates)
+                continue
+            if m.gene_id is None or m.gene_id == token or space.positions([m.gene_id])[0] < 0:
+                if m.note:
+                    reasons[token] = m.note
+                continue
+            via = (m.via or "") + (", case changed" if m.case_changed else "")
+            mapped[token] = (m.gene_id, m.symbol or "", via)
+            if m.gene_id in taken:
+                reasons[token] = f"same gene as {taken[m.gene_id]} ({m.gene_id}), its first value kept"
+                continue
+            taken[m.gene_id] = token
+            index[i] = m.gene_id
+        values.index = pd.Index(index, dtype=object)
+        values = values[~values.index.duplicated()]
+    aligned = values.reindex(space.gene_ids).to_numpy(dtype=np.float64)
+    n = int(np.isfinite(aligned).sum())
+    if n < 3:
+        raise GeneSetError(
+            f"query {query.name!r}: only {n} of its {len(values)} genes are finite values in feature "
+            f"space {space.name!r}; a vector query needs at least 3"
+        )
+    unknown = tuple(str(g) for g in values.index[space.positions(list(values.index)) < 0] if g not in ambiguous)[:50]
+    v = ValidatedQuery(
+        query.name, np.empty(0, np.intp), np.empty(0, np.intp), (), (), unknown=unknown, vector=aligned,
+        mapped={"vector": mapped}, ambiguous={"vector": ambiguous}, reasons=reasons,
+    )
+    if warn:
+        _warn(v)
+    return v
+
+
 def validate_query(
     query: Query,
     space: FeatureSpace,
@@ -449,19 +505,7 @@ def validate_query(
     :class:`AmbiguousGeneWarning`, :class:`UnknownGeneWarning`).
     """
     if query.is_vector:
-        vec = query.vector
-        assert vec is not None
-        values = pd.to_numeric(pd.Series(vec.to_numpy(), index=[str(i) for i in vec.index]), errors="coerce")
-        values = values[~values.index.duplicated()]
-        aligned = values.reindex(space.gene_ids).to_numpy(dtype=np.float64)
-        n = int(np.isfinite(aligned).sum())
-        if n < 3:
-            raise GeneSetError(
-                f"query {query.name!r}: only {n} of its {len(values)} genes are finite values in feature "
-                f"space {space.name!r}; a vector query needs at least 3"
-            )
-        unknown = tuple(str(g) for g in values.index[space.positions(list(values.index)) < 0][:50])
-        return ValidatedQuery(query.name, np.empty(0, np.intp), np.empty(0, np.intp), (), (), unknown=unknown, vector=aligned)
+        return _validate_vector(query, space, genes, warn=warn)
 
     lookup = genes if isinstance(genes, GeneLookup) else GeneLookup(genes)
     if not query.up and not query.down:
