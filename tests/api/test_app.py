@@ -89,6 +89,7 @@ def test_perturbagens_cells_pcls(client):
 def test_genes_lookup_with_suggestions(client):
     assert client.get("/genes/1012").json()["pr_gene_symbol"] == "GENE12"
     assert client.get("/genes/gene12").json()["pr_gene_id"] == "1012"  # symbols are case-insensitive
+    assert client.get("/genes/gene12").json()["via"] == "store symbol, case changed"  # and the match is said
     r = client.get("/genes/GENE_12")  # a punctuation variant (issue 12: no similarity-based suggestions)
     assert r.status_code == 404
     assert "did you mean" in r.json()["error"]["message"] and "GENE12" in r.json()["error"]["message"]

@@ -25,7 +25,7 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--up", "up_file", type=_FILE, help="Up genes: GMT (several queries, paired by name with --down) or GRP.")
 @click.option("--down", "down_file", type=_FILE, help="Down genes: GMT or GRP.")
-@click.option("--up-genes", help="Comma-separated up genes (Entrez ids or symbols).")
+@click.option("--up-genes", help="Comma-separated up genes (Entrez ids, Ensembl ids or symbols).")
 @click.option("--down-genes", help="Comma-separated down genes.")
 @click.option("--sig-id", "sig_ids", multiple=True, help="Use a store signature as the query (its top/bottom genes; repeatable).")
 @click.option("--vectors", type=_FILE, help="GCT/GCTX of numeric query profiles (genes x queries) for cosine/pearson/spearman.")
@@ -49,7 +49,10 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
             sig_ids: tuple[str, ...], vectors: Path | None, sig_genes: int, name: str, metric: str, es_tail: str | None, space: str | None,
             min_genes: int, max_genes: int, pcl: Path | None, tau_method: str, out_dir: Path | None, overwrite: bool,
             fmt: str, top: int, level: str, direction: str) -> None:
-    """Query STORE with up/down gene sets (files or lists) or store signatures."""
+    """Query STORE with up/down gene sets (files or lists) or store signatures.
+
+    Genes may be Entrez ids, Ensembl gene ids, current or previous symbols or aliases; how each
+    was read, and what was not used, is printed as notes."""
     from opencmap.errors import GeneIdentityWarning, OpenCMapWarning
     from opencmap.io.atomic import check_output_dir
     from opencmap.query.pcl import check_levels

@@ -66,6 +66,11 @@ class Query:
 SIDES = ("up", "down")
 
 
+def _sides(v: ValidatedQuery) -> list[str]:
+    """The sides a query reports on: up, down, and ``vector`` for numeric queries."""
+    return [*SIDES, "vector"] if v.is_vector else list(SIDES)
+
+
 @dataclass(frozen=True)
 class ValidatedQuery:
     """A query restricted to a feature space: 0-based rows of the space per direction.
@@ -103,9 +108,9 @@ class ValidatedQuery:
         return {t: m for t, m in dict(self.mapped.get(side, {})).items() if m[2] not in ("symbol", "store symbol")}
 
     def summary(self) -> dict[str, object]:
-        mapped = [f"{t}->{m[0]} {m[1]} ({m[2]})" for side in SIDES for t, m in self.noteworthy_mappings(side).items()]
+        mapped = [f"{t}->{m[0]} {m[1]} ({m[2]})" for side in _sides(self) for t, m in self.noteworthy_mappings(side).items()]
         ambiguous = [
-            f"{t}: " + " or ".join(f"{s} ({e})" for e, s in c) for side in SIDES for t, c in dict(self.ambiguous.get(side, {})).items()
+            f"{t}: " + " or ".join(f"{s} ({e})" for e, s in c) for side in _sides(self) for t, c in dict(self.ambiguous.get(side, {})).items()
         ]
         return {
             "query": self.name,
@@ -120,8 +125,7 @@ class ValidatedQuery:
     def notes(self) -> list[str]:
         """One line per side and kind of event (mapped, ambiguous, unknown, outside the space)."""
         out: list[str] = []
-        for side in SIDES:
-            genes = self.up_genes if side == "up" else self.down_genes
+        for side in _sides(self):
             mapped = self.noteworthy_mappings(side)
             if mapped:
                 out.append(
@@ -144,7 +148,7 @@ class ValidatedQuery:
                     parts.append("did you mean " + "; ".join(f"{t} -> {' or '.join(s)}" for t, s in list(self.suggestions.items())[:5]))
             if self.dropped:
                 parts.append(f"{len(self.dropped)} outside the feature space: " + ", ".join(self.dropped[:10]))
-            used = len(self.up_genes) + len(self.down_genes)
+            used = int(np.isfinite(self.vector).sum()) if self.vector is not None else len(self.up_genes) + len(self.down_genes)
             out.append(f"query {self.name}: {len(lost)} gene(s) not used ({used} used) - " + "; ".join(parts))
         return out
 
@@ -182,18 +186,22 @@ class GeneLookup:
         self.identity = identity
         ids = genes["pr_gene_id"].astype(str).tolist()
         self.ids = set(ids)
-        symbols = genes["pr_gene_symbol"].astype(str).tolist() if "pr_gene_symbol" in genes.columns else [""] * len(ids)
+        symbols = (
+            genes["pr_gene_symbol"].fillna("").astype(str).str.strip().replace({"-666": "", "nan": ""}).tolist()
+            if "pr_gene_symbol" in genes.columns
+            else [""] * len(ids)
+        )
         self.symbol_of = dict(zip(ids, symbols, strict=True))
         self.by_symbol: dict[str, str] = {}
-        self._by_symbol_exact: dict[str, str] = {}
-        self._by_symbol_ci: dict[str, list[str]] = {}
+        self._by_symbol_exact: dict[str, str] = {}  # symbol -> first gene (probe) carrying it
+        self._by_symbol_ci: dict[str, list[str]] = {}  # upper case -> distinct symbols
         for gid, sym in zip(ids, symbols, strict=True):
             if sym:
                 self._by_symbol_exact.setdefault(sym, gid)
                 self.by_symbol.setdefault(sym.upper(), gid)
-                bucket = self._by_symbol_ci.setdefault(sym.upper(), [])
-                if gid not in bucket:
-                    bucket.append(gid)
+                spellings = self._by_symbol_ci.setdefault(sym.upper(), [])
+                if sym not in spellings:
+                    spellings.append(sym)
         self.by_entrez: dict[str, str] = {}
         self.entrez_of: dict[str, str] = {}
         if "entrez_id" in genes.columns:  # probe-space stores: Entrez id -> first probe
@@ -241,7 +249,7 @@ class GeneLookup:
         gid = self._by_symbol_exact.get(t)
         if gid is not None:
             return [gid], False
-        return list(self._by_symbol_ci.get(t.upper(), [])), True
+        return [self._by_symbol_exact[sym] for sym in self._by_symbol_ci.get(t.upper(), [])], True
 
     # ------------------------------------------------------------------ public
     def map(self, token: str) -> GeneMapping:
@@ -262,7 +270,7 @@ class GeneLookup:
             gid, why = self._store_gene(r.entrez_id or "")
             if gid is not None:
                 return replace(r, gene_id=gid)
-            missing = replace(r, status="unknown", note="; ".join(x for x in (f"{r.symbol} (Entrez {r.entrez_id}): {why}", r.note) if x))
+            missing = replace(r, status="unknown", note="; ".join(x for x in (f"{r.symbol}, Entrez {r.entrez_id}, {why}", r.note) if x))
         hits, case_changed = self._symbol_match(t)
         if len(hits) == 1:
             gid = hits[0]
@@ -288,7 +296,7 @@ class GeneLookup:
             gid, why = self._store_gene(r.entrez_id or "")
             if gid is not None:
                 return replace(r, gene_id=gid)
-            return replace(r, status="unknown", note=f"{r.via} of {r.symbol} (Entrez {r.entrez_id}): {why}")
+            return replace(r, status="unknown", note=f"{r.via} of {r.symbol}, Entrez {r.entrez_id}, {why}")
         return r
 
     def resolve(self, token: str) -> str | None:
@@ -401,7 +409,7 @@ def _restrict(tokens: Sequence[str], lookup: GeneLookup, space: FeatureSpace) ->
 
 
 def _warn(v: ValidatedQuery) -> None:
-    for side in SIDES:
+    for side in _sides(v):
         mapped = v.noteworthy_mappings(side)
         if mapped:
             warnings.warn(
@@ -423,11 +431,64 @@ def _warn(v: ValidatedQuery) -> None:
         parts = []
         if v.unknown:
             parts.append(f"{len(v.unknown)} unknown: " + ", ".join(_with_reason(t, v.reasons) for t in v.unknown[:10]))
-            if v.suggestions:
-                parts.append("did you mean " + "; ".join(f"{t} -> {' or '.join(s)}" for t, s in list(v.suggestions.items())[:5]))
+            unknown_suggestions = [(t, v.suggestions[t]) for t in v.unknown if t in v.suggestions]
+            if unknown_suggestions:
+                parts.append("did you mean " + "; ".join(f"{t} -> {' or '.join(s)}" for t, s in unknown_suggestions[:5]))
         if v.dropped:
             parts.append(f"{len(v.dropped)} outside the feature space: " + ", ".join(v.dropped[:10]))
         warnings.warn(f"query {v.name!r}: genes not used - " + "; ".join(parts), UnknownGeneWarning, stacklevel=3)
+
+
+def _validate_vector(query: Query, space: FeatureSpace, genes: pd.DataFrame | GeneLookup, *, warn: bool) -> ValidatedQuery:
+    """A numeric query aligned to ``space``; row ids outside it are resolved like gene-set tokens."""
+    vec = query.vector
+    assert vec is not None
+    values = pd.to_numeric(pd.Series(vec.to_numpy(), index=[str(i).strip() for i in vec.index]), errors="coerce")
+    values = values[~values.index.duplicated()]
+    index = list(values.index)
+    rows = space.positions(index)
+    mapped: dict[str, tuple[str, str, str]] = {}
+    ambiguous: dict[str, tuple[tuple[str, str], ...]] = {}
+    reasons: dict[str, str] = {}
+    outside = np.flatnonzero(rows < 0)
+    if outside.size:
+        lookup = genes if isinstance(genes, GeneLookup) else GeneLookup(genes)
+        taken = {index[i]: index[i] for i in np.flatnonzero(rows >= 0)}
+        for i in outside:
+            token = index[i]
+            m = lookup.map(token)
+            if m.status == "ambiguous":
+                ambiguous[token] = m.candidates
+                reasons[token] = "ambiguous: " + " or ".join(f"{s} ({e})" for e, s in m.candidates)
+                continue
+            if m.gene_id is None or m.gene_id == token or space.positions([m.gene_id])[0] < 0:
+                if m.note:
+                    reasons[token] = m.note
+                continue
+            via = (m.via or "") + (", case changed" if m.case_changed else "")
+            mapped[token] = (m.gene_id, m.symbol or "", via)
+            if m.gene_id in taken:
+                reasons[token] = f"same gene as {taken[m.gene_id]} ({m.gene_id}), its first value kept"
+                continue
+            taken[m.gene_id] = token
+            index[i] = m.gene_id
+        values.index = pd.Index(index, dtype=object)
+        values = values[~values.index.duplicated()]
+    aligned = values.reindex(space.gene_ids).to_numpy(dtype=np.float64)
+    n = int(np.isfinite(aligned).sum())
+    if n < 3:
+        raise GeneSetError(
+            f"query {query.name!r}: only {n} of its {len(values)} genes are finite values in feature "
+            f"space {space.name!r}; a vector query needs at least 3"
+        )
+    unknown = tuple(str(g) for g in values.index[space.positions(list(values.index)) < 0] if g not in ambiguous)[:50]
+    v = ValidatedQuery(
+        query.name, np.empty(0, np.intp), np.empty(0, np.intp), (), (), unknown=unknown, vector=aligned,
+        mapped={"vector": mapped}, ambiguous={"vector": ambiguous}, reasons=reasons,
+    )
+    if warn:
+        _warn(v)
+    return v
 
 
 def validate_query(
@@ -446,19 +507,7 @@ def validate_query(
     :class:`AmbiguousGeneWarning`, :class:`UnknownGeneWarning`).
     """
     if query.is_vector:
-        vec = query.vector
-        assert vec is not None
-        values = pd.to_numeric(pd.Series(vec.to_numpy(), index=[str(i) for i in vec.index]), errors="coerce")
-        values = values[~values.index.duplicated()]
-        aligned = values.reindex(space.gene_ids).to_numpy(dtype=np.float64)
-        n = int(np.isfinite(aligned).sum())
-        if n < 3:
-            raise GeneSetError(
-                f"query {query.name!r}: only {n} of its {len(values)} genes are finite values in feature "
-                f"space {space.name!r}; a vector query needs at least 3"
-            )
-        unknown = tuple(str(g) for g in values.index[space.positions(list(values.index)) < 0][:50])
-        return ValidatedQuery(query.name, np.empty(0, np.intp), np.empty(0, np.intp), (), (), unknown=unknown, vector=aligned)
+        return _validate_vector(query, space, genes, warn=warn)
 
     lookup = genes if isinstance(genes, GeneLookup) else GeneLookup(genes)
     if not query.up and not query.down:
@@ -471,8 +520,8 @@ def validate_query(
         given = [str(t).strip() for t in (*query.up, *query.down) if str(t).strip()]
         few = ", ".join(_with_reason(t, restricted.reasons) for t in given[:5]) + (" ..." if len(given) > 5 else "")
         raise GeneSetError(
-            f"query {query.name!r}: all {len(given)} genes are unknown to this store ({few}); write Entrez ids, "
-            f"Ensembl gene ids or gene symbols of its genes"
+            f"query {query.name!r}: no {'up' if query.up else 'down'} gene is in feature space {space.name!r}: all "
+            f"{len(given)} genes are unknown to this store ({few}); write Entrez ids, Ensembl gene ids or gene symbols"
         )
     hint = ""
     if unknown:

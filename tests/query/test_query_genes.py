@@ -191,3 +191,35 @@ def test_query_scores_do_not_depend_on_how_genes_are_written(real_gene_store, pi
     assert b.queries[0].up_genes == a.queries[0].up_genes and b.queries[0].down_genes == a.queries[0].down_genes
     assert not b.queries[0].unknown and not b.queries[0].ambiguous["up"] and not b.queries[0].ambiguous["down"]
     np.testing.assert_array_equal(a.levels["sig"].metrics["wtcs"], b.levels["sig"].metrics["wtcs"])
+
+
+def test_mappings_survive_the_stored_result(real_gene_store):
+    from opencmap.query.result import QueryResult
+
+    up = ["AARS1", "ENSG00000143799.9", "PARP", *ELIGIBLE["gene"][10:20]]
+    down = list(ELIGIBLE["gene"][30:42])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = real_gene_store.run(Query("q", up=tuple(up), down=tuple(down)), ncs=False, fdr=False, tau=False, summaries=False)
+    q = res.queries[0]
+    assert q.mapped["up"]["ENSG00000143799.9"] == ("142", "PARP1", "ensembl")
+    assert "PARP" in q.ambiguous["up"]
+    described = res.describe()["queries"][0]
+    assert described["mapped"]["up"]["AARS1"] == ["16", "AARS1", "symbol"]
+    back = QueryResult.from_bytes(res.to_bytes()).queries[0]
+    assert back.mapped == q.mapped and back.ambiguous == q.ambiguous and back.reasons == q.reasons
+    assert any("mapped" in n for n in res.notes) and any("ambiguous" in n for n in res.notes)
+
+
+def test_vector_queries_read_symbols_and_ensembl_ids_too():
+    rng = np.random.default_rng(3)
+    genes = list(DEMO_GENES["pr_gene_id"][:40])
+    values = rng.normal(size=40)
+    by_id = validate_query(Query("v", vector=pd.Series(values, index=genes)), DEMO_SPACE, DEMO_LOOKUP)
+    written = ["AARS1", "ENSG00000204574.2", *genes[2:40], "PARP", "NOPE"]  # 16 -> AARS1, 23 (ABCF1) -> Ensembl
+    with pytest.warns(GeneMappingWarning, match="ENSG00000204574.2 -> 23 ABCF1"):
+        v = validate_query(Query("v", vector=pd.Series([*values, 5.0, 6.0], index=written)), DEMO_SPACE, DEMO_LOOKUP, warn=True)
+    np.testing.assert_array_equal(v.vector, by_id.vector)
+    assert v.mapped["vector"]["ENSG00000204574.2"] == ("23", "ABCF1", "ensembl")
+    assert "PARP" in v.ambiguous["vector"] and v.unknown == ("NOPE",)
+    assert any("1 gene(s) not used (40 used)" in n for n in v.notes())
