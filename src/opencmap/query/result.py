@@ -65,6 +65,8 @@ class QueryResult:
     space: str
     params: Mapping[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: the FDR method and its null per query and side (``fdr_null.py``; {} when no FDR was computed)
+    fdr: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ access
     @property
@@ -121,6 +123,10 @@ class QueryResult:
         frame = (index if rows is None else index.iloc[rows]).reset_index(drop=True).copy()
         for name, values in lv.metrics.items():
             frame[name] = values[:, j] if rows is None else values[rows, j]
+        if "fdr_flag" in frame.columns:  # the CMap FDR's side flags, by name ("" where it is usable)
+            from opencmap.kernels.fdr import flag_names
+
+            frame["fdr_flag"] = [flag_names(int(c)) for c in frame["fdr_flag"]]
         frame.insert(0, "query", self.queries[j].name)
         return frame
 
@@ -254,6 +260,7 @@ class QueryResult:
             "space": self.space,
             "params": dict(self.params),
             "notes": list(self.notes),
+            "fdr": dict(self.fdr),
             "queries": [
                 {
                     "name": q.name,
@@ -361,6 +368,7 @@ class QueryResult:
             space=header["space"],
             params=header["params"],
             notes=header["notes"],
+            fdr=header.get("fdr", {}),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
