@@ -446,13 +446,19 @@ def _side_diagnostics(col: np.ndarray, is_null: np.ndarray, right: bool) -> tupl
             flag |= FLAG_LINE
         if distinct < 2:
             flag |= FLAG_TIED
-        if not right:
-            # F_0 is 0 at and below the most negative null, so every score there has the floor q
-            # (eps); np.argmin then takes the first of them in row order as the cut point x*:
-            # with two or more distinct such scores, another row order gives other q-values
-            beyond = np.unique(col[side & (col <= nul.min())])
-            if beyond.size >= 2:
-                flag |= FLAG_ORDER
+        # the cut point x* of the null adjustment is the first score of least raw q in row order
+        # (np.argmin / MATLAB min): when two or more distinct scores share the least raw q, the same
+        # scores in another row order give other q-values. On the negative side F_0 is 0 at and
+        # below the most negative null, so all those scores have the floor q (eps); on the
+        # positive side 1 - F_0 >= 1/n_null, so a tie there needs equal interpolated values.
+        xs = col[side]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if right:
+                raw = np.clip((1.0 - _ecdf_below(nul, xs)) / ((1.0 - _ecdf_below(trt, xs)) + EPS), EPS, 1.0)
+            else:
+                raw = np.clip(_ecdf_below(nul, xs) / (_ecdf_below(trt, xs) + EPS), EPS, 1.0)
+        if np.unique(xs[raw == raw.min()]).size >= 2:
+            flag |= FLAG_ORDER
     return n_null, n_trt, distinct, flag
 
 
@@ -467,10 +473,11 @@ def fdr_gsea_sides(ncs: np.ndarray, is_null: np.ndarray) -> dict[str, np.ndarray
     * ``FLAG_LINE`` -- 3 or 4 null scores: the null adjustment turns most of the side into a
       straight line from ~1 to 0, whatever the raw q-values were;
     * ``FLAG_TIED`` -- fewer than 2 distinct null values (cmapM's ``interp1`` fails there);
-    * ``FLAG_ORDER`` -- negative side only: two or more distinct scores at or below the most
-      negative null all get the floor q, and the first of them in row order becomes the cut
-      point; the same scores in another row order give other q-values. (On the positive side
-      ``1 - F_0`` stays >= 1/n_null beyond the largest null, so the least q is unique.)
+    * ``FLAG_ORDER`` -- two or more distinct scores share the least raw q, and the first of them
+      in row order becomes the cut point of the null adjustment; the same scores in another row
+      order give other q-values. On the negative side this happens whenever a treatment score
+      lies below the most negative null (all of them get the floor q, eps); on the positive side
+      ``1 - F_0`` stays >= 1/n_null, so only equal interpolated values tie.
     """
     x, _ = as_columns(ncs, name="ncs")
     is_null = np.asarray(is_null, dtype=bool)

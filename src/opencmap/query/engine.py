@@ -175,11 +175,10 @@ class Engine:
         tau_method:
             ``exact`` (default) or ``cmap`` (the CMap 10,001-bin lookup grid, CMap-compat).
         fdr_method:
-            ``random_query`` (nominal p against random queries of the query's sizes per
-            signature, Benjamini-Hochberg across signatures), ``random_query_pooled`` (the same
-            nulls with a pooled, finer tail) or ``cmap`` (cmapM ``computeFDRGsea`` against the
-            null signatures, with per-side flags); default :data:`~opencmap.query.fdr_null.DEFAULT_FDR_METHOD`;
-            see :mod:`opencmap.query.fdr_null`.
+            ``random_query_pooled`` (default: nominal p against random queries of the query's
+            sizes with a tail pooled over signatures, Benjamini-Hochberg across signatures),
+            ``random_query`` (the same, each signature's own null only) or ``cmap`` (cmapM ``computeFDRGsea`` against the
+            null signatures, with per-side flags); see :mod:`opencmap.query.fdr_null`.
         fdr_null_size, fdr_seed:
             Random queries per size (default 1000) and their seed (default 0), random-query methods only.
         ncs_mode:
