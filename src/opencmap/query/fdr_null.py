@@ -188,6 +188,9 @@ def store_fingerprint(store: Store) -> str:
 
 
 def _null_params(metric: str, space: str, options: dict[str, Any], n_up: int, n_down: int, n_random: int, seed: int) -> dict[str, Any]:
+    from opencmap.query.methods import get_method
+
+    options = get_method(metric).options(dict(options))  # defaults filled in: one key per setting
     return {
         "format_version": NULL_FORMAT_VERSION,
         "metric": metric,

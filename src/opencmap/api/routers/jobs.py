@@ -53,6 +53,8 @@ def job_status(job: dict[str, Any]) -> JobStatus:
         method=info.get("method"),
         space=info.get("space"),
         notes=info.get("notes", []),
+        params=info.get("params", {}),
+        fdr=info.get("fdr", {}),
         queries=info.get("queries", []),
         levels=info.get("levels", []),
     )
