@@ -85,15 +85,25 @@ def test_null_is_cached_per_size_and_rebuilt_when_settings_change(built_store, c
     caplog.set_level(logging.INFO, logger="opencmap.query.fdr_null")
     a = load_or_build_null(built_store, n_up=7, n_down=5, n_random=50, seed=3)
     assert not a.cached and any("computing the random-query FDR null" in r.message for r in caplog.records)
+    assert a.values is None and not (a.path / "values.npy").exists()  # the pooled method keeps the summary only
     b = load_or_build_null(built_store, n_up=7, n_down=5, n_random=50, seed=3)
     assert b.cached
-    np.testing.assert_array_equal(np.asarray(a.values), np.asarray(b.values))
+    for x, y in zip(a.pooled(), b.pooled(), strict=True):
+        np.testing.assert_array_equal(x, y)
     c = load_or_build_null(built_store, n_up=7, n_down=5, n_random=50, seed=4)
     assert not c.cached and c.key != a.key
     assert a.params["seed"] == 3 and "default_rng([3, 7, 5])" in a.params["rng"]
-    # sorted |score| per signature, NaN last
-    v = np.asarray(a.values)
+    # asking for per-signature values rebuilds once with them, then reads them
+    d = load_or_build_null(built_store, n_up=7, n_down=5, n_random=50, seed=3, values=True)
+    assert not d.cached and d.values is not None
+    e = load_or_build_null(built_store, n_up=7, n_down=5, n_random=50, seed=3)
+    assert e.cached and e.values is not None
+    for x, y in zip(a.pooled(), e.pooled(), strict=True):
+        np.testing.assert_array_equal(x, y)  # the same random queries: the same null
+    # sorted |score| per signature, NaN last; the summary agrees with the values
+    v = np.asarray(d.values)
     assert np.all(np.diff(np.nan_to_num(v, nan=np.inf), axis=1) >= 0) and np.nanmin(v) >= 0
+    np.testing.assert_array_equal(d.nonzero, (v > 0).sum(axis=1))
 
 
 def test_random_query_method_and_options(engine, query_a):

@@ -120,7 +120,10 @@ def background(store: Path, query_sigs: Path | None, n_genes: int, query_space: 
 @click.option("--metric", type=click.Choice(["wtcs", "cs"]), default="wtcs", show_default=True)
 @click.option("--space", help="Scoring space (default: the store's default).")
 @click.option("--es-tail", type=click.Choice(["both", "up", "down"]), help="Tail, as the queries will use (default both).")
-def fdr_null(store: Path, sizes: tuple[str, ...], n_random: int, seed: int, metric: str, space: str | None, es_tail: str | None) -> None:
+@click.option("--per-signature", is_flag=True,
+              help="Also keep every signature's full null (n_signatures x n_random floats), needed by --fdr-method random_query.")
+def fdr_null(store: Path, sizes: tuple[str, ...], n_random: int, seed: int, metric: str, space: str | None, es_tail: str | None,
+             per_signature: bool) -> None:
     """Build the random-query FDR nulls of STORE for the given query sizes ahead of time (else a
     query builds its size's null on first use)."""
     from opencmap.query.fdr_null import build_fdr_nulls
@@ -135,7 +138,7 @@ def fdr_null(store: Path, sizes: tuple[str, ...], n_random: int, seed: int, metr
     bar, progress = _bar("fdr null")
     with bar:
         nulls = build_fdr_nulls(store, parsed, metric=metric, space=space, options={} if es_tail is None else {"es_tail": es_tail},
-                                n_random=n_random, seed=seed, progress=progress)
+                                n_random=n_random, seed=seed, values=per_signature, progress=progress)
     click.echo(json.dumps({n.key: {"path": str(n.path), "cached_before": n.cached, **n.params} for n in nulls}, indent=1))
 
 

@@ -25,8 +25,12 @@ Two methods, named in every result (``params["fdr_method"]``, :attr:`QueryResult
 The random-query nulls depend only on the store, the scoring space and metric (and its options)
 and the query's sizes ``(n_up, n_down)``, so they are cached per size in the store folder::
 
+    <store>/fdr_null/<key>/counts.npy   int32 (n_signatures,) finite null values per signature
+    <store>/fdr_null/<key>/nonzero.npy  int (n_signatures,) non-zero null values per signature
+    <store>/fdr_null/<key>/scale.npy    float (n_signatures,) mean non-zero |score| per signature
+    <store>/fdr_null/<key>/pool.npy     float (<= 4M,) sorted non-zero |score| / scale, pooled
     <store>/fdr_null/<key>/values.npy   float32 (n_signatures, n_random) sorted |score|, NaN last
-    <store>/fdr_null/<key>/counts.npy   int32 (n_signatures,) finite values per signature
+                                        (kept only for the ``random_query`` method)
     <store>/fdr_null/<key>/meta.json    key, seed, the store fingerprint it was built against
 
 built on first use (logged) or ahead of time with :func:`build_fdr_nulls`
@@ -158,23 +162,24 @@ def cmap_fdr(ncs_values: np.ndarray, is_null: np.ndarray, query_names: Sequence[
 # ---------------------------------------------------------------------------------- random nulls
 @dataclass
 class FdrNull:
-    """Per-signature |score| of ``n_random`` random queries of one size (sorted, NaN last)."""
+    """The random-query null of one query size: per signature the number of finite and of non-zero
+    |scores| of ``n_random`` random queries and the mean non-zero |score| (scale), the pooled
+    sorted non-zero |score| / scale (:func:`~opencmap.kernels.fdr.pooled_null`), and -- when kept
+    (``random_query``) -- every signature's sorted |scores| (``values``, (S, n_random), NaN last)."""
 
     key: str
     params: dict[str, Any]
-    values: np.ndarray  # (S, n_random) float32
     counts: np.ndarray  # (S,) int
+    scale: np.ndarray  # (S,) float
+    nonzero: np.ndarray  # (S,) int
+    pool: np.ndarray  # (P,) sorted
+    values: np.ndarray | None = None
     path: Path | None = None
     cached: bool = False  # read from the store folder rather than computed now
-    _pooled: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def pooled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(scale, n_nonzero, pooled)`` of :func:`~opencmap.kernels.fdr.pooled_null` (computed once)."""
-        if self._pooled is None:
-            from opencmap.kernels.fdr import pooled_null
-
-            self._pooled = pooled_null(self.values, self.counts)
-        return self._pooled
+        """``(scale, n_nonzero, pooled)`` for :func:`~opencmap.kernels.fdr.random_query_pooled_pvalues`."""
+        return self.scale, self.nonzero, self.pool
 
 
 def store_fingerprint(store: Store) -> str:
@@ -259,6 +264,17 @@ def _compute_null(
     return np.asarray(np.count_nonzero(np.isfinite(out), axis=1), dtype=np.int32)
 
 
+_SUMMARY = ("counts", "scale", "nonzero", "pool")
+
+
+def _meta_ok(meta: dict[str, Any], params: dict[str, Any], fingerprint: str, values: bool) -> bool:
+    return (
+        meta.get("params") == json.loads(json.dumps(params))
+        and meta.get("store_fingerprint") == fingerprint
+        and (meta.get("has_values", False) or not values)
+    )
+
+
 def load_or_build_null(
     store: Store,
     *,
@@ -269,11 +285,16 @@ def load_or_build_null(
     options: dict[str, Any] | None = None,
     n_random: int = DEFAULT_NULL_SIZE,
     seed: int = DEFAULT_FDR_SEED,
+    values: bool = False,
     cache: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> FdrNull:
     """The random-query null of one query size: read from the store's cache, else computed (and
-    cached when the store folder is writable; otherwise kept in memory with a log line)."""
+    cached when the store folder is writable; otherwise kept in memory with a log line).
+
+    ``values``: also keep every signature's sorted null (``n_signatures x n_random`` float32, the
+    ``random_query`` method); the pooled method needs only the per-signature summary.
+    """
     if n_random < 1:
         raise ConfigError(f"the random-query null needs at least 1 random query, got {n_random}")
     sp = store.space(space)
@@ -285,46 +306,58 @@ def load_or_build_null(
     if cache and meta_path.exists():
         try:
             meta = json.loads(meta_path.read_text())
-            values = np.load(folder / "values.npy", mmap_mode="r")
-            counts = np.load(folder / "counts.npy")
-            if (
-                meta.get("params") == json.loads(json.dumps(params))
-                and meta.get("store_fingerprint") == fingerprint
-                and values.shape == (store.n_signatures, n_random)
-                and counts.shape == (store.n_signatures,)
-            ):
-                log.debug("random-query null %s read from %s", key, folder)
-                return FdrNull(key, params, values, counts, folder, cached=True)
-            log.info("random-query null %s in %s was built for another store state or settings; rebuilding it", key, folder)
-        except (OSError, ValueError, json.JSONDecodeError) as exc:
+            if _meta_ok(meta, params, fingerprint, values):
+                parts = {name: np.load(folder / f"{name}.npy") for name in _SUMMARY}
+                vals = np.load(folder / "values.npy", mmap_mode="r") if meta.get("has_values") else None
+                if parts["counts"].shape == (store.n_signatures,) and (vals is None or vals.shape == (store.n_signatures, n_random)):
+                    log.debug("random-query null %s read from %s", key, folder)
+                    return FdrNull(key, params, values=vals, path=folder, cached=True, **parts)
+            log.info("random-query null %s in %s was built for another store state or settings (or without per-signature values); rebuilding it", key, folder)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             log.warning("random-query null cache %s is unreadable (%s); rebuilding it", folder, exc)
     log.info(
         "computing the random-query FDR null for %d up / %d down genes: %d random queries (seed %d) against %d signatures%s",
         n_up, n_down, n_random, seed, store.n_signatures, f"; caching it in {folder}" if cache else "",
-    )
+    )  # fmt: skip
     if cache:
         try:
-            return _build_cached(store, params, key, folder, fingerprint, progress)
+            return _build_cached(store, params, key, folder, fingerprint, values, progress)
         except OSError as exc:
             log.warning("cannot cache the random-query null in %s (%s); computing it in memory", folder, exc)
-    values = np.empty((store.n_signatures, n_random), dtype=np.float32)
-    counts = _compute_null(store, params, values, progress)
-    return FdrNull(key, params, values, counts, None, cached=False)
+    from opencmap.kernels.fdr import pooled_null
+
+    vals = np.empty((store.n_signatures, n_random), dtype=np.float32)
+    counts = _compute_null(store, params, vals, progress)
+    scale, nonzero, pool = pooled_null(vals, counts)
+    return FdrNull(key, params, counts, scale, nonzero, pool, values=vals if values else None, cached=False)
 
 
 def _build_cached(
-    store: Store, params: dict[str, Any], key: str, folder: Path, fingerprint: str, progress: Callable[[int, int], None] | None
+    store: Store,
+    params: dict[str, Any],
+    key: str,
+    folder: Path,
+    fingerprint: str,
+    keep_values: bool,
+    progress: Callable[[int, int], None] | None,
 ) -> FdrNull:
+    from opencmap.kernels.fdr import pooled_null
+
     root = folder.parent
     root.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
     try:
-        values = np.lib.format.open_memmap(tmp / "values.npy", mode="w+", dtype=np.float32, shape=(store.n_signatures, params["n_random"]))
-        counts = _compute_null(store, params, values, progress)
-        values.flush()
-        del values
-        np.save(tmp / "counts.npy", counts, allow_pickle=False)
-        (tmp / "meta.json").write_text(json.dumps({"params": params, "store_fingerprint": fingerprint, "n_signatures": store.n_signatures}))
+        vals = np.lib.format.open_memmap(tmp / "values.npy", mode="w+", dtype=np.float32, shape=(store.n_signatures, params["n_random"]))
+        counts = _compute_null(store, params, vals, progress)
+        vals.flush()
+        scale, nonzero, pool = pooled_null(vals, counts)
+        del vals
+        if not keep_values:
+            (tmp / "values.npy").unlink()
+        for name, arr in zip(_SUMMARY, (counts, scale, nonzero, pool), strict=True):
+            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+        meta = {"params": params, "store_fingerprint": fingerprint, "n_signatures": store.n_signatures, "has_values": keep_values}
+        (tmp / "meta.json").write_text(json.dumps(meta))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -332,7 +365,8 @@ def _build_cached(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     log.info("cached the random-query null %s in %s", key, folder)
-    return FdrNull(key, params, np.load(folder / "values.npy", mmap_mode="r"), np.load(folder / "counts.npy"), folder, cached=False)
+    vals = np.load(folder / "values.npy", mmap_mode="r") if keep_values else None
+    return FdrNull(key, params, counts, scale, nonzero, pool, values=vals, path=folder, cached=False)
 
 
 def build_fdr_nulls(
@@ -344,12 +378,16 @@ def build_fdr_nulls(
     options: dict[str, Any] | None = None,
     n_random: int = DEFAULT_NULL_SIZE,
     seed: int = DEFAULT_FDR_SEED,
+    values: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[FdrNull]:
-    """Compute and cache the random-query nulls of the given ``(n_up, n_down)`` sizes ahead of time."""
+    """Compute and cache the random-query nulls of the given ``(n_up, n_down)`` sizes ahead of time
+    (``values``: also every signature's full null, for the ``random_query`` method)."""
     st = store if isinstance(store, Store) else Store(store)
     return [
-        load_or_build_null(st, n_up=u, n_down=d, metric=metric, space=space, options=options, n_random=n_random, seed=seed, progress=progress)
+        load_or_build_null(
+            st, n_up=u, n_down=d, metric=metric, space=space, options=options, n_random=n_random, seed=seed, values=values, progress=progress
+        )
         for u, d in sizes
     ]
 
@@ -385,8 +423,10 @@ def random_query_fdr(
         params = _null_params(metric, space, options, n_up, n_down, n_random, seed)
         key = _key(params)
         null = None if nulls is None else nulls.get(key)
-        if null is None:
-            null = load_or_build_null(store, n_up=n_up, n_down=n_down, metric=metric, space=space, options=options, n_random=n_random, seed=seed)
+        if null is None or (not pooled and null.values is None):
+            null = load_or_build_null(
+                store, n_up=n_up, n_down=n_down, metric=metric, space=space, options=options, n_random=n_random, seed=seed, values=not pooled
+            )
             if nulls is not None:
                 nulls[key] = null
             if not null.cached:
@@ -395,6 +435,7 @@ def random_query_fdr(
             scale, nonzero, pool = null.pooled()
             p[:, cols] = random_query_pooled_pvalues(x[:, cols], null.counts, scale, nonzero, pool)
         else:
+            assert null.values is not None
             p[:, cols] = random_query_pvalues(x[:, cols], null.values, null.counts)
         for j in cols:
             per_query[queries[j].name] = {
