@@ -71,16 +71,19 @@ def test_negative_side_depends_on_row_order_and_is_flagged():
     null_pos = list(rng.uniform(0.1, 1.5, 8))
     x, null = _column(trt_pos, null_pos, trt_neg, null_neg)
     base = fdr_gsea(x, null)
+    d = fdr_gsea_sides(x, null)
+    bound = d["order_bound"][NEG, 0]
+    assert bound == pytest.approx(min(null_neg))  # the most negative null: q moves at or below it
     differs = False
     for seed in range(20):
         perm = np.random.default_rng(seed).permutation(x.size)
         q = np.empty_like(base)
         q[perm] = fdr_gsea(x[perm], null[perm])
         np.testing.assert_array_equal(q[x > 0], base[x > 0])  # the positive side does not move
+        np.testing.assert_array_equal(q[x > bound], base[x > bound])  # nor the scores short of the bound
         differs |= not np.array_equal(q[x < 0], base[x < 0])
         np.testing.assert_array_equal(q, fdr_gsea_reference(x[perm], null[perm])[np.argsort(perm)])
     assert differs  # "the same scores in another order give different zeros"
-    d = fdr_gsea_sides(x, null)
     assert d["flag"][NEG, 0] & FLAG_ORDER
     assert not d["flag"][POS, 0] & FLAG_ORDER
     # no treatment beyond the most negative null: no dependence, no flag

@@ -63,6 +63,19 @@ def test_cmap_silent_sides_warn_and_note():
     assert any("not evidence" in n and "q0 (positive" in n for n in out.notes)
 
 
+def test_cmap_row_order_flag_marks_only_the_scores_that_can_move():
+    rng = np.random.default_rng(2)
+    ncs = np.concatenate([rng.uniform(0.1, 2, 40), rng.uniform(0.1, 1.5, 8), -rng.uniform(0.1, 1.5, 8), [-3.0, -2.5, -2.0], -rng.uniform(0.05, 1, 30)])
+    is_null = np.zeros(ncs.size, dtype=bool)
+    is_null[40:56] = True
+    with pytest.warns(FDRWarning, match="row_order_dependent"):
+        out = cmap_fdr(ncs, is_null, ["q"])
+    flag = out.metrics["fdr_flag"]
+    beyond = ncs <= ncs[48:56].min()
+    assert (flag[beyond] & 8).all() and not (flag[~beyond] & 8).any()
+    assert out.info["queries"]["q"]["negative"]["flag"] == "row_order_dependent"
+
+
 def test_default_method_is_random_query_pooled_with_its_null(engine, built_store, query_a):
     res = engine.run(query_a, tau=False, summaries=False)
     assert DEFAULT_FDR_METHOD == "random_query_pooled"

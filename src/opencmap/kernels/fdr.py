@@ -432,13 +432,14 @@ def flag_names(code: int) -> str:
     return "|".join(name for bit, name in FLAG_NAMES.items() if int(code) & bit)
 
 
-def _side_diagnostics(col: np.ndarray, is_null: np.ndarray, right: bool) -> tuple[int, int, int, int]:
+def _side_diagnostics(col: np.ndarray, is_null: np.ndarray, right: bool) -> tuple[int, int, int, int, float]:
     side = col > 0 if right else col < 0
     trt = col[side & ~is_null]
     nul = col[side & is_null]
     n_null, n_trt = int(nul.size), int(trt.size)
     distinct = int(np.unique(nul).size)
     flag = 0
+    bound = np.nan
     if n_null <= 2 or n_trt <= 2:
         flag |= FLAG_TOO_FEW
     else:
@@ -457,16 +458,21 @@ def _side_diagnostics(col: np.ndarray, is_null: np.ndarray, right: bool) -> tupl
                 raw = np.clip((1.0 - _ecdf_below(nul, xs)) / ((1.0 - _ecdf_below(trt, xs)) + EPS), EPS, 1.0)
             else:
                 raw = np.clip(_ecdf_below(nul, xs) / (_ecdf_below(trt, xs) + EPS), EPS, 1.0)
-        if np.unique(xs[raw == raw.min()]).size >= 2:
+        tied = np.unique(xs[raw == raw.min()])
+        if tied.size >= 2:
             flag |= FLAG_ORDER
-    return n_null, n_trt, distinct, flag
+            # only scores at or beyond the least extreme of them can change with the row order
+            bound = float(tied.min() if right else tied.max())
+    return n_null, n_trt, distinct, flag, bound
 
 
 def fdr_gsea_sides(ncs: np.ndarray, is_null: np.ndarray) -> dict[str, np.ndarray]:
     """What :func:`fdr_gsea` rests on, per query column and side (0 = positive, 1 = negative).
 
     Returns int arrays of shape (2, Q): ``n_null`` and ``n_treatment`` (scores of that sign),
-    ``n_null_distinct`` (distinct null values) and ``flag`` (bits ``FLAG_*``):
+    ``n_null_distinct`` (distinct null values) and ``flag`` (bits ``FLAG_*``), and the float
+    ``order_bound`` (2, Q): for a ``FLAG_ORDER`` side, the least extreme score whose q can change
+    with the row order (the scores at or beyond it; NaN elsewhere):
 
     * ``FLAG_TOO_FEW`` -- at most 2 null or 2 treatment scores: every q of the side is 1 by rule,
       which says nothing (a WTCS = 1 self-match included);
@@ -484,10 +490,12 @@ def fdr_gsea_sides(ncs: np.ndarray, is_null: np.ndarray) -> dict[str, np.ndarray
     if is_null.shape != (x.shape[0],):
         raise ValidationError(f"ncs {np.shape(ncs)} and is_null {is_null.shape} do not match")
     out = {k: np.zeros((2, x.shape[1]), dtype=np.int64) for k in ("n_null", "n_treatment", "n_null_distinct", "flag")}
+    out["order_bound"] = np.full((2, x.shape[1]), np.nan)
     for j in range(x.shape[1]):
         col = np.asarray(x[:, j], dtype=np.float64)
         for s, right in enumerate((True, False)):
-            n_null, n_trt, distinct, flag = _side_diagnostics(col, is_null, right)
+            n_null, n_trt, distinct, flag, bound = _side_diagnostics(col, is_null, right)
+            out["order_bound"][s, j] = bound
             out["n_null"][s, j] = n_null
             out["n_treatment"][s, j] = n_trt
             out["n_null_distinct"][s, j] = distinct

@@ -112,16 +112,23 @@ def cmap_fdr(ncs_values: np.ndarray, is_null: np.ndarray, query_names: Sequence[
     """cmapM q-values (unchanged) with the side diagnostics of :func:`~opencmap.kernels.fdr.fdr_gsea_sides`.
 
     Metrics: ``fdr_q``, ``fdr_q_nlog10`` and ``fdr_flag`` (per signature: the flag bits of the side
-    its score falls on; 0 where the method has something to say, and for zero / NaN scores).
+    its score falls on -- ``row_order_dependent`` only on the scores whose q can move with the row
+    order; 0 where the method has something to say, and for zero / NaN scores).
     """
-    from opencmap.kernels.fdr import FLAG_NAMES, fdr_gsea, fdr_gsea_sides, flag_names
+    from opencmap.kernels.fdr import FLAG_NAMES, FLAG_ORDER, fdr_gsea, fdr_gsea_sides, flag_names
 
     q = np.asarray(fdr_gsea(ncs_values, is_null), dtype=np.float32)
     diag = fdr_gsea_sides(ncs_values, is_null)
     x = np.asarray(ncs_values)
     flags = np.zeros(x.shape, dtype=np.uint8)
-    flags[x > 0] = np.broadcast_to(diag["flag"][0], x.shape)[x > 0]
-    flags[x < 0] = np.broadcast_to(diag["flag"][1], x.shape)[x < 0]
+    for s, side in enumerate((x > 0, x < 0)):
+        code = np.broadcast_to(diag["flag"][s], x.shape)
+        bound = np.broadcast_to(diag["order_bound"][s], x.shape)
+        with np.errstate(invalid="ignore"):
+            beyond = (x >= bound) if s == 0 else (x <= bound)
+        # the side's flags, except row-order dependence: only where the q can move with the order
+        per_sig = np.where(beyond, code, code & ~FLAG_ORDER).astype(np.uint8)
+        flags[side] = per_sig[side]
     out = FdrOutcome(metrics={"fdr_q": q, "fdr_q_nlog10": _nlog10(q), "fdr_flag": flags})
     per_query = {}
     flagged: dict[str, list[str]] = {}

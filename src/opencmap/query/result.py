@@ -3,7 +3,8 @@
 A :class:`QueryResult` holds, per level (``sig``, ``pert_cell``, ``pert_summary``, ``pcl_cell``,
 ``pcl_summary``), a :class:`LevelResult`: an index table (one row per signature / perturbagen x
 cell / perturbagen / PCL, with its metadata) and metric matrices of shape ``(n_rows, n_queries)``
-(e.g. ``wtcs``, ``es_up``, ``ncs``, ``tau``, ``fdr_q``).
+(e.g. ``wtcs``, ``es_up``, ``ncs``, ``tau``, ``fdr_q``, ``fdr_p``, ``fdr_flag``); :attr:`QueryResult.fdr` records
+the FDR method and its null per query (and side, for the ``cmap`` method).
 
 A result round-trips exactly through :meth:`QueryResult.to_bytes` / :meth:`QueryResult.from_bytes`
 (or :meth:`QueryResult.save` / :meth:`QueryResult.load` for a file). The stored form is one ZIP
