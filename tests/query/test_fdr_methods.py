@@ -49,6 +49,11 @@ def test_cmap_method_is_unchanged_named_and_sized(engine, built_store, query_a):
     assert res.describe()["fdr"]["queries"]["A"]["positive"]["n_null"] == sides["positive"]["n_null"]
     back = QueryResult.from_bytes(res.to_bytes())
     assert back.fdr == json.loads(json.dumps(res.fdr))
+    # and it is in the query table (queries.tsv of every written result)
+    table = res.query_table().set_index("query")
+    assert table.at["A", "fdr_method"] == "cmap"
+    assert table.at["A", "fdr_positive_n_null"] == sides["positive"]["n_null"]
+    assert table.at["A", "fdr_negative_n_null"] == sides["negative"]["n_null"]
 
 
 def test_cmap_silent_sides_warn_and_note():
@@ -83,6 +88,8 @@ def test_default_method_is_random_query_pooled_with_its_null(engine, built_store
     assert res.params["fdr_null_size"] == 1000 and res.params["fdr_seed"] == 0
     rec = res.fdr["queries"]["A"]
     assert (rec["n_up"], rec["n_down"], rec["n_random"], rec["seed"]) == (20, 20, 1000, 0)
+    row = res.query_table().iloc[0]
+    assert row["fdr_method"] == "random_query_pooled" and row["fdr_n_random"] == 1000
     sig = res.level("sig").metrics
     assert {"fdr_p", "fdr_q", "fdr_q_nlog10"} <= set(sig) and "fdr_flag" not in sig
     finite = np.isfinite(sig["fdr_q"])

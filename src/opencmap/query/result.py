@@ -108,8 +108,21 @@ class QueryResult:
         return next(iter(metrics))
 
     def query_table(self) -> pd.DataFrame:
-        """One row per query: genes used, unknown and out-of-space genes."""
-        return pd.DataFrame([q.summary() for q in self.queries])
+        """One row per query: genes used, unknown and out-of-space genes; with an FDR, its method
+        and null (``fdr_method``, and e.g. ``fdr_positive_n_null`` / ``fdr_n_random``)."""
+        rows = [q.summary() for q in self.queries]
+        per_query = self.fdr.get("queries", {}) if self.fdr else {}
+        for row in rows:
+            rec = per_query.get(row.get("query"))
+            if rec is None:
+                continue
+            row["fdr_method"] = self.fdr.get("method", "")
+            for key, value in rec.items():
+                if isinstance(value, Mapping):  # per side (cmap method)
+                    row.update({f"fdr_{key}_{k}": v for k, v in value.items() if k != "n_null_distinct"})
+                elif key != "null_key" and value is not None:
+                    row[f"fdr_{key}"] = value
+        return pd.DataFrame(rows)
 
     # ------------------------------------------------------------------ tables
     def to_frame(self, level: str = "sig", *, query: int | str | None = None, metadata: bool = True) -> pd.DataFrame:
