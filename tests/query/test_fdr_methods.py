@@ -171,3 +171,19 @@ def test_random_query_q_permutes_with_the_signatures(seed, n_sig, pooled):
         return bh(random_query_pvalues(x, null, counts), axis=0)
 
     np.testing.assert_allclose(q_of(x[perm], null[perm], counts[perm]), q_of(x, null, counts)[perm], rtol=1e-12)
+
+
+def test_null_is_rebuilt_after_signatures_are_appended(level5, tmp_path):
+    from opencmap.query.store import Store, append_store, build_store
+
+    gct, info, _ = level5
+    n = gct.data.shape[1]
+    first = build_store(tmp_path / "s", gct.subset(cids=list(gct.cids[: n - 20])), sig_info=info.iloc[: n - 20].reset_index(drop=True))
+    a = load_or_build_null(first, n_up=5, n_down=5, n_random=30)
+    assert a.counts.shape == (n - 20,)
+    append_store(tmp_path / "s", gct.subset(cids=list(gct.cids[n - 20 :])), sig_info=info.iloc[n - 20 :].reset_index(drop=True))
+    b = load_or_build_null(Store(tmp_path / "s"), n_up=5, n_down=5, n_random=30)
+    assert not b.cached and b.counts.shape == (n,)
+    # the old signatures' null is the same random queries' (same seed): unchanged
+    np.testing.assert_array_equal(b.counts[: n - 20], a.counts)
+    np.testing.assert_array_equal(b.nonzero[: n - 20], a.nonzero)

@@ -472,8 +472,10 @@ def random_query_fdr(
         + (f"; random-query nulls computed now for {', '.join(built)} (cached in the store)" if built else "")
     )
     if need > 1 and not pooled:
-        out.notes.append(
+        note = (
             f"fdr_q resolution: the least p is 1/{n_random + 1}, so q < 0.05 needs at least {need} signatures at that p "
-            f"among {m}; more random queries (fdr_null_size) give finer q"
+            f"among {m}; more random queries (fdr_null_size) or the random_query_pooled method give finer q"
         )
+        out.notes.append(note)
+        warnings.warn(note, FDRWarning, stacklevel=4)
     return out
