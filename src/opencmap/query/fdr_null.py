@@ -437,7 +437,7 @@ def random_query_fdr(
             if nulls is not None:
                 nulls[key] = null
             if not null.cached:
-                built.append(f"{n_up} up / {n_down} down")
+                built.append(f"{n_up} up / {n_down} down" + ("" if null.path is not None else " (kept in memory: the store folder is not writable)"))
         if pooled:
             scale, nonzero, pool = null.pooled()
             p[:, cols] = random_query_pooled_pvalues(x[:, cols], null.counts, scale, nonzero, pool)
@@ -469,7 +469,7 @@ def random_query_fdr(
     out.notes.append(
         f"fdr_q: {name} method -- nominal p of each signature's |{metric}| against {n_random} random queries "
         f"of the query's sizes (seed {seed}){', tail pooled over signatures' if pooled else ''}, Benjamini-Hochberg across {m} signatures"
-        + (f"; random-query nulls computed now for {', '.join(built)} (cached in the store)" if built else "")
+        + (f"; random-query nulls computed now (and cached in the store) for {', '.join(built)}" if built else "")
     )
     if need > 1 and not pooled:
         note = (
