@@ -177,8 +177,9 @@ class Engine:
         fdr_method:
             ``random_query_pooled`` (default: nominal p against random queries of the query's
             sizes with a tail pooled over signatures, Benjamini-Hochberg across signatures),
-            ``random_query`` (the same, each signature's own null only) or ``cmap`` (cmapM ``computeFDRGsea`` against the
-            null signatures, with per-side flags); see :mod:`opencmap.query.fdr_null`.
+            ``random_query`` (the same, each signature's own null only) or ``cmap`` (cmapM
+            ``computeFDRGsea`` against the null signatures, with per-side flags); see
+            :mod:`opencmap.query.fdr_null`.
         fdr_null_size, fdr_seed:
             Random queries per size (default 1000) and their seed (default 0), random-query methods only.
         ncs_mode:
@@ -427,7 +428,7 @@ class Engine:
         notes: list[str],
     ) -> Any:
         """FDR step (:mod:`opencmap.query.fdr_null`): the ``cmap`` method on NCS against the null
-        signatures, or ``random_query`` nominal p-values of the raw scores with BH."""
+        signatures, or random-query nominal p-values of the raw scores with BH."""
         from opencmap.query.fdr_null import cmap_fdr, random_query_fdr
 
         names = [v.name for v in valid]

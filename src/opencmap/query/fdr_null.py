@@ -146,8 +146,8 @@ def cmap_fdr(ncs_values: np.ndarray, is_null: np.ndarray, query_names: Sequence[
                 if code & bit:
                     flagged.setdefault(fname, []).append(f"{name} ({side}, {rec[side]['n_null']} nulls)")
         per_query[name] = rec
-    out.info = {"method": "cmap", "null": "null signatures (is_null_sig / ctl_*)", "n_null_signatures": int(np.count_nonzero(is_null)), "queries": per_query}
     n_null = int(np.count_nonzero(is_null))
+    out.info = {"method": "cmap", "null": "null signatures (is_null_sig / ctl_*)", "n_null_signatures": n_null, "queries": per_query}
     out.notes.append(
         f"fdr_q: cmap method (cmapM computeFDRGsea) against {n_null} null signatures; null scores per query "
         "and side in the result's fdr record; fdr_flag marks the sides where it says nothing"
@@ -319,7 +319,10 @@ def load_or_build_null(
                 if parts["counts"].shape == (store.n_signatures,) and (vals is None or vals.shape == (store.n_signatures, n_random)):
                     log.debug("random-query null %s read from %s", key, folder)
                     return FdrNull(key, params, values=vals, path=folder, cached=True, **parts)
-            log.info("random-query null %s in %s was built for another store state or settings (or without per-signature values); rebuilding it", key, folder)
+            log.info(
+                "random-query null %s in %s was built for another store state or settings (or without per-signature values); rebuilding it",
+                key, folder,
+            )  # fmt: skip
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             log.warning("random-query null cache %s is unreadable (%s); rebuilding it", folder, exc)
     log.info(
@@ -437,7 +440,8 @@ def random_query_fdr(
             if nulls is not None:
                 nulls[key] = null
             if not null.cached:
-                built.append(f"{n_up} up / {n_down} down" + ("" if null.path is not None else " (kept in memory: the store folder is not writable)"))
+                where = "" if null.path is not None else " (kept in memory: the store folder is not writable)"
+                built.append(f"{n_up} up / {n_down} down{where}")
         if pooled:
             scale, nonzero, pool = null.pooled()
             p[:, cols] = random_query_pooled_pvalues(x[:, cols], null.counts, scale, nonzero, pool)
