@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -315,3 +318,119 @@ def cgs_compound_scores(data: ScienceData, *, n_genes: int = 50) -> pd.DataFrame
         out.append(rec)
     return pd.DataFrame(out)
 
+
+# ------------------------------------------------------------------------- 5. FDR calibration
+# Queries: the up/down 50 landmarks of each planted program of active compounds (as ``opencmap
+# demo`` builds its query) and of programs planted in no perturbagen (``NULL:<i>``, a complete
+# null). Per query program, a signature is *true* (its perturbagen acts through the program in a
+# cell line where it acts), *zero-effect* (noise-free signature 0: controls, inactive compounds,
+# compounds in lines where none of their programs act) or *unrelated* (a real effect through other
+# programs). See benchmarks/bench_fdr_calibration.py for the figures' definitions.
+#: FDR methods compared by :func:`fdr_calibration`
+FDR_METHODS = ("cmap", "random_query", "random_query_pooled")
+
+
+def program_query(model: Any, token: str, n_genes: int = 50) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Top / bottom ``n_genes`` landmarks of a program (the demo's query)."""
+    program = model.program(token)
+    ids = model.genes["pr_gene_id"].astype(str).to_numpy()[: len(program)]
+    order = np.argsort(-program, kind="stable")
+    return tuple(ids[order[:n_genes]]), tuple(ids[order[::-1][:n_genes]])
+
+
+def _programs(truth: pd.DataFrame, row: pd.Series) -> list[str]:
+    if str(row["pert_type"]) == "trt_sh.cgs":
+        return [f"TARGET:{row['pert_iname']}"]
+    pid = str(row["pert_id"])
+    if pid not in truth.index:
+        return []
+    text = str(truth.at[pid, "programs"])
+    return [] if text in ("-666", "nan", "") else text.split("|")
+
+
+def classify(data: ScienceData, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``true`` (S, T) bool per program token, and ``zero`` (S,) bool (noise-free signature 0)."""
+    info = data.sig_info
+    truth = data.truth
+    model = data.compendium.model()
+    n = len(info)
+    true = np.zeros((n, len(tokens)), dtype=bool)
+    zero = np.zeros(n, dtype=bool)
+    col = {t: j for j, t in enumerate(tokens)}
+    for i, row in enumerate(info.itertuples(index=False)):
+        r = pd.Series(row._asdict())
+        ptype, cell = str(r["pert_type"]), str(r["cell_id"])
+        if ptype.startswith("ctl_"):
+            zero[i] = True
+            continue
+        progs = _programs(truth, r)
+        if ptype == "trt_cp":
+            pid = str(r["pert_id"])
+            active = pid in truth.index and int(truth.at[pid, "is_active"]) == 1
+            sens = [model.sensitivity(p.lstrip("-"), cell) for p in progs]
+            if not active or not any(s > 0 for s in sens):
+                zero[i] = True  # inactive, or no program acts here: the effect is exactly 0
+                continue
+        for p in progs:
+            name = p.lstrip("-")
+            if name in col and model.sensitivity(name, cell) > 0:
+                true[i, col[name]] = True
+    return true, zero
+
+
+def fdr_calibration(
+    data: ScienceData, *, n_null_queries: int = 10, alpha: float = 0.05, methods: tuple[str, ...] = FDR_METHODS, n_random: int = 1000
+) -> pd.DataFrame:
+    """One row per FDR method: discoveries at q < ``alpha``, false-discovery proportions (strict:
+    false = not true; zero-effect: false = zero-effect, unrelated signatures left out), power, and
+    the complete-null queries' FWER (fraction with any discovery) and mean discoveries."""
+    from opencmap.query.genesets import Query
+
+    truth = data.truth
+    cp = truth[(truth["pert_type"].astype(str) == "trt_cp") & (truth["is_active"].astype(int) == 1)]
+    tokens = sorted({p.lstrip("-") for text in cp["programs"].astype(str) for p in text.split("|")})
+    model = data.compendium.model()
+    planted = [Query(t, *program_query(model, t)) for t in tokens]
+    nulls = [Query(f"NULL:{i}", *program_query(model, f"NULL:{i}")) for i in range(n_null_queries)]
+    true, zero = classify(data, tokens)
+    engine = Engine(data.store)
+    rows = []
+    for method in methods:
+        start = time.perf_counter()
+        opts: dict[str, Any] = {} if method == "cmap" else {"fdr_null_size": n_random}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = engine.run(planted + nulls, fdr_method=method, min_genes=1, max_genes=150, tau=False, summaries=False, **opts)
+        seconds = time.perf_counter() - start
+        q = res.level("sig").metrics["fdr_q"]
+        hit = np.nan_to_num(q, nan=1.0) < alpha
+        fdp, fdp_zero, power, n_disc = [], [], [], []
+        v_all = r_all = v0_all = r0_all = 0
+        for j in range(len(planted)):
+            d = hit[:, j]
+            t = true[:, j]
+            r, v = int(d.sum()), int((d & ~t).sum())
+            v0, r0 = int((d & zero).sum()), int((d & (t | zero)).sum())
+            v_all, r_all, v0_all, r0_all = v_all + v, r_all + r, v0_all + v0, r0_all + r0
+            fdp.append(v / max(r, 1))
+            fdp_zero.append(v0 / max(r0, 1))
+            power.append((d & t).sum() / max(t.sum(), 1))
+            n_disc.append(r)
+        dn = hit[:, len(planted) :]
+        rows.append(
+            {
+                "method": method,
+                "queries": len(planted),
+                "mean_discoveries": float(np.mean(n_disc)),
+                "fdp_strict_mean": float(np.mean(fdp)),
+                "fdp_strict_pooled": v_all / max(r_all, 1),
+                "fdp_zero_effect_mean": float(np.mean(fdp_zero)),
+                "fdp_zero_effect_pooled": v0_all / max(r0_all, 1),
+                "power_mean": float(np.mean(power)),
+                "null_queries": dn.shape[1],
+                "null_fwer": float(np.mean(dn.any(axis=0))) if dn.size else float("nan"),
+                "null_mean_discoveries": float(dn.sum(axis=0).mean()) if dn.size else float("nan"),
+                "seconds": seconds,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -116,5 +116,8 @@ class QueryService:
                 max_genes=req.max_genes,
                 on_invalid=req.on_invalid,
                 tau_method=req.tau_method,
+                fdr_method=req.fdr_method,
+                fdr_null_size=req.fdr_null_size,
+                fdr_seed=req.fdr_seed,
                 progress=progress,
             )

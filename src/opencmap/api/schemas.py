@@ -63,6 +63,13 @@ class QueryRequest(_Strict):
     min_genes: int = Field(10, ge=1, le=10_000)
     max_genes: int = Field(150, ge=1, le=10_000)
     tau_method: Literal["exact", "cmap"] = "exact"
+    fdr_method: Literal["random_query_pooled", "random_query", "cmap"] = Field(
+        "random_query_pooled",
+        description="FDR q-values: random-query nulls with Benjamini-Hochberg (pooled tail / per signature), or cmapM's "
+        "method against the null signatures (fdr_flag marks the sides where it says nothing).",
+    )
+    fdr_null_size: int | None = Field(None, ge=10, le=100_000, description="Random queries per query size (random-query FDR; default 1000).")
+    fdr_seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Seed of the random queries (default 0).")
     on_invalid: Literal["raise", "skip"] = "raise"
 
 
@@ -124,6 +131,7 @@ class JobStatus(BaseModel):
     space: str | None = None
     notes: list[str] = Field(default_factory=list, description="What the result used, one readable line each.")
     params: dict[str, Any] = Field(default_factory=dict, description="What the result used: metric, space, tau method, method options.")
+    fdr: dict[str, Any] = Field(default_factory=dict, description="FDR method and its null per query (and side, cmap method).")
     queries: list[dict[str, Any]] = Field(default_factory=list)
     levels: list[str] = Field(default_factory=list)
     describe: dict[str, Any] = Field(default_factory=dict, description="The result's provenance as structured data.")

@@ -38,6 +38,10 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--max-genes", default=150, show_default=True)
 @click.option("--pcl", type=_FILE, help="PCL GMT (members = pert_ids) for PCL summaries.")
 @click.option("--tau-method", type=click.Choice(["exact", "cmap"]), default="exact", show_default=True)
+@click.option("--fdr-method", type=click.Choice(["random_query_pooled", "random_query", "cmap"]), default="random_query_pooled", show_default=True,
+              help="FDR q-values: random-query nulls with BH (pooled tail / per signature), or cmapM's method against the null signatures (flagged where it says nothing).")
+@click.option("--fdr-null-size", type=int, default=None, help="Random queries per query size for the random-query FDR (default 1000; cached in the store).")
+@click.option("--fdr-seed", type=int, default=None, help="Seed of the random queries (default 0).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Write full results as this new folder.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder whole (no file of the earlier run is kept).")
 @click.option("--format", "fmt", type=click.Choice(["tsv", "parquet", "gctx"]), default="tsv", show_default=True)
@@ -47,7 +51,8 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--direction", type=click.Choice(["positive", "negative", "both"]), default="positive", show_default=True)
 def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes: str | None, down_genes: str | None,
             sig_ids: tuple[str, ...], vectors: Path | None, sig_genes: int, name: str, metric: str, es_tail: str | None, space: str | None,
-            min_genes: int, max_genes: int, pcl: Path | None, tau_method: str, out_dir: Path | None, overwrite: bool,
+            min_genes: int, max_genes: int, pcl: Path | None, tau_method: str, fdr_method: str, fdr_null_size: int | None,
+            fdr_seed: int | None, out_dir: Path | None, overwrite: bool,
             fmt: str, top: int, level: str, direction: str) -> None:
     """Query STORE with up/down gene sets (files or lists) or store signatures.
 
@@ -66,6 +71,7 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", OpenCMapWarning)
         result = _run(store, pcl, level, metric, es_tail, space, min_genes, max_genes, tau_method,
+                      {"fdr_method": fdr_method, "fdr_null_size": fdr_null_size, "fdr_seed": fdr_seed},
                       _queries(up_file, down_file, up_genes, down_genes, name), sig_ids, vectors, sig_genes)
     lines = result.report()
     # gene identity warnings repeat what each query's notes already say (ValidatedQuery.notes)
@@ -103,8 +109,8 @@ def _queries(up_file: Path | None, down_file: Path | None, up_genes: str | None,
 
 
 def _run(store: Path, pcl: Path | None, level: str, metric: str, es_tail: str | None, space: str | None, min_genes: int,
-         max_genes: int, tau_method: str, queries: list[Any], sig_ids: tuple[str, ...], vectors: Path | None,
-         sig_genes: int) -> Any:
+         max_genes: int, tau_method: str, fdr_options: dict[str, Any], queries: list[Any], sig_ids: tuple[str, ...],
+         vectors: Path | None, sig_genes: int) -> Any:
     """Open the store (and PCLs), add vector / signature queries, run them; returns the QueryResult."""
     from opencmap.query.engine import Engine
     from opencmap.query.genesets import queries_from_gct, signature_queries, vector_queries
@@ -134,4 +140,4 @@ def _run(store: Path, pcl: Path | None, level: str, metric: str, es_tail: str | 
 
     with bar:
         return engine.run(queries, metric=metric, space=space, min_genes=min_genes, max_genes=max_genes,
-                          tau_method=tau_method, progress=progress, require_levels=[level], **options)
+                          tau_method=tau_method, progress=progress, require_levels=[level], **fdr_options, **options)

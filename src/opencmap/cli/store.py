@@ -114,6 +114,37 @@ def background(store: Path, query_sigs: Path | None, n_genes: int, query_space: 
     click.echo(json.dumps({k: {"tail": v["tail"], "n_rows": v["n_rows"], "n_queries": v["n_queries"]} for k, v in entries.items()}, indent=1))
 
 
+@command.command("fdr-null")
+@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--size", "sizes", multiple=True, required=True, metavar="UP,DOWN",
+              help="Query size (up genes, down genes) to build the random-query FDR null for (repeatable).")
+@click.option("--n-random", default=1000, show_default=True, help="Random queries per size.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random queries.")
+@click.option("--metric", type=click.Choice(["wtcs", "cs"]), default="wtcs", show_default=True)
+@click.option("--space", help="Scoring space (default: the store's default).")
+@click.option("--es-tail", type=click.Choice(["both", "up", "down"]), help="Tail, as the queries will use (default both).")
+@click.option("--per-signature", is_flag=True,
+              help="Also keep every signature's full null (n_signatures x n_random floats), needed by --fdr-method random_query.")
+def fdr_null(store: Path, sizes: tuple[str, ...], n_random: int, seed: int, metric: str, space: str | None, es_tail: str | None,
+             per_signature: bool) -> None:
+    """Build the random-query FDR nulls of STORE for the given query sizes ahead of time (else a
+    query builds its size's null on first use)."""
+    from opencmap.query.fdr_null import build_fdr_nulls
+
+    parsed = []
+    for text in sizes:
+        try:
+            up, down = (int(v) for v in text.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not UP,DOWN (two integers, e.g. 50,50)", param_hint="--size") from None
+        parsed.append((up, down))
+    bar, progress = _bar("fdr null")
+    with bar:
+        nulls = build_fdr_nulls(store, parsed, metric=metric, space=space, options={} if es_tail is None else {"es_tail": es_tail},
+                                n_random=n_random, seed=seed, values=per_signature, progress=progress)
+    click.echo(json.dumps({n.key: {"path": str(n.path), "cached_before": n.cached, **n.params} for n in nulls}, indent=1))
+
+
 @command.command("info")
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--verify", is_flag=True, help="Recompute every checksum.")

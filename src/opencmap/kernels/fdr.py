@@ -6,6 +6,14 @@
   are evaluated by a merge walk over the sorted scores); columns run in parallel.
 * :func:`fdr_gsea_reference` -- the same q-values with scipy's ``PchipInterpolator``, one query
   column and side at a time (the plain reference the compiled kernel is tested against).
+* :func:`fdr_gsea_sides` -- what the CMap method can say on each side of each query column: the
+  number of treatment and null scores, distinct null values, and the flags of a side where the
+  method says nothing (too few nulls, a degenerate line, tied nulls, a row-order-dependent cut).
+* :func:`random_query_pvalues` -- nominal p-values of scores against per-signature nulls of
+  random queries (signatureSearch's approach, spec §6.5), ``(1 + #null >= |x|) / (1 + n)``.
+* :func:`pooled_null` / :func:`random_query_pooled_pvalues` -- the same nulls with a finer tail:
+  each signature keeps its own share of non-zero null scores and their scale (mean), while the
+  shape of the non-zero |score| / scale is pooled over the signatures (GSEA's NES idea).
 * :func:`bh` -- Benjamini-Hochberg adjusted p-values (for p-values of random-query nulls).
 """
 
@@ -19,10 +27,34 @@ from opencmap.kernels.columns import as_columns, like_input
 from opencmap.kernels.radix import radix_argsort_f32
 from opencmap.kernels.threads import in_main_thread
 
-__all__ = ["fdr_gsea", "fdr_gsea_reference", "bh", "EPS"]
+__all__ = [
+    "fdr_gsea",
+    "fdr_gsea_reference",
+    "fdr_gsea_sides",
+    "random_query_pvalues",
+    "pooled_null",
+    "random_query_pooled_pvalues",
+    "bh",
+    "EPS",
+    "FLAG_TOO_FEW",
+    "FLAG_LINE",
+    "FLAG_TIED",
+    "FLAG_ORDER",
+    "FLAG_NAMES",
+    "flag_names",
+]
 
 #: float64 machine epsilon, as CMap's ``eps``
 EPS = float(np.finfo(np.float64).eps)
+
+#: side flags of the CMap method (bits; a side can carry several)
+FLAG_TOO_FEW = 1  # <= 2 null or <= 2 treatment scores on the side: every q there is 1 by rule
+FLAG_LINE = 2  # 3-4 null scores: q is (mostly) a straight line between ~1 and 0
+FLAG_TIED = 4  # fewer than 2 distinct null values (cmapM's interpolation fails; q meaningless)
+FLAG_ORDER = 8  # the cut point of the null adjustment depends on the row order of the scores
+FLAG_NAMES = {FLAG_TOO_FEW: "too_few_nulls", FLAG_LINE: "degenerate_line", FLAG_TIED: "tied_nulls", FLAG_ORDER: "row_order_dependent"}
+#: a side with fewer null scores than this is flagged ``degenerate_line`` (3 or 4 nulls)
+LINE_MAX_NULLS = 4
 
 # query columns sorted per call of the compiled kernel (bounds the (Q, S) index buffer)
 _CHUNK = 32
@@ -392,3 +424,201 @@ def bh(pvalues: np.ndarray, axis: int = 0) -> np.ndarray:
         adj = np.minimum.accumulate(scaled[::-1])[::-1]
         flat_out[i, order] = np.minimum(adj, 1.0)
     return np.moveaxis(flat_out.reshape(p.shape), -1, axis)[()]
+
+
+# ---------------------------------------------------------------------------------- diagnostics
+def flag_names(code: int) -> str:
+    """The flag bits of :func:`fdr_gsea_sides` as ``"name|name"`` ("" for none)."""
+    return "|".join(name for bit, name in FLAG_NAMES.items() if int(code) & bit)
+
+
+def _side_diagnostics(col: np.ndarray, is_null: np.ndarray, right: bool) -> tuple[int, int, int, int, float]:
+    side = col > 0 if right else col < 0
+    trt = col[side & ~is_null]
+    nul = col[side & is_null]
+    n_null, n_trt = int(nul.size), int(trt.size)
+    distinct = int(np.unique(nul).size)
+    flag = 0
+    bound = np.nan
+    if n_null <= 2 or n_trt <= 2:
+        flag |= FLAG_TOO_FEW
+    else:
+        if n_null <= LINE_MAX_NULLS:
+            flag |= FLAG_LINE
+        if distinct < 2:
+            flag |= FLAG_TIED
+        # the cut point x* of the null adjustment is the first score of least raw q in row order
+        # (np.argmin / MATLAB min): when two or more distinct scores share the least raw q, the same
+        # scores in another row order give other q-values. On the negative side F_0 is 0 at and
+        # below the most negative null, so all those scores have the floor q (eps); on the
+        # positive side 1 - F_0 >= 1/n_null, so a tie there needs equal interpolated values.
+        xs = col[side]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if right:
+                raw = np.clip((1.0 - _ecdf_below(nul, xs)) / ((1.0 - _ecdf_below(trt, xs)) + EPS), EPS, 1.0)
+            else:
+                raw = np.clip(_ecdf_below(nul, xs) / (_ecdf_below(trt, xs) + EPS), EPS, 1.0)
+        tied = np.unique(xs[raw == raw.min()])
+        if tied.size >= 2:
+            flag |= FLAG_ORDER
+            # only scores at or beyond the least extreme of them can change with the row order
+            bound = float(tied.min() if right else tied.max())
+    return n_null, n_trt, distinct, flag, bound
+
+
+def fdr_gsea_sides(ncs: np.ndarray, is_null: np.ndarray) -> dict[str, np.ndarray]:
+    """What :func:`fdr_gsea` rests on, per query column and side (0 = positive, 1 = negative).
+
+    Returns int arrays of shape (2, Q): ``n_null`` and ``n_treatment`` (scores of that sign),
+    ``n_null_distinct`` (distinct null values) and ``flag`` (bits ``FLAG_*``), and the float
+    ``order_bound`` (2, Q): for a ``FLAG_ORDER`` side, the least extreme score whose q can change
+    with the row order (the scores at or beyond it; NaN elsewhere):
+
+    * ``FLAG_TOO_FEW`` -- at most 2 null or 2 treatment scores: every q of the side is 1 by rule,
+      which says nothing (a WTCS = 1 self-match included);
+    * ``FLAG_LINE`` -- 3 or 4 null scores: the null adjustment turns most of the side into a
+      straight line from ~1 to 0, whatever the raw q-values were;
+    * ``FLAG_TIED`` -- fewer than 2 distinct null values (cmapM's ``interp1`` fails there);
+    * ``FLAG_ORDER`` -- two or more distinct scores share the least raw q, and the first of them
+      in row order becomes the cut point of the null adjustment; the same scores in another row
+      order give other q-values. On the negative side this happens whenever a treatment score
+      lies below the most negative null (all of them get the floor q, eps); on the positive side
+      ``1 - F_0`` stays >= 1/n_null, so only equal interpolated values tie.
+    """
+    x, _ = as_columns(ncs, name="ncs")
+    is_null = np.asarray(is_null, dtype=bool)
+    if is_null.shape != (x.shape[0],):
+        raise ValidationError(f"ncs {np.shape(ncs)} and is_null {is_null.shape} do not match")
+    out = {k: np.zeros((2, x.shape[1]), dtype=np.int64) for k in ("n_null", "n_treatment", "n_null_distinct", "flag")}
+    out["order_bound"] = np.full((2, x.shape[1]), np.nan)
+    for j in range(x.shape[1]):
+        col = np.asarray(x[:, j], dtype=np.float64)
+        for s, right in enumerate((True, False)):
+            n_null, n_trt, distinct, flag, bound = _side_diagnostics(col, is_null, right)
+            out["order_bound"][s, j] = bound
+            out["n_null"][s, j] = n_null
+            out["n_treatment"][s, j] = n_trt
+            out["n_null_distinct"][s, j] = distinct
+            out["flag"][s, j] = flag
+    return out
+
+
+# ---------------------------------------------------------------------------------- random queries
+@numba.njit(cache=True, nogil=True)
+def _rq_row(x, null, counts, out, i):
+    n = counts[i]
+    row = null[i]
+    for j in range(x.shape[1]):
+        v = x[i, j]
+        if np.isnan(v) or n == 0:
+            out[i, j] = np.nan
+            continue
+        a = abs(v)
+        lo = 0  # first position with null >= a (left bisection over the sorted finite part)
+        hi = n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if row[mid] < a:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i, j] = (1.0 + (n - lo)) / (1.0 + n)
+
+
+@numba.njit(cache=True, nogil=True)
+def _rq_pvalues(x, null, counts, out):
+    for i in range(x.shape[0]):
+        _rq_row(x, null, counts, out, i)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _rq_pvalues_par(x, null, counts, out):
+    for i in numba.prange(x.shape[0]):
+        _rq_row(x, null, counts, out, i)
+
+
+def random_query_pvalues(scores: np.ndarray, null_sorted: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Nominal p-values of ``scores`` (S,) or (S, Q) against per-signature random-query nulls.
+
+    ``null_sorted`` (S, R): each signature's |score| under R random queries, ascending, NaN-padded
+    after the first ``counts[s]`` finite values. ``p = (1 + #{null >= |x|}) / (1 + n)``: two-sided
+    on |score| (signatureSearch), with the observed query counted among the random ones so that
+    p is a valid p-value (never 0; at least ``1 / (1 + n)``). NaN scores and signatures without
+    null values get NaN.
+    """
+    x, one_d = as_columns(scores, name="scores")
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    null = np.asarray(null_sorted)  # a memory-mapped null stays mapped (a plain ndarray view)
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    if null.ndim != 2 or null.shape[0] != x.shape[0] or counts.shape != (x.shape[0],):
+        raise ValidationError(f"scores {np.shape(scores)}, null {null.shape} and counts {counts.shape} do not match")
+    if np.any(counts > null.shape[1]) or np.any(counts < 0):
+        raise ValidationError("null counts out of range")
+    out = np.empty(x.shape, dtype=np.float64)
+    (_rq_pvalues_par if x.shape[0] > 4096 and in_main_thread() else _rq_pvalues)(x, null, counts, out)
+    return like_input(out, one_d)
+
+
+#: most pooled values kept by :func:`pooled_null` (rows taken at a stride above it)
+POOL_MAX = 4_000_000
+
+
+def pooled_null(null_sorted: np.ndarray, counts: np.ndarray, *, max_values: int = POOL_MAX) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-signature scale and non-zero count of random-query nulls, and the pooled shape.
+
+    Returns ``(scale, n_nonzero, pooled)``: ``scale[s]`` = mean of the non-zero |null| values of
+    signature ``s`` (NaN if none), ``n_nonzero[s]`` their number, and ``pooled`` the sorted
+    non-zero values divided by their signature's scale, over all signatures (rows taken at a
+    stride so that at most ``max_values`` are kept).
+    """
+    v = np.asarray(null_sorted)
+    counts = np.asarray(counts, dtype=np.int64)
+    n_sig = v.shape[0]
+    scale = np.full(n_sig, np.nan)
+    nonzero = np.zeros(n_sig, dtype=np.int64)
+    step = max(1, (64 << 20) // max(1, v.shape[1] * 8))
+    stride = max(1, int(np.ceil(n_sig * v.shape[1] / max_values)))
+    parts = []
+    for r0 in range(0, n_sig, step):
+        block = np.asarray(v[r0 : r0 + step], dtype=np.float64)
+        pos = block > 0  # NaN padding is not > 0
+        nz = pos.sum(axis=1)
+        nonzero[r0 : r0 + step] = nz
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sc = np.where(pos, block, 0.0).sum(axis=1) / nz
+        sc[nz == 0] = np.nan
+        scale[r0 : r0 + step] = sc
+        take = np.arange(r0, min(r0 + step, n_sig))
+        take = take[(take % stride) == 0] - r0
+        if take.size:
+            b = block[take]
+            parts.append((b[pos[take]] / np.repeat(sc[take], pos[take].sum(axis=1))).astype(np.float64))
+    pooled = np.sort(np.concatenate(parts)) if parts else np.empty(0)
+    return scale, nonzero, pooled
+
+
+def random_query_pooled_pvalues(
+    scores: np.ndarray, counts: np.ndarray, scale: np.ndarray, nonzero: np.ndarray, pooled: np.ndarray
+) -> np.ndarray:
+    """Nominal p-values with a pooled tail (see :func:`pooled_null`).
+
+    For a score ``x`` of signature ``s`` with ``n`` random-query values, ``k`` of them non-zero:
+    ``p = (1 + k) / (1 + n) * (1 + #{pooled >= |x| / scale_s}) / (1 + len(pooled))`` -- the
+    signature's own share of non-zero null scores times the pooled tail of the normalised non-zero
+    scores; ``p = 1`` for ``x == 0``; a signature whose null scores are all 0 gets ``1 / (1 + n)``
+    for any non-zero ``x``. NaN scores and signatures without null values get NaN.
+    """
+    x, one_d = as_columns(scores, name="scores")
+    x = np.abs(np.asarray(x, dtype=np.float64))
+    counts = np.asarray(counts, dtype=np.float64)[:, None]
+    k = np.asarray(nonzero, dtype=np.float64)[:, None]
+    sc = np.asarray(scale, dtype=np.float64)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = x / sc
+        z_idx = np.where(np.isfinite(z), z, 0.0)
+        tail = (1.0 + (pooled.size - np.searchsorted(pooled, z_idx, side="left"))) / (1.0 + pooled.size)
+        p = np.minimum((1.0 + k) / (1.0 + counts) * tail, 1.0)
+        p = np.where(k == 0, 1.0 / (1.0 + counts), p)
+    p = np.where(x == 0, 1.0, p)
+    p = np.where(np.isnan(x) | (counts == 0), np.nan, p)
+    return like_input(p, one_d)

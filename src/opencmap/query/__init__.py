@@ -9,6 +9,7 @@
 
 from opencmap.query.background import Background, build_background, load_background
 from opencmap.query.engine import Engine, connectivity_matrix, run_query
+from opencmap.query.fdr_null import FDR_METHODS, FDRWarning, build_fdr_nulls
 from opencmap.query.genesets import (
     Query,
     ValidatedQuery,
@@ -38,6 +39,9 @@ __all__ = [
     "Engine",
     "run_query",
     "connectivity_matrix",
+    "FDR_METHODS",
+    "FDRWarning",
+    "build_fdr_nulls",
     "Query",
     "ValidatedQuery",
     "validate_query",

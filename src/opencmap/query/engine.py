@@ -150,6 +150,7 @@ class Engine:
         self._plan: SummaryPlan | None = None
         self._null: np.ndarray | None = None
         self._backgrounds: dict[tuple[str, str], tuple[Any, np.ndarray | None]] = {}
+        self._fdr_nulls: dict[str, Any] = {}  # random-query FDR nulls by key (fdr_null.py)
 
     # ------------------------------------------------------------------ public
     def run(
@@ -165,6 +166,9 @@ class Engine:
         fdr: bool = True,
         tau: bool = True,
         tau_method: str = "exact",
+        fdr_method: str | None = None,
+        fdr_null_size: int | None = None,
+        fdr_seed: int | None = None,
         ncs_mode: str = "gutc",
         summaries: bool = True,
         block_size: int = 65536,
@@ -191,6 +195,14 @@ class Engine:
             Post-processing steps for connectivity metrics (ignored for the others).
         tau_method:
             ``exact`` (default) or ``cmap`` (the CMap 10,001-bin lookup grid, CMap-compat).
+        fdr_method:
+            ``random_query_pooled`` (default: nominal p against random queries of the query's
+            sizes with a tail pooled over signatures, Benjamini-Hochberg across signatures),
+            ``random_query`` (the same, each signature's own null only) or ``cmap`` (cmapM
+            ``computeFDRGsea`` against the null signatures, with per-side flags); see
+            :mod:`opencmap.query.fdr_null`.
+        fdr_null_size, fdr_seed:
+            Random queries per size (default 1000) and their seed (default 0), random-query methods only.
         ncs_mode:
             ``gutc`` (default; per query column, CMap GUTC), ``cmap`` (sig_queryl1k quirks) or
             ``clean``; see :func:`opencmap.kernels.ncs.ncs`.
@@ -224,6 +236,7 @@ class Engine:
             raise ConfigError(f"on_invalid must be 'raise' or 'skip', got {on_invalid!r}")
         if tau_method not in ("exact", "cmap"):
             raise ConfigError(f"tau_method must be 'exact' or 'cmap', got {tau_method!r}")
+        fdr_params = _fdr_params(fdr_method, fdr_null_size, fdr_seed)
         qlist = [queries] if isinstance(queries, Query) else list(queries)
         if not qlist:
             raise QueryError("no queries given")
@@ -256,15 +269,22 @@ class Engine:
         tau_log: dict[str, Any] | None = None
         if method.connectivity and ncs and tau:
             tau_log = {"method": tau_method, "levels": {}}
+        params: dict[str, Any] = {}
+        fdr_info: dict[str, Any] = {}
         if method.connectivity and ncs:
             ncs_values = self.normalise(metrics[method.name], mode=ncs_mode)
             metrics["ncs"] = ncs_values
             if fdr:
-                q = self._fdr(ncs_values, notes)
-                if q is not None:
-                    q = _nan_where_undefined(q, ncs_values)
-                    metrics["fdr_q"] = q
-                    metrics["fdr_q_nlog10"] = (-np.log10(q.astype(np.float64) + np.finfo(np.float64).eps)).astype(np.float32)
+                fdr_out = self._fdr(ncs_values, metrics[method.name], valid, method.name, sp.name, options, fdr_params, notes)
+                if fdr_out is not None:
+                    metrics.update(fdr_out.metrics)
+                    fdr_info = fdr_out.info
+                    params.update(fdr_params)
+                    for key in ("fdr_q", "fdr_p"):  # undefined scores have no q (NaN, not 1)
+                        if key in metrics:
+                            metrics[key] = _nan_where_undefined(metrics[key], ncs_values)
+                    if "fdr_q_nlog10" in metrics:
+                        metrics["fdr_q_nlog10"] = (-np.log10(metrics["fdr_q"].astype(np.float64) + np.finfo(np.float64).eps)).astype(np.float32)
             if tau_log is not None:
                 t = self._tau("sig", ncs_values, tau_method, notes, tails=tails, metric=method.name, log_to=tau_log)
                 if t is not None:
@@ -285,9 +305,10 @@ class Engine:
             levels=levels,
             method=method.name,
             space=sp.name,
-            params={"metric": method.name, "space": sp.name, "tau_method": tau_method, **options},
+            params={"metric": method.name, "space": sp.name, "tau_method": tau_method, **params, **options},
             notes=notes,
             provenance=provenance,
+            fdr=fdr_info,
         )
 
     def normalise(self, scores: np.ndarray, *, mode: str = "gutc") -> np.ndarray:
@@ -471,16 +492,37 @@ class Engine:
                 progress(stop, n_sig)
         return outputs
 
-    def _fdr(self, ncs_values: np.ndarray, notes: list[str]) -> np.ndarray | None:
-        from opencmap.kernels.fdr import fdr_gsea
+    def _fdr(
+        self,
+        ncs_values: np.ndarray,
+        scores: np.ndarray,
+        valid: list[ValidatedQuery],
+        metric: str,
+        space: str,
+        options: Mapping[str, Any],
+        fdr_params: Mapping[str, Any],
+        notes: list[str],
+    ) -> Any:
+        """FDR step (:mod:`opencmap.query.fdr_null`): the ``cmap`` method on NCS against the null
+        signatures, or random-query nominal p-values of the raw scores with BH."""
+        from opencmap.query.fdr_null import cmap_fdr, random_query_fdr
 
-        if self._null is None:
-            self._null = null_mask(self.store.sig_info)
-        is_null = self._null
-        if not is_null.any():
-            notes.append("fdr_q not computed: the store has no null signatures (is_null_sig / ctl_* pert types)")
-            return None
-        return np.asarray(fdr_gsea(ncs_values, is_null), dtype=np.float32)
+        names = [v.name for v in valid]
+        if fdr_params["fdr_method"] != "cmap":
+            out = random_query_fdr(
+                self.store, scores, valid, metric=metric, space=space, options=dict(options),
+                n_random=fdr_params["fdr_null_size"], seed=fdr_params["fdr_seed"],
+                pooled=fdr_params["fdr_method"] == "random_query_pooled", nulls=self._fdr_nulls,
+            )  # fmt: skip
+        else:
+            if self._null is None:
+                self._null = null_mask(self.store.sig_info)
+            if not self._null.any():
+                notes.append("fdr_q not computed: the store has no null signatures (is_null_sig / ctl_* pert types) for the cmap FDR method")
+                return None
+            out = cmap_fdr(ncs_values, self._null, names)
+        notes.extend(out.notes)
+        return out
 
     def _background(self, level: str, tail: str, index: pd.DataFrame | None) -> tuple[Any, np.ndarray | None]:
         """The store's background of ``level`` and ``tail`` and the level's rows in it (cached)."""
@@ -701,6 +743,22 @@ def _finish_tau_provenance(
             )
         notes.append(note)
         warnings.warn(note, TauUnavailableWarning, stacklevel=3)
+
+
+def _fdr_params(method: str | None, null_size: int | None, seed: int | None) -> dict[str, Any]:
+    from opencmap.query.fdr_null import DEFAULT_FDR_METHOD, DEFAULT_FDR_SEED, DEFAULT_NULL_SIZE, FDR_METHODS
+
+    method = DEFAULT_FDR_METHOD if method is None else method
+    if method not in FDR_METHODS:
+        raise ConfigError(f"fdr_method must be one of {FDR_METHODS}, got {method!r}")
+    if method == "cmap":
+        if null_size is not None or seed is not None:
+            raise ConfigError("fdr_null_size and fdr_seed apply to the random-query FDR methods only")
+        return {"fdr_method": method}
+    n = DEFAULT_NULL_SIZE if null_size is None else int(null_size)
+    if n < 1:
+        raise ConfigError(f"fdr_null_size must be >= 1, got {null_size}")
+    return {"fdr_method": method, "fdr_null_size": n, "fdr_seed": DEFAULT_FDR_SEED if seed is None else int(seed)}
 
 
 def _pick(order: Mapping[int, int], rows: np.ndarray) -> slice | np.ndarray | None:

@@ -3,7 +3,8 @@
 A :class:`QueryResult` holds, per level (``sig``, ``pert_cell``, ``pert_summary``, ``pcl_cell``,
 ``pcl_summary``), a :class:`LevelResult`: an index table (one row per signature / perturbagen x
 cell / perturbagen / PCL, with its metadata) and metric matrices of shape ``(n_rows, n_queries)``
-(e.g. ``wtcs``, ``es_up``, ``ncs``, ``tau``, ``fdr_q``).
+(e.g. ``wtcs``, ``es_up``, ``ncs``, ``tau``, ``fdr_q``, ``fdr_p``, ``fdr_flag``); :attr:`QueryResult.fdr` records
+the FDR method and its null per query (and side, for the ``cmap`` method).
 
 A result round-trips exactly through :meth:`QueryResult.to_bytes` / :meth:`QueryResult.from_bytes`
 (or :meth:`QueryResult.save` / :meth:`QueryResult.load` for a file). The stored form is one ZIP
@@ -72,6 +73,8 @@ class QueryResult:
     #: "score": "es_up", "tau": {...}}], "tau": {...}, ...}``. Each step adds its own keys; results
     #: stored before this field existed load with ``{}``.
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: the FDR method and its null per query and side (``fdr_null.py``; {} when no FDR was computed)
+    fdr: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ access
     @property
@@ -127,8 +130,21 @@ class QueryResult:
         return [self.query_provenance(j).get("tail") for j in range(len(self.queries))]
 
     def query_table(self) -> pd.DataFrame:
-        """One row per query: genes used, unknown and out-of-space genes, tail (when recorded)."""
-        table = pd.DataFrame([q.summary() for q in self.queries])
+        """One row per query: genes used, unknown and out-of-space genes, tail (when recorded); with
+        an FDR, its method and null (``fdr_method``, and e.g. ``fdr_positive_n_null`` / ``fdr_n_random``)."""
+        rows = [q.summary() for q in self.queries]
+        per_query = self.fdr.get("queries", {}) if self.fdr else {}
+        for row in rows:
+            rec = per_query.get(row.get("query"))
+            if rec is None:
+                continue
+            row["fdr_method"] = self.fdr.get("method", "")
+            for key, value in rec.items():
+                if isinstance(value, Mapping):  # per side (cmap method)
+                    row.update({f"fdr_{key}_{k}": v for k, v in value.items() if k != "n_null_distinct"})
+                elif key != "null_key" and value is not None:
+                    row[f"fdr_{key}"] = value
+        table = pd.DataFrame(rows)
         tails = self.tails
         if any(t is not None for t in tails):
             table["tail"] = tails
@@ -147,6 +163,10 @@ class QueryResult:
         frame = (index if rows is None else index.iloc[rows]).reset_index(drop=True).copy()
         for name, values in lv.metrics.items():
             frame[name] = values[:, j] if rows is None else values[rows, j]
+        if "fdr_flag" in frame.columns:  # the CMap FDR's side flags, by name ("" where it is usable)
+            from opencmap.kernels.fdr import flag_names
+
+            frame["fdr_flag"] = [flag_names(int(c)) for c in frame["fdr_flag"]]
         frame.insert(0, "query", self.queries[j].name)
         return frame
 
@@ -309,6 +329,7 @@ class QueryResult:
             "space": self.space,
             "params": dict(self.params),
             "notes": list(self.notes),
+            "fdr": dict(self.fdr),
             "queries": [
                 {
                     "name": q.name,
@@ -431,6 +452,7 @@ class QueryResult:
             params=header["params"],
             notes=header["notes"],
             provenance=_provenance_from_header(header),
+            fdr=header.get("fdr", {}),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:

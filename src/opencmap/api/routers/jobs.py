@@ -57,6 +57,7 @@ def job_status(job: dict[str, Any]) -> JobStatus:
         space=info.get("space"),
         notes=result_notes(info) if info else [],
         params=info.get("params", {}),
+        fdr=info.get("fdr", {}),
         queries=info.get("queries", []),
         levels=info.get("levels", []),
         describe=info,
