@@ -36,7 +36,7 @@ def test_cmap_method_notes_and_flag_column(setup):
     d, prog = setup
     res = _query(d, prog, "--fdr-method", "cmap", "--out", str(d / "out_cmap"))
     assert res.exit_code == 0, res.output
-    assert "note: fdr_q: cmap method" in res.stderr
+    assert "fdr_q: cmap method" in res.stderr
     table = pd.read_csv(d / "out_cmap" / "sig.tsv", sep="\t", keep_default_na=False)
     assert "fdr_flag" in table.columns and "fdr_p" not in table.columns
 

@@ -510,7 +510,7 @@ class Engine:
         names = [v.name for v in valid]
         if fdr_params["fdr_method"] != "cmap":
             out = random_query_fdr(
-                self.store, scores, valid, metric=metric, space=space, options=dict(options),
+                self.store, scores, valid, metric=metric, space=space, options=_null_options(options),
                 n_random=fdr_params["fdr_null_size"], seed=fdr_params["fdr_seed"],
                 pooled=fdr_params["fdr_method"] == "random_query_pooled", nulls=self._fdr_nulls,
             )  # fmt: skip
@@ -743,6 +743,15 @@ def _finish_tau_provenance(
             )
         notes.append(note)
         warnings.warn(note, TauUnavailableWarning, stacklevel=3)
+
+
+def _null_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Method options for scoring random queries: a mixed batch's ``es_tail="per query"`` is
+    dropped, since a random query of a query's sizes gets that query's tail from its sides."""
+    out = dict(options)
+    if out.get("es_tail") == "per query":
+        del out["es_tail"]
+    return out
 
 
 def _fdr_params(method: str | None, null_size: int | None, seed: int | None) -> dict[str, Any]:

@@ -203,6 +203,8 @@ def _null_params(metric: str, space: str, options: dict[str, Any], n_up: int, n_
     from opencmap.query.methods import get_method
 
     options = get_method(metric).options(dict(options))  # defaults filled in: one key per setting
+    if "es_tail" in options and (n_up == 0 or n_down == 0):
+        options["es_tail"] = "up" if n_down == 0 else "down"  # one-sided: the tail its sides give (engine rule)
     return {
         "format_version": NULL_FORMAT_VERSION,
         "metric": metric,
