@@ -13,6 +13,7 @@ id) and *what to do*.
     │   ├── IdNotFoundError    ids asked for are not present (also a KeyError)
     │   └── GeneSetError       a query gene set is unusable (empty, too small/large, overlapping)
     ├── StoreError             a reference store is missing, corrupt or incompatible
+    │   └── DiskSpaceError     a store will not fit on its disk (said before anything is written)
     ├── PipelineError          a processing step cannot run on its input (no vehicles, no replicates)
     ├── QueryError             a query cannot be run as asked
     └── ConfigError            bad parameters or options
@@ -32,6 +33,7 @@ __all__ = [
     "IdNotFoundError",
     "GeneSetError",
     "StoreError",
+    "DiskSpaceError",
     "PipelineError",
     "QueryError",
     "ConfigError",
@@ -101,6 +103,10 @@ class GeneSetError(ValidationError):
 
 class StoreError(OpenCMapError):
     """A reference store is missing, corrupt, or incompatible with this version."""
+
+
+class DiskSpaceError(StoreError):
+    """A store (or download) will not fit on its disk; raised before anything is written."""
 
 
 class PipelineError(OpenCMapError):

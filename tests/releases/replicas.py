@@ -136,9 +136,10 @@ _BETA_INST_INFO = ["bead_batch", "nearest_dose", "pert_dose", "pert_dose_unit", 
                    "failure_mode", "project_code", "cmap_name"]
 
 #: MOA classes whose compounds the replicas profile (the first is the planted mechanism)
-PLANTED_MOA = "HDAC inhibitor"
-_MOAS = ("HDAC inhibitor", "EGFR inhibitor", "PI3K inhibitor", "Topoisomerase inhibitor", "CDK inhibitor",
-         "Glucocorticoid receptor agonist")
+PLANTED_MOA = "EGFR inhibitor"  # its target program acts in every replica cell line (not cytotoxic)
+_MOAS = ("EGFR inhibitor", "PI3K inhibitor", "Topoisomerase inhibitor", "DNA methyltransferase inhibitor",
+         "BCR-ABL inhibitor", "Aurora kinase inhibitor")
+_CELLS = ("A375", "MCF7", "PC3", "A549", "HT29")
 _SIGNAL = 4.0  # signal-to-noise of an active signature (z-score units, like real MODZ signatures)
 
 
@@ -172,10 +173,16 @@ def _genes() -> pd.DataFrame:
 
 
 def planted_query(n: int = 50) -> Planted:
-    """Top/bottom ``n`` BING genes (symbols) of the planted class's mean true signature."""
+    """Top/bottom ``n`` BING genes (symbols) of the planted class's true signature, contrasted
+    with the other classes' (mean over the replicas' cell lines, 10 uM, 24 h)."""
     model, cp, genes = _model(), _compounds(), _genes()
     members = cp[cp["moa"] == PLANTED_MOA]
-    mean = np.mean([model.true_signature(int(r), c, 10.0, 24.0) for r in members["row"] for c in ("A375", "MCF7", "PC3")], axis=0)
+
+    def mean(rows: pd.Series) -> np.ndarray:
+        sigs = [model.true_signature(int(r), c, 10.0, 24.0) for r in rows for c in _CELLS]
+        return np.mean([s / (s.std() or 1.0) for s in sigs], axis=0)
+
+    mean = mean(members["row"]) - mean(cp.loc[cp["moa"] != PLANTED_MOA, "row"])
     bing = np.flatnonzero(genes["pr_is_bing"].to_numpy() == 1)
     order = bing[np.argsort(-mean[bing], kind="stable")]
     sym = genes["pr_gene_symbol"].to_numpy()
@@ -426,7 +433,7 @@ def write_lincs2020(folder: str | Path, *, controls: bool = True) -> dict[str, P
     _write_text(folder / files["gene_info"], g, _BETA_GENE_INFO)
     comp = []
     for cpd in _compounds().itertuples():
-        targets = [cpd.target, "HDAC1"] if cpd.moa == PLANTED_MOA else [cpd.target if cpd.target != "-666" else ""]
+        targets = [cpd.target, "ERBB2"] if cpd.moa == PLANTED_MOA else [cpd.target if cpd.target != "-666" else ""]
         for t in targets:  # one row per compound x target, as the real table
             comp.append({"pert_id": cpd.pert_id, "cmap_name": cpd.pert_iname, "target": t, "moa": cpd.moa,
                          "canonical_smiles": "", "inchi_key": "", "compound_aliases": ""})

@@ -116,12 +116,13 @@ class Engine:
     store:
         An open store or its path.
     pcl:
-        Perturbagen classes for PCL summaries: a GMT path or ``{name: [pert_id, ...]}``.
+        Perturbagen classes for PCL summaries: a GMT path or ``{name: [pert_id, ...]}``; default:
+        the classes stored with the store at build time (:attr:`Store.pcl`), if any.
     """
 
     def __init__(self, store: Store | str, *, pcl: Any = None):
         self.store = store if isinstance(store, Store) else Store(store)
-        self.pcl = _load_pcl(pcl)
+        self.pcl = _load_pcl(pcl) if pcl is not None else self.store.pcl
         self._groups: tuple[np.ndarray, pd.Index] | None = None
         self._lookup: GeneLookup | None = None
         self._is_ref: np.ndarray | None = None
