@@ -348,7 +348,7 @@ def write_gse70138(folder: str | Path, *, gz: bool = True) -> dict[str, Path]:
     wells = [f"{chr(65 + i // 24 % 16)}{i % 24 + 1:02d}" for i in range(len(info))]
     info["sig_id"] = [f"{plate}_{r.cell_id}_{r.time}H:{w}" for r, w in zip(info.itertuples(), wells, strict=True)]
     cp = info["pert_type"] == "trt_cp"
-    info["pert_dose"] = np.where(cp, info["dose"].map(lambda d: f"{d:.1f}" if d >= 1 else f"{d:.2f}"), "-666")
+    info["pert_dose"] = np.where(cp, info["dose"].map(lambda d: f"{d:.1f}" if float(d).is_integer() else f"{d:g}"), "-666")
     info["pert_dose_unit"] = np.where(cp, "um", "-666")
     info["pert_idose"] = np.where(cp, info["pert_dose"] + " um", "-666")
     info["pert_itime"] = info["time"].astype(str) + " h"

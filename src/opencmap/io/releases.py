@@ -74,6 +74,8 @@ __all__ = [
     "canonical_genes",
     "canonical_perturbagens",
     "harmonise_doses",
+    "annotate_signatures",
+    "canonical_signatures",
     "normalise_unit",
 ]
 
@@ -676,4 +678,33 @@ def canonical_signatures(info: pd.DataFrame, *, release: str = "") -> pd.DataFra
         out["tas"] = pd.to_numeric(out["tas"], errors="coerce").astype(float)
     if release and "release" not in out.columns:
         out["release"] = pd.Series(release, index=out.index, dtype="string[pyarrow]")
-    return out
+    first = [c for c in _CANONICAL_ORDER if c in out.columns]
+    return out[first + [c for c in out.columns if c not in first]]
+
+
+_CANONICAL_ORDER = ("sig_id", "pert_id", "pert_iname", "pert_type", "cell_id", "pert_dose", "pert_dose_unit",
+                    "pert_idose", "pert_time", "pert_time_unit", "pert_itime", "is_exemplar_sig", "tas", "qc_pass")
+
+
+def annotate_signatures(
+    info: pd.DataFrame | None,
+    perts: pd.DataFrame,
+    *,
+    matrix: str | PathLike[str] | None = None,
+) -> pd.DataFrame:
+    """A signature table with perturbagen annotations (``moa``, ``target``, names) filled in from
+    ``perts`` (:func:`canonical_perturbagens`), in canonical columns. ``info`` None: the column
+    metadata of ``matrix``."""
+    if info is None:
+        if matrix is None:
+            raise ConfigError("give a signature table or the matrix whose column metadata is the table")
+        from opencmap.io.gct import read_meta
+
+        meta = read_meta(matrix, "col")
+        info = meta.reset_index(names="sig_id")
+    if "sig_id" not in info.columns:
+        raise FormatError(f"signature table without a sig_id column; columns found: {[str(c) for c in info.columns[:25]]}")
+    if "pert_id" not in info.columns:
+        raise FormatError("signature table without a pert_id column: perturbagen annotations cannot be attached")
+    out = _attach_perts(info.copy(), perts, fill_only=True)
+    return canonical_signatures(out)

@@ -124,7 +124,8 @@ def _as_str_frame(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for col in out.columns:
         if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
-            out[col] = out[col].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+            values = out[col].astype(object)
+            out[col] = values.where(values.notna(), "").map(str)  # missing (None, NaN, pd.NA) -> ""
     return out
 
 
@@ -629,6 +630,7 @@ def build_store(
     pcl: Any = None,
     columns: np.ndarray | None = None,
     provenance: Mapping[str, Any] | None = None,
+    on_plan: Callable[[dict[str, Any]], None] | None = None,
 ) -> Store:
     """Build a reference store at ``dest`` from Level 5 signatures (genes x signatures).
 
@@ -666,6 +668,8 @@ def build_store(
         Increasing positions of the matrix columns to store (build-time filters); default all.
     provenance:
         Extra manifest fields (release, files, filters, notes), kept as given (JSON-able).
+    on_plan:
+        Called with the disk estimate (:func:`estimate_store_bytes`) before anything is written.
 
     Before anything is written the disk the store needs is computed
     (:func:`estimate_store_bytes`, logged) and a :class:`~opencmap.errors.DiskSpaceError` is
@@ -696,6 +700,8 @@ def build_store(
         ", ".join(f"{k} {v / 1e3:.1f} KB" for k, v in estimate["bytes_per_signature_per_space"].items()),
         estimate["total_bytes"] / 1e9,
     )
+    if on_plan is not None:
+        on_plan(estimate)
     check_disk(dest, estimate["total_bytes"])
     if default_space is None:
         default_space = next((s for s in _SPACE_PREFERENCE if s in chosen), next(iter(chosen)))
