@@ -359,7 +359,7 @@ def read_release_table(
         include = [key] + [c for c in columns if c in names and c != key]
     elif drop_first:
         include = names[1:]
-    read = pacsv.ReadOptions(column_names=[n if n else "__index__" for n in names], skip_rows=1, block_size=1 << 24)
+    read = pacsv.ReadOptions(column_names=[n if n else "__index__" for n in names], skip_rows=1)
     parse = pacsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False, escape_char=False)
     convert = pacsv.ConvertOptions(
         column_types={(n if n else "__index__"): t for n, t in types.items()},
