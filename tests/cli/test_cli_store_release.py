@@ -76,3 +76,18 @@ def test_bad_input_is_one_line(folders, tmp_path, capsys):
     assert "--qc-pass" in capsys.readouterr().err
     res = run("store", "build", root / "GSE92742", matrix, tmp_path / "s")
     assert res.exit_code != 0 and "not both" in res.output
+
+
+def test_matrix_file_with_pert_info_carries_moa(folders, tmp_path):
+    root, planted = folders
+    beta = root / "beta"
+    res = run("store", "build", beta / "level5_beta_trt_cp_n720216x12328.gctx", tmp_path / "s",
+              "--sig-info", beta / "siginfo_beta.txt", "--gene-info", beta / "geneinfo_beta.txt",
+              "--pert-info", beta / "compoundinfo_beta.txt", "--pcl", root / "pcl.gmt")
+    assert res.exit_code == 0, res.output
+    assert "GB on disk" in res.stderr
+    st = Store(tmp_path / "s")
+    moa = st.sig_info.set_index("pert_id")["moa"]
+    assert set(moa.loc[list(planted.pert_ids)]) == {PLANTED_MOA}
+    assert st.genes.set_index("pr_gene_id").loc["5720", "pr_gene_symbol"] == "PSME1"
+    assert st.pcl is not None

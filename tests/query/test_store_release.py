@@ -197,3 +197,24 @@ def test_store_pcl_is_default_and_explicit_wins(stores, planted):
     assert store.pcl == {PLANTED_MOA: tuple(planted.pert_ids)}
     res = _query(store, planted, pcl={"OTHER": list(planted.pert_ids)})
     assert res.top(level="pcl_summary", n=1)["id"].iloc[0] == "OTHER"
+
+
+def test_pipeline_output_folder_carries_moa_and_pcls(tmp_path):
+    """Our own pipeline's output (``opencmap process``) as a release: the run's manifest names its
+    inputs; the compendium's pert_info (MOA, targets), cell_info and PCLs beside them are joined."""
+    from opencmap.datasets import make_compendium
+    from opencmap.io import read_gmt, read_table
+    from opencmap.pipeline.run import PipelineParams, run_pipeline
+
+    comp = make_compendium(tmp_path / "comp", "tiny", seed=1)
+    run_pipeline(comp.file("level3"), tmp_path / "run", inst_info=comp.file("inst_info"), gene_info=comp.file("gene_info"),
+                 params=PipelineParams(cgs=False))
+    store, plan = build_release_store(tmp_path / "store", [tmp_path / "run"])
+    assert plan.sources[0].files.release == "opencmap"
+    info = store.sig_info
+    perts = read_table(comp.file("pert_info")).set_index("pert_id")
+    cp = info[info["pert_type"] == "trt_cp"]
+    expected = perts.loc[cp["pert_id"], "moa"].astype(object).fillna("").to_numpy()
+    assert (cp["moa"].to_numpy() == expected).all() and (cp["moa"] != "").any()
+    assert store.pcl == {s.name: tuple(s.genes) for s in read_gmt(comp.file("pcl"))}
+    assert "cell_type" in info.columns and any("pert_info" in n for n in plan.notes)

@@ -217,6 +217,8 @@ class ReleaseFiles:
     folder: Path
     matrix: Path
     tables: dict[str, Path]
+    pcl: Path | None = None  # a PCL GMT found with the release (our pipeline's compendium)
+    found_beside: list[str] = field(default_factory=list)  # what was taken from outside the folder
 
     @property
     def schema(self) -> ReleaseSchema:
@@ -282,7 +284,43 @@ def find_release_files(folder: str | PathLike[str], release: str | None = None) 
                 )
             continue
         tables[role] = path
-    return ReleaseFiles(release, folder, matrix, tables)
+    found = ReleaseFiles(release, folder, matrix, tables)
+    if release == "opencmap":
+        _pipeline_inputs(found)
+    return found
+
+
+def _pipeline_inputs(files: ReleaseFiles) -> None:
+    """Annotation tables of a pipeline run's inputs: its ``manifest.json`` names the instance and
+    gene tables it read; the synthetic compendium keeps ``pert_info.txt`` (MOA, targets),
+    ``cell_info.txt``, ``gene_info.txt`` and ``pcl.gmt`` beside them."""
+    import json
+
+    manifest = files.folder / "manifest.json"
+    if not manifest.is_file():
+        return
+    try:
+        inputs = json.loads(manifest.read_text()).get("inputs", {})
+    except (ValueError, OSError, AttributeError):
+        return
+    places = []
+    for key in ("inst_info", "gene_info"):
+        entry = inputs.get(key)
+        path = entry.get("path") if isinstance(entry, dict) else entry
+        if isinstance(path, str) and Path(path).parent.is_dir():
+            places.append(Path(path).parent)
+    schema = files.schema
+    for place in dict.fromkeys(places):
+        for role in ("gene_info", "pert_info", "cell_info"):
+            if role in files.tables:
+                continue
+            hits = [p for p in sorted(place.iterdir()) if p.is_file() and re.match(schema.tables[role].pattern, p.name)]
+            if hits:
+                files.tables[role] = hits[0]
+                files.found_beside.append(f"{role} {hits[0]} (beside the run's inputs named in {manifest.name})")
+        if files.pcl is None and (place / "pcl.gmt").is_file():
+            files.pcl = place / "pcl.gmt"
+            files.found_beside.append(f"PCLs {place / 'pcl.gmt'} (beside the run's inputs named in {manifest.name})")
 
 
 # ---------------------------------------------------------------------------------- reading tables
@@ -602,7 +640,7 @@ def read_release_signatures(files: ReleaseFiles, *, pert_info: pd.DataFrame | No
     ``pert_info``: extra perturbagen annotations (canonical, :func:`canonical_perturbagens`) that
     fill ``moa`` / ``target`` / ``pert_iname`` where the release has none.
     """
-    notes: list[str] = []
+    notes: list[str] = [f"{files.release}: took {what}" for what in files.found_beside]
     info = _table(files, "sig_info")
     assert info is not None  # required table
     renames = files.schema.tables["sig_info"].renames
@@ -666,8 +704,15 @@ def _attach_perts(info: pd.DataFrame, perts: pd.DataFrame, *, fill_only: bool = 
 def canonical_signatures(info: pd.DataFrame, *, release: str = "") -> pd.DataFrame:
     """Canonical signature columns from any release's names (idempotent): renames, numeric dose
     and time with harmonised units, 0/1 flags, ``release`` column."""
-    out = info.rename(columns={"cmap_name": "pert_iname", "cell_iname": "cell_id", "is_exemplar": "is_exemplar_sig"})
-    out = out.loc[:, [c for c in out.columns if c and not str(c).startswith("Unnamed")]]
+    out = info.loc[:, [c for c in info.columns if c and not str(c).startswith("Unnamed")]]
+    for alias, canon in (("cmap_name", "pert_iname"), ("cell_iname", "cell_id"), ("is_exemplar", "is_exemplar_sig")):
+        if alias not in out.columns:
+            continue
+        if canon in out.columns:  # both spellings: the canonical column, completed by the alias
+            out[canon] = out[canon].where(out[canon].notna(), out[alias])
+            out = out.drop(columns=alias)
+        else:
+            out = out.rename(columns={alias: canon})
     if "sig_id" not in out.columns:
         raise FormatError(f"signature table without a sig_id column; columns found: {[str(c) for c in info.columns[:25]]}")
     out = harmonise_doses(out)
@@ -706,5 +751,5 @@ def annotate_signatures(
         raise FormatError(f"signature table without a sig_id column; columns found: {[str(c) for c in info.columns[:25]]}")
     if "pert_id" not in info.columns:
         raise FormatError("signature table without a pert_id column: perturbagen annotations cannot be attached")
-    out = _attach_perts(info.copy(), perts, fill_only=True)
+    out = _attach_perts(canonical_signatures(info.copy()), perts, fill_only=True)
     return canonical_signatures(out)

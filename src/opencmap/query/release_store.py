@@ -238,12 +238,16 @@ def plan_release_store(
     if pert_info is not None:
         extra = pert_info if isinstance(pert_info, pd.DataFrame) else read_pert_annotations(pert_info)
     pcl_sets = _pcl_sets(pcl)
+    found = [find_release_files(folder, release) for folder in folders]
+    if pcl_sets is None:
+        beside = next((f.pcl for f in found if f.pcl is not None), None)
+        if beside is not None:
+            pcl_sets = _pcl_sets(beside)
     sources: list[ReleaseSource] = []
     genes_ref: pd.DataFrame | None = None
     rids_ref: list[str] | None = None
     notes: list[str] = []
-    for folder in folders:
-        files = find_release_files(folder, release)
+    for files in found:
         src = _SignatureSource(files.matrix)
         rids = [str(r) for r in src.rids]
         cids = pd.Index([str(c) for c in src.cids], dtype=object)
