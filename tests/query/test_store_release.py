@@ -218,3 +218,27 @@ def test_pipeline_output_folder_carries_moa_and_pcls(tmp_path):
     assert (cp["moa"].to_numpy() == expected).all() and (cp["moa"] != "").any()
     assert store.pcl == {s.name: tuple(s.genes) for s in read_gmt(comp.file("pcl"))}
     assert "cell_type" in info.columns and any("pert_info" in n for n in plan.notes)
+
+
+def test_tau_per_cell_after_background(stores, planted):
+    from opencmap.query.background import build_background
+
+    store, _ = stores["LINCS2020"]
+    build_background(store)
+    res = Engine(Store(store.path)).run(Query("planted", up=planted.up, down=planted.down))
+    cells = res.top(level="pert_cell", n=4, by="ncs")
+    assert set(cells["pert_id"]) == set(planted.pert_ids)
+    assert np.isfinite(cells["tau"].to_numpy(dtype=float)).all()  # per perturbagen x cell, not pooled
+
+
+def test_geo_matrix_without_gene_table_is_said(replicas, tmp_path):
+    from opencmap.errors import IdNotFoundError, OpenCMapWarning
+
+    folder, files = replicas["GSE92742"]
+    plain = files["level5"].with_name(files["level5"].name[:-3])
+    with pytest.warns(OpenCMapWarning, match="no gene annotations.*only the 'full' space"):
+        st = build_store(tmp_path / "s", plain, sig_info=files["sig_info"])
+    assert set(st.spaces) == {"full"}
+    other = pd.DataFrame({"pr_gene_id": ["1", "2"], "pr_gene_symbol": ["A1BG", "A2M"]})
+    with pytest.raises(IdNotFoundError, match="12327 of the 12328 matrix row ids.*give the gene table of this matrix"):
+        build_store(tmp_path / "t", plain, sig_info=files["sig_info"], gene_info=other)

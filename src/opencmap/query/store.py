@@ -332,15 +332,17 @@ def _resolve_gene_info(source: _SignatureSource, gene_info: pd.DataFrame | None,
 
     genes = canonical_genes(gene_info, source=source_name)
     known = pd.Index(genes["pr_gene_id"]).get_indexer(rids)
-    if (known < 0).all():
+    table = f"the gene table {source_name}" if source_name else "the gene table"
+    n_missing = int((known < 0).sum())
+    if n_missing * 2 > len(rids):  # most rows unknown: the table belongs to another matrix
         raise IdNotFoundError(
-            f"none of the {len(rids)} matrix row ids (e.g. {list(rids[:3])}) is a gene id of the gene table "
-            f"{source_name or ''} (e.g. {genes['pr_gene_id'].head(3).tolist()}); give the gene table of this matrix"
+            f"{n_missing} of the {len(rids)} matrix row ids (e.g. {list(rids[known < 0][:3])}) are not gene ids of "
+            f"{table} (e.g. {genes['pr_gene_id'].head(3).tolist()}); give the gene table of this matrix"
         )
-    if (known < 0).any():
+    if n_missing:
         missing = rids[known < 0]
         warnings.warn(
-            f"{len(missing)} matrix rows are not in the gene table {source_name or ''} (e.g. {list(missing[:5])}): "
+            f"{len(missing)} matrix rows are not in {table} (e.g. {list(missing[:5])}): "
             "they have no symbol and belong to no landmark/BING space",
             OpenCMapWarning,
             stacklevel=3,
