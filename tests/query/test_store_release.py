@@ -96,6 +96,9 @@ def test_build_store_with_geneinfo_beta_path_labels_right(replicas, tmp_path):
     st = build_store(tmp_path / "s", files["level5"], sig_info=files["sig_info"], gene_info=files["gene_info"])
     genes = st.genes.set_index("pr_gene_id")["pr_gene_symbol"]
     assert genes["5720"] == "PSME1" and genes.notna().all()
+    # siginfo_beta given as a file is read as the release table: names and cell lines, not pooled
+    assert {"pert_iname", "cell_id"} <= set(st.sig_info.columns) and "cmap_name" not in st.sig_info.columns
+    assert set(st.sig_info["cell_id"]) == {"A375", "MCF7", "HT29", "PC3"}
     bad = tmp_path / "noid.txt"
     pd.read_csv(files["gene_info"], sep="\t", dtype=str).drop(columns="gene_id").to_csv(bad, sep="\t", index=False)
     with pytest.raises(FormatError, match="noid.txt.*columns found"):

@@ -95,11 +95,11 @@ def build(sources: tuple[Path, ...], dest: Path, release: str | None, sig_info: 
 
     info = None
     if pert_info is not None:
-        from opencmap.io import read_table
         from opencmap.io.releases import annotate_signatures
         from opencmap.query.release_store import read_pert_annotations
+        from opencmap.query.store import _load_table
 
-        info = annotate_signatures(read_table(sig_info) if sig_info else None, read_pert_annotations(pert_info), matrix=sources[0])
+        info = annotate_signatures(_load_table(sig_info), read_pert_annotations(pert_info), matrix=sources[0])
     bar, progress = _bar("building")
     with bar:
         store = build_store(dest, sources[0], sig_info=info if info is not None else sig_info, gene_info=gene_info,

@@ -75,6 +75,7 @@ __all__ = [
     "canonical_perturbagens",
     "harmonise_doses",
     "annotate_signatures",
+    "read_known_signature_table",
     "canonical_signatures",
     "normalise_unit",
 ]
@@ -753,3 +754,18 @@ def annotate_signatures(
         raise FormatError("signature table without a pert_id column: perturbagen annotations cannot be attached")
     out = _attach_perts(canonical_signatures(info.copy()), perts, fill_only=True)
     return canonical_signatures(out)
+
+
+def read_known_signature_table(path: str | PathLike[str]) -> pd.DataFrame | None:
+    """A public release's signature table (by its file name: ``siginfo_beta.txt``,
+    ``GSE92742_Broad_LINCS_sig_info.txt.gz``, ...) read fast and in canonical columns; ``None``
+    for any other file (read it with :func:`opencmap.io.read_table`)."""
+    p = Path(path)
+    for name, schema in SCHEMAS.items():
+        spec = schema.tables.get("sig_info")
+        if name == "opencmap" or spec is None or not re.match(spec.pattern, p.name):
+            continue
+        frame = read_release_table(p, id_column=spec.id_column, missing=schema.missing, leading_index=spec.leading_index)
+        return canonical_signatures(frame.rename(columns=dict(spec.renames)), release=name)
+    return None
+

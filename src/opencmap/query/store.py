@@ -287,8 +287,10 @@ def _load_table(table: pd.DataFrame | str | os.PathLike[str] | None) -> pd.DataF
     if table is None or isinstance(table, pd.DataFrame):
         return table
     from opencmap.io import read_table
+    from opencmap.io.releases import read_known_signature_table
 
-    return read_table(table)
+    known = read_known_signature_table(table)  # a release's sig_info (e.g. siginfo_beta.txt): fast, canonical
+    return known if known is not None else read_table(table)
 
 
 def _resolve_sig_info(source: _SignatureSource, sig_info: pd.DataFrame | None) -> pd.DataFrame:
