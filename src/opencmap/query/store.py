@@ -2,8 +2,10 @@
 
 A store is a directory::
 
-    manifest.json                      format name + version, spaces, segments, checksums
+    manifest.json                      format name + version, spaces, segments, checksums, disk
+                                       estimate, provenance (release, files, filters, notes)
     genes.parquet                      the gene table (``pr_gene_id`` + annotations), input row order
+    pcl.gmt                            perturbagen classes given at build (optional; queries use them)
     segments/seg-00000/
         sig_info.parquet               signature metadata of this segment (store order)
         <space>/ranks.npy              uint16 (n_features, n_sigs)  gene-major, 1 = largest, 0 = missing
