@@ -125,7 +125,9 @@ def _as_str_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Metadata to store: object/string columns as plain str, keeping numbers numeric."""
     out = df.copy()
     for col in out.columns:
-        if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
+        if isinstance(out[col].dtype, pd.StringDtype):  # Arrow-backed text (release tables): vectorised
+            out[col] = out[col].fillna("")
+        elif not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
             values = out[col].astype(object)
             out[col] = values.where(values.notna(), "").map(str)  # missing (None, NaN, pd.NA) -> ""
     return out
@@ -1335,6 +1337,8 @@ class Store:
             "signature_major": m.get("signature_major", True),
             "backgrounds": sorted(m.get("backgrounds", {})),
             "stale_backgrounds": self.stale_backgrounds,
+            "releases": [r["release"] for r in m.get("provenance", {}).get("releases", [])],
+            "pcl_classes": (m.get("pcl") or {}).get("n_classes", 0),
         }
 
     # ------------------------------------------------------------------ manifest updates
