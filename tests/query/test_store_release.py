@@ -245,3 +245,15 @@ def test_geo_matrix_without_gene_table_is_said(replicas, tmp_path):
     other = pd.DataFrame({"pr_gene_id": ["1", "2"], "pr_gene_symbol": ["A1BG", "A2M"]})
     with pytest.raises(IdNotFoundError, match="12327 of the 12328 matrix row ids.*give the gene table of this matrix"):
         build_store(tmp_path / "t", plain, sig_info=files["sig_info"], gene_info=other)
+
+
+def test_a_failing_later_release_leaves_nothing(replicas, tmp_path, monkeypatch):
+    from opencmap.query import release_store
+
+    def broken(*_a, **_k):
+        raise StoreError("disk went away")
+
+    monkeypatch.setattr(release_store, "append_store", broken)
+    with pytest.raises(StoreError, match="disk went away"):
+        build_release_store(tmp_path / "both", [replicas["GSE92742"][0], replicas["GSE70138"][0]])
+    assert not (tmp_path / "both").exists()
