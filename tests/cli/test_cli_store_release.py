@@ -91,3 +91,22 @@ def test_matrix_file_with_pert_info_carries_moa(folders, tmp_path):
     assert set(moa.loc[list(planted.pert_ids)]) == {PLANTED_MOA}
     assert st.genes.set_index("pr_gene_id").loc["5720", "pr_gene_symbol"] == "PSME1"
     assert st.pcl is not None
+
+
+def test_append_a_release_folder(folders, tmp_path):
+    root, planted = folders
+    from releases.replicas import write_gse70138
+
+    g2 = write_gse70138(tmp_path / "GSE70138")
+    gz = g2["level5"]
+    with gzip.open(gz, "rb") as src, open(gz.with_name(gz.name[:-3]), "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    assert run("store", "build", root / "GSE92742", tmp_path / "s", "--pcl", root / "pcl.gmt").exit_code == 0
+    res = run("store", "append", tmp_path / "s", tmp_path / "GSE70138", "--exemplar-only")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["n_segments"] == 2 and out["releases"] == ["GSE92742", "GSE70138"]
+    st = Store(tmp_path / "s")
+    new = st.sig_info[st.sig_info["release"] == "GSE70138"]
+    assert (new["is_exemplar_sig"] == 1).all()
+    assert set(new.loc[new["pert_id"].isin(planted.pert_ids), "moa"]) == {PLANTED_MOA}  # named by the stored PCL

@@ -152,16 +152,44 @@ def check_disk_free(dest: Path) -> int:
 
 @command.command("append")
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("signatures", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--sig-info", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="sig_info table of the new signatures.")
+@click.argument("signatures", type=click.Path(exists=True, path_type=Path))
+@click.option("--sig-info", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="sig_info table of the new signatures (matrix file only).")
+@click.option("--release", type=click.Choice(["GSE92742", "GSE70138", "LINCS2020", "opencmap"]),
+              help="Release of the folder (default: detected from the file names).")
+@click.option("--pert-info", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Perturbagen annotations (moa, target) for a release folder, e.g. compoundinfo_beta.txt.")
+@click.option("--pert-type", "pert_types", multiple=True, help="Keep only these pert types (release folder; repeatable).")
+@click.option("--exemplar-only", is_flag=True, help="Keep only exemplar signatures (release folder).")
+@click.option("--qc-pass", is_flag=True, help="Keep only qc_pass = 1 signatures (release folder).")
+@click.option("--cell", "cells", multiple=True, help="Keep only these cell lines (release folder; repeatable).")
+@click.option("--time", "times", multiple=True, help="Keep only these time points in hours (release folder; repeatable).")
+@click.option("--touchstone", is_flag=True, help="Keep only Touchstone perturbagens (release folder).")
 @click.option("--block-size", type=int, default=None, help="Signatures per block (default: about 2 GiB of buffers).")
 @click.option("--keep-backgrounds", is_flag=True,
               help="Keep the tau backgrounds, marked stale (appended signatures get no tau until rebuilt).")
-def append(store: Path, signatures: Path, sig_info: Path | None, block_size: int | None, keep_backgrounds: bool) -> None:
-    """Add SIGNATURES to STORE as a new segment (tau backgrounds must be rebuilt afterwards)."""
+def append(store: Path, signatures: Path, sig_info: Path | None, release: str | None, pert_info: Path | None,
+           pert_types: tuple[str, ...], exemplar_only: bool, qc_pass: bool, cells: tuple[str, ...], times: tuple[str, ...],
+           touchstone: bool, block_size: int | None, keep_backgrounds: bool) -> None:
+    """Add SIGNATURES (a matrix file or a release folder) to STORE as a new segment (tau backgrounds must be rebuilt afterwards)."""
+    bar, progress = _bar("appending")
+    if signatures.is_dir():
+        if sig_info:
+            raise click.BadParameter("a release folder brings its own tables; --sig-info is for a matrix file")
+        from opencmap.query.release_store import BuildFilters, _hours, append_release_store
+
+        filters = BuildFilters(pert_types=tuple(pert_types), exemplar_only=exemplar_only, qc_pass=qc_pass,
+                               cells=tuple(cells), times=tuple(_hours(t) for t in times), touchstone=touchstone)
+        with bar:
+            st, plan = append_release_store(store, signatures, release=release, pert_info=pert_info, filters=filters,
+                                            block_size=block_size, keep_backgrounds=keep_backgrounds, progress=progress)
+        for line in plan.notes:
+            click.echo(f"note: {line}", err=True)
+        click.echo(json.dumps(st.info(), indent=1))
+        return
+    if release or pert_info or pert_types or exemplar_only or qc_pass or cells or times or touchstone:
+        raise click.BadParameter("--release, --pert-info and filters need a release folder", param_hint="SIGNATURES")
     from opencmap.query.store import append_store
 
-    bar, progress = _bar("appending")
     with bar:
         st = append_store(store, signatures, sig_info=sig_info, block_size=block_size,
                           keep_backgrounds=keep_backgrounds, progress=progress)

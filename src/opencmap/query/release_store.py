@@ -43,7 +43,8 @@ from opencmap.query.store import (
     estimate_store_bytes,
 )
 
-__all__ = ["ReleaseSource", "ReleasePlan", "BuildFilters", "plan_release_store", "build_release_store", "read_pert_annotations"]
+__all__ = ["ReleaseSource", "ReleasePlan", "BuildFilters", "plan_release_store", "build_release_store", "append_release_store",
+           "read_pert_annotations"]
 
 log = logging.getLogger(__name__)
 
@@ -364,3 +365,43 @@ def build_release_store(
         shutil.rmtree(dest, ignore_errors=True)
         raise
     return store, plan
+
+
+def append_release_store(
+    path: str | os.PathLike[str],
+    folder: str | os.PathLike[str],
+    *,
+    release: str | None = None,
+    pert_info: str | os.PathLike[str] | pd.DataFrame | None = None,
+    filters: BuildFilters | None = None,
+    block_size: int | None = None,
+    keep_backgrounds: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Store, ReleasePlan]:
+    """Add a release folder to an existing store as a new segment (e.g. GSE70138 after GSE92742).
+
+    The folder's tables are joined and filtered as by :func:`build_release_store`; the store's
+    PCLs name mechanisms; the signature table gets the store's columns (missing ones empty) and
+    the store's provenance records the release. See :func:`~opencmap.query.store.append_store`
+    for the backgrounds.
+    """
+    store = Store(path)
+    plan = plan_release_store([folder], release=release, pert_info=pert_info, pcl=store.pcl, filters=filters,
+                              spaces=[s for s in store.spaces if s in ("lm", "bing", "full")] or None)
+    src = plan.sources[0]
+    info = src.sig_info
+    existing = list(store.sig_info.columns)
+    for col in existing:
+        if col not in info.columns:
+            info[col] = pd.Series(pd.NA, index=info.index, dtype="string[pyarrow]")
+    info = info[existing + [c for c in info.columns if c not in existing]]
+    for line in plan.notes:
+        log.info("%s", line)
+    appended = append_store(path, src.files.matrix, sig_info=info, block_size=block_size,
+                            keep_backgrounds=keep_backgrounds, progress=progress, columns=src.columns)
+    prov = dict(appended.manifest.get("provenance", {}))
+    described = plan.describe()
+    prov["releases"] = [*prov.get("releases", []), *described["releases"]]
+    prov["notes"] = [*prov.get("notes", []), *plan.notes]
+    appended._update_manifest(provenance=prov)
+    return Store(path), plan
