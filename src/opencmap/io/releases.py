@@ -338,7 +338,7 @@ def _header(path: Path) -> list[str]:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         text = line.decode("latin-1")
-    return [h.strip() for h in text.rstrip("\r\n").split("\t")]
+    return [h.strip() for h in text.lstrip("\ufeff").rstrip("\r\n").split("\t")]
 
 
 def _is_gzip(path: Path) -> bool:
@@ -651,9 +651,10 @@ def read_release_signatures(files: ReleaseFiles, *, pert_info: pd.DataFrame | No
     if metrics is not None:
         shared = [c for c in metrics.columns if c in info.columns and c != "sig_id"]
         metrics = metrics.drop(columns=shared)
-        n_before = len(info)
-        info = info.merge(metrics, on="sig_id", how="left", validate="one_to_one")
-        assert len(info) == n_before
+        dup = metrics["sig_id"].duplicated()
+        if dup.any():
+            raise FormatError(f"repeated sig_id values {metrics.loc[dup, 'sig_id'].head(5).tolist()}", path=files.tables["sig_metrics"])
+        info = info.merge(metrics, on="sig_id", how="left")
         notes.append(f"joined {files.tables['sig_metrics'].name} (exemplar flag, TAS, replicate metrics)")
     elif files.release in ("GSE92742", "GSE70138"):
         notes.append(f"no {files.release} sig_metrics table: exemplar flags and TAS are unknown")
