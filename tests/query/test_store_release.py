@@ -257,3 +257,19 @@ def test_a_failing_later_release_leaves_nothing(replicas, tmp_path, monkeypatch)
     with pytest.raises(StoreError, match="disk went away"):
         build_release_store(tmp_path / "both", [replicas["GSE92742"][0], replicas["GSE70138"][0]])
     assert not (tmp_path / "both").exists()
+
+
+def test_beta_controls_appended_give_fdr(replicas, planted, tmp_path):
+    from opencmap.query.release_store import append_release_store
+
+    folder, files = replicas["LINCS2020"]
+    store, plan = build_release_store(tmp_path / "beta", [folder])
+    assert any("level5_beta_ctl_n58022x12328.gctx" in n and "--matrix" in n for n in plan.notes)
+    assert "fdr_q" not in _query(store, planted).to_frame("sig").columns
+    store, plan = append_release_store(tmp_path / "beta", folder, matrix=files["level5_ctl"].name)
+    info = store.sig_info
+    assert set(info.loc[info["is_null_sig"] == 1, "pert_type"]) == {"ctl_vehicle"}
+    res = _query(store, planted).to_frame("sig")
+    assert np.isfinite(res["fdr_q"].to_numpy(dtype=float)).all()
+    with pytest.raises(ConfigError, match="no LINCS2020 Level 5 matrix named"):
+        plan_release_store([folder], matrix="level5_beta_trt_sh_n1x1.gctx")

@@ -51,6 +51,7 @@ def _disk_line(estimate: dict) -> str:
 @click.option("--time", "times", multiple=True, help="Keep only these time points in hours, e.g. 24 (repeatable).")
 @click.option("--touchstone", is_flag=True, help="Keep only Touchstone perturbagens (is_touchstone / is_gold).")
 @click.option("--dry-run", is_flag=True, help="Only state what would be stored and the disk it needs.")
+@click.option("--matrix", "matrix_name", help="Level 5 file of the folder to use when it holds several (LINCS 2020 default: level5_beta_trt_cp_*; e.g. level5_beta_ctl_n58022x12328.gctx).")
 @click.option("--space", "spaces", multiple=True, help="Feature space to build: lm, bing, full (repeatable; default: all the gene table defines).")
 @click.option("--gene-list", "gene_lists", multiple=True, metavar="NAME=FILE.grp", help="Extra space from a GRP gene list (repeatable).")
 @click.option("--default-space", help="Space queries use by default.")
@@ -59,9 +60,9 @@ def _disk_line(estimate: dict) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
 def build(sources: tuple[Path, ...], dest: Path, release: str | None, sig_info: Path | None, gene_info: Path | None,
           pert_info: Path | None, pcl: Path | None, pert_types: tuple[str, ...], exemplar_only: bool, qc_pass: bool,
-          cells: tuple[str, ...], times: tuple[str, ...], touchstone: bool, dry_run: bool, spaces: tuple[str, ...],
-          gene_lists: tuple[str, ...], default_space: str | None, signature_major: bool, block_size: int | None,
-          overwrite: bool) -> None:
+          cells: tuple[str, ...], times: tuple[str, ...], touchstone: bool, dry_run: bool, matrix_name: str | None,
+          spaces: tuple[str, ...], gene_lists: tuple[str, ...], default_space: str | None, signature_major: bool,
+          block_size: int | None, overwrite: bool) -> None:
     """Build a reference store DEST from release folder(s) or a Level 5 matrix file.
 
     SOURCES: one or more release folders (GSE92742, GSE70138, LINCS 2020 or an `opencmap process`
@@ -85,12 +86,12 @@ def build(sources: tuple[Path, ...], dest: Path, release: str | None, sig_info: 
         _build_release(folders, dest, release=release, pert_info=pert_info, pcl=pcl, pert_types=pert_types,
                        exemplar_only=exemplar_only, qc_pass=qc_pass, cells=cells, times=times, touchstone=touchstone,
                        dry_run=dry_run, spaces=spaces, gene_lists=lists, default_space=default_space,
-                       signature_major=signature_major, block_size=block_size, overwrite=overwrite)
+                       signature_major=signature_major, block_size=block_size, overwrite=overwrite, matrix=matrix_name)
         return
     if len(sources) != 1:
         raise click.BadParameter("give one matrix file (or release folders)", param_hint="SOURCES")
-    if release or filtered or dry_run:
-        raise click.BadParameter("--release, filters and --dry-run need release folders", param_hint="SOURCES")
+    if release or filtered or dry_run or matrix_name:
+        raise click.BadParameter("--release, --matrix, filters and --dry-run need release folders", param_hint="SOURCES")
     from opencmap.query.store import build_store
 
     info = None
@@ -113,14 +114,15 @@ def _build_release(folders: list[Path], dest: Path, *, release: str | None, pert
                    pert_types: tuple[str, ...], exemplar_only: bool, qc_pass: bool, cells: tuple[str, ...],
                    times: tuple[str, ...], touchstone: bool, dry_run: bool, spaces: tuple[str, ...],
                    gene_lists: dict, default_space: str | None, signature_major: bool, block_size: int | None,
-                   overwrite: bool) -> None:
+                   overwrite: bool, matrix: str | None) -> None:
     from opencmap.query.release_store import BuildFilters, _hours, build_release_store, plan_release_store
     from opencmap.query.store import check_disk
 
     filters = BuildFilters(pert_types=tuple(pert_types), exemplar_only=exemplar_only, qc_pass=qc_pass,
                            cells=tuple(cells), times=tuple(_hours(t) for t in times), touchstone=touchstone)
     plan = plan_release_store(folders, release=release, pert_info=pert_info, pcl=pcl, filters=filters,
-                              spaces=list(spaces) or None, gene_lists=gene_lists or None, signature_major=signature_major)
+                              spaces=list(spaces) or None, gene_lists=gene_lists or None, signature_major=signature_major,
+                              matrix=matrix)
     for line in plan.notes:
         click.echo(f"note: {line}", err=True)
     click.echo(_disk_line(plan.estimate), err=True)
@@ -164,12 +166,13 @@ def check_disk_free(dest: Path) -> int:
 @click.option("--cell", "cells", multiple=True, help="Keep only these cell lines (release folder; repeatable).")
 @click.option("--time", "times", multiple=True, help="Keep only these time points in hours (release folder; repeatable).")
 @click.option("--touchstone", is_flag=True, help="Keep only Touchstone perturbagens (release folder).")
+@click.option("--matrix", "matrix_name", help="Level 5 file of the folder to use when it holds several (LINCS 2020 default: level5_beta_trt_cp_*; e.g. level5_beta_ctl_n58022x12328.gctx).")
 @click.option("--block-size", type=int, default=None, help="Signatures per block (default: about 2 GiB of buffers).")
 @click.option("--keep-backgrounds", is_flag=True,
               help="Keep the tau backgrounds, marked stale (appended signatures get no tau until rebuilt).")
 def append(store: Path, signatures: Path, sig_info: Path | None, release: str | None, pert_info: Path | None,
            pert_types: tuple[str, ...], exemplar_only: bool, qc_pass: bool, cells: tuple[str, ...], times: tuple[str, ...],
-           touchstone: bool, block_size: int | None, keep_backgrounds: bool) -> None:
+           touchstone: bool, matrix_name: str | None, block_size: int | None, keep_backgrounds: bool) -> None:
     """Add SIGNATURES (a matrix file or a release folder) to STORE as a new segment (tau backgrounds must be rebuilt afterwards)."""
     bar, progress = _bar("appending")
     if signatures.is_dir():
@@ -181,12 +184,13 @@ def append(store: Path, signatures: Path, sig_info: Path | None, release: str | 
                                cells=tuple(cells), times=tuple(_hours(t) for t in times), touchstone=touchstone)
         with bar:
             st, plan = append_release_store(store, signatures, release=release, pert_info=pert_info, filters=filters,
-                                            block_size=block_size, keep_backgrounds=keep_backgrounds, progress=progress)
+                                            block_size=block_size, keep_backgrounds=keep_backgrounds, progress=progress,
+                                            matrix=matrix_name)
         for line in plan.notes:
             click.echo(f"note: {line}", err=True)
         click.echo(json.dumps(st.info(), indent=1))
         return
-    if release or pert_info or pert_types or exemplar_only or qc_pass or cells or times or touchstone:
+    if release or pert_info or pert_types or exemplar_only or qc_pass or cells or times or touchstone or matrix_name:
         raise click.BadParameter("--release, --pert-info and filters need a release folder", param_hint="SIGNATURES")
     from opencmap.query.store import append_store
 

@@ -176,7 +176,7 @@ SCHEMAS: dict[str, ReleaseSchema] = {
     "LINCS2020": ReleaseSchema(
         name="LINCS2020",
         description="CLUE LINCS 2020 'beta' release: 720,216 compound Level 5 signatures (1.2 M in all)",
-        matrix=rf"^level5_beta_trt_cp_n\d+x\d+\.gctx{_GZ}$",
+        matrix=rf"^level5_beta_(?:trt_cp|ctl|trt_sh|trt_oe|trt_xpr|trt_misc)_n\d+x\d+\.gctx{_GZ}$",
         tables={
             "sig_info": TableSpec("sig_info", rf"^siginfo_beta\.txt{_GZ}$", "sig_id",
                                   {"cmap_name": "pert_iname", "cell_iname": "cell_id"}, required=True),
@@ -249,8 +249,17 @@ def detect_release(folder: str | PathLike[str]) -> str:
     return found[0]
 
 
-def find_release_files(folder: str | PathLike[str], release: str | None = None) -> ReleaseFiles:
-    """Locate the matrix and tables of a release folder; refuse if a required table is missing."""
+#: the matrix a folder's build uses when it holds several of the release (LINCS 2020: compounds)
+_PREFERRED_MATRIX = {"LINCS2020": re.compile(r"^level5_beta_trt_cp_")}
+
+
+def find_release_files(folder: str | PathLike[str], release: str | None = None, *, matrix: str | None = None) -> ReleaseFiles:
+    """Locate the matrix and tables of a release folder; refuse if a required table is missing.
+
+    ``matrix``: the file name of the Level 5 matrix to use when the folder holds several (e.g.
+    ``level5_beta_ctl_n58022x12328.gctx`` beside the LINCS 2020 compound matrix, which is the
+    default).
+    """
     folder = Path(folder)
     if release is None:
         release = detect_release(folder)
@@ -261,8 +270,8 @@ def find_release_files(folder: str | PathLike[str], release: str | None = None) 
         raise ConfigError(f"{folder} is not a folder")
     names = _names(folder)
 
-    def one(pattern: str, what: str) -> Path | None:
-        hits = [n for n in names if re.match(pattern, n)]
+    def one(pattern: str, what: str, among: list[str] | None = None) -> Path | None:
+        hits = [n for n in (names if among is None else among) if re.match(pattern, n)]
         plain = [n for n in hits if not n.endswith(".gz")]
         if len(hits) > 1 and len(plain) == 1:  # a decompressed copy beside the download: use it
             hits = plain
@@ -270,8 +279,23 @@ def find_release_files(folder: str | PathLike[str], release: str | None = None) 
             raise ConfigError(f"{folder}: several files could be the {what} of {release}: {hits}; keep one")
         return folder / hits[0] if hits else None
 
-    matrix = one(schema.matrix, "Level 5 matrix")
-    if matrix is None:
+    others: list[str] = []
+    if matrix is not None:
+        if not (folder / matrix).is_file() or not re.match(schema.matrix, matrix):
+            raise ConfigError(f"{folder}: no {release} Level 5 matrix named {matrix!r}")
+        chosen = folder / matrix
+    else:
+        hits = [n for n in names if re.match(schema.matrix, n)]
+        preferred = _PREFERRED_MATRIX.get(release)
+        if preferred is not None and len({n.removesuffix(".gz") for n in hits}) > 1:
+            first = [n for n in hits if preferred.match(n)]
+            others = sorted({n for n in hits if not preferred.match(n)})
+            names_for_matrix = first or hits
+        else:
+            names_for_matrix = hits
+        chosen = one(schema.matrix, "Level 5 matrix", names_for_matrix)
+    matrix_path = chosen
+    if matrix_path is None:
         raise FormatError(f"no {release} Level 5 matrix here (expected a name matching {schema.matrix!r})", path=folder)
     tables: dict[str, Path] = {}
     for role, spec in schema.tables.items():
@@ -285,7 +309,9 @@ def find_release_files(folder: str | PathLike[str], release: str | None = None) 
                 )
             continue
         tables[role] = path
-    found = ReleaseFiles(release, folder, matrix, tables)
+    found = ReleaseFiles(release, folder, matrix_path, tables)
+    if others:
+        found.found_beside.append(f"{matrix_path.name} as the matrix; also here: {others} (build or append one with --matrix NAME)")
     if release == "opencmap":
         _pipeline_inputs(found)
     return found
@@ -641,7 +667,7 @@ def read_release_signatures(files: ReleaseFiles, *, pert_info: pd.DataFrame | No
     ``pert_info``: extra perturbagen annotations (canonical, :func:`canonical_perturbagens`) that
     fill ``moa`` / ``target`` / ``pert_iname`` where the release has none.
     """
-    notes: list[str] = [f"{files.release}: took {what}" for what in files.found_beside]
+    notes: list[str] = [f"{files.release}: took {what}" for what in files.found_beside]  # noqa: E501
     info = _table(files, "sig_info")
     assert info is not None  # required table
     renames = files.schema.tables["sig_info"].renames

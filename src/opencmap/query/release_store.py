@@ -224,11 +224,13 @@ def plan_release_store(
     spaces: Sequence[str] | None = None,
     gene_lists: Mapping[str, Sequence[str]] | None = None,
     signature_major: bool = True,
+    matrix: str | None = None,
 ) -> ReleasePlan:
     """Read, join and filter the release folders' tables; nothing is written.
 
     ``release`` forces the release of every folder (default: detected from file names);
-    ``pert_info`` adds perturbagen annotations (e.g. ``compoundinfo_beta.txt`` for a GEO
+    ``matrix`` names the Level 5 file when a folder holds several (LINCS 2020: the compound
+    matrix by default, ``level5_beta_ctl_n58022x12328.gctx`` for the controls); ``pert_info`` adds perturbagen annotations (e.g. ``compoundinfo_beta.txt`` for a GEO
     release) where the release has none; ``pcl`` is stored with the store and names the MOA of
     member compounds that have none.
     """
@@ -239,7 +241,7 @@ def plan_release_store(
     if pert_info is not None:
         extra = pert_info if isinstance(pert_info, pd.DataFrame) else read_pert_annotations(pert_info)
     pcl_sets = _pcl_sets(pcl)
-    found = [find_release_files(folder, release) for folder in folders]
+    found = [find_release_files(folder, release, matrix=matrix) for folder in folders]
     if pcl_sets is None:
         beside = next((f.pcl for f in found if f.pcl is not None), None)
         if beside is not None:
@@ -322,6 +324,7 @@ def build_release_store(
     block_size: int | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    matrix: str | None = None,
 ) -> tuple[Store, ReleasePlan]:
     """Build a reference store at ``dest`` from one or more release folders (see :func:`plan_release_store`).
 
@@ -336,7 +339,7 @@ def build_release_store(
         raise StoreError(f"{dest} already exists; pass overwrite=True (CLI --overwrite) or choose another path")
     plan = folders if isinstance(folders, ReleasePlan) else plan_release_store(
         folders, release=release, pert_info=pert_info, pcl=pcl, filters=filters, spaces=spaces,
-        gene_lists=gene_lists, signature_major=signature_major,
+        gene_lists=gene_lists, signature_major=signature_major, matrix=matrix,
     )
     check_disk(dest, plan.estimate["total_bytes"])
     for line in plan.notes:
@@ -377,6 +380,7 @@ def append_release_store(
     block_size: int | None = None,
     keep_backgrounds: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    matrix: str | None = None,
 ) -> tuple[Store, ReleasePlan]:
     """Add a release folder to an existing store as a new segment (e.g. GSE70138 after GSE92742).
 
@@ -387,7 +391,7 @@ def append_release_store(
     """
     store = Store(path)
     plan = plan_release_store([folder], release=release, pert_info=pert_info, pcl=store.pcl, filters=filters,
-                              spaces=[s for s in store.spaces if s in ("lm", "bing", "full")] or None)
+                              spaces=[s for s in store.spaces if s in ("lm", "bing", "full")] or None, matrix=matrix)
     src = plan.sources[0]
     info = src.sig_info
     existing = list(store.sig_info.columns)
