@@ -128,3 +128,17 @@ def test_latin1_ragged_and_gzip_tables(tmp_path):
     rag.write_bytes(gzip.compress(b"sig_id\ttas\nS1\t0.5\nS2\n"))
     with pytest.raises(FormatError, match="ragged.txt.gz"):
         read_release_table(rag, id_column="sig_id")
+
+
+def test_real_cmap_signature_tables(shared_data):
+    """Real CMap sig_info tables (shared/data/query): replicate values joined by | in a column the
+    reader expects numeric stay text; µM doses, is_exemplar and gene_targets map to canonical."""
+    from opencmap.io.releases import canonical_signatures
+
+    ndis = read_release_table(shared_data / "query" / "siginfo_NDIS.txt", id_column="sig_id")
+    assert len(ndis) == 72 and ndis["count_cv"].iloc[0] == "13|14|15"
+    assert ndis["distil_cc_q75"].dtype == np.float64
+    contest = canonical_signatures(read_release_table(shared_data / "query" / "contest_sig_info.txt", id_column="sig_id"))
+    assert set(contest["pert_idose"]) == {"10 uM"} and set(contest["pert_dose"]) == {10.0}
+    assert {"is_exemplar_sig", "target", "moa"} <= set(contest.columns) and "gene_targets" not in contest.columns
+    assert contest.loc[contest["pert_iname"] == "tyrphostin-AG-82", "target"].iloc[0] == "EGFR"

@@ -434,14 +434,14 @@ def read_release_table(
         include_columns=include,
     )
     try:
-        table = _read_csv(p, read, parse, convert)
+        table = _read_numbers_or_text(p, read, parse, convert, names)
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         if "invalid utf8" in msg.lower() or "utf-8" in msg.lower():
             log.info("%s is not UTF-8; reading it as Latin-1 (CMap files spell µ as byte 0xB5)", p)
             read.encoding = "latin-1"
             try:
-                table = _read_csv(p, read, parse, convert)
+                table = _read_numbers_or_text(p, read, parse, convert, names)
             except pa.ArrowInvalid as exc2:
                 raise FormatError(f"cannot parse the table ({exc2})", path=p) from exc2
         else:
@@ -453,6 +453,31 @@ def read_release_table(
         frame = frame.drop(columns="__index__")
     log.debug("read %s: %d rows x %d columns", p, len(frame), frame.shape[1])
     return frame
+
+
+_NOT_A_NUMBER = re.compile(r"In CSV column #(\d+): CSV conversion error to double")
+
+
+def _read_numbers_or_text(p: Path, read: Any, parse: Any, convert: Any, names: list[str]) -> pa.Table:
+    """Read with the explicit types; a column expected numeric that holds text (e.g. replicate
+    values joined by ``|`` in some CMap builds) is kept as text instead (logged)."""
+    for _ in range(len(names) + 1):
+        try:
+            return _read_csv(p, read, parse, convert)
+        except pa.ArrowInvalid as exc:
+            m = _NOT_A_NUMBER.search(str(exc))
+            if not m:
+                raise
+            # the column number counts the columns read (include_columns order, or the file's)
+            order = list(convert.include_columns) if convert.include_columns else [n if n else "__index__" for n in names]
+            col = order[int(m.group(1))]
+            types = dict(convert.column_types)
+            if types.get(col) == pa.string():
+                raise
+            log.info("%s: column %s is not numeric; kept as text", p, col)
+            types[col] = pa.string()
+            convert.column_types = types
+    raise FormatError("cannot type the table's columns", path=p)
 
 
 def _read_csv(p: Path, read: Any, parse: Any, convert: Any) -> pa.Table:
@@ -733,7 +758,8 @@ def canonical_signatures(info: pd.DataFrame, *, release: str = "") -> pd.DataFra
     """Canonical signature columns from any release's names (idempotent): renames, numeric dose
     and time with harmonised units, 0/1 flags, ``release`` column."""
     out = info.loc[:, [c for c in info.columns if c and not str(c).startswith("Unnamed")]]
-    for alias, canon in (("cmap_name", "pert_iname"), ("cell_iname", "cell_id"), ("is_exemplar", "is_exemplar_sig")):
+    for alias, canon in (("cmap_name", "pert_iname"), ("cell_iname", "cell_id"), ("is_exemplar", "is_exemplar_sig"),
+                         ("gene_targets", "target")):
         if alias not in out.columns:
             continue
         if canon in out.columns:  # both spellings: the canonical column, completed by the alias
