@@ -13,10 +13,10 @@ id) and *what to do*.
     │   ├── IdNotFoundError    ids asked for are not present (also a KeyError)
     │   └── GeneSetError       a query gene set is unusable (empty, too small/large, overlapping)
     ├── StoreError             a reference store is missing, corrupt or incompatible
-    │   └── DiskSpaceError     a store will not fit on its disk (said before anything is written)
     ├── PipelineError          a processing step cannot run on its input (no vehicles, no replicates)
     ├── QueryError             a query cannot be run as asked
-    └── ConfigError            bad parameters or options
+    ├── ConfigError            bad parameters or options
+    └── DiskSpaceError         too little free disk for what is about to be written
 
     OpenCMapWarning            (UserWarning) something was dropped or adjusted, e.g. unknown genes
 """
@@ -33,10 +33,10 @@ __all__ = [
     "IdNotFoundError",
     "GeneSetError",
     "StoreError",
-    "DiskSpaceError",
     "PipelineError",
     "QueryError",
     "ConfigError",
+    "DiskSpaceError",
     "OpenCMapWarning",
 ]
 
@@ -105,10 +105,6 @@ class StoreError(OpenCMapError):
     """A reference store is missing, corrupt, or incompatible with this version."""
 
 
-class DiskSpaceError(StoreError):
-    """A store (or download) will not fit on its disk; raised before anything is written."""
-
-
 class PipelineError(OpenCMapError):
     """A processing step cannot run on its input (e.g. no vehicle controls for ZSVC)."""
 
@@ -119,6 +115,10 @@ class QueryError(OpenCMapError):
 
 class ConfigError(OpenCMapError, ValueError):
     """Bad parameters or options."""
+
+
+class DiskSpaceError(OpenCMapError):
+    """Too little free disk for a download, a decompression or a store; nothing was written."""
 
 
 class OpenCMapWarning(UserWarning):

@@ -232,7 +232,12 @@ class _SignatureSource:
 
 
 def _refuse_compressed(path: Path) -> None:
-    """A gzip-compressed matrix (``.gctx.gz`` as GEO serves it) is refused before anything is read."""
+    """A gzip-compressed matrix (``.gctx.gz`` as GEO serves it) is refused before anything is read,
+    unless the io layer decompresses it (``opencmap.io.decompress``, then the source resolves it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("opencmap.io.decompress") is not None:
+        return
     if path.is_file():
         with open(path, "rb") as fh:
             magic = fh.read(2)
