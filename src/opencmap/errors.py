@@ -16,7 +16,8 @@ id) and *what to do*.
     ├── StoreError             a reference store is missing, corrupt or incompatible
     ├── PipelineError          a processing step cannot run on its input (no vehicles, no replicates)
     ├── QueryError             a query cannot be run as asked
-    └── ConfigError            bad parameters or options
+    ├── ConfigError            bad parameters or options
+    └── DiskSpaceError         too little free disk for what is about to be written
 
     OpenCMapWarning            (UserWarning) something was dropped or adjusted, e.g. unknown genes
     ├── GeneIdentityWarning    a query gene was not taken as written
@@ -45,6 +46,7 @@ __all__ = [
     "PipelineError",
     "QueryError",
     "ConfigError",
+    "DiskSpaceError",
     "OpenCMapWarning",
     "GeneIdentityWarning",
     "GeneMappingWarning",
@@ -137,6 +139,10 @@ class QueryError(OpenCMapError):
 
 class ConfigError(OpenCMapError, ValueError):
     """Bad parameters or options."""
+
+
+class DiskSpaceError(OpenCMapError):
+    """Too little free disk for a download, a decompression or a store; nothing was written."""
 
 
 class OpenCMapWarning(UserWarning):

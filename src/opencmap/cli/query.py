@@ -36,7 +36,7 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--space", help="Feature space (default: the store's default).")
 @click.option("--min-genes", default=10, show_default=True)
 @click.option("--max-genes", default=150, show_default=True)
-@click.option("--pcl", type=_FILE, help="PCL GMT (members = pert_ids) for PCL summaries.")
+@click.option("--pcl", type=_FILE, help="PCL GMT (members = pert_ids) for PCL summaries (default: the PCLs stored with the store).")
 @click.option("--tau-method", type=click.Choice(["exact", "cmap"]), default="exact", show_default=True)
 @click.option("--fdr-method", type=click.Choice(["random_query_pooled", "random_query", "cmap"]), default="random_query_pooled", show_default=True,
               help="FDR q-values: random-query nulls with BH (pooled tail / per signature), or cmapM's method against the null signatures (flagged where it says nothing).")

@@ -123,7 +123,14 @@ def _read_inst_info(inst_info: str | PathLike[str] | pd.DataFrame) -> pd.DataFra
             frame = frame.set_index("inst_id")
     else:
         frame = read_table(inst_info)
-        key = "inst_id" if "inst_id" in frame.columns else frame.columns[0]
+        # GEO inst_info: inst_id; LINCS 2020 instinfo_beta: sample_id (never "the first column")
+        key = next((k for k in ("inst_id", "sample_id") if k in frame.columns), None)
+        if key is None:
+            raise FormatError(
+                f"instance table without an id column (inst_id, or sample_id in LINCS 2020 instinfo_beta); "
+                f"columns found: {[str(c) for c in frame.columns[:25]]}",
+                path=inst_info,
+            )
         ids = frame[key].astype("str")
         if ids.duplicated().any():
             raise PipelineError(f"{inst_info}: repeated instance ids {ids[ids.duplicated()].unique()[:5].tolist()}")
@@ -167,9 +174,13 @@ def _row_metadata(matrix: Path, gene_info: str | PathLike[str] | pd.DataFrame | 
 def _merge_gene_info(row_meta: pd.DataFrame, gene_info: str | PathLike[str] | pd.DataFrame | None) -> pd.DataFrame:
     if gene_info is None:
         return row_meta
-    genes = gene_info if isinstance(gene_info, pd.DataFrame) else read_table(gene_info)
-    if "pr_gene_id" in genes.columns:
-        genes = genes.set_index("pr_gene_id")
+    from opencmap.io.releases import canonical_genes
+
+    raw = gene_info if isinstance(gene_info, pd.DataFrame) else read_table(gene_info)
+    # GEO gene_info (pr_gene_id) or LINCS 2020 geneinfo_beta (gene_id, feature_space); never row numbers
+    genes = canonical_genes(raw, source=None if isinstance(gene_info, pd.DataFrame) else gene_info).set_index("pr_gene_id")
+    if "feature_space" not in raw.columns:
+        genes = genes.drop(columns="feature_space")
     genes.index = pd.Index([str(i) for i in genes.index], dtype=object)
     known = row_meta.index.intersection(genes.index)
     if len(known) == 0:

@@ -23,6 +23,7 @@ from opencmap.query.genesets import (
     vector_queries,
 )
 from opencmap.query.methods import METHOD_NAMES, Method, get_method
+from opencmap.query.release_store import BuildFilters, build_release_store, plan_release_store
 from opencmap.query.result import LevelResult, QueryResult
 from opencmap.query.store import FeatureSpace, Store, append_store, build_store, open_store
 from opencmap.query.summaries import SummaryPlan, summarise
@@ -33,6 +34,9 @@ __all__ = [
     "build_store",
     "append_store",
     "open_store",
+    "build_release_store",
+    "plan_release_store",
+    "BuildFilters",
     "Background",
     "build_background",
     "load_background",

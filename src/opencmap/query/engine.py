@@ -133,7 +133,8 @@ class Engine:
     store:
         An open store or its path.
     pcl:
-        Perturbagen classes for PCL summaries: a GMT path or ``{name: [pert_id, ...]}``, checked
+        Perturbagen classes for PCL summaries: a GMT path or ``{name: [pert_id, ...]}``; default:
+        the classes stored with the store at build time (:attr:`Store.pcl`), if any. Checked
         against the store's perturbagens (:func:`opencmap.query.pcl.load_pcls`): none known raises
         :class:`~opencmap.errors.PCLError`; members or classes left out are in :attr:`pcl_notes`
         (warned as :class:`~opencmap.errors.PCLWarning`) and in every result's notes.
@@ -141,7 +142,7 @@ class Engine:
 
     def __init__(self, store: Store | str, *, pcl: Any = None):
         self.store = store if isinstance(store, Store) else Store(store)
-        self.pcl, self.pcl_notes = _load_pcl(pcl, self.store)
+        self.pcl, self.pcl_notes = _load_pcl(pcl if pcl is not None else self.store.pcl, self.store)
         self._groups: tuple[np.ndarray, pd.Index] | None = None
         self._lookup: GeneLookup | None = None
         self._is_ref: np.ndarray | None = None

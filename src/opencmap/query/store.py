@@ -2,8 +2,10 @@
 
 A store is a directory::
 
-    manifest.json                      format name + version, spaces, segments, checksums
+    manifest.json                      format name + version, spaces, segments, checksums, disk
+                                       estimate, provenance (release, files, filters, notes)
     genes.parquet                      the gene table (``pr_gene_id`` + annotations), input row order
+    pcl.gmt                            perturbagen classes given at build (optional; queries use them)
     segments/seg-00000/
         sig_info.parquet               signature metadata of this segment (store order)
         <space>/ranks.npy              uint16 (n_features, n_sigs)  gene-major, 1 = largest, 0 = missing
@@ -41,6 +43,7 @@ import mmap
 import os
 import shutil
 import tempfile
+import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,10 +56,12 @@ import numpy as np
 import pandas as pd
 
 from opencmap.core.gct import GCT
-from opencmap.errors import IdNotFoundError, StoreError, ValidationError, VersionError
+from opencmap.errors import IdNotFoundError, OpenCMapWarning, StoreError, ValidationError, VersionError
 
 __all__ = [
     "STORE_FORMAT",
+    "estimate_store_bytes",
+    "check_disk",
     "STORE_FORMAT_VERSION",
     "Store",
     "FeatureSpace",
@@ -120,8 +125,11 @@ def _as_str_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Metadata to store: object/string columns as plain str, keeping numbers numeric."""
     out = df.copy()
     for col in out.columns:
-        if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
-            out[col] = out[col].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+        if isinstance(out[col].dtype, pd.StringDtype):  # Arrow-backed text (release tables): vectorised
+            out[col] = out[col].fillna("")
+        elif not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
+            values = out[col].astype(object)
+            out[col] = values.where(values.notna(), "").map(str)  # missing (None, NaN, pd.NA) -> ""
     return out
 
 
@@ -154,8 +162,11 @@ class _SignatureSource:
     matrix), as GCTX stores them, so a GCTX block is one contiguous read into a reused buffer.
     """
 
-    def __init__(self, signatures: GCT | str | os.PathLike[str]):
+    def __init__(self, signatures: GCT | str | os.PathLike[str], columns: np.ndarray | None = None):
         self._gctx: Any = None  # GCTXFile once opened, False for sources that are not GCTX files
+        self._columns: np.ndarray | None = None
+        if not isinstance(signatures, GCT):
+            _refuse_compressed(Path(signatures))
         if isinstance(signatures, GCT):
             self._gct: GCT | None = signatures
             self._path: Path | None = None
@@ -174,6 +185,15 @@ class _SignatureSource:
             self.rids, self.cids = meta.rids, meta.cids
             self.row_meta, self.col_meta = meta.row_meta, meta.col_meta
         self.n_rows = len(self.rids)
+        self._n_file_cols = len(self.cids)
+        if columns is not None:
+            # a subset of the matrix's columns (build-time filters), in file order
+            cols = np.asarray(columns, dtype=np.int64)
+            if len(cols) and (cols.min() < 0 or cols.max() >= len(self.cids) or (np.diff(cols) <= 0).any()):
+                raise ValidationError("columns must be increasing positions of the matrix's columns")
+            self._columns = cols
+            self.cids = pd.Index(self.cids)[cols]
+            self.col_meta = self.col_meta.iloc[cols]
 
     def _file(self) -> Any:
         """The open GCTX file (checked like every GCTX read), or None for other sources."""
@@ -181,7 +201,7 @@ class _SignatureSource:
             from opencmap.io import GCTXFile, is_gctx
 
             self._gctx = GCTXFile(self._path) if is_gctx(self._path) else False
-            if self._gctx and self._gctx.shape != (self.n_rows, len(self.cids)):
+            if self._gctx and self._gctx.shape != (self.n_rows, self._n_file_cols):
                 shape = self._gctx.shape
                 self.close()
                 raise StoreError(f"{self._path}: matrix shape {shape} (rows, columns) does not match its metadata")
@@ -193,15 +213,16 @@ class _SignatureSource:
     def sig_block(self, start: int, stop: int, buf: np.ndarray | None = None) -> np.ndarray:
         """float32 (stop - start, n_rows): signatures as rows (into ``buf`` for GCTX files)."""
         gctx = self._file()
+        pos = np.arange(start, stop) if self._columns is None else self._columns[start:stop]
         if gctx is not None and buf is not None:
             # a run of columns, read by the io layer straight into the buffer (one HDF5 call)
-            return gctx.read_matrix(cidx=np.arange(start, stop), out=buf[: stop - start]).T
+            return gctx.read_matrix(cidx=pos, out=buf[: stop - start]).T
         if self._gct is not None:
-            data = self._gct.data[:, start:stop]
+            data = self._gct.data[:, start:stop] if self._columns is None else self._gct.data[:, pos]
         else:
             from opencmap.io import read_gct
 
-            data = read_gct(self._path, cidx=list(range(start, stop))).data  # type: ignore[arg-type]
+            data = read_gct(self._path, cidx=pos.tolist()).data  # type: ignore[arg-type]
         return np.asarray(data, dtype=np.float32).T
 
     def close(self) -> None:
@@ -210,12 +231,75 @@ class _SignatureSource:
         self._gctx = None
 
 
+def _refuse_compressed(path: Path) -> None:
+    """A gzip-compressed matrix (``.gctx.gz`` as GEO serves it) is refused before anything is read,
+    unless the io layer decompresses it (``opencmap.io.decompress``, then the source resolves it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("opencmap.io.decompress") is not None:
+        return
+    if path.is_file():
+        with open(path, "rb") as fh:
+            magic = fh.read(2)
+        if magic == b"\x1f\x8b":
+            plain = path.with_name(path.name[:-3]) if path.name.endswith(".gz") else path.with_suffix(".gctx")
+            raise StoreError(
+                f"{path} is gzip-compressed; a store is built from the decompressed matrix. Decompress it "
+                f"beside the download (gunzip -k {path.name} -> {plain.name}) and give the folder or {plain.name}"
+            )
+
+
+#: bytes a stored signature takes per gene of a space: uint16 rank + float32 score (+ float32
+#: signature-major copy)
+BYTES_PER_GENE = {False: 6, True: 10}
+_SIG_INFO_BYTES = 256  # sig_info.parquet per signature (upper end of what the releases' tables take)
+_DISK_MARGIN = 1.02  # headroom over the estimate (file headers, manifest, genes table)
+
+
+def estimate_store_bytes(n_signatures: int, space_sizes: Mapping[str, int], *, signature_major: bool = True) -> dict[str, Any]:
+    """Disk a store of ``n_signatures`` will take: per signature per space, and the total.
+
+    Exact for the matrices (``.npy`` files hold ``n_genes x n_signatures`` values of fixed size)
+    plus an allowance for the signature table.
+    """
+    per = BYTES_PER_GENE[bool(signature_major)]
+    per_space = {name: int(n) * per for name, n in space_sizes.items()}
+    per_sig = sum(per_space.values()) + _SIG_INFO_BYTES
+    return {
+        "n_signatures": int(n_signatures),
+        "bytes_per_signature_per_space": per_space,
+        "bytes_per_signature": per_sig,
+        "total_bytes": int(n_signatures * per_sig * _DISK_MARGIN) + (1 << 20),
+        "signature_major": bool(signature_major),
+    }
+
+
+def check_disk(dest: str | os.PathLike[str], needed: int) -> int:
+    """Free bytes where ``dest`` will be written; :class:`DiskSpaceError` if ``needed`` does not fit."""
+    from opencmap.errors import DiskSpaceError
+
+    target = Path(dest)
+    probe = target if target.exists() else target.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = int(shutil.disk_usage(probe).free)
+    if needed > free:
+        raise DiskSpaceError(
+            f"the store at {target} needs about {needed / 1e9:.2f} GB but {probe} has {free / 1e9:.2f} GB free; "
+            "free space, build on a larger disk, build fewer spaces (--space), drop the signature-major copy "
+            "(--no-signature-major) or filter signatures (--exemplar-only, --pert-type, --cell)"
+        )
+    return free
+
+
 def _load_table(table: pd.DataFrame | str | os.PathLike[str] | None) -> pd.DataFrame | None:
     if table is None or isinstance(table, pd.DataFrame):
         return table
     from opencmap.io import read_table
+    from opencmap.io.releases import read_known_signature_table
 
-    return read_table(table)
+    known = read_known_signature_table(table)  # a release's sig_info (e.g. siginfo_beta.txt): fast, canonical
+    return known if known is not None else read_table(table)
 
 
 def _resolve_sig_info(source: _SignatureSource, sig_info: pd.DataFrame | None) -> pd.DataFrame:
@@ -243,7 +327,7 @@ def _resolve_sig_info(source: _SignatureSource, sig_info: pd.DataFrame | None) -
     return info.iloc[pos].reset_index(drop=True)
 
 
-def _resolve_gene_info(source: _SignatureSource, gene_info: pd.DataFrame | None) -> pd.DataFrame:
+def _resolve_gene_info(source: _SignatureSource, gene_info: pd.DataFrame | None, source_name: str | None = None) -> pd.DataFrame:
     rids = pd.Index([str(r) for r in source.rids], dtype=object)
     if gene_info is None:
         genes = source.row_meta.copy()
@@ -255,12 +339,26 @@ def _resolve_gene_info(source: _SignatureSource, gene_info: pd.DataFrame | None)
         if "pr_is_bing" not in genes.columns and "is_bing" in genes.columns:
             genes = genes.rename(columns={"is_bing": "pr_is_bing"})
         return genes.reset_index(drop=True)
-    genes = gene_info.copy()
-    if "pr_gene_id" not in genes.columns:
-        genes = genes.reset_index().rename(columns={genes.index.name or "index": "pr_gene_id"})
-    genes["pr_gene_id"] = genes["pr_gene_id"].astype(str)
-    genes = genes.drop_duplicates("pr_gene_id").set_index("pr_gene_id")
-    genes = genes.reindex(rids)
+    from opencmap.io.releases import canonical_genes
+
+    genes = canonical_genes(gene_info, source=source_name)
+    known = pd.Index(genes["pr_gene_id"]).get_indexer(rids)
+    table = f"the gene table {source_name}" if source_name else "the gene table"
+    n_missing = int((known < 0).sum())
+    if n_missing * 2 > len(rids):  # most rows unknown: the table belongs to another matrix
+        raise IdNotFoundError(
+            f"{n_missing} of the {len(rids)} matrix row ids (e.g. {list(rids[known < 0][:3])}) are not gene ids of "
+            f"{table} (e.g. {genes['pr_gene_id'].head(3).tolist()}); give the gene table of this matrix"
+        )
+    if n_missing:
+        missing = rids[known < 0]
+        warnings.warn(
+            f"{len(missing)} matrix rows are not in {table} (e.g. {list(missing[:5])}): "
+            "they have no symbol and belong to no landmark/BING space",
+            OpenCMapWarning,
+            stacklevel=3,
+        )
+    genes = genes.set_index("pr_gene_id").reindex(rids)
     genes.index.name = "pr_gene_id"
     return genes.reset_index()
 
@@ -542,6 +640,10 @@ def build_store(
     block_size: int | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    pcl: Any = None,
+    columns: np.ndarray | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    on_plan: Callable[[dict[str, Any]], None] | None = None,
 ) -> Store:
     """Build a reference store at ``dest`` from Level 5 signatures (genes x signatures).
 
@@ -572,15 +674,48 @@ def build_store(
         Replace an existing store at ``dest``.
     progress:
         Called as ``progress(done, total)`` after each block.
+    pcl:
+        Perturbagen classes (GMT path or ``{name: [pert_id, ...]}``) stored with the store, so
+        queries summarise by PCL without being given them (:attr:`Store.pcl`).
+    columns:
+        Increasing positions of the matrix columns to store (build-time filters); default all.
+    provenance:
+        Extra manifest fields (release, files, filters, notes), kept as given (JSON-able).
+    on_plan:
+        Called with the disk estimate (:func:`estimate_store_bytes`) before anything is written.
+
+    Before anything is written the disk the store needs is computed
+    (:func:`estimate_store_bytes`, logged) and a :class:`~opencmap.errors.DiskSpaceError` is
+    raised if it will not fit.
     """
     dest = Path(dest)
     block_size = _check_block_size(block_size)
     if dest.exists() and not overwrite:
         raise StoreError(f"{dest} already exists; pass overwrite=True (CLI --overwrite) or choose another path")
-    source = _SignatureSource(signatures)
+    source = _SignatureSource(signatures, columns)
     info = _resolve_sig_info(source, _load_table(sig_info))
-    genes = _resolve_gene_info(source, _load_table(gene_info))
+    gene_name = None if gene_info is None or isinstance(gene_info, pd.DataFrame) else str(gene_info)
+    genes = _resolve_gene_info(source, _load_table(gene_info), gene_name)
+    if gene_info is None and "pr_gene_symbol" not in genes.columns:
+        warnings.warn(
+            "the matrix carries no gene annotations (GEO GCTX files hold only the row ids) and no gene table "
+            "was given: gene symbols are unknown and only the 'full' space can be built; give gene_info= "
+            "(CLI --gene-info, e.g. GSE92742_Broad_LINCS_gene_info.txt.gz) or build from the release folder",
+            OpenCMapWarning,
+            stacklevel=2,
+        )
     chosen = _resolve_spaces(genes, spaces, gene_lists)
+    pcl_sets = _pcl_sets(pcl)
+    estimate = estimate_store_bytes(len(source.cids), {k: len(v) for k, v in chosen.items()}, signature_major=signature_major)
+    log.info(
+        "store %s: %d signatures x spaces %s: %.1f KB per signature (%s), %.2f GB in all",
+        dest, estimate["n_signatures"], {k: len(v) for k, v in chosen.items()}, estimate["bytes_per_signature"] / 1e3,
+        ", ".join(f"{k} {v / 1e3:.1f} KB" for k, v in estimate["bytes_per_signature_per_space"].items()),
+        estimate["total_bytes"] / 1e9,
+    )
+    if on_plan is not None:
+        on_plan(estimate)
+    check_disk(dest, estimate["total_bytes"])
     if default_space is None:
         default_space = next((s for s in _SPACE_PREFERENCE if s in chosen), next(iter(chosen)))
     elif default_space not in chosen:
@@ -592,6 +727,7 @@ def build_store(
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-", dir=dest.parent))
     try:
         _as_str_frame(genes).to_parquet(tmp / "genes.parquet", index=False)
+        pcl_entry = _write_pcl(tmp, pcl_sets)
         seg = _write_segment(
             tmp / "segments" / "seg-00000",
             source,
@@ -612,8 +748,13 @@ def build_store(
             "spaces": {name: {"gene_ids": list(members), "n_features": len(members)} for name, members in chosen.items()},
             "segments": [seg],
             "backgrounds": {},
+            "disk_estimate": estimate,
         }
-        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1))
+        if pcl_entry:
+            manifest["pcl"] = pcl_entry
+        if provenance:
+            manifest["provenance"] = dict(provenance)
+        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
             os.replace(dest, old)
@@ -628,6 +769,30 @@ def build_store(
     return Store(dest)
 
 
+_PCL_FILE = "pcl.gmt"
+
+
+def _pcl_sets(pcl: Any) -> dict[str, tuple[str, ...]] | None:
+    """PCL definitions ``{name: pert_ids}`` from a GMT path or a mapping (None: none)."""
+    if pcl is None:
+        return None
+    if isinstance(pcl, Mapping):
+        return {str(k): tuple(str(x) for x in v) for k, v in pcl.items()}
+    from opencmap.io import read_gmt
+
+    return {s.name: tuple(s.genes) for s in read_gmt(pcl)}
+
+
+def _write_pcl(folder: Path, sets: Mapping[str, Sequence[str]] | None) -> dict[str, Any] | None:
+    if not sets:
+        return None
+    from opencmap.core.genesets import GeneSet
+    from opencmap.io import write_gmt
+
+    write_gmt([GeneSet(name, "", tuple(members)) for name, members in sets.items()], folder / _PCL_FILE)
+    return {"file": _PCL_FILE, "n_classes": len(sets), "checksum": _file_checksum(folder / _PCL_FILE)}
+
+
 def append_store(
     path: str | os.PathLike[str],
     signatures: GCT | str | os.PathLike[str],
@@ -636,6 +801,7 @@ def append_store(
     block_size: int | None = None,
     keep_backgrounds: bool = False,
     progress: Progress | None = None,
+    columns: np.ndarray | None = None,
 ) -> Store:
     """Add signatures to an existing store as a new segment (no rebuild of existing data).
 
@@ -649,8 +815,10 @@ def append_store(
     """
     store = Store(path)
     block_size = _check_block_size(block_size)
-    source = _SignatureSource(signatures)
+    source = _SignatureSource(signatures, columns)
     info = _resolve_sig_info(source, _load_table(sig_info))
+    sizes = {name: sp.n_features for name, sp in store.spaces.items()}
+    check_disk(store.path, estimate_store_bytes(len(source.cids), sizes, signature_major=bool(store.manifest.get("signature_major", True)))["total_bytes"])
     clash = pd.Index(info["sig_id"]).intersection(store.sig_ids)
     if len(clash):
         raise StoreError(f"{len(clash)} sig_ids are already in the store {store.path}, e.g. {clash[:5].tolist()}")
@@ -991,6 +1159,17 @@ class Store:
             self._genes["pr_gene_id"] = self._genes["pr_gene_id"].astype(str)
         return self._genes
 
+    @property
+    def pcl(self) -> dict[str, tuple[str, ...]] | None:
+        """The perturbagen classes stored at build time (``{name: pert_ids}``), or None."""
+        entry = self.manifest.get("pcl")
+        if not entry:
+            return None
+        path = self.path / entry["file"]
+        if not path.exists():
+            raise StoreError(f"store file missing: {path}; rebuild the store")
+        return _pcl_sets(path)
+
     def space(self, name: str | None = None) -> FeatureSpace:
         """The feature space ``name`` (default: the store's default space)."""
         key = self.default_space if name is None else name
@@ -1163,6 +1342,8 @@ class Store:
             "signature_major": m.get("signature_major", True),
             "backgrounds": sorted(m.get("backgrounds", {})),
             "stale_backgrounds": self.stale_backgrounds,
+            "releases": [r["release"] for r in m.get("provenance", {}).get("releases", [])],
+            "pcl_classes": (m.get("pcl") or {}).get("n_classes", 0),
         }
 
     # ------------------------------------------------------------------ manifest updates
