@@ -272,6 +272,8 @@ class PlannedFile:
     """``verified`` (present and recorded), ``partial`` (a ``.part`` to resume) or ``missing``."""
     have_bytes: int = 0
     unpacked_size: int | None = None
+    not_found: bool = False
+    """The server answered 404 to a HEAD request for it."""
 
     @property
     def to_download(self) -> int | None:
@@ -416,18 +418,19 @@ def _url(base: str, rel_path: str) -> str:
     return base.rstrip("/") + "/" + rel_path.lstrip("/")
 
 
-def _head_size(client: Any, url: str) -> int | None:
+def _head(client: Any, url: str) -> tuple[int | None, int | None]:
+    """``(size, HTTP status)`` of ``url`` from a HEAD request; ``(None, None)`` when the server does not answer."""
     import httpx
 
     try:
         response = client.head(url)
     except httpx.HTTPError as exc:
         log.debug("HEAD %s failed: %s", url, exc)
-        return None
+        return None, None
     if response.status_code != 200:
-        return None
+        return None, response.status_code
     length = response.headers.get("Content-Length")
-    return int(length) if length is not None and length.isdigit() else None
+    return (int(length) if length is not None and length.isdigit() else None), 200
 
 
 def _base_for(rel: Release, mirror: str | None) -> str:
@@ -465,9 +468,9 @@ def plan_fetch(
         for f in chosen:
             url = _url(base, f.path)
             target = out / f.filename
-            size, source = None, "unknown"
+            size, source, status_code = None, "unknown", None
             if client is not None:
-                size = _head_size(client, url)
+                size, status_code = _head(client, url)
                 source = "server" if size is not None else source
             if size is None and f.size is not None:
                 size, source = f.size, "catalogue"
@@ -481,7 +484,7 @@ def plan_fetch(
                 status, have = "partial", part.stat().st_size
             else:
                 status, have = "missing", 0
-            planned.append(PlannedFile(f.name, url, target, size, source, status, have, f.unpacked_size))
+            planned.append(PlannedFile(f.name, url, target, size, source, status, have, f.unpacked_size, status_code == 404))
     finally:
         if client is not None:
             client.close()
@@ -587,7 +590,7 @@ def _download(
                     progress.start(target.name, total, have)
                     started = True
                 with open(part, mode) as fh:
-                    for chunk in response.iter_raw(_CHUNK):
+                    for chunk in response.iter_raw():  # as received: a dropped connection loses nothing
                         fh.write(chunk)
                         hasher.update(chunk)
                         have += len(chunk)
@@ -664,6 +667,12 @@ def fetch_release(
     progress = progress or FetchProgress()
     plan = plan_fetch(rel.name, out, levels=levels, extra=extra, mirror=mirror, ask_server=True, timeout=timeout)
     notes = list(plan.notes)
+    missing = [f.url for f in plan.files if f.not_found and f.status != "verified"]
+    if missing:
+        raise FetchError(
+            f"not found on the server (HTTP 404): {', '.join(missing)}; check the --mirror URL (it must serve the "
+            f"official hosts' relative paths) or the release catalogue (opencmap fetch {rel.name} DEST --list). Nothing was downloaded."
+        )
     if check_disk and not plan.fits():
         raise DiskSpaceError(
             f"{rel.name} needs {_human(plan.download_bytes)} more in {out} but its disk has {_human(plan.free_bytes)} free "
@@ -676,8 +685,8 @@ def fetch_release(
     bytes_downloaded = 0
     sums: dict[str, str] | None = None
     by_name = {f.name: f for f in rel.files}
-    # the checksum file first: every other file is checked against it
-    ordered = sorted(plan.files, key=lambda p: by_name[p.name].role != "checksums")
+    # the checksum file first (every other file is checked against it), then the small tables, the matrices last
+    ordered = sorted(plan.files, key=lambda p: (by_name[p.name].role != "checksums", p.size is None, p.size or 0))
     with _client(timeout) as client:
         for planned in ordered:
             entry = by_name[planned.name]
@@ -747,6 +756,7 @@ def describe_plan(plan: FetchPlan) -> list[str]:
     lines = [f"{plan.release} from {plan.base_url} into {plan.dest}"]
     for f in plan.files:
         size = _human(f.size) + ("" if f.size_source in ("server", "catalogue") else f" ({f.size_source})")
+        size += " NOT FOUND on the server" if f.not_found else ""
         extra = f", {_human(f.have_bytes)} already in .part" if f.status == "partial" else ""
         lines.append(f"  {f.dest.name}  {size}  [{f.status}{extra}]")
     lines.append(f"to download: {_human(plan.download_bytes)}; free on disk: {_human(plan.free_bytes)}")
