@@ -450,6 +450,7 @@ def plan_fetch(
     mirror: str | None = None,
     ask_server: bool = True,
     timeout: float = 30.0,
+    _http: Any = None,
 ) -> FetchPlan:
     """What :func:`fetch_release` would download into ``dest``: files, sizes, bytes still to fetch, free disk.
 
@@ -462,7 +463,7 @@ def plan_fetch(
     chosen = select_files(rel, levels=levels, extra=extra)
     manifest = _read_manifest(out) if out.is_dir() else {"files": {}}
     notes: list[str] = []
-    client = _client(timeout) if ask_server else None
+    client = (_http or _client(timeout)) if ask_server else None
     planned: list[PlannedFile] = []
     try:
         for f in chosen:
@@ -486,7 +487,7 @@ def plan_fetch(
                 status, have = "missing", 0
             planned.append(PlannedFile(f.name, url, target, size, source, status, have, f.unpacked_size, status_code == 404))
     finally:
-        if client is not None:
+        if client is not None and _http is None:
             client.close()
     if ask_server and all(p.size_source != "server" for p in planned):
         notes.append(f"the server at {base} did not answer HEAD requests; sizes are the catalogue's")
@@ -520,8 +521,33 @@ def _hash_file(path: Path, hasher: Any) -> None:
             hasher.update(chunk)
 
 
-class _NoRangeSupport(Exception):
-    pass
+class _ThreadedHash:
+    """SHA-512 computed in a worker thread while the next bytes arrive (hashlib releases the GIL)."""
+
+    def __init__(self, hasher: Any) -> None:
+        import queue
+        import threading
+
+        self._hasher = hasher
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+        self._thread = threading.Thread(target=self._run, name="opencmap-sha512", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._hasher.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def hexdigest(self) -> str:
+        self.close()
+        return str(self._hasher.hexdigest())
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 def _download(
@@ -589,13 +615,17 @@ def _download(
                 if not started:
                     progress.start(target.name, total, have)
                     started = True
-                with open(part, mode) as fh:
-                    for chunk in response.iter_raw():  # as received: a dropped connection loses nothing
-                        fh.write(chunk)
-                        hasher.update(chunk)
-                        have += len(chunk)
-                        fetched += len(chunk)
-                        progress.advance(len(chunk))
+                threaded = _ThreadedHash(hasher)
+                try:
+                    with open(part, mode) as fh:
+                        for chunk in response.iter_raw():  # as received: a dropped connection loses nothing
+                            fh.write(chunk)
+                            threaded.update(chunk)
+                            have += len(chunk)
+                            fetched += len(chunk)
+                            progress.advance(len(chunk))
+                finally:
+                    threaded.close()
             if total is not None and have != total:
                 raise httpx.RemoteProtocolError(f"got {have} of {total} bytes")
             progress.finish()
@@ -665,7 +695,30 @@ def fetch_release(
     rel = release(name)
     out = Path(dest)
     progress = progress or FetchProgress()
-    plan = plan_fetch(rel.name, out, levels=levels, extra=extra, mirror=mirror, ask_server=True, timeout=timeout)
+    client = _client(timeout)
+    try:
+        return _fetch(rel, out, client, levels=levels, extra=extra, mirror=mirror, progress=progress,
+                      retries=retries, backoff=backoff, timeout=timeout, check_disk=check_disk, started=started)
+    finally:
+        client.close()
+
+
+def _fetch(
+    rel: Release,
+    out: Path,
+    client: Any,
+    *,
+    levels: Iterable[int],
+    extra: Iterable[str],
+    mirror: str | None,
+    progress: FetchProgress,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    check_disk: bool,
+    started: float,
+) -> FetchResult:
+    plan = plan_fetch(rel.name, out, levels=levels, extra=extra, mirror=mirror, ask_server=True, timeout=timeout, _http=client)
     notes = list(plan.notes)
     missing = [f.url for f in plan.files if f.not_found and f.status != "verified"]
     if missing:
@@ -687,64 +740,64 @@ def fetch_release(
     by_name = {f.name: f for f in rel.files}
     # the checksum file first (every other file is checked against it), then the small tables, the matrices last
     ordered = sorted(plan.files, key=lambda p: (by_name[p.name].role != "checksums", p.size is None, p.size or 0))
-    with _client(timeout) as client:
-        for planned in ordered:
-            entry = by_name[planned.name]
-            target = planned.dest
-            recorded = _recorded(manifest, target)
-            is_sums = entry.role == "checksums"
-            if recorded is not None:
-                fetched_files.append(FetchedFile(entry.name, recorded["url"], target, recorded["size"], recorded["sha512"],
-                                                 recorded["verified_by"], "skipped"))
+    # one connection pool (``client``) for the plan and every download
+    for planned in ordered:
+        entry = by_name[planned.name]
+        target = planned.dest
+        recorded = _recorded(manifest, target)
+        is_sums = entry.role == "checksums"
+        if recorded is not None:
+            fetched_files.append(FetchedFile(entry.name, recorded["url"], target, recorded["size"], recorded["sha512"],
+                                             recorded["verified_by"], "skipped"))
+            if is_sums:
+                sums = _parse_sha512sums(target)
+            continue
+        if target.exists():
+            # present but not recorded (downloaded by hand, or changed since): verified as it is, else fetched anew
+            existing = _verify_existing(target, sums, planned)
+            if existing is not None:
+                digest, verified_by = existing
+                _record(manifest, out, target, planned.url, digest, verified_by, entry.role)
+                notes.append(f"{target.name} was already present; verified by {verified_by}, not downloaded")
+                fetched_files.append(FetchedFile(entry.name, planned.url, target, target.stat().st_size, digest, verified_by, "skipped"))
                 if is_sums:
                     sums = _parse_sha512sums(target)
                 continue
-            if target.exists():
-                # present but not recorded (downloaded by hand, or changed since): verified as it is, else fetched anew
-                existing = _verify_existing(target, sums, planned)
-                if existing is not None:
-                    digest, verified_by = existing
-                    _record(manifest, out, target, planned.url, digest, verified_by, entry.role)
-                    notes.append(f"{target.name} was already present; verified by {verified_by}, not downloaded")
-                    fetched_files.append(FetchedFile(entry.name, planned.url, target, target.stat().st_size, digest, verified_by, "skipped"))
-                    if is_sums:
-                        sums = _parse_sha512sums(target)
-                    continue
-                notes.append(f"{target.name} was present but did not verify; downloaded again")
-                target.unlink()
-            size, digest, resumed, got = _download(client, planned.url, target, progress=progress,
-                                                   retries=retries, backoff=backoff, notes=notes)
-            bytes_downloaded += got
-            part = target.with_name(target.name + ".part")
-            verified_by = "size"
-            if sums is not None and not is_sums:
-                expected = sums.get(target.name)
-                if expected is None:
-                    notes.append(f"{target.name} is not listed in {rel.checksums}; checked by size only")
-                elif expected != digest:
-                    part.unlink(missing_ok=True)
-                    raise ChecksumError(
-                        f"{target.name}: SHA-512 {digest[:16]}... does not match {rel.checksums} ({expected[:16]}...); "
-                        f"the download was corrupt or truncated and has been removed: run the same fetch again "
-                        f"(if it fails again, the server's or mirror's copy is damaged)",
-                        path=target,
-                    )
-                else:
-                    verified_by = "SHA512SUMS"
-            elif planned.size_source == "server" and planned.size is not None and size != planned.size:
+            notes.append(f"{target.name} was present but did not verify; downloaded again")
+            target.unlink()
+        size, digest, resumed, got = _download(client, planned.url, target, progress=progress,
+                                               retries=retries, backoff=backoff, notes=notes)
+        bytes_downloaded += got
+        part = target.with_name(target.name + ".part")
+        verified_by = "size"
+        if sums is not None and not is_sums:
+            expected = sums.get(target.name)
+            if expected is None:
+                notes.append(f"{target.name} is not listed in {rel.checksums}; checked by size only")
+            elif expected != digest:
                 part.unlink(missing_ok=True)
                 raise ChecksumError(
-                    f"{target.name}: {size} bytes where the server announced {planned.size}; the download was "
-                    f"truncated or the file changed and has been removed: run the same fetch again",
+                    f"{target.name}: SHA-512 {digest[:16]}... does not match {rel.checksums} ({expected[:16]}...); "
+                    f"the download was corrupt or truncated and has been removed: run the same fetch again "
+                    f"(if it fails again, the server's or mirror's copy is damaged)",
                     path=target,
                 )
-            os.replace(part, target)
-            _record(manifest, out, target, planned.url, digest, verified_by, entry.role)
-            fetched_files.append(FetchedFile(entry.name, planned.url, target, size, digest, verified_by,
-                                             "resumed" if resumed else "downloaded"))
-            if is_sums:
-                sums = _parse_sha512sums(target)
-                # files verified earlier without the sums (none in the normal order) stay as they are
+            else:
+                verified_by = "SHA512SUMS"
+        elif planned.size_source == "server" and planned.size is not None and size != planned.size:
+            part.unlink(missing_ok=True)
+            raise ChecksumError(
+                f"{target.name}: {size} bytes where the server announced {planned.size}; the download was "
+                f"truncated or the file changed and has been removed: run the same fetch again",
+                path=target,
+            )
+        os.replace(part, target)
+        _record(manifest, out, target, planned.url, digest, verified_by, entry.role)
+        fetched_files.append(FetchedFile(entry.name, planned.url, target, size, digest, verified_by,
+                                         "resumed" if resumed else "downloaded"))
+        if is_sums:
+            sums = _parse_sha512sums(target)
+            # files verified earlier without the sums (none in the normal order) stay as they are
     _write_manifest(out, manifest)
     seconds = time.perf_counter() - started
     log.info("%s: %d files in %s (%s downloaded in %.1f s)", rel.name, len(fetched_files), out, _human(bytes_downloaded), seconds)
