@@ -79,9 +79,14 @@ def test_fetch_geo_from_a_mirror_verified_by_sha512sums(mirror: Path, tmp_path: 
     assert entry["sha512"] == _sha512(dest / level5) and entry["size"] == (dest / level5).stat().st_size
     assert entry["url"].endswith(f"/GSE92742/{level5}") and entry["time"]
     assert not list(dest.glob("*.part"))
-    # the file as downloaded reads like the uncompressed matrix
+    # decompressed while downloading: the copy the readers use, not made again on first read
+    copy = dest / level5.removesuffix(".gz")
+    with gzip.open(dest / level5, "rb") as fh:
+        assert copy.read_bytes() == fh.read()
+    stamp = copy.stat().st_mtime_ns
     gct = read_gct(dest / level5)
     assert gct.shape[0] == 12328 and gct.shape[1] > 50
+    assert copy.stat().st_mtime_ns == stamp
 
 
 def test_nothing_is_downloaded_twice(mirror: Path, tmp_path: Path) -> None:
@@ -110,6 +115,9 @@ def test_interrupted_download_is_resumed_with_a_range_request(mirror: Path, tmp_
         result = fetch_release("GSE92742", dest, mirror=f"{server.url}/GSE92742")
         assert server.gets(rel)[-1][2] == f"bytes={have}-"
     assert (dest / level5).read_bytes() == full
+    with gzip.open(dest / level5, "rb") as fh:  # decompressed after the resumed download
+        assert (dest / level5.removesuffix(".gz")).read_bytes() == fh.read()
+    assert any("decompressed after downloading" in n for n in result.notes)
     status = {f.path.name: f.status for f in result.files}
     assert status[level5] == "resumed"
     assert status[GEO.file("sig_info").filename] == "skipped"  # verified before the interruption
@@ -159,6 +167,7 @@ def test_corrupted_file_is_caught_by_its_checksum(mirror: Path, tmp_path: Path) 
         fetch_release("GSE92742", dest, mirror=f"{server.url}/GSE92742")
     assert "run the same fetch again" in str(exc.value)
     assert not (dest / level5).exists() and not (dest / (level5 + ".part")).exists()
+    assert not list(dest.glob("*.gctx*"))  # nor a decompressed copy
     manifest = json.loads((dest / MANIFEST_NAME).read_text())
     assert level5 not in manifest["files"]
 
@@ -241,3 +250,10 @@ def test_existing_file_verified_not_downloaded(mirror: Path, tmp_path: Path) -> 
         result = fetch_release("GSE92742", dest, mirror=f"{server.url}/GSE92742")
         assert not server.gets(f"GSE92742/{level5}")
     assert {f.path.name: f.status for f in result.files}[level5] == "skipped"
+
+
+def test_no_decompress_keeps_only_the_gz(mirror: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "d"
+    with serve_mirror(mirror) as server:
+        fetch_release("GSE92742", dest, mirror=f"{server.url}/GSE92742", decompress=False)
+    assert not list(dest.glob("*.gctx"))

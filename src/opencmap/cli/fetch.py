@@ -48,9 +48,11 @@ class _BarProgress(FetchProgress):
 @click.option("--list", "list_catalogue", is_flag=True, help="Show the release's catalogue of files and exit.")
 @click.option("--retries", default=5, show_default=True, type=click.IntRange(min=0),
               help="Times a dropped transfer is resumed at once before giving up (the .part is kept).")
+@click.option("--decompress/--no-decompress", default=True, show_default=True,
+              help="Decompress .gctx.gz matrices into the .gctx next to them while downloading (needed to read them).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 def command(release_name: str, dest: Path, levels: tuple[str, ...], extra: tuple[str, ...], mirror: str | None,
-            dry_run: bool, list_catalogue: bool, retries: int, progress: bool | None) -> None:
+            dry_run: bool, list_catalogue: bool, retries: int, decompress: bool, progress: bool | None) -> None:
     """Download RELEASE (GSE92742, GSE70138 or LINCS2020) into DEST, resumably, verified.
 
     \b
@@ -76,14 +78,15 @@ def command(release_name: str, dest: Path, levels: tuple[str, ...], extra: tuple
         plan = plan_fetch(rel.name, dest, levels=level_ints, extra=extra, mirror=mirror)
         for line in describe_plan(plan):
             click.echo(line)
-        if not plan.fits():
+        if not plan.fits(decompress=decompress):
             from opencmap.errors import DiskSpaceError
 
-            raise DiskSpaceError(f"{dest}: {plan.download_bytes} bytes to download but {plan.free_bytes} free; free space or choose another DEST")
+            needed = plan.download_bytes + (plan.unpacked_bytes if decompress else 0)
+            raise DiskSpaceError(f"{dest}: {needed} bytes needed but {plan.free_bytes} free; free space or choose another DEST")
         return
     bars = progress if progress is not None else sys.stderr.isatty()
     result = fetch_release(rel.name, dest, levels=level_ints, extra=extra, mirror=mirror,
-                           progress=_BarProgress() if bars else None, retries=retries)
+                           progress=_BarProgress() if bars else None, retries=retries, decompress=decompress)
     for f in result.files:
         click.echo(f"{f.status:<10} {f.path}  ({f.size} bytes, verified by {f.verified_by})")
     for note in result.notes:

@@ -43,6 +43,8 @@ __all__ = [
     "decompressed_path",
     "hdf5_end_of_file",
     "set_progress_factory",
+    "StreamingGunzip",
+    "is_decompressed_copy",
 ]
 
 log = logging.getLogger(__name__)
@@ -170,6 +172,88 @@ def _is_copy_of(copy: Path, source: Path) -> bool:
         and st.st_mtime >= source.stat().st_mtime
         and st.st_size % (1 << 32) == _gzip_isize(source)
     )
+
+
+def is_decompressed_copy(copy: str | PathLike[str], source: str | PathLike[str]) -> bool:
+    """Whether ``copy`` is a complete decompressed copy of the gzip file ``source`` (see the module docstring)."""
+    return _is_copy_of(Path(copy), Path(source))
+
+
+class StreamingGunzip:
+    """Decompress a gzip stream as it arrives (e.g. while downloading) into ``dest``, in a worker thread.
+
+    :meth:`feed` compressed chunks in order, then :meth:`finish` (renames ``dest.part`` to ``dest``;
+    :class:`~opencmap.errors.FormatError` if the stream is corrupt or incomplete) or :meth:`abort`.
+    Memory is bounded by the queue (64 chunks).
+    """
+
+    def __init__(self, dest: str | PathLike[str], *, name: str = "") -> None:
+        import queue
+        import threading
+
+        self.dest = Path(dest)
+        self.part = self.dest.with_name(self.dest.name + ".part")
+        self.name = name or self.dest.name
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+        self._error: BaseException | None = None
+        self._eof = False
+        self._fh = open(self.part, "wb")  # noqa: SIM115 - closed by finish/abort
+        self._thread = threading.Thread(target=self._run, name="opencmap-gunzip", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _decompressor() -> Any:
+        try:
+            from isal import igzip_lib
+
+            return igzip_lib.IgzipDecompressor(flag=igzip_lib.DECOMP_GZIP)
+        except ImportError:  # pragma: no cover
+            import zlib
+
+            return zlib.decompressobj(wbits=31)
+
+    def _run(self) -> None:
+        d = self._decompressor()
+        try:
+            while (chunk := self._queue.get()) is not None:
+                if self._error is not None:
+                    continue  # drain
+                while chunk:
+                    self._fh.write(d.decompress(chunk))
+                    chunk = b""
+                    if d.eof:  # a member ended: another may follow (multi-member gzip)
+                        chunk = d.unused_data
+                        self._eof = not chunk
+                        if chunk:
+                            d = self._decompressor()
+                    else:
+                        self._eof = False
+        except BaseException as exc:  # reported by finish()
+            self._error = exc
+            while self._queue.get() is not None:
+                pass
+
+    def feed(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._fh.close()
+
+    def finish(self) -> Path:
+        self._stop()
+        if self._error is not None or not self._eof:
+            self.part.unlink(missing_ok=True)
+            why = f"({self._error})" if self._error is not None else "(the stream ended early)"
+            raise FormatError(f"gzip stream cannot be decompressed {why}; the file is truncated or corrupt", path=self.name)
+        os.replace(self.part, self.dest)
+        return self.dest
+
+    def abort(self) -> None:
+        self._stop()
+        self.part.unlink(missing_ok=True)
 
 
 def _check_space(folder: Path, needed: int, what: Path) -> None:

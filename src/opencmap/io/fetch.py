@@ -23,10 +23,15 @@
 * **Recorded, never twice.** ``opencmap-fetch.json`` in the folder lists every verified file (url,
   size, SHA-512, how it was verified, when). A file listed there with the same size and
   modification time is not downloaded or hashed again.
-* **Disk.** Before anything is downloaded, the bytes still to fetch are compared with the free
-  space (:class:`~opencmap.errors.DiskSpaceError`, nothing written). GEO matrices are gzip files;
-  reading one makes a decompressed copy next to it (:mod:`opencmap.io.decompress`), also
-  reported by the plan (``unpacked_bytes``).
+* **Decompressed on the way.** GEO ships its matrices as ``.gctx.gz``, which HDF5 cannot read in
+  place. With ``decompress=True`` (default) a ``.gctx.gz`` downloaded from its first byte is also
+  decompressed as it arrives (ISA-L, in a worker thread) into the ``.gctx`` next to it, the copy
+  :mod:`opencmap.io.decompress` would otherwise make on first read: the decompression overlaps
+  the network transfer instead of delaying the first ``store build``. A resumed download (whose
+  beginning is not in the stream) is decompressed after it completes.
+* **Disk.** Before anything is downloaded, the bytes still to fetch (plus, with ``decompress``,
+  the decompressed copies where their size is known) are compared with the free space
+  (:class:`~opencmap.errors.DiskSpaceError`, nothing written).
 
 Sources of the catalogue (file names, relative paths, sizes; found with the project's code search,
 read for the names only):
@@ -72,6 +77,7 @@ from typing import Any
 
 from opencmap.errors import ChecksumError, ConfigError, DiskSpaceError, FetchError
 from opencmap.io.atomic import atomic_write_path
+from opencmap.io.decompress import StreamingGunzip, decompressed_path, gunzip_file, is_decompressed_copy
 
 __all__ = [
     "ReleaseFile",
@@ -304,8 +310,9 @@ class FetchPlan:
         """Disk the decompressed copies of the ``.gctx.gz`` matrices will take when read (known sizes only)."""
         return sum(f.unpacked_size or 0 for f in self.files if f.status != "verified" or not _unpacked_exists(f))
 
-    def fits(self) -> bool:
-        return self.download_bytes + DISK_MARGIN <= self.free_bytes
+    def fits(self, *, decompress: bool = False) -> bool:
+        """Whether the download (and with ``decompress`` the decompressed copies) fits on the disk."""
+        return self.download_bytes + (self.unpacked_bytes if decompress else 0) + DISK_MARGIN <= self.free_bytes
 
 
 def _unpacked_exists(f: PlannedFile) -> bool:
@@ -559,11 +566,16 @@ def _download(
     retries: int,
     backoff: float,
     notes: list[str],
-) -> tuple[int, str, bool, int]:
-    """Download ``url`` to ``target.part`` (resuming it); returns ``(size, sha512, resumed, bytes fetched)``.
+    gunzip_to: Path | None = None,
+) -> tuple[int, str, bool, int, StreamingGunzip | None]:
+    """Download ``url`` to ``target.part`` (resuming it); returns ``(size, sha512, resumed, bytes fetched, gunzip)``.
 
     The part file is left in place (for a later resume) when the transfer fails after ``retries``.
+    With ``gunzip_to``, a download from byte 0 is also decompressed as it arrives into that file
+    (the returned :class:`StreamingGunzip`, to be finished by the caller); a resumed one is not
+    (its beginning is not in the stream), and None is returned.
     """
+    gunzip: StreamingGunzip | None = None
     import httpx
 
     part = target.with_name(target.name + ".part")
@@ -584,7 +596,7 @@ def _download(
                     # the part is already the whole file (or longer): check it as it is
                     length = response.headers.get("Content-Range", "").rsplit("/", 1)[-1]
                     if length.isdigit() and int(length) == have:
-                        return have, hasher.hexdigest(), resumed, fetched
+                        return have, hasher.hexdigest(), resumed, fetched, None
                     part.unlink(missing_ok=True)
                     hasher, have = hashlib.sha512(), 0
                     notes.append(f"{target.name}: the partial download did not match the server's file; started again")
@@ -615,12 +627,16 @@ def _download(
                 if not started:
                     progress.start(target.name, total, have)
                     started = True
+                if gunzip_to is not None and mode == "wb":
+                    gunzip = StreamingGunzip(gunzip_to, name=target.name)
                 threaded = _ThreadedHash(hasher)
                 try:
                     with open(part, mode) as fh:
                         for chunk in response.iter_raw():  # as received: a dropped connection loses nothing
                             fh.write(chunk)
                             threaded.update(chunk)
+                            if gunzip is not None:
+                                gunzip.feed(chunk)
                             have += len(chunk)
                             fetched += len(chunk)
                             progress.advance(len(chunk))
@@ -629,8 +645,13 @@ def _download(
             if total is not None and have != total:
                 raise httpx.RemoteProtocolError(f"got {have} of {total} bytes")
             progress.finish()
-            return have, hasher.hexdigest(), resumed, fetched
-        except httpx.TransportError as exc:
+            return have, hasher.hexdigest(), resumed, fetched, gunzip
+        except BaseException as exc:
+            if gunzip is not None:
+                gunzip.abort()  # a resumed transfer cannot continue the stream: decompressed afterwards instead
+                gunzip = None
+            if not isinstance(exc, httpx.TransportError):
+                raise
             attempt += 1
             if attempt > retries:
                 raise FetchError(
@@ -642,6 +663,13 @@ def _download(
                         target.name, _human(have), exc, wait, attempt, retries)
             time.sleep(wait)
             resumed = True
+
+
+def _plain_copy(target: Path) -> Path | None:
+    """Where a GCTX in gzip (``.gctx.gz``) is decompressed for reading, or None for other files."""
+    if not target.name.lower().endswith(".gctx.gz"):
+        return None
+    return decompressed_path(target)
 
 
 def _verify_existing(target: Path, sums: dict[str, str] | None, planned: PlannedFile) -> tuple[str, str] | None:
@@ -679,6 +707,7 @@ def fetch_release(
     backoff: float = 2.0,
     timeout: float = 60.0,
     check_disk: bool = True,
+    decompress: bool = True,
 ) -> FetchResult:
     """Download release ``name`` into ``dest`` (see the module docstring); returns what was fetched and verified.
 
@@ -698,7 +727,8 @@ def fetch_release(
     client = _client(timeout)
     try:
         return _fetch(rel, out, client, levels=levels, extra=extra, mirror=mirror, progress=progress,
-                      retries=retries, backoff=backoff, timeout=timeout, check_disk=check_disk, started=started)
+                      retries=retries, backoff=backoff, timeout=timeout, check_disk=check_disk, started=started,
+                      decompress=decompress)
     finally:
         client.close()
 
@@ -717,6 +747,7 @@ def _fetch(
     timeout: float,
     check_disk: bool,
     started: float,
+    decompress: bool,
 ) -> FetchResult:
     plan = plan_fetch(rel.name, out, levels=levels, extra=extra, mirror=mirror, ask_server=True, timeout=timeout, _http=client)
     notes = list(plan.notes)
@@ -726,9 +757,12 @@ def _fetch(
             f"not found on the server (HTTP 404): {', '.join(missing)}; check the --mirror URL (it must serve the "
             f"official hosts' relative paths) or the release catalogue (opencmap fetch {rel.name} DEST --list). Nothing was downloaded."
         )
-    if check_disk and not plan.fits():
+    if check_disk and not plan.fits(decompress=decompress):
+        needed = plan.download_bytes + (plan.unpacked_bytes if decompress else 0)
         raise DiskSpaceError(
-            f"{rel.name} needs {_human(plan.download_bytes)} more in {out} but its disk has {_human(plan.free_bytes)} free "
+            f"{rel.name} needs {_human(needed)} more in {out}"
+            f"{' (with the decompressed copies of the .gctx.gz matrices; --no-decompress skips them)' if decompress and plan.unpacked_bytes else ''}"
+            f" but its disk has {_human(plan.free_bytes)} free "
             f"(with a {_human(DISK_MARGIN)} margin); free space or choose another DEST. Nothing was downloaded."
         )
     out.mkdir(parents=True, exist_ok=True)
@@ -765,8 +799,9 @@ def _fetch(
                 continue
             notes.append(f"{target.name} was present but did not verify; downloaded again")
             target.unlink()
-        size, digest, resumed, got = _download(client, planned.url, target, progress=progress,
-                                               retries=retries, backoff=backoff, notes=notes)
+        plain = _plain_copy(target) if decompress else None
+        size, digest, resumed, got, gunzip = _download(client, planned.url, target, progress=progress,
+                                                       retries=retries, backoff=backoff, notes=notes, gunzip_to=plain)
         bytes_downloaded += got
         part = target.with_name(target.name + ".part")
         verified_by = "size"
@@ -776,6 +811,8 @@ def _fetch(
                 notes.append(f"{target.name} is not listed in {rel.checksums}; checked by size only")
             elif expected != digest:
                 part.unlink(missing_ok=True)
+                if gunzip is not None:
+                    gunzip.abort()
                 raise ChecksumError(
                     f"{target.name}: SHA-512 {digest[:16]}... does not match {rel.checksums} ({expected[:16]}...); "
                     f"the download was corrupt or truncated and has been removed: run the same fetch again "
@@ -786,6 +823,8 @@ def _fetch(
                 verified_by = "SHA512SUMS"
         elif planned.size_source == "server" and planned.size is not None and size != planned.size:
             part.unlink(missing_ok=True)
+            if gunzip is not None:
+                gunzip.abort()
             raise ChecksumError(
                 f"{target.name}: {size} bytes where the server announced {planned.size}; the download was "
                 f"truncated or the file changed and has been removed: run the same fetch again",
@@ -795,9 +834,20 @@ def _fetch(
         _record(manifest, out, target, planned.url, digest, verified_by, entry.role)
         fetched_files.append(FetchedFile(entry.name, planned.url, target, size, digest, verified_by,
                                          "resumed" if resumed else "downloaded"))
+        if gunzip is not None:
+            copy = gunzip.finish()  # decompressed while downloading
+            os.utime(copy)  # not older than the compressed file it copies
+            log.info("%s: decompressed while downloading into %s", target.name, copy.name)
         if is_sums:
             sums = _parse_sha512sums(target)
             # files verified earlier without the sums (none in the normal order) stay as they are
+    if decompress:
+        for f in fetched_files:
+            plain = _plain_copy(f.path)
+            if plain is not None and not plain.exists():
+                # resumed or fetched earlier: decompressed now, from the file (the stream had a gap)
+                gunzip_file(f.path, plain)
+                notes.append(f"{f.path.name}: decompressed after downloading into {plain.name}")
     _write_manifest(out, manifest)
     seconds = time.perf_counter() - started
     log.info("%s: %d files in %s (%s downloaded in %.1f s)", rel.name, len(fetched_files), out, _human(bytes_downloaded), seconds)
