@@ -15,7 +15,7 @@ Two ratios, each against a baseline measured in the same run on the same file:
 
 The matrix is float32 z-scores (genes x signatures, 12,328 genes, CMap's GCTX layout, gzip level
 6 as ``gzip`` defaults), i.e. nearly incompressible, like the real Level 5 files (GSE70138:
-5.37 GB compressed, 5.82 GB plain). Default 2,000 signatures (99 MB); runs in well under 2 min.
+5.37 GB compressed, 5.82 GB plain). Default 1,000 signatures (49 MB): under 2 min on a quiet 2-core machine.
 
 Usage::
 
@@ -188,7 +188,7 @@ def bench_fetched_build(folder: Path, plain: Path, repeats: int, n_sigs: int) ->
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sigs", type=int, default=2000)
+    ap.add_argument("--sigs", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--dir", type=Path, default=None)
     args = ap.parse_args()
