@@ -75,7 +75,23 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     from opencmap.io.decompress import set_progress_factory
 
     # .gctx.gz inputs are decompressed once to a file; on a terminal that shows a bar
-    set_progress_factory(_decompress_bar if sys.stderr.isatty() else None)
+    set_progress_factory(_decompress_bar if sys.stderr.isatty() else _decompress_lines)
+
+
+def _decompress_lines(source: Any) -> Any:
+    """Off a terminal: a line on stderr when a decompression starts, every 30 s, and at the end."""
+    import time
+
+    state = {"last": 0.0}
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done == 0 or done >= total or now - state["last"] >= 30:
+            state["last"] = now
+            pct = 100 * done / total if total else 100
+            click.echo(f"decompressing {source.name}: {pct:.0f}% of {total / 1e6:,.1f} MB", err=True)
+
+    return progress
 
 
 def _decompress_bar(source: Any) -> Any:

@@ -36,6 +36,39 @@ class _BarProgress(FetchProgress):
             self.bar = None
 
 
+class _LineProgress(FetchProgress):
+    """Off a terminal (logs, CI): a line on stderr when a file starts, every 30 s, and when it is done."""
+
+    def __init__(self, every: float = 30.0) -> None:
+        super().__init__(every)
+        self._t0 = 0.0
+
+    def start(self, name: str, total: int | None, done: int) -> None:
+        import time
+
+        self._name, self._total, self._done = name, total, done
+        self._last = self._t0 = time.perf_counter()
+        click.echo(f"downloading {name} ({_size(total)})" + (f", resuming at {_size(done)}" if done else ""), err=True)
+
+    def advance(self, n: int) -> None:
+        import time
+
+        self._done += n
+        now = time.perf_counter()
+        if now - self._last >= self.every:
+            self._last = now
+            pct = f"{100 * self._done / self._total:.0f}%, " if self._total else ""
+            rate = self._done / max(now - self._t0, 1e-9) / 1e6
+            click.echo(f"  {self._name}: {pct}{_size(self._done)} ({rate:.1f} MB/s)", err=True)
+
+    def finish(self) -> None:
+        click.echo(f"  {self._name}: done ({_size(self._done)})", err=True)
+
+
+def _size(n: int | None) -> str:
+    return "size unknown" if n is None else f"{n / 1e6:,.1f} MB"
+
+
 @click.command("fetch")
 @click.argument("release_name", metavar="RELEASE", type=click.Choice(sorted(RELEASES), case_sensitive=False))
 @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
@@ -86,7 +119,7 @@ def command(release_name: str, dest: Path, levels: tuple[str, ...], extra: tuple
         return
     bars = progress if progress is not None else sys.stderr.isatty()
     result = fetch_release(rel.name, dest, levels=level_ints, extra=extra, mirror=mirror,
-                           progress=_BarProgress() if bars else None, retries=retries, decompress=decompress)
+                           progress=_BarProgress() if bars else _LineProgress(), retries=retries, decompress=decompress)
     for f in result.files:
         click.echo(f"{f.status:<10} {f.path}  ({f.size} bytes, verified by {f.verified_by})")
     for note in result.notes:

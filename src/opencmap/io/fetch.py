@@ -472,14 +472,16 @@ def plan_fetch(
     notes: list[str] = []
     client = (_http or _client(timeout)) if ask_server else None
     planned: list[PlannedFile] = []
+    server_answers = client is not None
     try:
         for f in chosen:
             url = _url(base, f.path)
             target = out / f.filename
             size, source, status_code = None, "unknown", None
-            if client is not None:
+            if server_answers and _recorded(manifest, target) is None:
                 size, status_code = _head(client, url)
                 source = "server" if size is not None else source
+                server_answers = status_code is not None  # unreachable: ask no more (each would wait the timeout)
             if size is None and f.size is not None:
                 size, source = f.size, "catalogue"
             elif size is None and f.approx_size is not None:
@@ -496,7 +498,7 @@ def plan_fetch(
     finally:
         if client is not None and _http is None:
             client.close()
-    if ask_server and all(p.size_source != "server" for p in planned):
+    if ask_server and not server_answers:
         notes.append(f"the server at {base} did not answer HEAD requests; sizes are the catalogue's")
     folder = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
     free = shutil.disk_usage(folder).free
