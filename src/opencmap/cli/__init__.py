@@ -82,14 +82,16 @@ def _decompress_lines(source: Any) -> Any:
     """Off a terminal: a line on stderr when a decompression starts, every 30 s, and at the end."""
     import time
 
-    state = {"last": 0.0}
+    state = {"last": 0.0, "ended": False}
 
     def progress(done: int, total: int) -> None:
         now = time.perf_counter()
-        if done == 0 or done >= total or now - state["last"] >= 30:
-            state["last"] = now
-            pct = 100 * done / total if total else 100
-            click.echo(f"decompressing {source.name}: {pct:.0f}% of {total / 1e6:,.1f} MB", err=True)
+        end = done >= total
+        if state["ended"] or not (done == 0 or end or now - state["last"] >= 30):
+            return
+        state["last"], state["ended"] = now, end
+        pct = 100 * done / total if total else 100
+        click.echo(f"decompressing {source.name}: {pct:.0f}% of {total / 1e6:,.1f} MB compressed", err=True)
 
     return progress
 

@@ -15,9 +15,11 @@ The copy is written to ``<name>.part`` and renamed when complete, so an interrup
 never leaves a file that looks finished. Before writing, the space needed (the HDF5 superblock's
 end-of-file address) is checked against the free space (:class:`~opencmap.errors.DiskSpaceError`).
 
-Decompression uses ISA-L (python-isal, ``isal.igzip``): 2.2x the standard library's speed in our
-measurement (148 MB GCTX: 1.13 s against 2.48 s for :mod:`gzip`, 1.96 s for ISA-L's threaded
-reader on 2 cores); :mod:`gzip` is the fallback when isal is not installed.
+Decompression uses ISA-L (python-isal, ``isal.igzip``), with :mod:`gzip` as the fallback when
+isal is not installed. Measured here on a 148 MB float32 GCTX (gzip level 1) on the shared 2-core
+machine: 1.13 s wall against 2.48 s for :mod:`gzip` when quiet; CPU 0.57 s against 0.80 s under
+load, when wall time is bound by writing the copy (ISA-L's threaded reader: 1.96 s, slower on 2
+cores). ``benchmarks/bench_fetch.py`` prints both for its matrix.
 """
 
 from __future__ import annotations
