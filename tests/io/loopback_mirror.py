@@ -43,9 +43,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        size = path.stat().st_size
+        st = path.stat()
+        size = st.st_size
+        etag = f'"{st.st_mtime_ns:x}-{size:x}"'
         start, end, status = 0, size - 1, 200
-        if range_header and srv.ranges:
+        if_range = self.headers.get("If-Range")
+        if range_header and srv.ranges and (if_range is None or if_range == etag):
             m = re.fullmatch(r"bytes=(\d+)-(\d*)", range_header.strip())
             if m:
                 start = int(m[1])
@@ -65,6 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         if srv.ranges:
             self.send_header("Accept-Ranges", "bytes")
+            self.send_header("ETag", etag)
         self.end_headers()
         if head:
             return

@@ -257,3 +257,20 @@ def test_no_decompress_keeps_only_the_gz(mirror: Path, tmp_path: Path) -> None:
     with serve_mirror(mirror) as server:
         fetch_release("GSE92742", dest, mirror=f"{server.url}/GSE92742", decompress=False)
     assert not list(dest.glob("*.gctx"))
+
+
+def test_file_changed_on_the_server_is_not_resumed_onto(mirror: Path, tmp_path: Path) -> None:
+    """The part's ETag goes with the range request (If-Range): a changed file comes whole, not spliced."""
+    rel = "LINCS2020/" + BETA.file("gene_info").path
+    dest = tmp_path / "b"
+    with serve_mirror(mirror) as server:
+        server.drops[rel] = 5000
+        with pytest.raises(FetchError):
+            fetch_release("LINCS2020", dest, mirror=f"{server.url}/LINCS2020", retries=0)
+        new = (mirror / rel).read_bytes().replace(b"\t", b" \t", 3)  # a new version of the table
+        (mirror / rel).write_bytes(new)
+        result = fetch_release("LINCS2020", dest, mirror=f"{server.url}/LINCS2020")
+        assert server.gets(rel)[-1][2] == "bytes=5000-"
+    assert (dest / "geneinfo_beta.txt").read_bytes() == new
+    assert any("changed on the server" in n for n in result.notes)
+    assert not list(dest.glob("*.validator")) and not list(dest.glob("*.part"))

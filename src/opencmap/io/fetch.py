@@ -590,16 +590,26 @@ def _download(
     attempt = 0
     total: int | None = None
     started = False
+    validator_file = part.with_name(part.name + ".validator")  # the server's ETag / Last-Modified of the part
     while True:
         headers = {"Range": f"bytes={have}-"} if have else {}
+        if have and validator_file.exists():
+            # resume only if the file on the server is still the one the part began (else the server sends it whole)
+            headers["If-Range"] = validator_file.read_text().strip()
         try:
             with client.stream("GET", url, headers=headers) as response:
+                if response.status_code in (200, 206):
+                    validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+                    if response.status_code == 200 and validator:
+                        validator_file.write_text(validator)
+                    elif response.status_code == 200:
+                        validator_file.unlink(missing_ok=True)
                 if response.status_code == 416 and have:
                     # the part is already the whole file (or longer): check it as it is
                     length = response.headers.get("Content-Range", "").rsplit("/", 1)[-1]
                     if length.isdigit() and int(length) == have:
                         return have, hasher.hexdigest(), resumed, fetched, None
-                    part.unlink(missing_ok=True)
+                    _remove_part(part)
                     hasher, have = hashlib.sha512(), 0
                     notes.append(f"{target.name}: the partial download did not match the server's file; started again")
                     continue
@@ -608,8 +618,10 @@ def _download(
                 if response.status_code >= 400:
                     raise FetchError(f"{url}: the server answered HTTP {response.status_code}; try again later")
                 if have and response.status_code == 200:
-                    # the server ignored the range request: start this file again from zero
-                    msg = f"{target.name}: the server does not support range requests; restarted from zero ({_human(have)} discarded)"
+                    # the server ignored the range request, or the file changed since the part began: from zero
+                    why = ("the file changed on the server since the partial download began" if "If-Range" in headers
+                           and response.headers.get("Accept-Ranges") == "bytes" else "the server does not support range requests")
+                    msg = f"{target.name}: {why}; restarted from zero ({_human(have)} discarded)"
                     log.warning(msg)
                     notes.append(msg)
                     hasher, have = hashlib.sha512(), 0
@@ -665,6 +677,12 @@ def _download(
                         target.name, _human(have), exc, wait, attempt, retries)
             time.sleep(wait)
             resumed = True
+
+
+def _remove_part(part: Path) -> None:
+    """Remove a partial download and its server validator (ETag / Last-Modified)."""
+    part.unlink(missing_ok=True)
+    part.with_name(part.name + ".validator").unlink(missing_ok=True)
 
 
 def _plain_copy(target: Path) -> Path | None:
@@ -812,7 +830,7 @@ def _fetch(
             if expected is None:
                 notes.append(f"{target.name} is not listed in {rel.checksums}; checked by size only")
             elif expected != digest:
-                part.unlink(missing_ok=True)
+                _remove_part(part)
                 if gunzip is not None:
                     gunzip.abort()
                 raise ChecksumError(
@@ -824,7 +842,7 @@ def _fetch(
             else:
                 verified_by = "SHA512SUMS"
         elif planned.size_source == "server" and planned.size is not None and size != planned.size:
-            part.unlink(missing_ok=True)
+            _remove_part(part)
             if gunzip is not None:
                 gunzip.abort()
             raise ChecksumError(
@@ -833,6 +851,7 @@ def _fetch(
                 path=target,
             )
         os.replace(part, target)
+        _remove_part(part)  # its validator
         _record(manifest, out, target, planned.url, digest, verified_by, entry.role)
         fetched_files.append(FetchedFile(entry.name, planned.url, target, size, digest, verified_by,
                                          "resumed" if resumed else "downloaded"))
