@@ -115,7 +115,10 @@ def command(release_name: str, dest: Path, levels: tuple[str, ...], extra: tuple
             from opencmap.errors import DiskSpaceError
 
             needed = plan.download_bytes + (plan.unpacked_bytes if decompress else 0)
-            raise DiskSpaceError(f"{dest}: {needed} bytes needed but {plan.free_bytes} free; free space or choose another DEST")
+            raise DiskSpaceError(
+                f"{dest}: {needed / 1e9:.2f} GB needed{' (with the decompressed copies; --no-decompress skips them)' if decompress and plan.unpacked_bytes else ''} "
+                f"but {plan.free_bytes / 1e9:.2f} GB free; free space or choose another DEST"
+            )
         return
     bars = progress if progress is not None else sys.stderr.isatty()
     result = fetch_release(rel.name, dest, levels=level_ints, extra=extra, mirror=mirror,

@@ -55,8 +55,10 @@ read for the names only):
   ``instinfo_beta.txt`` (top level), ``level5/level5_beta_trt_cp_n720216x12328.gctx``,
   ``level5/level5_beta_ctl_n58022x12328.gctx``, ``level4/level4_beta_trt_cp_n1805898x12328.gctx``,
   ``level3/level3_beta_trt_cp_n1805898x12328.gctx``, ``level3|4/level*_beta_ctl_n188708x12328.gctx``;
-  sizes from a provenance note (trt_cp Level 5: 35,518,405,386 bytes; trt_xpr 6,516,812,529) and
-  the voloudakislab/antagonist README's table of the CLUE files (approximate sizes, marked so).
+  sizes from a provenance note (trt_cp Level 5: 35,518,405,386 bytes = 720,216 x 12,328 x 4 + 0.4 MB
+  of metadata: the beta matrices are uncompressed float32; trt_xpr 6,516,812,529) and the
+  voloudakislab/antagonist README's table of the CLUE files. Other matrix sizes are estimated from
+  their shapes (marked approximate); the server's Content-Length is what downloads are checked against.
 """
 
 from __future__ import annotations
@@ -163,6 +165,16 @@ _GB = 1_000_000_000
 _MB = 1_000_000
 
 
+def _matrix_bytes(n_columns: int, n_genes: int = 12328) -> int:
+    """Approximate size of an uncompressed float32 GCTX (the matrix; metadata is small beside it)."""
+    return n_columns * n_genes * 4
+
+
+#: Compressed / plain size of GEO's Level 5 ``.gctx.gz`` (GSE92742 0.912, GSE70138 0.921): float32
+#: z-scores barely compress; used to estimate the unpublished sizes of the Level 3/4 files.
+_GZ_RATIO = 0.92
+
+
 def _geo(series: str) -> str:
     return f"https://ftp.ncbi.nlm.nih.gov/geo/series/{series[:-3]}nnn/{series}/suppl"
 
@@ -182,8 +194,10 @@ _GSE92742 = Release(
         ReleaseFile("pert_info", "GSE92742_Broad_LINCS_pert_info.txt.gz", "pert_info", default=True),
         ReleaseFile("cell_info", "GSE92742_Broad_LINCS_cell_info.txt.gz", "cell_info", default=True),
         ReleaseFile("inst_info", "GSE92742_Broad_LINCS_inst_info.txt.gz", "inst_info", level=3),
-        ReleaseFile("level3", "GSE92742_Broad_LINCS_Level3_INF_mlr12k_n1319138x12328.gctx.gz", "level3_matrix", level=3),
-        ReleaseFile("level4", "GSE92742_Broad_LINCS_Level4_ZSPCINF_mlr12k_n1319138x12328.gctx.gz", "level4_matrix", level=4),
+        ReleaseFile("level3", "GSE92742_Broad_LINCS_Level3_INF_mlr12k_n1319138x12328.gctx.gz", "level3_matrix", level=3,
+                    approx_size=int(_GZ_RATIO * _matrix_bytes(1_319_138)), unpacked_size=_matrix_bytes(1_319_138)),
+        ReleaseFile("level4", "GSE92742_Broad_LINCS_Level4_ZSPCINF_mlr12k_n1319138x12328.gctx.gz", "level4_matrix", level=4,
+                    approx_size=int(_GZ_RATIO * _matrix_bytes(1_319_138)), unpacked_size=_matrix_bytes(1_319_138)),
         ReleaseFile("pert_metrics", "GSE92742_Broad_LINCS_pert_metrics.txt.gz", "pert_metrics"),
         ReleaseFile("gene_info_delta_landmark", "GSE92742_Broad_LINCS_gene_info_delta_landmark.txt.gz", "gene_info_delta"),
     ),
@@ -204,8 +218,10 @@ _GSE70138 = Release(
         ReleaseFile("pert_info", "GSE70138_Broad_LINCS_pert_info_2017-03-06.txt.gz", "pert_info", default=True, size=82_376),
         ReleaseFile("cell_info", "GSE70138_Broad_LINCS_cell_info_2017-04-28.txt.gz", "cell_info", default=True, size=2_528),
         ReleaseFile("inst_info", "GSE70138_Broad_LINCS_inst_info_2017-03-06.txt.gz", "inst_info", level=3, size=4_783_200),
-        ReleaseFile("level3", "GSE70138_Broad_LINCS_Level3_INF_mlr12k_n345976x12328_2017-03-06.gctx.gz", "level3_matrix", level=3),
-        ReleaseFile("level4", "GSE70138_Broad_LINCS_Level4_ZSPCINF_mlr12k_n345976x12328_2017-03-06.gctx.gz", "level4_matrix", level=4),
+        ReleaseFile("level3", "GSE70138_Broad_LINCS_Level3_INF_mlr12k_n345976x12328_2017-03-06.gctx.gz", "level3_matrix", level=3,
+                    approx_size=int(_GZ_RATIO * _matrix_bytes(345_976)), unpacked_size=_matrix_bytes(345_976)),
+        ReleaseFile("level4", "GSE70138_Broad_LINCS_Level4_ZSPCINF_mlr12k_n345976x12328_2017-03-06.gctx.gz", "level4_matrix", level=4,
+                    approx_size=int(_GZ_RATIO * _matrix_bytes(345_976)), unpacked_size=_matrix_bytes(345_976)),
     ),
 )
 
@@ -222,18 +238,18 @@ _LINCS2020 = Release(
         ReleaseFile("gene_info", "geneinfo_beta.txt", "gene_info", default=True, approx_size=1_090_000),
         ReleaseFile("compound_info", "compoundinfo_beta.txt", "compound_info", default=True, approx_size=3 * _MB),
         ReleaseFile("cell_info", "cellinfo_beta.txt", "cell_info", default=True, approx_size=60_000),
-        ReleaseFile("level5_ctl", "level5/level5_beta_ctl_n58022x12328.gctx", "level5_controls", approx_size=2_660 * _MB,
+        ReleaseFile("level5_ctl", "level5/level5_beta_ctl_n58022x12328.gctx", "level5_controls", approx_size=_matrix_bytes(58_022),
                     note="control (vehicle, untreated) signatures: null signatures for FDR"),
-        ReleaseFile("level5_sh", "level5/level5_beta_trt_sh_n238351x12328.gctx", "level5_shrna", approx_size=10_950 * _MB),
-        ReleaseFile("level5_oe", "level5/level5_beta_trt_oe_n34171x12328.gctx", "level5_oe", approx_size=1_570 * _MB),
+        ReleaseFile("level5_sh", "level5/level5_beta_trt_sh_n238351x12328.gctx", "level5_shrna", approx_size=_matrix_bytes(238_351)),
+        ReleaseFile("level5_oe", "level5/level5_beta_trt_oe_n34171x12328.gctx", "level5_oe", approx_size=_matrix_bytes(34_171)),
         ReleaseFile("level5_xpr", "level5/level5_beta_trt_xpr_n142901x12328.gctx", "level5_crispr", size=6_516_812_529),
-        ReleaseFile("level5_misc", "level5/level5_beta_trt_misc_n8283x12328.gctx", "level5_misc", approx_size=390 * _MB),
+        ReleaseFile("level5_misc", "level5/level5_beta_trt_misc_n8283x12328.gctx", "level5_misc", approx_size=_matrix_bytes(8_283)),
         ReleaseFile("inst_info", "instinfo_beta.txt", "inst_info", level=3),
-        ReleaseFile("level3", "level3/level3_beta_trt_cp_n1805898x12328.gctx", "level3_matrix", level=3,
+        ReleaseFile("level3", "level3/level3_beta_trt_cp_n1805898x12328.gctx", "level3_matrix", level=3, approx_size=_matrix_bytes(1_805_898),
                     note="compound wells only; their plates' control wells are in level3_ctl"),
-        ReleaseFile("level3_ctl", "level3/level3_beta_ctl_n188708x12328.gctx", "level3_controls", level=3),
-        ReleaseFile("level4", "level4/level4_beta_trt_cp_n1805898x12328.gctx", "level4_matrix", level=4),
-        ReleaseFile("level4_ctl", "level4/level4_beta_ctl_n188708x12328.gctx", "level4_controls", level=4),
+        ReleaseFile("level3_ctl", "level3/level3_beta_ctl_n188708x12328.gctx", "level3_controls", level=3, approx_size=_matrix_bytes(188_708)),
+        ReleaseFile("level4", "level4/level4_beta_trt_cp_n1805898x12328.gctx", "level4_matrix", level=4, approx_size=_matrix_bytes(1_805_898)),
+        ReleaseFile("level4_ctl", "level4/level4_beta_ctl_n188708x12328.gctx", "level4_controls", level=4, approx_size=_matrix_bytes(188_708)),
     ),
 )
 
