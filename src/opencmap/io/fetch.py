@@ -289,7 +289,7 @@ class PlannedFile:
     dest: Path
     size: int | None
     size_source: str
-    """``server`` (Content-Length), ``catalogue``, ``catalogue (approximate)`` or ``unknown``."""
+    """``server`` (Content-Length), ``catalogue``, ``approximate`` (catalogue estimate) or ``unknown``."""
     status: str
     """``verified`` (present and recorded), ``partial`` (a ``.part`` to resume) or ``missing``."""
     have_bytes: int = 0
@@ -501,7 +501,7 @@ def plan_fetch(
             if size is None and f.size is not None:
                 size, source = f.size, "catalogue"
             elif size is None and f.approx_size is not None:
-                size, source = f.approx_size, "catalogue (approximate)"
+                size, source = f.approx_size, "approximate"
             part = target.with_name(target.name + ".part")
             if _recorded(manifest, target) is not None:
                 status, have = "verified", target.stat().st_size
