@@ -17,7 +17,9 @@ id) and *what to do*.
     ├── PipelineError          a processing step cannot run on its input (no vehicles, no replicates)
     ├── QueryError             a query cannot be run as asked
     ├── ConfigError            bad parameters or options
-    └── DiskSpaceError         too little free disk for what is about to be written
+    ├── DiskSpaceError         too little free disk for what is about to be written
+    └── FetchError             a release file cannot be downloaded (network, server, unknown release)
+        └── ChecksumError      a downloaded file does not match its published checksum or size
 
     OpenCMapWarning            (UserWarning) something was dropped or adjusted, e.g. unknown genes
     ├── GeneIdentityWarning    a query gene was not taken as written
@@ -47,6 +49,8 @@ __all__ = [
     "QueryError",
     "ConfigError",
     "DiskSpaceError",
+    "FetchError",
+    "ChecksumError",
     "OpenCMapWarning",
     "GeneIdentityWarning",
     "GeneMappingWarning",
@@ -143,6 +147,21 @@ class ConfigError(OpenCMapError, ValueError):
 
 class DiskSpaceError(OpenCMapError):
     """Too little free disk for a download, a decompression or a store; nothing was written."""
+
+
+class FetchError(OpenCMapError):
+    """A release file cannot be downloaded: unknown release or file, server or network failure."""
+
+
+class ChecksumError(FetchError):
+    """A downloaded file does not match its published checksum (or its announced size).
+
+    The partial download has been removed; fetching again downloads it from the start.
+    """
+
+    def __init__(self, message: str, *, path: str | PathLike[str] | None = None) -> None:
+        self.path = None if path is None else str(path)
+        super().__init__(message)
 
 
 class OpenCMapWarning(UserWarning):

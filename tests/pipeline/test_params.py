@@ -40,7 +40,7 @@ def test_round_trip_and_replace() -> None:
         {"replicate_set_pattern": "(unclosed"},
         {"replicate_set_pattern": "no_set_group"},
         {"cgs_min_hairpins": 1},
-        {"start_level": 4},
+        {"start_level": 5},  # 4 (Level 4 input) became valid with issue 13
         {"round_weights": -1},
     ],
 )

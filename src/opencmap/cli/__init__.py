@@ -31,6 +31,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "store": ("store", "Build, inspect and extend reference stores; build tau backgrounds."),
     "query": ("query", "Run connectivity queries against a reference store."),
     "demo": ("demo", "Run the whole system on the embedded synthetic compendium."),
+    "fetch": ("fetch", "Download a public LINCS release (GSE92742, GSE70138, LINCS2020), resumable and verified."),
     "serve": ("serve", "Start the REST API and web UI."),
 }
 
@@ -71,6 +72,44 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     ctx.obj["debug"] = debug
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from opencmap.io.decompress import set_progress_factory
+
+    # .gctx.gz inputs are decompressed once to a file; on a terminal that shows a bar
+    set_progress_factory(_decompress_bar if sys.stderr.isatty() else _decompress_lines)
+
+
+def _decompress_lines(source: Any) -> Any:
+    """Off a terminal: a line on stderr when a decompression starts, every 30 s, and at the end."""
+    import time
+
+    state = {"last": 0.0, "ended": False}
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        end = done >= total
+        if state["ended"] or not (done == 0 or end or now - state["last"] >= 30):
+            return
+        state["last"], state["ended"] = now, end
+        pct = 100 * done / total if total else 100
+        click.echo(f"decompressing {source.name}: {pct:.0f}% of {total / 1e6:,.1f} MB compressed", err=True)
+
+    return progress
+
+
+def _decompress_bar(source: Any) -> Any:
+    """A tqdm bar over the compressed bytes of one decompression (closed when it reaches the end)."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=f"decompressing {source.name}", unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return progress
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -48,8 +48,9 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
               help="Instance table (GEO inst_info); default: the matrix's column metadata.")
 @click.option("--gene-info", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Gene table adding row annotation (pr_is_lm) by pr_gene_id.")
-@click.option("--level", "start_level", type=click.Choice(["1", "2", "3"]), default="3", show_default=True,
-              help="Level of the input: 3/2 = a GCTX/GCT matrix, 1 = a folder of LXB files.")
+@click.option("--level", "start_level", type=click.Choice(["1", "2", "3", "4"]), default="3", show_default=True,
+              help="Level of the input: 4/3/2 = a GCTX/GCT matrix (4: plate z-scores, collapsed to Level 5 only), "
+                   "1 = a folder of LXB files.")
 @click.option("--plate-map", "plate_maps", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="With --level 1: a plate map (.map) or a folder of them; repeat for several plates "
                    "(default: the .map files in the LXB folders).")
@@ -105,7 +106,7 @@ def command(
     restart: bool,
     progress: bool,
 ) -> None:
-    """Process MATRIX (Level 3; Level 2 with --level 2; LXB folder with --level 1) into OUT_DIR: level4.gctx, level5.gctx,
+    """Process MATRIX (Level 3; Level 4 with --level 4; Level 2 with --level 2; LXB folder with --level 1) into OUT_DIR: level4.gctx, level5.gctx,
     sig_info.txt, manifest.json (and censored.txt from Level 2 or 1).
 
     \b

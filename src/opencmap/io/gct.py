@@ -43,6 +43,7 @@ import pyarrow.csv as pa_csv
 from opencmap.core.gct import GCT
 from opencmap.errors import ConfigError, FormatError, OpenCMapWarning, ValidationError
 from opencmap.io.atomic import atomic_write_path
+from opencmap.io.decompress import resolve_gzipped_gctx
 from opencmap.io.fields import MISSING_TEXT, text_column, typed_text_column
 from opencmap.io.gctx import HDF5_SIGNATURE, GCTFileInfo, _axis, gctx_info, read_gctx, read_gctx_meta, write_gctx
 from opencmap.io.selection import MetaFilter, resolve_positions
@@ -354,7 +355,8 @@ def read_gct(
     Parameters
     ----------
     path:
-        ``.gct``, ``.gct.gz`` or ``.gctx``. A wrong extension gives an
+        ``.gct``, ``.gct.gz``, ``.gctx`` or ``.gctx.gz`` (decompressed once to a file next to it,
+        see :mod:`opencmap.io.decompress`, then read as GCTX). A wrong extension gives an
         :class:`~opencmap.errors.OpenCMapWarning` and the file is read by its content.
     rid, cid:
         Ids to keep, in the order wanted (compared as strings).
@@ -380,7 +382,7 @@ def read_gct(
     IdNotFoundError
         Unknown ids or positions in a subset.
     """
-    p = Path(path)
+    p = resolve_gzipped_gctx(path)
     kwargs = dict(
         rid=rid, cid=cid, ridx=ridx, cidx=cidx, row_filter=row_filter, col_filter=col_filter,
         meta_only=meta_only, ignore_missing=ignore_missing,
@@ -417,7 +419,7 @@ def read_meta(path: str | PathLike[str], axis: str = "col") -> pd.DataFrame:
     GCTX: reads only that axis's ids and fields. Text: parses the ids and metadata, not the values.
     """
     a = _axis(axis)
-    p = Path(path)
+    p = resolve_gzipped_gctx(path)
     if _sniff(p):
         return read_gctx_meta(p, a)
     parsed = _parse_text(p, meta_only=True)
@@ -515,7 +517,7 @@ def gct_info(path: str | PathLike[str]) -> GCTFileInfo:
 
     GCTX: no matrix values are read. Text: the ids and metadata are parsed, not the values.
     """
-    p = Path(path)
+    p = resolve_gzipped_gctx(path)
     if _sniff(p):
         return gctx_info(p)
     parsed = _parse_text(p, meta_only=True)

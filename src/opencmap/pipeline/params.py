@@ -46,7 +46,8 @@ class PipelineParams:
     # -- input
     start_level: int = 3
     """3 = the input matrix is Level 3 (QNORM/INF); 2 = Level 2 GEX (runs LISS, QNORM, inference first);
-    1 = a folder of LXB bead files + plate maps (runs deconvolution first)."""
+    1 = a folder of LXB bead files + plate maps (runs deconvolution first); 4 = Level 4 plate
+    z-scores (ZSPC), collapsed into Level 5 as they are (no z-scoring)."""
 
     # -- Level 3 -> 4: robust z-scores (§3)
     zscore_method: str = "zspc"
@@ -85,8 +86,8 @@ class PipelineParams:
         def bad(name: str, value: Any, allowed: str) -> ConfigError:
             return ConfigError(f"pipeline parameter {name}={value!r} is invalid: expected {allowed}")
 
-        if self.start_level not in (1, 2, 3):
-            raise bad("start_level", self.start_level, "1, 2 or 3")
+        if self.start_level not in (1, 2, 3, 4):
+            raise bad("start_level", self.start_level, "1, 2, 3 or 4")
         if self.zscore_method not in ZSCORE_METHODS:
             raise bad("zscore_method", self.zscore_method, f"one of {ZSCORE_METHODS}")
         if self.var_adjustment not in VAR_ADJUSTMENTS:

@@ -62,8 +62,10 @@ from opencmap.core.gct import GCT
 from opencmap.errors import ConfigError, FormatError, OpenCMapWarning, PipelineError
 from opencmap.io import GCTXFile, GCTXWriter, is_gctx, read_gct, read_meta, read_table, write_gctx, write_table
 from opencmap.io.atomic import atomic_write_path
+from opencmap.io.decompress import resolve_gzipped_gctx
 from opencmap.io.gctx import GCTXSlots
 from opencmap.pipeline.cgs import cgs_groups, consensus_gene_signatures
+from opencmap.pipeline.levels import check_input_level
 from opencmap.pipeline.modz import landmark_positions
 from opencmap.pipeline.params import PipelineParams
 from opencmap.pipeline.qc import exemplar_flags
@@ -609,7 +611,10 @@ def run_pipeline(
         Gene table (``pr_gene_id``, ``pr_is_lm``, ...) adding row annotation, e.g. the landmark
         flag when the matrix rows lack it.
     params:
-        Processing parameters (CMap defaults). ``params.start_level = 2``: the matrix is Level 2
+        Processing parameters (CMap defaults). The matrix is Level 3 by default; one that looks
+        like Level 4 (see :mod:`opencmap.pipeline.levels`) is refused. ``params.start_level = 4``:
+        the matrix is Level 4 (plate z-scores), collapsed into Level 5 without z-scoring
+        (``level4.gctx`` is then a copy of it). ``params.start_level = 2``: the matrix is Level 2
         GEX (one bead set, linear scale, with the invariant probes); each plate goes through
         :func:`level2_to_level3` first, censored wells are left out and listed in
         ``censored.txt``. ``params.start_level = 1``: ``matrix`` is a folder of LXB bead files;
@@ -663,6 +668,7 @@ def run_pipeline(
     else:
         if matrix.is_dir():
             raise PipelineError(f"{matrix} is a folder; Level {params.start_level} input is one GCTX/GCT matrix (LXB folders need start level 1)")
+        matrix = resolve_gzipped_gctx(matrix)  # .gctx.gz as GEO serves it: read from a decompressed copy
         col_meta = _instance_metadata(matrix, inst_info)
         row_meta = _row_metadata(matrix, gene_info)
         level2_files = None
@@ -701,9 +707,14 @@ def run_pipeline(
     report("plates", 0, len(plate_order))
 
     level4_out, level5_out = out / LEVEL4_NAME, out / LEVEL5_NAME
-    if not from_level2:  # Level 3 input: outputs filled in place, no per-plate work files
+    if not from_level2:  # Level 3 (or 4) input: outputs filled in place, no per-plate work files
         reader = GCTXFile(matrix) if whole is None else None  # opened once for all plates
         try:
+            # Level 4 given as Level 3 would be z-scored twice: judged on one whole plate
+            first = plate_order[0]
+            sample = _read_plate(whole, reader, col_meta.iloc[plate_positions[first]], row_meta, plate_positions[first])
+            check_input_level(sample, params.start_level, where=f"{matrix} (plate {first})")
+            del sample
             full_info, sig_info, n_cgs, resumed_plates, resumed_sets = _run_slots(
                 whole, reader, col_meta, row_meta, landmarks, plate_order, plate_positions, set_order, set_plates,
                 params, state, report, level4_out, level5_out,
@@ -1172,9 +1183,15 @@ def _plate_task(
     l4: GCTXSlots,
     start: int,
 ) -> None:
-    """Read one Level 3 plate, z-score it into ``out`` (``(genes, wells)`` float32), store it in Level 4."""
+    """Read one Level 3 plate, z-score it into ``out`` (``(genes, wells)`` float32), store it in Level 4.
+
+    Level 4 input (``params.start_level == 4``) is already z-scored: copied as it is.
+    """
     data = _read_plate(whole, reader, plate_meta, row_meta, positions)
-    zscore_plate(GCT(data, row_meta=row_meta, col_meta=plate_meta), params, plate_id=plate, out=out)
+    if params.start_level == 4:
+        out[...] = data
+    else:
+        zscore_plate(GCT(data, row_meta=row_meta, col_meta=plate_meta), params, plate_id=plate, out=out)
     l4.write(start, out)
 
 

@@ -177,10 +177,13 @@ class _SignatureSource:
         else:
             from opencmap.io import read_gct
 
+            from opencmap.io.decompress import resolve_gzipped_gctx
+
             self._gct = None
             self._path = Path(signatures)
             if not self._path.exists():
                 raise StoreError(f"signature file not found: {self._path}")
+            self._path = resolve_gzipped_gctx(self._path)  # .gctx.gz as GEO serves it: a decompressed copy
             meta = read_gct(self._path, meta_only=True)
             self.rids, self.cids = meta.rids, meta.cids
             self.row_meta, self.col_meta = meta.row_meta, meta.col_meta
