@@ -76,20 +76,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Connectivity Map queries over a self-hosted reference store.",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # served by _mount_docs from local Swagger UI assets (no CDN)
         redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     app.state.settings = settings
     install_error_handlers(app)
 
-    from opencmap.api.routers import cells, genes, genesets, jobs, meta, pcls, perturbagens, queries, signatures
+    from opencmap.api.routers import cells, genes, genesets, jobs, meta, pcls, perturbagens, queries, signatures, workbench
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
-    for module in (meta, signatures, perturbagens, cells, genes, pcls, queries, genesets, jobs):
+    for module in (meta, signatures, perturbagens, cells, genes, pcls, queries, genesets, jobs, workbench):
         api.include_router(module.router)
     app.include_router(meta.health_router, prefix=API_PREFIX)
     app.include_router(api)
+    _mount_docs(app)
     _mount_ui(app)
 
     if settings.cors_origins:
@@ -124,6 +125,37 @@ def _mount_ui(app: FastAPI) -> None:
         return FileResponse(path, media_type="application/javascript", headers={"Cache-Control": "max-age=86400"})
 
     app.mount("/ui/static", StaticFiles(directory=static_dir()), name="ui-static")
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """``/api/docs``: Swagger UI from the ``swagger-ui-bundle`` package, served locally (works offline)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:  # pragma: no cover - the serve extra installs it
+        swagger_ui_path = None
+
+    @app.get("/api/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if swagger_ui_path is None:
+            return HTMLResponse(
+                "<h1>API documentation</h1><p>The Swagger UI assets are not installed on this server "
+                "(<code>pip install 'opencmap[serve]'</code>). The OpenAPI description is at "
+                f'<a href="{API_PREFIX}/openapi.json">{API_PREFIX}/openapi.json</a>.</p>'
+            )
+        return get_swagger_ui_html(
+            openapi_url=f"{API_PREFIX}/openapi.json",
+            title="opencmap API",
+            swagger_js_url="/api/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/api/docs-assets/swagger-ui.css",
+            swagger_favicon_url="data:,",
+            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
+        )
+
+    if swagger_ui_path is not None:
+        app.mount("/api/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
 
 
 def app_from_env() -> FastAPI:
