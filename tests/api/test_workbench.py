@@ -123,8 +123,10 @@ def test_docs_are_served_locally(server):
     page = httpx.get(f"{server.url}/api/docs")
     assert page.status_code == 200
     assert "/api/docs-assets/swagger-ui-bundle.js" in page.text and "cdn." not in page.text
-    js = httpx.get(f"{server.url}/api/docs-assets/swagger-ui-bundle.js")
-    assert js.status_code == 200 and len(js.content) > 100_000
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        r = httpx.get(f"{server.url}/api/docs-assets/{asset}")
+        assert r.status_code == 200 and len(r.content) > 10_000, asset
+
 
 
 def test_errors_are_pages_for_browsers_and_json_for_the_api(server):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
@@ -127,24 +128,39 @@ def _mount_ui(app: FastAPI) -> None:
     app.mount("/ui/static", StaticFiles(directory=static_dir()), name="ui-static")
 
 
+def _docs_assets() -> Path | None:
+    """Folder of the Swagger UI 5 assets bundled with ``fastapi-offline`` (serve extra), if installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        folder = Path(root) / "static"
+        if (folder / "swagger-ui-bundle.js").is_file():
+            return folder
+    return None
+
+
 def _mount_docs(app: FastAPI) -> None:
-    """``/api/docs``: Swagger UI from the ``swagger-ui-bundle`` package, served locally (works offline)."""
+    """``/api/docs``: Swagger UI from locally served assets, so it works offline.
+
+    (No ReDoc page: its bundle loads a logo from its vendor's CDN.)
+    """
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import HTMLResponse
 
-    try:
-        from swagger_ui_bundle import swagger_ui_path
-    except ImportError:  # pragma: no cover - the serve extra installs it
-        swagger_ui_path = None
+    assets = _docs_assets()
+    missing = HTMLResponse(
+        "<h1>API documentation</h1><p>The documentation viewer is not installed on this server "
+        "(<code>pip install 'opencmap[serve]'</code>). The OpenAPI description is at "
+        f'<a href="{API_PREFIX}/openapi.json">{API_PREFIX}/openapi.json</a>.</p>'
+    )
 
     @app.get("/api/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        if swagger_ui_path is None:
-            return HTMLResponse(
-                "<h1>API documentation</h1><p>The Swagger UI assets are not installed on this server "
-                "(<code>pip install 'opencmap[serve]'</code>). The OpenAPI description is at "
-                f'<a href="{API_PREFIX}/openapi.json">{API_PREFIX}/openapi.json</a>.</p>'
-            )
+        if assets is None:
+            return missing
         return get_swagger_ui_html(
             openapi_url=f"{API_PREFIX}/openapi.json",
             title="opencmap API",
@@ -154,8 +170,8 @@ def _mount_docs(app: FastAPI) -> None:
             swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
         )
 
-    if swagger_ui_path is not None:
-        app.mount("/api/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    if assets is not None:
+        app.mount("/api/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
 
 
 def app_from_env() -> FastAPI:
