@@ -77,6 +77,17 @@ def build_ui_store(root: Path):
 def ui_server(tmp_path_factory):
     _require_browser()
     root = tmp_path_factory.mktemp("ui")
+    store, pcl, programs = _SERVER["build_test_store"](root)
+    srv = _SERVER["Server"](store, root / "jobs.sqlite", pcl)
+    yield srv, programs
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def wb_server(tmp_path_factory):
+    """A server on :func:`build_ui_store` (its own store: other types change NCS groups and so scores)."""
+    _require_browser()
+    root = tmp_path_factory.mktemp("ui-workbench")
     store, pcl, programs = build_ui_store(root)
     srv = _SERVER["Server"](store, root / "jobs.sqlite", pcl)
     yield srv, programs

@@ -21,8 +21,8 @@ both_widths = pytest.mark.parametrize("width", WIDTHS, indirect=True)
 
 
 @pytest.fixture(scope="module")
-def job(ui_server):
-    srv, programs = ui_server
+def job(wb_server):
+    srv, programs = wb_server
     q = {"name": "progA", "up": programs["A_up"][:25], "down": programs["A_dn"][:25]}
     r = httpx.post(f"{srv.url}/api/v1/queries", json={"queries": [q]}, timeout=120)
     assert r.status_code == 200, r.text
@@ -45,6 +45,8 @@ def _cell_point(page, n_rows, i, n_cols, j):
 def _settled(page):
     expect(page.locator("body.loading")).to_have_count(0, timeout=30_000)
     expect(page.locator("main.stale")).to_have_count(0, timeout=30_000)
+    expect(page.locator("#heatmap.busy")).to_have_count(0, timeout=30_000)
+    expect(page.locator("#heatmap[data-rendered='1']")).to_have_count(1)
 
 
 def _ids(page):
@@ -52,8 +54,8 @@ def _ids(page):
 
 
 @both_widths
-def test_types_controls_and_heatmap_follow_the_table(ui_server, job, page, width, artifacts):
-    srv, _ = ui_server
+def test_types_controls_and_heatmap_follow_the_table(wb_server, job, page, width, artifacts):
+    srv, _ = wb_server
     page.goto(f"{srv.url}/ui/#/results/{job}")
     table = page.locator("table.results[data-level=pert_summary]")
     expect(table).to_be_visible(timeout=30_000)
@@ -125,8 +127,8 @@ def test_types_controls_and_heatmap_follow_the_table(ui_server, job, page, width
 
 
 @both_widths
-def test_pcl_views_name_their_members(ui_server, job, page, width, artifacts):
-    srv, _ = ui_server
+def test_pcl_views_name_their_members(wb_server, job, page, width, artifacts):
+    srv, _ = wb_server
     page.goto(f"{srv.url}/ui/#/results/{job}?level=pcl_cell")
     table = page.locator("table.results[data-level=pcl_cell]")
     expect(table).to_have_count(1, timeout=30_000)
@@ -156,8 +158,8 @@ def test_pcl_views_name_their_members(ui_server, job, page, width, artifacts):
 
 
 @both_widths
-def test_perturbagen_and_signature_pages_show_the_scores(ui_server, job, page, width, artifacts):
-    srv, _ = ui_server
+def test_perturbagen_and_signature_pages_show_the_scores(wb_server, job, page, width, artifacts):
+    srv, _ = wb_server
     scores = httpx.get(f"{srv.url}/api/v1/jobs/{job}/scores", params={"kind": "pert", "id": "BRD-002"}).json()
     page.goto(f"{srv.url}/ui/#/pert/BRD-002?job={job}&query=progA")
     expect(page.locator("#item-scores")).to_contain_text(f"NCS {scores['pert_summary'][0]['ncs']:.3f}")
@@ -201,8 +203,8 @@ def test_perturbagen_and_signature_pages_show_the_scores(ui_server, job, page, w
     assert not page.js_errors, page.js_errors
 
 
-def test_loading_indicator_shows_at_once_and_panels_never_go_blank(ui_server, job, page, artifacts):
-    srv, _ = ui_server
+def test_loading_indicator_shows_at_once_and_panels_never_go_blank(wb_server, job, page, artifacts):
+    srv, _ = wb_server
     page.add_init_script(
         "(() => { const f = window.fetch; window.__delay = 0;"
         " window.fetch = (...a) => new Promise((r) => setTimeout(r, window.__delay)).then(() => f(...a)); })()"
@@ -225,8 +227,8 @@ def test_loading_indicator_shows_at_once_and_panels_never_go_blank(ui_server, jo
 
 
 @both_widths
-def test_job_history_rerun_delete_and_downloads(ui_server, job, page, width, artifacts):
-    srv, programs = ui_server
+def test_job_history_rerun_delete_and_downloads(wb_server, job, page, width, artifacts):
+    srv, programs = wb_server
     q = {"name": "toDelete", "up": programs["B_up"][:20], "down": programs["B_dn"][:20]}
     extra = httpx.post(f"{srv.url}/api/v1/queries", json={"queries": [q], "metric": "wtcs"}, timeout=120).json()["job"]["id"]
     page.goto(f"{srv.url}/ui/#/jobs")
@@ -270,8 +272,8 @@ def test_job_history_rerun_delete_and_downloads(ui_server, job, page, width, art
 
 
 @both_widths
-def test_guide_docs_and_error_pages(ui_server, page, width, artifacts):
-    srv, _ = ui_server
+def test_guide_docs_and_error_pages(wb_server, page, width, artifacts):
+    srv, _ = wb_server
     page.goto(f"{srv.url}/ui/#/guide")
     guide = page.locator("#guide")
     expect(guide).to_contain_text("Subramanian et al., 2017")
@@ -295,8 +297,8 @@ def test_guide_docs_and_error_pages(ui_server, page, width, artifacts):
 
 
 @pytest.mark.parametrize("width", [390], indirect=True)
-def test_query_page_fits_a_phone(ui_server, page, width, artifacts):
-    srv, _ = ui_server
+def test_query_page_fits_a_phone(wb_server, page, width, artifacts):
+    srv, _ = wb_server
     page.goto(f"{srv.url}/ui/")
     expect(page.locator("#query-form")).to_be_visible()
     _no_overflow(page, width)

@@ -5,6 +5,22 @@ const API = window.OPENCMAP_API || "/api/v1";
 const view = document.getElementById("view");
 let INFO = null;
 
+// plotly.js (3.5 MB, served locally) loads beside the app: tables are usable before it is parsed.
+let PLOTLY = null;
+function plotlyReady() {
+  if (!PLOTLY) {
+    PLOTLY = window.Plotly ? Promise.resolve(window.Plotly) : new Promise((resolve, reject) => {
+      const s = document.createElement("script");
+      s.src = "/ui/vendor/plotly.min.js";
+      s.async = true;
+      s.onload = () => resolve(window.Plotly);
+      s.onerror = () => { PLOTLY = null; reject(new Error("plotly.js did not load: the plots cannot be drawn")); };
+      document.head.append(s);
+    });
+  }
+  return PLOTLY;
+}
+
 // ------------------------------------------------------------------ helpers
 function esc(v) {
   return String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -376,9 +392,10 @@ function usedBanner(job, qinfo) {
 
 // Levels of a result, the columns shown for each, and perturbagen types.
 const LEVELS = {
-  pert_summary: { label: "Perturbagens", cols: ["id", "pert_iname", "pert_type", "tau", "ncs", "moa", "n_cells"] },
-  sig: { label: "Signatures", cols: ["sig_id", "pert_iname", "pert_type", "cell_id", "tau", "ncs", "fdr_q", "wtcs", "pert_idose", "pert_itime", "moa"] },
-  pert_cell: { label: "Perturbagen × cell", cols: ["pert_id", "pert_iname", "pert_type", "cell_id", "tau", "ncs", "moa"] },
+  // scores come early: on a phone they are visible without scrolling the table sideways
+  pert_summary: { label: "Perturbagens", cols: ["id", "pert_iname", "tau", "ncs", "pert_type", "moa", "n_cells"] },
+  sig: { label: "Signatures", cols: ["sig_id", "pert_iname", "tau", "ncs", "fdr_q", "pert_type", "cell_id", "wtcs", "pert_idose", "pert_itime", "moa"] },
+  pert_cell: { label: "Perturbagen × cell", cols: ["pert_id", "pert_iname", "cell_id", "tau", "ncs", "pert_type", "moa"] },
   pcl_cell: { label: "PCL × cell", cols: ["pcl", "cell_id", "n_members", "tau", "ncs"] },
   pcl_summary: { label: "PCLs", cols: ["id", "n_members", "tau", "ncs", "member_names"] },
 };
@@ -497,11 +514,12 @@ async function renderResults(jobId, q) {
     for (const c of cells.items) fc.append(new Option(c.cell_id, c.cell_id, false, c.cell_id === q.get("cell_id")));
   }).catch(() => {});
   renderDownloads(jobId, query, page.querySelector("#downloads"));
-  await Promise.all([
-    renderTable(jobId, query, level, q, page.querySelector("#table")),
-    renderHeatmap(jobId, query, level, q, page.querySelector("#heatmap")),
-    q.get("sig") ? renderRunningSum(jobId, query, q.get("sig"), page.querySelector("#running-sum")) : null,
-  ]);
+  // the plots draw in their own time (with their placeholders); the page is ready with its table
+  // plotly.js is parsed only once the table is shown (its 3.5 MB would hold the table back)
+  const table = renderTable(jobId, query, level, q, page.querySelector("#table"));
+  renderHeatmap(jobId, query, level, q, page.querySelector("#heatmap"), table);
+  if (q.get("sig")) table.then(() => renderRunningSum(jobId, query, q.get("sig"), page.querySelector("#running-sum")));
+  await table;
 }
 
 async function renderTable(jobId, query, level, q, box) {
@@ -578,7 +596,7 @@ function label(c, level) {
     n_members: "n members", member_names: "members (named)", sig_id: "signature", pert_id: "perturbagen" }[c] || c;
 }
 
-async function renderHeatmap(jobId, query, level, q, box) {
+async function renderHeatmap(jobId, query, level, q, box, after = Promise.resolve()) {
   const pcl = level.startsWith("pcl");
   const p = filterParams(q, pcl ? "pcl_summary" : "pert_summary");
   const sort = METRIC_LEVELS.includes(q.get("sort")) ? q.get("sort") : "tau";
@@ -586,8 +604,7 @@ async function renderHeatmap(jobId, query, level, q, box) {
   for (const [k, v] of [["query", query], ["n", "25"], ["kind", pcl ? "pcl" : "pert"], ["sort", sort], ["order", order]]) p.set(k, v);
   box.classList.add("busy");
   try {
-    const hm = await api(`/jobs/${jobId}/heatmap?${p}`);
-    if (!window.Plotly) { box.replaceChildren(el(`<p class="why">plotly.js did not load</p>`)); return; }
+    const [hm] = await Promise.all([api(`/jobs/${jobId}/heatmap?${p}`), after.catch(() => {}).then(plotlyReady)]);
     const caption = document.getElementById("hm-caption");
     const what = pcl ? "PCLs" : "perturbagens";
     const ord = { desc: "largest first", asc: "smallest first", abs: "largest |value| first" }[order];
@@ -630,7 +647,7 @@ async function renderRunningSum(jobId, query, sigId, box) {
   box.classList.add("busy");
   if (!box.children.length) box.append(placeholder("Loading the running sum…"));
   try {
-    const rs = await api(`/jobs/${jobId}/running-sum?query=${encodeURIComponent(query)}&sig_id=${encodeURIComponent(sigId)}`);
+    const [rs] = await Promise.all([api(`/jobs/${jobId}/running-sum?query=${encodeURIComponent(query)}&sig_id=${encodeURIComponent(sigId)}`), plotlyReady()]);
     const hint = document.getElementById("rs-hint");
     if (hint) hint.textContent = `Signature ${sigId}: ES up ${fmt(rs.curves.up?.es)}, ES down ${fmt(rs.curves.down?.es)}.`;
     const colors = { up: "#b2182b", down: "#2166ac" };
@@ -757,18 +774,18 @@ async function renderJobs(q) {
   const res = await api(`/jobs?limit=25&offset=${offset}`);
   const rows = res.items.map((j) => {
     const names = j.queries.length ? j.queries.map((x) => x.name).slice(0, 3).join(", ") : (j.request.queries || []).map((x) => x.name).slice(0, 3).join(", ");
-    const when = new Date(j.created * 1000).toLocaleString();
+    const when = new Date(j.created * 1000).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
     const link = j.status === "done" ? `#/results/${j.id}` : `#/jobs/${j.id}`;
     const active = j.status === "queued" || j.status === "running";
-    return `<tr data-job="${esc(j.id)}"><td><a href="${link}">${esc(j.id.slice(0, 8))}</a></td><td>${esc(when)}</td><td class="wrap">${esc(names)}${j.n_queries > 3 ? " …" : ""}</td>
-      <td>${j.n_queries}</td><td>${esc(j.method || j.request.metric || "")}</td><td>${esc(j.mode)}</td>
+    return `<tr data-job="${esc(j.id)}"><td><a href="${link}">${esc(j.id.slice(0, 8))}</a></td>
       <td class="status ${esc(j.status)}">${esc(j.status)}${j.status === "running" ? ` ${Math.round(100 * j.progress)}%` : ""}</td>
       <td class="actions">${active ? `<button type="button" data-act="cancel">Cancel</button>` : `<button type="button" data-act="rerun">Re-run</button>`}
         <button type="button" data-act="delete" class="danger-soft">Delete</button></td>
-      <td class="why wrap">${esc(j.error || "")}</td></tr>`;
+      <td class="wrap">${esc(names)}${j.n_queries > 3 ? " …" : ""}</td><td>${esc(j.method || j.request.metric || "")}</td><td>${j.n_queries}</td>
+      <td>${esc(when)}</td><td>${esc(j.mode)}</td><td class="why wrap">${esc(j.error || "")}</td></tr>`;
   }).join("");
   const page = el(`<section class="card"><h1>Job history</h1>
-    <div class="table-wrap"><table class="results jobs"><thead><tr><th>job</th><th>submitted</th><th>queries</th><th>n</th><th>metric</th><th>mode</th><th>status</th><th>actions</th><th>message</th></tr></thead>
+    <div class="table-wrap"><table class="results jobs"><thead><tr><th>job</th><th>status</th><th>actions</th><th>queries</th><th>metric</th><th>n</th><th>submitted</th><th>mode</th><th>message</th></tr></thead>
     <tbody>${rows || `<tr><td colspan="9" class="muted">No jobs yet: run a query first.</td></tr>`}</tbody></table></div>
     <div class="pager">${res.total} jobs
       ${offset > 0 ? `<a href="#/jobs?offset=${Math.max(0, offset - 25)}">◀ newer</a>` : ""}
