@@ -675,12 +675,13 @@ async function renderRunningSum(jobId, query, sigId, box) {
     box.replaceChildren();
     await Plotly.newPlot(box, traces, {
       margin: { l: 55, r: 10, t: 30, b: 50 }, height: 480, annotations,
-      xaxis: { title: { text: `rank in the signature (1 = most up, ${rs.n_features} = most down)` }, range: [0, rs.n_features], zeroline: false, anchor: "y2" },
+      xaxis: { title: { text: window.innerWidth < 600 ? `rank (1 = most up, ${rs.n_features} = most down)` : `rank in the signature (1 = most up, ${rs.n_features} = most down)` },
+        range: [0, rs.n_features], zeroline: false, anchor: "y2" },
       yaxis: { title: { text: "running sum" }, domain: [0.5, 1], zeroline: true },
       // hit strip: up ticks at 1 (labels above), down ticks at 0 (labels below, clear of the rank axis)
       yaxis2: { domain: [0, 0.4], range: [-3, 2.6], tickvals: [0, 1], ticktext: ["down", "up"], showgrid: false, zeroline: false },
       legend: { orientation: "h", x: 0, y: 1.12 },
-    }, { displaylogo: false, responsive: true });
+    }, { displaylogo: false, responsive: true, displayModeBar: window.innerWidth < 600 ? false : "hover" });
     const genes = document.getElementById("rs-genes");
     if (genes) {
       genes.innerHTML = lists.filter((x) => x.hits.length).map((x) => `<p><b style="color:${colors[x.dir]}">Leading edge, ${x.dir} set (${x.hits.length}):</b> ` +
