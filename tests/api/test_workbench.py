@@ -138,3 +138,26 @@ def test_errors_are_pages_for_browsers_and_json_for_the_api(server):
     assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
     plain = httpx.get(f"{server.url}/ui/nowhere")
     assert plain.status_code == 404 and plain.json()["error"]["code"] == "not_found"
+
+
+def test_server_errors_under_ui_are_pages_and_json_under_api():
+    """A crash is a page for a browser on /ui and the JSON envelope on /api (in-process app)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from opencmap.api.error_handlers import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/ui/boom")
+    @app.get("/api/v1/boom")
+    def boom() -> None:
+        raise RuntimeError("secret detail")
+
+    client = TestClient(app, raise_server_exceptions=False)
+    page = client.get("/ui/boom", headers={"Accept": "text/html"})
+    assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+    assert "Something went wrong on the server" in page.text and "secret detail" not in page.text
+    api = client.get("/api/v1/boom", headers={"Accept": "text/html"})
+    assert api.status_code == 500 and api.json()["error"]["code"] == "internal_error"
