@@ -303,3 +303,38 @@ def test_query_page_fits_a_phone(wb_server, page, width, artifacts):
     expect(page.locator("#query-form")).to_be_visible()
     _no_overflow(page, width)
     page.screenshot(path=str(artifacts / "wb-query-390.png"), full_page=True)
+
+
+@both_widths
+def test_job_page_cancels_a_running_job(wb_server, job, page, width, artifacts):
+    """The job page of a running job offers Cancel, which POSTs /cancel and then shows the outcome.
+
+    Jobs on the test store finish in milliseconds, so the job's status is served as "running"
+    by the test (route interception) until the UI has asked to cancel it; the cancel itself and
+    its effect on a job are tested against the real server in tests/api/test_workbench.py."""
+    srv, _ = wb_server
+    status = httpx.get(f"{srv.url}/api/v1/jobs/{job}").json()
+    state = {"cancelled": 0}
+
+    def job_route(route):
+        if route.request.method == "POST" and route.request.url.endswith("/cancel"):
+            state["cancelled"] += 1
+            body = {**status, "status": "failed", "error": "cancelled by the user"}
+        elif state["cancelled"]:
+            body = {**status, "status": "failed", "error": "cancelled by the user"}
+        else:
+            body = {**status, "status": "running", "progress": 0.4}
+        route.fulfill(status=200, content_type="application/json", body=__import__("json").dumps(body))
+
+    page.route(re.compile(rf".*/api/v1/jobs/{job}(/cancel)?$"), job_route)
+    page.goto(f"{srv.url}/ui/#/jobs/{job}")
+    expect(page.locator(".status")).to_have_text("running")
+    expect(page.locator(".progress div")).to_have_attribute("style", re.compile("width: ?40%"))
+    _no_overflow(page, width)
+    page.screenshot(path=str(artifacts / f"wb-job-running-{width}.png"), full_page=True)
+    page.click("#job-cancel")
+    expect(page.locator(".status")).to_have_text("failed")
+    expect(page.locator("main")).to_contain_text("cancelled by the user")
+    expect(page.locator("#job-rerun")).to_be_visible()
+    assert state["cancelled"] == 1
+    assert not page.js_errors, page.js_errors

@@ -741,7 +741,7 @@ async function renderJob(jobId) {
   const pct = Math.round(100 * job.progress);
   const active = job.status === "queued" || job.status === "running";
   const page = el(`<section class="card"><h1>Job ${esc(jobId.slice(0, 8))}</h1>
-    <p>${job.n_queries} queries, metric ${esc(job.method || job.request.metric || "")} — <b class="status ${esc(job.status)}">${esc(job.status)}</b></p>
+    <p>${job.n_queries} ${job.n_queries === 1 ? "query" : "queries"}, metric ${esc(job.method || job.request.metric || "")} — <b class="status ${esc(job.status)}">${esc(job.status)}</b></p>
     <div class="progress" role="progressbar" aria-valuenow="${pct}" aria-valuemin="0" aria-valuemax="100"><div style="width:${pct}%"></div></div>
     ${job.error ? `<p class="why">${esc(job.error)}</p>` : ""}
     <div class="row">${active ? `<button type="button" id="job-cancel">Cancel this job</button>` : `<button type="button" id="job-rerun">Run it again</button>`}</div>
