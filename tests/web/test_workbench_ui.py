@@ -87,14 +87,14 @@ def test_types_controls_and_heatmap_follow_the_table(wb_server, job, page, width
     # show controls: DMSO comes back (table and heatmap)
     page.locator("#flt-controls").check()
     expect(table.locator("tbody tr")).to_have_count(13)
-    expect(page.locator("#heatmap")).to_have_attribute("data-rows", re.compile("DMSO"))
+    expect(page.locator("#heatmap")).to_have_attribute("data-rows", re.compile("DMSO"), timeout=30_000)
     page.locator("#flt-controls").uncheck()
     expect(table.locator("tbody tr")).to_have_count(12)
     # type filter: knockdowns only, in the table and the heatmap
     page.select_option("#flt-type", "trt_sh")
     expect(table.locator("tbody tr")).to_have_count(1)
     assert _ids(page) == ["BRD-010"]
-    expect(page.locator("#heatmap")).to_have_attribute("data-rows", '["BRD-010"]')
+    expect(page.locator("#heatmap")).to_have_attribute("data-rows", '["BRD-010"]', timeout=30_000)
     page.select_option("#flt-type", "")
     expect(table.locator("tbody tr")).to_have_count(12)
     # sorting the table by NCS ascending re-orders the heatmap the same way
@@ -134,7 +134,7 @@ def test_pcl_views_name_their_members(wb_server, job, page, width, artifacts):
     expect(table).to_have_count(1, timeout=30_000)
     expect(table.locator("tbody tr")).to_have_count(6)
     expect(page.locator("#hm-title")).to_contain_text("PCL × cell line")
-    expect(page.locator("#heatmap")).to_have_attribute("data-rows", re.compile("PCL_A"))
+    expect(page.locator("#heatmap")).to_have_attribute("data-rows", re.compile("PCL_A"), timeout=30_000)
     _no_overflow(page, width)
     page.screenshot(path=str(artifacts / f"wb-pcl-cell-{width}.png"), full_page=True)
     page.locator("button.tab", has_text="PCLs").click()
