@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
@@ -76,20 +77,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Connectivity Map queries over a self-hosted reference store.",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # served by _mount_docs from local Swagger UI assets (no CDN)
         redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     app.state.settings = settings
     install_error_handlers(app)
 
-    from opencmap.api.routers import cells, genes, genesets, jobs, meta, pcls, perturbagens, queries, signatures
+    from opencmap.api.routers import cells, genes, genesets, jobs, meta, pcls, perturbagens, queries, signatures, workbench
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
-    for module in (meta, signatures, perturbagens, cells, genes, pcls, queries, genesets, jobs):
+    for module in (meta, signatures, perturbagens, cells, genes, pcls, queries, genesets, jobs, workbench):
         api.include_router(module.router)
     app.include_router(meta.health_router, prefix=API_PREFIX)
     app.include_router(api)
+    _mount_docs(app)
     _mount_ui(app)
 
     if settings.cors_origins:
@@ -124,6 +126,52 @@ def _mount_ui(app: FastAPI) -> None:
         return FileResponse(path, media_type="application/javascript", headers={"Cache-Control": "max-age=86400"})
 
     app.mount("/ui/static", StaticFiles(directory=static_dir()), name="ui-static")
+
+
+def _docs_assets() -> Path | None:
+    """Folder of the Swagger UI 5 assets bundled with ``fastapi-offline`` (serve extra), if installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        folder = Path(root) / "static"
+        if (folder / "swagger-ui-bundle.js").is_file():
+            return folder
+    return None
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """``/api/docs``: Swagger UI from locally served assets, so it works offline.
+
+    (No ReDoc page: its bundle loads a logo from its vendor's CDN.)
+    """
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    assets = _docs_assets()
+    missing = HTMLResponse(
+        "<h1>API documentation</h1><p>The documentation viewer is not installed on this server "
+        "(<code>pip install 'opencmap[serve]'</code>). The OpenAPI description is at "
+        f'<a href="{API_PREFIX}/openapi.json">{API_PREFIX}/openapi.json</a>.</p>'
+    )
+
+    @app.get("/api/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if assets is None:
+            return missing
+        return get_swagger_ui_html(
+            openapi_url=f"{API_PREFIX}/openapi.json",
+            title="opencmap API",
+            swagger_js_url="/api/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/api/docs-assets/swagger-ui.css",
+            swagger_favicon_url="data:,",
+            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
+        )
+
+    if assets is not None:
+        app.mount("/api/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
 
 
 def app_from_env() -> FastAPI:

@@ -7,12 +7,13 @@ Every error response is ``{"error": {"code": <short name>, "message": <what and 
 
 from __future__ import annotations
 
+import html
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opencmap.errors import (
@@ -26,7 +27,7 @@ from opencmap.errors import (
     ValidationError,
 )
 
-__all__ = ["install_error_handlers", "error_response", "status_for"]
+__all__ = ["install_error_handlers", "error_response", "status_for", "html_error", "wants_html"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,35 @@ def error_response(status: int, code: str, message: str, details: Any = None, he
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} - opencmap</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/ui/static/style.css"></head>
+<body><header class="top"><a class="brand" href="/ui/">opencmap</a></header>
+<main><section class="card error-page"><h1>{title}</h1><p>{text}</p>
+<p><a href="/ui/#/">Start a new query</a> · <a href="/ui/#/jobs">Job history</a> · <a href="/ui/#/guide">How to read the results</a></p>
+<p class="muted">Error {status}{detail}</p></section></main></body></html>
+"""
+
+
+def wants_html(request: Request) -> bool:
+    """A browser page outside the API (``/ui``, ``/``): errors are HTML pages, not JSON."""
+    return not request.url.path.startswith("/api") and "text/html" in request.headers.get("accept", "")
+
+
+def html_error(status: int, detail: str = "") -> HTMLResponse:
+    """An error page for people (the API keeps its JSON envelope)."""
+    if status == 404:
+        title, text = "Page not found", "There is no page at this address. It may have moved, or the link has a typo."
+    elif status >= 500:
+        title, text = "Something went wrong on the server", (
+            "The server could not finish this request. Try again; if it keeps happening, the server log says why."
+        )
+    else:
+        title, text = "This request could not be served", "The server refused this request."
+    extra = f": {html.escape(detail)}" if detail and status < 500 else ""
+    return HTMLResponse(_PAGE.format(title=title, text=text, status=status, detail=extra), status_code=status)
+
+
 def _clean(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for e in errors[:20]:
@@ -67,8 +97,10 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
     @app.exception_handler(OpenCMapError)
-    async def _library_error(request: Request, exc: OpenCMapError) -> JSONResponse:
+    async def _library_error(request: Request, exc: OpenCMapError) -> Response:
         status, code = status_for(exc)
+        if wants_html(request):
+            return html_error(status, str(exc))
         return error_response(status, code, str(exc))
 
     @app.exception_handler(RequestValidationError)
@@ -86,12 +118,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request", message, _clean(errors))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if wants_html(request):
+            return html_error(exc.status_code, exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else "")
         codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 410: "expired", 413: "too_large"}
         detail = exc.detail if isinstance(exc.detail, str) else "error"
         return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), detail, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
+        if wants_html(request):
+            return html_error(500)
         return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log")

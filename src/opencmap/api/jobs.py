@@ -37,7 +37,7 @@ from typing import Any, Literal, get_args
 
 import pandas as pd
 
-from opencmap.errors import OpenCMapError, StoreError, ValidationError
+from opencmap.errors import OpenCMapError, QueryError, StoreError, ValidationError
 from opencmap.query.result import QueryResult
 
 __all__ = ["JobDB", "JobRunner", "JobState", "JOB_STATES", "EXPIRED_MESSAGE", "ShutdownRequested"]
@@ -50,6 +50,8 @@ JOB_STATES: tuple[str, ...] = get_args(JobState)
 
 #: error message of a job whose result was deleted by the retention policy
 EXPIRED_MESSAGE = "the result of this job was deleted by the server's retention policy (expired); resubmit the query"
+#: error message of a job cancelled by its user
+CANCELLED_MESSAGE = "cancelled by the user"
 #: vacuum once more than this fraction of the database pages is free
 _VACUUM_FREE_FRACTION = 0.25
 
@@ -192,6 +194,14 @@ class JobDB:
         with self._lock:
             self._conn.execute("UPDATE jobs SET progress = ? WHERE id = ?", (float(progress), job_id))
 
+    def delete(self, job_id: str) -> bool:
+        """Remove a job and its stored result; False if there was no such job."""
+        with self._lock:
+            with self._transaction():
+                self._conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
+                cur = self._conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        return cur.rowcount > 0
+
     def unfinished(self) -> list[dict[str, Any]]:
         """Jobs left queued or running (by a previous server), oldest first."""
         with self._lock:
@@ -306,6 +316,7 @@ class JobRunner:
         self._cache: OrderedDict[str, QueryResult] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
+        self._cancelled: set[str] = set()
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> list[str]:
@@ -345,6 +356,18 @@ class JobRunner:
         job_id = self.db.create(request, n_queries=n_queries, mode="batch")
         self._queue.put(job_id)
         return job_id
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a queued or running batch job: it ends as ``failed`` with the error "cancelled"."""
+        self._cancelled.add(job_id)
+        job = self.db.get(job_id)
+        if job is not None and job["status"] == "queued":
+            self.db.set_status(job_id, "failed", finished=time.time(), error=CANCELLED_MESSAGE)
+
+    def forget(self, job_id: str) -> None:
+        """Drop a (deleted) job from the memory cache."""
+        self._forget([job_id])
+        self._cancelled.discard(job_id)
 
     # ------------------------------------------------------------------ results
     def result(self, job_id: str) -> QueryResult:
@@ -405,6 +428,8 @@ class JobRunner:
         def progress(done: int, total: int) -> None:
             if self._stopping.is_set():
                 raise ShutdownRequested(job_id)
+            if job_id in self._cancelled:  # reported by the OpenCMapError branch below: status failed
+                raise QueryError(CANCELLED_MESSAGE)
             now = time.monotonic()
             if now - last[0] > 0.25 or done >= total:
                 last[0] = now

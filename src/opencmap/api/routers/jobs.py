@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Query
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from opencmap.api.deps import get_engine, get_runner, get_service
+from opencmap.api.catalogue import Catalogue
+from opencmap.api.deps import get_catalogue, get_engine, get_runner, get_service
 from opencmap.api.execution import QueryService
 from opencmap.api.jobs import JobRunner, JobState
 from opencmap.api.paging import json_value, page_frame, records
@@ -25,7 +27,7 @@ from opencmap.errors import IdNotFoundError, QueryError
 from opencmap.query.engine import Engine
 from opencmap.query.result import LEVELS, QueryResult
 
-__all__ = ["router", "job_status"]
+__all__ = ["router", "job_status", "without_controls"]
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -109,10 +111,33 @@ def get_job(job_id: JobId, runner: Annotated[JobRunner, Depends(get_runner)]) ->
 
 
 # ---------------------------------------------------------------------------------- results
+Controls = Annotated[bool, Query(description="Include control perturbagens (pert_type ctl_*, e.g. EMPTY_VECTOR, DMSO).")]
+_SEARCH = ("sig_id", "id", "pert_id", "pert_iname", "moa", "cell_id", "pcl", "target")
+
+
+def without_controls(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without control perturbagens (``pert_type`` starting with ``ctl``)."""
+    if "pert_type" not in frame.columns:
+        return frame
+    return frame[~frame["pert_type"].astype(str).str.startswith("ctl").to_numpy()]
+
+
+def _member_names(frame: pd.DataFrame, catalogue: Catalogue) -> pd.DataFrame:
+    """Add ``member_names`` (pert_iname of each member, ``|``-joined like ``members``) to PCL rows."""
+    if "members" not in frame.columns or frame.empty:
+        return frame
+    perts = catalogue.perturbagens
+    name = dict(zip(perts["pert_id"].astype(str), perts.get("pert_iname", perts["pert_id"]).astype(str), strict=True))
+    frame = frame.copy()
+    frame["member_names"] = ["|".join(name.get(m, m) for m in str(ms).split("|") if m) for ms in frame["members"]]
+    return frame
+
+
 @router.get("/{job_id}/results", response_model=ResultPage, summary="Connections of one query at one level")
 def results(
     job_id: JobId,
     runner: Annotated[JobRunner, Depends(get_runner)],
+    catalogue: Annotated[Catalogue, Depends(get_catalogue)],
     level: Annotated[Level, Query(description="sig, pert_cell, pert_summary, pcl_cell or pcl_summary")] = "pert_summary",
     query: QueryName = None,
     sort: Metric = None,
@@ -123,17 +148,20 @@ def results(
     cell_id: Text = None,
     pert_type: Text = None,
     fdr_max: Annotated[float | None, Query(ge=0, le=1, description="Only rows with fdr_q <= this (sig level).")] = None,
+    controls: Controls = True,
 ) -> ResultPage:
     result = _result(runner, job_id)
     name = result.query_name(query)
     frame = result.to_frame(level, query=name)
+    if not controls:
+        frame = without_controls(frame)
     metrics = list(result.level(level).metrics)
     sort = sort or result.default_metric(level)
     total, rows = page_frame(
         frame,
         equals={k: v for k, v in (("cell_id", cell_id), ("pert_type", pert_type)) if k in frame.columns},
         search=q,
-        search_columns=("sig_id", "id", "pert_id", "pert_iname", "moa", "cell_id", "pcl", "target"),
+        search_columns=_SEARCH,
         maximum={"fdr_q": fdr_max} if fdr_max is not None else None,
         sort=sort,
         descending=order != "asc",
@@ -142,24 +170,57 @@ def results(
         offset=offset,
     )
     return ResultPage(
-        total=total, offset=offset, limit=limit, items=records(rows), level=level, query=name,
+        total=total, offset=offset, limit=limit, items=records(_member_names(rows, catalogue)), level=level, query=name,
         metrics=metrics, sort=sort, order=order, notes=result.report(),
     )  # fmt: skip
 
 
-@router.get("/{job_id}/heatmap", response_model=Heatmap, summary="Perturbagen x cell line matrix of the top perturbagens")
+@router.get("/{job_id}/heatmap", response_model=Heatmap, summary="Perturbagen (or PCL) x cell line matrix of the top rows")
 def heatmap(
     job_id: JobId,
     runner: Annotated[JobRunner, Depends(get_runner)],
     query: QueryName = None,
     metric: Metric = None,
-    n: Annotated[int, Query(ge=1, le=200, description="Perturbagens (strongest |metric| first).")] = 30,
+    n: Annotated[int, Query(ge=1, le=200, description="Rows: the first n of the summary table, filtered and sorted.")] = 30,
+    kind: Annotated[Literal["pert", "pcl"], Query(description="pert: perturbagen x cell; pcl: PCL x cell")] = "pert",
+    sort: Metric = None,
+    order: Annotated[Literal["asc", "desc", "abs"], Query(description="desc, asc or abs (default: abs)")] = "abs",
+    q: Annotated[str | None, Query(max_length=200, description="Text search, as for /results.")] = None,
+    pert_type: Text = None,
+    controls: Controls = True,
 ) -> Heatmap:
+    """Rows are the first ``n`` rows of ``pert_summary`` (``pcl_summary``) after the same filters and
+    sort as ``/results``, in that order; columns the cell lines of ``pert_cell`` (``pcl_cell``)."""
     result = _result(runner, job_id)
     name = result.query_name(query)
-    grid, labels = result.pert_cell_grid(n, query=name, metric=metric)
-    metric = metric or result.default_metric("pert_cell")
-    rows = grid.index.tolist()
+    summary, cellv = ("pert_summary", "pert_cell") if kind == "pert" else ("pcl_summary", "pcl_cell")
+    key = "pert_id" if kind == "pert" else "pcl"
+    if summary not in result.levels or cellv not in result.levels:
+        raise QueryError(f"this result has no {summary}/{cellv} levels (non-connectivity metric); no heatmap")
+    metric = metric or result.default_metric(cellv)
+    top = result.to_frame(summary, query=name)
+    if not controls:
+        top = without_controls(top)
+    _, top = page_frame(
+        top,
+        equals={"pert_type": pert_type} if pert_type and "pert_type" in top.columns else None,
+        search=q,
+        search_columns=_SEARCH,
+        sort=sort or metric,
+        descending=order != "asc",
+        by_magnitude=order == "abs",
+        limit=n,
+    )
+    rows = top["id"].astype(str).tolist()
+    cells = result.to_frame(cellv, query=name)
+    cells = cells[cells[key].astype(str).isin(set(rows)).to_numpy()]
+    grid = cells.pivot_table(index=key, columns="cell_id", values=metric, aggfunc="first", dropna=False).reindex(rows)
+    if kind == "pert":
+        names = top["pert_iname"].astype(str).tolist() if "pert_iname" in top.columns else rows
+        types = top["pert_type"].astype(str).tolist() if "pert_type" in top.columns else [""] * len(rows)
+        labels = [f"{nm} ({t})" if t else nm for nm, t in zip(names, types, strict=True)]
+    else:
+        labels = rows
     values = [[json_value(v) for v in row] for row in np.asarray(grid.to_numpy(dtype=np.float64)).tolist()]
     return Heatmap(query=name, metric=metric, rows=rows, row_labels=labels, columns=[str(c) for c in grid.columns], values=values)
 

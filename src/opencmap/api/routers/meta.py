@@ -24,6 +24,14 @@ def health() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
+def _pert_types(catalogue: Catalogue) -> dict[str, int]:
+    """Perturbagens per ``pert_type`` (e.g. trt_cp, trt_sh, ctl_vector), most frequent first."""
+    perts = catalogue.perturbagens
+    if "pert_type" not in perts.columns:
+        return {}
+    return {str(k): int(v) for k, v in perts["pert_type"].astype(str).value_counts().items()}
+
+
 @router.get("/info", summary="Store, feature spaces, metrics and limits of this server")
 def info(
     engine: Annotated[Engine, Depends(get_engine)],
@@ -42,6 +50,7 @@ def info(
         "n_perturbagens": len(catalogue.perturbagens),
         "n_cells": len(catalogue.cells),
         "n_pcls": len(catalogue.pcls),
+        "pert_types": _pert_types(catalogue),
         "limits": {
             "max_genes_per_set": settings.max_genes_per_set,
             "max_sets_per_job": settings.max_sets_per_job,
