@@ -2,12 +2,17 @@
 
 Every error response is ``{"error": {"code": <short name>, "message": <what and what to do>,
 "details": ...}}``. Library errors (:mod:`opencmap.errors`) keep their messages: unknown ids ->
-404, unusable gene sets / options -> 422, bad files -> 422, store problems -> 409.
+404, unusable gene sets / options -> 422, bad files -> 422, store problems -> 409 (with the
+server's store and database paths replaced by "the served store" / "the job database", as
+``/info`` hides them). Operating-system errors: a full disk (``ENOSPC``, SQLite's "database or
+disk is full") -> 507 ``insufficient_storage``; other OS and SQLite errors -> 503 ``unavailable``.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,7 +31,7 @@ from opencmap.errors import (
     ValidationError,
 )
 
-__all__ = ["install_error_handlers", "error_response", "status_for"]
+__all__ = ["install_error_handlers", "error_response", "status_for", "hide_paths"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,26 @@ def error_response(status: int, code: str, message: str, details: Any = None, he
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
+def hide_paths(request: Request, message: str) -> str:
+    """``message`` without the server's store and job database paths (clients never see them)."""
+    state = request.app.state
+    names: list[tuple[Path, str]] = []
+    engine = getattr(state, "engine", None)
+    if engine is not None:
+        names.append((Path(engine.store.path), "the served store"))
+    runner = getattr(state, "runner", None)
+    if runner is not None:
+        names += [(Path(runner.db.results_dir), "the results folder"), (Path(runner.db.path), "the job database")]
+    settings = getattr(state, "settings", None)
+    if settings is not None:
+        names.append((Path(settings.store_path), "the served store"))
+    for path, label in names:
+        for text in sorted({str(path), str(path.resolve()), str(path.absolute())}, key=len, reverse=True):
+            if text and text != ".":
+                message = message.replace(text, label)
+    return message
+
+
 def _clean(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for e in errors[:20]:
@@ -69,7 +94,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OpenCMapError)
     async def _library_error(request: Request, exc: OpenCMapError) -> JSONResponse:
         status, code = status_for(exc)
-        return error_response(status, code, str(exc))
+        return error_response(status, code, hide_paths(request, str(exc)))
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        return _system_error(request, exc)
+
+    @app.exception_handler(sqlite3.Error)
+    async def _sqlite_error(request: Request, exc: sqlite3.Error) -> JSONResponse:
+        return _system_error(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _request_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -90,6 +123,21 @@ def install_error_handlers(app: FastAPI) -> None:
         codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 410: "expired", 413: "too_large"}
         detail = exc.detail if isinstance(exc.detail, str) else "error"
         return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), detail, headers=getattr(exc, "headers", None))
+
+    def _system_error(request: Request, exc: BaseException) -> JSONResponse:
+        from opencmap.api.jobs import is_disk_full
+
+        log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
+        if is_disk_full(exc):
+            return error_response(
+                507, "insufficient_storage",
+                "the server's disk is full: the result could not be saved; ask its operator to free space, then resubmit",
+            )  # fmt: skip
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return error_response(
+            503, "unavailable", f"the server could not read or write its files ({hide_paths(request, reason)}); try again later",
+            headers={"Retry-After": "30"},
+        )  # fmt: skip
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
