@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from opencmap import __version__
-from opencmap.api.error_handlers import install_error_handlers
+from opencmap.api.error_handlers import error_responses, install_error_handlers
 from opencmap.api.security import BodySizeLimit, require_token
 from opencmap.api.settings import Settings
 from opencmap.errors import IdNotFoundError
@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (meta, signatures, perturbagens, cells, genes, pcls, queries, genesets, jobs):
         api.include_router(module.router)
     app.include_router(meta.health_router, prefix=API_PREFIX)
-    app.include_router(api)
+    app.include_router(api, responses=error_responses(token=bool(settings.api_token)))
     _mount_ui(app)
 
     if settings.cors_origins:

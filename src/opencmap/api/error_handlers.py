@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opencmap.errors import (
@@ -31,7 +32,39 @@ from opencmap.errors import (
     ValidationError,
 )
 
-__all__ = ["install_error_handlers", "error_response", "status_for", "hide_paths"]
+__all__ = ["install_error_handlers", "error_response", "status_for", "hide_paths", "error_responses", "ErrorResponse"]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Short machine-readable name, e.g. not_found, invalid_gene_set, expired.")
+    message: str = Field(description="What went wrong and what to do.")
+    details: Any = Field(None, description="Per-field problems of an invalid request (loc, msg, type).")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+_ERROR_DOCS: dict[int, str] = {
+    400: "Malformed request body (not JSON, or not a JSON object).",
+    401: "Missing or wrong API token.",
+    404: "Unknown id (job, signature, gene, ...) or download name.",
+    409: "The served store cannot answer this (e.g. no such feature space).",
+    410: "The job's result expired (retention policy); resubmit the query.",
+    413: "Request body larger than the server's limit.",
+    422: "Invalid request: a field fails the schema (invalid_request), or the request is well-formed but "
+    "cannot be run (invalid_gene_set, invalid_query, invalid_option, bad_file, invalid_input).",
+    503: "The server cannot read or write its files now (an OS or database error); try again later.",
+    507: "The server's disk is full: the result could not be saved.",
+}
+
+
+def error_responses(*, token: bool) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of every /api route: the error codes they can answer, in the error format."""
+    codes = [c for c in _ERROR_DOCS if token or c != 401]
+    return {c: {"model": ErrorResponse, "description": _ERROR_DOCS[c]} for c in codes}
 
 log = logging.getLogger(__name__)
 
