@@ -5,7 +5,9 @@
 :meth:`QueryService.estimate_bytes <opencmap.api.execution.QueryService.estimate_bytes>`; a job
 larger than the whole budget runs alone). Synchronous queries (:meth:`JobRunner.run_now`) never
 enter that queue: they run in the request's thread, at most ``sync_lanes`` at a time, so their
-latency does not depend on queued jobs.
+latency does not depend on queued jobs; and running jobs yield to them between signature blocks
+(their progress callback waits, up to :data:`YIELD_SECONDS` per block, while a synchronous query
+runs), so they share the cores with as little batch work as possible.
 
 Every job ends: an error while running *or while saving* (a full disk, SQLite refusing) ends it
 ``failed`` with the message. Jobs that were ``queued`` or ``running`` when the server stopped
@@ -39,6 +41,8 @@ __all__ = ["JobRunner", "MemoryBudget", "ShutdownRequested", "result_nbytes", "S
 
 log = logging.getLogger(__name__)
 
+#: longest a batch job waits for running synchronous queries at one signature block
+YIELD_SECONDS = 2.0
 #: error of a synchronous query that a server stop cut off
 SYNC_INTERRUPTED = "the server stopped while this synchronous query ran; it is not re-run (resubmit it)"
 
@@ -129,6 +133,8 @@ class JobRunner:
         self.budget = MemoryBudget(memory_budget)
         self._estimate = estimate or (lambda request: 0)
         self._sync = threading.BoundedSemaphore(max(1, sync_lanes))
+        self._sync_active = 0
+        self._sync_cond = threading.Condition()
         self._retention_interval = retention_interval
 
     # ------------------------------------------------------------------ life cycle
@@ -234,6 +240,8 @@ class JobRunner:
         """
         job_id = self.db.create(request, n_queries=n_queries, mode="sync", status="running")
         self.db.set_status(job_id, "running", started=time.time(), attempts=1)
+        with self._sync_cond:
+            self._sync_active += 1
         try:
             with self._sync:
                 result = self._execute(request, lambda done, total: None)
@@ -241,6 +249,10 @@ class JobRunner:
         except BaseException as exc:
             self._fail(job_id, exc)
             raise
+        finally:
+            with self._sync_cond:
+                self._sync_active -= 1
+                self._sync_cond.notify_all()
         self.remember(job_id, result)
         return job_id, result
 
@@ -280,6 +292,8 @@ class JobRunner:
         def progress(done: int, total: int) -> None:
             if self._stopping.is_set():
                 raise ShutdownRequested(job_id)
+            with self._sync_cond:  # yield to synchronous queries (bounded, so a job never starves)
+                self._sync_cond.wait_for(lambda: self._sync_active == 0 or self._stopping.is_set(), timeout=YIELD_SECONDS)
             now = time.monotonic()
             if now - last[0] > 0.25 or done >= total:
                 last[0] = now
