@@ -282,7 +282,10 @@ def test_other_os_errors_answer_503(make_client, programs, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------- retention
-def test_retention_bounds_database_and_results_folder_after_thousands_of_results(tmp_path, engine, small_result):
+def test_retention_bounds_database_and_results_folder_after_thousands_of_results(tmp_path, engine, small_result, monkeypatch):
+    import opencmap.api.jobs.store as jobstore
+
+    monkeypatch.setattr(jobstore.os, "fsync", lambda fd: None)  # sizes are the point here, not durability: CI time
     size = len(small_result.to_bytes(omit_index=("sig",)))
     db = JobDB(tmp_path / "jobs.sqlite", max_results=20, max_result_bytes=10 * size, max_rows=100)
     request = {"queries": [{"name": "q", "up": ["1"] * 100, "down": ["2"] * 100}]}  # ~1 KB rows

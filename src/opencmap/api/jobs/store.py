@@ -142,6 +142,9 @@ class JobDB:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file (else at VACUUM)
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a killed server loses nothing committed; a power cut may lose the last
+            # commits (never corrupts): a job then re-runs, a result file without its row is swept
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
@@ -313,18 +316,34 @@ class JobDB:
     def enforce_retention(self, *, keep: str | None = None) -> list[str]:
         """Expire results and delete rows beyond the bounds (see the module docstring); returns the
         ids of the jobs whose results expired or whose rows were deleted. ``keep`` (a result just
-        saved) is never expired."""
-        with self._transaction():
-            expired = self._expire(keep=keep)
-            deleted = self._delete_old_rows()
+        saved) is never expired. Only reads when nothing is beyond the bounds (the common case)."""
+        with self._lock:
+            expired, deleted = self._expired_ids(keep), self._old_row_ids()
+            deleted = [j for j in deleted if j not in expired]
+            if not expired and not deleted:
+                return []
+            with self._transaction():
+                if expired:
+                    self._conn.executemany("DELETE FROM results WHERE job_id = ?", [(j,) for j in expired])
+                    self._conn.executemany(
+                        "UPDATE jobs SET status = 'expired', error = ?, expired_at = ? WHERE id = ? AND status = 'done'",
+                        [(EXPIRED_MESSAGE, time.time(), j) for j in expired],
+                    )
+                    log.info("retention: %d stored result(s) expired", len(expired))
+                if deleted:
+                    self._conn.executemany("DELETE FROM results WHERE job_id = ?", [(j,) for j in deleted])
+                    self._conn.executemany(
+                        "DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'expired')", [(j,) for j in deleted]
+                    )
+                    log.info("retention: %d old job row(s) deleted", len(deleted))
         for job_id in expired + deleted:  # after the commit: a crash in between leaves only folders to sweep
             shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
-        if expired or deleted:
-            with self._lock:
-                self._vacuum_if_sparse()
-        return expired + [j for j in deleted if j not in expired]
+        with self._lock:
+            self._vacuum_if_sparse()
+        return expired + deleted
 
-    def _expire(self, *, keep: str | None = None) -> list[str]:
+    def _expired_ids(self, keep: str | None) -> list[str]:
+        """Finished results beyond the count, byte or age bound (oldest first to go)."""
         ids: set[str] = set()
         if self.result_ttl is not None:
             cutoff = time.time() - self.result_ttl
@@ -337,29 +356,25 @@ class JobDB:
             )
             ids.update(r[0] for r in cur.fetchall())
         if self.max_result_bytes is not None:
-            cur = self._conn.execute(
-                "SELECT j.id, r.nbytes FROM jobs j JOIN results r ON r.job_id = j.id WHERE j.status = 'done' "
-                "ORDER BY j.id = ? DESC, j.finished DESC, j.created DESC",
-                (keep or "",),
-            )
-            total = 0
-            for job_id, nbytes in cur.fetchall():
-                total += int(nbytes)
-                if total > self.max_result_bytes and job_id != keep:
-                    ids.add(job_id)
+            (total,) = self._conn.execute(
+                "SELECT COALESCE(SUM(r.nbytes), 0) FROM results r JOIN jobs j ON j.id = r.job_id WHERE j.status = 'done'"
+            ).fetchone()
+            if total > self.max_result_bytes:
+                cur = self._conn.execute(
+                    "SELECT j.id, r.nbytes FROM jobs j JOIN results r ON r.job_id = j.id WHERE j.status = 'done' "
+                    "ORDER BY j.id = ? DESC, j.finished DESC, j.created DESC",
+                    (keep or "",),
+                )
+                running = 0
+                for job_id, nbytes in cur.fetchall():
+                    running += int(nbytes)
+                    if running > self.max_result_bytes and job_id != keep:
+                        ids.add(job_id)
         ids.discard(keep or "")
-        expired = sorted(ids)
-        if expired:
-            self._conn.executemany("DELETE FROM results WHERE job_id = ?", [(job_id,) for job_id in expired])
-            self._conn.executemany(
-                "UPDATE jobs SET status = 'expired', error = ?, expired_at = ? WHERE id = ? AND status = 'done'",
-                [(EXPIRED_MESSAGE, time.time(), job_id) for job_id in expired],
-            )
-            log.info("retention: %d stored result(s) expired", len(expired))
-        return expired
+        return sorted(ids)
 
-    def _delete_old_rows(self) -> list[str]:
-        """Delete rows of jobs failed, or expired, longer than the TTL ago, and finished rows beyond
+    def _old_row_ids(self) -> list[str]:
+        """Rows of jobs failed, or expired, longer than the TTL ago, and finished rows beyond
         ``max_rows`` (failed and expired first)."""
         ids: set[str] = set()
         if self.result_ttl is not None:
@@ -377,12 +392,7 @@ class JobDB:
                 (self.max_rows,),
             )
             ids.update(r[0] for r in cur.fetchall())
-        deleted = sorted(ids)
-        if deleted:
-            self._conn.executemany("DELETE FROM results WHERE job_id = ?", [(j,) for j in deleted])
-            self._conn.executemany("DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'expired')", [(j,) for j in deleted])
-            log.info("retention: %d old job row(s) deleted", len(deleted))
-        return deleted
+        return sorted(ids)
 
     def _vacuum_if_sparse(self) -> None:
         """Give free pages back to the file system when more than a quarter of the file is free."""
