@@ -282,7 +282,7 @@ def test_other_os_errors_answer_503(make_client, programs, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------- retention
-def test_retention_bounds_database_and_results_folder_after_thousands_of_results(tmp_path, engine, small_result, monkeypatch):
+def test_retention_bounds_database_and_results_folder_after_a_thousand_results(tmp_path, engine, small_result, monkeypatch):
     import opencmap.api.jobs.store as jobstore
 
     monkeypatch.setattr(jobstore.os, "fsync", lambda fd: None)  # sizes are the point here, not durability: CI time
@@ -294,10 +294,10 @@ def test_retention_bounds_database_and_results_folder_after_thousands_of_results
         db._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return db.disk_usage()
 
-    for i in range(2000):
+    for i in range(1200):  # ~30 ms per save on a busy CI machine
         job_id = db.create(request, n_queries=1, mode="sync", status="running")
         db.save_result(job_id, small_result, store_sig_info=engine.store.sig_info)
-        if i == 299:
+        if i == 199:
             early = usage()
     late = usage()
     assert db._conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 100
