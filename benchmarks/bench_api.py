@@ -19,6 +19,11 @@ the store's default space, full result: NCS, FDR, tau, summaries, stored in SQLi
 
 Every figure is printed as a ratio to the in-process baseline measured in the same run. Each
 measurement is bounded by ``--queries`` requests and ``--max-seconds`` of wall time.
+
+``--under-load`` measures instead (server only, so it also runs against older opencmap code):
+sync p50/p99 idle and while a batch job of ``--load-queries`` queries runs (ratios to idle), the
+job's throughput (queries/s), and the database and results-folder size after
+``--retention-queries`` sync queries with ``--max-stored-results`` (default 50).
 Memory: the store is memory-mapped; the server holds one result per request (<~0.5 GB at 100k).
 Disk for ``--big``: ~4 GB temporary GCTX + ~6 GB store, all removed at the end (unless ``--keep``).
 
@@ -160,7 +165,7 @@ def run_clients(
             c.close()
 
 
-def start_server(store_path: Path, work: Path) -> tuple[subprocess.Popen, str]:
+def start_server(store_path: Path, work: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = free_port()
@@ -168,7 +173,7 @@ def start_server(store_path: Path, work: Path) -> tuple[subprocess.Popen, str]:
     log = open(work / "server.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-c", "from opencmap.cli import main; main()", "serve", "--store", str(store_path),
-         "--db", str(work / "jobs.sqlite"), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+         "--db", str(work / "jobs.sqlite"), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     deadline = time.monotonic() + 300
@@ -195,8 +200,15 @@ def main() -> None:
     parser.add_argument("--genes", type=int, default=50, help="up and down genes per query")
     parser.add_argument("--bg-queries", type=int, default=100, help="exemplar queries of the tau background")
     parser.add_argument("--keep", type=Path, default=None, help="keep the synthetic store in this folder (and reuse it)")
+    parser.add_argument("--under-load", action="store_true", help="sync latency idle vs under a batch job; retention sizes")
+    parser.add_argument("--load-queries", type=int, default=500, help="queries of the batch job of --under-load")
+    parser.add_argument("--retention-queries", type=int, default=1000, help="sync queries before the sizes of --under-load")
+    parser.add_argument("--max-stored-results", type=int, default=50, help="server retention of --under-load")
     args = parser.parse_args()
     n_sigs = 100_000 if args.big else args.synthetic
+    if args.under_load:
+        under_load(args, n_sigs)
+        return
 
     from opencmap.api.catalogue import Catalogue
     from opencmap.api.execution import QueryService
@@ -280,6 +292,79 @@ def main() -> None:
                 f"GET /health during the {clients}-client run: p50 {1e3 * p['p50']:.1f} ms, "
                 f"p99 {1e3 * p['p99']:.1f} ms, max {1e3 * max(probe):.1f} ms ({len(probe)} probes)"
             )
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def under_load(args: argparse.Namespace, n_sigs: int) -> None:
+    """Sync latency idle vs while a batch job runs; job throughput; database/results size after N queries."""
+    import httpx
+
+    from opencmap.query.store import Store
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench_api_"))
+    work.mkdir(parents=True, exist_ok=True)
+    proc = None
+    try:
+        if args.store is not None:
+            store_path = args.store.resolve()
+        else:
+            store_path = work / "store"
+            if not (store_path / "manifest.json").exists():
+                build(work, n_sigs, args.bg_queries)
+        for old in work.glob("jobs*"):  # a fresh database each run
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        store = Store(store_path)
+        genes = [str(g) for g in store.space().gene_ids]
+        sync_q = make_queries(genes, args.queries, args.genes, seed=2)
+        batch = make_queries(genes, args.load_queries, args.genes, seed=3)
+        proc, url = start_server(store_path, work, ("--max-stored-results", str(args.max_stored_results)))
+        with httpx.Client(base_url=f"{url}/api/v1", timeout=600) as c:
+
+            def sync(q: dict) -> None:
+                c.post("/queries", json={"queries": [q]}).raise_for_status()
+
+            sync(sync_q[0])  # warm-up
+            idle = timed(sync, sync_q, args.max_seconds)
+            job = c.post("/jobs", json={"queries": batch}).json()["id"]
+            while c.get(f"/jobs/{job}").json()["status"] == "queued":
+                time.sleep(0.01)
+            loaded: list[float] = []
+            for q in sync_q * 100:
+                if c.get(f"/jobs/{job}").json()["status"] != "running" or len(loaded) >= 4 * len(sync_q):
+                    break
+                t0 = time.perf_counter()
+                sync(q)
+                loaded.append(time.perf_counter() - t0)
+            while (status := c.get(f"/jobs/{job}").json())["status"] in ("queued", "running"):
+                time.sleep(0.1)
+            i, p = percentiles(idle), percentiles(loaded) if loaded else {"p50": float("nan"), "p99": float("nan")}
+            print(f"store: {store.n_signatures:,} signatures; sync queries of {args.genes}+{args.genes} genes")
+            print(f"sync idle:            n={len(idle):>4}  p50 {1e3 * i['p50']:8.1f} ms  p99 {1e3 * i['p99']:8.1f} ms")
+            print(
+                f"sync under batch load: n={len(loaded):>4}  p50 {1e3 * p['p50']:8.1f} ms  p99 {1e3 * p['p99']:8.1f} ms"
+                f"   ratio to idle: p50 {p['p50'] / i['p50']:.2f}x, p99 {p['p99'] / i['p99']:.2f}x"
+            )
+            took = status["finished"] - status["started"]
+            print(f"batch job: {args.load_queries} queries, {status['status']}, {took:.1f} s = {args.load_queries / took:.1f} queries/s")
+            t0 = time.perf_counter()
+            for k in range(args.retention_queries):
+                sync(sync_q[k % len(sync_q)])
+            wall = time.perf_counter() - t0
+        db_bytes = sum(f.stat().st_size for f in work.glob("jobs.sqlite*"))
+        res_bytes = _folder_bytes(work / "jobs-results")
+        print(
+            f"after {args.retention_queries} more sync queries ({args.retention_queries / wall:.1f}/s, --max-stored-results "
+            f"{args.max_stored_results}): database {db_bytes / 1e6:.2f} MB, results folder {res_bytes / 1e6:.2f} MB"
+        )
     finally:
         if proc is not None:
             proc.terminate()

@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from opencmap import __version__
-from opencmap.api.error_handlers import install_error_handlers
+from opencmap.api.error_handlers import error_responses, install_error_handlers
 from opencmap.api.security import BodySizeLimit, require_token
 from opencmap.api.settings import Settings
 from opencmap.errors import IdNotFoundError
@@ -42,7 +42,14 @@ def _open_resources(app: FastAPI, settings: Settings) -> None:
     engine = Engine(store, pcl=pcl_path)
     catalogue = Catalogue.build(store, pcl=engine.pcl)
     service = QueryService(engine, catalogue, settings)
-    db = JobDB(settings.resolved_db_path(), max_results=settings.max_stored_results, result_ttl=settings.result_ttl_seconds())
+    service.warm()  # fill the engine's caches once, so sync queries and jobs can share it concurrently
+    db = JobDB(
+        settings.resolved_db_path(),
+        max_results=settings.max_stored_results,
+        result_ttl=settings.result_ttl_seconds(),
+        max_result_bytes=settings.max_results_bytes,
+        max_rows=max(settings.max_job_rows, settings.max_stored_results),
+    )
     runner = JobRunner(
         db,
         service.execute,
@@ -50,6 +57,11 @@ def _open_resources(app: FastAPI, settings: Settings) -> None:
         workers=settings.workers,
         max_retries=settings.max_retries,
         cache_size=settings.result_cache,
+        cache_bytes=settings.result_cache_mb * 2**20,
+        memory_budget=settings.job_memory_mb * 2**20,
+        estimate=service.estimate_bytes,
+        sync_lanes=settings.sync_lanes,
+        retention_interval=settings.retention_interval_seconds,
     )
     app.state.engine, app.state.catalogue, app.state.service, app.state.runner = engine, catalogue, service, runner
     requeued = runner.start()
@@ -86,11 +98,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from opencmap.api.routers import cells, genes, genesets, jobs, meta, pcls, perturbagens, queries, signatures, workbench
 
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
+    # with a token, every /api route requires it (and the OpenAPI document declares the schemes)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)] if settings.api_token else [])
     for module in (meta, signatures, perturbagens, cells, genes, pcls, queries, genesets, jobs, workbench):
         api.include_router(module.router)
     app.include_router(meta.health_router, prefix=API_PREFIX)
-    app.include_router(api)
+    app.include_router(api, responses=error_responses(token=bool(settings.api_token)))
     _mount_docs(app)
     _mount_ui(app)
 
@@ -175,5 +188,11 @@ def _mount_docs(app: FastAPI) -> None:
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory opencmap.api.app:app_from_env`` (settings from ``OPENCMAP_*``)."""
-    return create_app(Settings())
+    """Factory for ``uvicorn --factory opencmap.api.app:app_from_env`` (settings from ``OPENCMAP_*``).
+
+    The settings' ``host`` is checked as ``opencmap serve`` checks it (no open server beyond
+    loopback without ``OPENCMAP_ALLOW_OPEN``); uvicorn's own ``--host`` is not visible here.
+    """
+    settings = Settings()
+    settings.check_exposure()
+    return create_app(settings)

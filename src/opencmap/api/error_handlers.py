@@ -2,18 +2,24 @@
 
 Every error response is ``{"error": {"code": <short name>, "message": <what and what to do>,
 "details": ...}}``. Library errors (:mod:`opencmap.errors`) keep their messages: unknown ids ->
-404, unusable gene sets / options -> 422, bad files -> 422, store problems -> 409.
+404, unusable gene sets / options -> 422, bad files -> 422, store problems -> 409 (with the
+server's store and database paths replaced by "the served store" / "the job database", as
+``/info`` hides them). Operating-system errors: a full disk (``ENOSPC``, SQLite's "database or
+disk is full") -> 507 ``insufficient_storage``; other OS and SQLite errors -> 503 ``unavailable``.
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opencmap.errors import (
@@ -27,7 +33,48 @@ from opencmap.errors import (
     ValidationError,
 )
 
-__all__ = ["install_error_handlers", "error_response", "status_for", "html_error", "wants_html"]
+__all__ = [
+    "install_error_handlers",
+    "error_response",
+    "status_for",
+    "hide_paths",
+    "error_responses",
+    "ErrorResponse",
+    "html_error",
+    "wants_html",
+]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Short machine-readable name, e.g. not_found, invalid_gene_set, expired.")
+    message: str = Field(description="What went wrong and what to do.")
+    details: Any = Field(None, description="Per-field problems of an invalid request (loc, msg, type).")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+_ERROR_DOCS: dict[int, str] = {
+    400: "Malformed request body (not JSON, or not a JSON object).",
+    401: "Missing or wrong API token.",
+    404: "Unknown id (job, signature, gene, ...) or download name.",
+    409: "The served store cannot answer this (e.g. no such feature space).",
+    410: "The job's result expired (retention policy); resubmit the query.",
+    413: "Request body larger than the server's limit.",
+    422: "Invalid request: a field fails the schema (invalid_request), or the request is well-formed but "
+    "cannot be run (invalid_gene_set, invalid_query, invalid_option, bad_file, invalid_input).",
+    503: "The server cannot read or write its files now (an OS or database error); try again later.",
+    507: "The server's disk is full: the result could not be saved.",
+}
+
+
+def error_responses(*, token: bool) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of every /api route: the error codes they can answer, in the error format."""
+    codes = [c for c in _ERROR_DOCS if token or c != 401]
+    return {c: {"model": ErrorResponse, "description": _ERROR_DOCS[c]} for c in codes}
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +133,26 @@ def html_error(status: int, detail: str = "") -> HTMLResponse:
     return HTMLResponse(_PAGE.format(title=title, text=text, status=status, detail=extra), status_code=status)
 
 
+def hide_paths(request: Request, message: str) -> str:
+    """``message`` without the server's store and job database paths (clients never see them)."""
+    state = request.app.state
+    names: list[tuple[Path, str]] = []
+    engine = getattr(state, "engine", None)
+    if engine is not None:
+        names.append((Path(engine.store.path), "the served store"))
+    runner = getattr(state, "runner", None)
+    if runner is not None:
+        names += [(Path(runner.db.results_dir), "the results folder"), (Path(runner.db.path), "the job database")]
+    settings = getattr(state, "settings", None)
+    if settings is not None:
+        names.append((Path(settings.store_path), "the served store"))
+    for path, label in names:
+        for text in sorted({str(path), str(path.resolve()), str(path.absolute())}, key=len, reverse=True):
+            if text and text != ".":
+                message = message.replace(text, label)
+    return message
+
+
 def _clean(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for e in errors[:20]:
@@ -102,6 +169,17 @@ def install_error_handlers(app: FastAPI) -> None:
         if wants_html(request):
             return html_error(status, str(exc))
         return error_response(status, code, str(exc))
+
+
+        return error_response(status, code, hide_paths(request, str(exc)))
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        return _system_error(request, exc)
+
+    @app.exception_handler(sqlite3.Error)
+    async def _sqlite_error(request: Request, exc: sqlite3.Error) -> JSONResponse:
+        return _system_error(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _request_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -124,6 +202,21 @@ def install_error_handlers(app: FastAPI) -> None:
         codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 410: "expired", 413: "too_large"}
         detail = exc.detail if isinstance(exc.detail, str) else "error"
         return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), detail, headers=getattr(exc, "headers", None))
+
+    def _system_error(request: Request, exc: BaseException) -> JSONResponse:
+        from opencmap.api.jobs import is_disk_full
+
+        log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
+        if is_disk_full(exc):
+            return error_response(
+                507, "insufficient_storage",
+                "the server's disk is full: the result could not be saved; ask its operator to free space, then resubmit",
+            )  # fmt: skip
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return error_response(
+            503, "unavailable", f"the server could not read or write its files ({hide_paths(request, reason)}); try again later",
+            headers={"Retry-After": "30"},
+        )  # fmt: skip
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -3,14 +3,22 @@
 One :class:`QueryService` per server: it checks the deployment limits, builds
 :class:`~opencmap.query.genesets.Query` objects (gene sets, or store signatures via
 :func:`~opencmap.query.genesets.signature_queries`), validates them with the library's
-:func:`~opencmap.query.genesets.validate_query`, and runs :meth:`Engine.run`. Engine runs are
-serialised by a lock: each run already uses every core (numba), and the engine's lazy caches are
-not built for concurrent first use.
+:func:`~opencmap.query.genesets.validate_query`, and runs :meth:`Engine.run`.
+
+Engine runs are concurrent (the synchronous lane beside batch jobs): the API runs them in worker
+threads, where the engine's kernels use their one-thread variants (``prange`` kernels are launched
+from the main thread only, see :mod:`opencmap.kernels.threads`). The engine's lazy caches (NCS
+groups and references, summary plan, gene lookup, null mask, tau backgrounds) are not built for
+concurrent *first* use, so :meth:`QueryService.warm` fills them at start-up with one tiny query per
+feature space and tail; until it has succeeded, runs are serialised by a lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +30,13 @@ from opencmap.query.engine import Engine
 from opencmap.query.genesets import Query, restrict_query, signature_queries, validate_query
 from opencmap.query.result import QueryResult
 
-__all__ = ["QueryService"]
+__all__ = ["QueryService", "BYTES_PER_SCORE"]
+
+log = logging.getLogger(__name__)
+
+#: estimated peak bytes per (signature, query) of a run: ~8 float32 metrics at the signature level,
+#: float64 scratch, and the summary levels
+BYTES_PER_SCORE = 64
 
 
 class QueryService:
@@ -33,6 +47,34 @@ class QueryService:
         self.catalogue = catalogue
         self.settings = settings
         self._lock = threading.Lock()
+        self._warm = threading.Event()
+
+    # ------------------------------------------------------------------ start-up
+    def warm(self) -> bool:
+        """Fill the engine's lazy caches (one tiny query per feature space and tail), so later runs
+        can share the engine concurrently; False (runs stay serialised) if that failed."""
+        store = self.engine.store
+        with self._lock, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # one-sided / no-background notes of the warm-up queries
+            try:
+                for name in sorted(store.spaces):
+                    genes = [str(g) for g in store.space(name).gene_ids[:20]]
+                    if len(genes) < 20:
+                        continue
+                    up, down = tuple(genes[:10]), tuple(genes[10:20])
+                    for q in (Query("warm", up=up, down=down), Query("warm", up=up), Query("warm", down=down)):
+                        self.engine.run([q], space=name, min_genes=1)
+            except Exception:
+                log.warning("warming the engine's caches failed; queries run one at a time", exc_info=True)
+                return False
+        self._warm.set()
+        return True
+
+    def estimate_bytes(self, request: dict[str, Any]) -> int:
+        """Peak memory of running ``request`` (bytes): every metric of every level for every query,
+        about :data:`BYTES_PER_SCORE` bytes per signature and query."""
+        n = len(request.get("queries") or ()) + len(request.get("sig_ids") or ())
+        return int(n * self.engine.store.n_signatures * BYTES_PER_SCORE)
 
     # ------------------------------------------------------------------ requests -> queries
     def count(self, req: QueryRequest) -> int:
@@ -107,7 +149,7 @@ class QueryService:
         """Run a stored request (a :class:`QueryRequest` as a dict) on the engine."""
         req = QueryRequest.model_validate(request)
         queries = self.queries(req)
-        with self._lock:
+        with contextlib.nullcontext() if self._warm.is_set() else self._lock:
             return self.engine.run(
                 queries,
                 metric=req.metric,

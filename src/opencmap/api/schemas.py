@@ -6,7 +6,7 @@ Static bounds here keep every request finite; the deployment limits of
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,12 +44,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: a gene as given (id or symbol): no tabs or line breaks, which no table of the result could hold
+Gene = Annotated[str, Field(max_length=200, pattern=r"^[^\t\r\n]*$")]
+
+
 class GeneSetQuery(_Strict):
     """One query: up and/or down genes (Entrez ids or symbols, any case)."""
 
     name: str = QueryName
-    up: list[str] = Field(default_factory=list, max_length=_MAX_GENES)
-    down: list[str] = Field(default_factory=list, max_length=_MAX_GENES)
+    up: list[Gene] = Field(default_factory=list, max_length=_MAX_GENES)
+    down: list[Gene] = Field(default_factory=list, max_length=_MAX_GENES)
 
 
 class QueryRequest(_Strict):

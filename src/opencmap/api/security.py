@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["BodySizeLimit", "require_token"]
+
+#: the two ways of sending the token, declared in the OpenAPI document (when the server has one)
+bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer", description="Authorization: Bearer <token>")
+header_scheme = APIKeyHeader(name="X-API-Token", auto_error=False, scheme_name="apiToken", description="X-API-Token: <token>")
 
 
 class BodySizeLimit:
@@ -72,18 +77,20 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def require_token(request: Request) -> None:
+def require_token(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+    header: Annotated[str | None, Security(header_scheme)] = None,
+) -> None:
     """Dependency: when the server has an API token, the request must carry it.
 
-    Accepted as ``Authorization: Bearer <token>`` or ``X-API-Token: <token>``.
+    Accepted as ``Authorization: Bearer <token>`` or ``X-API-Token: <token>`` (both declared as
+    security schemes in the OpenAPI document; the app adds this dependency only with a token).
     """
     expected: Any = request.app.state.settings.api_token
     if not expected:
         return
-    given = request.headers.get("x-api-token", "")
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        given = auth[7:].strip()
+    given = (bearer.credentials.strip() if bearer is not None else "") or (header or "")
     if not given or not hmac.compare_digest(given.encode(), str(expected).encode()):
         raise HTTPException(
             401,

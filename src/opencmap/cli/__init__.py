@@ -4,8 +4,9 @@ Each sub-command lives in its own module of this package and exposes a click com
 named ``command``. They are imported lazily, so ``opencmap --help`` stays fast and a command's
 heavy dependencies load only when it runs.
 
-Errors from the library (:class:`opencmap.errors.OpenCMapError`) are shown as one line on
-stderr and exit with status 2; ``--debug`` shows the full traceback instead.
+Errors from the library (:class:`opencmap.errors.OpenCMapError`) and from the operating system
+(:class:`OSError`: a full disk, a missing permission) are shown as one line on stderr and exit
+with status 2; ``--debug`` shows the full traceback instead.
 """
 
 from __future__ import annotations
@@ -131,6 +132,22 @@ def main(argv: list[str] | None = None) -> Any:
             raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except OSError as exc:  # a full disk, no permission, ...: one line, not a traceback
+        if debug:
+            raise
+        click.echo(f"error: {_os_message(exc)}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+
+
+def _os_message(exc: OSError) -> str:
+    """One line for an operating-system error: what, where, and for a full disk what to do."""
+    import errno
+
+    what = exc.strerror or str(exc) or type(exc).__name__
+    where = f": {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return f"disk full{where} ({what}); free space (or write elsewhere) and run the command again"
+    return f"{what}{where}"

@@ -41,7 +41,17 @@ class _SettingsOption(click.Option):
 @click.option("--host", cls=_SettingsOption, default=None, help="Interface to listen on [default {default}].")
 @click.option("--port", cls=_SettingsOption, type=int, default=None, help="Port [default {default}].")
 @click.option("--workers", cls=_SettingsOption, type=int, default=None, help="Threads running batch jobs [default {default}].")
-@click.option("--token", "api_token", default=None, help="Require this API token (shared deployments) [env OPENCMAP_API_TOKEN].")
+@click.option("--token", "api_token", default=None,
+              help="Require this API token. Visible to other users in `ps`: prefer env OPENCMAP_TOKEN or --token-file.")
+@click.option("--token-file", "token_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Require the API token on the first line of this file [env OPENCMAP_TOKEN_FILE].")
+@click.option("--allow-open", "allow_open", is_flag=True, default=None,
+              help="Allow --host beyond loopback without a token (otherwise refused) [env OPENCMAP_ALLOW_OPEN].")
+@click.option("--job-memory-mb", cls=_SettingsOption, type=click.IntRange(min=1), default=None,
+              help="Memory budget of running batch jobs; sets how many run at once [env OPENCMAP_JOB_MEMORY_MB; default {default}].")
+@click.option("--max-results-bytes", cls=_SettingsOption, type=click.IntRange(min=1), default=None,
+              help="Bytes of finished results kept on disk; the oldest beyond this expire "
+                   "[env OPENCMAP_MAX_RESULTS_BYTES; default {default}].")
 @click.option("--max-stored-results", cls=_SettingsOption, type=click.IntRange(min=1), default=None,
               help="Finished results kept in the database; the oldest beyond this expire (HTTP 410, resubmit) "
                    "[env OPENCMAP_MAX_STORED_RESULTS; default {default}].")
@@ -61,10 +71,23 @@ def command(log_level: str, **options: object) -> None:
 
     from opencmap.api import Settings, create_app
 
+    from pydantic import ValidationError as SettingsError
+
+    from opencmap.errors import ConfigError
+
     given = {k: v for k, v in options.items() if v is not None and v != ()}
     if "cors_origins" in given:
         given["cors_origins"] = list(given["cors_origins"])  # type: ignore[call-overload]
-    settings = Settings(**given)  # type: ignore[arg-type]
+    if "api_token" in given:
+        click.echo("opencmap: warning: a token given with --token is visible to other users (ps); "
+                   "prefer OPENCMAP_TOKEN or --token-file", err=True)  # fmt: skip
+    try:
+        settings = Settings(**given)  # type: ignore[arg-type]
+    except SettingsError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "settings"
+        raise ConfigError(f"{where}: {str(first.get('msg', exc)).removeprefix('Value error, ')}") from None
+    settings.check_exposure()  # no open server beyond loopback by accident
     from opencmap.query.store import open_store
 
     open_store(settings.store_path)  # a missing or bad store: one clear error line, before uvicorn starts

@@ -64,8 +64,10 @@ def _upload_name(file: UploadFile, side: str) -> tuple[str, str]:
 
 @router.post("/queries", response_model=UploadedQueries, summary="Pair an uploaded up file and down file into queries")
 async def upload_queries(
-    up: Annotated[UploadFile | None, File(description="Up sets: a .gmt (several queries) or .grp/.txt (one query).")] = None,
-    down: Annotated[UploadFile | None, File(description="Down sets: a .gmt or .grp/.txt, the same format as up.")] = None,
+    # typed UploadFile (not "| None") so the schema says a binary file part, not "file or null"
+    # (clients generated from it then send a file, never a plain field); both stay optional
+    up: Annotated[UploadFile, File(description="Up sets: a .gmt (several queries) or .grp/.txt (one query).")] = None,  # type: ignore[assignment]
+    down: Annotated[UploadFile, File(description="Down sets: a .gmt or .grp/.txt, the same format as up.")] = None,  # type: ignore[assignment]
     name: Annotated[str, Form(max_length=100, pattern=r"^[A-Za-z0-9_.:+\- ]+$", description="Name of a GRP query.")] = "query",
 ) -> UploadedQueries:
     """Up and down uploads stay on their sides: sets of the up file are up sets, paired with the

@@ -35,7 +35,9 @@ JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="Job id.
 Level = Literal["sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary"]
 QueryName = Annotated[str | None, Query(max_length=100, description="Query name (default: the first query).")]
 Metric = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_]+$")]
-_DOWNLOAD = re.compile(r"^(queries\.tsv|notes\.txt|describe\.json|(?P<level>[a-z_]+)\.tsv|(?P<glevel>[a-z_]+)__(?P<metric>[A-Za-z0-9_]+)\.gctx)$")
+# matched with fullmatch: ``$`` would also match before a final newline ("sig.tsv
+")
+_DOWNLOAD = re.compile(r"queries\.tsv|notes\.txt|describe\.json|(?P<level>[a-z_]+)\.tsv|(?P<glevel>[a-z_]+)__(?P<metric>[A-Za-z0-9_]+)\.gctx")
 
 
 def job_status(job: dict[str, Any]) -> JobStatus:
@@ -278,7 +280,7 @@ async def download(
     name: Annotated[str, PathParam(max_length=100)],
     runner: Annotated[JobRunner, Depends(get_runner)],
 ) -> FileResponse:
-    match = _DOWNLOAD.match(name)
+    match = _DOWNLOAD.fullmatch(name)
     if match is None:
         raise IdNotFoundError(f"no download {name!r}; list them with GET /api/v1/jobs/{job_id}/downloads")
     result = _result(runner, job_id)

@@ -1,0 +1,445 @@
+"""Persistence of query jobs: one SQLite file of job rows, and each job's result as a file.
+
+A job's row in the ``jobs`` table holds the request, status (``queued`` -> ``running`` -> ``done``
+| ``failed``; ``done`` -> ``expired``), progress and timestamps. Its result (the bytes of the
+library's :meth:`QueryResult.to_bytes <opencmap.query.result.QueryResult.to_bytes>`, without the
+``sig`` index, which is the store's ``sig_info``) is a file in the job's own folder beside the
+database (``<db stem>-results/<job id>/result.bin``), so its size is bounded by the disk, not by
+SQLite's largest blob. The file is written aside (``.result.bin.tmp``), flushed to disk and
+renamed into place before the row says ``done``; a crash in between leaves a folder without a
+``done`` row, which the next start removes (one log line). The ``results`` table keeps one row per
+stored result (``job_id``, ``nbytes``); databases of format 3 kept the bytes in its ``data`` column:
+those old results are still read from there (not migrated; they expire like the others).
+
+Retention (:meth:`JobDB.enforce_retention`, run at start-up, after each save and on the runner's
+timer): finished results beyond ``max_results`` (count), ``max_result_bytes`` (bytes of the
+result files) or older than ``result_ttl`` seconds expire oldest first: their files are deleted
+and their rows say ``expired`` (HTTP 410, resubmit). Rows of jobs that failed, or expired, more
+than ``result_ttl`` ago are deleted, and the oldest beyond ``max_rows`` finished rows, so the database stays bounded
+too; a deleted job answers 404. Queued and running jobs are never touched. Free pages go back to
+the file system (incremental vacuum) when more than a quarter of the file is free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import pandas as pd
+
+from opencmap.errors import StoreError, ValidationError
+from opencmap.query.result import QueryResult
+
+__all__ = ["JobDB", "JobState", "JOB_STATES", "EXPIRED_MESSAGE", "CANCELLED_MESSAGE", "DB_FORMAT_VERSION", "RESULT_FILE"]
+
+log = logging.getLogger(__name__)
+
+#: the status of a job (see the module docstring for the transitions)
+JobState = Literal["queued", "running", "done", "failed", "expired"]
+JOB_STATES: tuple[str, ...] = get_args(JobState)
+
+#: error message of a job whose result was deleted by the retention policy
+EXPIRED_MESSAGE = "the result of this job was deleted by the server's retention policy (expired); resubmit the query"
+#: error message of a job cancelled by its user
+CANCELLED_MESSAGE = "cancelled by the user"
+#: vacuum once more than this fraction of the database pages is free
+_VACUUM_FREE_FRACTION = 0.25
+#: name of a job's result file inside its folder
+RESULT_FILE = "result.bin"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    progress REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    n_queries INTEGER NOT NULL,
+    request TEXT NOT NULL,
+    info TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
+CREATE TABLE IF NOT EXISTS results (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    data BLOB NOT NULL
+);
+"""
+# 3: status 'expired'; 4: results as files (results.data empty, results.nbytes their size)
+DB_FORMAT_VERSION = 4
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a folder be opened/synced
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` aside, flush it to disk and rename it into place.
+
+    On any error (a full disk: ``ENOSPC``) the partial file is removed and the error re-raised;
+    ``path`` is then either absent or a previous complete file, never half written.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+class JobDB:
+    """Jobs in one SQLite file (WAL mode; safe to use from several threads), results as files.
+
+    ``max_results`` (number of stored results), ``max_result_bytes`` (their total size),
+    ``result_ttl`` (seconds since a job finished) bound the stored results and ``max_rows`` the
+    finished job rows; ``None`` means no bound (see the module docstring). ``results_dir`` is
+    where the job folders go (default: ``<db stem>-results`` beside the database).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_results: int | None = None,
+        result_ttl: float | None = None,
+        max_result_bytes: int | None = None,
+        max_rows: int | None = None,
+        results_dir: str | Path | None = None,
+    ):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.results_dir = Path(results_dir) if results_dir is not None else self.path.with_name(f"{self.path.stem}-results")
+        self.max_results = max_results
+        self.result_ttl = result_ttl
+        self.max_result_bytes = max_result_bytes
+        self.max_rows = max_rows
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file (else at VACUUM)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a killed server loses nothing committed; a power cut may lose the last
+            # commits (never corrupts): a job then re-runs, a result file without its row is swept
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"job database {self.path} is unusable ({exc}); move it away or set OPENCMAP_DB_PATH") from exc
+        self._migrate()
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_leftovers()
+        self.enforce_retention()
+        if self._conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # a file made before auto_vacuum was set
+            log.info("converting job database %s to incremental vacuum (one full VACUUM)", self.path)
+            self._conn.execute("VACUUM")
+
+    def _migrate(self) -> None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
+        if row is None:
+            self._conn.execute("INSERT INTO meta VALUES ('format_version', ?)", (str(DB_FORMAT_VERSION),))
+        elif int(row[0]) > DB_FORMAT_VERSION:
+            raise StoreError(
+                f"job database {self.path} has format version {row[0]}, newer than this opencmap "
+                f"supports ({DB_FORMAT_VERSION}); upgrade opencmap or use another OPENCMAP_DB_PATH"
+            )
+        elif int(row[0]) < 2:  # version 1 kept results in per-level tables: not read any more
+            self._conn.execute(
+                "UPDATE jobs SET status = 'failed', error = ? WHERE status = 'done'",
+                ("this result was stored by an older opencmap and cannot be read; resubmit the job",),
+            )
+            self._conn.executescript("DROP TABLE IF EXISTS result_levels; DROP TABLE IF EXISTS result_metrics;")
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(results)")}
+        if "nbytes" not in columns:  # formats <= 3: the blob is the result; its size counts for retention
+            self._conn.executescript(
+                "ALTER TABLE results ADD COLUMN nbytes INTEGER NOT NULL DEFAULT 0;"
+                "UPDATE results SET nbytes = length(data);"
+            )
+        if "expired_at" not in {r[1] for r in self._conn.execute("PRAGMA table_info(jobs)")}:
+            self._conn.execute("ALTER TABLE jobs ADD COLUMN expired_at REAL")  # when the result expired
+        if row is not None and int(row[0]) < DB_FORMAT_VERSION:
+            self._conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(DB_FORMAT_VERSION),))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction under the lock: committed, or rolled back on any error."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ------------------------------------------------------------------ jobs
+    def create(self, request: dict[str, Any], *, n_queries: int, mode: str, status: str = "queued") -> str:
+        job_id = uuid.uuid4().hex
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO jobs (id, status, mode, created, n_queries, request) VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, status, mode, time.time(), n_queries, json.dumps(request)),
+            )
+        return job_id
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            cur = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
+            row = cur.fetchone()
+            cols = [c[0] for c in cur.description]
+        return None if row is None else self._row(dict(zip(cols, row, strict=True)))
+
+    def list(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+        where, args = ("WHERE status = ?", [status]) if status else ("", [])
+        with self._lock:
+            total = self._conn.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()[0]
+            cur = self._conn.execute(
+                f"SELECT * FROM jobs {where} ORDER BY created DESC LIMIT ? OFFSET ?", [*args, limit, offset]
+            )
+            cols = [c[0] for c in cur.description]
+            rows = [self._row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
+        return int(total), rows
+
+    @staticmethod
+    def _row(d: dict[str, Any]) -> dict[str, Any]:
+        d["request"] = json.loads(d["request"])
+        d["info"] = json.loads(d["info"]) if d.get("info") else None
+        return d
+
+    def set_status(self, job_id: str, status: str, **fields: Any) -> None:
+        sets = ["status = ?"]
+        args: list[Any] = [status]
+        for key, value in fields.items():
+            if key not in ("started", "finished", "progress", "error", "attempts", "info"):
+                raise KeyError(key)
+            sets.append(f"{key} = ?")
+            args.append(json.dumps(value) if key == "info" else value)
+        with self._lock:
+            self._conn.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", [*args, job_id])
+
+    def set_progress(self, job_id: str, progress: float) -> None:
+        with self._lock:
+            self._conn.execute("UPDATE jobs SET progress = ? WHERE id = ?", (float(progress), job_id))
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a job, its stored result and its result folder; False if there was no such job."""
+        with self._lock:
+            with self._transaction():
+                self._conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
+                cur = self._conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        return cur.rowcount > 0
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Jobs left queued or running (by a previous server), oldest first."""
+        with self._lock:
+            cur = self._conn.execute("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY created")
+            cols = [c[0] for c in cur.description]
+            return [self._row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
+
+    # ------------------------------------------------------------------ results
+    def job_dir(self, job_id: str) -> Path:
+        """The folder of a job's files."""
+        return self.results_dir / job_id
+
+    def save_result(self, job_id: str, result: QueryResult, *, store_sig_info: pd.DataFrame) -> list[str]:
+        """Write ``result`` to the job's folder (the ``sig`` index is the store's, so it is not
+        copied) and mark the job done; returns the ids of the jobs whose results expired.
+
+        Any error (a full disk, an unwritable folder) leaves the job as it was and no file behind.
+        """
+        sig = result.levels.get("sig")
+        omit = ("sig",) if sig is not None and len(sig.index) == len(store_sig_info) else ()
+        data = result.to_bytes(omit_index=omit)
+        info = result.describe()
+        folder = self.job_dir(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            write_atomic(folder / RESULT_FILE, data)
+            with self._transaction():
+                self._conn.execute("INSERT OR REPLACE INTO results (job_id, data, nbytes) VALUES (?, x'', ?)", (job_id, len(data)))
+                self._conn.execute(
+                    "UPDATE jobs SET status = 'done', progress = 1, finished = ?, info = ?, error = NULL WHERE id = ?",
+                    (time.time(), json.dumps(info), job_id),
+                )
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return self.enforce_retention(keep=job_id)
+
+    def load_result(self, job_id: str, *, store_sig_info: pd.DataFrame) -> QueryResult:
+        """Rebuild the :class:`QueryResult` of a finished job."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT r.data FROM results r JOIN jobs j ON j.id = r.job_id WHERE r.job_id = ? AND j.status = 'done'",
+                (job_id,),
+            ).fetchone()
+        if row is None:
+            raise StoreError(f"job {job_id} has no result")
+        data = row[0]
+        if not data:  # format 4: the result is a file
+            try:
+                data = (self.job_dir(job_id) / RESULT_FILE).read_bytes()
+            except FileNotFoundError as exc:
+                raise StoreError(f"the result file of job {job_id} is missing (deleted outside the server?); resubmit the query") from exc
+        try:
+            return QueryResult.from_bytes(data, index={"sig": store_sig_info})
+        except ValidationError as exc:
+            raise StoreError(
+                f"job {job_id} was run on a different store than the one served now ({exc}): re-run the query"
+            ) from exc
+
+    # ------------------------------------------------------------------ retention
+    def stored_bytes(self) -> int:
+        """Total size of the stored results (bytes)."""
+        with self._lock:
+            return int(self._conn.execute("SELECT COALESCE(SUM(nbytes), 0) FROM results").fetchone()[0])
+
+    def enforce_retention(self, *, keep: str | None = None) -> list[str]:
+        """Expire results and delete rows beyond the bounds (see the module docstring); returns the
+        ids of the jobs whose results expired or whose rows were deleted. ``keep`` (a result just
+        saved) is never expired. Only reads when nothing is beyond the bounds (the common case)."""
+        with self._lock:
+            expired, deleted = self._expired_ids(keep), self._old_row_ids()
+            deleted = [j for j in deleted if j not in expired]
+            if not expired and not deleted:
+                return []
+            with self._transaction():
+                if expired:
+                    self._conn.executemany("DELETE FROM results WHERE job_id = ?", [(j,) for j in expired])
+                    self._conn.executemany(
+                        "UPDATE jobs SET status = 'expired', error = ?, expired_at = ? WHERE id = ? AND status = 'done'",
+                        [(EXPIRED_MESSAGE, time.time(), j) for j in expired],
+                    )
+                    log.info("retention: %d stored result(s) expired", len(expired))
+                if deleted:
+                    self._conn.executemany("DELETE FROM results WHERE job_id = ?", [(j,) for j in deleted])
+                    self._conn.executemany(
+                        "DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'expired')", [(j,) for j in deleted]
+                    )
+                    log.info("retention: %d old job row(s) deleted", len(deleted))
+        for job_id in expired + deleted:  # after the commit: a crash in between leaves only folders to sweep
+            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        with self._lock:
+            self._vacuum_if_sparse()
+        return expired + deleted
+
+    def _expired_ids(self, keep: str | None) -> list[str]:
+        """Finished results beyond the count, byte or age bound (oldest first to go)."""
+        ids: set[str] = set()
+        if self.result_ttl is not None:
+            cutoff = time.time() - self.result_ttl
+            cur = self._conn.execute("SELECT id FROM jobs WHERE status = 'done' AND finished < ?", (cutoff,))
+            ids.update(r[0] for r in cur.fetchall())
+        if self.max_results is not None:
+            cur = self._conn.execute(
+                "SELECT id FROM jobs WHERE status = 'done' ORDER BY id = ? DESC, finished DESC, created DESC LIMIT -1 OFFSET ?",
+                (keep or "", self.max_results),
+            )
+            ids.update(r[0] for r in cur.fetchall())
+        if self.max_result_bytes is not None:
+            (total,) = self._conn.execute(
+                "SELECT COALESCE(SUM(r.nbytes), 0) FROM results r JOIN jobs j ON j.id = r.job_id WHERE j.status = 'done'"
+            ).fetchone()
+            if total > self.max_result_bytes:
+                cur = self._conn.execute(
+                    "SELECT j.id, r.nbytes FROM jobs j JOIN results r ON r.job_id = j.id WHERE j.status = 'done' "
+                    "ORDER BY j.id = ? DESC, j.finished DESC, j.created DESC",
+                    (keep or "",),
+                )
+                running = 0
+                for job_id, nbytes in cur.fetchall():
+                    running += int(nbytes)
+                    if running > self.max_result_bytes and job_id != keep:
+                        ids.add(job_id)
+        ids.discard(keep or "")
+        return sorted(ids)
+
+    def _old_row_ids(self) -> list[str]:
+        """Rows of jobs failed, or expired, longer than the TTL ago, and finished rows beyond
+        ``max_rows`` (failed and expired first)."""
+        ids: set[str] = set()
+        if self.result_ttl is not None:
+            cutoff = time.time() - self.result_ttl
+            cur = self._conn.execute(
+                "SELECT id FROM jobs WHERE (status = 'failed' AND COALESCE(finished, created) < ?) "
+                "OR (status = 'expired' AND COALESCE(expired_at, finished, created) < ?)",
+                (cutoff, cutoff),
+            )
+            ids.update(r[0] for r in cur.fetchall())
+        if self.max_rows is not None:
+            cur = self._conn.execute(
+                "SELECT id FROM jobs WHERE status IN ('done', 'failed', 'expired') "
+                "ORDER BY status = 'done' DESC, COALESCE(finished, created) DESC LIMIT -1 OFFSET ?",
+                (self.max_rows,),
+            )
+            ids.update(r[0] for r in cur.fetchall())
+        return sorted(ids)
+
+    def _vacuum_if_sparse(self) -> None:
+        """Give free pages back to the file system when more than a quarter of the file is free."""
+        pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if pages and free > _VACUUM_FREE_FRACTION * pages:
+            self._conn.executescript("PRAGMA incremental_vacuum;")  # frees one page per step: run it to the end
+            log.info("job database %s: vacuumed %d free page(s) of %d", self.path, free, pages)
+
+    def _remove_leftovers(self) -> None:
+        """Remove job folders without a stored result and partial files (a crash while saving or
+        expiring); one log line when there were any."""
+        with self._lock:
+            stored = {r[0] for r in self._conn.execute("SELECT job_id FROM results WHERE length(data) = 0")}
+        removed = 0
+        for entry in self.results_dir.iterdir():
+            if entry.is_dir() and entry.name not in stored:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+            elif entry.is_dir():
+                for tmp in entry.glob(f".{RESULT_FILE}.tmp-*"):
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+                        removed += 1
+        if removed:
+            log.warning("job results: removed %d leftover folder(s)/partial file(s) of interrupted saves in %s", removed, self.results_dir)
+
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes on disk: the database (with its WAL) and the results folder."""
+        db = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+        res = sum(p.stat().st_size for p in self.results_dir.rglob("*") if p.is_file())
+        return {"database_bytes": db, "results_bytes": res}
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for a full disk (``ENOSPC``/``EDQUOT``, or SQLite's "database or disk is full")."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
