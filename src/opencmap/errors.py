@@ -18,6 +18,7 @@ id) and *what to do*.
     └── ConfigError            bad parameters or options
 
     OpenCMapWarning            (UserWarning) something was dropped or adjusted, e.g. unknown genes
+    └── DESelectionWarning     rows of a DE table set aside (missing values, repeats, unmapped genes)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "QueryError",
     "ConfigError",
     "OpenCMapWarning",
+    "DESelectionWarning",
 ]
 
 
@@ -117,3 +119,7 @@ class ConfigError(OpenCMapError, ValueError):
 
 class OpenCMapWarning(UserWarning):
     """Something was dropped or adjusted on the user's behalf (e.g. unknown genes in a set)."""
+
+
+class DESelectionWarning(OpenCMapWarning):
+    """Rows of a differential-expression table were set aside (missing values, repeats, unmapped genes)."""
