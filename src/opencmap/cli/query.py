@@ -41,7 +41,8 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--pcl", type=_FILE, help="PCL GMT (members = pert_ids) for PCL summaries.")
 @click.option("--tau-method", type=click.Choice(["exact", "cmap"]), default="exact", show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write full results into this folder.")
-@click.option("--format", "fmt", type=click.Choice(["tsv", "parquet", "gctx"]), default="tsv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["tsv", "parquet", "gctx", "h5ad"]), default="tsv", show_default=True,
+              help="Files of --out: long tables (tsv, parquet), one GCTX per level and metric, or one AnnData .h5ad per level (needs anndata).")
 @click.option("--top", default=20, show_default=True, help="Connections to print per query.")
 @click.option("--level", default="sig", show_default=True, help="Level to print: sig, pert_cell, pert_summary, pcl_cell, pcl_summary.")
 @click.option("--direction", type=click.Choice(["positive", "negative", "both"]), default="positive", show_default=True)
@@ -97,7 +98,11 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
         click.echo(f"# {q.name}: top {len(table)} at level {level} ({direction})")
         click.echo(table.to_csv(sep="\t", index=False, float_format="%.4f"), nl=False)
     if out_dir is not None:
-        files = result.write(out_dir, format=fmt)
+        if fmt == "h5ad":
+            out_dir.mkdir(parents=True, exist_ok=True)
+            files = [result.write_h5ad(out_dir / f"{level_name}.h5ad", level=level_name) for level_name in result.levels]
+        else:
+            files = result.write(out_dir, format=fmt)
         click.echo(f"wrote {len(files)} files to {out_dir}", err=True)
 
 

@@ -188,3 +188,57 @@ class GCT:
         if check_meta:
             return self.row_meta.equals(other.row_meta) and self.col_meta.equals(other.col_meta)
         return True
+
+    # ------------------------------------------------------------------ AnnData (optional extra)
+    def to_anndata(self) -> Any:
+        """This GCT as an ``anndata.AnnData``: columns (samples / signatures) x rows (genes).
+
+        AnnData puts observations in rows, so ``X`` is the transposed matrix (same dtype), ``obs``
+        the column metadata (index = cids) and ``var`` the row metadata (index = rids). Needs the
+        optional ``anndata`` package (imported here, never at module import). Exact inverse of
+        :meth:`from_anndata`.
+        """
+        from opencmap.io.h5ad import import_anndata
+
+        anndata = import_anndata()
+        obs = self.col_meta.copy()
+        var = self.row_meta.copy()
+        obs.index = pd.Index(list(self.cids), dtype=object, name="cid")
+        var.index = pd.Index(list(self.rids), dtype=object, name="rid")
+        return anndata.AnnData(X=np.ascontiguousarray(self.data.T), obs=obs, var=var)
+
+    @classmethod
+    def from_anndata(cls, adata: Any, *, layer: str | None = None, dtype: Any = None) -> GCT:
+        """A GCT (genes x samples) from an ``anndata.AnnData`` (samples x genes).
+
+        ``layer`` picks a layer instead of ``X``; sparse matrices are made dense; ``dtype``
+        defaults to the matrix's own float dtype (float32 for anything else). Categorical
+        metadata columns (as ``.h5ad`` files store text) come back as their plain values.
+        Raises :class:`~opencmap.errors.ValidationError` for a missing layer or a backed AnnData
+        without its matrix.
+        """
+        matrix = adata.X if layer is None else adata.layers.get(layer) if layer in adata.layers else None
+        if matrix is None:
+            what = "X" if layer is None else f"layer {layer!r}"
+            raise ValidationError(f"the AnnData has no {what} (layers: {sorted(adata.layers.keys())})")
+        if hasattr(matrix, "toarray"):
+            matrix = matrix.toarray()
+        arr = np.asarray(matrix)
+        if dtype is None:
+            dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float32
+
+        def plain(frame: pd.DataFrame) -> pd.DataFrame:
+            frame = frame.copy()
+            for col in frame.columns:
+                if isinstance(frame[col].dtype, pd.CategoricalDtype):
+                    frame[col] = frame[col].astype(frame[col].cat.categories.dtype)
+            return frame
+
+        return cls(
+            arr.T,
+            rids=[str(v) for v in adata.var_names],
+            cids=[str(o) for o in adata.obs_names],
+            row_meta=plain(adata.var).set_axis([str(v) for v in adata.var_names]),
+            col_meta=plain(adata.obs).set_axis([str(o) for o in adata.obs_names]),
+            dtype=dtype,
+        )

@@ -14,7 +14,6 @@ whether R wrote an empty header field for them (``write.csv``, ``col.names=NA``)
 :func:`read_rnk` reads a pre-ranked list (GSEA ``.rnk``: gene and score, tab- or space-separated,
 ``#`` comment lines, an optional header line).
 
-:func:`read_h5ad` reads an AnnData ``.h5ad`` file (needs the optional ``anndata`` package).
 """
 
 from __future__ import annotations
@@ -26,13 +25,12 @@ import logging
 import math
 from os import PathLike
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from opencmap.errors import ConfigError, FormatError
 
-__all__ = ["read_de_table", "read_rnk", "read_h5ad", "ROW_NAMES"]
+__all__ = ["read_de_table", "read_rnk", "ROW_NAMES"]
 
 logger = logging.getLogger(__name__)
 
@@ -173,26 +171,3 @@ def read_rnk(path: str | PathLike[str]) -> pd.Series:
     if not genes:
         raise FormatError("no gene lines (gene<TAB>score) in the ranked list", path=p)
     return pd.Series(scores, index=pd.Index(genes, dtype=object), name=p.name.split(".")[0], dtype="float64")
-
-
-def read_h5ad(path: str | PathLike[str], *, backed: bool = False) -> Any:
-    """Read an AnnData ``.h5ad`` file (``anndata.read_h5ad``); needs the optional ``anndata`` package.
-
-    Raises
-    ------
-    ConfigError
-        anndata is not installed.
-    FormatError
-        Missing file or not an h5ad file.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise FormatError("file not found; check the path", path=p)
-    try:
-        import anndata
-    except ImportError as exc:
-        raise ConfigError("reading .h5ad files needs anndata; install it (pip install 'opencmap[anndata]')") from exc
-    try:
-        return anndata.read_h5ad(p, backed="r" if backed else None)
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise FormatError(f"not a readable .h5ad (AnnData) file ({exc})", path=p) from exc

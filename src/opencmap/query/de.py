@@ -589,7 +589,7 @@ def queries_from_rank_genes_groups(
     """
     source = "AnnData"
     if isinstance(adata, (str, os.PathLike)):
-        from opencmap.io.de import read_h5ad
+        from opencmap.io.h5ad import read_h5ad
 
         source = str(adata)
         adata = read_h5ad(adata)

@@ -388,6 +388,21 @@ class QueryResult:
             raise type(exc)(str(exc), path=path) from exc
 
 
+    # ------------------------------------------------------------------ AnnData (optional extra)
+    def to_anndata(self, level: str = "sig", *, x: str | None = None) -> Any:
+        """One level as an ``anndata.AnnData``: queries x rows, a layer per metric, metadata in ``var``,
+        query fields in ``obs`` (see :mod:`opencmap.query.result_anndata`). Needs ``anndata``."""
+        from opencmap.query.result_anndata import result_to_anndata
+
+        return result_to_anndata(self, level, x=x)
+
+    def write_h5ad(self, path: str | os.PathLike[str], *, level: str = "sig") -> Path:
+        """Write :meth:`to_anndata` of ``level`` as an ``.h5ad`` file (atomically); returns ``path``."""
+        from opencmap.io.h5ad import write_h5ad
+
+        return write_h5ad(self.to_anndata(level), path)
+
+
 def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)

@@ -150,12 +150,17 @@ class FeatureSpace:
 class _SignatureSource:
     """Level 5 signatures read in column blocks: a GCT in memory or a GCT/GCTX file.
 
+    An AnnData ``.h5ad`` of signatures (``obs`` = signatures with their ``sig_info`` fields,
+    ``var`` = genes with the gene table's fields, ``X`` = scores) is read into memory as a GCT.
+
     :meth:`sig_block` returns blocks signature-major (one row per signature, every row of the
     matrix), as GCTX stores them, so a GCTX block is one contiguous read into a reused buffer.
     """
 
     def __init__(self, signatures: GCT | str | os.PathLike[str]):
         self._gctx: Any = None  # GCTXFile once opened, False for sources that are not GCTX files
+        if not isinstance(signatures, GCT) and Path(signatures).suffix.lower() == ".h5ad":
+            signatures = _gct_from_h5ad(Path(signatures))
         if isinstance(signatures, GCT):
             self._gct: GCT | None = signatures
             self._path: Path | None = None
@@ -208,6 +213,17 @@ class _SignatureSource:
         if self._gctx:
             self._gctx.close()
         self._gctx = None
+
+
+def _gct_from_h5ad(path: Path) -> GCT:
+    """Signatures from an AnnData ``.h5ad`` (signatures in ``obs``, genes in ``var``), read into memory."""
+    from opencmap.io.h5ad import read_h5ad
+
+    if not path.exists():
+        raise StoreError(f"signature file not found: {path}")
+    adata = read_h5ad(path)
+    log.info("store source %s: %d signatures x %d genes (AnnData obs x var)", path, adata.n_obs, adata.n_vars)
+    return GCT.from_anndata(adata, dtype=np.float32)
 
 
 def _load_table(table: pd.DataFrame | str | os.PathLike[str] | None) -> pd.DataFrame | None:
@@ -550,7 +566,8 @@ def build_store(
     dest:
         Directory to create (built in a temporary sibling and renamed into place).
     signatures:
-        A :class:`~opencmap.core.gct.GCT` or a GCT/GCTX path (read ``block_size`` columns at a time).
+        A :class:`~opencmap.core.gct.GCT` or a GCT/GCTX path (read ``block_size`` columns at a time), or an
+        AnnData ``.h5ad`` of signatures (obs = signatures, var = genes; read into memory).
     sig_info:
         Signature table (``sig_id`` + GEO ``sig_info`` fields), DataFrame or path; default: the
         matrix's column metadata.

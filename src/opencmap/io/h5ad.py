@@ -1,0 +1,61 @@
+"""AnnData ``.h5ad`` files (the scverse standard), through the optional ``anndata`` package.
+
+:func:`read_h5ad` and :func:`write_h5ad` wrap ``anndata``'s own reader and writer (imported only
+when called) with opencmap's errors and atomic writes. Conversions between AnnData and opencmap's
+objects live with the objects (:meth:`opencmap.core.gct.GCT.to_anndata`,
+:meth:`opencmap.query.result.QueryResult.to_anndata`).
+"""
+
+from __future__ import annotations
+
+import logging
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from opencmap.errors import ConfigError, FormatError
+from opencmap.io.atomic import atomic_write_path
+
+__all__ = ["read_h5ad", "write_h5ad", "import_anndata"]
+
+logger = logging.getLogger(__name__)
+
+
+def import_anndata() -> Any:
+    """The ``anndata`` module, or a :class:`~opencmap.errors.ConfigError` saying how to install it."""
+    try:
+        import anndata
+    except ImportError as exc:
+        raise ConfigError("this needs the optional anndata package; install it with pip install 'opencmap[anndata]'") from exc
+    return anndata
+
+
+def read_h5ad(path: str | PathLike[str], *, backed: bool = False) -> Any:
+    """Read an AnnData ``.h5ad`` file (``anndata.read_h5ad``; ``backed`` keeps X on disk).
+
+    Raises
+    ------
+    ConfigError
+        anndata is not installed.
+    FormatError
+        Missing file, or not a readable ``.h5ad`` file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FormatError("file not found; check the path", path=p)
+    anndata = import_anndata()
+    try:
+        adata = anndata.read_h5ad(p, backed="r" if backed else None)
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise FormatError(f"not a readable .h5ad (AnnData) file ({exc})", path=p) from exc
+    logger.debug("read %s: %d obs x %d var", p, adata.n_obs, adata.n_vars)
+    return adata
+
+
+def write_h5ad(adata: Any, path: str | PathLike[str], *, compression: str | None = None) -> Path:
+    """Write ``adata`` to ``path`` atomically (``AnnData.write_h5ad``); returns ``path``."""
+    import_anndata()
+    p = Path(path)
+    with atomic_write_path(p) as tmp:
+        adata.write_h5ad(Path(tmp), compression=compression)
+    return p
