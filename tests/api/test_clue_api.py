@@ -39,7 +39,10 @@ def get(client, resource, flt):
 def test_perts_filter_and_fields(clue):
     out = get(clue, "perts", {"where": {"pert_id": {"inq": ["BRD-000", "BRD-001", "NOPE"]}}, "fields": {"pert_id": True, "pert_iname": True}})
     assert sorted(out, key=lambda r: r["pert_id"]) == [{"pert_id": "BRD-000", "pert_iname": "compound0"}, {"pert_id": "BRD-001", "pert_iname": "compound1"}]
+    r = clue.get("/perts", params={"filter": json.dumps({"where": {"pert_id": "BRD-000"}, "fields": ["pert_id", "pubchem_cid"]})})
+    assert r.json() == [{"pert_id": "BRD-000"}] and r.headers["X-OpenCMap-Unknown-Fields"] == "pubchem_cid"
     full = get(clue, "perts", {"where": {"pert_id": "BRD-000"}})[0]
+    assert full["id"] == "BRD-000"
     assert full["pcl_membership"] == ["PCL_A"] and sorted(full["cell_id"]) == ["A375", "MCF7", "PC3"] and full["num_sig"] == 6
 
 

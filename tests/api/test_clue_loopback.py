@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opencmap.api.clue.loopback import OPERATORS, LoopBackError, apply_filter, apply_where, parse_filter
+from opencmap.api.clue.loopback import OPERATORS, LoopBackError, apply_filter, apply_where, parse_filter, unknown_fields
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,8 @@ def test_bad_filters(perts):
         parse_filter({"include": "sigs"})
     with pytest.raises(LoopBackError, match="'or' needs a list"):
         apply_where(perts, {"or": {"pert_id": "x"}})
+    assert apply_filter(perts, parse_filter({"where": {"pert_id": "BRD-A"}, "fields": ["pert_id", "pubchem_cid"]})) == [{"pert_id": "BRD-A"}]
+    assert unknown_fields(perts, parse_filter({"fields": ["pert_id", "pubchem_cid"]})) == ["pubchem_cid"]
     with pytest.raises(LoopBackError, match="more than this server returns at once"):
         apply_filter(perts, parse_filter({}), max_rows=3)
     assert len(apply_filter(perts, parse_filter({"limit": 3}), max_rows=3)) == 3

@@ -20,7 +20,8 @@ Covered
   and ``GET /api/<resource>/count?where=`` with LoopBack's filter JSON: ``where`` (equality and
   ``eq neq gt gte lt lte between inq nin like nlike ilike nilike regexp``, ``and``/``or``),
   ``fields`` (object or list), ``order``, ``limit``, ``skip``/``offset``
-  (:mod:`opencmap.api.clue.loopback` has the exact semantics). Fields, from the served store:
+  (:mod:`opencmap.api.clue.loopback` has the exact semantics). Every record has an ``id`` (its
+  primary id, as LoopBack's). Fields, from the served store:
   ``sigs`` = the store's ``sig_info`` columns; ``perts`` = ``pert_id pert_iname pert_type moa target
   num_sig cell_id num_cell pcl_membership`` (lists for moa, target, cell_id, pcl_membership);
   ``genes`` = ``entrez_id gene_symbol gene_title l1000_type`` (+ the store's ``pr_*`` fields);
@@ -51,7 +52,8 @@ Not covered
 -----------
 Other clue.io collections (``profiles``, ``plates``, ``datasets``, ``dataTypes``, ``macchiato``,
 ``rep_fda_exclusivity``, ...), writes to collections (``run_post``/``run_put``/``run_delete`` on
-anything but ``jobs``), LoopBack ``include``, ``near`` and lookups by Mongo ``id``, the ``arfs/``
+anything but ``jobs``), LoopBack ``include``, ``near``, ``GET /api/<resource>/<id>``, the
+query-string form ``?filter[where][field]=value`` (send the JSON form), the ``arfs/``
 text reports and ``query_config.yaml`` of the archive, clue.io's Touchstone data (scores come from
 the served store), and the exact status strings of clue.io's job queue beyond those listed. Errors
 are ``{"error": {"statusCode", "name", "code", "message"}}``: an unsupported LoopBack operator or
@@ -74,7 +76,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from opencmap.api.clue.jobs import ClueJobs, clue_status, parse_submission, write_archive
-from opencmap.api.clue.loopback import LoopBackError, apply_filter, apply_where, parse_filter, parse_where
+from opencmap.api.clue.loopback import LoopBackError, apply_filter, apply_where, parse_filter, parse_where, unknown_fields
 from opencmap.api.clue.resources import RESOURCES, ClueTables
 from opencmap.api.deps import get_catalogue, get_runner, get_service
 from opencmap.api.jobs import JobRunner
@@ -126,9 +128,14 @@ WhereText = Annotated[str | None, Query(max_length=200_000, description="LoopBac
 def _collection_routes(resource: str) -> None:
     def find(request: Request, filter_text: FilterText = None) -> Any:
         try:
-            return apply_filter(get_tables(request).table(resource), parse_filter(filter_text), resource=resource, max_rows=MAX_RECORDS)
+            table = get_tables(request).table(resource)
+            flt = parse_filter(filter_text)
+            records = apply_filter(table, flt, resource=resource, max_rows=MAX_RECORDS)
         except LoopBackError as exc:
             return _error(400, "invalid_filter", str(exc))
+        unknown = unknown_fields(table, flt)
+        headers = {"X-OpenCMap-Unknown-Fields": ",".join(unknown)[:2000]} if unknown else None
+        return JSONResponse(records, headers=headers)
 
     def count(request: Request, where: WhereText = None) -> Any:
         try:

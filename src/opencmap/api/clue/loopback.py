@@ -14,12 +14,14 @@ This module parses those JSON documents and applies them to a DataFrame (one row
   stands for any run of characters (SQL's wildcard); ``regexp`` takes ``"pattern"`` or
   ``"/pattern/flags"`` (flag ``i``).
 - ``fields``: ``{"a": true, "b": true}`` (only these), ``{"a": false}`` (all but these) or
-  ``["a", "b"]``.
+  ``["a", "b"]``; fields the collection does not have are left out of the records, as LoopBack
+  does (the API lists them in the ``X-OpenCMap-Unknown-Fields`` response header).
 - ``order``: ``"field ASC"`` / ``"field DESC"`` or a list of them (missing values last).
 - ``limit`` / ``skip`` (alias ``offset``).
 
 Anything else is refused with a :class:`LoopBackError` naming it and what is supported: an
-unknown operator, an unknown field (LoopBack's MongoDB models would silently match nothing),
+unknown operator, an unknown field in ``where`` or ``order`` (LoopBack's MongoDB models would
+silently match nothing),
 ``include`` (no relations here), ``near`` (no geo fields), malformed JSON.
 """
 
@@ -36,7 +38,7 @@ import pandas as pd
 
 from opencmap.errors import ValidationError
 
-__all__ = ["LoopBackError", "Filter", "OPERATORS", "parse_filter", "parse_where", "apply_where", "apply_filter"]
+__all__ = ["LoopBackError", "Filter", "OPERATORS", "parse_filter", "parse_where", "apply_where", "apply_filter", "unknown_fields"]
 
 #: the ``where`` operators understood (``and``/``or`` combine clauses)
 OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "between", "inq", "nin", "like", "nlike", "ilike", "nilike", "regexp")
@@ -247,6 +249,11 @@ def apply_where(frame: pd.DataFrame, where: Mapping[str, Any], *, resource: str 
     return mask
 
 
+def unknown_fields(frame: pd.DataFrame, flt: Filter) -> list[str]:
+    """Fields named in ``fields`` that ``frame`` does not have (left out of the records, as LoopBack does)."""
+    return [f for f in (*(flt.fields or ()), *flt.exclude) if f not in frame.columns]
+
+
 def _json_ready(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_ready(v) for v in value]
@@ -267,8 +274,6 @@ def apply_filter(frame: pd.DataFrame, flt: Filter, *, resource: str = "this reso
     """
     for field, _ in flt.order:
         _check_field(frame, field, resource)
-    for field in (*(flt.fields or ()), *flt.exclude):
-        _check_field(frame, field, resource)
     rows = frame[apply_where(frame, flt.where, resource=resource)]
     if max_rows is not None:
         if flt.limit is not None and flt.limit > max_rows:
@@ -286,8 +291,8 @@ def apply_filter(frame: pd.DataFrame, flt: Filter, *, resource: str = "this reso
     stop = None if flt.limit is None else flt.skip + flt.limit
     rows = rows.iloc[flt.skip:stop]
     if flt.fields:
-        rows = rows[list(flt.fields)]
+        rows = rows[[f for f in flt.fields if f in rows.columns]]
     elif flt.exclude:
-        rows = rows.drop(columns=list(flt.exclude))
+        rows = rows.drop(columns=[f for f in flt.exclude if f in rows.columns])
     columns = [str(c) for c in rows.columns]
     return [{c: _json_ready(v) for c, v in zip(columns, values, strict=True)} for values in rows.itertuples(index=False, name=None)]

@@ -94,4 +94,7 @@ class ClueTables:
             "num_members": [len(m) for m in members.values()],
             "num_in_store": catalogue.pcls["n_in_store"].astype(np.int64).tolist() if len(catalogue.pcls) else [],
         })  # fmt: skip
+        for frame, key in ((perts, "pert_id"), (sigs, "sig_id"), (genes, "entrez_id"), (cells, "cell_id"), (pcls, "group_id")):
+            if "id" not in frame.columns:  # LoopBack records carry an id: here the primary id, as text
+                frame.insert(0, "id", frame[key].astype(str).to_numpy())
         return cls(perts=perts, sigs=sigs, genes=genes, cells=cells, pcls=pcls)
