@@ -241,3 +241,11 @@ def test_de_vector_for_vector_metrics():
     de = queries_from_de(DATA / "limma_toptable.txt", vector=True)
     vec = de[0].vector
     assert len(vec) == 60 and vec["GENE17"] == pytest.approx(BASE.lfc[17], abs=1e-5)
+
+
+def test_ensembl_versions_are_read_without_them():
+    genes = [f"ENSG{i:011d}.{i % 3 + 1}" for i in range(12)]
+    with pytest.warns(DESelectionWarning, match="no down gene"):
+        de = queries_from_de(_frame(gene_id=genes, logFC=np.arange(1.0, 13.0), FDR=0.01), min_genes=10)
+    assert de[0].up[0] == "ENSG00000000011" and all("." not in g for g in de[0].up)
+    assert any("12 Ensembl ids written with a version suffix (e.g. ENSG00000000000.1)" in n for n in de.notes)

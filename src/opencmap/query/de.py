@@ -22,6 +22,7 @@ list as a numeric vector query (for cosine / Spearman / Pearson).
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -157,6 +158,25 @@ def detect_de_columns(
         raise ValidationError(f"{source}: the gene, fold-change, adjusted p-value and contrast columns must differ "
                               f"(got {gene!r}, {lfc!r}, {padj!r}, {group!r})")
     return DEColumns(gene=gene, lfc=lfc, padj=padj, pvalue=pvalue, group=group, tool=_guess_tool(set(map(str, frame.columns))))
+
+
+_ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*G\d{11})\.\d+$")
+
+
+def _strip_versions(tokens: np.ndarray, notes: list[str]) -> np.ndarray:
+    """Ensembl gene ids with a version suffix (``ENSG00000141510.17``, as tximport/salmon write them)
+    lose it: gene tables key Ensembl ids without versions. Noted when any was changed."""
+    out = tokens.copy()
+    changed = 0
+    for i, t in enumerate(tokens):
+        m = _ENSEMBL_VERSION.match(t)
+        if m:
+            out[i] = m.group(1)
+            changed += 1
+    if changed:
+        notes.append(f"{changed} Ensembl ids written with a version suffix (e.g. {tokens[[bool(_ENSEMBL_VERSION.match(t)) for t in tokens]][0]}) "
+                     "were read without it")
+    return out
 
 
 def _gene_tokens(series: pd.Series | Sequence[Any]) -> np.ndarray:
@@ -305,7 +325,7 @@ def _select(
     n_rows = len(frame)
     notes: list[str] = []
     warn: list[str] = []
-    genes = _gene_tokens(frame[cols.gene])
+    genes = _strip_versions(_gene_tokens(frame[cols.gene]), notes)
     lfc = _numbers(frame[cols.lfc])
     pad = _numbers(frame[cols.padj]) if cols.padj else np.zeros(n_rows)
     pval = _numbers(frame[cols.pvalue]) if cols.pvalue else np.zeros(n_rows)
@@ -629,10 +649,10 @@ def _vector_query(
     resolver: Resolver | None,
     what: str,
 ) -> tuple[Query, DESelection]:
-    tokens = _gene_tokens(genes)
+    notes: list[str] = []
+    tokens = _strip_versions(_gene_tokens(genes), notes)
     values = np.asarray(values, dtype=np.float64)
     n_rows = len(tokens)
-    notes: list[str] = []
     warn: list[str] = []
     missing = ~np.isfinite(values) | np.array([t.lower() in _MISSING_TEXT for t in tokens], dtype=bool)
     n_missing = int(missing.sum())
