@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from opencmap.errors import DESelectionWarning, FormatError, ValidationError
+from opencmap.errors import FormatError, ValidationError
 from opencmap.query.de import queries_from_de, queries_from_rank_genes_groups
 from opencmap.query.engine import Engine
 
