@@ -150,3 +150,18 @@ def test_cli_format_h5ad(built_store, level5, tmp_path):
     assert files == sorted(f"{lv}.h5ad" for lv in ("sig", "pert_cell", "pert_summary"))
     a = anndata.read_h5ad(tmp_path / "out" / "sig.h5ad")
     assert list(a.obs_names) == ["de"] and a.n_vars == built_store.n_signatures
+
+
+def test_cli_store_build_from_h5ad(level5, tmp_path):
+    from opencmap.cli import cli
+    from opencmap.core.gct import GCT
+    from opencmap.io.h5ad import write_h5ad
+    from opencmap.query.store import open_store
+
+    gct, info, _ = level5
+    signatures = GCT(gct.data, row_meta=gct.row_meta, col_meta=info.set_index("sig_id").loc[list(gct.cids)])
+    write_h5ad(signatures.to_anndata(), tmp_path / "sigs.h5ad")
+    res = CliRunner().invoke(cli, ["store", "build", str(tmp_path / "sigs.h5ad"), str(tmp_path / "store")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    store = open_store(tmp_path / "store")
+    assert store.n_signatures == gct.shape[1] and list(store.sig_ids) == list(gct.cids)

@@ -40,7 +40,7 @@ def command() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
 def build(signatures: Path, dest: Path, sig_info: Path | None, gene_info: Path | None, spaces: tuple[str, ...],
           gene_lists: tuple[str, ...], default_space: str | None, signature_major: bool, block_size: int | None, overwrite: bool) -> None:
-    """Build a reference store DEST from Level 5 SIGNATURES (GCT/GCTX, or an AnnData .h5ad: obs = signatures)."""
+    """Build a reference store DEST from Level 5 SIGNATURES (GCT/GCTX, or an AnnData .h5ad with signatures as obs)."""
     from opencmap.io import read_grp
     from opencmap.query.store import build_store
 

@@ -44,7 +44,9 @@ Covered
   ``matrices/query/{up.gmt, dn.gmt, cs_n<Q>x<S>.gctx, cs_up_*, cs_dn_*, leadf_up_*, leadf_dn_*}``,
   ``matrices/opencmap/`` (FDR), ``query_info.txt``, ``notes.txt``, ``README.txt``.
 - ``user_key``: sent as a header (or ``?user_key=``), it must equal the server's API token
-  (``opencmap serve --token``); a wrong or missing key is 401. Without a token any key is accepted.
+  (``opencmap serve --token``); a wrong or missing key is 401, also for the result archive (fetch
+  it with the ``user_key`` header; clueR's ``download.file`` sends none, so with a token clueR
+  downloads fail where clue.io's public S3 links would not). Without a token any key is accepted.
   Reverse proxies such as nginx drop headers with underscores unless told not to
   (``underscores_in_headers on``).
 
