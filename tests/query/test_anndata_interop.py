@@ -165,3 +165,14 @@ def test_cli_store_build_from_h5ad(level5, tmp_path):
     assert res.exit_code == 0, res.output
     store = open_store(tmp_path / "store")
     assert store.n_signatures == gct.shape[1] and list(store.sig_ids) == list(gct.cids)
+
+
+def test_cli_de_from_h5ad(built_store, tmp_path):
+    from opencmap.cli import cli
+
+    adata, _, _ = _rgg_adata()
+    adata.write_h5ad(tmp_path / "rgg.h5ad")
+    res = CliRunner().invoke(cli, ["query", str(built_store.path), "--de", str(tmp_path / "rgg.h5ad"), "--top", "1"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "# T cells: top 1" in res.stdout and "# B cells: top 1" in res.stdout
+    assert "scanpy table" in res.stderr and "25 up, 25 down genes" in res.stderr

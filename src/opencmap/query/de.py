@@ -240,6 +240,7 @@ class DESelection:
             "source": self.source,
             "tool": self.tool,
             "contrast": self.contrast or "",
+            "columns": self.columns.describe() if self.columns is not None else "",
             "padj_threshold": np.nan if self.padj_threshold is None else self.padj_threshold,
             "top": self.top,
             "n_rows": self.n_rows,
