@@ -249,3 +249,24 @@ def test_ensembl_versions_are_read_without_them():
         de = queries_from_de(_frame(gene_id=genes, logFC=np.arange(1.0, 13.0), FDR=0.01), min_genes=10)
     assert de[0].up[0] == "ENSG00000000011" and all("." not in g for g in de[0].up)
     assert any("12 Ensembl ids written with a version suffix (e.g. ENSG00000000000.1)" in n for n in de.notes)
+
+
+def test_seurat_findallmarkers_one_query_per_cluster():
+    de = queries_from_de(DATA / "seurat_findallmarkers.csv")
+    assert [q.name for q in de] == ["0", "1"]
+    sel = de.selections[0]
+    assert (sel.tool, sel.columns.gene, sel.columns.lfc, sel.columns.padj, sel.columns.group) == ("Seurat", "gene", "avg_log2FC", "p_val_adj", "cluster")
+    up, dn = _expected(SYMBOLS)
+    assert (list(de[0].up), list(de[0].down)) == (up, dn)
+    assert (list(de[1].up), list(de[1].down)) == (dn, up)  # opposite fold changes; gene names, not R's GENE1.1
+
+
+def test_semicolon_csv(tmp_path):
+    p = tmp_path / "de.csv"
+    rows = ["gene;log2FoldChange;padj"] + [f"G{i};{'-' if i % 2 else ''}2,{i + 1};0,001" for i in range(24)] + ["G99;1,5;NA"]
+    p.write_text("\n".join(rows) + "\n")
+    with pytest.warns(DESelectionWarning, match="1 rows set aside"):
+        de = queries_from_de(p)
+    assert len(de[0].up) == 12 and len(de[0].down) == 12
+    assert de[0].up[0] == "G8" and de.selections[0].n_missing == 1  # 2,9 is the largest (2,23 < 2,9)
+    assert any("decimal commas read as points in columns ['log2FoldChange', 'padj']" in n for n in de.notes)

@@ -23,6 +23,7 @@ import gzip
 import io
 import logging
 import math
+import re
 from os import PathLike
 from pathlib import Path
 
@@ -54,9 +55,14 @@ def _raw_text(p: Path) -> str:
     return text
 
 
-def _sniff_separator(text: str) -> str:
+def _sniff_separator(text: str, default: str | None = None) -> str:
+    """Tab, comma or semicolon (spreadsheets in locales with a decimal comma), from the header line."""
     first = next((line for line in text.splitlines() if line.strip()), "")
-    return "\t" if first.count("\t") >= max(first.count(","), 1) else ","
+    counts = {sep: first.count(sep) for sep in ("\t", ",", ";")}
+    if default is not None and counts[default]:
+        return default
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] else (default or ",")
 
 
 def _row_names_as_column(frame: pd.DataFrame) -> pd.DataFrame:
@@ -69,13 +75,30 @@ def _row_names_as_column(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+([eE][+-]?\d+)?$")
+
+
+def _decimal_commas(frame: pd.DataFrame) -> None:
+    """In a semicolon-separated table, columns whose every value is a number written with a decimal
+    comma (``2,5``) get a decimal point; their names go to ``frame.attrs["decimal_comma_columns"]``."""
+    changed = []
+    for col in frame.columns:
+        values = frame[col].astype(str).str.strip()
+        filled = values[~values.str.upper().isin(["", "NA", "NAN"])]
+        if len(filled) and filled.str.match(_DECIMAL_COMMA).any() and filled.str.match(r"^[+-]?\d*(,\d+)?([eE][+-]?\d+)?$").all():
+            frame[col] = values.str.replace(",", ".", regex=False)
+            changed.append(str(col))
+    frame.attrs["decimal_comma_columns"] = changed
+
+
 def read_de_table(path: str | PathLike[str], *, sheet: str | int | None = None) -> pd.DataFrame:
     """Read a differential-expression table as text cells (see the module docstring).
 
     Parameters
     ----------
     path:
-        ``.csv``, ``.tsv`` / ``.tab`` / ``.txt`` (separator sniffed for ``.txt`` and other names),
+        ``.csv``, ``.tsv`` / ``.tab`` / ``.txt`` (the separator the name implies when the header
+        line has it, else tab, comma or semicolon, whichever the header line has most),
         optionally ``.gz``; or ``.xlsx`` (needs the optional ``openpyxl`` package).
     sheet:
         Excel sheet name or 0-based position (default: the first sheet).
@@ -84,6 +107,10 @@ def read_de_table(path: str | PathLike[str], *, sheet: str | int | None = None) 
     ------
     FormatError
         Missing or empty file, unparsable text, repeated column names.
+
+    A semicolon-separated file (spreadsheets in locales with a decimal comma) has its decimal
+    commas read as points in columns holding only such numbers; those columns are listed in
+    ``frame.attrs["decimal_comma_columns"]``.
     ConfigError
         An Excel file without ``openpyxl`` installed.
     """
@@ -108,7 +135,7 @@ def read_de_table(path: str | PathLike[str], *, sheet: str | int | None = None) 
             raise FormatError("legacy .xls workbooks are not read; save the sheet as .xlsx or CSV", path=p)
         text = _raw_text(p)
         core = suffixes[-2] if len(suffixes) > 1 and suffixes[-1] == ".gz" else (suffixes[-1] if suffixes else "")
-        sep = _TEXT_SUFFIXES.get(core) or _sniff_separator(text)
+        sep = _sniff_separator(text, _TEXT_SUFFIXES.get(core))
         header = next(csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=sep), [])
         named = [h.strip() for h in header if h.strip()]
         if len(set(named)) != len(named):
@@ -117,8 +144,11 @@ def read_de_table(path: str | PathLike[str], *, sheet: str | int | None = None) 
         try:
             frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=True)
         except (pd.errors.ParserError, ValueError) as exc:
-            raise FormatError(f"cannot parse the table as {'tab' if sep == chr(9) else 'comma'}-separated ({exc})", path=p) from exc
+            raise FormatError(f"cannot parse the table as {({chr(9): 'tab', ',': 'comma', ';': 'semicolon'})[sep]}-separated ({exc})", path=p) from exc
     frame = _row_names_as_column(frame)
+    if not suffixes or suffixes[-1] not in _EXCEL:
+        if sep == ";":
+            _decimal_commas(frame)
     if frame.empty:
         raise FormatError(f"the table has a header ({list(frame.columns)[:10]}) but no rows", path=p)
     logger.debug("read DE table %s: %d rows, columns %s", p, len(frame), list(frame.columns))

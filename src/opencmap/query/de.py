@@ -25,7 +25,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -518,6 +518,7 @@ def queries_from_de(
     _check_options(padj, top, min_genes)
     if isinstance(table, pd.DataFrame):
         frame, source = table.copy(), "DE table"
+        read_notes: list[str] = []
         if not isinstance(frame.index, pd.RangeIndex):
             frame = frame.reset_index(names="")
         frame.columns = [str(c) for c in frame.columns]
@@ -531,6 +532,7 @@ def queries_from_de(
         from opencmap.io.de import read_de_table
 
         frame, source = read_de_table(path, sheet=sheet), str(path)
+        read_notes = [f"decimal commas read as points in columns {frame.attrs['decimal_comma_columns']}"] if frame.attrs.get("decimal_comma_columns") else []
         default_name = path.name.split(".")[0] or "de"
     cols = detect_de_columns(
         frame, gene_col=gene_col, lfc_col=lfc_col, padj_col=padj_col, pvalue_col=pvalue_col, group_col=group_col, source=source
@@ -554,6 +556,8 @@ def queries_from_de(
                 part.reset_index(drop=True), cols, name=qname, source=source, contrast=contrast,
                 padj=padj, top=top, min_genes=min_genes, resolver=resolver,
             )
+        if read_notes:
+            selection = replace(selection, notes=(*read_notes, *selection.notes))
         queries.append(query)
         selections.append(selection)
     return DEQueries(queries, selections)

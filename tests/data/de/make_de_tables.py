@@ -76,6 +76,20 @@ def scanpy(b: pd.DataFrame) -> None:
     pd.concat(parts).to_csv(HERE / "scanpy_rank_genes_groups.csv", index=False, float_format="%.6g")
 
 
+def seurat(b: pd.DataFrame) -> None:
+    # write.csv(FindAllMarkers(obj), "seurat_findallmarkers.csv"): row names made unique by R
+    # (GENE1, GENE1.1, ...) for genes marking several clusters; a gene and a cluster column
+    lines = ['"","p_val","avg_log2FC","pct.1","pct.2","p_val_adj","cluster","gene"']
+    seen: dict[str, int] = {}
+    for cluster, sign in (("0", 1.0), ("1", -1.0)):
+        for i, r in b.iterrows():
+            gene = f"GENE{i}"
+            row_name = gene if gene not in seen else f"{gene}.{seen[gene]}"
+            seen[gene] = seen.get(gene, 0) + 1
+            lines.append(f'"{row_name}",{_fmt(r.p)},{_fmt(sign * r.lfc)},0.8,0.2,{_fmt(r.padj)},"{cluster}","{gene}"')
+    (HERE / "seurat_findallmarkers.csv").write_text("\n".join(lines) + "\n")
+
+
 def excel(b: pd.DataFrame) -> None:
     # DESeq2 results saved from R with openxlsx::write.xlsx(as.data.frame(res), rowNames=TRUE):
     # row names in a first column with an empty header cell
@@ -97,5 +111,6 @@ if __name__ == "__main__":
     edger(base)
     limma(base)
     scanpy(base)
+    seurat(base)
     excel(base)
     rnk(base)
