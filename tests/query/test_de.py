@@ -196,6 +196,11 @@ def test_store_resolver_mixed_identifiers(built_store):
     assert "1005" in de[0].up and "GENE5" not in de[0].up  # the more significant token is kept, as written
     result = Engine(built_store).run(de, metric="wtcs")
     assert result.queries[0].unknown == ()
+    with pytest.warns(DESelectionWarning):
+        by_store = queries_from_de(frame, store=built_store)
+    assert by_store.queries == de.queries and by_store.selections[0].unmapped == sel.unmapped
+    with pytest.raises(ValidationError, match="not both"):
+        queries_from_de(frame, store=built_store, resolver=str)
 
 
 def test_end_to_end_ranks_planted_programme(built_store, level5):

@@ -307,6 +307,14 @@ def store_resolver(store: Any, space: str | None = None) -> Resolver:
     return resolve
 
 
+def _resolver(resolver: Resolver | None, store: Any, space: str | None) -> Resolver | None:
+    if store is None:
+        return resolver
+    if resolver is not None:
+        raise ValidationError("give a resolver or a store, not both")
+    return store_resolver(store, space)
+
+
 def _shown(items: Sequence[str]) -> str:
     return ", ".join(items[:_SHOW]) + (f" and {len(items) - _SHOW} more" if len(items) > _SHOW else "")
 
@@ -463,6 +471,8 @@ def queries_from_de(
     top: int = DEFAULT_TOP,
     min_genes: int = DEFAULT_MIN_GENES,
     resolver: Resolver | None = None,
+    store: Any = None,
+    space: str | None = None,
     gene_col: str | None = None,
     lfc_col: str | None = None,
     padj_col: str | None = None,
@@ -489,6 +499,9 @@ def queries_from_de(
     resolver:
         ``token -> store gene id or None``; when given, the top genes are taken among genes it
         maps (see :func:`store_resolver`) and the others are reported as unmapped.
+    store, space:
+        Instead of ``resolver``: a store (and feature space, default the store's) whose genes the
+        top genes are taken among (``store_resolver(store, space)``).
     gene_col, lfc_col, padj_col, pvalue_col, group_col:
         Column names overriding the detection (:func:`detect_de_columns`); ``group_col`` splits
         the table into one query per contrast (scanpy's ``group``, or any contrast column).
@@ -516,6 +529,7 @@ def queries_from_de(
         Every gene filtered out, or a side with fewer than ``min_genes`` genes.
     """
     _check_options(padj, top, min_genes)
+    resolver = _resolver(resolver, store, space)
     if isinstance(table, pd.DataFrame):
         frame, source = table.copy(), "DE table"
         read_notes: list[str] = []
@@ -602,6 +616,8 @@ def queries_from_rank_genes_groups(
     top: int = DEFAULT_TOP,
     min_genes: int = DEFAULT_MIN_GENES,
     resolver: Resolver | None = None,
+    store: Any = None,
+    space: str | None = None,
     name: str | None = None,
     vector: bool = False,
 ) -> DEQueries:
@@ -618,6 +634,7 @@ def queries_from_rank_genes_groups(
 
         source = str(adata)
         adata = read_h5ad(adata)
+    resolver = _resolver(resolver, store, space)
     frame = rank_genes_groups_frame(adata, key, source=source)
     if "logfoldchanges" not in frame.columns:
         raise ValidationError(
@@ -713,6 +730,8 @@ def queries_from_rnk(
     path: str | os.PathLike[str],
     *,
     resolver: Resolver | None = None,
+    store: Any = None,
+    space: str | None = None,
     name: str | None = None,
 ) -> DEQueries:
     """A numeric vector query from a pre-ranked gene list (``.rnk``: gene, score).
@@ -723,6 +742,7 @@ def queries_from_rnk(
     """
     from opencmap.io.de import read_rnk
 
+    resolver = _resolver(resolver, store, space)
     series = read_rnk(path)
     qname = name or str(series.name or "rnk")
     q, s = _vector_query(list(series.index), series.to_numpy(), name=qname, source=str(path), tool="rnk",
