@@ -43,7 +43,7 @@ def test_de_table_query(setup):
     assert res.exit_code == 0, res.output
     assert "DESeq2 table (genes row names" in res.stderr
     assert "30 up, 30 down genes" in res.stderr
-    assert "1 significant genes are not in the store's feature space and were skipped: NOT_A_GENE" in res.stderr
+    assert "1 candidate genes (past the filters) are not in the store's feature space and were skipped: NOT_A_GENE" in res.stderr
     lines = res.stdout.split("# deseq2: top 4")[1].splitlines()[2:]
     assert {line.split("\t")[1] for line in lines} == {"BRD-000", "BRD-001", "BRD-002", "BRD-003"}
 

@@ -175,7 +175,7 @@ def test_contrast_column_and_overrides():
 
 def test_resolver_takes_top_among_mapped():
     unmapped = {"GENE9", "GENE5"}  # the two largest up fold changes
-    with pytest.warns(DESelectionWarning, match="2 significant genes are not in the store"):
+    with pytest.warns(DESelectionWarning, match=r"2 candidate genes \(past the filters\) are not in the store"):
         de = queries_from_de(DATA / "limma_toptable.txt", top=10, resolver=lambda t: None if t in unmapped else t)
     up, _ = _expected(SYMBOLS, top=12)
     assert up[:2] == ["GENE9", "GENE5"]

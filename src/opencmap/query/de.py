@@ -401,7 +401,7 @@ def _select(
         notes.append(msg)
         warn.append(msg)
     if unmapped:
-        msg = f"{len(unmapped)} significant genes are not in the store's feature space and were skipped: {_shown(unmapped)}"
+        msg = f"{len(unmapped)} candidate genes (past the filters) are not in the store's feature space and were skipped: {_shown(unmapped)}"
         notes.append(msg)
         warn.append(msg)
     zero = lfc[rows] == 0
