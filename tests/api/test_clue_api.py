@@ -135,6 +135,8 @@ def test_job_multipart_upload_and_errors(clue, programs):
     r = clue.post("/jobs", json={"tool_id": "sig_fancy_tool", "uptag-cmapfile": "T\t\t1"})
     assert r.status_code == 400 and "sig_gutc_tool" in r.json()["error"]["message"]
     assert clue.get("/jobs/findByJobId/" + "0" * 32).status_code == 404
+    small = clue.post("/jobs", data={"tool_id": "sig_gutc_tool", "uptag-cmapfile": "T\t\t" + "\t".join(up[:3])})
+    assert small.status_code == 400 and "3 up genes" in small.json()["error"]["message"]
 
 
 def test_wrong_user_key_is_401(test_store, tmp_path_factory):

@@ -192,8 +192,11 @@ async def submit_job(request: Request) -> Any:
         return _error(400, "invalid_job", f"invalid job: {'.'.join(map(str, first.get('loc', ())))}: {first.get('msg', '')}")
     except OpenCMapError as exc:
         return _error(400, "invalid_job", str(exc))
-    n = await run_in_threadpool(service.check, req)
-    report = await run_in_threadpool(service.validate, req)
+    try:
+        n = await run_in_threadpool(service.check, req)
+        report = await run_in_threadpool(service.validate, req)
+    except OpenCMapError as exc:  # unusable gene sets, limits: the library's message
+        return _error(400, "invalid_job", str(exc))
     for q in report["queries"]:
         if q["unknown"] or q["dropped"]:
             notes.append(f"query {q['name']}: {len(q['unknown'])} unknown genes ({', '.join(q['unknown'][:10])}) and "
