@@ -16,14 +16,28 @@ from opencmap.query.engine import Engine
 anndata = pytest.importorskip("anndata")
 
 
+def _de_queries(prog):
+    a = queries_from_de(pd.DataFrame({"gene": prog["A_up"] + prog["A_dn"], "logFC": [2.0] * 40 + [-2.0] * 40, "FDR": 1e-4}), name="A")
+    b = queries_from_de(pd.DataFrame({"gene": prog["B_up"] + prog["B_dn"] + ["NOPE"], "logFC": [2.0] * 40 + [-2.0] * 41, "FDR": 1e-4}), name="B")
+    return a, b
+
+
 @pytest.fixture(scope="module")
 def result(built_store, level5, pcl):
-    _, _, prog = level5
-    queries = [
-        *queries_from_de(pd.DataFrame({"gene": prog["A_up"] + prog["A_dn"], "logFC": [2.0] * 40 + [-2.0] * 40, "FDR": 1e-4}), name="A"),
-        *queries_from_de(pd.DataFrame({"gene": prog["B_up"] + prog["B_dn"] + ["NOPE"], "logFC": [2.0] * 40 + [-2.0] * 41, "FDR": 1e-4}), name="B"),
-    ]
-    return Engine(built_store, pcl=pcl).run(queries, on_invalid="raise")
+    a, b = _de_queries(level5[2])
+    return Engine(built_store, pcl=pcl).run([*a, *b], on_invalid="raise")
+
+
+def test_query_info_joins_de_selection(result, level5, tmp_path):
+    a, b = _de_queries(level5[2])
+    info = pd.concat([a.table(), b.table()], ignore_index=True).drop(columns=["n_up", "n_down"])
+    adata = result.to_anndata("pert_summary", query_info=info)
+    assert adata.obs.loc["B", "n_candidates_down"] == 41 and adata.obs.loc["A", "tool"] == "DE"
+    result.write_h5ad(tmp_path / "x.h5ad", level="pert_summary", query_info=info)
+    back = anndata.read_h5ad(tmp_path / "x.h5ad")
+    assert back.obs.loc["B", "n_candidates_down"] == 41
+    with pytest.raises(ValidationError, match="already obs columns"):
+        result.to_anndata(query_info=a.table())
 
 
 def test_to_anndata_read_back_equals_frames(result, tmp_path):

@@ -389,18 +389,19 @@ class QueryResult:
 
 
     # ------------------------------------------------------------------ AnnData (optional extra)
-    def to_anndata(self, level: str = "sig", *, x: str | None = None) -> Any:
+    def to_anndata(self, level: str = "sig", *, x: str | None = None, query_info: pd.DataFrame | None = None) -> Any:
         """One level as an ``anndata.AnnData``: queries x rows, a layer per metric, metadata in ``var``,
-        query fields in ``obs`` (see :mod:`opencmap.query.result_anndata`). Needs ``anndata``."""
+        query fields in ``obs`` (+ ``query_info`` columns, e.g. ``DEQueries.table()``); see
+        :mod:`opencmap.query.result_anndata`. Needs ``anndata``."""
         from opencmap.query.result_anndata import result_to_anndata
 
-        return result_to_anndata(self, level, x=x)
+        return result_to_anndata(self, level, x=x, query_info=query_info)
 
-    def write_h5ad(self, path: str | os.PathLike[str], *, level: str = "sig") -> Path:
+    def write_h5ad(self, path: str | os.PathLike[str], *, level: str = "sig", query_info: pd.DataFrame | None = None) -> Path:
         """Write :meth:`to_anndata` of ``level`` as an ``.h5ad`` file (atomically); returns ``path``."""
         from opencmap.io.h5ad import write_h5ad
 
-        return write_h5ad(self.to_anndata(level), path)
+        return write_h5ad(self.to_anndata(level, query_info=query_info), path)
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from opencmap.errors import IdNotFoundError
+from opencmap.errors import IdNotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from opencmap.query.result import QueryResult
@@ -61,11 +61,13 @@ def _obs(result: QueryResult) -> pd.DataFrame:
     return _storable(obs)
 
 
-def result_to_anndata(result: QueryResult, level: str = "sig", *, x: str | None = None) -> Any:
+def result_to_anndata(result: QueryResult, level: str = "sig", *, x: str | None = None, query_info: pd.DataFrame | None = None) -> Any:
     """One level of ``result`` as an ``anndata.AnnData`` (see the module docstring).
 
-    ``x`` names the metric placed in ``X`` (default: the level's default metric). Needs the
-    optional ``anndata`` package.
+    ``x`` names the metric placed in ``X`` (default: the level's default metric). ``query_info``
+    adds per-query columns to ``obs`` (a table with a ``query`` column or indexed by query name,
+    e.g. ``DEQueries.table()``: what was taken from a DE table and why); its columns must not
+    repeat ``obs``'s. Needs the optional ``anndata`` package.
     """
     from opencmap.io.h5ad import import_anndata
 
@@ -91,4 +93,16 @@ def result_to_anndata(result: QueryResult, level: str = "sig", *, x: str | None 
     }
     if not uns["opencmap"]["notes"]:
         del uns["opencmap"]["notes"]  # an empty list has no h5ad type; absent = no notes
-    return anndata.AnnData(X=layers[x_metric].copy(), obs=_obs(result), var=_storable(var), layers=layers, uns=uns)
+    obs = _obs(result)
+    if query_info is not None:
+        extra = query_info.set_index("query") if "query" in query_info.columns else query_info
+        extra = extra.copy()
+        extra.index = extra.index.astype(str)
+        clash = sorted(set(map(str, extra.columns)) & set(obs.columns))
+        if clash:
+            raise ValidationError(f"query_info columns {clash} are already obs columns; rename them")
+        unknown = sorted(set(extra.index) - set(obs.index))
+        if unknown:
+            raise IdNotFoundError(f"query_info names queries that are not in the result: {unknown[:10]}")
+        obs = obs.join(_storable(extra), how="left")
+    return anndata.AnnData(X=layers[x_metric].copy(), obs=obs, var=_storable(var), layers=layers, uns=uns)
