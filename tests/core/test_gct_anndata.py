@@ -8,6 +8,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from opencmap.core.gct import GCT
 from opencmap.errors import ValidationError
@@ -87,3 +90,24 @@ def test_core_does_not_import_anndata():
     code = "import sys, opencmap.core.gct, opencmap.query.result; print('anndata' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@st.composite
+def gcts(draw):
+    n_rows = draw(st.integers(1, 8))
+    n_cols = draw(st.integers(1, 6))
+    data = draw(arrays(np.float32, (n_rows, n_cols), elements=st.floats(width=32, allow_nan=True, allow_infinity=True)))
+    ids = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=8)
+    rids = draw(st.lists(ids, min_size=n_rows, max_size=n_rows, unique=True))
+    cids = draw(st.lists(ids, min_size=n_cols, max_size=n_cols, unique=True))
+    row_meta = pd.DataFrame({"symbol": draw(st.lists(st.text(max_size=5), min_size=n_rows, max_size=n_rows))}, index=rids)
+    col_meta = pd.DataFrame({"dose": draw(st.lists(st.floats(0, 10), min_size=n_cols, max_size=n_cols))}, index=cids)
+    return GCT(data, row_meta=row_meta, col_meta=col_meta)
+
+
+@settings(max_examples=40, deadline=None)
+@given(gcts())
+def test_round_trip_property(g):
+    back = GCT.from_anndata(g.to_anndata())
+    assert back.equals(g)
+    assert back.data.tobytes() == g.data.tobytes()
