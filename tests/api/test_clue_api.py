@@ -132,6 +132,11 @@ def test_job_multipart_upload_and_errors(clue, programs):
     r = clue.post("/jobs", data={"tool_id": "sig_queryl1k_tool", "name": "up"}, files=files)
     assert r.status_code == 200, r.text
     assert _wait(clue, r.json()["result"]["job_id"])["status"] == "completed"
+    as_json = clue.post("/jobs", json={"tool_id": "sig_fastgutc_tool", "name": "json_job", "ignoreWarnings": True, "data_type": "L1000",
+                                       "uptag-cmapfile": "Q2\t\t" + "\t".join(up), "dntag-cmapfile": "Q2\t\t" + "\t".join(dn)})
+    assert as_json.status_code == 200, as_json.text
+    done = _wait(clue, as_json.json()["result"]["job_id"])
+    assert done["status"] == "completed" and done["params"]["ignoreWarnings"] is True and done["queries"] == ["Q2"]
     r = clue.post("/jobs", json={"tool_id": "sig_fancy_tool", "uptag-cmapfile": "T\t\t1"})
     assert r.status_code == 400 and "sig_gutc_tool" in r.json()["error"]["message"]
     assert clue.get("/jobs/findByJobId/" + "0" * 32).status_code == 404
