@@ -166,30 +166,31 @@ _ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*G\d{11})\.\d+$")
 def _strip_versions(tokens: np.ndarray, notes: list[str]) -> np.ndarray:
     """Ensembl gene ids with a version suffix (``ENSG00000141510.17``, as tximport/salmon write them)
     lose it: gene tables key Ensembl ids without versions. Noted when any was changed."""
+    series = pd.Series(tokens, dtype=object)
+    versioned = series.str.match(_ENSEMBL_VERSION).fillna(False).to_numpy(dtype=bool)
+    if not versioned.any():
+        return tokens
     out = tokens.copy()
-    changed = 0
-    for i, t in enumerate(tokens):
-        m = _ENSEMBL_VERSION.match(t)
-        if m:
-            out[i] = m.group(1)
-            changed += 1
-    if changed:
-        notes.append(f"{changed} Ensembl ids written with a version suffix (e.g. {tokens[[bool(_ENSEMBL_VERSION.match(t)) for t in tokens]][0]}) "
-                     "were read without it")
+    out[versioned] = series[versioned].str.replace(_ENSEMBL_VERSION, r"\1", regex=True).to_numpy(dtype=object)
+    notes.append(f"{int(versioned.sum())} Ensembl ids written with a version suffix (e.g. {tokens[versioned][0]}) were read without it")
     return out
 
 
 def _gene_tokens(series: pd.Series | Sequence[Any]) -> np.ndarray:
-    """Gene ids as text; integral numbers (Entrez ids from Excel cells) without a trailing ``.0``."""
+    """Gene ids as text (stripped, missing -> ""); integral numbers (Entrez ids from Excel cells or
+    numeric columns) without a trailing ``.0``."""
+    values = pd.Series(series) if not isinstance(series, pd.Series) else series
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return values.fillna("").astype(str).str.strip().to_numpy(dtype=object)
 
     def text(v: Any) -> str:
-        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        if v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and not np.isfinite(v)):
             return ""
         if isinstance(v, (float, np.floating)) and float(v).is_integer():
             return str(int(v))
         return str(v).strip()
 
-    return np.array([text(v) for v in series], dtype=object)
+    return np.array([text(v) for v in values], dtype=object)
 
 
 def _numbers(series: pd.Series) -> np.ndarray:
@@ -338,7 +339,7 @@ def _select(
     lfc = _numbers(frame[cols.lfc])
     pad = _numbers(frame[cols.padj]) if cols.padj else np.zeros(n_rows)
     pval = _numbers(frame[cols.pvalue]) if cols.pvalue else np.zeros(n_rows)
-    gene_missing = np.array([g.lower() in _MISSING_TEXT for g in genes], dtype=bool)
+    gene_missing = pd.Series(genes, dtype=object).str.lower().isin(_MISSING_TEXT).to_numpy(dtype=bool)
     missing = gene_missing | ~np.isfinite(lfc) | np.isnan(pad)
     n_missing = int(missing.sum())
     if n_missing:
@@ -354,18 +355,10 @@ def _select(
     keep = np.flatnonzero(~missing)
     # most significant first: padj, then p-value, then |lfc|, then table order
     order = keep[np.lexsort((keep, -np.abs(lfc[keep]), pval[keep], pad[keep]))]
-    seen: dict[str, None] = {}
-    dup_tokens: list[str] = []
-    first_rows: list[int] = []
-    for i in order:
-        g = genes[i]
-        if g in seen:
-            dup_tokens.append(g)
-        else:
-            seen[g] = None
-            first_rows.append(i)
+    repeated = pd.Series(genes[order], dtype=object).duplicated().to_numpy(dtype=bool)
+    dup_tokens: list[str] = [str(g) for g in genes[order[repeated]]]
     n_dup = len(dup_tokens)
-    rows = np.array(sorted(first_rows), dtype=np.intp)
+    rows = np.sort(order[~repeated]).astype(np.intp)
     if cols.padj is not None and padj is not None:
         above = pad[rows] > padj
         n_above = int(above.sum())
@@ -676,7 +669,7 @@ def _vector_query(
     values = np.asarray(values, dtype=np.float64)
     n_rows = len(tokens)
     warn: list[str] = []
-    missing = ~np.isfinite(values) | np.array([t.lower() in _MISSING_TEXT for t in tokens], dtype=bool)
+    missing = ~np.isfinite(values) | pd.Series(tokens, dtype=object).str.lower().isin(_MISSING_TEXT).to_numpy(dtype=bool)
     n_missing = int(missing.sum())
     if n_missing:
         msg = f"{n_missing} rows without a gene or a finite {what} set aside"
