@@ -75,6 +75,14 @@ def test_round_trip_through_h5ad_exact(tmp_path):
     pd.testing.assert_frame_equal(again.var, a.var, check_names=False)
 
 
+def test_categorical_metadata_comes_back_plain():
+    a = anndata.AnnData(np.zeros((3, 2), dtype=np.float32),
+                        obs=pd.DataFrame({"cell": pd.Categorical(["a", "b", "a"]), "dose": pd.Categorical([1, None, 10])}, index=["s1", "s2", "s3"]))
+    g = GCT.from_anndata(a)
+    assert g.col_meta["cell"].tolist() == ["a", "b", "a"] and g.col_meta["cell"].dtype == object
+    assert g.col_meta["dose"].iloc[0] == 1 and pd.isna(g.col_meta["dose"].iloc[1])
+
+
 def test_sparse_and_layers():
     from scipy import sparse
 

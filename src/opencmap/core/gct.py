@@ -231,7 +231,10 @@ class GCT:
             frame = frame.copy()
             for col in frame.columns:
                 if isinstance(frame[col].dtype, pd.CategoricalDtype):
-                    frame[col] = frame[col].astype(frame[col].cat.categories.dtype)
+                    try:
+                        frame[col] = frame[col].astype(frame[col].cat.categories.dtype)
+                    except (TypeError, ValueError):  # e.g. integer categories with missing values
+                        frame[col] = frame[col].astype(object)
             return frame
 
         return cls(
