@@ -146,6 +146,17 @@ def test_store_from_h5ad_equals_store_from_gct(level5, tmp_path):
     for space in from_gct.spaces:
         pos = np.arange(from_gct.n_signatures)
         np.testing.assert_array_equal(from_h5ad.signature_scores(pos, space=space), from_gct.signature_scores(pos, space=space))
+    # a sparse X, read backed in blocks of 7 signatures, gives the same store
+    sparse = signatures.to_anndata()
+    from scipy import sparse as sp
+
+    sparse.X = sp.csr_matrix(np.where(np.abs(sparse.X) < 0.5, 0, sparse.X).astype(np.float32))
+    write_h5ad(sparse, tmp_path / "sparse.h5ad")
+    dense_twin = GCT(sparse.X.toarray().T, row_meta=gct.row_meta, col_meta=col_meta)
+    a_sparse = build_store(tmp_path / "sp", tmp_path / "sparse.h5ad", block_size=7)
+    b_dense = build_store(tmp_path / "dn", dense_twin, block_size=7)
+    pos = np.arange(a_sparse.n_signatures)
+    np.testing.assert_array_equal(a_sparse.signature_scores(pos, space="bing"), b_dense.signature_scores(pos, space="bing"))
     up, dn = prog["A_up"][:20], prog["A_dn"][:20]
     a = Engine(from_h5ad).run(queries_from_de(pd.DataFrame({"gene": up + dn, "logFC": [1.0] * 20 + [-1.0] * 20, "padj": 0.01})))
     b = Engine(from_gct).run(queries_from_de(pd.DataFrame({"gene": up + dn, "logFC": [1.0] * 20 + [-1.0] * 20, "padj": 0.01})))
@@ -190,3 +201,14 @@ def test_cli_de_from_h5ad(built_store, tmp_path):
     assert res.exit_code == 0, res.output
     assert "# T cells: top 1" in res.stdout and "# B cells: top 1" in res.stdout
     assert "scanpy table" in res.stderr and "25 up, 25 down genes" in res.stderr
+
+
+def test_store_from_h5ad_refuses_repeated_ids(tmp_path):
+    from opencmap.query.store import build_store
+
+    with pytest.warns(UserWarning, match="not unique"):  # anndata itself warns about the repeated obs names
+        a = anndata.AnnData(np.zeros((3, 4), dtype=np.float32), obs=pd.DataFrame(index=["s1", "s1", "s2"]),
+                            var=pd.DataFrame({"pr_is_lm": [1, 1, 0, 0]}, index=["1", "2", "3", "4"]))
+    a.write_h5ad(tmp_path / "dup.h5ad")
+    with pytest.raises(FormatError, match=r"repeated signature \(obs\) ids \['s1'\]"), pytest.warns(UserWarning, match="not unique"):
+        build_store(tmp_path / "st", tmp_path / "dup.h5ad")

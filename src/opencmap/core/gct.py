@@ -13,7 +13,7 @@ import pandas as pd
 
 from opencmap.errors import IdNotFoundError, ValidationError
 
-__all__ = ["GCT"]
+__all__ = ["GCT", "plain_metadata"]
 
 
 def _string_ids(ids: Iterable[Any]) -> pd.Index:
@@ -51,6 +51,19 @@ def _meta_frame(meta: pd.DataFrame | None, ids: pd.Index, what: str) -> pd.DataF
         )
     meta.index = ids.copy()
     return meta
+
+
+def plain_metadata(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of an AnnData ``obs``/``var`` frame with categorical columns (as ``.h5ad`` files store
+    text) turned back into plain values."""
+    frame = frame.copy()
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+            try:
+                frame[col] = frame[col].astype(frame[col].cat.categories.dtype)
+            except (TypeError, ValueError):  # e.g. integer categories with missing values
+                frame[col] = frame[col].astype(object)
+    return frame
 
 
 class GCT:
@@ -227,16 +240,7 @@ class GCT:
         if dtype is None:
             dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float32
 
-        def plain(frame: pd.DataFrame) -> pd.DataFrame:
-            frame = frame.copy()
-            for col in frame.columns:
-                if isinstance(frame[col].dtype, pd.CategoricalDtype):
-                    try:
-                        frame[col] = frame[col].astype(frame[col].cat.categories.dtype)
-                    except (TypeError, ValueError):  # e.g. integer categories with missing values
-                        frame[col] = frame[col].astype(object)
-            return frame
-
+        plain = plain_metadata
         return cls(
             arr.T,
             rids=[str(v) for v in adata.var_names],

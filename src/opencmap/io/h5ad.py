@@ -13,10 +13,14 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from opencmap.core.gct import plain_metadata
 from opencmap.errors import ConfigError, FormatError
 from opencmap.io.atomic import atomic_write_path
 
-__all__ = ["read_h5ad", "write_h5ad", "import_anndata"]
+__all__ = ["read_h5ad", "write_h5ad", "import_anndata", "H5ADSignatures"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,3 +63,44 @@ def write_h5ad(adata: Any, path: str | PathLike[str], *, compression: str | None
     with atomic_write_path(p) as tmp:
         adata.write_h5ad(Path(tmp), compression=compression)
     return p
+
+
+class H5ADSignatures:
+    """Signatures in an ``.h5ad`` opened backed (``obs`` = signatures, ``var`` = genes, ``X`` = scores).
+
+    The metadata is read at once; :meth:`read_signatures` reads rows of ``X`` (dense or sparse)
+    from the file on demand, so a file larger than memory can feed a store build.
+
+    Raises
+    ------
+    FormatError
+        Not an ``.h5ad``, no ``X``, or repeated signature or gene ids.
+    """
+
+    def __init__(self, path: str | PathLike[str]):
+        self.path = Path(path)
+        self.adata = read_h5ad(self.path, backed=True)
+        if self.adata.X is None:
+            self.close()
+            raise FormatError("the AnnData has no X matrix of signature scores", path=self.path)
+        self.sig_ids = pd.Index([str(o) for o in self.adata.obs_names], dtype=object)
+        self.gene_ids = pd.Index([str(v) for v in self.adata.var_names], dtype=object)
+        for what, ids, axis in (("signature (obs)", self.sig_ids, "obs_names"), ("gene (var)", self.gene_ids, "var_names")):
+            if ids.has_duplicates:
+                dup = ids[ids.duplicated()].unique()[:5].tolist()
+                self.close()
+                raise FormatError(f"repeated {what} ids {dup}; make {axis} unique", path=self.path)
+        self.signatures = plain_metadata(self.adata.obs).set_axis(self.sig_ids)
+        self.genes = plain_metadata(self.adata.var).set_axis(self.gene_ids)
+
+    def read_signatures(self, start: int, stop: int) -> np.ndarray:
+        """float32 (stop - start, n_genes): rows ``start:stop`` of ``X``."""
+        block = self.adata.X[start:stop]
+        if hasattr(block, "toarray"):
+            block = block.toarray()
+        return np.ascontiguousarray(block, dtype=np.float32)
+
+    def close(self) -> None:
+        file = getattr(self.adata, "file", None)
+        if file is not None:
+            file.close()
