@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from opencmap.errors import FormatError, ValidationError
+from opencmap.io.h5ad import write_h5ad
 from opencmap.query.de import queries_from_de, queries_from_rank_genes_groups
 from opencmap.query.engine import Engine
 
@@ -103,7 +104,7 @@ def _rgg_adata(groups=("T cells", "B cells"), n=60):
 
 def test_rank_genes_groups_h5ad(tmp_path):
     adata, names, lfc = _rgg_adata()
-    adata.write_h5ad(tmp_path / "rgg.h5ad")
+    write_h5ad(adata, tmp_path / "rgg.h5ad")
     de = queries_from_de(tmp_path / "rgg.h5ad")  # .h5ad goes to rank_genes_groups
     assert [q.name for q in de] == ["T cells", "B cells"]
     for k, q in enumerate(de):
@@ -118,7 +119,7 @@ def test_rank_genes_groups_h5ad(tmp_path):
 def test_h5ad_without_rank_genes_groups(tmp_path):
     adata = anndata.AnnData(np.zeros((3, 4), dtype=np.float32))
     adata.uns["neighbors"] = {"params": {"n_neighbors": 15}}
-    adata.write_h5ad(tmp_path / "plain.h5ad")
+    write_h5ad(adata, tmp_path / "plain.h5ad")
     with pytest.raises(FormatError, match=r"no 'rank_genes_groups' in \.uns \(found \['neighbors'\]\).*sc\.tl\.rank_genes_groups"):
         queries_from_de(tmp_path / "plain.h5ad")
     adata, _, _ = _rgg_adata()
@@ -196,7 +197,7 @@ def test_cli_de_from_h5ad(built_store, tmp_path):
     from opencmap.cli import cli
 
     adata, _, _ = _rgg_adata()
-    adata.write_h5ad(tmp_path / "rgg.h5ad")
+    write_h5ad(adata, tmp_path / "rgg.h5ad")
     res = CliRunner().invoke(cli, ["query", str(built_store.path), "--de", str(tmp_path / "rgg.h5ad"), "--top", "1"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "# T cells: top 1" in res.stdout and "# B cells: top 1" in res.stdout
@@ -209,6 +210,6 @@ def test_store_from_h5ad_refuses_repeated_ids(tmp_path):
     with pytest.warns(UserWarning, match="not unique"):  # anndata itself warns about the repeated obs names
         a = anndata.AnnData(np.zeros((3, 4), dtype=np.float32), obs=pd.DataFrame(index=["s1", "s1", "s2"]),
                             var=pd.DataFrame({"pr_is_lm": [1, 1, 0, 0]}, index=["1", "2", "3", "4"]))
-    a.write_h5ad(tmp_path / "dup.h5ad")
+    write_h5ad(a, tmp_path / "dup.h5ad")
     with pytest.raises(FormatError, match=r"repeated signature \(obs\) ids \['s1'\]"), pytest.warns(UserWarning, match="not unique"):
         build_store(tmp_path / "st", tmp_path / "dup.h5ad")

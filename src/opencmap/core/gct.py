@@ -55,14 +55,22 @@ def _meta_frame(meta: pd.DataFrame | None, ids: pd.Index, what: str) -> pd.DataF
 
 def plain_metadata(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of an AnnData ``obs``/``var`` frame with categorical columns (as ``.h5ad`` files store
-    text) turned back into plain values."""
+    text) turned back into plain values: text as pandas infers text (``str`` in pandas 3, object
+    before), other categories as their own dtype."""
     frame = frame.copy()
     for col in frame.columns:
-        if isinstance(frame[col].dtype, pd.CategoricalDtype):
-            try:
-                frame[col] = frame[col].astype(frame[col].cat.categories.dtype)
-            except (TypeError, ValueError):  # e.g. integer categories with missing values
-                frame[col] = frame[col].astype(object)
+        values = frame[col]
+        if not isinstance(values.dtype, pd.CategoricalDtype):
+            continue
+        categories = values.cat.categories
+        if categories.dtype == object or isinstance(categories.dtype, pd.StringDtype):
+            plain = values.astype(object).where(values.notna(), None).tolist()
+            frame[col] = pd.Series(plain, index=frame.index, dtype=None if plain else object)
+            continue
+        try:
+            frame[col] = values.astype(categories.dtype)
+        except (TypeError, ValueError):  # e.g. integer categories with missing values
+            frame[col] = values.astype(object)
     return frame
 
 

@@ -56,12 +56,37 @@ def read_h5ad(path: str | PathLike[str], *, backed: bool = False) -> Any:
     return adata
 
 
+def _object_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """pandas string-dtype columns and index (pandas 3's default for text) as object ones, which
+    every anndata version writes (anndata 0.12 refuses pandas' string arrays unless told to)."""
+    text = [c for c in frame.columns if isinstance(frame[c].dtype, pd.StringDtype)]
+    string_index = isinstance(frame.index.dtype, pd.StringDtype)
+    if not text and not string_index:
+        return frame
+    out = frame.copy()
+    for c in text:
+        out[c] = frame[c].astype(object).where(frame[c].notna(), None)
+    if string_index:
+        out.index = pd.Index(frame.index.astype(object), dtype=object, name=frame.index.name)
+    return out
+
+
 def write_h5ad(adata: Any, path: str | PathLike[str], *, compression: str | None = None) -> Path:
-    """Write ``adata`` to ``path`` atomically (``AnnData.write_h5ad``); returns ``path``."""
+    """Write ``adata`` to ``path`` atomically (``AnnData.write_h5ad``); returns ``path``.
+
+    Text columns of ``obs``/``var`` are written as anndata writes plain text (categoricals), also
+    when pandas holds them as its string dtype; ``adata`` itself is left as it was (anndata's
+    writer would turn its text columns into categoricals in place).
+    """
     import_anndata()
     p = Path(path)
-    with atomic_write_path(p) as tmp:
-        adata.write_h5ad(Path(tmp), compression=compression)
+    obs, var = adata.obs, adata.var
+    try:
+        adata.obs, adata.var = _object_text(obs), _object_text(var)
+        with atomic_write_path(p) as tmp:
+            adata.write_h5ad(Path(tmp), compression=compression)
+    finally:
+        adata.obs, adata.var = obs, var
     return p
 
 

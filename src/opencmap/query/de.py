@@ -180,7 +180,7 @@ def _gene_tokens(series: pd.Series | Sequence[Any]) -> np.ndarray:
     """Gene ids as text (stripped, missing -> ""); integral numbers (Entrez ids from Excel cells or
     numeric columns) without a trailing ``.0``."""
     values = pd.Series(series) if not isinstance(series, pd.Series) else series
-    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+    if isinstance(values.dtype, pd.StringDtype) or (values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")):
         return values.fillna("").astype(str).str.strip().to_numpy(dtype=object)
 
     def text(v: Any) -> str:
