@@ -183,7 +183,9 @@ def _scalar_match(series: pd.Series, op: str, value: Any) -> np.ndarray:
     present = series.notna().to_numpy()
     if op in ("like", "ilike", "regexp"):
         pat = _pattern(op, value)
-        return np.array([bool(ok) and pat.search(str(v)) is not None for v, ok in zip(series, present, strict=True)], dtype=bool)
+        values = series.to_numpy(dtype=object)  # plain objects: iterating arrow-backed strings boxes each one
+        return np.array([bool(ok) and pat.search(v if isinstance(v, str) else str(v)) is not None
+                         for v, ok in zip(values, present, strict=True)], dtype=bool)
     value = _coerce(series, value)
     if op == "eq":
         if value is None:
