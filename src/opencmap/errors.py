@@ -30,7 +30,8 @@ id) and *what to do*.
     ├── TauUnavailableWarning  tau left empty: no background of the query's kind (tail, metric)
     ├── BackgroundMismatchWarning  tau read from a background that is stale or not of the query's kind
     ├── UndefinedScoreWarning  scores left NaN (e.g. every set gene of a signature has weight 0)
-    └── PCLWarning             PCL members or classes left out (not perturbagens of the store)
+    ├── PCLWarning             PCL members or classes left out (not perturbagens of the store)
+    └── DESelectionWarning     rows of a DE table set aside (missing values, repeats, unmapped genes)
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ __all__ = [
     "UndefinedScoreWarning",
     "PCLError",
     "PCLWarning",
+    "DESelectionWarning",
 ]
 
 
@@ -207,3 +209,7 @@ class UndefinedScoreWarning(OpenCMapWarning):
 
 class PCLWarning(OpenCMapWarning):
     """PCL members that are no perturbagen of the store, or classes too small to summarise, were left out."""
+
+
+class DESelectionWarning(OpenCMapWarning):
+    """Rows of a differential-expression table were set aside (missing values, repeats, unmapped genes)."""

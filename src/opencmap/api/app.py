@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 from opencmap import __version__
 from opencmap.api.error_handlers import error_responses, install_error_handlers
-from opencmap.api.security import BodySizeLimit, require_token
+from opencmap.api.security import BodySizeLimit, require_token, require_user_key
 from opencmap.api.settings import Settings
 from opencmap.errors import IdNotFoundError
 
@@ -82,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             app.state.runner.stop()
+            if getattr(app.state, "clue_jobs", None) is not None:
+                app.state.clue_jobs.close()
             app.state.runner.db.close()
 
     app = FastAPI(
@@ -105,6 +107,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.health_router, prefix=API_PREFIX)
     app.include_router(api, responses=error_responses(token=bool(settings.api_token)))
     _mount_docs(app)
+    from opencmap.api.clue import router as clue_router  # clue.io's paths (/api/perts, /api/jobs, ...)
+
+    app.include_router(clue_router, prefix="/api", dependencies=[Depends(require_user_key)])
     _mount_ui(app)
 
     if settings.cors_origins:
@@ -114,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "X-API-Token", "Content-Type"],
+            allow_headers=["Authorization", "X-API-Token", "Content-Type", "user_key"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -10,7 +10,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodySizeLimit", "require_token"]
+__all__ = ["BodySizeLimit", "require_token", "require_user_key"]
 
 #: the two ways of sending the token, declared in the OpenAPI document (when the server has one)
 bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer", description="Authorization: Bearer <token>")
@@ -96,4 +96,26 @@ def require_token(
             401,
             "this server needs an API token: send 'Authorization: Bearer <token>' (the UI asks for it)",
             headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def require_user_key(request: Request) -> None:
+    """Dependency of the CLUE-compatible routes: clue.io's ``user_key`` is this server's API token.
+
+    CLUE clients send their key as a ``user_key`` header (cmapPy, clueR) or query parameter
+    (``?user_key=``); the native ``Authorization: Bearer`` / ``X-API-Token`` headers work too.
+    Without a server token every request is let through (the key is not checked).
+    """
+    expected: Any = request.app.state.settings.api_token
+    if not expected:
+        return
+    given = request.headers.get("user_key") or request.query_params.get("user_key") or request.headers.get("x-api-token", "")
+    auth = request.headers.get("authorization", "")
+    if not given and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if not given or not hmac.compare_digest(given.encode(), str(expected).encode()):
+        raise HTTPException(
+            401,
+            ("wrong user_key" if given else "missing user_key")
+            + ": this server needs its API token as the 'user_key' header (the key you would give clue.io)",
         )

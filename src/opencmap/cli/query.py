@@ -29,6 +29,17 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--down-genes", help="Comma-separated down genes.")
 @click.option("--sig-id", "sig_ids", multiple=True, help="Use a store signature as the query (its top/bottom genes; repeatable).")
 @click.option("--vectors", type=_FILE, help="GCT/GCTX of numeric query profiles (genes x queries) for cosine/pearson/spearman.")
+@click.option("--de", "de_tables", type=_FILE, multiple=True,
+              help="Differential-expression table (DESeq2/edgeR/limma/Seurat/scanpy CSV, TSV or .xlsx) or a scanpy .h5ad "
+                   "with rank_genes_groups: one query per contrast (repeatable).")
+@click.option("--de-padj", default=0.05, show_default=True, help="Keep DE rows with adjusted p-value <= this (1: no filter).")
+@click.option("--de-top", default=150, show_default=True, help="DE genes per side: the largest |log fold change| among the kept rows.")
+@click.option("--de-gene-col", help="DE table column of gene ids (default: detected; row names as a fallback).")
+@click.option("--de-lfc-col", help="DE table column of log fold changes (default: detected).")
+@click.option("--de-padj-col", help="DE table column of adjusted p-values (default: detected).")
+@click.option("--de-group-col", help="DE table column splitting it into contrasts (default: group/contrast/cluster if present).")
+@click.option("--de-sheet", help="Excel sheet of the DE table: name or 0-based position (default: the first).")
+@click.option("--rnk", "rnk_files", type=_FILE, multiple=True, help="Pre-ranked gene list (gene<TAB>score) as a vector query (cosine/pearson/spearman; repeatable).")
 @click.option("--sig-genes", default=50, show_default=True, help="Genes per direction for --sig-id queries.")
 @click.option("--name", default="query", show_default=True, help="Name of a single query.")
 @click.option("--metric", default="wtcs", show_default=True, help="wtcs, cs, lamb, xsum, rankz (gene sets); cosine, pearson, spearman (vectors, or --sig-id).")
@@ -44,13 +55,16 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--fdr-seed", type=int, default=None, help="Seed of the random queries (default 0).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Write full results as this new folder.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder whole (no file of the earlier run is kept).")
-@click.option("--format", "fmt", type=click.Choice(["tsv", "parquet", "gctx"]), default="tsv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["tsv", "parquet", "gctx", "h5ad"]), default="tsv", show_default=True,
+              help="Files of --out: long tables (tsv, parquet), one GCTX per level and metric, or one AnnData .h5ad per level (needs anndata).")
 @click.option("--top", default=20, show_default=True, help="Connections to print per query.")
 @click.option("--level", type=click.Choice(["sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary"]), default="sig",
               show_default=True, help="Level to print (pcl_* levels need --pcl).")
 @click.option("--direction", type=click.Choice(["positive", "negative", "both"]), default="positive", show_default=True)
 def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes: str | None, down_genes: str | None,
-            sig_ids: tuple[str, ...], vectors: Path | None, sig_genes: int, name: str, metric: str, es_tail: str | None, space: str | None,
+            sig_ids: tuple[str, ...], vectors: Path | None, de_tables: tuple[Path, ...], de_padj: float, de_top: int,
+            de_gene_col: str | None, de_lfc_col: str | None, de_padj_col: str | None, de_group_col: str | None,
+            de_sheet: str | None, rnk_files: tuple[Path, ...], sig_genes: int, name: str, metric: str, es_tail: str | None, space: str | None,
             min_genes: int, max_genes: int, pcl: Path | None, tau_method: str, fdr_method: str, fdr_null_size: int | None,
             fdr_seed: int | None, out_dir: Path | None, overwrite: bool,
             fmt: str, top: int, level: str, direction: str) -> None:
@@ -72,7 +86,9 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
         warnings.simplefilter("always", OpenCMapWarning)
         result = _run(store, pcl, level, metric, es_tail, space, min_genes, max_genes, tau_method,
                       {"fdr_method": fdr_method, "fdr_null_size": fdr_null_size, "fdr_seed": fdr_seed},
-                      _queries(up_file, down_file, up_genes, down_genes, name), sig_ids, vectors, sig_genes)
+                      _queries(up_file, down_file, up_genes, down_genes, name), sig_ids, vectors, sig_genes,
+                      {"de_tables": de_tables, "rnk_files": rnk_files, "padj": de_padj, "top": de_top, "sheet": de_sheet,
+                       "gene_col": de_gene_col, "lfc_col": de_lfc_col, "padj_col": de_padj_col, "group_col": de_group_col})
     lines = result.report()
     # gene identity warnings repeat what each query's notes already say (ValidatedQuery.notes)
     lines += [
@@ -110,7 +126,7 @@ def _queries(up_file: Path | None, down_file: Path | None, up_genes: str | None,
 
 def _run(store: Path, pcl: Path | None, level: str, metric: str, es_tail: str | None, space: str | None, min_genes: int,
          max_genes: int, tau_method: str, fdr_options: dict[str, Any], queries: list[Any], sig_ids: tuple[str, ...],
-         vectors: Path | None, sig_genes: int) -> Any:
+         vectors: Path | None, sig_genes: int, de: dict[str, Any]) -> Any:
     """Open the store (and PCLs), add vector / signature queries, run them; returns the QueryResult."""
     from opencmap.query.engine import Engine
     from opencmap.query.genesets import queries_from_gct, signature_queries, vector_queries
@@ -128,8 +144,11 @@ def _run(store: Path, pcl: Path | None, level: str, metric: str, es_tail: str | 
             queries += vector_queries(engine.store, list(sig_ids), space=space)
         else:
             queries += signature_queries(engine.store, list(sig_ids), n_genes=sig_genes)
+    de_tables, rnk_files = de.pop("de_tables"), de.pop("rnk_files")
+    if de_tables or rnk_files:
+        queries += _de_queries(engine.store, de_tables, rnk_files, space=space, min_genes=min_genes, vector=vector_metric, **de)
     if not queries:
-        raise click.UsageError("give --up/--down files, --up-genes/--down-genes, --vectors or --sig-id")
+        raise click.UsageError("give --up/--down files, --up-genes/--down-genes, --vectors, --sig-id, --de or --rnk")
     options = {} if es_tail is None else {"es_tail": es_tail}
     bar = tqdm(desc="scoring", unit="sig", disable=None, leave=False)
 

@@ -66,7 +66,8 @@ def build(sources: tuple[Path, ...], dest: Path, release: str | None, sig_info: 
     """Build a reference store DEST from release folder(s) or a Level 5 matrix file.
 
     SOURCES: one or more release folders (GSE92742, GSE70138, LINCS 2020 or an `opencmap process`
-    output; several are combined into one store), or one GCT/GCTX file with --sig-info/--gene-info.
+    output; several are combined into one store), or one GCT/GCTX file with --sig-info/--gene-info, or an
+    AnnData .h5ad holding signatures as obs.
     """
     from opencmap.io import read_grp
 

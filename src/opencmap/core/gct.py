@@ -13,7 +13,7 @@ import pandas as pd
 
 from opencmap.errors import IdNotFoundError, ValidationError
 
-__all__ = ["GCT"]
+__all__ = ["GCT", "plain_metadata"]
 
 
 def _string_ids(ids: Iterable[Any]) -> pd.Index:
@@ -51,6 +51,27 @@ def _meta_frame(meta: pd.DataFrame | None, ids: pd.Index, what: str) -> pd.DataF
         )
     meta.index = ids.copy()
     return meta
+
+
+def plain_metadata(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of an AnnData ``obs``/``var`` frame with categorical columns (as ``.h5ad`` files store
+    text) turned back into plain values: text as pandas infers text (``str`` in pandas 3, object
+    before), other categories as their own dtype."""
+    frame = frame.copy()
+    for col in frame.columns:
+        values = frame[col]
+        if not isinstance(values.dtype, pd.CategoricalDtype):
+            continue
+        categories = values.cat.categories
+        if categories.dtype == object or isinstance(categories.dtype, pd.StringDtype):
+            plain = values.astype(object).where(values.notna(), None).tolist()
+            frame[col] = pd.Series(plain, index=frame.index, dtype=None if plain else object)
+            continue
+        try:
+            frame[col] = values.astype(categories.dtype)
+        except (TypeError, ValueError):  # e.g. integer categories with missing values
+            frame[col] = values.astype(object)
+    return frame
 
 
 class GCT:
@@ -188,3 +209,51 @@ class GCT:
         if check_meta:
             return self.row_meta.equals(other.row_meta) and self.col_meta.equals(other.col_meta)
         return True
+
+    # ------------------------------------------------------------------ AnnData (optional extra)
+    def to_anndata(self) -> Any:
+        """This GCT as an ``anndata.AnnData``: columns (samples / signatures) x rows (genes).
+
+        AnnData puts observations in rows, so ``X`` is the transposed matrix (same dtype), ``obs``
+        the column metadata (index = cids) and ``var`` the row metadata (index = rids). Needs the
+        optional ``anndata`` package (imported here, never at module import). Exact inverse of
+        :meth:`from_anndata`.
+        """
+        from opencmap.io.h5ad import import_anndata
+
+        anndata = import_anndata()
+        obs = self.col_meta.copy()
+        var = self.row_meta.copy()
+        obs.index = pd.Index(list(self.cids), dtype=object, name="cid")
+        var.index = pd.Index(list(self.rids), dtype=object, name="rid")
+        return anndata.AnnData(X=np.ascontiguousarray(self.data.T), obs=obs, var=var)
+
+    @classmethod
+    def from_anndata(cls, adata: Any, *, layer: str | None = None, dtype: Any = None) -> GCT:
+        """A GCT (genes x samples) from an ``anndata.AnnData`` (samples x genes).
+
+        ``layer`` picks a layer instead of ``X``; sparse matrices are made dense; ``dtype``
+        defaults to the matrix's own float dtype (float32 for anything else). Categorical
+        metadata columns (as ``.h5ad`` files store text) come back as their plain values.
+        Raises :class:`~opencmap.errors.ValidationError` for a missing layer or a backed AnnData
+        without its matrix.
+        """
+        matrix = adata.X if layer is None else adata.layers.get(layer) if layer in adata.layers else None
+        if matrix is None:
+            what = "X" if layer is None else f"layer {layer!r}"
+            raise ValidationError(f"the AnnData has no {what} (layers: {sorted(adata.layers.keys())})")
+        if hasattr(matrix, "toarray"):
+            matrix = matrix.toarray()
+        arr = np.asarray(matrix)
+        if dtype is None:
+            dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float32
+
+        plain = plain_metadata
+        return cls(
+            arr.T,
+            rids=[str(v) for v in adata.var_names],
+            cids=[str(o) for o in adata.obs_names],
+            row_meta=plain(adata.var).set_axis([str(v) for v in adata.var_names]),
+            col_meta=plain(adata.obs).set_axis([str(o) for o in adata.obs_names]),
+            dtype=dtype,
+        )

@@ -8,6 +8,7 @@
 """
 
 from opencmap.query.background import Background, build_background, load_background
+from opencmap.query.de import DEQueries, DESelection, queries_from_de, queries_from_rank_genes_groups, queries_from_rnk
 from opencmap.query.engine import Engine, connectivity_matrix, run_query
 from opencmap.query.fdr_null import FDR_METHODS, FDRWarning, build_fdr_nulls
 from opencmap.query.genesets import (
@@ -56,6 +57,11 @@ __all__ = [
     "queries_from_gct",
     "signature_queries",
     "vector_queries",
+    "queries_from_de",
+    "queries_from_rank_genes_groups",
+    "queries_from_rnk",
+    "DEQueries",
+    "DESelection",
     "Method",
     "METHOD_NAMES",
     "get_method",

@@ -35,7 +35,7 @@ from opencmap.errors import ConfigError, FormatError, IdNotFoundError, QueryErro
 __all__ = ["LevelResult", "QueryResult", "LEVELS", "RESULT_FORMAT_VERSION"]
 
 LEVELS = ("sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary")
-_FORMATS = ("tsv", "parquet", "gctx")
+_FORMATS = ("tsv", "parquet", "gctx", "h5ad")
 _ID_COLUMN = {"sig": "sig_id"}
 _FORMAT_NAME = "opencmap-query-result"
 RESULT_FORMAT_VERSION = 1
@@ -278,7 +278,9 @@ class QueryResult:
             (tmp / "describe.json").write_text(json.dumps(self.describe(), indent=2, default=str) + "\n", encoding="utf-8")
             names += ["notes.txt", "describe.json"]
             for level in wanted:
-                if format == "gctx":
+                if format == "h5ad":
+                    names.append(self.write_h5ad(tmp / f"{level}.h5ad", level=level).name)
+                elif format == "gctx":
                     names += [
                         self.write_file(tmp / f"{level}_{metric}.gctx", level=level, metric=metric).name
                         for metric in self.level(level).metrics
@@ -478,6 +480,21 @@ class QueryResult:
             if exc.path is not None:
                 raise
             raise type(exc)(str(exc), path=path) from exc
+
+    # ------------------------------------------------------------------ AnnData (optional extra)
+    def to_anndata(self, level: str = "sig", *, x: str | None = None, query_info: pd.DataFrame | None = None) -> Any:
+        """One level as an ``anndata.AnnData``: queries x rows, a layer per metric, metadata in ``var``,
+        query fields in ``obs`` (+ ``query_info`` columns, e.g. ``DEQueries.table()``); see
+        :mod:`opencmap.query.result_anndata`. Needs ``anndata``."""
+        from opencmap.query.result_anndata import result_to_anndata
+
+        return result_to_anndata(self, level, x=x, query_info=query_info)
+
+    def write_h5ad(self, path: str | os.PathLike[str], *, level: str = "sig", query_info: pd.DataFrame | None = None) -> Path:
+        """Write :meth:`to_anndata` of ``level`` as an ``.h5ad`` file (atomically); returns ``path``."""
+        from opencmap.io.h5ad import write_h5ad
+
+        return write_h5ad(self.to_anndata(level, query_info=query_info), path)
 
 
 def _provenance_from_header(header: Mapping[str, Any]) -> dict[str, Any]:

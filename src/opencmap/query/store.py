@@ -158,6 +158,10 @@ class FeatureSpace:
 class _SignatureSource:
     """Level 5 signatures read in column blocks: a GCT in memory or a GCT/GCTX file.
 
+    An AnnData ``.h5ad`` of signatures (``obs`` = signatures with their ``sig_info`` fields,
+    ``var`` = genes with the gene table's fields, ``X`` = scores) is opened backed: blocks of
+    signatures are rows of ``X``, read from the file as they are needed.
+
     :meth:`sig_block` returns blocks signature-major (one row per signature, every row of the
     matrix), as GCTX stores them, so a GCTX block is one contiguous read into a reused buffer.
     """
@@ -167,6 +171,19 @@ class _SignatureSource:
         self._columns: np.ndarray | None = None
         if not isinstance(signatures, GCT):
             _refuse_compressed(Path(signatures))
+        self._h5ad: Any = None  # H5ADSignatures for .h5ad sources
+        if not isinstance(signatures, GCT) and Path(signatures).suffix.lower() == ".h5ad":
+            from opencmap.io.h5ad import H5ADSignatures
+
+            if not Path(signatures).exists():
+                raise StoreError(f"signature file not found: {signatures}")
+            self._h5ad = H5ADSignatures(signatures)
+            self._gct, self._path = None, None
+            self.rids, self.cids = self._h5ad.gene_ids, self._h5ad.sig_ids
+            self.row_meta, self.col_meta = self._h5ad.genes, self._h5ad.signatures
+            self.n_rows = len(self.rids)
+            log.info("store source %s: %d signatures x %d genes (AnnData obs x var, backed)", signatures, len(self.cids), self.n_rows)
+            return
         if isinstance(signatures, GCT):
             self._gct: GCT | None = signatures
             self._path: Path | None = None
@@ -220,6 +237,8 @@ class _SignatureSource:
         if gctx is not None and buf is not None:
             # a run of columns, read by the io layer straight into the buffer (one HDF5 call)
             return gctx.read_matrix(cidx=pos, out=buf[: stop - start]).T
+        if self._h5ad is not None:
+            return self._h5ad.read_signatures(start, stop)
         if self._gct is not None:
             data = self._gct.data[:, start:stop] if self._columns is None else self._gct.data[:, pos]
         else:
@@ -232,6 +251,8 @@ class _SignatureSource:
         if self._gctx:
             self._gctx.close()
         self._gctx = None
+        if self._h5ad is not None:
+            self._h5ad.close()
 
 
 def _refuse_compressed(path: Path) -> None:
@@ -655,7 +676,8 @@ def build_store(
     dest:
         Directory to create (built in a temporary sibling and renamed into place).
     signatures:
-        A :class:`~opencmap.core.gct.GCT` or a GCT/GCTX path (read ``block_size`` columns at a time).
+        A :class:`~opencmap.core.gct.GCT` or a GCT/GCTX path (read ``block_size`` columns at a time), or an
+        AnnData ``.h5ad`` of signatures (obs = signatures, var = genes; read backed, in blocks).
     sig_info:
         Signature table (``sig_id`` + GEO ``sig_info`` fields), DataFrame or path; default: the
         matrix's column metadata.
