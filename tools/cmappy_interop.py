@@ -31,8 +31,11 @@ import venv
 import warnings
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+try:  # not needed by ensure_cmappy_python(), which .ci/run calls with the system python
+    import numpy as np
+    import pandas as pd
+except ImportError:  # pragma: no cover
+    np = pd = None  # type: ignore[assignment]
 
 PINS = ["cmappy==4.0.1", "numpy==1.23.5", "pandas==1.5.3", "h5py==3.8.0"]
 REPO = Path(__file__).resolve().parents[1]
