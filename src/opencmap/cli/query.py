@@ -59,7 +59,7 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
               help="Files of --out: long tables (tsv, parquet), one GCTX per level and metric, or one AnnData .h5ad per level (needs anndata).")
 @click.option("--top", default=20, show_default=True, help="Connections to print per query.")
 @click.option("--level", type=click.Choice(["sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary"]), default="sig",
-              show_default=True, help="Level to print (pcl_* levels need --pcl).")
+              show_default=True, help="Level to print (pcl_* levels need --pcl or PCLs stored with the store).")
 @click.option("--direction", type=click.Choice(["positive", "negative", "both"]), default="positive", show_default=True)
 def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes: str | None, down_genes: str | None,
             sig_ids: tuple[str, ...], vectors: Path | None, de_tables: tuple[Path, ...], de_padj: float, de_top: int,
@@ -79,8 +79,10 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
 
     if out_dir is not None:
         check_output_dir(out_dir, overwrite=overwrite, flag="--overwrite", replaceable=RESULT_FOLDER_MARKERS)
-    if pcl is None:
-        check_levels([level], None)
+    if pcl is None:  # the PCLs stored with the store stand in for --pcl
+        from opencmap.query.store import Store
+
+        check_levels([level], Store(store).pcl)
     # the library's warnings are shown once, in the notes block, not as Python warning lines
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", OpenCMapWarning)

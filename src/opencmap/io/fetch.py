@@ -262,7 +262,7 @@ def release(name: str) -> Release:
     for key, rel in RELEASES.items():
         if key.lower() == str(name).strip().lower():
             return rel
-    raise FetchError(f"unknown release {name!r}; known releases: {', '.join(RELEASES)}")
+    raise FetchError(f"unknown release {name!r}; known releases: {', '.join(RELEASES)}; give one of these names (case does not matter)")
 
 
 def select_files(rel: Release, *, levels: Iterable[int] = (), extra: Iterable[str] = ()) -> list[ReleaseFile]:
@@ -626,7 +626,7 @@ def _download(
                     if length.isdigit() and int(length) == have:
                         return have, hasher.hexdigest(), resumed, fetched, None
                     _remove_part(part)
-                    hasher, have = hashlib.sha512(), 0
+                    hasher, have, resumed = hashlib.sha512(), 0, False
                     notes.append(f"{target.name}: the partial download did not match the server's file; started again")
                     continue
                 if response.status_code == 404:
@@ -641,6 +641,7 @@ def _download(
                     log.warning(msg)
                     notes.append(msg)
                     hasher, have = hashlib.sha512(), 0
+                    resumed = False  # fetched whole: reported as downloaded, not resumed
                     mode = "wb"
                 elif response.status_code == 206:
                     content_range = response.headers.get("Content-Range", "")

@@ -410,8 +410,9 @@ def read_release_table(
     key = next((c for c in candidates if c in names), None)
     if key is None:
         shown = [n if n else "<unnamed>" for n in names[:25]]
+        more = f" and {len(names) - 25} more" if len(names) > 25 else ""
         raise FormatError(
-            f"no id column {' or '.join(repr(c) for c in candidates)}; columns found: {shown}. "
+            f"no id column {' or '.join(repr(c) for c in candidates)}; columns found: {shown}{more}. "
             "Give the table of the right release (or name its id column) - rows are never keyed by position",
             path=p,
             line=1,
