@@ -35,8 +35,7 @@ JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="Job id.
 Level = Literal["sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary"]
 QueryName = Annotated[str | None, Query(max_length=100, description="Query name (default: the first query).")]
 Metric = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_]+$")]
-# matched with fullmatch: ``$`` would also match before a final newline ("sig.tsv
-")
+# matched with fullmatch: ``$`` would also match before a final newline (a name ending in a newline)
 _DOWNLOAD = re.compile(r"queries\.tsv|notes\.txt|describe\.json|(?P<level>[a-z_]+)\.tsv|(?P<glevel>[a-z_]+)__(?P<metric>[A-Za-z0-9_]+)\.gctx")
 
 
