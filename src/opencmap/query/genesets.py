@@ -124,20 +124,30 @@ class ValidatedQuery:
 
     def notes(self) -> list[str]:
         """One line per side and kind of event (mapped, ambiguous, unknown, outside the space)."""
-        out: list[str] = []
+        return [text for _, text in self._events()]
+
+    def _events(self) -> list[tuple[type[Warning], str]]:
+        """The lines of :meth:`notes`, each with the warning category :func:`_warn` raises it as."""
+        out: list[tuple[type[Warning], str]] = []
         for side in _sides(self):
             mapped = self.noteworthy_mappings(side)
             if mapped:
                 out.append(
-                    f"query {self.name}, {side}: {len(mapped)} gene(s) mapped: "
-                    + "; ".join(f"{t} -> {m[0]} {m[1]} ({m[2]})" for t, m in list(mapped.items())[:10])
-                    + (" ..." if len(mapped) > 10 else "")
+                    (
+                        GeneMappingWarning,
+                        f"query {self.name}, {side}: {len(mapped)} gene(s) mapped: "
+                        + "; ".join(f"{t} -> {m[0]} {m[1]} ({m[2]})" for t, m in list(mapped.items())[:10])
+                        + (" ..." if len(mapped) > 10 else ""),
+                    )
                 )
             amb = dict(self.ambiguous.get(side, {}))
             if amb:
                 out.append(
-                    f"query {self.name}, {side}: {len(amb)} ambiguous name(s) not used: "
-                    + "; ".join(f"{t} = " + " or ".join(f"{s} ({e})" for e, s in c) for t, c in list(amb.items())[:10])
+                    (
+                        AmbiguousGeneWarning,
+                        f"query {self.name}, {side}: {len(amb)} ambiguous name(s) not used: "
+                        + "; ".join(f"{t} = " + " or ".join(f"{s} ({e})" for e, s in c) for t, c in list(amb.items())[:10]),
+                    )
                 )
         lost = [t for t in (*self.unknown, *self.dropped)]
         if lost:
@@ -149,7 +159,7 @@ class ValidatedQuery:
             if self.dropped:
                 parts.append(f"{len(self.dropped)} outside the feature space: " + ", ".join(self.dropped[:10]))
             used = int(np.isfinite(self.vector).sum()) if self.vector is not None else len(self.up_genes) + len(self.down_genes)
-            out.append(f"query {self.name}: {len(lost)} gene(s) not used ({used} used) - " + "; ".join(parts))
+            out.append((UnknownGeneWarning, f"query {self.name}: {len(lost)} gene(s) not used ({used} used) - " + "; ".join(parts)))
         return out
 
 
@@ -409,34 +419,9 @@ def _restrict(tokens: Sequence[str], lookup: GeneLookup, space: FeatureSpace) ->
 
 
 def _warn(v: ValidatedQuery) -> None:
-    for side in _sides(v):
-        mapped = v.noteworthy_mappings(side)
-        if mapped:
-            warnings.warn(
-                f"query {v.name!r}, {side}: genes mapped: "
-                + "; ".join(f"{t} -> {m[0]} {m[1]} ({m[2]})" for t, m in list(mapped.items())[:10])
-                + (f" and {len(mapped) - 10} more" if len(mapped) > 10 else ""),
-                GeneMappingWarning,
-                stacklevel=3,
-            )
-        amb = dict(v.ambiguous.get(side, {}))
-        if amb:
-            warnings.warn(
-                f"query {v.name!r}, {side}: ambiguous names not used (write the Entrez id or current symbol): "
-                + "; ".join(f"{t} = " + " or ".join(f"{s} ({e})" for e, s in c) for t, c in list(amb.items())[:10]),
-                AmbiguousGeneWarning,
-                stacklevel=3,
-            )
-    if v.unknown or v.dropped:
-        parts = []
-        if v.unknown:
-            parts.append(f"{len(v.unknown)} unknown: " + ", ".join(_with_reason(t, v.reasons) for t in v.unknown[:10]))
-            unknown_suggestions = [(t, v.suggestions[t]) for t in v.unknown if t in v.suggestions]
-            if unknown_suggestions:
-                parts.append("did you mean " + "; ".join(f"{t} -> {' or '.join(s)}" for t, s in unknown_suggestions[:5]))
-        if v.dropped:
-            parts.append(f"{len(v.dropped)} outside the feature space: " + ", ".join(v.dropped[:10]))
-        warnings.warn(f"query {v.name!r}: genes not used - " + "; ".join(parts), UnknownGeneWarning, stacklevel=3)
+    """Warn once per line of ``v.notes()``, with the same text."""
+    for category, text in v._events():
+        warnings.warn(text, category, stacklevel=3)
 
 
 def _validate_vector(query: Query, space: FeatureSpace, genes: pd.DataFrame | GeneLookup, *, warn: bool) -> ValidatedQuery:
