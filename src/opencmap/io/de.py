@@ -19,7 +19,6 @@ whether R wrote an empty header field for them (``write.csv``, ``col.names=NA``)
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import logging
 import math
@@ -30,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from opencmap.errors import ConfigError, FormatError
+from opencmap.io.tables import read_file_bytes
 
 __all__ = ["read_de_table", "read_rnk", "ROW_NAMES"]
 
@@ -41,15 +41,7 @@ _TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": None}
 
 
 def _raw_text(p: Path) -> str:
-    if not p.exists():
-        raise FormatError("file not found; check the path", path=p)
-    raw = p.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise FormatError(f"gzip-compressed but cannot be decompressed ({exc})", path=p) from exc
-    text = raw.decode("utf-8-sig", "replace")
+    text = read_file_bytes(p).decode("utf-8-sig", "replace")
     if not text.strip():
         raise FormatError("empty file; a DE table needs a header line and one row per gene", path=p, line=1)
     return text

@@ -34,6 +34,19 @@ def is_id_column(name: str) -> bool:
     return lower == "id" or lower.endswith("_id")
 
 
+def read_file_bytes(p: Path) -> bytes:
+    """The bytes of ``p``, gunzipped when they start with the gzip magic; a :class:`FormatError` if missing or corrupt."""
+    if not p.exists():
+        raise FormatError("file not found; check the path", path=p)
+    raw = p.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise FormatError(f"gzip-compressed but cannot be decompressed ({exc})", path=p) from exc
+    return raw
+
+
 def read_table(
     path: str | PathLike[str],
     *,
@@ -57,14 +70,7 @@ def read_table(
         Empty file, repeated header names, ragged lines (names the line).
     """
     p = Path(path)
-    if not p.exists():
-        raise FormatError("file not found; check the path", path=p)
-    raw = p.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise FormatError(f"gzip-compressed but cannot be decompressed ({exc})", path=p) from exc
+    raw = read_file_bytes(p)
     if not raw.strip():
         raise FormatError("empty file; a table needs a header line", path=p, line=1)
     header_end = raw.find(b"\n")
