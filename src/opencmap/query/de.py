@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -316,6 +316,18 @@ def _resolver(resolver: Resolver | None, store: Any, space: str | None) -> Resol
     return store_resolver(store, space)
 
 
+def _first_of_each(order: Iterable[int], gene_of: Callable[[int], Any]) -> tuple[list[int], list[int]]:
+    """Rows of ``order`` split into the first row of each gene (by ``gene_of``) and the later repeats."""
+    taken: set[Any] = set()
+    first: list[int] = []
+    repeats: list[int] = []
+    for i in order:
+        gene = gene_of(i)
+        (repeats if gene in taken else first).append(i)
+        taken.add(gene)
+    return first, repeats
+
+
 def _shown(items: Sequence[str]) -> str:
     return ", ".join(items[:_SHOW]) + (f" and {len(items) - _SHOW} more" if len(items) > _SHOW else "")
 
@@ -378,15 +390,8 @@ def _select(
         rows = rows[mapped]
         # two tokens naming the same store gene: keep the most significant
         by_sig = rows[np.lexsort((rows, -np.abs(lfc[rows]), pval[rows], pad[rows]))]
-        taken: dict[str, None] = {}
-        kept: list[int] = []
-        for i in by_sig:
-            gid = resolved[genes[i]]
-            if gid in taken:
-                dup_tokens.append(f"{genes[i]} (= gene {gid})")
-            else:
-                taken[gid] = None  # type: ignore[index]
-                kept.append(i)
+        kept, same_gene = _first_of_each(by_sig, lambda i: resolved[genes[i]])
+        dup_tokens += [f"{genes[i]} (= gene {resolved[genes[i]]})" for i in same_gene]
         n_dup = len(dup_tokens)
         rows = np.array(sorted(kept), dtype=np.intp)
     if dup_tokens:
@@ -686,15 +691,8 @@ def _vector_query(
     keep = np.flatnonzero(~missing)
     # repeated genes (or tokens naming one gene): keep the largest |value|, then the first
     order = keep[np.lexsort((keep, -np.abs(values[keep])))]
-    taken: dict[str, None] = {}
-    dups: list[str] = []
-    rows: list[int] = []
-    for i in order:
-        if ids[i] in taken:
-            dups.append(str(tokens[i]) if ids[i] == tokens[i] else f"{tokens[i]} (= gene {ids[i]})")
-        else:
-            taken[ids[i]] = None
-            rows.append(i)
+    rows, set_aside = _first_of_each(order, lambda i: ids[i])
+    dups = [str(tokens[i]) if ids[i] == tokens[i] else f"{tokens[i]} (= gene {ids[i]})" for i in set_aside]
     rows_arr = np.array(sorted(rows), dtype=np.intp)
     if dups:
         msg = f"{len(dups)} repeated genes set aside, the largest |value| of each kept: {_shown(dups)}"
