@@ -140,20 +140,31 @@ class ReleaseSchema:
 
 
 _GZ = r"(?:\.gz)?"
+
+
+def _geo_tables(series: str, dated: str, *, metrics_leading_index: bool = False) -> dict[str, TableSpec]:
+    """The annotation tables of a GEO LINCS series: ``{series}_Broad_LINCS_{role}{dated}.txt(.gz)``."""
+
+    def spec(role: str, id_column: str, renames: Mapping[str, str] | None = None, **kw: bool) -> TableSpec:
+        pattern = rf"^{series}_Broad_LINCS_{role}{dated}\.txt{_GZ}$"
+        return TableSpec(role, pattern, id_column, dict(renames or {}), **kw)
+
+    return {
+        "sig_info": spec("sig_info", "sig_id", required=True),
+        "sig_metrics": spec("sig_metrics", "sig_id", {"is_exemplar": "is_exemplar_sig"}, leading_index=metrics_leading_index),
+        "gene_info": spec("gene_info", "pr_gene_id", required=True),
+        "pert_info": spec("pert_info", "pert_id"),
+        "cell_info": spec("cell_info", "cell_id"),
+        "inst_info": spec("inst_info", "inst_id"),
+    }
+
+
 SCHEMAS: dict[str, ReleaseSchema] = {
     "GSE92742": ReleaseSchema(
         name="GSE92742",
         description="GEO GSE92742, CMap LINCS phase I (2017): 473,647 Level 5 signatures",
         matrix=rf"^GSE92742_Broad_LINCS_Level5_COMPZ\.MODZ_n\d+x\d+\.gctx{_GZ}$",
-        tables={
-            "sig_info": TableSpec("sig_info", rf"^GSE92742_Broad_LINCS_sig_info\.txt{_GZ}$", "sig_id", required=True),
-            "sig_metrics": TableSpec("sig_metrics", rf"^GSE92742_Broad_LINCS_sig_metrics\.txt{_GZ}$", "sig_id",
-                                     {"is_exemplar": "is_exemplar_sig"}),
-            "gene_info": TableSpec("gene_info", rf"^GSE92742_Broad_LINCS_gene_info\.txt{_GZ}$", "pr_gene_id", required=True),
-            "pert_info": TableSpec("pert_info", rf"^GSE92742_Broad_LINCS_pert_info\.txt{_GZ}$", "pert_id"),
-            "cell_info": TableSpec("cell_info", rf"^GSE92742_Broad_LINCS_cell_info\.txt{_GZ}$", "cell_id"),
-            "inst_info": TableSpec("inst_info", rf"^GSE92742_Broad_LINCS_inst_info\.txt{_GZ}$", "inst_id"),
-        },
+        tables=_geo_tables("GSE92742", ""),
         missing=("-666", "-666.0", ""),
         controls="the Level 5 matrix itself (ctl_vehicle, ctl_vector, ctl_untrt signatures; pert_type ctl_*)",
     ),
@@ -161,15 +172,7 @@ SCHEMAS: dict[str, ReleaseSchema] = {
         name="GSE70138",
         description="GEO GSE70138, CMap LINCS phase II (2017-03-06): 118,050 Level 5 signatures",
         matrix=rf"^GSE70138_Broad_LINCS_Level5_COMPZ_n\d+x\d+(?:_\d{{4}}-\d{{2}}-\d{{2}})?\.gctx{_GZ}$",
-        tables={
-            "sig_info": TableSpec("sig_info", rf"^GSE70138_Broad_LINCS_sig_info(?:_[\d-]+)?\.txt{_GZ}$", "sig_id", required=True),
-            "sig_metrics": TableSpec("sig_metrics", rf"^GSE70138_Broad_LINCS_sig_metrics(?:_[\d-]+)?\.txt{_GZ}$", "sig_id",
-                                     {"is_exemplar": "is_exemplar_sig"}, leading_index=True),
-            "gene_info": TableSpec("gene_info", rf"^GSE70138_Broad_LINCS_gene_info(?:_[\d-]+)?\.txt{_GZ}$", "pr_gene_id", required=True),
-            "pert_info": TableSpec("pert_info", rf"^GSE70138_Broad_LINCS_pert_info(?:_[\d-]+)?\.txt{_GZ}$", "pert_id"),
-            "cell_info": TableSpec("cell_info", rf"^GSE70138_Broad_LINCS_cell_info(?:_[\d-]+)?\.txt{_GZ}$", "cell_id"),
-            "inst_info": TableSpec("inst_info", rf"^GSE70138_Broad_LINCS_inst_info(?:_[\d-]+)?\.txt{_GZ}$", "inst_id"),
-        },
+        tables=_geo_tables("GSE70138", r"(?:_[\d-]+)?", metrics_leading_index=True),
         missing=("-666", "-666.0", ""),
         controls="the Level 5 matrix itself (ctl_vehicle signatures; pert_type ctl_*)",
     ),
