@@ -295,7 +295,7 @@ def build_background(
     )
     raw = res.level("sig").metrics
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    from opencmap.query.store import _disk_full, _is_disk_full, store_writer
+    from opencmap.query.store import _cleanup_locked, _disk_full, _is_disk_full, store_writer
 
     # one atomic step: every file goes into new folders (named by the manifest's next generation)
     # that the manifest, rewritten last with one rename, switches to; the old folders are removed
@@ -306,9 +306,10 @@ def build_background(
             raise StoreError(f"the store {st.path} changed while its backgrounds were computed; run `opencmap store background` again")
         try:
             entries_all = _write_backgrounds(st, tails, raw, engine, info, qpos, symmetric, same_cell, n_genes, query_space, space, created)
-        except OSError as exc:
+        except BaseException as exc:
+            _cleanup_locked(st.path)  # the new folders are not in the manifest
             if _is_disk_full(exc):
-                raise _disk_full(exc, f"writing the tau backgrounds of {st.path}", st.path) from exc
+                raise _disk_full(exc, f"writing the tau backgrounds of {st.path}", st.path) from exc  # type: ignore[arg-type]
             raise
     log.info("built tau backgrounds %s from %d queries", sorted(entries_all), len(qpos))
     return entries_all

@@ -1130,9 +1130,10 @@ def append_store(
         store = Store(store.path)  # as the lock found it
         try:
             return _append_locked(store, source, info, space_rows, block_size, keep_backgrounds, progress)
-        except OSError as exc:
+        except BaseException as exc:
+            _cleanup_locked(store.path)  # the new segment, if written, is not in the manifest
             if _is_disk_full(exc):
-                raise _disk_full(exc, f"appending to the store {store.path}", store.path) from exc
+                raise _disk_full(exc, f"appending to the store {store.path}", store.path) from exc  # type: ignore[arg-type]
             raise
 
 
@@ -1214,9 +1215,10 @@ def compact_store(path: str | os.PathLike[str], *, progress: Progress | None = N
             return store
         try:
             return _compact_locked(store, progress)
-        except OSError as exc:
+        except BaseException as exc:
+            _cleanup_locked(store.path)  # the new segment, if written, is not in the manifest
             if _is_disk_full(exc):
-                raise _disk_full(exc, f"compacting the store {store.path}", store.path) from exc
+                raise _disk_full(exc, f"compacting the store {store.path}", store.path) from exc  # type: ignore[arg-type]
             raise
 
 
@@ -1750,6 +1752,7 @@ class Store:
             "stale_backgrounds": self.stale_backgrounds,
             "releases": [r["release"] for r in m.get("provenance", {}).get("releases", [])],
             "pcl_classes": (m.get("pcl") or {}).get("n_classes", 0),
+            "chunk_checksums": self.checked,
         }
 
     # ------------------------------------------------------------------ manifest updates
