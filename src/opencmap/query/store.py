@@ -11,7 +11,20 @@ A store is a directory::
         <space>/ranks.npy              uint16 (n_features, n_sigs)  gene-major, 1 = largest, 0 = missing
         <space>/scores.npy             float32 (n_features, n_sigs) gene-major
         <space>/scores_by_sig.npy      float32 (n_sigs, n_features) signature-major (optional)
-    backgrounds/<level>/...            tau reference distributions (see :mod:`opencmap.query.background`)
+        <space>/<kind>.crc.npy         uint64 (rows, chunks) xxh3 of every 16,384-column chunk of a row
+    backgrounds/<level>.g<N>/...       tau reference distributions (see :mod:`opencmap.query.background`)
+    .lock                              writer lock (flock): one process changes a store at a time
+
+Durability (format version 2): every 2-D data file carries chunk checksums that the readers
+(:meth:`Store.iter_blocks`, :meth:`Store.signature_scores`, :meth:`Store.signature_ranks`) check
+the first time each chunk is read, so a corrupted file refuses the query with a
+:class:`~opencmap.errors.StoreError` naming it (stores of version 1 open with an
+:class:`~opencmap.errors.UncheckedStoreWarning`). Every change is one atomic step: new files go
+under new names (a new segment, ``backgrounds/<level>.g<N>``), the manifest that refers to them is
+made durable and renamed over the old one last; ``--overwrite`` swaps the complete new store with
+the old one (``renameat2(RENAME_EXCHANGE)``). Whatever a killed run left is removed, with a log
+line, by the next writer and by :func:`cleanup_store` (``opencmap store info --verify``). Tests
+inject faults with ``$OPENCMAP_FAULT_AT`` (:func:`_fault`).
 
 *Gene-major* matrices let a query read only the rows of its genes; every file is an ``.npy``
 opened with ``np.load(mmap_mode="r")``, so a store larger than RAM still answers (the OS pages
@@ -77,8 +90,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STORE_FORMAT = "opencmap-reference-store"
-STORE_FORMAT_VERSION = 2  # 2: per-chunk checksums (``*.crc.npy``) checked as queries read; 1 still opens
-_CHUNK_COLS = 4096  # columns per checksummed chunk of a 2-D data file (8 KB of ranks, 16 KB of scores)
+STORE_FORMAT_VERSION = 2  # 2: per-chunk checksums (``*.crc.npy``, xxh3) checked as queries read; 1 still opens
+_CHUNK_COLS = 16384  # columns per checksummed chunk of a 2-D data file (32 KB of ranks, 64 KB of scores)
+_CHUNK_ALGO = "xxh3_64"  # chunk checksum (the reader also knows "crc32")
 _FAULT_ENV = "OPENCMAP_FAULT_AT"  # tests: a step name at which the process dies (os._exit), see _fault
 _LOCK = ".lock"
 
@@ -768,15 +782,26 @@ def _write_segment(
     return {"name": seg_dir.name, "n_signatures": n_sigs, "files": files}
 
 
-def _chunk_sums(arr: np.ndarray, cols: int = _CHUNK_COLS) -> np.ndarray:
-    """crc32 of every chunk of ``cols`` columns of every row of a 2-D array: uint32 ``(rows, chunks)``."""
+def _chunk_hasher(algo: str) -> Callable[[Any], int]:
+    if algo == "crc32":
+        return zlib.crc32
+    if algo == "xxh3_64":
+        import xxhash
+
+        return xxhash.xxh3_64_intdigest
+    raise StoreError(f"unknown chunk checksum {algo!r} in the store manifest; upgrade opencmap")
+
+
+def _chunk_sums(arr: np.ndarray, cols: int = _CHUNK_COLS, algo: str = _CHUNK_ALGO) -> np.ndarray:
+    """Checksums of every chunk of ``cols`` columns of every row of a 2-D array: uint64 ``(rows, chunks)``."""
+    digest = _chunk_hasher(algo)
     n_rows, n_cols = arr.shape
     n_chunks = max(1, -(-n_cols // cols))
-    out = np.zeros((n_rows, n_chunks), dtype=np.uint32)
+    out = np.zeros((n_rows, n_chunks), dtype=np.uint64)
     for r in range(n_rows):
         row = arr[r]
         for c in range(n_chunks):
-            out[r, c] = zlib.crc32(memoryview(np.ascontiguousarray(row[c * cols : (c + 1) * cols])).cast("B"))
+            out[r, c] = digest(memoryview(np.ascontiguousarray(row[c * cols : (c + 1) * cols])).cast("B"))
     return out
 
 
@@ -821,7 +846,7 @@ def _checksum_files(folder: Path, files: dict[str, dict[str, Any]]) -> None:
                 np.save(fh, chunks, allow_pickle=False)
                 fh.flush()
                 os.fsync(fh.fileno())
-            entry["chunk_sums"] = {"file": side, "cols": _CHUNK_COLS}
+            entry["chunk_sums"] = {"file": side, "cols": _CHUNK_COLS, "algo": _CHUNK_ALGO}
             files[side] = {"bytes": (folder / side).stat().st_size, "checksum": _file_checksum(folder / side)}
 
 
@@ -1038,22 +1063,7 @@ def build_store(
         _fault("build:data-written")
         _write_bytes_atomic(tmp / _MANIFEST, json.dumps(manifest, indent=1, default=str).encode())
         _fault("build:before-switch")
-        if dest.exists():
-            # one atomic step: swap the new store and the old one (readers see one or the other),
-            # then remove the old; where the system cannot swap, two renames that the next run
-            # undoes if killed between them (_cleanup_siblings restores the old store)
-            if _exchange(tmp, dest):
-                _fault("build:switched")
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                old = dest.with_name(f".{dest.name}.old-{os.getpid()}-0")
-                os.replace(dest, old)
-                _fault("build:between-renames")
-                os.replace(tmp, dest)
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        _switch_into(tmp, dest)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if _is_disk_full(exc):
@@ -1061,6 +1071,33 @@ def build_store(
         raise
     log.info("built store %s: %d signatures, spaces %s", dest, manifest["n_signatures"], sorted(chosen))
     return Store(dest)
+
+
+def _switch_into(tmp: Path, dest: Path) -> None:
+    """Put the complete store ``tmp`` (a sibling of ``dest``) in place of ``dest`` in one atomic
+    step: a rename, or where ``dest`` exists a swap of the two (readers see the old store or the
+    new, never none or a mix), then the old one is removed. Where the system cannot swap, two
+    renames that the next run undoes if killed between them (:func:`_cleanup_siblings`)."""
+    if dest.exists():
+        if _exchange(tmp, dest):
+            _fault("build:switched")
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}-0")
+            os.replace(dest, old)
+            _fault("build:between-renames")
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)
+    _fsync_dir(dest.parent)
+
+
+def _building_path(dest: Path) -> Path:
+    """A fresh temporary sibling of ``dest`` for a multi-step build (cleaned up if the process dies)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _cleanup_siblings(dest, [])
+    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-{os.getpid()}-", dir=dest.parent)) / "store"
 
 
 _PCL_FILE = "pcl.gmt"
@@ -1363,10 +1400,10 @@ class _Segment:
         self.random_access = random_access
         self._arrays: dict[str, np.ndarray] = {}
         self.files: Mapping[str, Any] = files or {}
-        self._sums: dict[str, tuple[np.ndarray, int] | None] = {}
+        self._sums: dict[str, tuple[np.ndarray, int, Callable[[Any], int]] | None] = {}
         self._seen: dict[str, np.ndarray] = {}
 
-    def _chunk_table(self, key: str) -> tuple[np.ndarray, int] | None:
+    def _chunk_table(self, key: str) -> tuple[np.ndarray, int, Callable[[Any], int]] | None:
         """The chunk checksums of data file ``key`` (``space/kind``), checked whole on first use;
         None for files written without them (format version 1)."""
         if key in self._sums:
@@ -1386,20 +1423,20 @@ class _Segment:
                     f"store file {side} (checksums of {self.dir / key}.npy) is corrupt: {got} != {expected} in the manifest; "
                     "run `opencmap store info --verify` and rebuild the store"
                 )
-            table = (sums, int(entry["cols"]))
+            table = (sums, int(entry["cols"]), _chunk_hasher(str(entry.get("algo", "crc32"))))
             self._seen[key] = np.zeros(sums.shape, dtype=bool)
         self._sums[key] = table
         return table
 
     def check(self, space: str, kind: str, rows: np.ndarray | None, lo: int, hi: int) -> None:
         """Check the chunks of ``rows`` (None: all) x columns ``lo:hi`` of a data file against
-        their stored crc32 the first time they are read; :class:`StoreError` naming the file on a
+        their stored checksums (xxh3) the first time they are read; :class:`StoreError` naming the file on a
         mismatch. Rows of signature-major files are signatures, their columns genes."""
         key = f"{space}/{kind}"
         table = self._chunk_table(key)
         if table is None or hi <= lo:
             return
-        sums, cols = table
+        sums, cols, digest = table
         seen = self._seen[key]
         c0, c1 = lo // cols, (hi - 1) // cols + 1
         sub = seen[:, c0:c1] if rows is None else seen[rows, c0:c1]
@@ -1409,7 +1446,7 @@ class _Segment:
         todo_r, todo_c = np.nonzero(~sub)
         row_ids = np.arange(seen.shape[0])[todo_r] if rows is None else np.asarray(rows)[todo_r]
         for r, c in zip(row_ids.tolist(), (todo_c + c0).tolist(), strict=True):
-            got = zlib.crc32(memoryview(np.ascontiguousarray(arr[r, c * cols : (c + 1) * cols])).cast("B"))
+            got = digest(memoryview(np.ascontiguousarray(arr[r, c * cols : (c + 1) * cols])).cast("B"))
             if got != int(sums[r, c]):
                 raise StoreError(
                     f"store file {self.dir / key}.npy is corrupt (row {r}, columns {c * cols}..{min((c + 1) * cols, arr.shape[1]) - 1} "
