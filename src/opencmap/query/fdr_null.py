@@ -355,8 +355,11 @@ def _build_cached(
 ) -> FdrNull:
     from opencmap.kernels.fdr import pooled_null
 
+    from opencmap.query.store import _cleanup_fdr_null
+
     root = folder.parent
     root.mkdir(exist_ok=True)
+    _cleanup_fdr_null(root, [])  # what killed builds left
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.pid{os.getpid()}-", dir=root))
     try:
         vals = np.lib.format.open_memmap(tmp / "values.npy", mode="w+", dtype=np.float32, shape=(store.n_signatures, params["n_random"]))

@@ -296,15 +296,20 @@ def _cleanup_locked(path: Path) -> list[str]:
             elif entry.is_dir() and rel not in bgs and rel not in keep_parents and not any(b.startswith(rel + "/") for b in bgs):
                 if not any(rel.startswith(b + "/") for b in bgs):
                     _remove(entry, "tau background not in the manifest (interrupted or replaced)", removed)
-    null_root = path / "fdr_null"
-    if null_root.is_dir():
-        for entry in null_root.iterdir():
-            if entry.name.startswith("."):
-                pid = _owner_pid(entry.name, ".pid")
-                if pid is not None and _pid_alive(pid) and pid != os.getpid():
-                    continue
-                _remove(entry, "left by an interrupted FDR null build", removed)
+    _cleanup_fdr_null(path / "fdr_null", removed)
     return removed
+
+
+def _cleanup_fdr_null(root: Path, removed: list[str]) -> None:
+    """Remove the temporary folders of FDR null builds whose process is gone."""
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        if entry.name.startswith("."):
+            pid = _owner_pid(entry.name, ".pid")
+            if pid is not None and _pid_alive(pid) and pid != os.getpid():
+                continue
+            _remove(entry, "left by an interrupted FDR null build", removed)
 
 
 def cleanup_store(path: str | os.PathLike[str]) -> list[str]:
