@@ -284,3 +284,15 @@ def test_info_verify_removes_leftovers(store_path):
     assert not any(p.exists() for p in junk)
     assert "removed" in res.output
     shutil.rmtree(store_path)
+
+
+def test_fdr_null_leftovers_of_dead_builds_only_are_removed(store_path):
+    from opencmap.query.store import _cleanup_fdr_null
+
+    root = store_path / "fdr_null"
+    dead, live = root / ".k.pid999999-abc", root / ".k.pid1-abc"  # pid 1 is alive
+    dead.mkdir(parents=True)
+    live.mkdir()
+    removed: list[str] = []
+    _cleanup_fdr_null(root, removed)
+    assert removed == [str(dead)] and live.exists() and not dead.exists()
