@@ -1447,18 +1447,23 @@ class _Segment:
         sub = seen[:, c0:c1] if rows is None else seen[rows, c0:c1]
         if sub.all():
             return
-        arr = self.array(space, kind)
+        arr = self.array(space, kind).view(np.ndarray)  # plain view: slicing a memmap object per chunk is slow
         todo_r, todo_c = np.nonzero(~sub)
-        row_ids = np.arange(seen.shape[0])[todo_r] if rows is None else np.asarray(rows)[todo_r]
-        for r, c in zip(row_ids.tolist(), (todo_c + c0).tolist(), strict=True):
-            got = digest(memoryview(np.ascontiguousarray(arr[r, c * cols : (c + 1) * cols])).cast("B"))
-            if got != int(sums[r, c]):
-                raise StoreError(
-                    f"store file {self.dir / key}.npy is corrupt (row {r}, columns {c * cols}..{min((c + 1) * cols, arr.shape[1]) - 1} "
-                    "do not match their checksum): this store must not be queried; run `opencmap store info --verify` "
-                    "and rebuild the store (or restore it from a copy)"
-                )
-            seen[r, c] = True
+        row_ids = (np.arange(seen.shape[0])[todo_r] if rows is None else np.asarray(rows)[todo_r]).tolist()
+        col_ids = (todo_c + c0).tolist()
+        got = np.fromiter(
+            (digest(memoryview(arr[r, c * cols : (c + 1) * cols]).cast("B")) for r, c in zip(row_ids, col_ids, strict=True)),
+            dtype=np.uint64, count=len(row_ids),
+        )
+        bad = np.flatnonzero(got != sums[row_ids, col_ids])
+        if len(bad):
+            r, c = row_ids[int(bad[0])], col_ids[int(bad[0])]
+            raise StoreError(
+                f"store file {self.dir / key}.npy is corrupt (row {r}, columns {c * cols}..{min((c + 1) * cols, arr.shape[1]) - 1} "
+                "do not match their checksum): this store must not be queried; run `opencmap store info --verify` "
+                "and rebuild the store (or restore it from a copy)"
+            )
+        seen[row_ids, col_ids] = True
 
     def array(self, space: str, kind: str) -> np.ndarray:
         key = f"{space}/{kind}"
