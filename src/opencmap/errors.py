@@ -50,6 +50,8 @@ __all__ = [
     "QueryError",
     "ConfigError",
     "DiskSpaceError",
+    "UncheckedStoreWarning",
+    "StoreDiskSpaceError",
     "FetchError",
     "ChecksumError",
     "OpenCMapWarning",
@@ -151,6 +153,10 @@ class DiskSpaceError(OpenCMapError):
     """Too little free disk for a download, a decompression or a store; nothing was written."""
 
 
+class StoreDiskSpaceError(DiskSpaceError, StoreError):
+    """The disk filled up while a reference store was written; the store is as it was before."""
+
+
 class FetchError(OpenCMapError):
     """A release file cannot be downloaded: unknown release or file, server or network failure."""
 
@@ -168,6 +174,11 @@ class ChecksumError(FetchError):
 
 class OpenCMapWarning(UserWarning):
     """Something was dropped or adjusted on the user's behalf (e.g. unknown genes in a set)."""
+
+
+class UncheckedStoreWarning(OpenCMapWarning):
+    """A reference store written without chunk checksums (format version 1): reads of it are not
+    checked against corruption (``opencmap store info --verify`` checks it whole; a rebuild adds them)."""
 
 
 class GeneIdentityWarning(OpenCMapWarning):

@@ -272,15 +272,19 @@ def fdr_null(store: Path, sizes: tuple[str, ...], n_random: int, seed: int, metr
 
 @command.command("info")
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--verify", is_flag=True, help="Recompute every checksum.")
+@click.option("--verify", is_flag=True, help="Recompute every checksum and remove what interrupted runs left.")
 def info(store: Path, verify: bool) -> None:
     """Describe STORE (and check its files with --verify)."""
-    from opencmap.query.store import Store
+    from opencmap.query.store import Store, cleanup_store
 
+    removed = cleanup_store(store) if verify else []
     st = Store(store)
     if verify:
         st.verify()
     out = st.info()
     if verify:
         out["verified"] = True
+        out["removed_leftovers"] = removed
+        for path in removed:
+            click.echo(f"note: removed {path} (left by an interrupted run)", err=True)
     click.echo(json.dumps(out, indent=1))

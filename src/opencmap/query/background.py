@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from opencmap.errors import ConfigError, StoreError
-from opencmap.query.store import Store, _file_checksum
+from opencmap.query.store import Store, _fault, _file_checksum
 
 __all__ = [
     "Background",
@@ -195,7 +196,7 @@ def load_background(store: Store, level: str, tail: str = "both") -> Background 
             f"({BACKGROUND_FORMAT_VERSION}); upgrade opencmap",
             path=store.path / "backgrounds" / key,
         )
-    folder = store.path / "backgrounds" / key
+    folder = store.path / (entry.get("dir") or f"backgrounds/{key}")
     try:
         ids = pd.read_parquet(folder / "ids.parquet")["id"].astype(str)
         values = np.load(folder / "values.npy", mmap_mode="r")
@@ -265,7 +266,6 @@ def build_background(
     ``{key: manifest entry}``; keys are level names for ``both`` and ``<tail>/<level>`` otherwise
     (:func:`background_key`).
     """
-    from opencmap.io.atomic import atomic_write_path
     from opencmap.query.engine import Engine
     from opencmap.query.genesets import signature_queries
 
@@ -294,10 +294,35 @@ def build_background(
         progress=progress,
     )
     raw = res.level("sig").metrics
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    from opencmap.query.store import _cleanup_locked, _disk_full, _is_disk_full, store_writer
+
+    # one atomic step: every file goes into new folders (named by the manifest's next generation)
+    # that the manifest, rewritten last with one rename, switches to; the old folders are removed
+    # afterwards (or, if killed, by the next run / `store info --verify`)
+    with store_writer(st.path):
+        current = Store(st.path)
+        if current.manifest.get("generation", 0) != st.manifest.get("generation", 0) or current.n_signatures != st.n_signatures:
+            raise StoreError(f"the store {st.path} changed while its backgrounds were computed; run `opencmap store background` again")
+        try:
+            entries_all = _write_backgrounds(st, tails, raw, engine, info, qpos, symmetric, same_cell, n_genes, query_space, space, created)
+        except BaseException as exc:
+            _cleanup_locked(st.path)  # the new folders are not in the manifest
+            if _is_disk_full(exc):
+                raise _disk_full(exc, f"writing the tau backgrounds of {st.path}", st.path) from exc  # type: ignore[arg-type]
+            raise
+    log.info("built tau backgrounds %s from %d queries", sorted(entries_all), len(qpos))
+    return entries_all
+
+
+def _write_backgrounds(st: Store, tails: Any, raw: Any, engine: Any, info: pd.DataFrame, qpos: np.ndarray, symmetric: bool,
+                       same_cell: bool, n_genes: int, query_space: str | None, space: str | None, created: str) -> dict[str, Any]:
+    from opencmap.io.atomic import atomic_write_path
+
     cells = info["cell_id"].astype(str).to_numpy(dtype=object) if "cell_id" in info.columns else np.full(len(info), "", dtype=object)
     qcells = cells[qpos]
     cols = np.arange(len(qpos))
-    created = datetime.now(UTC).isoformat(timespec="seconds")
+    gen = int(st.manifest.get("generation", 0)) + 1
     root = st.path / "backgrounds"
     root.mkdir(exist_ok=True)
     entries_all: dict[str, Any] = {}
@@ -336,14 +361,19 @@ def build_background(
         for level, (ids, values, mask) in levels.items():
             sorted_vals, counts = _sorted_abs(values, mask)
             key = background_key(level, t)
-            folder = root / key
-            folder.mkdir(exist_ok=True)
+            rel = f"backgrounds/{key}.g{gen}"
+            folder = st.path / rel
+            folder.mkdir(parents=True, exist_ok=False)
             for fname, arr in (("values.npy", sorted_vals), ("counts.npy", counts)):
                 with atomic_write_path(folder / fname) as tmp, open(tmp, "wb") as fh:
                     np.save(fh, arr, allow_pickle=False)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                _fault("background:file-written")
             with atomic_write_path(folder / "ids.parquet") as tmp:
                 pd.DataFrame({"id": list(ids)}).to_parquet(tmp, index=False)
             entries_all[key] = {
+                "dir": rel,
                 "format_version": BACKGROUND_FORMAT_VERSION,
                 "tail": t,
                 "metric": BACKGROUND_METRIC,
@@ -356,9 +386,11 @@ def build_background(
         with atomic_write_path(tail_root / "queries.json") as tmp:
             tmp.write_text(json.dumps({**params, "query_sigs": [str(s) for s in info["sig_id"].iloc[qpos]]}))
     # the tails built replace every earlier background of those tails; other tails stay
-    kept = {k: e for k, e in st.manifest.get("backgrounds", {}).items() if _entry_tail(k, e) not in tails}
-    for key in set(st.manifest.get("backgrounds", {})) - set(kept) - set(entries_all):
-        shutil.rmtree(root / key, ignore_errors=True)
+    old = st.manifest.get("backgrounds", {})
+    kept = {k: e for k, e in old.items() if _entry_tail(k, e) not in tails}
+    _fault("background:before-switch")
     st._update_manifest(backgrounds={**kept, **entries_all})
-    log.info("built tau backgrounds %s from %d queries", sorted(entries_all), len(qpos))
+    for key, entry in old.items():
+        if key not in kept:
+            shutil.rmtree(st.path / (entry.get("dir") or f"backgrounds/{key}"), ignore_errors=True)
     return entries_all

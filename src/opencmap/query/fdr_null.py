@@ -355,9 +355,12 @@ def _build_cached(
 ) -> FdrNull:
     from opencmap.kernels.fdr import pooled_null
 
+    from opencmap.query.store import _cleanup_fdr_null
+
     root = folder.parent
     root.mkdir(exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
+    _cleanup_fdr_null(root, [])  # what killed builds left
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.pid{os.getpid()}-", dir=root))
     try:
         vals = np.lib.format.open_memmap(tmp / "values.npy", mode="w+", dtype=np.float32, shape=(store.n_signatures, params["n_random"]))
         counts = _compute_null(store, params, vals, progress)
@@ -370,9 +373,15 @@ def _build_cached(
             np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
         meta = {"params": params, "store_fingerprint": fingerprint, "n_signatures": store.n_signatures, "has_values": keep_values}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        from opencmap.query.store import _exchange, _fault
+
+        _fault("fdr_null:before-switch")
+        if folder.exists() and _exchange(tmp, folder):  # one atomic step; tmp now holds the old cache
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -353,6 +353,14 @@ def build_release_store(
 
     provenance = plan.describe()
     first, rest = plan.sources[0], plan.sources[1:]
+    final = Path(dest)
+    if rest:  # several steps (build + appends): done aside, then switched in as one step
+        from opencmap.errors import StoreError
+        from opencmap.query.store import _building_path
+
+        if final.exists() and not overwrite:
+            raise StoreError(f"{final} already exists; pass overwrite=True (CLI --overwrite) or choose another path")
+        dest, overwrite = _building_path(final), False
     store = build_store(
         dest, first.files.matrix, sig_info=first.sig_info, gene_info=plan.genes, spaces=[s for s in plan.spaces if s not in (gene_lists or {})],
         gene_lists=gene_lists, default_space=default_space, signature_major=signature_major, block_size=block_size,
@@ -364,9 +372,17 @@ def build_release_store(
             store = append_store(dest, src.files.matrix, sig_info=src.sig_info, block_size=block_size,
                                  progress=seg_progress, columns=src.columns)
             done[0] += len(src.columns)
+        if rest:
+            from opencmap.query.store import Store, _switch_into
+
+            _switch_into(Path(dest), final)
+            store = Store(final)
     except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
+        shutil.rmtree(Path(dest).parent if rest else dest, ignore_errors=True)
         raise
+    finally:
+        if rest:
+            shutil.rmtree(Path(dest).parent, ignore_errors=True)
     return store, plan
 
 

@@ -11,7 +11,20 @@ A store is a directory::
         <space>/ranks.npy              uint16 (n_features, n_sigs)  gene-major, 1 = largest, 0 = missing
         <space>/scores.npy             float32 (n_features, n_sigs) gene-major
         <space>/scores_by_sig.npy      float32 (n_sigs, n_features) signature-major (optional)
-    backgrounds/<level>/...            tau reference distributions (see :mod:`opencmap.query.background`)
+        <space>/<kind>.crc.npy         uint64 (rows, chunks) xxh3 of every 16,384-column chunk of a row
+    backgrounds/<level>.g<N>/...       tau reference distributions (see :mod:`opencmap.query.background`)
+    .lock                              writer lock (flock): one process changes a store at a time
+
+Durability (format version 2): every 2-D data file carries chunk checksums that the readers
+(:meth:`Store.iter_blocks`, :meth:`Store.signature_scores`, :meth:`Store.signature_ranks`) check
+the first time each chunk is read, so a corrupted file refuses the query with a
+:class:`~opencmap.errors.StoreError` naming it (stores of version 1 open with an
+:class:`~opencmap.errors.UncheckedStoreWarning`). Every change is one atomic step: new files go
+under new names (a new segment, ``backgrounds/<level>.g<N>``), the manifest that refers to them is
+made durable and renamed over the old one last; ``--overwrite`` swaps the complete new store with
+the old one (``renameat2(RENAME_EXCHANGE)``). Whatever a killed run left is removed, with a log
+line, by the next writer and by :func:`cleanup_store` (``opencmap store info --verify``). Tests
+inject faults with ``$OPENCMAP_FAULT_AT`` (:func:`_fault`).
 
 *Gene-major* matrices let a query read only the rows of its genes; every file is an ``.npy``
 opened with ``np.load(mmap_mode="r")``, so a store larger than RAM still answers (the OS pages
@@ -70,12 +83,18 @@ __all__ = [
     "compact_store",
     "open_store",
     "prefetch_columns",
+    "cleanup_store",
+    "store_writer",
 ]
 
 log = logging.getLogger(__name__)
 
 STORE_FORMAT = "opencmap-reference-store"
-STORE_FORMAT_VERSION = 1
+STORE_FORMAT_VERSION = 2  # 2: per-chunk checksums (``*.crc.npy``, xxh3) checked as queries read; 1 still opens
+_CHUNK_COLS = 16384  # columns per checksummed chunk of a 2-D data file (32 KB of ranks, 64 KB of scores)
+_CHUNK_ALGO = "xxh3_64"  # chunk checksum (the reader also knows "crc32")
+_FAULT_ENV = "OPENCMAP_FAULT_AT"  # tests: a step name at which the process dies (os._exit), see _fault
+_LOCK = ".lock"
 
 Progress = Callable[[int, int], None]  # (done, total) signatures
 
@@ -90,12 +109,240 @@ _RANDOM_ACCESS_FRACTION = 0.5  # stores whose gene-major data exceed this share 
 _WILLNEED_CHUNK = 128 << 10  # bytes per MADV_WILLNEED call (the kernel caps each call at its readahead window)
 
 
+
+# ---------------------------------------------------------------------------------- durability
+def _fault(step: str) -> None:
+    """Fault injection for tests: die at ``step`` when ``$OPENCMAP_FAULT_AT`` names it
+    (``os._exit(86)``: no cleanup, as a kill would), or raise ENOSPC when it names ``step:enospc``."""
+    want = os.environ.get(_FAULT_ENV)
+    if not want:
+        return
+    if want == step:
+        log.error("fault injection: dying at %s", step)
+        os._exit(86)
+    if want == f"{step}:enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), step)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owner_pid(name: str, marker: str) -> int | None:
+    """The pid embedded in a temporary name ``...<marker><pid>-...`` (None: no pid in it)."""
+    _, sep, rest = name.partition(marker)
+    head = rest.split("-", 1)[0] if sep else ""
+    return int(head) if head.isdigit() else None
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def _disk_full(exc: OSError, what: str, store: Path) -> StoreError:
+    from opencmap.errors import StoreDiskSpaceError
+
+    return StoreDiskSpaceError(
+        f"disk full while {what} ({exc.filename or store}: {exc.strerror}); nothing was changed at {store} "
+        "and the partial files were removed; free disk space and run it again"
+    )
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap the directory entries ``a`` and ``b`` (Linux ``renameat2(RENAME_EXCHANGE)``);
+    False where the system or file system cannot."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    rc = fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class store_writer:  # noqa: N801 - used as a context manager
+    """Exclusive writer lock of a store (``<store>/.lock``, ``flock``): one process changes a store
+    at a time; a killed writer's lock is released by the kernel. Leftovers of killed runs are removed
+    when the lock is taken (:func:`cleanup_store`)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, cleanup: bool = True):
+        self.path = Path(path)
+        self.cleanup = cleanup
+        self.fd = -1
+
+    def __enter__(self) -> "store_writer":
+        import fcntl
+
+        self.fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = -1
+            raise StoreError(
+                f"another opencmap process is changing the store {self.path} (it holds {self.path / _LOCK}); "
+                "wait for it to finish and run this again"
+            ) from None
+        if self.cleanup:
+            _cleanup_locked(self.path)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # releases the flock
+            self.fd = -1
+
+
+def _referenced(manifest: Mapping[str, Any]) -> tuple[set[str], set[str], set[str]]:
+    """(segment names, background folders relative to the store, top-level files) the manifest uses."""
+    segs = {str(seg["name"]) for seg in manifest.get("segments", [])}
+    bgs = {str(e.get("dir") or f"backgrounds/{k}") for k, e in manifest.get("backgrounds", {}).items()}
+    top = {_MANIFEST, _LOCK, str(manifest.get("genes", {}).get("file", "genes.parquet"))}
+    if manifest.get("pcl"):
+        top.add(str(manifest["pcl"]["file"]))
+    return segs, bgs, top
+
+
+def _remove(path: Path, why: str, removed: list[str]) -> None:
+    log.warning("removing %s (%s)", path, why)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with __import__("contextlib").suppress(FileNotFoundError):
+            path.unlink()
+    removed.append(str(path))
+
+
+def _cleanup_siblings(dest: Path, removed: list[str]) -> None:
+    """Remove what killed builds of ``dest`` left beside it (``.<name>.building-<pid>-*`` of dead
+    processes); restore a store left aside by an overwrite killed between its two renames."""
+    parent = dest.parent
+    if not parent.is_dir():
+        return
+    for entry in parent.iterdir():
+        name = entry.name
+        for marker in (f".{dest.name}.building-", f".{dest.name}.old-"):
+            if not name.startswith(marker):
+                continue
+            pid = _owner_pid(name, marker)
+            if pid is not None and pid != os.getpid() and _pid_alive(pid):
+                continue  # a running build
+            if marker.endswith(".old-") and not dest.exists() and (entry / _MANIFEST).exists():
+                log.warning("restoring %s from %s (an overwrite was interrupted before the new store was in place)", dest, entry)
+                os.replace(entry, dest)
+                continue
+            _remove(entry, "left by an interrupted store build", removed)
+
+
+def _cleanup_locked(path: Path) -> list[str]:
+    removed: list[str] = []
+    mpath = path / _MANIFEST
+    if not mpath.exists():
+        return removed
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, ValueError):
+        return removed  # not ours to judge: Store() reports a corrupt manifest
+    segs, bgs, top = _referenced(manifest)
+    for entry in path.iterdir():
+        name = entry.name
+        if name.startswith(".") and name.endswith(".tmp"):
+            _remove(entry, "temporary file of an interrupted write", removed)
+        elif entry.is_file() and name not in top and name.startswith(("genes-", "pcl-")):
+            _remove(entry, "file of an older store generation", removed)
+    seg_root = path / "segments"
+    if seg_root.is_dir():
+        for entry in seg_root.iterdir():
+            if entry.name not in segs and (entry.name.startswith(".") or entry.name.startswith("seg-")):
+                _remove(entry, "segment not in the manifest (interrupted append/compact/overwrite, or replaced)", removed)
+    bg_root = path / "backgrounds"
+    if bg_root.is_dir():
+        keep_parents = {str(Path(b).parent) for b in bgs}
+        for entry in sorted(bg_root.rglob("*"), key=lambda e: -len(e.parts)):
+            rel = str(entry.relative_to(path))
+            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                _remove(entry, "temporary file of an interrupted write", removed)
+            elif entry.is_dir() and rel not in bgs and rel not in keep_parents and not any(b.startswith(rel + "/") for b in bgs):
+                if not any(rel.startswith(b + "/") for b in bgs):
+                    _remove(entry, "tau background not in the manifest (interrupted or replaced)", removed)
+    _cleanup_fdr_null(path / "fdr_null", removed)
+    return removed
+
+
+def _cleanup_fdr_null(root: Path, removed: list[str]) -> None:
+    """Remove the temporary folders of FDR null builds whose process is gone."""
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        if entry.name.startswith("."):
+            pid = _owner_pid(entry.name, ".pid")
+            if pid is not None and _pid_alive(pid) and pid != os.getpid():
+                continue
+            _remove(entry, "left by an interrupted FDR null build", removed)
+
+
+def cleanup_store(path: str | os.PathLike[str]) -> list[str]:
+    """Remove what interrupted runs left in and beside the store at ``path`` (temporary files,
+    unreferenced segments and backgrounds, ``.<name>.building-*`` folders of dead builds), each
+    with a log line; returns the removed paths. Skipped (empty list, logged) while another process
+    is changing the store."""
+    path = Path(path)
+    removed: list[str] = []
+    _cleanup_siblings(path, removed)
+    if not path.is_dir():
+        return removed
+    try:
+        with store_writer(path, cleanup=False):
+            removed += _cleanup_locked(path)
+    except StoreError:
+        log.info("not cleaning %s: another process is changing it", path)
+    except OSError as exc:  # a read-only store
+        log.info("not cleaning %s: %s", path, exc)
+    return removed
+
+
 # ---------------------------------------------------------------------------------- helpers
 def _write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file made durable, then one rename."""
     from opencmap.io.atomic import atomic_write_path
 
-    with atomic_write_path(path) as tmp:
-        Path(tmp).write_bytes(payload)
+    with atomic_write_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(payload)
+        fh.flush()
+        _fault("manifest:tmp-written")
+        os.fsync(fh.fileno())
+    _fsync_dir(path.parent)
 
 
 def _file_checksum(path: Path) -> str:
@@ -466,7 +713,9 @@ class _NpyOut:
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     os.close(self.fd)
-                    raise StoreError(
+                    from opencmap.errors import StoreDiskSpaceError
+
+                    raise StoreDiskSpaceError(
                         f"not enough disk space for {path} ({nbytes / 1e9:.1f} GB); free space or build elsewhere"
                     ) from exc
                 # file systems without fallocate: blocks are allocated as written
@@ -559,17 +808,72 @@ def _write_segment(
     return {"name": seg_dir.name, "n_signatures": n_sigs, "files": files}
 
 
-def _checksum_files(folder: Path, files: Mapping[str, dict[str, Any]]) -> None:
-    """Fill ``bytes`` and ``checksum`` of manifest file entries (files read in parallel threads:
-    ``zlib.crc32`` releases the GIL, so reading and checksumming use both cores)."""
+def _chunk_hasher(algo: str) -> Callable[[Any], int]:
+    if algo == "crc32":
+        return zlib.crc32
+    if algo == "xxh3_64":
+        import xxhash
+
+        return xxhash.xxh3_64_intdigest
+    raise StoreError(f"unknown chunk checksum {algo!r} in the store manifest; upgrade opencmap")
+
+
+def _chunk_sums(arr: np.ndarray, cols: int = _CHUNK_COLS, algo: str = _CHUNK_ALGO) -> np.ndarray:
+    """Checksums of every chunk of ``cols`` columns of every row of a 2-D array: uint64 ``(rows, chunks)``."""
+    digest = _chunk_hasher(algo)
+    n_rows, n_cols = arr.shape
+    n_chunks = max(1, -(-n_cols // cols))
+    out = np.zeros((n_rows, n_chunks), dtype=np.uint64)
+    for r in range(n_rows):
+        row = arr[r]
+        for c in range(n_chunks):
+            out[r, c] = digest(memoryview(np.ascontiguousarray(row[c * cols : (c + 1) * cols])).cast("B"))
+    return out
+
+
+def _sidecar(rel: str) -> str:
+    return rel[: -len(".npy")] + ".crc.npy"
+
+
+def _file_sums(folder: Path, rel: str, entry: Mapping[str, Any]) -> tuple[str, np.ndarray | None]:
+    """Whole-file checksum, and the chunk checksums of a 2-D ``.npy`` data file (None otherwise)."""
+    whole = _file_checksum(folder / rel)
+    if not rel.endswith(".npy") or len(entry.get("shape", ())) != 2:
+        return whole, None
+    arr = np.load(folder / rel, mmap_mode="r")
+    sums = _chunk_sums(arr)
+    del arr
+    if hasattr(os, "posix_fadvise"):
+        fd = os.open(folder / rel, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return whole, sums
+
+
+def _checksum_files(folder: Path, files: dict[str, dict[str, Any]]) -> None:
+    """Fill ``bytes`` and ``checksum`` of manifest file entries, and write the chunk checksums of
+    every 2-D data file beside it (``<kind>.crc.npy``, entry ``chunk_sums``), which readers check
+    as they read (files read in parallel threads: ``zlib.crc32`` releases the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
     rels = sorted(files, key=lambda rel: -(folder / rel).stat().st_size)
     with ThreadPoolExecutor(max_workers=min(len(rels), os.cpu_count() or 1) or 1) as pool:
-        sums = dict(zip(rels, pool.map(lambda rel: _file_checksum(folder / rel), rels), strict=True))
-    for rel, entry in files.items():
+        sums = dict(zip(rels, pool.map(lambda rel: _file_sums(folder, rel, files[rel]), rels), strict=True))
+    for rel in list(files):
+        entry = files[rel]
         entry["bytes"] = (folder / rel).stat().st_size
-        entry["checksum"] = sums[rel]
+        whole, chunks = sums[rel]
+        entry["checksum"] = whole
+        if chunks is not None:
+            side = _sidecar(rel)
+            with open(folder / side, "wb") as fh:
+                np.save(fh, chunks, allow_pickle=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            entry["chunk_sums"] = {"file": side, "cols": _CHUNK_COLS, "algo": _CHUNK_ALGO}
+            files[side] = {"bytes": (folder / side).stat().st_size, "checksum": _file_checksum(folder / side)}
 
 
 def _run_blocks(
@@ -749,7 +1053,11 @@ def build_store(
     space_rows = {name: np.array([gene_pos[g] for g in members], dtype=np.intp) for name, members in chosen.items()}
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-", dir=dest.parent))
+    removed: list[str] = []
+    _cleanup_siblings(dest, removed)
+    if dest.exists() and (dest / _MANIFEST).exists():
+        cleanup_store(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-{os.getpid()}-", dir=dest.parent))
     try:
         _as_str_frame(genes).to_parquet(tmp / "genes.parquet", index=False)
         pcl_entry = _write_pcl(tmp, pcl_sets)
@@ -779,19 +1087,44 @@ def build_store(
             manifest["pcl"] = pcl_entry
         if provenance:
             manifest["provenance"] = dict(provenance)
-        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-    except BaseException:
+        _fault("build:data-written")
+        _write_bytes_atomic(tmp / _MANIFEST, json.dumps(manifest, indent=1, default=str).encode())
+        _fault("build:before-switch")
+        _switch_into(tmp, dest)
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _is_disk_full(exc):
+            raise _disk_full(exc, f"building the store {dest}", dest) from exc  # type: ignore[arg-type]
         raise
     log.info("built store %s: %d signatures, spaces %s", dest, manifest["n_signatures"], sorted(chosen))
     return Store(dest)
+
+
+def _switch_into(tmp: Path, dest: Path) -> None:
+    """Put the complete store ``tmp`` (a sibling of ``dest``) in place of ``dest`` in one atomic
+    step: a rename, or where ``dest`` exists a swap of the two (readers see the old store or the
+    new, never none or a mix), then the old one is removed. Where the system cannot swap, two
+    renames that the next run undoes if killed between them (:func:`_cleanup_siblings`)."""
+    if dest.exists():
+        if _exchange(tmp, dest):
+            _fault("build:switched")
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}-0")
+            os.replace(dest, old)
+            _fault("build:between-renames")
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)
+    _fsync_dir(dest.parent)
+
+
+def _building_path(dest: Path) -> Path:
+    """A fresh temporary sibling of ``dest`` for a multi-step build (cleaned up if the process dies)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _cleanup_siblings(dest, [])
+    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-{os.getpid()}-", dir=dest.parent)) / "store"
 
 
 _PCL_FILE = "pcl.gmt"
@@ -857,10 +1190,30 @@ def append_store(
                 f"the signatures to append lack {int((rows < 0).sum())} genes of space {name!r}, e.g. {missing}"
             )
         space_rows[name] = rows
+    with store_writer(store.path):
+        store = Store(store.path)  # as the lock found it
+        try:
+            return _append_locked(store, source, info, space_rows, block_size, keep_backgrounds, progress)
+        except BaseException as exc:
+            _cleanup_locked(store.path)  # the new segment, if written, is not in the manifest
+            if _is_disk_full(exc):
+                raise _disk_full(exc, f"appending to the store {store.path}", store.path) from exc  # type: ignore[arg-type]
+            raise
+
+
+def _append_locked(
+    store: Store,
+    source: _SignatureSource,
+    info: pd.DataFrame,
+    space_rows: Mapping[str, np.ndarray],
+    block_size: int | None,
+    keep_backgrounds: bool,
+    progress: Progress | None,
+) -> Store:
     manifest = store.manifest
     seg_name = _next_segment_name(manifest)
     seg_root = store.path / "segments"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{seg_name}.building-", dir=seg_root))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{seg_name}.building-{os.getpid()}-", dir=seg_root))
     try:
         seg = _write_segment(
             tmp / seg_name,
@@ -875,6 +1228,7 @@ def append_store(
         if final.exists():  # left over from an interrupted append that never reached the manifest
             shutil.rmtree(final)
         os.replace(tmp / seg_name, final)
+        _fault("append:segment-written")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     old_backgrounds = manifest.get("backgrounds", {})
@@ -889,8 +1243,8 @@ def append_store(
         backgrounds=backgrounds,
     )
     if not keep_backgrounds:
-        for level in old_backgrounds:
-            shutil.rmtree(store.path / "backgrounds" / level, ignore_errors=True)
+        for level, entry in old_backgrounds.items():
+            shutil.rmtree(store.path / (entry.get("dir") or f"backgrounds/{level}"), ignore_errors=True)
         if old_backgrounds:
             log.warning("appending to %s dropped the tau backgrounds %s; rebuild them", store.path, sorted(old_backgrounds))
     elif backgrounds:
@@ -917,13 +1271,27 @@ def compact_store(path: str | os.PathLike[str], *, progress: Progress | None = N
     Data, order, checksummed content and tau backgrounds (with their staleness) are unchanged.
     """
     store = Store(path)
-    manifest = store.manifest
-    if len(manifest["segments"]) <= 1:
+    if len(store.manifest["segments"]) <= 1:
         return store
+    with store_writer(store.path):
+        store = Store(store.path)
+        if len(store.manifest["segments"]) <= 1:
+            return store
+        try:
+            return _compact_locked(store, progress)
+        except BaseException as exc:
+            _cleanup_locked(store.path)  # the new segment, if written, is not in the manifest
+            if _is_disk_full(exc):
+                raise _disk_full(exc, f"compacting the store {store.path}", store.path) from exc  # type: ignore[arg-type]
+            raise
+
+
+def _compact_locked(store: Store, progress: Progress | None) -> Store:
+    manifest = store.manifest
     n = store.n_signatures
     seg_name = _next_segment_name(manifest)
     seg_root = store.path / "segments"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{seg_name}.compacting-", dir=seg_root))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{seg_name}.compacting-{os.getpid()}-", dir=seg_root))
     kinds = ["ranks", "scores"] + (["scores_by_sig"] if manifest.get("signature_major", True) else [])
 
     def sequential(seg: _Segment, space: str, kind: str) -> np.ndarray:
@@ -971,6 +1339,7 @@ def compact_store(path: str | os.PathLike[str], *, progress: Progress | None = N
         files["sig_info.parquet"] = {}
         _checksum_files(out_dir, files)
         os.replace(out_dir, seg_root / seg_name)
+        _fault("compact:segment-written")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     old = [seg["name"] for seg in manifest["segments"]]
@@ -1050,12 +1419,73 @@ def _prefetch_cells(arr: np.ndarray, cols: np.ndarray) -> None:
 
 
 class _Segment:
-    __slots__ = ("name", "offset", "n", "dir", "_arrays", "random_access")
+    __slots__ = ("name", "offset", "n", "dir", "_arrays", "random_access", "files", "_sums", "_seen")
 
-    def __init__(self, name: str, offset: int, n: int, directory: Path, random_access: bool = False):
+    def __init__(self, name: str, offset: int, n: int, directory: Path, random_access: bool = False,
+                 files: Mapping[str, Any] | None = None):
         self.name, self.offset, self.n, self.dir = name, offset, n, directory
         self.random_access = random_access
         self._arrays: dict[str, np.ndarray] = {}
+        self.files: Mapping[str, Any] = files or {}
+        self._sums: dict[str, tuple[np.ndarray, int, Callable[[Any], int]] | None] = {}
+        self._seen: dict[str, np.ndarray] = {}
+
+    def _chunk_table(self, key: str) -> tuple[np.ndarray, int, Callable[[Any], int]] | None:
+        """The chunk checksums of data file ``key`` (``space/kind``), checked whole on first use;
+        None for files written without them (format version 1)."""
+        if key in self._sums:
+            return self._sums[key]
+        entry = self.files.get(f"{key}.npy", {}).get("chunk_sums")
+        table = None
+        if entry:
+            side = self.dir / entry["file"]
+            expected = self.files.get(entry["file"], {}).get("checksum")
+            try:
+                got = _file_checksum(side)
+                sums = np.load(side)
+            except (OSError, ValueError) as exc:
+                raise StoreError(f"store file {side} is unreadable ({exc}); run `opencmap store info --verify` and rebuild the store") from exc
+            if got != expected:
+                raise StoreError(
+                    f"store file {side} (checksums of {self.dir / key}.npy) is corrupt: {got} != {expected} in the manifest; "
+                    "run `opencmap store info --verify` and rebuild the store"
+                )
+            table = (sums, int(entry["cols"]), _chunk_hasher(str(entry.get("algo", "crc32"))))
+            self._seen[key] = np.zeros(sums.shape, dtype=bool)
+        self._sums[key] = table
+        return table
+
+    def check(self, space: str, kind: str, rows: np.ndarray | None, lo: int, hi: int) -> None:
+        """Check the chunks of ``rows`` (None: all) x columns ``lo:hi`` of a data file against
+        their stored checksums (xxh3) the first time they are read; :class:`StoreError` naming the file on a
+        mismatch. Rows of signature-major files are signatures, their columns genes."""
+        key = f"{space}/{kind}"
+        table = self._chunk_table(key)
+        if table is None or hi <= lo:
+            return
+        sums, cols, digest = table
+        seen = self._seen[key]
+        c0, c1 = lo // cols, (hi - 1) // cols + 1
+        sub = seen[:, c0:c1] if rows is None else seen[rows, c0:c1]
+        if sub.all():
+            return
+        arr = self.array(space, kind).view(np.ndarray)  # plain view: slicing a memmap object per chunk is slow
+        todo_r, todo_c = np.nonzero(~sub)
+        row_ids = (np.arange(seen.shape[0])[todo_r] if rows is None else np.asarray(rows)[todo_r]).tolist()
+        col_ids = (todo_c + c0).tolist()
+        got = np.fromiter(
+            (digest(memoryview(arr[r, c * cols : (c + 1) * cols]).cast("B")) for r, c in zip(row_ids, col_ids, strict=True)),
+            dtype=np.uint64, count=len(row_ids),
+        )
+        bad = np.flatnonzero(got != sums[row_ids, col_ids])
+        if len(bad):
+            r, c = row_ids[int(bad[0])], col_ids[int(bad[0])]
+            raise StoreError(
+                f"store file {self.dir / key}.npy is corrupt (row {r}, columns {c * cols}..{min((c + 1) * cols, arr.shape[1]) - 1} "
+                "do not match their checksum): this store must not be queried; run `opencmap store info --verify` "
+                "and rebuild the store (or restore it from a copy)"
+            )
+        seen[row_ids, col_ids] = True
 
     def array(self, space: str, kind: str) -> np.ndarray:
         key = f"{space}/{kind}"
@@ -1112,7 +1542,7 @@ class Store:
                         f"store file {f} has {f.stat().st_size} bytes, the manifest says {entry['bytes']}: "
                         "the store is corrupt or was modified; rebuild it"
                     )
-            self._segments.append(_Segment(seg["name"], offset, int(seg["n_signatures"]), seg_dir))
+            self._segments.append(_Segment(seg["name"], offset, int(seg["n_signatures"]), seg_dir, files=seg["files"]))
             offset += int(seg["n_signatures"])
         gene_major = sum(
             int(e["bytes"]) for seg in m["segments"] for rel, e in seg["files"].items() if not rel.endswith(("scores_by_sig.npy", ".parquet"))
@@ -1125,6 +1555,19 @@ class Store:
             s.random_access = self.random_access
         if offset != int(m["n_signatures"]):
             raise StoreError(f"{self.path / _MANIFEST}: segment sizes add to {offset}, not n_signatures={m['n_signatures']}")
+        #: True when every data file carries chunk checksums that reads are checked against
+        self.checked = all(
+            "chunk_sums" in e for seg in m["segments"] for rel, e in seg["files"].items() if rel.endswith(".npy") and not rel.endswith(".crc.npy")
+        )
+        if not self.checked:
+            from opencmap.errors import UncheckedStoreWarning
+
+            warnings.warn(
+                f"the store {self.path} (format version {m['format_version']}) has no chunk checksums: queries cannot detect "
+                "corrupted files in it; check it with `opencmap store info --verify`, or rebuild it to have every read checked",
+                UncheckedStoreWarning,
+                stacklevel=3,
+            )
         self._sig_info: pd.DataFrame | None = None
         self._genes: pd.DataFrame | None = None
 
@@ -1275,6 +1718,10 @@ class Store:
                         self.prefetch(rows, seg.offset, seg.offset + hi, **kinds)
                     if hi < seg.n:
                         self.prefetch(rows, seg.offset + hi, seg.offset + min(hi + block_size, seg.n), **kinds)
+                if with_ranks:
+                    seg.check(sp, "ranks", rows, lo, hi)
+                if with_scores:
+                    seg.check(sp, "scores", rows, lo, hi)
                 yield seg.offset + lo, seg.offset + hi, r_mm, s_mm, lo, hi
 
     def prefetch(
@@ -1314,11 +1761,14 @@ class Store:
                 continue
             local = pos[sel] - seg.offset
             if self.manifest.get("signature_major", True):
+                seg.check(sp.name, "scores_by_sig", local, 0, sp.n_features)
                 out[sel] = seg.array(sp.name, "scores_by_sig")[local]
             else:
                 scores = seg.array(sp.name, "scores")
                 if self.random_access:
                     _prefetch_cells(scores, local)
+                for c in local.tolist():
+                    seg.check(sp.name, "scores", None, c, c + 1)
                 out[sel] = scores[:, local].T
         return out
 
@@ -1333,6 +1783,8 @@ class Store:
                 ranks = seg.array(sp.name, "ranks")
                 if self.random_access:
                     _prefetch_cells(ranks, pos[sel] - seg.offset)
+                for c in (pos[sel] - seg.offset).tolist():
+                    seg.check(sp.name, "ranks", None, c, c + 1)
                 out[:, sel] = ranks[:, pos[sel] - seg.offset]
         return out
 
@@ -1345,7 +1797,7 @@ class Store:
                 files.append((self.path / "segments" / seg["name"] / rel, entry["checksum"]))
         for level, entry in self.manifest.get("backgrounds", {}).items():
             for rel, checksum in entry.get("checksums", {}).items():
-                files.append((self.path / "backgrounds" / level / rel, checksum))
+                files.append((self.path / (entry.get("dir") or f"backgrounds/{level}") / rel, checksum))
         for path, expected in files:
             if not path.exists():
                 raise StoreError(f"store file missing: {path}")
@@ -1369,6 +1821,7 @@ class Store:
             "stale_backgrounds": self.stale_backgrounds,
             "releases": [r["release"] for r in m.get("provenance", {}).get("releases", [])],
             "pcl_classes": (m.get("pcl") or {}).get("n_classes", 0),
+            "chunk_checksums": self.checked,
         }
 
     # ------------------------------------------------------------------ manifest updates
@@ -1376,5 +1829,12 @@ class Store:
         """Rewrite the manifest atomically with ``changes`` merged in (backgrounds, append, compact)."""
         new = dict(self.manifest)
         new.update(changes)
-        _write_bytes_atomic(self.path / _MANIFEST, json.dumps(new, indent=1).encode())
+        new["generation"] = int(self.manifest.get("generation", 0)) + 1
+        try:
+            _write_bytes_atomic(self.path / _MANIFEST, json.dumps(new, indent=1, default=str).encode())
+        except OSError as exc:
+            if _is_disk_full(exc):
+                raise _disk_full(exc, f"writing {self.path / _MANIFEST}", self.path) from exc
+            raise
+        _fault("manifest:switched")
         self.manifest = new

@@ -1,0 +1,107 @@
+"""Cost of the store's read-time checksum checks (chunk crc32, :meth:`_Segment.check`) on a
+150+150 WTCS query.
+
+Builds a synthetic store of ``--sigs`` signatures (default 100,000) in a ``--genes``-gene space
+(default 400: a query reads only its 300 genes' rows, so the gene count of the space does not
+change what a query reads or checks; it keeps the build to ~1 GB and a minute or two), then, page
+cache warm, times per repetition:
+
+* ``checked first``: a freshly opened store's first query (every chunk the query reads is
+  checked: the worst case, paid once per opened store and chunk);
+* ``checked again``: the same store's second query (chunks already checked: a bitmap lookup);
+* ``unchecked``: a freshly opened store with the checks switched off (the query without them);
+* ``checks alone``: the check calls of that query on a fresh store, without the scoring.
+
+Scoring only (WTCS; no FDR null, tau or summaries), one thread per the engine's defaults. The
+473,647-signature figure is an extrapolation (reads and checks both scale with the signatures).
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_store_integrity.py            # 100k, ~2 min
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_store_integrity.py --sigs 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sigs", type=int, default=100_000)
+    parser.add_argument("--genes", type=int, default=400)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+
+    from opencmap.core.gct import GCT
+    from opencmap.query import store as S
+    from opencmap.query.engine import Engine
+    from opencmap.query.genesets import Query
+
+    work = Path(tempfile.mkdtemp(prefix="bench-integrity-", dir=args.workdir))
+    try:
+        rng = np.random.default_rng(0)
+        genes = [str(1000 + i) for i in range(args.genes)]
+        data = rng.standard_normal((args.genes, args.sigs), dtype=np.float32)
+        row_meta = pd.DataFrame({"pr_gene_symbol": [f"G{g}" for g in genes], "pr_is_lm": 1, "pr_is_bing": 1}, index=pd.Index(genes, name="rid"))
+        sig_ids = [f"s{i}" for i in range(args.sigs)]
+        col_meta = pd.DataFrame({"pert_id": "p", "cell_id": "c"}, index=pd.Index(sig_ids, name="cid"))
+        t0 = time.perf_counter()
+        path = work / "store"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            S.build_store(path, GCT(data, row_meta=row_meta, col_meta=col_meta), spaces=["lm"], signature_major=False)
+        build_s = time.perf_counter() - t0
+        del data
+        print(f"store: {args.sigs} signatures x {args.genes} genes built in {build_s:.1f} s (checksums included); load {os.getloadavg()[0]:.2f}")
+        q = Query("q", up=tuple(genes[:150]), down=tuple(genes[-150:]))
+
+        def run(store: S.Store) -> float:
+            t = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                Engine(store).run(q, summaries=False, fdr=False, ncs=False, tau=False)
+            return time.perf_counter() - t
+
+        run(S.Store(path))  # page cache warm
+        orig = S._Segment.check
+        first, again, unchecked, alone = [], [], [], []
+        rows = S.Store(path).space().positions(list(q.up) + list(q.down))
+        for _ in range(args.reps):
+            st = S.Store(path)
+            first.append(run(st))
+            again.append(run(st))
+            S._Segment.check = lambda *a, **k: None  # type: ignore[method-assign]
+            try:
+                unchecked.append(run(S.Store(path)))
+            finally:
+                S._Segment.check = orig  # type: ignore[method-assign]
+            st = S.Store(path)
+            t = time.perf_counter()
+            for _ in st.iter_blocks(rows, space="lm"):
+                pass
+            alone.append(time.perf_counter() - t)
+        med = {k: statistics.median(v) for k, v in (("first", first), ("again", again), ("unchecked", unchecked), ("alone", alone))}
+        print(f"150+150 WTCS query, {args.sigs} signatures, median of {args.reps} (load {os.getloadavg()[0]:.2f}):")
+        print(f"  unchecked            {med['unchecked'] * 1e3:8.1f} ms")
+        print(f"  checked, first query {med['first'] * 1e3:8.1f} ms  (+{(med['first'] / med['unchecked'] - 1) * 100:.1f} %)")
+        print(f"  checked, next query  {med['again'] * 1e3:8.1f} ms  (+{(med['again'] / med['unchecked'] - 1) * 100:.1f} %)")
+        print(f"  checks alone         {med['alone'] * 1e3:8.1f} ms  ({med['alone'] / med['unchecked'] * 100:.1f} % of the unchecked query)")
+        scale = 473_647 / args.sigs
+        print(f"  extrapolated to 473,647 signatures (x{scale:.2f}, linear): query {med['unchecked'] * scale * 1e3:.0f} ms, "
+              f"first-query checks {med['alone'] * scale * 1e3:.0f} ms")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""Store durability: reads checked against chunk checksums, every change one atomic step
+(fault injection: a child process dies at chosen steps), leftovers cleaned, full disks typed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from opencmap.errors import StoreDiskSpaceError, StoreError, UncheckedStoreWarning
+from opencmap.query.background import build_background, load_background
+from opencmap.query.engine import Engine
+from opencmap.query.genesets import Query
+from opencmap.query.store import Store, append_store, build_store, cleanup_store
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+SYNTH = str(Path(__file__).with_name("synthetic_level5.py"))
+
+
+def _query(store: Store) -> Query:
+    genes = store.space().gene_ids
+    return Query("q", up=tuple(genes[:15]), down=tuple(genes[-15:]))
+
+
+def _scores(store: Store, metric: str = "wtcs") -> dict[str, np.ndarray]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = Engine(store).run(_query(store), metric=metric, summaries=False, fdr=False).level("sig").metrics
+    return {k: np.asarray(v) for k, v in m.items() if k in ("wtcs", "ncs", "tau", "cs")}
+
+
+def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.fixture()
+def store_path(level5, tmp_path):
+    gct, info, _ = level5
+    path = tmp_path / "ref"
+    build_store(path, gct, sig_info=info, block_size=40)
+    return path
+
+
+def _flip(path: Path, at: int, n: int = 4) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(at)
+        raw = bytearray(fh.read(n))
+        fh.seek(at)
+        fh.write(bytes(b ^ 0xFF for b in raw))
+
+
+# ------------------------------------------------------------------ checksums on read
+@pytest.mark.parametrize("kind", ["ranks", "scores"])
+def test_flipped_bytes_refuse_the_query_naming_the_file(store_path, kind):
+    store = Store(store_path)
+    assert store.checked and store.info()["chunk_checksums"]
+    row = int(store.space().positions([store.space().gene_ids[3]])[0])
+    f = store_path / "segments" / "seg-00000" / store.default_space / f"{kind}.npy"
+    arr = np.load(f, mmap_mode="r")
+    offset, n_cols, item = int(arr.offset), arr.shape[1], arr.dtype.itemsize
+    del arr
+    _flip(f, offset + (row * n_cols + 5) * item)
+    fresh = Store(store_path)  # sizes unchanged: opening succeeds, reading the block refuses
+    with pytest.raises(StoreError, match=rf"{kind}\.npy is corrupt.*store info --verify"):
+        _scores(fresh)
+    with pytest.raises(StoreError, match=rf"{kind}\.npy"):
+        fresh.verify()
+
+
+def test_untouched_rows_still_answer_and_checks_run_once(store_path):
+    store = Store(store_path)
+    before = _scores(store)
+    seg = store._segments[0]
+    seen = seg._seen[f"{store.default_space}/ranks"]
+    n_checked = int(seen.sum())
+    assert 0 < n_checked < seen.size  # only the rows the query read
+    _same(before, _scores(store))
+    assert int(seen.sum()) == n_checked
+    got = store.signature_scores([0, 7])
+    assert got.shape[0] == 2 and seg._seen[f"{store.default_space}/scores_by_sig"][[0, 7]].all()
+
+
+def test_corrupt_checksum_file_is_refused(store_path):
+    side = store_path / "segments" / "seg-00000" / "bing" / "ranks.crc.npy"
+    _flip(side, side.stat().st_size - 3, 2)
+    with pytest.raises(StoreError, match="ranks.crc.npy"):
+        _scores(Store(store_path))
+
+
+def test_store_without_chunk_checksums_opens_with_a_warning(store_path):
+    """Stores of format version 1 (no chunk checksums) still open and answer, with a warning."""
+    expected = _scores(Store(store_path))
+    mpath = store_path / "manifest.json"
+    m = json.loads(mpath.read_text())
+    m["format_version"] = 1
+    for seg in m["segments"]:
+        for rel in [r for r in seg["files"] if r.endswith(".crc.npy")]:
+            (store_path / "segments" / seg["name"] / rel).unlink()
+            del seg["files"][rel]
+        for entry in seg["files"].values():
+            entry.pop("chunk_sums", None)
+    mpath.write_text(json.dumps(m))
+    with pytest.warns(UncheckedStoreWarning, match="store info --verify"):
+        old = Store(store_path)
+    assert not old.checked and old.format_version == 1
+    _same(expected, _scores(old))
+    old.verify()
+
+
+# ------------------------------------------------------------------ fault injection
+_CHILD = r"""
+import runpy, sys
+import numpy as np
+sys.path.insert(0, {src!r})
+make = runpy.run_path({synth!r})["make_level5"]
+gct, info, _ = make()
+from opencmap.query import store as S
+from opencmap.query.background import build_background
+action, path = sys.argv[1], sys.argv[2]
+if action == "background":
+    build_background(path, same_cell=False, n_genes=20)
+elif action == "overwrite":
+    S.build_store(path, gct, sig_info=info, columns=np.arange(60), block_size=40, overwrite=True)
+elif action == "overwrite-no-exchange":
+    S._exchange = lambda a, b: False
+    S.build_store(path, gct, sig_info=info, columns=np.arange(60), block_size=40, overwrite=True)
+elif action == "append":
+    from opencmap.core.gct import GCT
+    extra = GCT(gct.data[:, :10], row_meta=gct.row_meta, col_meta=gct.col_meta.iloc[:10].rename(index=lambda s: "new_" + s))
+    ii = info.iloc[:10].copy(); ii["sig_id"] = ["new_" + s for s in ii["sig_id"]]
+    S.append_store(path, extra, sig_info=ii, keep_backgrounds=True)
+elif action == "compact":
+    S.compact_store(path)
+"""
+
+
+def _run_child(action: str, path: Path, fault: str | None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    env.pop("OPENCMAP_FAULT_AT", None)
+    if fault:
+        env["OPENCMAP_FAULT_AT"] = fault
+    code = _CHILD.format(src=SRC, synth=SYNTH)
+    return subprocess.run([sys.executable, "-c", code, action, str(path)], env=env, capture_output=True, text=True, timeout=600)
+
+
+def _leftovers(path: Path) -> list[str]:
+    found = [str(p) for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.")]
+    if path.exists():
+        found += [str(p) for p in path.rglob("*") if p.name.endswith(".tmp") or ".building-" in p.name or ".g" in p.name.split(".")[-1][:2]]
+    return found
+
+
+def test_killed_background_rerun_leaves_the_old_tau(store_path):
+    build_background(store_path, same_cell=True, n_genes=20)
+    before_manifest = (store_path / "manifest.json").read_text()
+    before = _scores(Store(store_path))
+    for step in ("background:file-written", "background:before-switch", "manifest:tmp-written"):
+        proc = _run_child("background", store_path, step)
+        assert proc.returncode == 86, proc.stderr[-2000:]
+        assert (store_path / "manifest.json").read_text() == before_manifest
+        st = Store(store_path)
+        _same(before, _scores(st))  # the old tau, the old parameters
+        assert load_background(st, "sig").entry["params"]["same_cell"] is True
+    removed = cleanup_store(store_path)
+    assert removed and all("background" in r or r.endswith(".tmp") for r in removed)
+    assert cleanup_store(store_path) == []
+    Store(store_path).verify()
+    # a complete re-run switches to the new parameters in one step
+    proc = _run_child("background", store_path, None)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert load_background(Store(store_path), "sig").entry["params"]["same_cell"] is False
+    assert sorted(p.name for p in (store_path / "backgrounds").iterdir() if p.is_dir() and p.name.startswith("sig")) == ["sig.g2"]
+
+
+@pytest.mark.parametrize(("action", "step", "new"), [
+    ("overwrite", "build:data-written", False),
+    ("overwrite", "build:before-switch", False),
+    ("overwrite", "build:switched", True),
+    ("overwrite-no-exchange", "build:between-renames", False),
+])
+def test_killed_overwrite_leaves_a_usable_store(store_path, action, step, new):
+    old_n = Store(store_path).n_signatures
+    before = _scores(Store(store_path))
+    proc = _run_child(action, store_path, step)
+    assert proc.returncode == 86, proc.stderr[-2000:]
+    assert _leftovers(store_path)
+    if action == "overwrite-no-exchange":  # killed between the two renames: the next run restores the old store
+        assert not store_path.exists()
+        assert any("restor" in r or ".building-" in r for r in cleanup_store(store_path)) or store_path.exists()
+    st = Store(store_path)
+    if new:
+        assert st.n_signatures == 60
+    else:
+        assert st.n_signatures == old_n
+        _same(before, _scores(st))
+    cleanup_store(store_path)
+    assert _leftovers(store_path) == []
+    Store(store_path).verify()
+
+
+def test_killed_append_then_next_run_cleans_and_appends(store_path):
+    before = _scores(Store(store_path))
+    proc = _run_child("append", store_path, "append:segment-written")
+    assert proc.returncode == 86, proc.stderr[-2000:]
+    assert (store_path / "segments" / "seg-00001").exists()  # written, never committed
+    st = Store(store_path)
+    assert len(st.manifest["segments"]) == 1
+    _same(before, _scores(st))
+    proc = _run_child("append", store_path, None)  # the next run removes the leftover and appends
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "removing" in proc.stderr and "seg-00001" in proc.stderr
+    assert Store(store_path).n_signatures == st.n_signatures + 10
+    proc = _run_child("compact", store_path, "compact:segment-written")
+    assert proc.returncode == 86
+    assert len(Store(store_path).manifest["segments"]) == 2
+    assert [r for r in cleanup_store(store_path) if "seg-00002" in r]
+    Store(store_path).verify()
+
+
+# ------------------------------------------------------------------ full disk
+def test_full_disk_at_the_manifest_write_of_an_overwrite(store_path, level5, monkeypatch):
+    gct, info, _ = level5
+    before = _scores(Store(store_path))
+    manifest = (store_path / "manifest.json").read_text()
+    monkeypatch.setenv("OPENCMAP_FAULT_AT", "manifest:tmp-written:enospc")
+    with pytest.raises(StoreDiskSpaceError, match="disk full while building"):
+        build_store(store_path, gct, sig_info=info, columns=np.arange(60), overwrite=True)
+    assert (store_path / "manifest.json").read_text() == manifest
+    assert _leftovers(store_path) == []
+    _same(before, _scores(Store(store_path)))
+
+
+def test_full_disk_during_background_writes(store_path, monkeypatch):
+    monkeypatch.setenv("OPENCMAP_FAULT_AT", "background:file-written:enospc")
+    manifest = (store_path / "manifest.json").read_text()
+    with pytest.raises(StoreDiskSpaceError, match="tau backgrounds"):
+        build_background(store_path, n_genes=20)
+    assert (store_path / "manifest.json").read_text() == manifest
+    assert not (store_path / "backgrounds").exists() or not any(p.is_dir() and p.name.startswith("sig") for p in (store_path / "backgrounds").rglob("*"))
+    assert _leftovers(store_path) == []
+
+
+def test_cli_full_disk_is_one_line_exit_2(store_path, level5, tmp_path):
+    gct, info, _ = level5
+    from opencmap.io.gctx import write_gctx
+
+    src = tmp_path / "m.gctx"
+    write_gctx(gct, src)
+    info_path = tmp_path / "sig_info.txt"
+    info.to_csv(info_path, sep="\t", index=False)
+    env = {**os.environ, "PYTHONPATH": SRC, "OPENCMAP_FAULT_AT": "manifest:tmp-written:enospc"}
+    manifest = (store_path / "manifest.json").read_text()
+    proc = subprocess.run([sys.executable, "-c", "from opencmap.cli import main; main()", "store", "build", str(src), str(store_path), "--sig-info", str(info_path),
+                           "--overwrite"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "disk full" in line]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
+    assert (store_path / "manifest.json").read_text() == manifest
+    assert _leftovers(store_path) == []
+
+
+def test_info_verify_removes_leftovers(store_path):
+    junk = [store_path.parent / f".{store_path.name}.building-999999-x", store_path / "segments" / ".seg-00001.building-999999-y",
+            store_path / ".manifest.json.abc.tmp"]
+    junk[0].mkdir()
+    junk[1].mkdir()
+    junk[2].write_text("{")
+    from click.testing import CliRunner
+
+    from opencmap.cli import cli
+
+    res = CliRunner().invoke(cli, ["store", "info", str(store_path), "--verify"])
+    assert res.exit_code == 0, res.output
+    assert not any(p.exists() for p in junk)
+    assert "removed" in res.output
+    shutil.rmtree(store_path)
+
+
+def test_fdr_null_leftovers_of_dead_builds_only_are_removed(store_path):
+    from opencmap.query.store import _cleanup_fdr_null
+
+    root = store_path / "fdr_null"
+    dead, live = root / ".k.pid999999-abc", root / ".k.pid1-abc"  # pid 1 is alive
+    dead.mkdir(parents=True)
+    live.mkdir()
+    removed: list[str] = []
+    _cleanup_fdr_null(root, removed)
+    assert removed == [str(dead)] and live.exists() and not dead.exists()
