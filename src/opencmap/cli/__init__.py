@@ -72,10 +72,11 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     ctx.obj["debug"] = debug
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from opencmap.cli.progress import progress_mode
     from opencmap.io.decompress import set_progress_factory
 
     # .gctx.gz inputs are decompressed once to a file; on a terminal that shows a bar
-    set_progress_factory(_decompress_bar if sys.stderr.isatty() else _decompress_lines)
+    set_progress_factory(_decompress_bar if progress_mode() == "bars" else _decompress_lines)
 
 
 def _decompress_lines(source: Any) -> Any:

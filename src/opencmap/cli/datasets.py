@@ -53,17 +53,12 @@ def make(
     quiet: bool,
 ) -> None:
     """Write a synthetic compendium (Level 3 GCTX + GEO tables + ground truth) to OUT_DIR."""
-    from tqdm import tqdm
-
+    from opencmap.cli.progress import Progress
     from opencmap.datasets import make_compendium
 
     inferred = _parse_inferred(n_inferred)
-    bar = None if quiet else tqdm(total=0, unit="profile", unit_scale=True, desc="generating", file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.update(done - bar.n)
+    bar = Progress(enabled=not quiet, unit="profile")
+    progress = bar.for_stage("generating")
 
     try:
         comp = make_compendium(
