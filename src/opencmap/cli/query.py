@@ -82,12 +82,14 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
         for w in seen
         if issubclass(w.category, OpenCMapWarning) and not issubclass(w.category, GeneIdentityWarning) and str(w.message) not in lines
     ]
+    from opencmap.cli.messages import for_cli
+
     click.echo("notes:", err=True)
     for line in lines:
-        click.echo(f"  {line}", err=True)
+        click.echo(f"  {for_cli(line)}", err=True)
     for w in seen:  # anything else: category and message, without Python's source line
         if not issubclass(w.category, OpenCMapWarning):
-            click.echo(f"warning ({w.category.__name__}): {w.message}", err=True)
+            click.echo(f"warning ({w.category.__name__}): {for_cli(str(w.message))}", err=True)
     from opencmap.cli.tables import print_connections
 
     tables = [(q.name, result.top(top, query=q.name, level=level, direction=direction)) for q in result.queries]
