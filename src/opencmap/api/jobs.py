@@ -23,6 +23,7 @@ system (incremental vacuum) only when more than a quarter of the file is free, n
 from __future__ import annotations
 
 import contextlib
+import concurrent.futures
 import json
 import logging
 import queue
@@ -200,10 +201,12 @@ class JobDB:
             return [self._row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
 
     # ------------------------------------------------------------------ results
-    def save_result(self, job_id: str, result: QueryResult, *, store_sig_info: pd.DataFrame) -> list[str]:
+    def save_result(self, job_id: str, result: QueryResult, *, store_sig_info: pd.DataFrame, only_if_done: bool = False) -> list[str]:
         """Store ``result`` (the ``sig`` index is the store's, so it is not copied) and mark the job done.
 
         Applies the retention bounds first; returns the ids of the jobs whose results expired.
+        ``only_if_done``: store nothing unless the job is ``done`` (a deferred save after
+        :meth:`mark_done`; the job may have expired meanwhile).
         """
         sig = result.levels.get("sig")
         omit = ("sig",) if sig is not None and len(sig.index) == len(store_sig_info) else ()
@@ -211,8 +214,28 @@ class JobDB:
         info = result.describe()
         with self._lock:
             with self._transaction():
+                if only_if_done:
+                    row = self._conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                    if row is None or row[0] != "done":
+                        return []
                 expired = self._expire(keep=job_id)  # first, so the insert can reuse the freed pages
                 self._conn.execute("INSERT OR REPLACE INTO results VALUES (?, ?)", (job_id, data))
+                self._conn.execute(
+                    "UPDATE jobs SET status = 'done', progress = 1, finished = ?, info = ?, error = NULL WHERE id = ?",
+                    (time.time(), json.dumps(info), job_id),
+                )
+            if expired:
+                self._vacuum_if_sparse()
+        return expired
+
+    def mark_done(self, job_id: str, info: dict[str, Any]) -> list[str]:
+        """Mark a job done before its result is stored (a deferred :meth:`save_result` follows).
+
+        Applies the retention bounds now, as :meth:`save_result` would; returns the expired ids.
+        """
+        with self._lock:
+            with self._transaction():
+                expired = self._expire(keep=job_id)
                 self._conn.execute(
                     "UPDATE jobs SET status = 'done', progress = 1, finished = ?, info = ?, error = NULL WHERE id = ?",
                     (time.time(), json.dumps(info), job_id),
@@ -294,6 +317,7 @@ class JobRunner:
         workers: int = 1,
         max_retries: int = 2,
         cache_size: int = 8,
+        defer_sync_save: bool = True,
     ):
         self.db = db
         self._execute = execute
@@ -306,6 +330,11 @@ class JobRunner:
         self._cache: OrderedDict[str, QueryResult] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
+        # deferred saving of synchronous results (see run_now): the job is answered first, its
+        # result serialised and stored by one background thread, in submission order
+        self._defer_sync_save = defer_sync_save
+        self._pending: dict[str, QueryResult] = {}
+        self._saver: concurrent.futures.ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> list[str]:
@@ -340,6 +369,7 @@ class JobRunner:
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        self.flush()
 
     def submit(self, request: dict[str, Any], *, n_queries: int) -> str:
         job_id = self.db.create(request, n_queries=n_queries, mode="batch")
@@ -350,9 +380,10 @@ class JobRunner:
     def result(self, job_id: str) -> QueryResult:
         """The result of a finished job (cached in memory, LRU)."""
         with self._cache_lock:
-            res = self._cache.get(job_id)
-            if res is not None:
+            res = self._cache.get(job_id) or self._pending.get(job_id)
+            if res is not None and job_id in self._cache:
                 self._cache.move_to_end(job_id)
+            if res is not None:
                 return res
         res = self.db.load_result(job_id, store_sig_info=self._sig_info())
         self.remember(job_id, res)
@@ -380,9 +411,39 @@ class JobRunner:
         except BaseException as exc:
             self.db.set_status(job_id, "failed", finished=time.time(), error=str(exc) or type(exc).__name__)
             raise
-        self._forget(self.db.save_result(job_id, result, store_sig_info=self._sig_info()))
+        if not self._defer_sync_save:
+            self._forget(self.db.save_result(job_id, result, store_sig_info=self._sig_info()))
+            self.remember(job_id, result)
+            return job_id, result
+        # Saving the full result costs about as much as a query at 100k signatures: the job is
+        # marked done now (retention applied now, so later requests see the same state) and the
+        # result is served from memory until the background save has stored it.
+        with self._cache_lock:
+            self._pending[job_id] = result
+            if self._saver is None:
+                self._saver = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="opencmap-save")
+        self._forget(self.db.mark_done(job_id, result.describe()))
         self.remember(job_id, result)
+        self._saver.submit(self._save_pending, job_id, result)
         return job_id, result
+
+    def _save_pending(self, job_id: str, result: QueryResult) -> None:
+        try:
+            # only_if_done: a job expired by retention meanwhile is not stored (nor marked done again)
+            self._forget(self.db.save_result(job_id, result, store_sig_info=self._sig_info(), only_if_done=True))
+        except Exception:  # noqa: BLE001 - a failed save must not be silent
+            log.exception("job %s: saving the result failed", job_id)
+            self.db.set_status(job_id, "failed", error="the server could not store this result; resubmit the query")
+        finally:
+            with self._cache_lock:
+                self._pending.pop(job_id, None)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every deferred result is stored."""
+        with self._cache_lock:
+            saver = self._saver
+        if saver is not None:
+            saver.submit(lambda: None).result(timeout=timeout)
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
