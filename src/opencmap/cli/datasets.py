@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -74,8 +73,7 @@ def make(
             progress=progress,
         )
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     m = comp.manifest
     click.echo(f"wrote {m['n_profiles']} profiles x {m['n_genes']} genes ({m['n_plates']} plates) to {comp.path}")
     if "beads" in m:

@@ -1,7 +1,9 @@
 """``opencmap query``: run connectivity queries against a reference store.
 
-Printed: the top connections per query on stdout (tab-separated data), and a notes block on
-stderr saying what the result used (:meth:`QueryResult.report`). With ``--out``, the full results
+Printed: the top connections per query on stdout (:mod:`opencmap.cli.tables`: a compact table on
+a terminal, every column as TSV when piped; ``--columns``, ``--format-stdout``), and a notes block
+on stderr saying what the result used (:meth:`QueryResult.report`), flags named as on the command
+line. With ``--out``, the full results
 are written as a new folder (written aside, then swapped in); a non-empty folder needs
 ``--overwrite``. Everything that can be refused (output folder, PCL file, level) is checked before
 the query runs.
