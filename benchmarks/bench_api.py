@@ -30,6 +30,11 @@ Disk for ``--big``: ~4 GB temporary GCTX + ~6 GB store, all removed at the end (
     .venv/bin/python benchmarks/bench_api.py                              # 2,000 signatures, ~1 min
     .venv/bin/python benchmarks/bench_api.py --store opencmap-demo/store  # an existing store
     .venv/bin/python benchmarks/bench_api.py --big                        # 100,000 signatures
+    .venv/bin/python benchmarks/bench_api.py --sizes 10000,100000 --queries 12   # both, then a p50/p99 summary
+
+Synchronous results are stored after the response (``JobRunner(defer_sync_save=True)``, as the
+server runs it), so the API figures no longer include saving; the in-process route row still
+includes the job rows and the top-20 tables.
 """
 
 from __future__ import annotations
@@ -204,12 +209,25 @@ def main() -> None:
     parser.add_argument("--load-queries", type=int, default=500, help="queries of the batch job of --under-load")
     parser.add_argument("--retention-queries", type=int, default=1000, help="sync queries before the sizes of --under-load")
     parser.add_argument("--max-stored-results", type=int, default=50, help="server retention of --under-load")
+    parser.add_argument("--sizes", default=None, metavar="N,M",
+                        help="synthetic stores of these sizes one after the other (e.g. 10000,100000), then a summary")
     args = parser.parse_args()
-    n_sigs = 100_000 if args.big else args.synthetic
     if args.under_load:
-        under_load(args, n_sigs)
+        under_load(args, 100_000 if args.big else args.synthetic)
         return
+    sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else [100_000 if args.big else args.synthetic]
+    summaries = [measure(n, args) for n in sizes]
+    print("\nsummary: sync query through the API (1 client) vs the engine in-process")
+    print(f"{'signatures':>12}{'engine p50':>12}{'API p50':>10}{'ratio':>7}{'engine p99':>12}{'API p99':>10}{'ratio':>7}")
+    for s in summaries:
+        e, a = s["engine"], s["api"]
+        print(f"{s['n']:>12,}{1e3 * e['p50']:>10.1f}ms{1e3 * a['p50']:>8.1f}ms{a['p50'] / e['p50']:>6.2f}x"
+              f"{1e3 * e['p99']:>10.1f}ms{1e3 * a['p99']:>8.1f}ms{a['p99'] / e['p99']:>6.2f}x")
 
+
+def measure(n_sigs: int, args: argparse.Namespace) -> dict:
+    """One store: in-process baseline, route in-process, API with 1 and 8 clients (printed); returns
+    the engine's and the 1-client API's percentiles."""
     from opencmap.api.catalogue import Catalogue
     from opencmap.api.execution import QueryService
     from opencmap.api.jobs import JobDB, JobRunner
@@ -219,7 +237,7 @@ def main() -> None:
     from opencmap.query.engine import Engine
     from opencmap.query.store import Store
 
-    work = args.keep or Path(tempfile.mkdtemp(prefix="bench_api_"))
+    work = (args.keep / f"n{n_sigs}" if args.keep and args.sizes else args.keep) or Path(tempfile.mkdtemp(prefix="bench_api_"))
     work.mkdir(parents=True, exist_ok=True)
     proc = None
     try:
@@ -258,6 +276,7 @@ def main() -> None:
         route_in_process(queries[0])
         base = timed(engine_only, queries, args.max_seconds)
         route = timed(route_in_process, queries, args.max_seconds)
+        runner.flush()  # deferred saves of synchronous results (not in the timings, as in the server)
         db.close()
         base_p = percentiles(base)
 
@@ -284,6 +303,8 @@ def main() -> None:
         served = 2 + sum(len(lat) for label, lat, _ in rows if label.startswith("API"))
         db_bytes = sum(f.stat().st_size for f in work.glob("jobs.sqlite*"))
         print(f"response body: {size / 1e3:.1f} kB; job database growth: {db_bytes / served / 1e6:.2f} MB per sync query")
+        api = rows[2][1]
+        summary = {"n": store.n_signatures, "engine": percentiles(base), "api": percentiles(api)}
         for clients, probe in probes:
             if not probe:
                 continue
@@ -298,6 +319,8 @@ def main() -> None:
             proc.wait(30)
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
+    return summary
+
 
 
 def _folder_bytes(path: Path) -> int:

@@ -73,10 +73,24 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     ctx.obj["debug"] = debug
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    import warnings
+
+    warnings.showwarning = _show_warning  # one line, flags named; no Python source line under it
+    from opencmap.cli.progress import progress_mode
     from opencmap.io.decompress import set_progress_factory
 
     # .gctx.gz inputs are decompressed once to a file; on a terminal that shows a bar
-    set_progress_factory(_decompress_bar if sys.stderr.isatty() else _decompress_lines)
+    set_progress_factory(_decompress_bar if progress_mode() == "bars" else _decompress_lines)
+
+
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """Warnings as one readable line on stderr (library names translated to flags), without the
+    source line Python's default format adds."""
+    from opencmap.cli.messages import for_cli
+    from opencmap.errors import OpenCMapWarning
+
+    label = "warning" if issubclass(category, OpenCMapWarning) else f"warning ({category.__name__})"
+    click.echo(f"{label}: {for_cli(str(message))}", err=True)
 
 
 def _decompress_lines(source: Any) -> Any:
@@ -130,7 +144,9 @@ def main(argv: list[str] | None = None) -> Any:
     except OpenCMapError as exc:
         if debug:
             raise
-        click.echo(f"error: {exc}", err=True)
+        from opencmap.cli.messages import for_cli
+
+        click.echo(f"error: {for_cli(str(exc))}", err=True)
         sys.exit(2)
     except OSError as exc:  # a full disk, no permission, ...: one line, not a traceback
         if debug:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -53,17 +52,12 @@ def make(
     quiet: bool,
 ) -> None:
     """Write a synthetic compendium (Level 3 GCTX + GEO tables + ground truth) to OUT_DIR."""
-    from tqdm import tqdm
-
+    from opencmap.cli.progress import Progress
     from opencmap.datasets import make_compendium
 
     inferred = _parse_inferred(n_inferred)
-    bar = None if quiet else tqdm(total=0, unit="profile", unit_scale=True, desc="generating", file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.update(done - bar.n)
+    bar = Progress(enabled=not quiet, unit="profile")
+    progress = bar.for_stage("generating")
 
     try:
         comp = make_compendium(
@@ -79,8 +73,7 @@ def make(
             progress=progress,
         )
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     m = comp.manifest
     click.echo(f"wrote {m['n_profiles']} profiles x {m['n_genes']} genes ({m['n_plates']} plates) to {comp.path}")
     if "beads" in m:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from tqdm import tqdm
-
 __all__ = ["command"]
 
 
@@ -23,24 +21,10 @@ def command(workdir: Path, size: str, seed: int, moa: str, top: int) -> None:
     """
     from opencmap.demo import run_demo
 
-    bars: dict[str, tqdm] = {}
+    from opencmap.cli.progress import Progress
 
-    def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            for old in bars.values():
-                old.close()
-            bars.clear()
-            bar = bars[stage] = tqdm(desc=stage, total=total, leave=False, disable=None)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
+    with Progress(one_at_a_time=True) as progress:
         res = run_demo(workdir, size=size, seed=seed, moa=moa, top=top, progress=progress)
-    finally:
-        for bar in bars.values():
-            bar.close()
     click.echo(f"Query: the ground-truth program of '{res.moa}' ({len(res.query_up)} up, {len(res.query_down)} down genes)")
     click.echo(f"\nTop perturbagens ({res.hits_in_top} of {len(res.top_perturbagens)} are {res.moa}s):")
     click.echo(res.top_perturbagens.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

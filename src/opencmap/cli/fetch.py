@@ -120,7 +120,9 @@ def command(release_name: str, dest: Path, levels: tuple[str, ...], extra: tuple
                 f"but {plan.free_bytes / 1e9:.2f} GB free; free space or choose another DEST"
             )
         return
-    bars = progress if progress is not None else sys.stderr.isatty()
+    from opencmap.cli.progress import progress_mode
+
+    bars = progress if progress is not None else progress_mode() == "bars"
     result = fetch_release(rel.name, dest, levels=level_ints, extra=extra, mirror=mirror,
                            progress=_BarProgress() if bars else _LineProgress(), retries=retries, decompress=decompress)
     for f in result.files:

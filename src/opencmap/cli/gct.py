@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -145,16 +144,15 @@ def concat(output: str, inputs: tuple[str, ...], by_rows: bool, chunks: int | No
 
     The other axis's ids must be the same in every input (any order).
     """
-    from tqdm import tqdm
-
+    from opencmap.cli.progress import Progress
     from opencmap.io.concat import concat_files
 
-    with tqdm(total=len(inputs), desc="concat", unit="file", file=sys.stderr, disable=len(inputs) < 3) as bar:
+    with Progress(enabled=len(inputs) >= 3, unit="file") as bar:
         concat_files(
             list(inputs),
             output,
             axis="row" if by_rows else "col",
-            progress=lambda done, total: bar.update(done - bar.n),
+            progress=bar.for_stage("concat"),
             **_write_options(chunks, None if compression == "none" else compression, precision, output),
         )
     click.echo(f"wrote {Path(output)}", err=True)

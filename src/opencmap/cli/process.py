@@ -2,37 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 __all__ = ["command"]
-
-
-class _TqdmProgress:
-    """A progress callback drawing one tqdm bar per pipeline stage on stderr."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bars: dict[str, Any] = {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        bar = self.bars.get(stage)
-        if bar is None:
-            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="", leave=True, file=sys.stderr)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
 
 
 def _csv(value: str | None) -> tuple[str, ...] | None:
@@ -78,7 +53,8 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), help="Work folder (default OUT_DIR/.opencmap-work).")
 @click.option("--keep-work", is_flag=True, help="Keep the work folder after success.")
 @click.option("--restart", is_flag=True, help="Discard an unfinished earlier run instead of resuming it.")
-@click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
+@click.option("--progress/--no-progress", default=True,
+              help="Progress on stderr: bars on a terminal, a plain line every 30 s otherwise (OPENCMAP_PROGRESS_SECONDS).")
 def command(
     matrix: Path,
     out_dir: Path,
@@ -145,7 +121,9 @@ def command(
         self_rank=False if no_self_rank else None,
         **weight_options,
     )
-    bars = _TqdmProgress(progress)
+    from opencmap.cli.progress import Progress
+
+    bars = Progress(enabled=progress, leave=True)
     try:
         result = run_pipeline(
             matrix,

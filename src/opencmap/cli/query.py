@@ -1,7 +1,9 @@
 """``opencmap query``: run connectivity queries against a reference store.
 
-Printed: the top connections per query on stdout (tab-separated data), and a notes block on
-stderr saying what the result used (:meth:`QueryResult.report`). With ``--out``, the full results
+Printed: the top connections per query on stdout (:mod:`opencmap.cli.tables`: a compact table on
+a terminal, every column as TSV when piped; ``--columns``, ``--format-stdout``), and a notes block
+on stderr saying what the result used (:meth:`QueryResult.report`), flags named as on the command
+line. With ``--out``, the full results
 are written as a new folder (written aside, then swapped in); a non-empty folder needs
 ``--overwrite``. Everything that can be refused (output folder, PCL file, level) is checked before
 the query runs.
@@ -14,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from tqdm import tqdm
-
 __all__ = ["command"]
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -61,13 +61,17 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--level", type=click.Choice(["sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary"]), default="sig",
               show_default=True, help="Level to print (pcl_* levels need --pcl or PCLs stored with the store).")
 @click.option("--direction", type=click.Choice(["positive", "negative", "both"]), default="positive", show_default=True)
+@click.option("--columns", help="Comma-separated columns to print (default: a compact set per level, e.g. rank,pert_iname,"
+              "pert_type,cell_id,pert_idose,pert_itime,tau,ncs,wtcs,fdr_q; 'all' for every column).")
+@click.option("--format-stdout", "stdout_format", type=click.Choice(["auto", "table", "tsv"]), default="auto", show_default=True,
+              help="Printed connections: a table on a terminal, TSV (every column unless --columns) when piped; or force one.")
 def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes: str | None, down_genes: str | None,
             sig_ids: tuple[str, ...], vectors: Path | None, de_tables: tuple[Path, ...], de_padj: float, de_top: int,
             de_gene_col: str | None, de_lfc_col: str | None, de_padj_col: str | None, de_group_col: str | None,
             de_sheet: str | None, rnk_files: tuple[Path, ...], sig_genes: int, name: str, metric: str, es_tail: str | None, space: str | None,
             min_genes: int, max_genes: int, pcl: Path | None, tau_method: str, fdr_method: str, fdr_null_size: int | None,
             fdr_seed: int | None, out_dir: Path | None, overwrite: bool,
-            fmt: str, top: int, level: str, direction: str) -> None:
+            fmt: str, top: int, level: str, direction: str, columns: str | None, stdout_format: str) -> None:
     """Query STORE with up/down gene sets (files or lists) or store signatures.
 
     Genes may be Entrez ids, Ensembl gene ids, current or previous symbols or aliases; how each
@@ -98,16 +102,18 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
         for w in seen
         if issubclass(w.category, OpenCMapWarning) and not issubclass(w.category, GeneIdentityWarning) and str(w.message) not in lines
     ]
+    from opencmap.cli.messages import for_cli
+
     click.echo("notes:", err=True)
     for line in lines:
-        click.echo(f"  {line}", err=True)
-    for w in seen:  # anything else as Python shows it
+        click.echo(f"  {for_cli(line)}", err=True)
+    for w in seen:  # anything else: category and message, without Python's source line
         if not issubclass(w.category, OpenCMapWarning):
-            click.echo(warnings.formatwarning(w.message, w.category, w.filename, w.lineno).rstrip(), err=True)
-    for q in result.queries:
-        table = result.top(top, query=q.name, level=level, direction=direction)
-        click.echo(f"# {q.name}: top {len(table)} at level {level} ({direction})")
-        click.echo(table.to_csv(sep="\t", index=False, float_format="%.4f"), nl=False)
+            click.echo(f"warning ({w.category.__name__}): {for_cli(str(w.message))}", err=True)
+    from opencmap.cli.tables import print_connections
+
+    tables = [(q.name, result.top(top, query=q.name, level=level, direction=direction)) for q in result.queries]
+    print_connections(tables, level=level, direction=direction, metric=metric, columns=columns, stdout_format=stdout_format)
     if out_dir is not None:
         files = result.write(out_dir, format=fmt, overwrite=overwrite, overwrite_flag="--overwrite")
         click.echo(f"wrote {len(files)} files to {out_dir} (notes.txt: what the result used)", err=True)
@@ -152,13 +158,9 @@ def _run(store: Path, pcl: Path | None, level: str, metric: str, es_tail: str | 
     if not queries:
         raise click.UsageError("give --up/--down files, --up-genes/--down-genes, --vectors, --sig-id, --de or --rnk")
     options = {} if es_tail is None else {"es_tail": es_tail}
-    bar = tqdm(desc="scoring", unit="sig", disable=None, leave=False)
+    from opencmap.cli.progress import Progress
 
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    with bar:
+    with Progress(unit="sig") as bar:
+        progress = bar.for_stage("scoring")
         return engine.run(queries, metric=metric, space=space, min_genes=min_genes, max_genes=max_genes,
                           tau_method=tau_method, progress=progress, require_levels=[level], **fdr_options, **options)

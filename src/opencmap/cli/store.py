@@ -6,20 +6,15 @@ import json
 from pathlib import Path
 
 import click
-from tqdm import tqdm
+from opencmap.cli.progress import Progress
 
 __all__ = ["command"]
 
 
-def _bar(desc: str):  # type: ignore[no-untyped-def]
-    bar = tqdm(desc=desc, unit="sig", file=None, disable=None, leave=False)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    return bar, progress
+def _bar(desc: str, unit: str = "sig"):  # type: ignore[no-untyped-def]
+    """Bars on a terminal, periodic lines otherwise (:class:`opencmap.cli.progress.Progress`)."""
+    bar = Progress(unit=unit)
+    return bar, bar.for_stage(desc)
 
 
 @click.group(name="store")
@@ -207,8 +202,7 @@ def compact(store: Path) -> None:
     """Merge the segments of STORE (left by appends) into one."""
     from opencmap.query.store import compact_store
 
-    bar, progress = _bar("compacting")
-    bar.unit = "values"
+    bar, progress = _bar("compacting", unit="values")
     with bar:
         st = compact_store(store, progress=progress)
     click.echo(json.dumps(st.info(), indent=1))

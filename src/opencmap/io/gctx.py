@@ -932,18 +932,35 @@ def _meta_index(meta: pd.DataFrame | pd.Index | Sequence[Any], what: str) -> pd.
     return frame
 
 
+# Text fields at least this wide (bytes) are always stored gzip-compressed: CMap's fixed-length
+# strings take the width of the longest value, so one 2,159-byte distil_id list makes every row
+# 2,159 bytes, nearly all zero padding, which deflate removes. Any HDF5 reader (cmapPy, cmapR's
+# rhdf5, h5py) decompresses them transparently; narrow fields stay uncompressed for point reads.
+_COMPRESS_TEXT_BYTES = 64
+
+
+def _meta_options(values: np.ndarray, compress: bool) -> dict[str, Any]:
+    if not len(values):
+        return {}
+    if compress:
+        return {"compression": "gzip", "shuffle": False}
+    if values.dtype.kind == "S" and values.dtype.itemsize >= _COMPRESS_TEXT_BYTES:
+        return {"compression": "gzip", "compression_opts": 1, "shuffle": False}  # padding: level 1 is as small, faster
+    return {}
+
+
 def _write_meta(group: h5py.Group, frame: pd.DataFrame, *, compress: bool) -> None:
     """Ids and one dataset per field. Uncompressed unless asked: point reads of a few values then
-    touch only those bytes (metadata is a few percent of a GCTX's size)."""
+    touch only those bytes (metadata is a few percent of a GCTX's size); text fields of
+    ``_COMPRESS_TEXT_BYTES`` or wider are compressed always (their padding can dwarf the matrix)."""
     ids = encode_text(np.asarray(frame.index, dtype=object).astype(str))
-    options = {"compression": "gzip", "shuffle": False} if compress else {}
-    group.create_dataset("id", data=ids, **(options if len(ids) else {}))
+    group.create_dataset("id", data=ids, **_meta_options(ids, compress))
     for name in frame.columns:
         key = str(name)
         if "/" in key or key == ".":
             raise ValidationError(f"metadata field {key!r} contains '/', which HDF5 cannot store; rename it")
         values = to_stored(frame[name])
-        group.create_dataset(key, data=values, **(options if len(values) else {}))
+        group.create_dataset(key, data=values, **_meta_options(values, compress))
 
 
 class GCTXWriter:
