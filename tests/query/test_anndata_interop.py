@@ -172,8 +172,10 @@ def test_cli_format_h5ad(built_store, level5, tmp_path):
     res = CliRunner().invoke(cli, ["query", str(built_store.path), "--de", str(tmp_path / "de.csv"), "--out", str(tmp_path / "out"),
                                    "--format", "h5ad", "--top", "1"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    files = sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".h5ad")
     assert files == sorted(f"{lv}.h5ad" for lv in ("sig", "pert_cell", "pert_summary"))
+    # like every results folder: written aside and swapped in, with what the result used
+    assert {"queries.tsv", "notes.txt", "describe.json"} <= {p.name for p in (tmp_path / "out").iterdir()}
     a = anndata.read_h5ad(tmp_path / "out" / "sig.h5ad")
     assert list(a.obs_names) == ["de"] and a.n_vars == built_store.n_signatures
 

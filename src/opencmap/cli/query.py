@@ -164,3 +164,32 @@ def _run(store: Path, pcl: Path | None, level: str, metric: str, es_tail: str | 
         progress = bar.for_stage("scoring")
         return engine.run(queries, metric=metric, space=space, min_genes=min_genes, max_genes=max_genes,
                           tau_method=tau_method, progress=progress, require_levels=[level], **fdr_options, **options)
+
+
+def _de_queries(store, de_tables, rnk_files, *, space, padj, top, min_genes, vector, sheet, **columns):  # type: ignore[no-untyped-def]
+    """Queries from DE tables / .h5ad / .rnk files, genes taken among the store's; notes on stderr."""
+    import warnings
+
+    from opencmap.errors import DESelectionWarning
+    from opencmap.query.de import queries_from_de, queries_from_rnk, store_resolver
+
+    resolver = store_resolver(store, space)
+    sheet_arg = int(sheet) if sheet is not None and sheet.isdigit() else sheet
+    queries = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DESelectionWarning)  # the same facts are printed as notes below
+        for table in de_tables:
+            de = queries_from_de(table, padj=None if padj >= 1 else padj, top=top, min_genes=min_genes, resolver=resolver,
+                                 sheet=sheet_arg, vector=vector, **columns)
+            queries += list(de)
+            for sel in de.selections:
+                click.echo(f"note: query {sel.name}: from {sel.source}: {sel.columns.describe() if sel.columns else sel.tool}; "
+                           f"{len(sel.up)} up, {len(sel.down)} down genes" + (f", {sel.n_vector} vector values" if sel.n_vector else ""), err=True)
+            for note in de.notes:
+                click.echo(f"note: {note}", err=True)
+        for rnk in rnk_files:
+            de = queries_from_rnk(rnk, resolver=resolver)
+            queries += list(de)
+            for note in de.notes:
+                click.echo(f"note: {note}", err=True)
+    return queries
