@@ -87,11 +87,17 @@ def test_openapi_document_matches_behaviour(operations, server, mode):
     accepted (or refused only for documented reasons), schema-violating JSON requests are refused.
 
     Negative mode skips multipart uploads: a multipart part is bytes, so a "wrong type" generated
-    for it (the integer 600 as the file) is still a valid file and rightly accepted."""
+    for it (the integer 600 as the file) is still a valid file and rightly accepted.
+
+    Covered: the native API (/api/v1) except the workbench's file downloads (``/export``,
+    ``/download-all``). The CLUE-compatible routes (/api/perts, /api/jobs, ...) answer in CLUE's
+    LoopBack error format by design, not the native one; they are tested in test_clue_*.py."""
     extra = schema_valid_not_refused_by_validation if mode == GenerationMode.POSITIVE else negative_data_rejection
     failures: list[str] = []
     for op in operations:
         if mode == GenerationMode.NEGATIVE and op.label.startswith("POST /api/v1/genesets/"):
+            continue
+        if not op.label.split(" ", 1)[1].startswith("/api/v1/") or op.label.endswith(("/export", "/download-all")):
             continue
 
         @given(case=op.as_strategy(generation_mode=mode))

@@ -166,12 +166,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OpenCMapError)
     async def _library_error(request: Request, exc: OpenCMapError) -> Response:
         status, code = status_for(exc)
+        message = hide_paths(request, str(exc))
         if wants_html(request):
-            return html_error(status, str(exc))
-        return error_response(status, code, str(exc))
-
-
-        return error_response(status, code, hide_paths(request, str(exc)))
+            return html_error(status, message)
+        return error_response(status, code, message)
 
     @app.exception_handler(OSError)
     async def _os_error(request: Request, exc: OSError) -> JSONResponse:

@@ -6,6 +6,7 @@ finished result plus the two job actions the job history needs.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import zipfile
@@ -88,8 +89,10 @@ def scores(
 
 
 def _write_all(result: QueryResult, folder: Path, archive: Path) -> None:
-    names = ["queries.tsv"]
+    names = ["queries.tsv", "notes.txt", "describe.json"]
     result.write_file(folder / "queries.tsv")
+    (folder / "notes.txt").write_text("".join(f"{line}\n" for line in result.report()), encoding="utf-8")
+    (folder / "describe.json").write_text(json.dumps(result.describe(), indent=2, default=str) + "\n", encoding="utf-8")
     for level, lv in result.levels.items():
         result.write_file(folder / f"{level}.tsv", level=level)
         names.append(f"{level}.tsv")
