@@ -170,13 +170,14 @@ def test_grp_uploads_fill_their_own_sides(ui_server, page, tmp_path):
 def test_unpairable_upload_is_refused(ui_server, page, artifacts, tmp_path, up_text, dn_text, message):
     srv, _ = ui_server
     page.goto(f"{srv.url}/ui/")
+    page.wait_for_load_state("networkidle")  # the form's handlers are attached once the app has started
     (tmp_path / "up.gmt").write_text(up_text)
     page.set_input_files("input[name=up-file]", str(tmp_path / "up.gmt"))
     if dn_text is not None:
-        expect(page.locator("#batch-note")).to_contain_text("paired from up.gmt")
+        expect(page.locator("#batch-note")).to_contain_text("paired from up.gmt", timeout=15_000)
         (tmp_path / "dn.gmt").write_text(dn_text)
         page.set_input_files("input[name=down-file]", str(tmp_path / "dn.gmt"))
-    expect(page.locator("#message")).to_contain_text("Upload refused")
+    expect(page.locator("#message")).to_contain_text("Upload refused", timeout=15_000)
     expect(page.locator("#message")).to_contain_text(message)
     expect(page.locator("#preview-table")).to_have_count(0)  # nothing left to submit
     assert page.locator("input[name=up-file]").input_value() == ""
@@ -238,7 +239,12 @@ def test_results_banner_shows_unknown_genes_and_every_note(ui_server, page, arti
 
 def test_no_banner_without_notes(ui_server, page):
     srv, programs = ui_server
-    page.route(re.compile(r".*/api/v1/jobs/[0-9a-f]{32}$"), lambda route: route.fulfill(json={**route.fetch().json(), "notes": []}))
+    def no_notes(route):
+        body = route.fetch().json()
+        body["notes"], body["describe"]["notes"] = [], []  # the banner shows the engine's notes (describe.notes)
+        route.fulfill(json=body)
+
+    page.route(re.compile(r".*/api/v1/jobs/[0-9a-f]{32}$"), no_notes)
     page.goto(f"{srv.url}/ui/")
     page.fill("textarea[name=up]", "\n".join(programs["B_up"][:20]))
     page.fill("textarea[name=down]", "\n".join(programs["B_dn"][:20]))
