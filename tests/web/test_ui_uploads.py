@@ -23,6 +23,8 @@ from opencmap.query.genesets import queries_from_gmt  # noqa: E402
 
 A_CPDS = {"BRD-000", "BRD-001", "BRD-002", "BRD-003"}
 
+expect.set_options(timeout=15_000)  # uploads are parsed by the server; CI's two cores are shared by two workers
+
 
 def _gmts(tmp_path, programs, up_suffix="_UP", dn_suffix="_DN"):
     """An up GMT and a down GMT of three queries: mimic A, mimic B, reverse A."""
@@ -68,7 +70,7 @@ def test_gmt_uploads_stay_on_their_sides(ui_server, page, artifacts, tmp_path, u
     srv, programs = ui_server
     up, dn = _gmts(tmp_path, programs, up_suffix, dn_suffix)
     expected = [{"name": q.name, "up": list(q.up), "down": list(q.down)} for q in queries_from_gmt(up, dn)]
-    page.goto(f"{srv.url}/ui/")
+    page.goto(f"{srv.url}/ui/", wait_until="networkidle")
     page.set_input_files("input[name=up-file]", str(up))
     expect(page.locator("#batch-note")).to_contain_text("3 queries paired from query_up.gmt (up)")
     # the up file alone: up sets, nothing on the down side
@@ -110,7 +112,7 @@ def test_form_changes_clear_uploads_and_example_submits_only_the_example(ui_serv
     """Issue 12.1: after a GMT upload, "Try an example" + "Run query" also sent the three GMT queries."""
     srv, programs = ui_server
     up, dn = _gmts(tmp_path, programs)
-    page.goto(f"{srv.url}/ui/")
+    page.goto(f"{srv.url}/ui/", wait_until="networkidle")
     page.set_input_files("input[name=up-file]", str(up))
     page.set_input_files("input[name=down-file]", str(dn))
     expect(page.locator("#preview-table tbody tr")).to_have_count(3)
@@ -128,7 +130,7 @@ def test_form_changes_clear_uploads_and_example_submits_only_the_example(ui_serv
     expect(page.locator("select#sel-query")).to_have_count(0)  # one query only
 
     # typing genes after an upload drops the upload: only the typed query is shown and sent
-    page.goto(f"{srv.url}/ui/")
+    page.goto(f"{srv.url}/ui/", wait_until="networkidle")
     page.set_input_files("input[name=up-file]", str(up))
     expect(page.locator("#preview-table tbody tr")).to_have_count(3)
     page.fill("input[name=name]", "typed")
@@ -146,7 +148,7 @@ def test_grp_uploads_fill_their_own_sides(ui_server, page, tmp_path):
     srv, programs = ui_server
     (tmp_path / "up.grp").write_text("\n".join(programs["A_up"][:15]) + "\n")
     (tmp_path / "dn.grp").write_text("# down genes\n" + "\n".join(programs["A_dn"][:11]) + "\n")
-    page.goto(f"{srv.url}/ui/")
+    page.goto(f"{srv.url}/ui/", wait_until="networkidle")
     page.fill("input[name=name]", "grpq")
     page.set_input_files("input[name=down-file]", str(tmp_path / "dn.grp"))
     expect(page.locator("textarea[name=down]")).to_have_value("\n".join(programs["A_dn"][:11]))
@@ -169,7 +171,7 @@ def test_grp_uploads_fill_their_own_sides(ui_server, page, tmp_path):
 )
 def test_unpairable_upload_is_refused(ui_server, page, artifacts, tmp_path, up_text, dn_text, message):
     srv, _ = ui_server
-    page.goto(f"{srv.url}/ui/")
+    page.goto(f"{srv.url}/ui/", wait_until="networkidle")
     page.wait_for_load_state("networkidle")  # the form's handlers are attached once the app has started
     (tmp_path / "up.gmt").write_text(up_text)
     page.set_input_files("input[name=up-file]", str(tmp_path / "up.gmt"))
@@ -193,7 +195,7 @@ def test_unpairable_upload_is_refused(ui_server, page, artifacts, tmp_path, up_t
 def test_results_banner_shows_unknown_genes_and_every_note(ui_server, page, artifacts):
     """Issue 12, "every result states what it used": the results page banner."""
     srv, programs = ui_server
-    page.goto(f"{srv.url}/ui/")
+    page.goto(f"{srv.url}/ui/", wait_until="networkidle")
     page.fill("input[name=name]", "withunknown")
     page.fill("textarea[name=up]", "\n".join(programs["A_up"][:20] + ["NOTAGENEQQQ"]))
     page.fill("textarea[name=down]", "\n".join(programs["A_dn"][:20]))
@@ -245,7 +247,7 @@ def test_no_banner_without_notes(ui_server, page):
         route.fulfill(json=body)
 
     page.route(re.compile(r".*/api/v1/jobs/[0-9a-f]{32}$"), no_notes)
-    page.goto(f"{srv.url}/ui/")
+    page.goto(f"{srv.url}/ui/", wait_until="networkidle")
     page.fill("textarea[name=up]", "\n".join(programs["B_up"][:20]))
     page.fill("textarea[name=down]", "\n".join(programs["B_dn"][:20]))
     page.click("#btn-run")
