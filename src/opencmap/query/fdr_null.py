@@ -484,8 +484,9 @@ def random_query_fdr(
     out.notes.append(
         f"fdr_q: {name} method -- nominal p of each signature's |{metric}| against {n_random} random queries "
         f"of the query's sizes (seed {seed}){', tail pooled over signatures' if pooled else ''}, Benjamini-Hochberg across {m} signatures"
-        + (f"; random-query nulls computed now (and cached in the store) for {', '.join(built)}" if built else "")
     )
+    if built:  # a cache event, not part of what the result used: identical results say the same
+        log.info("random-query FDR nulls computed now (and cached in the store) for %s", ", ".join(built))
     if need > 1 and not pooled:
         note = (
             f"fdr_q resolution: the least p is 1/{n_random + 1}, so q < 0.05 needs at least {need} signatures at that p "

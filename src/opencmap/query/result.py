@@ -44,6 +44,8 @@ _QUERY_TUPLES = ("up_genes", "down_genes", "unknown", "dropped")
 #: files every results folder written by :meth:`QueryResult.write` holds (``--overwrite`` replaces
 #: only folders with one of them)
 RESULT_FOLDER_MARKERS = ("describe.json", "queries.tsv")
+#: what the result used, written beside its tables: :meth:`QueryResult.report` and :meth:`QueryResult.describe`
+_PROVENANCE_FILES = ("notes.txt", "describe.json")
 
 
 @dataclass
@@ -273,10 +275,7 @@ class QueryResult:
             self.level(level)
         out = Path(out_dir)
         with atomic_write_dir(out, overwrite=overwrite, flag=overwrite_flag, replaceable=RESULT_FOLDER_MARKERS) as tmp:
-            names = [self.write_file(tmp / "queries.tsv").name]
-            (tmp / "notes.txt").write_text("".join(f"{line}\n" for line in self.report()), encoding="utf-8")
-            (tmp / "describe.json").write_text(json.dumps(self.describe(), indent=2, default=str) + "\n", encoding="utf-8")
-            names += ["notes.txt", "describe.json"]
+            names = [self.write_file(tmp / name).name for name in ("queries.tsv", *_PROVENANCE_FILES)]
             for level in wanted:
                 if format == "h5ad":
                     names.append(self.write_h5ad(tmp / f"{level}.h5ad", level=level).name)
@@ -292,7 +291,8 @@ class QueryResult:
     def write_file(self, path: str | os.PathLike[str], *, level: str | None = None, metric: str | None = None) -> Path:
         """Write one table or matrix (atomically); returns ``path``.
 
-        No ``level``: the query table (TSV). ``level`` alone: the level's long table
+        No ``level``: the query table (TSV), or, for a file named ``notes.txt`` / ``describe.json``,
+        :meth:`report` / :meth:`describe`. ``level`` alone: the level's long table
         (:meth:`to_frame`), Parquet when ``path`` ends in ``.parquet``, else TSV. ``level`` and
         ``metric``: that metric as a GCTX matrix (:meth:`matrix`).
         """
@@ -300,7 +300,15 @@ class QueryResult:
         from opencmap.io.atomic import atomic_write_path
 
         path = Path(path)
-        if level is None:
+        if level is None and path.name in _PROVENANCE_FILES:
+            text = (
+                "".join(f"{line}\n" for line in self.report())
+                if path.name == "notes.txt"
+                else json.dumps(self.describe(), indent=2, default=str) + "\n"
+            )
+            with atomic_write_path(path) as tmp:
+                Path(tmp).write_text(text, encoding="utf-8")
+        elif level is None:
             write_table(self.query_table(), path)
         elif metric is not None:
             write_gctx(self.matrix(metric, level=level), path)

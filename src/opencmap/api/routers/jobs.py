@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -293,12 +292,7 @@ async def download(
     path = tmp / name  # name matched the whitelist pattern above: no separators, no '..'
 
     try:
-        if name == "notes.txt":
-            path.write_text("".join(f"{line}\n" for line in result.report()), encoding="utf-8")
-        elif name == "describe.json":
-            path.write_text(json.dumps(result.describe(), indent=2, default=str) + "\n", encoding="utf-8")
-        else:
-            await run_in_threadpool(result.write_file, path, level=level, metric=metric)
+        await run_in_threadpool(result.write_file, path, level=level, metric=metric)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

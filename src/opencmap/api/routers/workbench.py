@@ -6,7 +6,6 @@ finished result plus the two job actions the job history needs.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import zipfile
@@ -90,9 +89,8 @@ def scores(
 
 def _write_all(result: QueryResult, folder: Path, archive: Path) -> None:
     names = ["queries.tsv", "notes.txt", "describe.json"]
-    result.write_file(folder / "queries.tsv")
-    (folder / "notes.txt").write_text("".join(f"{line}\n" for line in result.report()), encoding="utf-8")
-    (folder / "describe.json").write_text(json.dumps(result.describe(), indent=2, default=str) + "\n", encoding="utf-8")
+    for name in names:
+        result.write_file(folder / name)
     for level, lv in result.levels.items():
         result.write_file(folder / f"{level}.tsv", level=level)
         names.append(f"{level}.tsv")
