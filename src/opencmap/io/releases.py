@@ -59,6 +59,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from opencmap.core.schema import BING_FLAG, LANDMARK_FLAG, check_flags, flags01
 from opencmap.errors import ConfigError, FormatError
 
 __all__ = [
@@ -623,6 +624,9 @@ def canonical_genes(frame: pd.DataFrame, *, source: str | PathLike[str] | None =
     for canon, alias in (("pr_is_lm", "is_lm"), ("pr_is_bing", "is_bing")):
         if canon not in genes.columns and alias in genes.columns:
             genes = genes.rename(columns={alias: canon})
+    for col in (LANDMARK_FLAG, BING_FLAG):  # a value other than 0/1 is refused, never read as 0
+        if col in genes.columns:
+            genes[col] = check_flags(genes[col], column=col, path=source).astype("int64")
     if "feature_space" in genes.columns:
         space = genes["feature_space"].astype(object).map(lambda v: str(v).strip().lower().replace("_", " ") if pd.notna(v) else "")
         unknown = sorted(set(space) - set(_FEATURE_SPACES) - {""})
@@ -636,12 +640,9 @@ def canonical_genes(frame: pd.DataFrame, *, source: str | PathLike[str] | None =
             genes["pr_is_bing"] = bing.to_numpy()
         genes["feature_space"] = space.to_numpy()
     elif "pr_is_lm" in genes.columns and "pr_is_bing" in genes.columns:
-        lm = pd.to_numeric(genes["pr_is_lm"], errors="coerce").fillna(0).to_numpy() == 1
-        bing = pd.to_numeric(genes["pr_is_bing"], errors="coerce").fillna(0).to_numpy() == 1
+        lm = genes["pr_is_lm"].to_numpy() == 1
+        bing = genes["pr_is_bing"].to_numpy() == 1
         genes["feature_space"] = np.where(lm, "landmark", np.where(bing, "best inferred", "inferred"))
-    for col in ("pr_is_lm", "pr_is_bing"):
-        if col in genes.columns:
-            genes[col] = (pd.to_numeric(genes[col].astype(object), errors="coerce").fillna(0).to_numpy() == 1).astype("int64")
     dup = genes["pr_gene_id"].duplicated()
     if dup.any():
         raise FormatError(f"gene table repeats gene ids {genes.loc[dup, 'pr_gene_id'].head(5).tolist()}", path=source)
@@ -683,10 +684,6 @@ def canonical_perturbagens(frame: pd.DataFrame, *, source: str | PathLike[str] |
                 out[c] = out[c].astype(object).where(~out[c].astype(object).isin(["-666", ""]), pd.NA)
         return out.reset_index(drop=True)
     return perts.groupby("pert_id", sort=False).agg(agg).reset_index()
-
-
-def _flag01(series: pd.Series) -> pd.Series:
-    return pd.to_numeric(series.astype(object), errors="coerce").astype("Float64").round().astype("Int8")
 
 
 def read_release_signatures(files: ReleaseFiles, *, pert_info: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -776,7 +773,7 @@ def canonical_signatures(info: pd.DataFrame, *, release: str = "") -> pd.DataFra
     out = harmonise_doses(out)
     for col in ("is_exemplar_sig", "qc_pass", "is_hiq", "is_ncs_sig", "is_null_sig", "is_touchstone", "is_gold"):
         if col in out.columns:
-            out[col] = _flag01(out[col])
+            out[col] = flags01(out[col])
     if "tas" in out.columns:
         out["tas"] = pd.to_numeric(out["tas"], errors="coerce").astype(float)
     if release and "release" not in out.columns:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from opencmap.core.gct import GCT
+from opencmap.core.schema import parse_flags
 from opencmap.errors import PipelineError
 from opencmap.kernels.correlation import spearman_standardized
 from opencmap.kernels.modz import modz
@@ -25,11 +26,6 @@ __all__ = ["ReplicateCollapse", "landmark_positions", "landmark_rank_block", "co
 N_LANDMARKS = 978
 
 
-def _truthy(values: pd.Series) -> np.ndarray:
-    text = values.astype("str").str.strip().str.lower()
-    return text.isin({"1", "1.0", "true", "yes", "y"}).to_numpy()
-
-
 def landmark_positions(row_meta: pd.DataFrame, params: PipelineParams | None = None) -> np.ndarray:
     """Row positions of the landmark genes, from the first of ``params.landmark_fields`` present.
 
@@ -39,7 +35,7 @@ def landmark_positions(row_meta: pd.DataFrame, params: PipelineParams | None = N
     params = params or PipelineParams()
     for name in params.landmark_fields:
         if name in row_meta.columns:
-            pos = np.flatnonzero(_truthy(row_meta[name]))
+            pos = np.flatnonzero(parse_flags(row_meta[name]))
             if pos.size < 2:
                 raise PipelineError(
                     f"row field {name!r} marks {pos.size} landmark genes; MODZ needs the landmark "

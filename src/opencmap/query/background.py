@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from opencmap.core.schema import CELL_LEVELS, exemplar_mask
 from opencmap.errors import ConfigError, StoreError
 from opencmap.query.store import Store, _fault, _file_checksum
 
@@ -54,7 +55,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BACKGROUND_FORMAT_VERSION = 1
-_CELL_LEVELS = ("sig", "pert_cell", "pcl_cell")
 #: tails a background can be built for (the ``es_tail`` of its queries, spec §6.1)
 BACKGROUND_TAILS = ("both", "up", "down")
 #: the metric every background is built with
@@ -100,16 +100,6 @@ def _parse_tails(tail: str | Sequence[str]) -> list[str]:
     if not out:
         raise ConfigError("give at least one background tail (both, up, down or all)")
     return out
-
-
-def exemplar_mask(sig_info: pd.DataFrame) -> np.ndarray:
-    """Exemplar signatures (``is_exemplar_sig`` / ``is_exemplar`` == 1); all if neither column."""
-    for col in ("is_exemplar_sig", "is_exemplar"):
-        if col in sig_info.columns:
-            mask = pd.to_numeric(sig_info[col].astype(object), errors="coerce").fillna(0).to_numpy(float) == 1
-            if mask.any():
-                return mask
-    return np.ones(len(sig_info), dtype=bool)
 
 
 @dataclass
@@ -343,7 +333,7 @@ def _write_backgrounds(st: Store, tails: Any, raw: Any, engine: Any, info: pd.Da
         }
         for level, (index, values) in engine.summary_plan.apply(ncs).items():
             mask = None
-            if same_cell and level in _CELL_LEVELS:
+            if same_cell and level in CELL_LEVELS:
                 mask = _cell_mask(index["cell_id"].astype(str).to_numpy(dtype=object), qcells)
             levels[level] = (pd.Index(index["id"].astype(str), dtype=object), values, mask)
         tail_root = root if t == "both" else root / t

@@ -143,15 +143,23 @@ def _select(info: pd.DataFrame, filters: BuildFilters, files: ReleaseFiles) -> t
             raise ConfigError(f"{flag}: the {files.release} tables in {files.folder} have no {col} values ({why})")
         return info[col]
 
+    def column(col: str, flag: str) -> pd.Series:
+        if col not in info.columns:
+            raise ConfigError(
+                f"{flag}: the signature table {files.tables.get('sig_info', files.folder)} has no {col} column "
+                f"(columns: {[str(c) for c in info.columns[:25]]}); drop {flag} or give a table with {col}"
+            )
+        return info[col]
+
     if filters.pert_types:
-        keep &= info["pert_type"].astype(str).isin(filters.pert_types).to_numpy()
+        keep &= column("pert_type", "--pert-type").astype(str).isin(filters.pert_types).to_numpy()
     if filters.exemplar_only:
         where = "sig_metrics" if files.release in ("GSE92742", "GSE70138") else "the signature table"
         keep &= need("is_exemplar_sig", "--exemplar-only", f"exemplar flags come from {where}").fillna(0).to_numpy() == 1
     if filters.qc_pass:
         keep &= need("qc_pass", "--qc-pass", "GEO releases publish no QC flag; use --exemplar-only").fillna(0).to_numpy() == 1
     if filters.cells:
-        keep &= info["cell_id"].astype(str).isin(filters.cells).to_numpy()
+        keep &= column("cell_id", "--cell").astype(str).isin(filters.cells).to_numpy()
     if filters.times:
         keep &= np.isin(need("pert_time", "--time", "no pert_time/pert_itime").to_numpy(dtype=float), np.asarray(filters.times, float))
     if filters.touchstone:

@@ -69,6 +69,7 @@ import numpy as np
 import pandas as pd
 
 from opencmap.core.gct import GCT
+from opencmap.core.schema import parse_flags
 from opencmap.errors import IdNotFoundError, OpenCMapWarning, StoreError, ValidationError, VersionError
 
 __all__ = [
@@ -355,12 +356,6 @@ def _file_checksum(path: Path) -> str:
     return f"crc32:{crc:08x}"
 
 
-def _flag(series: pd.Series) -> np.ndarray:
-    """0/1/'1'/True/-666 -> bool."""
-    values = pd.to_numeric(series.astype(object), errors="coerce").fillna(0).to_numpy()
-    return values.astype(float) == 1
-
-
 def _id_text(value: Any) -> str:
     """An id as text: 5720.0 -> '5720' (ids read as floats), NaN -> ''."""
     if isinstance(value, float):
@@ -642,11 +637,11 @@ def _resolve_spaces(
     ids = genes["pr_gene_id"].astype(str).tolist()
     available: dict[str, list[str]] = {}
     if "pr_is_lm" in genes.columns:
-        lm = [g for g, f in zip(ids, _flag(genes["pr_is_lm"]), strict=True) if f]
+        lm = [g for g, f in zip(ids, parse_flags(genes["pr_is_lm"]), strict=True) if f]
         if lm:
             available["lm"] = lm
     if "pr_is_bing" in genes.columns:
-        bing = [g for g, f in zip(ids, _flag(genes["pr_is_bing"]), strict=True) if f]
+        bing = [g for g, f in zip(ids, parse_flags(genes["pr_is_bing"]), strict=True) if f]
         if bing:
             available["bing"] = bing
     available["full"] = ids

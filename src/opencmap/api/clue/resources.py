@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from opencmap.api.catalogue import Catalogue
+from opencmap.core.schema import parse_flags
 from opencmap.query.store import Store
 
 __all__ = ["ClueTables", "RESOURCES"]
@@ -65,8 +66,8 @@ class ClueTables:
 
         g = store.genes.reset_index(drop=True)
         source = g["entrez_id"] if "entrez_id" in g.columns else g["pr_gene_id"]
-        lm = g["pr_is_lm"].astype(str).isin(["1", "1.0", "True"]) if "pr_is_lm" in g else pd.Series(False, index=g.index)
-        bing = g["pr_is_bing"].astype(str).isin(["1", "1.0", "True"]) if "pr_is_bing" in g else pd.Series(False, index=g.index)
+        lm = pd.Series(parse_flags(g["pr_is_lm"]), index=g.index) if "pr_is_lm" in g else pd.Series(False, index=g.index)
+        bing = pd.Series(parse_flags(g["pr_is_bing"]), index=g.index) if "pr_is_bing" in g else pd.Series(False, index=g.index)
         genes = pd.DataFrame({
             "entrez_id": _entrez(source),
             "gene_symbol": g["pr_gene_symbol"].astype(str) if "pr_gene_symbol" in g else g["pr_gene_id"].astype(str),
