@@ -142,3 +142,47 @@ def test_real_cmap_signature_tables(shared_data):
     assert set(contest["pert_idose"]) == {"10 uM"} and set(contest["pert_dose"]) == {10.0}
     assert {"is_exemplar_sig", "target", "moa"} <= set(contest.columns) and "gene_targets" not in contest.columns
     assert contest.loc[contest["pert_iname"] == "tyrphostin-AG-82", "target"].iloc[0] == "EGFR"
+
+
+@pytest.mark.parametrize("bad", ["2", "x", "-1"])
+def test_gene_flags_other_than_0_1_are_refused_naming_file_column_and_values(tmp_path, bad):
+    path = tmp_path / "gene_info.txt"
+    path.write_text(f"pr_gene_id\tpr_gene_symbol\tpr_is_lm\tpr_is_bing\n5720\tPSME1\t1\t1\n466\tATF1\t{bad}\t0\n6009\tRHEB\t0\t{bad}\n")
+    frame = read_release_table(path, id_column="pr_gene_id")
+    with pytest.raises(FormatError) as exc:
+        canonical_genes(frame, source=path)
+    text = str(exc.value)
+    assert str(path) in text and "'pr_is_lm'" in text and f"hold {bad}" in text.replace("'", "")
+    good = frame.assign(pr_is_lm=["1", "true", "0"], pr_is_bing=[1.0, 0.0, 1.0])
+    genes = canonical_genes(good, source=path)
+    assert genes["pr_is_lm"].tolist() == [1, 1, 0] and genes["pr_is_bing"].tolist() == [1, 0, 1]
+    assert genes["feature_space"].tolist() == ["landmark", "landmark", "best inferred"]
+
+
+def test_release_gene_table_with_bad_flags_is_refused(tmp_path, folders):
+    import shutil
+
+    src, files = folders["GSE92742"]
+    folder = tmp_path / "gse"
+    shutil.copytree(src, folder)
+    gene_path = folder / files["gene_info"].name
+    table = pd.read_csv(gene_path, sep="\t", dtype=str, compression="infer")
+    table.loc[table.index[:2], "pr_is_bing"] = "-666"
+    table.to_csv(gene_path, sep="\t", index=False, compression="infer")
+    with pytest.raises(FormatError, match=r"gene_info.*'pr_is_bing'.*2 rows hold missing"):
+        read_release_genes(find_release_files(folder))
+
+
+@pytest.mark.parametrize("column,filters", [("pert_type", {"pert_types": ("trt_cp",)}), ("cell_id", {"cells": ("MCF7",)})])
+def test_release_filters_on_a_missing_column_name_it_and_the_file(folders, column, filters):
+    from opencmap.query.release_store import BuildFilters, _select
+
+    files = find_release_files(folders["GSE92742"][0])
+    info, _ = read_release_signatures(files)
+    keep, _ = _select(info, BuildFilters(**filters), files)  # with the column: filters
+    assert 0 < len(keep) < len(info)
+    flag = "--pert-type" if column == "pert_type" else "--cell"
+    with pytest.raises(ConfigError) as exc:
+        _select(info.drop(columns=column), BuildFilters(**filters), files)
+    text = str(exc.value)
+    assert flag in text and f"no {column} column" in text and str(files.tables["sig_info"]) in text

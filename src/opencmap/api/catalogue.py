@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from opencmap.core.schema import PERT_FIELDS
+
 from opencmap.query.genesets import GeneLookup
 from opencmap.query.store import Store
 
 __all__ = ["Catalogue", "PERT_FIELDS"]
 
-PERT_FIELDS = ("pert_iname", "pert_type", "moa", "target")
 
 
 def _joined(values: pd.Series) -> str:

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from opencmap.core.schema import LEVELS
+
 __all__ = ["command"]
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -58,7 +61,7 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--format", "fmt", type=click.Choice(["tsv", "parquet", "gctx", "h5ad"]), default="tsv", show_default=True,
               help="Files of --out: long tables (tsv, parquet), one GCTX per level and metric, or one AnnData .h5ad per level (needs anndata).")
 @click.option("--top", default=20, show_default=True, help="Connections to print per query.")
-@click.option("--level", type=click.Choice(["sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary"]), default="sig",
+@click.option("--level", type=click.Choice(list(LEVELS)), default="sig",
               show_default=True, help="Level to print (pcl_* levels need --pcl or PCLs stored with the store).")
 @click.option("--direction", type=click.Choice(["positive", "negative", "both"]), default="positive", show_default=True)
 @click.option("--columns", help="Comma-separated columns to print (default: a compact set per level, e.g. rank,pert_iname,"

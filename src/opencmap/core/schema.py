@@ -140,7 +140,9 @@ def check_flags(values: Any, *, column: str, path: str | PathLike[str] | None = 
     ok = true | false | (missing if allow_missing else np.zeros_like(missing))
     if not ok.all():
         s = values if isinstance(values, pd.Series) else pd.Series(list(values))
-        bad = list(dict.fromkeys(repr(v) for v in s.astype(object).to_numpy()[~ok]))
+        shown = ["missing (empty, NaN or -666)" if m else repr(v.item() if isinstance(v, np.generic) else v)
+                 for v, m in zip(s.astype(object).to_numpy()[~ok], missing[~ok], strict=True)]
+        bad = list(dict.fromkeys(shown))
         raise FormatError(
             f"column {column!r} must hold 0/1 flags; {int((~ok).sum())} rows hold {', '.join(bad[:5])}"
             f"{' ...' if len(bad) > 5 else ''}. Fix the table (1 = yes, 0 = no)",

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from opencmap.core.gct import GCT
+from opencmap.core.schema import LANDMARK_FLAGS, parse_flags
 from opencmap.errors import ConfigError, PipelineError
 from opencmap.io.infer_model import read_inference_model, write_inference_model
 from opencmap.kernels.ols import fit_ols, pearson_rows, predict_ols
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 #: CMap clips inferred values to this range (``infer_tool``).
 INFER_CLIP: tuple[float, float] = (0.0, 15.0)
 
-_LANDMARK_FIELDS = ("pr_is_lm", "pr_is_lmark")
+_LANDMARK_FIELDS = LANDMARK_FLAGS
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,8 +120,8 @@ def landmark_rows(gct: GCT) -> list[str]:
     """Row ids flagged as landmarks (``pr_is_lm`` or ``pr_is_lmark`` equal to 1)."""
     for name in _LANDMARK_FIELDS:
         if name in gct.row_meta.columns:
-            flag = pd.to_numeric(gct.row_meta[name].astype(object), errors="coerce").fillna(0).to_numpy()
-            return [rid for rid, f in zip(gct.rids, flag) if f == 1]
+            flag = parse_flags(gct.row_meta[name])
+            return [rid for rid, f in zip(gct.rids, flag, strict=True) if f]
     raise PipelineError(
         "the compendium has no pr_is_lm (or pr_is_lmark) row field; pass landmark_ids= explicitly"
     )

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from opencmap.core.schema import LANDMARK_FLAGS
 from opencmap.errors import ConfigError
 from opencmap.kernels.modz import CONSENSUS_METHODS, WEIGHT_METHODS
 from opencmap.kernels.zscore import VAR_ADJUSTMENTS
@@ -66,7 +67,7 @@ class PipelineParams:
     clip_low_cc: float = 0.0
     weight_method: str = "sum"
     round_weights: int | None = None
-    landmark_fields: tuple[str, ...] = ("pr_is_lm", "pr_is_lmark")
+    landmark_fields: tuple[str, ...] = LANDMARK_FLAGS
 
     # -- quality metrics (§5)
     ss_threshold: float = 2.0

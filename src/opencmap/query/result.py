@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 
 from opencmap.core.gct import GCT
+from opencmap.core.schema import LEVELS
 from opencmap.errors import ConfigError, FormatError, IdNotFoundError, QueryError, ValidationError, VersionError
 
 __all__ = ["LevelResult", "QueryResult", "LEVELS", "RESULT_FORMAT_VERSION"]
 
-LEVELS = ("sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary")
 _FORMATS = ("tsv", "parquet", "gctx", "h5ad")
 _ID_COLUMN = {"sig": "sig_id"}
 _FORMAT_NAME = "opencmap-query-result"

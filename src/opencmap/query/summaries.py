@@ -16,11 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from opencmap.core.schema import PERT_FIELDS, SUMMARY_LEVELS
+
 __all__ = ["summarise", "SummaryPlan", "SUMMARY_LEVELS"]
-
-SUMMARY_LEVELS = ("pert_cell", "pert_summary", "pcl_cell", "pcl_summary")
-
-_PERT_FIELDS = ("pert_iname", "pert_type", "moa", "target")
 
 
 def _text(info: pd.DataFrame, col: str, default: str = "") -> pd.Series:
@@ -72,7 +70,7 @@ class SummaryPlan:
         pc_codes, pc_ids = pd.factorize(pert + ":" + cell)
         first = pd.Series(np.arange(len(info))).groupby(pc_codes).first().to_numpy()
         pc_index = pd.DataFrame({"id": list(pc_ids), "pert_id": pert.iloc[first].to_numpy(), "cell_id": cell.iloc[first].to_numpy()})
-        for f in _PERT_FIELDS:
+        for f in PERT_FIELDS:
             if f in info.columns:
                 pc_index[f] = info[f].astype(str).iloc[first].to_numpy()
         pc_index["n_sigs"] = np.bincount(pc_codes, minlength=len(pc_ids))
@@ -82,7 +80,7 @@ class SummaryPlan:
         ps_codes, ps_ids = pd.factorize(pc_index["pert_id"])
         first_pc = pd.Series(np.arange(len(pc_index))).groupby(ps_codes).first().to_numpy()
         ps_index = pd.DataFrame({"id": list(ps_ids)})
-        for f in _PERT_FIELDS:
+        for f in PERT_FIELDS:
             if f in pc_index.columns:
                 ps_index[f] = pc_index[f].iloc[first_pc].to_numpy()
         ps_index["n_cells"] = np.bincount(ps_codes, minlength=len(ps_ids))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from opencmap.core.genesets import GeneSet
+from opencmap.core.schema import LEVELS
 from opencmap.errors import FormatError, ValidationError
 from opencmap.query.genesets import Query
 from opencmap.query.result import QueryResult
@@ -140,7 +141,7 @@ def clue_status(job: Mapping[str, Any], params: Mapping[str, Any], *, base: str)
 #: opencmap metric -> CLUE file stem, per level (gutc: ns = NCS, ps = tau percentile score)
 _GUTC = {"ncs": "ns", "tau": "ps"}
 _QUERY = {"es_up": "cs_up", "es_dn": "cs_dn", "leadf_up": "leadf_up", "leadf_dn": "leadf_dn"}
-_LEVEL_STEM = {"sig": "sig", "pert_cell": "pert_cell", "pert_summary": "pert_summary", "pcl_cell": "pcl_cell", "pcl_summary": "pcl_summary"}
+_LEVEL_STEM = {level: level for level in LEVELS}
 
 ARCHIVE_README = """This archive was written by opencmap in the layout of a clue.io query result.
 

@@ -31,7 +31,7 @@ __all__ = ["router", "job_status", "without_controls"]
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="Job id.")]
-Level = Literal["sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary"]
+Level = Literal[LEVELS]  # the result levels of core.schema (Literal flattens the tuple)
 QueryName = Annotated[str | None, Query(max_length=100, description="Query name (default: the first query).")]
 Metric = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_]+$")]
 # matched with fullmatch: ``$`` would also match before a final newline (a name ending in a newline)
