@@ -40,8 +40,9 @@ from opencmap.core.genesets import GeneSet
 from opencmap.datasets.design import MOA_CATALOGUE, WELLS, CompendiumSpec, Design, spec_for
 from opencmap.datasets.genes import TOUCHSTONE_CELLS, cell_table, select_genes
 from opencmap.datasets.model import CompendiumModel, ModelParams
-from opencmap.errors import ConfigError, FormatError, VersionError
+from opencmap.errors import ConfigError, FormatError
 from opencmap.io import GCTXWriter, atomic_write_path, write_gmt, write_table
+from opencmap.io.versions import check_format_version
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -431,12 +432,7 @@ def open_compendium(path: str | PathLike[str]) -> Compendium:
         raise FormatError(f"manifest is not valid JSON ({exc}); regenerate the compendium", path=mpath) from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise FormatError(f"not a {MANIFEST_FORMAT} manifest", path=mpath)
-    if int(manifest.get("format_version", 0)) > MANIFEST_VERSION:
-        raise VersionError(
-            f"manifest format version {manifest['format_version']} is newer than this opencmap supports "
-            f"({MANIFEST_VERSION}); upgrade opencmap",
-            path=mpath,
-        )
+    check_format_version(manifest.get("format_version", 0), MANIFEST_VERSION, what="synthetic compendium manifest", path=mpath)
     if int(manifest.get("generator_version", 0)) != GENERATOR_VERSION:
         logger.warning(
             "%s was written by generator version %s; this is version %d, so the rebuilt model may differ",

@@ -80,6 +80,7 @@ from typing import Any
 from opencmap.errors import ChecksumError, ConfigError, DiskSpaceError, FetchError
 from opencmap.io.atomic import atomic_write_path
 from opencmap.io.decompress import StreamingGunzip, decompressed_path, gunzip_file, is_decompressed_copy
+from opencmap.io.versions import check_format_version
 
 __all__ = [
     "ReleaseFile",
@@ -408,8 +409,7 @@ def _read_manifest(dest: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise FetchError(f"{path}: unreadable fetch manifest ({exc}); delete it and fetch again (files are re-verified)") from exc
-    if data.get("format_version", 0) > MANIFEST_VERSION:
-        raise FetchError(f"{path}: written by a newer opencmap (format_version {data['format_version']}); update opencmap")
+    check_format_version(data.get("format_version", 0), MANIFEST_VERSION, what="fetch manifest", path=path, also=FetchError)
     data.setdefault("files", {})
     return data
 

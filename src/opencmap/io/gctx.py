@@ -55,11 +55,11 @@ from opencmap.errors import (
     IdNotFoundError,
     OpenCMapWarning,
     ValidationError,
-    VersionError,
 )
 from opencmap.io.atomic import AtomicFile, atomic_write_path
 from opencmap.io.fields import bytes_to_arrow, decode_bytes, encode_text, from_stored, to_stored
 from opencmap.io.selection import MetaFilter, resolve_positions
+from opencmap.io.versions import check_format_version
 
 __all__ = [
     "GCTX_VERSION",
@@ -123,12 +123,9 @@ def _check_version(h5: h5py.File, path: Path) -> str:
     version = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, np.bytes_)) else str(raw)
     version = version.strip().strip("\x00")
     match = re.fullmatch(r"GCTX(\d+)(?:\.(\d+))?", version)
-    if match and int(match.group(1)) > 1:
-        raise VersionError(
-            f"written as {version}, newer than the {GCTX_VERSION} this version of opencmap reads; "
-            f"upgrade opencmap",
-            path=path,
-            node="/ (attribute version)",
+    if match:  # only the major version matters: GCTX1.x files all read alike
+        check_format_version(
+            (int(match.group(1)),), (1,), what="GCTX", path=path, node="/ (attribute version)", shown=(version, GCTX_VERSION)
         )
     return version
 

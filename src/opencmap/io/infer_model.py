@@ -35,8 +35,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from opencmap.errors import FormatError, VersionError
+from opencmap.errors import FormatError
 from opencmap.io.atomic import atomic_write_path
+from opencmap.io.versions import check_format_version
 
 __all__ = ["INFER_MODEL_FORMAT", "INFER_MODEL_VERSION", "write_inference_model", "read_inference_model"]
 
@@ -156,14 +157,7 @@ def read_inference_model(path: str | PathLike[str]) -> dict[str, Any]:
             fmt = fmt.decode()
         if fmt != INFER_MODEL_FORMAT:
             raise FormatError(f"format is {fmt!r}, not {INFER_MODEL_FORMAT!r}", path=path, node="/")
-        version = int(f.attrs.get("format_version", 0))
-        if version > INFER_MODEL_VERSION:
-            raise VersionError(
-                f"inference model format version {version} is newer than this opencmap reads "
-                f"({INFER_MODEL_VERSION}); upgrade opencmap",
-                path=path,
-                node="/",
-            )
+        check_format_version(f.attrs.get("format_version", 0), INFER_MODEL_VERSION, what="inference model", path=path, node="/")
         try:
             header = json.loads(f.attrs["header"])
         except (KeyError, ValueError) as exc:

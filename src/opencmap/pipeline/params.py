@@ -26,6 +26,7 @@ from typing import Any
 
 from opencmap.core.schema import LANDMARK_FLAGS
 from opencmap.errors import ConfigError
+from opencmap.io.versions import check_format_version
 from opencmap.kernels.modz import CONSENSUS_METHODS, WEIGHT_METHODS
 from opencmap.kernels.zscore import VAR_ADJUSTMENTS
 
@@ -143,9 +144,5 @@ class PipelineParams:
     def from_dict(cls, data: dict[str, Any]) -> PipelineParams:
         """Inverse of :meth:`to_dict`; refuses manifests written by a newer schema."""
         data = dict(data)
-        version = data.pop("params_version", PARAMS_VERSION)
-        if version > PARAMS_VERSION:
-            raise ConfigError(
-                f"pipeline parameters were written by a newer opencmap (schema {version} > {PARAMS_VERSION}); upgrade opencmap"
-            )
+        check_format_version(data.pop("params_version", PARAMS_VERSION), PARAMS_VERSION, what="pipeline parameters", also=ConfigError)
         return cls().replace(**data)

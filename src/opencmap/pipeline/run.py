@@ -64,6 +64,7 @@ from opencmap.io import GCTXFile, GCTXWriter, is_gctx, read_gct, read_meta, read
 from opencmap.io.atomic import atomic_write_path
 from opencmap.io.decompress import resolve_gzipped_gctx
 from opencmap.io.gctx import GCTXSlots
+from opencmap.io.versions import check_format_version
 from opencmap.pipeline.cgs import cgs_groups, consensus_gene_signatures
 from opencmap.pipeline.levels import check_input_level
 from opencmap.pipeline.modz import landmark_positions
@@ -235,8 +236,10 @@ class _WorkState:
         self.done_path = root / "done.txt"
         if self.identity_path.exists():
             stored = json.loads(self.identity_path.read_text())
-            if stored.get("format_version", 0) > MANIFEST_VERSION:
-                raise ConfigError(f"{root} was written by a newer opencmap; upgrade or remove that folder")
+            check_format_version(
+                stored.get("format_version", 0), MANIFEST_VERSION, what="pipeline work folder", path=self.identity_path,
+                fix="upgrade opencmap or remove that folder", also=ConfigError,
+            )  # fmt: skip
             if stored.get("identity") != identity:
                 raise ConfigError(
                     f"the work folder {root} belongs to a run with different inputs or parameters; "

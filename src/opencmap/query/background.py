@@ -40,6 +40,7 @@ import pandas as pd
 
 from opencmap.core.schema import CELL_LEVELS, exemplar_mask
 from opencmap.errors import ConfigError, StoreError
+from opencmap.io.versions import check_format_version
 from opencmap.query.store import Store, _fault, _file_checksum
 
 __all__ = [
@@ -178,14 +179,9 @@ def load_background(store: Store, level: str, tail: str = "both") -> Background 
         return None
     if _entry_tail(key, entry) != tail:
         raise StoreError(f"background {key!r} of {store.path} records tail {entry.get('tail')!r}, not {tail!r}; rebuild it")
-    if int(entry.get("format_version", 1)) > BACKGROUND_FORMAT_VERSION:
-        from opencmap.errors import VersionError
-
-        raise VersionError(
-            f"background {level!r} has format version {entry['format_version']}, newer than supported "
-            f"({BACKGROUND_FORMAT_VERSION}); upgrade opencmap",
-            path=store.path / "backgrounds" / key,
-        )
+    check_format_version(
+        entry.get("format_version", 1), BACKGROUND_FORMAT_VERSION, what=f"τ background {key!r}", path=store.path / "manifest.json"
+    )
     folder = store.path / (entry.get("dir") or f"backgrounds/{key}")
     try:
         ids = pd.read_parquet(folder / "ids.parquet")["id"].astype(str)

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from opencmap.errors import ConfigError, OpenCMapWarning
+from opencmap.io.versions import check_format_version
 from opencmap.query.store import Store
 
 __all__ = [
@@ -315,6 +316,11 @@ def load_or_build_null(
     if cache and meta_path.exists():
         try:
             meta = json.loads(meta_path.read_text())
+            stored = meta.get("params") if isinstance(meta, dict) else None
+            check_format_version(
+                (stored or {}).get("format_version", NULL_FORMAT_VERSION) if isinstance(stored, dict) else NULL_FORMAT_VERSION,
+                NULL_FORMAT_VERSION, what="FDR null cache", path=meta_path, fix="upgrade opencmap or delete that folder",
+            )  # fmt: skip
             if _meta_ok(meta, params, fingerprint, values):
                 parts = {name: np.load(folder / f"{name}.npy") for name in _SUMMARY}
                 vals = np.load(folder / "values.npy", mmap_mode="r") if meta.get("has_values") else None

@@ -31,7 +31,8 @@ import pandas as pd
 
 from opencmap.core.gct import GCT
 from opencmap.core.schema import LEVELS
-from opencmap.errors import ConfigError, FormatError, IdNotFoundError, QueryError, ValidationError, VersionError
+from opencmap.errors import ConfigError, FormatError, IdNotFoundError, QueryError, ValidationError
+from opencmap.io.versions import check_format_version
 
 __all__ = ["LevelResult", "QueryResult", "LEVELS", "RESULT_FORMAT_VERSION"]
 
@@ -404,12 +405,7 @@ class QueryResult:
                 header = json.loads(zf.read("header.json"))
                 if header.get("format") != _FORMAT_NAME:
                     raise FormatError(f"not a stored opencmap query result (format {header.get('format')!r})")
-                version = int(header.get("format_version", 0))
-                if version > RESULT_FORMAT_VERSION:
-                    raise VersionError(
-                        f"query result has format version {version}, newer than this opencmap supports "
-                        f"({RESULT_FORMAT_VERSION}); upgrade opencmap"
-                    )
+                check_format_version(header.get("format_version", 0), RESULT_FORMAT_VERSION, what="query result")
                 names = set(zf.namelist())
                 queries = []
                 for i, entry in enumerate(header["queries"]):

@@ -70,7 +70,8 @@ import pandas as pd
 
 from opencmap.core.gct import GCT
 from opencmap.core.schema import parse_flags
-from opencmap.errors import IdNotFoundError, OpenCMapWarning, StoreError, ValidationError, VersionError
+from opencmap.errors import IdNotFoundError, OpenCMapWarning, StoreError, ValidationError
+from opencmap.io.versions import check_format_version
 
 __all__ = [
     "STORE_FORMAT",
@@ -1579,12 +1580,7 @@ class Store:
         version = m.get("format_version")
         if not isinstance(version, int):
             raise StoreError(f"{mpath}: format_version missing or not an integer; rebuild the store")
-        if version > STORE_FORMAT_VERSION:
-            raise VersionError(
-                f"store format version {version} is newer than this opencmap supports "
-                f"({STORE_FORMAT_VERSION}); upgrade opencmap to read it",
-                path=mpath,
-            )
+        check_format_version(version, STORE_FORMAT_VERSION, what="store", path=mpath)
         for key in ("n_signatures", "default_space", "spaces", "segments", "genes"):
             if key not in m:
                 raise StoreError(f"{mpath}: field {key!r} is missing; the manifest is corrupt, rebuild the store")

@@ -39,6 +39,7 @@ from typing import Any, Literal, get_args
 import pandas as pd
 
 from opencmap.errors import StoreError, ValidationError
+from opencmap.io.versions import check_format_version
 from opencmap.query.result import QueryResult
 
 __all__ = ["JobDB", "JobState", "JOB_STATES", "EXPIRED_MESSAGE", "CANCELLED_MESSAGE", "DB_FORMAT_VERSION", "RESULT_FILE"]
@@ -163,12 +164,10 @@ class JobDB:
         row = self._conn.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
         if row is None:
             self._conn.execute("INSERT INTO meta VALUES ('format_version', ?)", (str(DB_FORMAT_VERSION),))
-        elif int(row[0]) > DB_FORMAT_VERSION:
-            raise StoreError(
-                f"job database {self.path} has format version {row[0]}, newer than this opencmap "
-                f"supports ({DB_FORMAT_VERSION}); upgrade opencmap or use another OPENCMAP_DB_PATH"
-            )
-        elif int(row[0]) < 2:  # version 1 kept results in per-level tables: not read any more
+        elif check_format_version(
+            row[0], DB_FORMAT_VERSION, what="job database", path=self.path,
+            fix="upgrade opencmap or use another OPENCMAP_DB_PATH", also=StoreError,
+        ) < 2:  # fmt: skip  # version 1 kept results in per-level tables: not read any more
             self._conn.execute(
                 "UPDATE jobs SET status = 'failed', error = ? WHERE status = 'done'",
                 ("this result was stored by an older opencmap and cannot be read; resubmit the job",),
