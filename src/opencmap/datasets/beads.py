@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from opencmap.core.chip import chip_layout
+from opencmap.core.schema import parse_flags
 from opencmap.errors import ConfigError
 from opencmap.io import read_gct, read_table, write_table
 from opencmap.io.beads import Beads, default_chip_path, read_chip
@@ -236,7 +237,7 @@ def write_bead_plates(
             raise ConfigError(f"compendium has no detection plate(s) {unknown[:5]}; it has e.g. {all_plates[:3]}")
     chip_table = read_chip(chip if chip is not None else default_chip_path())
     genes_meta = read_gct(comp / "level3.gctx", meta_only=True).row_meta
-    lm = genes_meta.index[pd.to_numeric(genes_meta["pr_is_lm"], errors="coerce").fillna(0).to_numpy() == 1]
+    lm = genes_meta.index[parse_flags(genes_meta["pr_is_lm"])]
     layout = analyte_layout(chip_table, list(lm))
     wells_by_plate = {p: list(inst.index[det.to_numpy() == p])[:max_wells] for p in chosen}
     total = sum(len(w) for w in wells_by_plate.values())

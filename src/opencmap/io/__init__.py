@@ -1,6 +1,7 @@
 """Storage: the only code that opens files (GCT, GCTX, GMT/GRP, tables, stores).
 
-Every writer is atomic (:func:`opencmap.io.atomic.atomic_write_path`).
+Every writer is atomic (:func:`opencmap.io.atomic.atomic_write_path`). Every format carries a
+version; readers refuse newer ones through :func:`opencmap.io.versions.check_format_version`.
 """
 
 from opencmap.io.atomic import atomic_write_path
