@@ -19,6 +19,7 @@ What it writes (all from a very small synthetic compendium; < 2 MB together):
 * ``query.json`` the query (up/down genes, options) whose results follow
 * ``result/``   :meth:`QueryResult.write` (tsv), ``result.ocr`` (:meth:`QueryResult.save`)
 * ``jobs.db`` + ``jobs-results/`` the API's job database holding that result (one done job)
+* ``inference_model.h5`` + ``inferred.gct`` a trained inference model and what it infers
 * ``matrix.gct`` / ``matrix.gctx`` :func:`write_gct` / :func:`write_gctx` of a Level 5 slice
 * ``archive.json`` opencmap version, date and the format versions of everything above
 """
@@ -70,6 +71,8 @@ the values, so a later version that cannot read them fails its tests.
 | `result.ocr` | `QueryResult.save` | the same result, archived (zip of npy + header.json) |
 | `jobs.db`, `jobs-results/` | `opencmap.api.jobs.store.JobDB` | one done job (id `{job}`) holding that result (`save_result`) |
 | `matrix.gct`, `matrix.gctx` | `opencmap.io.write_gct` / `write_gctx` | the first 30 genes x 8 signatures of `run/level5.gctx` |
+| `inference_model.h5` | `opencmap.pipeline.infer.save_inference_model` | `train_inference` on the compendium's Level 3 (holdout 0.25, rng 0) |
+| `inferred.gct` | `write_gct(apply_inference(...))` | that model applied to the first 4 Level 3 columns (`min_r=0.5`) |
 | `archive.json` | the script | opencmap version, date, job id and the format version of each file above |
 """
 N_GENES = 10  # up and down genes of the archived query
@@ -106,6 +109,7 @@ def write_archive(out: Path) -> None:
     from opencmap.datasets import make_compendium
     from opencmap.datasets.design import spec_for
     from opencmap.io import read_gct, read_gmt, write_gct, write_gctx
+    from opencmap.pipeline.infer import apply_inference, save_inference_model, train_inference
     from opencmap.pipeline.run import run_pipeline
     from opencmap.query.background import build_background
     from opencmap.query.engine import Engine
@@ -123,6 +127,10 @@ def write_archive(out: Path) -> None:
                 shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
         pcl = {s.name: list(s.genes) for s in read_gmt(comp.file("pcl"))}
         store = build_store(out / "store", run.level5, sig_info=run.sig_info, gene_info=comp.file("gene_info"), pcl=pcl)
+        level3 = read_gct(comp.file("level3"))
+        model = train_inference(level3, holdout_fraction=0.25, rng=0, description="format archive")
+        save_inference_model(model, out / "inference_model.h5")
+        write_gct(apply_inference(level3.subset(cids=list(level3.cids[:4])), model, min_r=0.5), out / "inferred.gct")
     build_background(store, tail="both")
     store = Store(out / "store")
 
@@ -154,6 +162,7 @@ def write_archive(out: Path) -> None:
     write_gctx(piece, out / "matrix.gctx")
 
     from opencmap.api.jobs.store import DB_FORMAT_VERSION
+    from opencmap.io.infer_model import INFER_MODEL_VERSION
     from opencmap.pipeline.params import PARAMS_VERSION
     from opencmap.pipeline.run import MANIFEST_VERSION as RUN_VERSION
     from opencmap.query.background import BACKGROUND_FORMAT_VERSION
@@ -168,7 +177,7 @@ def write_archive(out: Path) -> None:
         "format_versions": {
             "store": STORE_FORMAT_VERSION, "background": BACKGROUND_FORMAT_VERSION, "fdr_null": NULL_FORMAT_VERSION,
             "result": RESULT_FORMAT_VERSION, "job_database": DB_FORMAT_VERSION, "pipeline_run": RUN_VERSION,
-            "pipeline_params": PARAMS_VERSION, "gctx": "GCTX1.0",
+            "pipeline_params": PARAMS_VERSION, "gctx": "GCTX1.0", "inference_model": INFER_MODEL_VERSION,
         },
     }, indent=1) + "\n")  # fmt: skip
     (out / "README.md").write_text(README.format(version=opencmap.__version__, date=dt.date.today().isoformat(), job=job))

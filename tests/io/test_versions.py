@@ -199,3 +199,15 @@ def test_gctx(copy) -> None:
     with pytest.raises(VersionError, match="GCTX2.0") as exc:
         read_gct(path)
     assert str(path) in str(exc.value) and "newer than this opencmap supports" in str(exc.value)
+
+
+def test_inference_model(copy) -> None:
+    from opencmap.pipeline.infer import load_inference_model
+
+    path = copy("inference_model.h5")
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["format_version"] = int(h5.attrs["format_version"]) + 1
+    with pytest.raises(VersionError) as exc:
+        load_inference_model(path)
+    text = str(exc.value)
+    assert text.startswith(f"{path}, node /: inference model format version") and "newer than this opencmap supports" in text
