@@ -100,17 +100,21 @@ MISSING_SPELLINGS = frozenset({"", "nan", "none", "<na>", "na", "-666", "-666.0"
 def _classify(values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(is 1, is 0, is missing) per value; anything else is in none of the three."""
     s = values if isinstance(values, pd.Series) else pd.Series(values if isinstance(values, np.ndarray) else list(values))
+    if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):  # no text: one pass
+        num = s.to_numpy(dtype=float, na_value=np.nan)
+        return num == 1, num == 0, np.isnan(num) | (num == -666)
     obj = s.astype(object)
     num = pd.to_numeric(obj, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     true = num == 1
     false = num == 0
-    missing = pd.isna(obj).to_numpy() | (num == -666)
-    text_pos = np.flatnonzero(np.isnan(num) & ~missing)
-    if text_pos.size:  # text that is no number: "true", "yes", " no ", ...
-        text = obj.iloc[text_pos].astype(str).str.strip().str.lower()
+    missing = num == -666
+    text_pos = np.flatnonzero(np.isnan(num))
+    if text_pos.size:  # missing values and text that is no number: "true", "yes", " no ", ...
+        rest = obj.iloc[text_pos]
+        text = rest.astype(str).str.strip().str.lower()
         true[text_pos] = text.isin(TRUE_SPELLINGS).to_numpy()
         false[text_pos] = text.isin(FALSE_SPELLINGS).to_numpy()
-        missing[text_pos] = text.isin(MISSING_SPELLINGS).to_numpy()
+        missing[text_pos] = rest.isna().to_numpy() | text.isin(MISSING_SPELLINGS).to_numpy()
     return true, false, missing
 
 
