@@ -59,7 +59,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from opencmap.core.schema import BING_FLAG, LANDMARK_FLAG, check_flags, flags01
+from opencmap.core.schema import BING_FLAG, FLAG_COLUMNS, LANDMARK_FLAG, check_flags, flags01
 from opencmap.errors import ConfigError, FormatError
 
 __all__ = [
@@ -89,8 +89,7 @@ RELEASES = ("GSE92742", "GSE70138", "LINCS2020", "opencmap")
 _NUMERIC = frozenset({
     "pert_dose", "pert_time", "nearest_dose", "tas", "distil_cc_q75", "distil_ss", "cc_q75", "ss_ngene",
     "pct_self_rank_q25", "distil_nsample", "nsample", "ngenes_modulated_up_lm", "ngenes_modulated_dn_lm",
-    "is_exemplar", "is_exemplar_sig", "is_ncs_sig", "is_null_sig", "is_hiq", "qc_pass", "is_touchstone",
-    "is_gold", "pr_is_lm", "pr_is_bing", "is_lm", "is_bing", "median_recall_rank_spearman",
+    *FLAG_COLUMNS, "median_recall_rank_spearman",
     "median_recall_rank_wtcs_50", "median_recall_score_spearman", "median_recall_score_wtcs_50",
     "batch_effect_tstat", "batch_effect_tstat_pct", "count_mean", "count_cv", "qc_f_logp", "qc_iqr", "qc_slope",
     "dyn_range", "inv_level_10", "donor_age", "donor_age_death", "donor_disease_age_onset", "doubling_time",
