@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from opencmap.cli import cli
+from opencmap.errors import ConfigError
 from opencmap.query.engine import run_query
 from opencmap.query.store import build_store
 
@@ -60,3 +61,16 @@ def test_bad_size_is_a_usage_error(setup):
     d, _ = setup
     res = CliRunner().invoke(cli, ["store", "fdr-null", str(d / "store"), "--size", "15"])
     assert res.exit_code == 2 and "UP,DOWN" in res.output
+
+
+def test_tail_that_the_size_cannot_have_is_refused(setup):
+    """``--es-tail both`` with a one-sided size used to build the up-tail null silently."""
+    d, _ = setup
+    before = sorted(p.name for p in (d / "store").rglob("*"))
+    res = CliRunner().invoke(cli, ["store", "fdr-null", str(d / "store"), "--size", "15,0", "--es-tail", "both", "--n-random", "20"])
+    assert isinstance(res.exception, ConfigError)
+    msg = str(res.exception)
+    assert "es_tail='both'" in msg and "15,0" in msg and "--es-tail up" in msg
+    assert sorted(p.name for p in (d / "store").rglob("*")) == before  # nothing built
+    ok = CliRunner().invoke(cli, ["store", "fdr-null", str(d / "store"), "--size", "15,0", "--es-tail", "up", "--n-random", "20"])
+    assert ok.exit_code == 0, ok.output

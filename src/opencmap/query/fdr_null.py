@@ -410,6 +410,15 @@ def build_fdr_nulls(
 ) -> list[FdrNull]:
     """Compute and cache the random-query nulls of the given ``(n_up, n_down)`` sizes ahead of time
     (``values``: also every signature's full null, for the ``random_query`` method)."""
+    tail = (options or {}).get("es_tail")
+    for u, d in sizes:
+        need = tail is None or u + d == 0 or {"both": u > 0 and d > 0, "up": u > 0, "down": d > 0}.get(tail, True)
+        if not need:
+            raise ConfigError(
+                f"es_tail={tail!r} needs {'up and down' if tail == 'both' else tail} genes but the size {u},{d} has "
+                f"{'only up' if d == 0 else 'only down'}: queries of that size are scored on "
+                f"their {'up' if d == 0 else 'down'} tail, so give --es-tail {'up' if d == 0 else 'down'} or leave --es-tail out"
+            )
     st = store if isinstance(store, Store) else Store(store)
     return [
         load_or_build_null(
