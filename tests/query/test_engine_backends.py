@@ -35,3 +35,18 @@ def test_results_are_bit_identical_under_any_settings(built_store, level5, pcl, 
         assert set(g) == set(w)
         for name in w:
             np.testing.assert_array_equal(g[name], w[name], err_msg=f"{level} {name}")
+
+
+@pytest.mark.parametrize("metric", ["spearman", "pearson"])
+def test_vector_results_are_bit_identical_under_any_settings(built_store, metric):
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    genes = built_store.space().gene_ids
+    keep = rng.choice(len(genes), 120, replace=False)
+    query = Query("v", vector=pd.Series(rng.standard_normal(120), index=genes[keep]))
+    want = Engine(built_store).run(query, metric=metric).level("sig").metrics
+    for settings in _VARIANTS.values():
+        got = Engine(built_store, backend=LocalBackend(settings)).run(query, metric=metric, block_size=37).level("sig").metrics
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)

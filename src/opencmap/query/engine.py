@@ -488,11 +488,12 @@ class Engine:
         masks = [np.isfinite(v.vector) for v in valid]  # type: ignore[arg-type]
         rows = np.flatnonzero(np.logical_or.reduce(masks))
         k = _block_columns(len(rows), block_size, self.backend.settings.query_block_bytes)
+        threads = {"threads": self.backend.numba_threads()} if method.threaded else {}
         for start, stop, _, scores in self.store.iter_gene_rows(rows, space=space, block_size=k, with_ranks=False):
             for j, v in enumerate(valid):
                 sel = np.flatnonzero(masks[j][rows])
                 vec = v.vector[rows[sel]]  # type: ignore[index]
-                res = method.score(vec, scores[sel], **options)
+                res = method.score(vec, scores[sel], **options, **threads)
                 for name, values in res.items():
                     if name in outputs:
                         outputs[name][start:stop, j] = values
