@@ -33,8 +33,11 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from opencmap.kernels import wtcs as wtcs_module
+from opencmap.backends import default_backend
 from opencmap.kernels.wtcs import enrichment_scores, set_enrichment_scores
+
+# the threads and pool the engine gives the kernel (the local backend's)
+PAR = {"threads": default_backend().pool_threads(), "executor": default_backend().executor()}
 
 N_BING = 10_174
 
@@ -137,26 +140,22 @@ def bench_fused(args, ranks, weights, n: int, t_np: float) -> None:
             list(pool.map(lambda lo, hi: stream_sum(r_mm, s_mm, srt, lo, hi), edges[:-1], edges[1:]))
 
         floor()
-        set_enrichment_scores(r_mm, s_mm, rows, bounds, n)  # compile / fault the pages in
+        set_enrichment_scores(r_mm, s_mm, rows, bounds, n, **PAR)  # compile / fault the pages in
         t_floor, _ = _best(floor, args.repeat)
-        es, _ = set_enrichment_scores(r_mm, s_mm, rows, bounds, n)
-        check = enrichment_scores(r_dn[:, :2000], w_dn[:, :2000], n)[0]
+        es, _ = set_enrichment_scores(r_mm, s_mm, rows, bounds, n, **PAR)
+        check = enrichment_scores(r_dn[:, :2000], w_dn[:, :2000], n, **PAR)[0]
         assert np.array_equal(es[1, :2000], check)
         print(f"fused up+down set_enrichment_scores from memory maps: 2 x {args.genes} genes, S={args.signatures:,}")
         print(f"  baseline floor (stream the {2 * args.genes} rows in place, {threads} threads): {t_floor:8.3f} s")
         print(f"  baseline numpy (2 sets):                {2 * t_np:8.3f} s")
         # baseline: the same kernel ordering each signature's hits with a rank bitmap (the path
-        # it keeps for sets above wtcs._NETWORK_MAX genes; the engine's kernel until session 3)
-        saved = wtcs_module._NETWORK_MAX
-        try:
-            wtcs_module._NETWORK_MAX = 0
-            t_bitmap, _ = _best(lambda: set_enrichment_scores(r_mm, s_mm, rows, bounds, n), args.repeat)
-            assert np.array_equal(set_enrichment_scores(r_mm, s_mm, rows, bounds, n, columns=(0, 4096))[0], es[:, :4096])
-        finally:
-            wtcs_module._NETWORK_MAX = saved
+        # it keeps for sets above wtcs.NETWORK_MAX genes; the engine's kernel until session 3)
+        t_bitmap, _ = _best(lambda: set_enrichment_scores(r_mm, s_mm, rows, bounds, n, network_max=0, **PAR), args.repeat)
+        assert np.array_equal(set_enrichment_scores(r_mm, s_mm, rows, bounds, n, columns=(0, 4096), network_max=0, **PAR)[0], es[:, :4096])
         print(f"  baseline bitmap sort per signature ({threads} threads): {t_bitmap:8.3f} s")
         for label, th in ((f"{threads} threads", None), ("1 thread", 1)):
-            wall, cpu = _best(lambda th=th: set_enrichment_scores(r_mm, s_mm, rows, bounds, n, threads=th), args.repeat)
+            kw = PAR if th is None else {"threads": th}
+            wall, cpu = _best(lambda kw=kw: set_enrichment_scores(r_mm, s_mm, rows, bounds, n, **kw), args.repeat)
             print(
                 f"  {label:<16} {wall:8.3f} s wall ({cpu:.3f} s CPU)  "
                 f"x{2 * t_np / wall:6.1f} faster than numpy, x{wall / t_floor:5.1f} the read floor"
@@ -179,15 +178,15 @@ def main() -> None:
 
     ranks, weights = make_inputs(args.genes, args.signatures, args.features)
     n = args.features
-    enrichment_scores(ranks[:, :64], weights[:, :64], n)  # compile / load the numba cache
-    enrichment_scores(ranks[:, :64], None, n, weighted=False)
+    enrichment_scores(ranks[:, :64], weights[:, :64], n, **PAR)  # compile / load the numba cache
+    enrichment_scores(ranks[:, :64], None, n, weighted=False, **PAR)
 
     sub = min(args.signatures, 100_000)
     r_sub, w_sub = np.ascontiguousarray(ranks[:, :sub]), np.ascontiguousarray(weights[:, :sub])
     t_np, _ = _best(lambda: numpy_es(r_sub, w_sub, n), 1)
     t_np *= args.signatures / sub
     t_floor, _ = _best(lambda: (ranks.sum(dtype=np.int64), weights.sum(dtype=np.float64)), args.repeat)
-    check = enrichment_scores(r_sub, w_sub, n)[0]
+    check = enrichment_scores(r_sub, w_sub, n, **PAR)[0]
     assert np.allclose(check, numpy_es(r_sub, w_sub, n), atol=1e-9)
 
     print(
@@ -198,7 +197,7 @@ def main() -> None:
     print(f"  baseline floor (read the inputs once):  {t_floor:8.3f} s")
     for label, kwargs in (("weighted (wtcs)", {}), ("unweighted (cs)", {"weighted": False})):
         w = None if kwargs else weights
-        wall, cpu = _best(lambda w=w, kw=kwargs: enrichment_scores(ranks, w, n, **kw), args.repeat)
+        wall, cpu = _best(lambda w=w, kw=kwargs: enrichment_scores(ranks, w, n, **kw, **PAR), args.repeat)
         print(
             f"  {label:<16} {wall:8.3f} s wall ({cpu:.3f} s CPU)  "
             f"x{t_np / wall:6.1f} faster than numpy, x{wall / t_floor:5.1f} the read floor"

@@ -153,14 +153,10 @@ def test_precomputed_reference_order_and_parallel_path(seed, mode, parallel):
     groups = rng.integers(0, g, n)
     is_ref = rng.random(n) < 0.6
     base = ncs(x, groups, is_ref, mode=mode)
-    saved = ncs_mod._PARALLEL_MIN
-    ncs_mod._PARALLEL_MIN = 0 if parallel else saved
-    try:
-        got = ncs(x, groups, is_ref, mode=mode, ref_order=ncs_mod.reference_order(groups, is_ref))
-    finally:
-        ncs_mod._PARALLEL_MIN = saved
+    par = {"threads": 2, "parallel_min": 0} if parallel else {}  # the parallel path even for tiny inputs
+    got = ncs(x, groups, is_ref, mode=mode, ref_order=ncs_mod.reference_order(groups, is_ref), **par)
     np.testing.assert_array_equal(got, base)
     div_pos = rng.uniform(0.1, 2, (g, q))
     div_neg = rng.uniform(0.1, 2, (g, q))
     expected = np.where(x > 0, x / div_pos[groups], np.where(x < 0, x / div_neg[groups], x))
-    np.testing.assert_array_equal(ncs_mod._apply(x, groups, div_pos, div_neg), expected)
+    np.testing.assert_array_equal(ncs_mod._apply(x, groups, div_pos, div_neg, 1, 0), expected)

@@ -83,6 +83,7 @@ def test_other_threads_use_one_thread_twins_with_equal_results() -> None:
     """Kernels called off the main thread run their 1-thread variants: same values."""
     import threading
 
+    from opencmap.backends import LocalBackend
     from opencmap.kernels.zscore import robust_zscore
 
     rng = np.random.default_rng(2)
@@ -95,10 +96,12 @@ def test_other_threads_use_one_thread_twins_with_equal_results() -> None:
     got: dict = {}
 
     def work() -> None:
-        got["ranks"] = average_ranks(x)
-        got["z_f"] = robust_zscore(z)
-        got["z_c"] = robust_zscore(np.ascontiguousarray(z))
-        got["pairs"] = mutual_pair_ranks(s, groups)
+        threads = LocalBackend().numba_threads()  # 1 off the main thread: the one-thread kernels
+        got["threads"] = threads
+        got["ranks"] = average_ranks(x, threads=threads)
+        got["z_f"] = robust_zscore(z, threads=threads)
+        got["z_c"] = robust_zscore(np.ascontiguousarray(z), threads=threads)
+        got["pairs"] = mutual_pair_ranks(s, groups, threads=threads)
 
     thread = threading.Thread(target=work)
     thread.start()
@@ -107,4 +110,11 @@ def test_other_threads_use_one_thread_twins_with_equal_results() -> None:
     np.testing.assert_array_equal(got["z_f"], robust_zscore(z))
     np.testing.assert_array_equal(got["z_c"], robust_zscore(z))
     for a, b in zip(got["pairs"], mutual_pair_ranks(s, groups), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the multi-threaded (prange) variants give the same values
+    assert got["threads"] == 1
+    np.testing.assert_array_equal(got["ranks"], average_ranks(x, threads=2))
+    np.testing.assert_array_equal(got["z_f"], robust_zscore(z, threads=2))
+    np.testing.assert_array_equal(got["z_c"], robust_zscore(np.ascontiguousarray(z), threads=2))
+    for a, b in zip(got["pairs"], mutual_pair_ranks(s, groups, threads=2), strict=True):
         np.testing.assert_array_equal(a, b)

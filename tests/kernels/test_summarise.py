@@ -76,12 +76,8 @@ def test_layout_with_row_map_and_parallel_path(seed, n_entries, n_groups, parall
     rows = rng.integers(0, 15, n_entries)
     codes = rng.integers(-1, n_groups, n_entries)
     layout = summ.group_layout(codes, n_groups, rows=rows)
-    saved = summ._PARALLEL_MIN
-    summ._PARALLEL_MIN = 0 if parallel else saved
-    try:
-        got = summ.group_maxq_layout(values, layout, min_members=2)
-    finally:
-        summ._PARALLEL_MIN = saved
+    par = {"threads": 2, "parallel_min": 0} if parallel else {}  # the parallel path even for tiny inputs
+    got = summ.group_maxq_layout(values, layout, min_members=2, **par)
     np.testing.assert_array_equal(got, group_maxq(values[rows], codes, n_groups, min_members=2))
     for g in range(n_groups):
         for j in range(4):

@@ -112,13 +112,10 @@ def test_exact_matches_plain_formula(seed, n_bg, n_sig):
             assert got[s, j] == pytest.approx(expected, abs=1e-9)
 
 
-def test_parallel_and_serial_exact_agree(monkeypatch):
-    import opencmap.kernels.tau as tau_mod
-
+def test_parallel_and_serial_exact_agree():
     rng = np.random.default_rng(5)
     raw = np.round(rng.standard_normal((9000, 40)), 1)
     bg, counts = sorted_abs_background(raw, rng.random(raw.shape) < 0.9)
     x = np.round(rng.standard_normal((9000, 3)), 1).astype(np.float32)
     serial = tau_exact(x, bg, counts)
-    monkeypatch.setattr(tau_mod, "_PARALLEL_MIN", 0)
-    np.testing.assert_array_equal(tau_exact(x, bg, counts), serial)
+    np.testing.assert_array_equal(tau_exact(x, bg, counts, threads=2, parallel_min=0), serial)

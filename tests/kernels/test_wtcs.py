@@ -135,7 +135,7 @@ def test_missing_genes_are_dropped_per_signature():
     assert es_nan[0] == alone[0]
 
 
-def test_no_gene_present_and_all_zero_weights_give_nan(monkeypatch):
+def test_no_gene_present_and_all_zero_weights_give_nan():
     es, lf = enrichment_scores(np.zeros((3, 2), dtype=np.int32), np.ones((3, 2), dtype=np.float32), 10)
     assert np.isnan(es).all() and np.isnan(lf).all()
     # issue 12 item 5: every weight 0 -> hit steps 0/0 -> NaN, as cmapM's fastESCore (spec §13.2);
@@ -147,8 +147,8 @@ def test_no_gene_present_and_all_zero_weights_give_nan(monkeypatch):
     rows, bounds = np.arange(2), np.array([0, 2])
     es_b, lf_b = set_enrichment_scores(ranks, weights, rows, bounds, 10)
     assert np.isnan(es_b[0, 0]) and np.isnan(lf_b[0, 0]) and es_b[0, 1] == es[1]
-    monkeypatch.setattr(wtcs_module, "_NETWORK_MAX", 1)  # force the per-signature bitmap path
-    es_s, lf_s = set_enrichment_scores(ranks, weights, rows, bounds, 10)
+    # network_max=1: force the per-signature bitmap path
+    es_s, lf_s = set_enrichment_scores(ranks, weights, rows, bounds, 10, network_max=1)
     assert np.isnan(es_s[0, 0]) and np.isnan(lf_s[0, 0]) and es_s[0, 1] == es[1]
     # unweighted (cs) scores do not look at the weights: defined
     es_u, _ = enrichment_scores(ranks, weights, 10, weighted=False)
@@ -295,7 +295,7 @@ def test_fused_sets_equal_one_set_at_a_time(weighted):
         assert_matches_reference(es[q, pick], lf[q, pick], ranks[m][:, pick], scores[m][:, pick] if weighted else None, n)
 
 
-def test_fused_columns_out_and_threads(monkeypatch):
+def test_fused_columns_out_and_threads():
     rng = np.random.default_rng(12)
     n, s = 200, 3000
     ranks, scores = _gene_major(rng, n, s)
@@ -308,8 +308,8 @@ def test_fused_columns_out_and_threads(monkeypatch):
     assert got[0] is es
     np.testing.assert_array_equal(es, full_es[:, 1500:2500])
     np.testing.assert_array_equal(lf, full_lf[:, 1500:2500])
-    monkeypatch.setattr(wtcs_module, "_MIN_THREAD_WORK", 1)  # force the multi-threaded split
-    par_es, par_lf = set_enrichment_scores(ranks, scores, rows, bounds, n, threads=3, columns=(7, 2999))
+    # min_thread_work=1: force the multi-threaded split
+    par_es, par_lf = set_enrichment_scores(ranks, scores, rows, bounds, n, threads=3, columns=(7, 2999), min_thread_work=1)
     np.testing.assert_array_equal(par_es, full_es[:, 7:2999])
     np.testing.assert_array_equal(par_lf, full_lf[:, 7:2999])
 
@@ -374,7 +374,7 @@ def test_large_sets_take_the_bitmap_path_and_agree():
     ranks = np.stack([rng.permutation(n) + 1 for _ in range(s)], axis=1).astype(np.int32)
     ranks[rng.random((n, s)) < 0.05] = 0
     weights = rng.standard_normal((n, s)).astype(np.float32)
-    limit = wtcs_module._NETWORK_MAX
+    limit = wtcs_module.NETWORK_MAX
     genes = rng.choice(n, limit + 1, replace=False)
     rows = np.concatenate([genes[:limit], genes]).astype(np.int64)  # one set each side of the limit
     bounds = np.array([0, limit, 2 * limit + 1])
@@ -404,20 +404,14 @@ def test_network_and_bitmap_paths_are_identical(inputs, weighted):
     rows, bounds = flatten_sets(sets)
     args = (ranks, weights if weighted else None, rows, bounds, n)
     network = set_enrichment_scores(*args, weighted=weighted)
-    saved = wtcs_module._NETWORK_MAX
-    try:
-        wtcs_module._NETWORK_MAX = 0
-        bitmap = set_enrichment_scores(*args, weighted=weighted)
-    finally:
-        wtcs_module._NETWORK_MAX = saved
+    bitmap = set_enrichment_scores(*args, weighted=weighted, network_max=0)
     np.testing.assert_array_equal(network[0], bitmap[0])
     np.testing.assert_array_equal(network[1], bitmap[1])
 
 
 @pytest.mark.parametrize("n_sets", [1, 3, 41])
-def test_threaded_work_units_cover_every_set_and_column(n_sets, monkeypatch):
+def test_threaded_work_units_cover_every_set_and_column(n_sets):
     """Split by columns (few sets) or by sets (a batch), threads give the one-thread result."""
-    monkeypatch.setattr(wtcs_module, "_MIN_THREAD_WORK", 1)
     rng = np.random.default_rng(n_sets)
     n, s = 400, 3000
     ranks = np.argsort(rng.random((s, n)), axis=1).T.astype(np.uint16) + 1
@@ -425,7 +419,7 @@ def test_threaded_work_units_cover_every_set_and_column(n_sets, monkeypatch):
     sets = [rng.choice(n, int(rng.integers(5, 60)), replace=False) for _ in range(n_sets)]
     rows, bounds = flatten_sets(sets)
     one = set_enrichment_scores(ranks, weights, rows, bounds, n, threads=1, columns=(7, s))
-    many = set_enrichment_scores(ranks, weights, rows, bounds, n, threads=3, columns=(7, s))
+    many = set_enrichment_scores(ranks, weights, rows, bounds, n, threads=3, columns=(7, s), min_thread_work=1)
     assert not np.isnan(one[0]).any()
     np.testing.assert_array_equal(one[0], many[0])
     np.testing.assert_array_equal(one[1], many[1])

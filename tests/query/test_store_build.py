@@ -13,6 +13,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from opencmap.backends import Settings
 from opencmap.core.gct import GCT
 from opencmap.errors import StoreError
 from opencmap.kernels.ranks import descending_ranks
@@ -53,24 +54,23 @@ def _assert_files_equal_reference(store, gct):
 
 
 @pytest.mark.parametrize("block_size", [1, 3, 64, None])
-def test_build_equals_reference_for_any_block(tied, tmp_path, monkeypatch, block_size):
+def test_build_equals_reference_for_any_block(tied, tmp_path, block_size):
     gct, info = tied
-    monkeypatch.setattr(store_mod, "_SYNC_BYTES", 1)  # drop written pages after every block ...
-    monkeypatch.setattr(store_mod, "_RELEASE_FRACTION", 0.0)  # ... as for a segment larger than RAM
-    store = build_store(tmp_path / "s", gct, sig_info=info, block_size=block_size)
+    # drop written pages after every block, as for a segment larger than RAM
+    release = Settings(build_sync_bytes=1, build_release_fraction=0.0)
+    store = build_store(tmp_path / "s", gct, sig_info=info, block_size=block_size, settings=release)
     _assert_files_equal_reference(store, gct)
     store.verify()
 
 
-def test_gctx_source_tiny_blocks_is_byte_identical(tied, tmp_path, monkeypatch):
+def test_gctx_source_tiny_blocks_is_byte_identical(tied, tmp_path):
     from opencmap.io import write_gctx
 
     gct, info = tied
     write_gctx(gct, tmp_path / "l5.gctx")
-    monkeypatch.setattr(store_mod, "_SYNC_BYTES", 1000)
-    monkeypatch.setattr(store_mod, "_RELEASE_FRACTION", 0.0)
+    release = Settings(build_sync_bytes=1000, build_release_fraction=0.0)
     calls = []
-    small = build_store(tmp_path / "a", tmp_path / "l5.gctx", sig_info=info, block_size=2, progress=lambda d, t: calls.append((d, t)))
+    small = build_store(tmp_path / "a", tmp_path / "l5.gctx", sig_info=info, block_size=2, progress=lambda d, t: calls.append((d, t)), settings=release)
     whole = build_store(tmp_path / "b", gct, sig_info=info, signature_major=True)
     _assert_files_equal_reference(small, gct)
     n = gct.shape[1]
@@ -121,7 +121,7 @@ def test_full_disk_is_a_store_error(tied, tmp_path, monkeypatch):
 def test_auto_block_size_is_bounded():
     k = store_mod._auto_block_size(473_647, 10_174, [10_174], False)
     per_sig = 8 * 10_174 + 12 * 10_174
-    assert 256 <= k <= 65536 and k * per_sig <= store_mod._BUILD_MEMORY
+    assert 256 <= k <= 65536 and k * per_sig <= Settings().build_memory
     assert store_mod._auto_block_size(10, 10_174, [10_174], True) == 10
     assert store_mod._auto_block_size(10_000, 10_174, [10_174], False) == 2500  # >= 4 blocks to overlap
     assert store_mod._auto_block_size(10**6, 5_000_000, [60_000], True) == 256  # floor: long extents
@@ -180,11 +180,10 @@ def test_prefetch_cells_covers_the_pages_of_whole_signatures():
     assert got == want
 
 
-def test_random_access_store_reads_the_same(tied, tmp_path, monkeypatch):
+def test_random_access_store_reads_the_same(tied, tmp_path):
     gct, info = tied
     built = build_store(tmp_path / "s", gct, sig_info=info, block_size=10)
-    monkeypatch.setattr(store_mod, "_RANDOM_ACCESS_FRACTION", 0.0)  # as if the store were larger than RAM
-    big = store_mod.Store(built.path)
+    big = store_mod.Store(built.path, settings=Settings(random_access_fraction=0.0))  # as if larger than RAM
     assert big.random_access
     rows = np.array([5, 0, 250, 17])
     a = list(built.iter_gene_rows(rows, space="bing", block_size=9))
@@ -196,14 +195,13 @@ def test_random_access_store_reads_the_same(tied, tmp_path, monkeypatch):
     pos = np.array([3, 40, 41, 0])
     np.testing.assert_array_equal(big.signature_scores(pos, space="lm"), built.signature_scores(pos, space="lm"))
     np.testing.assert_array_equal(big.signature_ranks(pos), built.signature_ranks(pos))
-    nosig = store_mod.Store(build_store(tmp_path / "n", gct, sig_info=info, signature_major=False).path)
+    nosig = store_mod.Store(build_store(tmp_path / "n", gct, sig_info=info, signature_major=False).path, settings=big.settings)
     assert nosig.random_access  # whole signatures from gene-major files, pages read ahead together
     np.testing.assert_array_equal(nosig.signature_scores(pos), built.signature_scores(pos))
     big.prefetch(rows[rows < 100], 3, 50, space="lm")
     big.prefetch(np.array([-1, 10**6]), 0, 10**6)  # out-of-range rows/columns are ignored
     big.prefetch(rows, 0, big.n_signatures, with_ranks=False)
-    monkeypatch.setattr(store_mod, "_RANDOM_ACCESS_FRACTION", 0.5)
-    assert not store_mod.Store(built.path).random_access  # a small store keeps the OS's read-around
+    assert not store_mod.Store(built.path, settings=Settings(random_access_fraction=0.5)).random_access  # a small store keeps the OS's read-around
 
 
 def test_engine_on_a_random_access_store_prefetches_and_answers_the_same(tied, tmp_path, monkeypatch):
@@ -215,8 +213,7 @@ def test_engine_on_a_random_access_store_prefetches_and_answers_the_same(tied, t
     genes = built.space().gene_ids
     query = Query("q", up=tuple(genes[:15]), down=tuple(genes[-15:]))
     want = Engine(built).run(query, block_size=7).level("sig").metrics
-    monkeypatch.setattr(store_mod, "_RANDOM_ACCESS_FRACTION", 0.0)
-    big = store_mod.Store(built.path)
+    big = store_mod.Store(built.path, settings=Settings(random_access_fraction=0.0))
     calls = []
     real = big.prefetch
     monkeypatch.setattr(big, "prefetch", lambda *a, **k: (calls.append((a[1], a[2])), real(*a, **k)))

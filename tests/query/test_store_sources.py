@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from opencmap.backends import Settings
 from opencmap.core.gct import GCT
 from opencmap.errors import StoreError
 from opencmap.io import write_gct, write_gctx
@@ -60,16 +61,16 @@ def test_gctx_source_shape_must_match_its_metadata(tmp_path):
 
 def test_compact_of_a_large_store_maps_plainly_and_is_byte_identical(level5, tmp_path, monkeypatch):
     gct, info, _ = level5
-    monkeypatch.setattr(store_mod, "_RANDOM_ACCESS_FRACTION", 0.0)  # as if larger than RAM
-    store = build_store(tmp_path / "s", gct.take(cols=np.arange(50)), sig_info=info.iloc[:50], block_size=7)
-    store = append_store(store.path, gct.take(cols=np.arange(50, gct.shape[1])), sig_info=info.iloc[50:], block_size=5)
-    assert Store(store.path)._segments[0].random_access
+    big = Settings(random_access_fraction=0.0)  # as if larger than RAM
+    store = build_store(tmp_path / "s", gct.take(cols=np.arange(50)), sig_info=info.iloc[:50], block_size=7, settings=big)
+    store = append_store(store.path, gct.take(cols=np.arange(50, gct.shape[1])), sig_info=info.iloc[50:], block_size=5, settings=big)
+    assert Store(store.path, settings=big)._segments[0].random_access
 
     def no_prefetch(*args, **kwargs):
         raise AssertionError("compaction reads sequentially; it needs no prefetch")
 
     monkeypatch.setattr(store_mod, "prefetch_columns", no_prefetch)
-    compacted = compact_store(store.path)
+    compacted = compact_store(store.path, settings=big)
     assert len(compacted.manifest["segments"]) == 1
     compacted.verify()
     whole = build_store(tmp_path / "whole", gct, sig_info=info)

@@ -6,8 +6,8 @@ One :class:`QueryService` per server: it checks the deployment limits, builds
 :func:`~opencmap.query.genesets.validate_query`, and runs :meth:`Engine.run`.
 
 Engine runs are concurrent (the synchronous lane beside batch jobs): the API runs them in worker
-threads, where the engine's kernels use their one-thread variants (``prange`` kernels are launched
-from the main thread only, see :mod:`opencmap.kernels.threads`). The engine's lazy caches (NCS
+threads, where the engine's kernels use their one-thread variants (the local backend launches
+``prange`` kernels from the main thread only, see :mod:`opencmap.backends`). The engine's lazy caches (NCS
 groups and references, summary plan, gene lookup, null mask, tau backgrounds) are not built for
 concurrent *first* use, so :meth:`QueryService.warm` fills them at start-up with one tiny query per
 feature space and tail; until it has succeeded, runs are serialised by a lock.

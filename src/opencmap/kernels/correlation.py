@@ -55,23 +55,25 @@ def pearson_matrix(x: np.ndarray) -> np.ndarray:
     return c
 
 
-def spearman_standardized(x: np.ndarray) -> np.ndarray:
+def spearman_standardized(x: np.ndarray, *, threads: int = 1) -> np.ndarray:
     """Average ranks of each column (complete rows), standardized: ``(m, k)`` float64.
 
     ``spearman_standardized(x).T @ spearman_standardized(x)`` is the Spearman matrix. Useful
-    to rank a large block once and then correlate many small column groups.
+    to rank a large block once and then correlate many small column groups. ``threads > 1``
+    ranks the columns on numba's threads (:mod:`opencmap.kernels.threads`); same values.
     """
     a = _complete_rows(x)
-    return standardize_columns(average_ranks(a, axis=0))
+    return standardize_columns(average_ranks(a, axis=0, threads=threads))
 
 
-def spearman_matrix(x: np.ndarray) -> np.ndarray:
+def spearman_matrix(x: np.ndarray, *, threads: int = 1) -> np.ndarray:
     """Spearman correlation between the columns of ``x``: ``(n_rows, k) -> (k, k)`` float64.
 
     Ties get averaged ranks; rows with any non-finite value are left out; a constant column
-    gives NaN in its row and column (including the diagonal).
+    gives NaN in its row and column (including the diagonal). ``threads``: as
+    :func:`spearman_standardized`.
     """
-    s = spearman_standardized(x)
+    s = spearman_standardized(x, threads=threads)
     c = s.T @ s
     np.clip(c, -1.0, 1.0, out=c)
     return c

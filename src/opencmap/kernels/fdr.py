@@ -25,7 +25,6 @@ import numpy as np
 from opencmap.errors import ValidationError
 from opencmap.kernels.columns import as_columns, like_input
 from opencmap.kernels.radix import radix_argsort_f32
-from opencmap.kernels.threads import in_main_thread
 
 __all__ = [
     "fdr_gsea",
@@ -305,7 +304,7 @@ def _fdr_cols_sorted_par(x, order, is_null, eps, out):
         _fdr_col_sorted(x, order, c, is_null, eps, out)
 
 
-def fdr_gsea(ncs: np.ndarray, is_null: np.ndarray) -> np.ndarray:
+def fdr_gsea(ncs: np.ndarray, is_null: np.ndarray, *, threads: int = 1) -> np.ndarray:
     """CMap ``sig_queryl1k`` FDR q-values of one or more query columns (spec §6.5, example 9.9).
 
     Parameters
@@ -320,7 +319,8 @@ def fdr_gsea(ncs: np.ndarray, is_null: np.ndarray) -> np.ndarray:
     float64 with the shape of ``ncs``: q-values in [0, 1] (the most extreme score of a side maps
     to ~0 after the null adjustment). Zero and NaN scores get 1; a side with at most 2 treatment
     or at most 2 null scores of that sign gets 1. Equal to :func:`fdr_gsea_reference` (scipy
-    PCHIP); one sort per column (a radix sort for float32 scores), columns in parallel.
+    PCHIP); one sort per column (a radix sort for float32 scores), columns on numba's threads
+    with ``threads > 1`` (:mod:`opencmap.kernels.threads`).
     """
     x, one_d = as_columns(ncs, dtype=None, name="ncs")
     is_null = np.ascontiguousarray(is_null, dtype=bool)
@@ -329,8 +329,8 @@ def fdr_gsea(ncs: np.ndarray, is_null: np.ndarray) -> np.ndarray:
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64)
     out = np.empty(x.shape, dtype=np.float64)
-    # one column: a parallel launch only adds latency; worker threads run the 1-thread kernels
-    parallel = x.shape[1] > 1 and in_main_thread()
+    # one column: a parallel launch only adds latency
+    parallel = x.shape[1] > 1 and threads > 1
     if x.dtype == np.float32:
         (_fdr_cols_f32_par if parallel else _fdr_cols_f32)(x, is_null, EPS, out)
         return like_input(out, one_d)
@@ -537,14 +537,14 @@ def _rq_pvalues_par(x, null, counts, out):
         _rq_row(x, null, counts, out, i)
 
 
-def random_query_pvalues(scores: np.ndarray, null_sorted: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def random_query_pvalues(scores: np.ndarray, null_sorted: np.ndarray, counts: np.ndarray, *, threads: int = 1) -> np.ndarray:
     """Nominal p-values of ``scores`` (S,) or (S, Q) against per-signature random-query nulls.
 
     ``null_sorted`` (S, R): each signature's |score| under R random queries, ascending, NaN-padded
     after the first ``counts[s]`` finite values. ``p = (1 + #{null >= |x|}) / (1 + n)``: two-sided
     on |score| (signatureSearch), with the observed query counted among the random ones so that
     p is a valid p-value (never 0; at least ``1 / (1 + n)``). NaN scores and signatures without
-    null values get NaN.
+    null values get NaN. ``threads > 1``: signatures on numba's threads (above 4,096 of them).
     """
     x, one_d = as_columns(scores, name="scores")
     x = np.ascontiguousarray(x, dtype=np.float64)
@@ -555,7 +555,7 @@ def random_query_pvalues(scores: np.ndarray, null_sorted: np.ndarray, counts: np
     if np.any(counts > null.shape[1]) or np.any(counts < 0):
         raise ValidationError("null counts out of range")
     out = np.empty(x.shape, dtype=np.float64)
-    (_rq_pvalues_par if x.shape[0] > 4096 and in_main_thread() else _rq_pvalues)(x, null, counts, out)
+    (_rq_pvalues_par if x.shape[0] > 4096 and threads > 1 else _rq_pvalues)(x, null, counts, out)
     return like_input(out, one_d)
 
 

@@ -119,6 +119,7 @@ def modz(
     round_weights: int | None = None,
     method: str = "modz",
     corr: np.ndarray | None = None,
+    threads: int = 1,
 ) -> ModzResult:
     """Consensus of the replicate columns of ``z`` (see the module docstring).
 
@@ -137,6 +138,8 @@ def modz(
     corr:
         Optional precomputed *unclipped* ``(n, n)`` Spearman matrix of the clipped landmark
         rows (lets a caller rank a large block once); computed here when ``None``.
+    threads:
+        Threads of the ranking behind ``corr`` (:mod:`opencmap.kernels.threads`); same values.
 
     Shape contract: returns a :class:`ModzResult` with a ``(n_genes,)`` float64 consensus.
     """
@@ -154,7 +157,7 @@ def modz(
         return ModzResult(a[:, 0].copy(), np.ones(1), np.zeros((1, 1)))
     if corr is None:
         lm = a if landmark_rows is None else a[np.asarray(landmark_rows)]
-        corr = spearman_matrix(lm)
+        corr = spearman_matrix(lm, threads=threads)
     c = clip_correlations(corr, clip_low_cc=clip_low_cc)
 
     if method in ("modz", "wt_stouffer"):

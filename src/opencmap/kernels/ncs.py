@@ -36,7 +36,7 @@ import numpy as np
 
 from opencmap.errors import ConfigError, ValidationError
 from opencmap.kernels.columns import as_columns, like_input
-from opencmap.kernels.threads import in_main_thread
+from opencmap.kernels.threads import PARALLEL_MIN
 
 __all__ = ["ncs", "signed_group_means", "reference_order", "NCS_MODES"]
 
@@ -45,7 +45,6 @@ NCS_MODES = ("cmap", "gutc", "clean")
 
 # rows per parallel work item, and the scores (rows x queries) below which one thread is used
 _ROW_BLOCK = 4096
-_PARALLEL_MIN = 1 << 21
 # bytes of the gathered signed parts summed per chunk of query columns
 _SUM_BYTES = 64 << 20
 
@@ -140,11 +139,11 @@ def _apply_kernel(x, groups, div_pos, div_neg, out):
         _apply_rows(x, groups, div_pos, div_neg, out, b * _ROW_BLOCK, min((b + 1) * _ROW_BLOCK, n))
 
 
-def _apply(x: np.ndarray, groups: np.ndarray, div_pos: np.ndarray, div_neg: np.ndarray) -> np.ndarray:
+def _apply(x: np.ndarray, groups: np.ndarray, div_pos: np.ndarray, div_neg: np.ndarray, threads: int, parallel_min: int) -> np.ndarray:
     """Divide positive scores by ``div_pos[group]`` and negative ones by ``div_neg[group]`` (per column)."""
     out = np.empty(x.shape, dtype=np.float64)
     args = (x, groups, np.ascontiguousarray(div_pos, dtype=np.float64), np.ascontiguousarray(div_neg, dtype=np.float64), out)
-    if x.size >= _PARALLEL_MIN and in_main_thread():
+    if threads > 1 and x.size >= parallel_min:
         _apply_kernel(*args)
     else:  # a parallel launch costs more than it saves for one query
         _apply_rows(*args, 0, x.shape[0])
@@ -160,6 +159,8 @@ def ncs(
     mode: str = "cmap",
     fallback_keys: Sequence[np.ndarray] = (),
     ref_order: np.ndarray | None = None,
+    threads: int = 1,
+    parallel_min: int = PARALLEL_MIN,
 ) -> np.ndarray:
     """Normalised connectivity scores (see the module docstring for the three modes).
 
@@ -184,6 +185,9 @@ def ncs(
     ref_order:
         Optional :func:`reference_order` of ``groups`` and ``is_ref`` (computed once by callers
         normalising many score matrices of the same signatures).
+    threads, parallel_min:
+        ``threads > 1`` divides on numba's threads when ``scores`` has at least ``parallel_min``
+        values (see :mod:`opencmap.kernels.threads`).
 
     Returns
     -------
@@ -210,16 +214,17 @@ def ncs(
     with np.errstate(invalid="ignore"):
         mu_pos = np.maximum(pos_mean, floor)  # NaN stays NaN
         mu_neg = np.maximum(neg_mean, floor)
+    par = (int(threads), int(parallel_min))
     if mode == "cmap":
-        out = _ncs_cmap(x, groups, mu_pos, mu_neg, pos_count, neg_count)
+        out = _ncs_cmap(x, groups, mu_pos, mu_neg, pos_count, neg_count, par)
     elif mode == "gutc":
-        out = _ncs_gutc(x, groups, is_ref, mu_pos, mu_neg, pos_count, neg_count, fallback_keys)
+        out = _ncs_gutc(x, groups, is_ref, mu_pos, mu_neg, pos_count, neg_count, fallback_keys, par)
     else:
-        out = _ncs_clean(x, groups, mu_pos, mu_neg)
+        out = _ncs_clean(x, groups, mu_pos, mu_neg, par)
     return like_input(out, one_d)
 
 
-def _ncs_cmap(x, groups, mu_pos, mu_neg, pos_count, neg_count):
+def _ncs_cmap(x, groups, mu_pos, mu_neg, pos_count, neg_count, par):
     # a group is processed when its references have a positive or negative score in some column
     has_pos = pos_count.sum(axis=1) > 0
     has_neg = neg_count.sum(axis=1) > 0
@@ -240,12 +245,12 @@ def _ncs_cmap(x, groups, mu_pos, mu_neg, pos_count, neg_count):
         if not np.isnan(grand_neg).any():
             eff_neg[unproc] = grand_neg
     # NaN divisor = sign left unnormalised
-    out = _apply(x, groups, np.where(np.isnan(eff_pos), 1.0, eff_pos), np.where(np.isnan(eff_neg), 1.0, eff_neg))
+    out = _apply(x, groups, np.where(np.isnan(eff_pos), 1.0, eff_pos), np.where(np.isnan(eff_neg), 1.0, eff_neg), *par)
     out[np.isnan(out)] = 0.0
     return out
 
 
-def _ncs_gutc(x, groups, is_ref, mu_pos, mu_neg, pos_count, neg_count, fallback_keys):
+def _ncs_gutc(x, groups, is_ref, mu_pos, mu_neg, pos_count, neg_count, fallback_keys, par):
     n_groups = mu_pos.shape[0]
     has_pos = pos_count.sum(axis=1) > 0
     has_neg = neg_count.sum(axis=1) > 0
@@ -277,12 +282,12 @@ def _ncs_gutc(x, groups, is_ref, mu_pos, mu_neg, pos_count, neg_count, fallback_
             div_neg[members] = mean_neg[members]
             newly[members] = True
         processed |= newly
-    return _apply(x, groups, div_pos, div_neg)
+    return _apply(x, groups, div_pos, div_neg, *par)
 
 
-def _ncs_clean(x, groups, mu_pos, mu_neg):
+def _ncs_clean(x, groups, mu_pos, mu_neg, par):
     grand_pos = _nanmedian(mu_pos, axis=0) if mu_pos.shape[0] else np.full(x.shape[1], np.nan)
     grand_neg = _nanmedian(mu_neg, axis=0) if mu_neg.shape[0] else np.full(x.shape[1], np.nan)
     eff_pos = np.where(np.isnan(mu_pos), grand_pos[None, :], mu_pos)
     eff_neg = np.where(np.isnan(mu_neg), grand_neg[None, :], mu_neg)
-    return _apply(x, groups, eff_pos, eff_neg)
+    return _apply(x, groups, eff_pos, eff_neg, *par)

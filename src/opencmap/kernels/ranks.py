@@ -17,7 +17,6 @@ import numpy as np
 from scipy.stats import rankdata
 
 from opencmap.kernels.radix import radix_argsort_f32
-from opencmap.kernels.threads import in_main_thread
 
 __all__ = ["descending_ranks", "average_ranks", "descending_ranks_rows", "mutual_pair_ranks"]
 
@@ -74,12 +73,12 @@ def _average_ranks_sorted_1t(x, order, out):  # pragma: no cover - compiled
         _average_ranks_row(x[r], order[r], out[r])
 
 
-def average_ranks(x: np.ndarray, axis: int = 0) -> np.ndarray:
+def average_ranks(x: np.ndarray, axis: int = 0, *, threads: int = 1) -> np.ndarray:
     """Ascending ranks with ties averaged (float64), along ``axis``; NaN stays NaN.
 
     Same values as ``scipy.stats.rankdata(x, axis=axis, nan_policy="omit")`` (NaN are left out of
     the ranking and stay NaN; ``-0.0`` ties with ``0.0``). Shape contract: output has the shape of
-    ``x``, dtype float64.
+    ``x``, dtype float64. ``threads > 1`` ranks the slices on numba's threads (same values).
     """
     a = np.asarray(x)
     if a.dtype != np.float32:  # float32 is ranked as is: converting it to float64 is exact
@@ -89,18 +88,18 @@ def average_ranks(x: np.ndarray, axis: int = 0) -> np.ndarray:
     if a.ndim == 1:
         if axis not in (0, -1):
             raise np.exceptions.AxisError(axis, 1)
-        return _average_ranks_2d(a.reshape(1, -1))[0]
+        return _average_ranks_2d(a.reshape(1, -1), 1)[0]
     if axis not in (0, 1, -1, -2):
         raise np.exceptions.AxisError(axis, 2)
     if axis in (0, -2):
-        return _average_ranks_2d(np.ascontiguousarray(a.T)).T  # each slice contiguous
-    return _average_ranks_2d(np.ascontiguousarray(a))
+        return _average_ranks_2d(np.ascontiguousarray(a.T), threads).T  # each slice contiguous
+    return _average_ranks_2d(np.ascontiguousarray(a), threads)
 
 
-def _average_ranks_2d(rows: np.ndarray) -> np.ndarray:
+def _average_ranks_2d(rows: np.ndarray, threads: int) -> np.ndarray:
     """Average ranks (float64) along axis 1 of a C-ordered float32/float64 array (numpy's vectorised argsort)."""
     out = np.empty(rows.shape, dtype=np.float64)
-    (_average_ranks_sorted if in_main_thread() else _average_ranks_sorted_1t)(rows, np.argsort(rows, axis=1), out)
+    (_average_ranks_sorted if threads > 1 else _average_ranks_sorted_1t)(rows, np.argsort(rows, axis=1), out)
     return out
 
 
@@ -169,14 +168,14 @@ def _pair_ranks_1t(s, members, starts, out_starts, out):  # pragma: no cover - c
         _pair_ranks_group(s, members, starts[g], starts[g + 1], out, out_starts[g])
 
 
-def mutual_pair_ranks(similarity: np.ndarray, groups: list[np.ndarray]) -> list[np.ndarray]:
+def mutual_pair_ranks(similarity: np.ndarray, groups: list[np.ndarray], *, threads: int = 1) -> list[np.ndarray]:
     """For each group, the better of the two mutual ranks of each pair of its members.
 
     ``similarity`` is ``(k, k)`` float64 with NaN on the diagonal (self never ranks) and no other
     NaN. The rank of ``b`` among ``a``'s neighbours is ``1 + #{c: s[a, c] > s[a, b]} +
     #{c < b: s[a, c] == s[a, b]}`` (descending, ties in instance order). Returns one array per
     group: ``min(rank_a(b), rank_b(a))`` for its pairs ``i < j`` in ``np.triu_indices`` order
-    (float64; empty for groups of fewer than two).
+    (float64; empty for groups of fewer than two). ``threads > 1``: groups on numba's threads.
     """
     s = np.ascontiguousarray(similarity, dtype=np.float64)
     sizes = np.array([len(g) for g in groups], dtype=np.int64)
@@ -188,5 +187,5 @@ def mutual_pair_ranks(similarity: np.ndarray, groups: list[np.ndarray]) -> list[
     members = np.concatenate([np.asarray(g, dtype=np.int64) for g in groups]) if len(groups) else np.zeros(0, np.int64)
     out = np.empty(int(out_starts[-1]), dtype=np.float64)
     if len(groups):
-        (_pair_ranks if in_main_thread() else _pair_ranks_1t)(s, members, starts, out_starts, out)
+        (_pair_ranks if threads > 1 else _pair_ranks_1t)(s, members, starts, out_starts, out)
     return [out[out_starts[g] : out_starts[g + 1]] for g in range(len(groups))]

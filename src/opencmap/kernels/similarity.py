@@ -98,10 +98,11 @@ def pearson(query: np.ndarray, signatures: np.ndarray) -> np.ndarray:
     return _finish(_pairwise_moments(q, s, centred=True), one_d)
 
 
-def spearman(query: np.ndarray, signatures: np.ndarray) -> np.ndarray:
+def spearman(query: np.ndarray, signatures: np.ndarray, *, threads: int = 1) -> np.ndarray:
     """Spearman correlation (Pearson on ranks, ties averaged) over the genes shared by each pair.
 
     Shapes as :func:`pearson`. Each pair is ranked over the genes valid (non-NaN) in both.
+    ``threads > 1`` ranks the signatures on numba's threads (same values).
     """
     q, s, one_d = _as_columns(query, signatures)
     out = np.full((q.shape[1], s.shape[1]), np.nan)
@@ -111,7 +112,7 @@ def spearman(query: np.ndarray, signatures: np.ndarray) -> np.ndarray:
         rq = average_ranks(q[rows, j])
         clean = ~np.isnan(sub).any(axis=0)
         if clean.any():
-            rs = average_ranks(sub[:, clean], axis=0)
+            rs = average_ranks(sub[:, clean], axis=0, threads=threads)
             out[j, clean] = _pairwise_moments(rq[:, None], rs, centred=True)[0]
         for c in np.flatnonzero(~clean):
             ok = ~np.isnan(sub[:, c])

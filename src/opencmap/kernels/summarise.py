@@ -19,13 +19,12 @@ import numpy as np
 
 from opencmap.errors import ValidationError
 from opencmap.kernels.columns import as_columns, like_input
-from opencmap.kernels.threads import in_main_thread
+from opencmap.kernels.threads import PARALLEL_MIN
 
 __all__ = ["group_maxq", "group_layout", "group_maxq_layout", "GroupLayout"]
 
 # groups per parallel work item, and the members x columns below which one thread is used
 _GROUP_BLOCK = 1024
-_PARALLEL_MIN = 1 << 21
 # groups of at most this many members are sorted by insertion (faster than a sort call)
 _INSERTION_MAX = 32
 
@@ -128,8 +127,13 @@ def group_maxq_layout(
     lo: float = 33.0,
     hi: float = 67.0,
     out_dtype: type = np.float64,
+    threads: int = 1,
+    parallel_min: int = PARALLEL_MIN,
 ) -> np.ndarray:
     """Max-quantile of ``values`` (S, Q) within each group of ``layout`` (rows index ``values``).
+
+    ``threads > 1`` splits the groups over numba's threads when the layout's members x columns
+    reach ``parallel_min`` (see :mod:`opencmap.kernels.threads`).
 
     Returns ``out_dtype`` (n_groups, Q); NaN for empty groups and groups with fewer than
     ``min_members`` non-NaN members in a column.
@@ -144,7 +148,7 @@ def group_maxq_layout(
     out = np.full((layout.n_groups, v.shape[1]), np.nan, dtype=out_dtype)
     if layout.gids.size:
         args = (v, layout.rows, layout.starts, layout.gids, np.float64(lo) / 100, np.float64(hi) / 100, int(min_members), out)
-        if layout.rows.size * v.shape[1] >= _PARALLEL_MIN and in_main_thread():
+        if threads > 1 and layout.rows.size * v.shape[1] >= parallel_min:
             _maxq_kernel(*args)
         else:  # a parallel launch costs more than it saves for one query
             _maxq_groups(*args, 0, layout.gids.size)

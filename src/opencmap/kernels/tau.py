@@ -22,7 +22,7 @@ import numpy as np
 
 from opencmap.errors import ValidationError
 from opencmap.kernels.columns import as_columns, like_input
-from opencmap.kernels.threads import in_main_thread
+from opencmap.kernels.threads import PARALLEL_MIN
 
 __all__ = [
     "sorted_abs_background",
@@ -42,7 +42,6 @@ GRID_MAX = 4.0
 GRID_BINS = 10001
 # rows per parallel work item, and the scores (rows x queries) below which one thread is used
 _ROW_BLOCK = 4096
-_PARALLEL_MIN = 1 << 21
 # backgrounds up to this many values per row are counted linearly (SIMD), longer ones bisected
 _LINEAR_MAX = 256
 
@@ -126,7 +125,14 @@ def _tau_exact_kernel(x, background, counts, out):
         _tau_exact_rows(x, background, counts, out, b * _ROW_BLOCK, min((b + 1) * _ROW_BLOCK, n_sig))
 
 
-def tau_exact(ncs_q: np.ndarray, background: np.ndarray, background_counts: np.ndarray) -> np.ndarray:
+def tau_exact(
+    ncs_q: np.ndarray,
+    background: np.ndarray,
+    background_counts: np.ndarray,
+    *,
+    threads: int = 1,
+    parallel_min: int = PARALLEL_MIN,
+) -> np.ndarray:
     """Exact τ of each query score against its signature's background (spec §6.6 formula).
 
     Parameters
@@ -142,6 +148,8 @@ def tau_exact(ncs_q: np.ndarray, background: np.ndarray, background_counts: np.n
     float64 with the shape of ``ncs_q``, in [-100, 100]; NaN where the score is NaN or the
     signature has no background. Comparisons happen in the background's precision (a float32
     background is compared with float32-rounded scores, so equal stored values tie exactly).
+    ``threads > 1`` splits the rows over numba's threads when ``ncs_q`` has at least
+    ``parallel_min`` values (:mod:`opencmap.kernels.threads`).
     """
     x, one_d = as_columns(ncs_q, None, name="ncs_q")
     bg = np.asarray(background)
@@ -156,7 +164,7 @@ def tau_exact(ncs_q: np.ndarray, background: np.ndarray, background_counts: np.n
         bg = bg.astype(np.float64)
     x = x.astype(bg.dtype)
     out = np.empty(x.shape, dtype=np.float64)
-    if x.size >= _PARALLEL_MIN and in_main_thread():
+    if threads > 1 and x.size >= parallel_min:
         _tau_exact_kernel(x, bg, counts, out)
     else:  # one query against ~1e5 signatures: a parallel launch costs more than it saves
         _tau_exact_rows(x, bg, counts, out, 0, x.shape[0])

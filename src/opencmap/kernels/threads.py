@@ -1,18 +1,16 @@
-"""Which thread may launch the multi-threaded (numba ``prange``) kernels.
+"""Thread counts of the multi-threaded (numba ``prange``) kernels: given by the caller.
 
-Not every numba threading layer accepts kernel launches from two threads at once (``workqueue``
-aborts), and the pipeline's reader thread and the API's job threads run kernels beside the main
-thread. So the ``prange`` kernels are launched from the main thread only; other threads run the
-1-thread variants (same arithmetic, same results).
+Every such kernel takes ``threads`` (default 1): ``threads > 1`` launches the ``prange``
+variant on numba's thread pool, ``1`` the one-thread variant (same arithmetic, same results).
+Which thread may launch a ``prange`` kernel, and with how many threads, is the backend's
+decision (:mod:`opencmap.backends`): not every numba threading layer accepts launches from two
+threads at once (``workqueue`` aborts), so the local backend gives 1 to any but the main thread.
 """
 
 from __future__ import annotations
 
-import threading
+__all__ = ["PARALLEL_MIN"]
 
-__all__ = ["in_main_thread"]
-
-
-def in_main_thread() -> bool:
-    """True in the main thread, where the multi-threaded (``prange``) kernels may be launched."""
-    return threading.current_thread() is threading.main_thread()
+#: values (rows x columns) below which NCS, tau and summaries run on one thread even when given
+#: more: a parallel launch costs more than it saves for one query
+PARALLEL_MIN = 1 << 21

@@ -26,9 +26,11 @@ row's run of the tile is read once into a key buffer (``rank << 16 | gene``); a 
 signature) orders all columns together without a branch; the hits' weights are gathered into
 rank order; and the running sums of all signatures are walked together. Every signature's
 arithmetic is the scalar walk above, in the same order, so the scores do not depend on the path
-taken. Sets of more than ``_NETWORK_MAX`` genes (where the network loses) are ordered per signature
-with a bitmap over ranks (``O(G + N/64)``). Large inputs are split over worker threads (the kernel
-releases the GIL); small ones run on the calling thread, avoiding a parallel launch.
+taken. Sets of more than ``network_max`` genes (default :data:`NETWORK_MAX`) (where the network loses) are ordered per signature
+with a bitmap over ranks (``O(G + N/64)``). Large inputs are split into work units over the
+``threads`` the caller gives, run on the caller's executor (the backend's thread pool, see
+:mod:`opencmap.backends`; the kernel releases the GIL); small ones run on the calling thread,
+avoiding a parallel launch.
 
 Measured on this project's 2-core AVX-512 machine (``benchmarks/bench_wtcs_kernel.py``): 150-gene
 sets 3.5 ns per (signature, gene) on one thread, against 6.7 ns for the per-signature bitmap sort.
@@ -37,8 +39,7 @@ sets 3.5 ns per (signature, gene) on one thread, against 6.7 ns for the per-sign
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import lru_cache
 
 import numba
@@ -49,7 +50,7 @@ from numba.extending import intrinsic
 
 from opencmap.errors import ConfigError, ValidationError
 
-__all__ = ["enrichment_scores", "set_enrichment_scores", "wtcs", "combine_tails", "ES_TAILS"]
+__all__ = ["enrichment_scores", "set_enrichment_scores", "wtcs", "combine_tails", "ES_TAILS", "NETWORK_MAX", "MIN_THREAD_WORK"]
 
 #: allowed values of ``es_tail`` (spec §6.1)
 ES_TAILS = ("both", "up", "down")
@@ -58,19 +59,18 @@ ES_TAILS = ("both", "up", "down")
 _TILE = 512
 # row padding: a power-of-two stride would map every row of a column to the same cache sets
 _PAD = 16
-# sets of more genes than this are sorted per signature with a rank bitmap (O(G + N/64)) instead
-# of the O(G log^2 G) network, which is slower from ~1,500 genes on
-_NETWORK_MAX = 1024
+#: sets of more genes than this are sorted per signature with a rank bitmap (O(G + N/64)) instead
+#: of the O(G log^2 G) network, which is slower from ~1,500 genes on
+NETWORK_MAX = 1024
 # sets scored together over a chunk's columns (a query's up and down set); a batch's other sets
 # follow over the same columns. Interleaving all sets per tile instead touches every set row's
 # pages each tile: with a 100-query batch that thrashes the TLB and ran ~2x slower per query
 _SET_GROUP = 2
 # lanes are processed in multiples of this (one AVX-512 register of uint32 keys)
 _LANES = 16
-# (signatures x set genes) below which one thread is faster than waking others
-_MIN_THREAD_WORK = 1 << 19
+#: (signatures x set genes) per extra thread: below it one thread is faster than waking others
+MIN_THREAD_WORK = 1 << 19
 _NO_WEIGHTS = np.zeros((1, 1), dtype=np.float32)
-_POOL: ThreadPoolExecutor | None = None
 
 
 @intrinsic
@@ -376,13 +376,6 @@ def _es_columns(ranks, weights, rows, bounds, net, net_range, network_max, n_fea
                         leadf_out[q, o + j] = k_best / n if best >= 0.0 else (n - k_best + 1) / n
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1), thread_name_prefix="opencmap-wtcs")
-    return _POOL
-
-
 def set_enrichment_scores(
     ranks: np.ndarray,
     weights: np.ndarray | None,
@@ -393,7 +386,10 @@ def set_enrichment_scores(
     weighted: bool = True,
     columns: tuple[int, int] | None = None,
     out: tuple[np.ndarray, np.ndarray] | None = None,
-    threads: int | None = None,
+    threads: int = 1,
+    executor: Executor | None = None,
+    network_max: int = NETWORK_MAX,
+    min_thread_work: int = MIN_THREAD_WORK,
 ) -> tuple[np.ndarray, np.ndarray]:
     """ES and leading-edge fraction of several gene sets, read straight from gene-major matrices.
 
@@ -419,7 +415,13 @@ def set_enrichment_scores(
     out:
         Optional ``(es, leadf)`` float64 arrays (n_sets, c1 - c0) to fill (C-contiguous rows).
     threads:
-        Worker threads (default: numba's thread count); small inputs always run on one thread.
+        Worker threads (default 1); inputs of less than ``min_thread_work`` (signatures x set
+        genes) per thread use fewer. The caller (a backend, :mod:`opencmap.backends`) decides.
+    executor:
+        Where the work units of ``threads > 1`` run (the backend's thread pool); default: a
+        pool of ``threads`` threads made for this call.
+    network_max, min_thread_work:
+        Tuning (:data:`NETWORK_MAX`, :data:`MIN_THREAD_WORK`); no value changes a result.
 
     Returns
     -------
@@ -462,15 +464,14 @@ def set_enrichment_scores(
             raise ValidationError(f"out arrays must have shape {(n_sets, c1 - c0)}")
     if c1 == c0 or n_sets == 0:
         return es, leadf
-    n_threads = numba.get_num_threads() if threads is None else max(int(threads), 1)
     work = (c1 - c0) * max(len(rows), 1)
-    n_threads = min(n_threads, max(work // _MIN_THREAD_WORK, 1))
+    n_threads = min(max(int(threads), 1), max(work // max(int(min_thread_work), 1), 1))
     g_max = int(np.diff(bounds).max())
     if n_features < 0xFFFF and g_max <= 0x10000:  # 16-bit rank | 16-bit gene keys (SIMD: 16 lanes)
         key_proto, shift, sent = np.empty(0, np.uint32), np.uint64(16), np.uint32(0xFFFF0000)
     else:
         key_proto, shift, sent = np.empty(0, np.uint64), np.uint64(32), np.uint64(0xFFFFFFFF00000000)
-    network_max = int(_NETWORK_MAX)  # read per call: tests and benchmarks lower it to force the bitmap path
+    network_max = int(network_max)
     net, net_range = _networks(np.diff(bounds), network_max)
     args = (ranks, weights, rows, bounds, net, net_range, network_max, n_features, bool(weighted), key_proto, shift, sent)
     if n_threads == 1:
@@ -487,16 +488,25 @@ def set_enrichment_scores(
     q_edges[-1] = n_sets
     edges = np.linspace(c0, c1, col_chunks + 1).astype(np.int64)
     edges[1:-1] -= (edges[1:-1] - c0) % _TILE
-    pool = _pool()
-    futures = [
-        pool.submit(_es_columns, *args, int(q_lo), int(q_hi), int(lo), int(hi), es, leadf, int(lo - c0))
+    units = [
+        (int(q_lo), int(q_hi), int(lo), int(hi), int(lo - c0))
         for q_lo, q_hi in zip(q_edges[:-1], q_edges[1:])
         for lo, hi in zip(edges[:-1], edges[1:])
         if hi > lo and q_hi > q_lo
     ]
+    if executor is None:
+        with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="opencmap-wtcs") as own:
+            _run_units(own, args, units, es, leadf)
+    else:
+        _run_units(executor, args, units, es, leadf)
+    return es, leadf
+
+
+def _run_units(executor: Executor, args: tuple, units: list[tuple[int, int, int, int, int]], es: np.ndarray, leadf: np.ndarray) -> None:
+    """Run the work units ``(set lo, set hi, column lo, column hi, output offset)`` on ``executor``."""
+    futures = [executor.submit(_es_columns, *args, q_lo, q_hi, lo, hi, es, leadf, off) for q_lo, q_hi, lo, hi, off in units]
     for f in futures:
         f.result()
-    return es, leadf
 
 
 def enrichment_scores(
@@ -505,6 +515,8 @@ def enrichment_scores(
     n_features: int,
     *,
     weighted: bool = True,
+    threads: int = 1,
+    executor: Executor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Enrichment score and leading-edge fraction of one gene set in each of ``S`` signatures.
 
@@ -523,6 +535,8 @@ def enrichment_scores(
         ``N``, the length of each ranked list (rows of the rank matrix, e.g. 10,174 for BING).
     weighted:
         ``False`` ignores ``weights`` (unweighted KS-type ES, hit step ``1/G``).
+    threads, executor:
+        As :func:`set_enrichment_scores` (default: the calling thread only).
 
     Returns
     -------
@@ -537,8 +551,9 @@ def enrichment_scores(
         raise ValidationError(f"ranks must be 2-D (genes x signatures), got shape {ranks.shape}")
     n_genes = ranks.shape[0]
     es, leadf = set_enrichment_scores(
-        ranks, weights, np.arange(n_genes), np.array([0, n_genes]), n_features, weighted=weighted
-    )
+        ranks, weights, np.arange(n_genes), np.array([0, n_genes]), n_features, weighted=weighted,
+        threads=threads, executor=executor,
+    )  # fmt: skip
     return es[0], leadf[0]
 
 

@@ -25,7 +25,6 @@ import numba
 import numpy as np
 
 from opencmap.kernels.percentile import prctile
-from opencmap.kernels.threads import in_main_thread
 
 __all__ = ["MAD_SCALE", "VAR_ADJUSTMENTS", "robust_center_scale", "robust_zscore"]
 
@@ -161,7 +160,7 @@ def _median_rows(a: np.ndarray) -> np.ndarray:
         return np.nanmedian(a, axis=1)
 
 
-def _median_mad(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _median_mad(ref: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
     """Row medians and raw MADs of a 2-D float array (NaN ignored)."""
     rows = None
     if ref.shape[1]:
@@ -175,7 +174,7 @@ def _median_mad(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # as np.median (float32 stays float32)
     med = np.empty(rows.shape[0], dtype=rows.dtype)
     mad = np.empty(rows.shape[0], dtype=rows.dtype)
-    (_median_mad_sorted if in_main_thread() else _median_mad_sorted_1t)(rows, med, mad)
+    (_median_mad_sorted if threads > 1 else _median_mad_sorted_1t)(rows, med, mad)
     return med, mad
 
 
@@ -186,6 +185,7 @@ def robust_center_scale(
     min_mad: float = 0.1,
     var_adjustment: str = "fixed",
     estimate_prct: float = 1.0,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-row median and floored raw MAD of ``x`` over the ``background`` columns.
 
@@ -198,6 +198,8 @@ def robust_center_scale(
         background set ``B``; ``None`` = all columns (ZSPC).
     min_mad, var_adjustment, estimate_prct:
         MAD floor rule (see the module docstring).
+    threads:
+        ``> 1``: rows on numba's threads (see :mod:`opencmap.kernels.threads`); same values.
 
     Returns
     -------
@@ -209,7 +211,7 @@ def robust_center_scale(
     if var_adjustment not in VAR_ADJUSTMENTS:
         raise ValueError(f"var_adjustment must be one of {VAR_ADJUSTMENTS}, got {var_adjustment!r}")
     ref = a if background is None else a[:, np.asarray(background)]
-    med, mad = _median_mad(ref)
+    med, mad = _median_mad(ref, threads)
     if var_adjustment == "fixed":
         floor = min_mad
     elif var_adjustment == "estimate":
@@ -231,6 +233,7 @@ def robust_zscore(
     estimate_prct: float = 1.0,
     scale: float = MAD_SCALE,
     out: np.ndarray | None = None,
+    threads: int = 1,
 ) -> np.ndarray:
     """Robust z-scores of every column of ``x`` against the ``background`` columns, row by row.
 
@@ -239,10 +242,11 @@ def robust_zscore(
     NaN give NaN. ``background=None`` is ZSPC (whole plate); pass the vehicle columns for ZSVC.
     To z-score columns instead of rows, call it on ``x.T``. ``out``: an array of the result's
     shape and dtype (C- or Fortran-contiguous, not overlapping ``x``) to write into and return.
+    ``threads > 1`` runs the rows on numba's threads (:mod:`opencmap.kernels.threads`); same values.
     """
     a = _float_array(x)
     med, mad = robust_center_scale(
-        a, background, min_mad=min_mad, var_adjustment=var_adjustment, estimate_prct=estimate_prct
+        a, background, min_mad=min_mad, var_adjustment=var_adjustment, estimate_prct=estimate_prct, threads=threads
     )
     denom = a.dtype.type(scale) * mad  # in the input's dtype, as numpy broadcasting computes it
     if out is not None:
@@ -253,10 +257,10 @@ def robust_zscore(
         # one compiled pass in the input's memory order; the same arithmetic as the line below
         if a.flags.c_contiguous:
             res = np.empty(a.shape, dtype=a.dtype) if out is None else out
-            (_apply_rows if in_main_thread() else _apply_rows_1t)(a, med, denom, res)
+            (_apply_rows if threads > 1 else _apply_rows_1t)(a, med, denom, res)
             return res
         res = np.empty(a.shape, dtype=a.dtype, order="F") if out is None else out
-        (_apply_cols if in_main_thread() else _apply_cols_1t)(a.T, med, denom, res.T)
+        (_apply_cols if threads > 1 else _apply_cols_1t)(a.T, med, denom, res.T)
         return res
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (a - med[:, None]) / denom[:, None]

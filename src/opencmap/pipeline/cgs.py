@@ -97,6 +97,7 @@ def consensus_gene_signatures(
     params: PipelineParams | None = None,
     landmark_rows: np.ndarray | None = None,
     groups: pd.DataFrame | None = None,
+    threads: int = 1,
 ) -> tuple[GCT, pd.DataFrame]:
     """Build the CGS of every eligible knock-down gene from Level 5 shRNA signatures.
 
@@ -108,6 +109,8 @@ def consensus_gene_signatures(
         Signature table indexed by ``sig_id``; ``level5.col_meta`` when omitted.
     groups:
         Output of :func:`cgs_groups` (computed from ``sig_info`` when omitted).
+    threads:
+        Of the ranking kernels (given by the backend, :mod:`opencmap.backends`); same values.
 
     Returns
     -------
@@ -126,7 +129,7 @@ def consensus_gene_signatures(
         return GCT(np.zeros((level5.shape[0], 0), dtype=np.float32), row_meta=level5.row_meta, col_meta=empty), empty
 
     positions = [level5.col_positions(ids) for ids in groups["sig_ids"]]
-    collapsed = collapse_replicates(level5, positions, landmark_rows, params)
+    collapsed = collapse_replicates(level5, positions, landmark_rows, params, threads=threads)
     lm = collapsed.consensus[landmark_rows].astype(np.float64)
     n = groups["sig_ids"].map(len).to_numpy()
     cc = cc_summaries(collapsed.corr)

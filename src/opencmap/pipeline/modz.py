@@ -51,12 +51,12 @@ def landmark_positions(row_meta: pd.DataFrame, params: PipelineParams | None = N
     )
 
 
-def landmark_rank_block(level4: GCT, landmark_rows: np.ndarray, params: PipelineParams) -> np.ndarray | None:
+def landmark_rank_block(level4: GCT, landmark_rows: np.ndarray, params: PipelineParams, *, threads: int = 1) -> np.ndarray | None:
     """Standardized Spearman ranks of the clipped landmark rows of every column, ``(n_lm, k)``.
 
     ``S[:, a].T @ S[:, b]`` is then the Spearman correlation of columns ``a`` and ``b``.
     Returns ``None`` when the landmark block has missing values (correlations then use each
-    group's complete rows instead).
+    group's complete rows instead). ``threads``: of the ranking kernel (given by the backend).
     """
     data = level4.data
     bound = np.float32(params.clip)
@@ -68,7 +68,7 @@ def landmark_rank_block(level4: GCT, landmark_rows: np.ndarray, params: Pipeline
         lm = np.clip(data[landmark_rows].astype(np.float64), -params.clip, params.clip)
     if np.isnan(lm).any():
         return None
-    return spearman_standardized(lm)
+    return spearman_standardized(lm, threads=threads)
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,7 @@ def collapse_replicates(
     params: PipelineParams | None = None,
     *,
     ranks: np.ndarray | None = None,
+    threads: int = 1,
 ) -> ReplicateCollapse:
     """MODZ (or ``params.consensus``) of each group of Level 4 columns.
 
@@ -105,10 +106,12 @@ def collapse_replicates(
         Row positions of the landmark genes (correlations use only these rows).
     ranks:
         Optional result of :func:`landmark_rank_block` for ``level4`` (computed if omitted).
+    threads:
+        Of the ranking kernels (given by the backend, :mod:`opencmap.backends`); same values.
     """
     params = params or PipelineParams()
     if ranks is None:
-        ranks = landmark_rank_block(level4, landmark_rows, params)
+        ranks = landmark_rank_block(level4, landmark_rows, params, threads=threads)
     data = level4.data
     out = np.empty((data.shape[0], len(groups)), dtype=np.float32, order="F")  # one contiguous column per group
     weights: list[np.ndarray] = []
@@ -131,6 +134,7 @@ def collapse_replicates(
             round_weights=params.round_weights,
             method=params.consensus,
             corr=corr,
+            threads=threads,
         )
         out[:, gi] = result.consensus
         weights.append(result.weights)

@@ -20,15 +20,18 @@ Level 4 profiles are collapsed per *replicate set* and *group key*:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from opencmap.core.schema import LANDMARK_FLAGS
 from opencmap.errors import ConfigError
 from opencmap.io.versions import check_format_version
-from opencmap.kernels.modz import CONSENSUS_METHODS, WEIGHT_METHODS
-from opencmap.kernels.zscore import VAR_ADJUSTMENTS
+from opencmap.kernels.modz import CONSENSUS_METHODS, WEIGHT_METHODS, modz
+from opencmap.kernels.zscore import VAR_ADJUSTMENTS, robust_zscore
+from opencmap.pipeline.qc import is_gold, ss_ngene
 
 __all__ = ["PipelineParams", "ZSCORE_METHODS", "NAN_POLICIES"]
 
@@ -39,6 +42,11 @@ NAN_POLICIES = ("raise", "omit")
 
 #: Version of the parameter schema written into run manifests.
 PARAMS_VERSION = 1
+
+
+def _default(fn: Callable[..., Any], name: str) -> Any:
+    """The default of ``fn``'s parameter ``name``: a kernel's default, kept in one place (the kernel)."""
+    return inspect.signature(fn).parameters[name].default
 
 
 @dataclass(frozen=True)
@@ -54,26 +62,26 @@ class PipelineParams:
     # -- Level 3 -> 4: robust z-scores (§3)
     zscore_method: str = "zspc"
     vehicle_pert_types: tuple[str, ...] = ("ctl_vehicle",)
-    min_mad: float = 0.1
-    var_adjustment: str = "fixed"
-    estimate_prct: float = 1.0
+    min_mad: float = _default(robust_zscore, "min_mad")
+    var_adjustment: str = _default(robust_zscore, "var_adjustment")
+    estimate_prct: float = _default(robust_zscore, "estimate_prct")
     nan_policy: str = "raise"
 
     # -- Level 4 -> 5: replicate consensus (§4)
     group_by: tuple[str, ...] = ("cell_id", "pert_id", "pert_dose", "pert_time")
     replicate_set_pattern: str = r"^(?P<set>.+?)_X\d+(?:_.*)?$"
-    consensus: str = "modz"
-    clip: float = 10.0
-    low_weight: float = 0.01
-    clip_low_cc: float = 0.0
-    weight_method: str = "sum"
-    round_weights: int | None = None
+    consensus: str = _default(modz, "method")
+    clip: float = _default(modz, "clip")
+    low_weight: float = _default(modz, "low_weight")
+    clip_low_cc: float = _default(modz, "clip_low_cc")
+    weight_method: str = _default(modz, "weight_method")
+    round_weights: int | None = _default(modz, "round_weights")
     landmark_fields: tuple[str, ...] = LANDMARK_FLAGS
 
     # -- quality metrics (§5)
-    ss_threshold: float = 2.0
-    gold_cc_q75: float = 0.2
-    gold_self_rank_q25: float = 5.0
+    ss_threshold: float = _default(ss_ngene, "threshold")
+    gold_cc_q75: float = _default(is_gold, "min_cc_q75")
+    gold_self_rank_q25: float = _default(is_gold, "max_self_rank")
     self_rank: bool = True
 
     # -- consensus gene signatures (§7)

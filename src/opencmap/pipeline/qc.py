@@ -136,7 +136,7 @@ def tas(ss_ngene_: np.ndarray | float, cc_q75: np.ndarray | float, *, n_landmark
     return np.where(np.isnan(cc) | (cc == -666), MISSING, value)[()]
 
 
-def self_rank_pct_q25(similarity: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+def self_rank_pct_q25(similarity: np.ndarray, groups: list[np.ndarray], *, threads: int = 1) -> np.ndarray:
     """``pct_self_rank_q25`` of each replicate group within one brew (see the module docstring).
 
     Parameters
@@ -145,6 +145,8 @@ def self_rank_pct_q25(similarity: np.ndarray, groups: list[np.ndarray]) -> np.nd
         ``(k, k)`` similarity of all ``k`` instances of the brew (NaN = least similar).
     groups:
         Column positions (into ``similarity``) of each group's replicates.
+    threads:
+        Of the pair-rank kernel (given by the backend, :mod:`opencmap.backends`); same values.
 
     Returns
     -------
@@ -159,7 +161,7 @@ def self_rank_pct_q25(similarity: np.ndarray, groups: list[np.ndarray]) -> np.nd
     np.fill_diagonal(s, np.nan)  # self never counts as more similar
     # rank of b in a's descending order, ties broken by instance order (a stable sort):
     # 1 + #{more similar} + #{equally similar and earlier}; the better of the two ranks counts
-    best = mutual_pair_ranks(s, [np.asarray(cols) for cols in groups])
+    best = mutual_pair_ranks(s, [np.asarray(cols) for cols in groups], threads=threads)
     q25 = _prctile_each(best, 25)
     return np.where(np.isnan(q25), MISSING, 100.0 * (q25 - 1.0) / (k - 1))
 

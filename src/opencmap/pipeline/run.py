@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from opencmap import __version__
+from opencmap.backends import Backend, resolve_backend
 from opencmap.core.gct import GCT
 from opencmap.errors import ConfigError, FormatError, OpenCMapWarning, PipelineError
 from opencmap.io import GCTXFile, GCTXWriter, is_gctx, read_gct, read_meta, read_table, write_gctx, write_table
@@ -595,6 +596,7 @@ def run_pipeline(
     keep_work: bool = False,
     restart: bool = False,
     progress: ProgressCallback | None = None,
+    backend: Backend | None = None,
 ) -> RunResult:
     """Process a Level 3 (or Level 2) matrix into Level 4, Level 5 and ``sig_info`` (resumable).
 
@@ -637,8 +639,12 @@ def run_pipeline(
         earlier unfinished run instead of resuming it.
     progress:
         Called as ``progress(stage, done, total)``.
+    backend:
+        Where the work runs and with how many threads (:mod:`opencmap.backends`; default: this
+        process). Outputs are identical whatever the backend.
     """
     params = params or PipelineParams()
+    backend = resolve_backend(backend)
     started = time.perf_counter()
     matrix = Path(matrix)
     out = Path(out_dir)
@@ -720,7 +726,7 @@ def run_pipeline(
             del sample
             full_info, sig_info, n_cgs, resumed_plates, resumed_sets = _run_slots(
                 whole, reader, col_meta, row_meta, landmarks, plate_order, plate_positions, set_order, set_plates,
-                params, state, report, level4_out, level5_out,
+                params, state, report, level4_out, level5_out, backend=backend,
             )
         finally:
             if reader is not None:
@@ -747,7 +753,7 @@ def run_pipeline(
                         positions = plate_positions[plate]
                         block = _process_plate(
                             whole, reader, plate, col_meta.iloc[positions], row_meta, params, state, model, positions,
-                            level2_files=level2_files, genes_table=genes_table,
+                            level2_files=level2_files, genes_table=genes_table, backend=backend,
                         )
                     if out_rows is None:
                         out_rows = block.row_meta
@@ -766,7 +772,7 @@ def run_pipeline(
                     resumed_sets += 1
                 else:
                     level4 = _concat_columns(blocks, out_rows)
-                    level5, sig_info = build_signatures(level4, params, landmark_rows=landmarks)
+                    level5, sig_info = build_signatures(level4, params, landmark_rows=landmarks, threads=backend.numba_threads())
                     write_gctx(level5, l5_path)
                     write_table(sig_info, info_path)
                     state.mark_done(f"set\t{set_name}")
@@ -787,7 +793,7 @@ def run_pipeline(
         n_cgs = 0
         cgs_info = None
         if params.cgs:
-            cgs_info = _build_cgs(sig_info, set_order, out_rows, landmarks, params, state, report)
+            cgs_info = _build_cgs(sig_info, set_order, out_rows, landmarks, params, state, report, backend)
             n_cgs = len(cgs_info)
         full_info = pd.concat([sig_info, cgs_info], axis=0) if n_cgs else sig_info
         full_info["is_exemplar_sig"] = exemplar_flags(full_info).to_numpy()
@@ -902,6 +908,7 @@ def _process_plate(
     *,
     level2_files: Mapping[str, Mapping[str, Path]] | None = None,
     genes_table: pd.DataFrame | None = None,
+    backend: Backend,
 ) -> GCT:
     """Read one plate's columns, (Level 1/2 → 3,) z-score, save its Level 4 block and mark it done.
 
@@ -922,7 +929,7 @@ def _process_plate(
         if plate_gct.shape[1] == 0:
             raise PipelineError(f"plate {plate}: every well was censored after LISS; check its Level 2 data")
         write_table(censor_report.rename_axis("inst_id"), state.censor_path(plate))
-    level4 = zscore_plate(plate_gct, params, plate_id=plate)
+    level4 = zscore_plate(plate_gct, params, plate_id=plate, threads=backend.numba_threads())
     write_gctx(level4, state.level4_path(plate))
     state.mark_done(f"plate\t{plate}")
     return level4
@@ -947,6 +954,7 @@ def _build_cgs(
     params: PipelineParams,
     state: _WorkState,
     report: ProgressCallback,
+    backend: Backend,
 ) -> pd.DataFrame:
     """Consensus gene signatures, read and built in batches of whole groups; saved in the work folder."""
     groups = cgs_groups(sig_info, params)
@@ -965,7 +973,7 @@ def _build_cgs(
         return _concat_columns(parts, row_meta)
 
     with GCTXWriter(state.cgs_path, row_meta) as writer:
-        infos = _cgs_batches(groups, sig_info, read_sigs, writer.append, landmarks, params, report)
+        infos = _cgs_batches(groups, sig_info, read_sigs, writer.append, landmarks, params, report, backend)
     cgs_info = pd.concat(infos, axis=0)
     write_table(cgs_info, info_path)
     state.mark_done("cgs")
@@ -980,6 +988,7 @@ def _cgs_batches(
     landmarks: np.ndarray,
     params: PipelineParams,
     report: ProgressCallback,
+    backend: Backend,
 ) -> list[pd.DataFrame]:
     """Build the CGS of ``groups`` in batches of at most :data:`CGS_BATCH` input signatures."""
     infos = []
@@ -992,7 +1001,8 @@ def _cgs_batches(
         batch = groups.iloc[start:stop].reset_index(drop=True)
         wanted = pd.Index([s for ids in batch["sig_ids"] for s in ids], dtype=object)
         level5 = read_sigs(wanted)
-        cgs, info = consensus_gene_signatures(level5, sig_info.loc[level5.cids], params=params, landmark_rows=landmarks, groups=batch)
+        cgs, info = consensus_gene_signatures(level5, sig_info.loc[level5.cids], params=params, landmark_rows=landmarks, groups=batch,
+                                              threads=backend.numba_threads())
         store(cgs.data, info)
         infos.append(info)
         start = stop
@@ -1039,6 +1049,8 @@ def _run_slots(
     report: ProgressCallback,
     level4_out: Path,
     level5_out: Path,
+    *,
+    backend: Backend,
 ) -> tuple[pd.DataFrame, pd.DataFrame, int, int, int]:
     """Level 3 → 4 → 5 with both outputs filled in place (no per-plate copies).
 
@@ -1097,7 +1109,7 @@ def _run_slots(
                 continue
             plate_meta = col_meta.iloc[positions]
             _warn_small_plate(plate, len(positions), stacklevel=4)
-            args = (whole, reader, plate, plate_meta, row_meta, params, positions, slot, l4, a)
+            args = (whole, reader, plate, plate_meta, row_meta, params, positions, slot, l4, a, backend)
             jobs.append((io.write(f"plate\t{plate}", _plate_task, *args), False))
         return set_is_done, used, jobs
 
@@ -1118,7 +1130,7 @@ def _run_slots(
             else:
                 set_cols = np.concatenate([plate_positions[p] for p in set_plates[set_name]])
                 level4 = GCT(buffers[si % 2][:, :used], row_meta=row_meta, col_meta=col_meta.iloc[set_cols])
-                level5, set_info = build_signatures(level4, params, landmark_rows=landmarks)
+                level5, set_info = build_signatures(level4, params, landmark_rows=landmarks, threads=backend.numba_threads())
                 if level5.shape[1] != per_set.get(set_name, -1):
                     raise PipelineError(
                         f"replicate set {set_name}: {level5.shape[1]} signatures where {per_set.get(set_name, 0)} "
@@ -1140,7 +1152,7 @@ def _run_slots(
             )
         cgs_info = None
         if params.cgs:
-            cgs_info = _build_cgs_slots(sig_info, l5, row_meta, landmarks, params, state, report)
+            cgs_info = _build_cgs_slots(sig_info, l5, row_meta, landmarks, params, state, report, backend)
         n_cgs = 0 if cgs_info is None else len(cgs_info)
         full_info = pd.concat([sig_info, cgs_info], axis=0) if n_cgs else sig_info
         full_info["is_exemplar_sig"] = exemplar_flags(full_info).to_numpy()
@@ -1185,6 +1197,7 @@ def _plate_task(
     out: np.ndarray,
     l4: GCTXSlots,
     start: int,
+    backend: Backend,
 ) -> None:
     """Read one Level 3 plate, z-score it into ``out`` (``(genes, wells)`` float32), store it in Level 4.
 
@@ -1194,7 +1207,9 @@ def _plate_task(
     if params.start_level == 4:
         out[...] = data
     else:
-        zscore_plate(GCT(data, row_meta=row_meta, col_meta=plate_meta), params, plate_id=plate, out=out)
+        # threads asked here, in the I/O thread that runs this task (the backend's rule, not the caller's)
+        threads = backend.numba_threads()
+        zscore_plate(GCT(data, row_meta=row_meta, col_meta=plate_meta), params, plate_id=plate, out=out, threads=threads)
     l4.write(start, out)
 
 
@@ -1255,6 +1270,7 @@ def _build_cgs_slots(
     params: PipelineParams,
     state: _WorkState,
     report: ProgressCallback,
+    backend: Backend,
 ) -> pd.DataFrame | None:
     """CGS from the signatures already in the Level 5 work file (``sig_info``'s rows, in order),
     written after them."""
@@ -1284,7 +1300,7 @@ def _build_cgs_slots(
         l5.write(written[0], block)
         written[0] += block.shape[1]
 
-    infos = _cgs_batches(groups, sig_info, read_sigs, store, landmarks, params, report)
+    infos = _cgs_batches(groups, sig_info, read_sigs, store, landmarks, params, report, backend)
     if written[0] != n_sigs + len(groups):
         raise PipelineError(f"built {written[0] - n_sigs} CGS for {len(groups)} groups (internal error; please report it)")
     cgs_info = pd.concat(infos, axis=0)

@@ -196,6 +196,7 @@ def build_signatures(
     params: PipelineParams | None = None,
     *,
     landmark_rows: np.ndarray | None = None,
+    threads: int = 1,
 ) -> tuple[GCT, pd.DataFrame]:
     """Collapse the replicates of a Level 4 block (one or more whole replicate sets) to Level 5.
 
@@ -207,6 +208,8 @@ def build_signatures(
     landmark_rows:
         Landmark row positions; from the row metadata when omitted (see
         :func:`opencmap.pipeline.modz.landmark_positions`).
+    threads:
+        Of the ranking kernels (given by the backend, :mod:`opencmap.backends`); same values.
 
     Returns
     -------
@@ -224,8 +227,8 @@ def build_signatures(
     col_meta = level4.col_meta
     groups = group_instances(col_meta, params)
     positions: list[np.ndarray] = list(groups["positions"])
-    ranks = landmark_rank_block(level4, landmark_rows, params)
-    collapsed = collapse_replicates(level4, positions, landmark_rows, params, ranks=ranks)
+    ranks = landmark_rank_block(level4, landmark_rows, params, threads=threads)
+    collapsed = collapse_replicates(level4, positions, landmark_rows, params, ranks=ranks, threads=threads)
 
     consensus = collapsed.consensus
     all_nan = np.isnan(consensus).all(axis=0)
@@ -248,7 +251,7 @@ def build_signatures(
 
     self_rank = np.full(len(groups), MISSING)
     if params.self_rank:
-        self_rank = _self_ranks(level4, groups, ranks, landmark_rows, params)
+        self_rank = _self_ranks(level4, groups, ranks, landmark_rows, params, threads)
 
     group_of = np.empty(level4.shape[1], dtype=np.int64)
     for g, p in enumerate(positions):
@@ -290,7 +293,7 @@ def build_signatures(
 
 
 def _self_ranks(
-    level4: GCT, groups: pd.DataFrame, ranks: np.ndarray | None, landmark_rows: np.ndarray, params: PipelineParams
+    level4: GCT, groups: pd.DataFrame, ranks: np.ndarray | None, landmark_rows: np.ndarray, params: PipelineParams, threads: int
 ) -> np.ndarray:
     out = np.full(len(groups), MISSING)
     positions: list[np.ndarray] = list(groups["positions"])
@@ -304,8 +307,8 @@ def _self_ranks(
             similarity = s.T @ s
         else:
             lm = np.clip(level4.data[np.ix_(landmark_rows, members)], -params.clip, params.clip)
-            similarity = spearman_matrix(lm)
+            similarity = spearman_matrix(lm, threads=threads)
         local_groups = [local[p] for p in member_lists]
-        out[idx] = self_rank_pct_q25(similarity, local_groups)
+        out[idx] = self_rank_pct_q25(similarity, local_groups, threads=threads)
         log.debug("self-rank computed for replicate set %s (%d instances)", set_name, len(members))
     return out

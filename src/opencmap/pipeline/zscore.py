@@ -73,13 +73,14 @@ def check_finite(gct: GCT, params: PipelineParams, *, what: str) -> int:
 
 
 def zscore_plate(
-    plate: GCT, params: PipelineParams | None = None, *, plate_id: str | None = None, out: np.ndarray | None = None
+    plate: GCT, params: PipelineParams | None = None, *, plate_id: str | None = None, out: np.ndarray | None = None, threads: int = 1
 ) -> GCT:
     """Robust z-scores of one Level 3 plate (genes × wells) → Level 4 GCT (float32).
 
     Metadata are kept. NaN inputs (only with ``nan_policy='omit'``) are ignored by the
     medians and stay NaN. ``out``: a contiguous float32 ``(genes, wells)`` array to hold the
-    z-scores (e.g. a slice of a buffer reused plate after plate).
+    z-scores (e.g. a slice of a buffer reused plate after plate). ``threads``: of the z-score
+    kernel (given by the backend, :mod:`opencmap.backends`); same values.
     """
     params = params or PipelineParams()
     label = _plate_label(plate, plate_id)
@@ -94,6 +95,7 @@ def zscore_plate(
         var_adjustment=params.var_adjustment,
         estimate_prct=params.estimate_prct,
         out=out,
+        threads=threads,
     )
     bad = None if n_missing == 0 and np.isfinite(z).all() else ~np.isfinite(z) & np.isfinite(plate.data)
     if bad is not None and bad.any():

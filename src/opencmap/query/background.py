@@ -145,8 +145,11 @@ class Background:
         self._aligned = (rows, out)
         return out
 
-    def tau(self, ncs: np.ndarray, rows: np.ndarray, *, method: str = "exact") -> np.ndarray:
-        """tau (n, Q) of ``ncs`` (n, Q) whose background rows are ``rows`` (-1 -> NaN)."""
+    def tau(
+        self, ncs: np.ndarray, rows: np.ndarray, *, method: str = "exact", threads: int = 1, parallel_min: int | None = None
+    ) -> np.ndarray:
+        """tau (n, Q) of ``ncs`` (n, Q) whose background rows are ``rows`` (-1 -> NaN); ``threads``
+        and ``parallel_min`` of the exact kernel (given by the backend, :mod:`opencmap.backends`)."""
         from opencmap.kernels import tau as tau_kernel
 
         values = np.asarray(ncs, dtype=np.float32)
@@ -156,7 +159,8 @@ class Background:
         full = len(have) == len(values)
         sub = values if full else values[have]
         if method == "exact":
-            res = tau_kernel.tau_exact(sub, bg, counts)
+            par = {} if parallel_min is None else {"parallel_min": parallel_min}
+            res = tau_kernel.tau_exact(sub, bg, counts, threads=threads, **par)
         elif method == "cmap":
             res = tau_kernel.tau_grid(sub, bg, counts)
         else:
@@ -221,6 +225,7 @@ def build_background(
     pcl: Any = None,
     tail: str | Sequence[str] = "both",
     progress: Callable[[int, int], None] | None = None,
+    backend: Any = None,
 ) -> dict[str, Any]:
     """Build and store the tau backgrounds of every level; returns the manifest entries.
 
@@ -246,6 +251,8 @@ def build_background(
         genes alone, ES_up), ``down`` (the bottom genes alone, -ES_dn), a list of them or
         ``all``. One-sided queries get tau only from a background of their tail. The tails
         built replace the store's backgrounds of those tails; other tails are kept.
+    backend:
+        Where the scoring runs (:mod:`opencmap.backends`; default: this process).
 
     Returns
     -------
@@ -265,7 +272,7 @@ def build_background(
     if len(qpos) < 2:
         raise StoreError(f"a background needs at least 2 query signatures, got {len(qpos)}")
     queries = signature_queries(st, positions=qpos, n_genes=n_genes, space=query_space)
-    engine = Engine(st, pcl=pcl)
+    engine = Engine(st, pcl=pcl, backend=backend)
     # one scoring pass: WTCS and the ES of each set (a one-sided query's score is its set's ES)
     res = engine.run(
         queries,
@@ -327,7 +334,7 @@ def _write_backgrounds(st: Store, tails: Any, raw: Any, engine: Any, info: pd.Da
         levels: dict[str, tuple[pd.Index, np.ndarray, np.ndarray | None]] = {
             "sig": (pd.Index(info["sig_id"].astype(str), dtype=object), ncs, _cell_mask(cells, qcells) if same_cell else None)
         }
-        for level, (index, values) in engine.summary_plan.apply(ncs).items():
+        for level, (index, values) in engine.summary_plan.apply(ncs, threads=engine.backend.numba_threads(), **engine.backend.settings.kernel_options("parallel_min")).items():
             mask = None
             if same_cell and level in CELL_LEVELS:
                 mask = _cell_mask(index["cell_id"].astype(str).to_numpy(dtype=object), qcells)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from opencmap.backends import Backend, Settings, resolve_backend
 from opencmap.core.gct import GCT
 from opencmap.core.schema import null_mask, reference_mask
 from opencmap.errors import (
@@ -68,13 +69,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
-# bytes of gathered rows per block of signatures (ranks uint16 + scores float32)
-_BLOCK_BYTES = 48 << 20
 # gene-set methods scored by the fused ES kernel straight from the store -> weighted?
 _FUSED_ES = {"wtcs": True, "cs": False}
-# bytes of per-block ES + leading-edge outputs (float64, every set) in the fused path
-_ES_BLOCK_BYTES = 32 << 20
-_TILE_MIN = 1024
 
 
 # ---------------------------------------------------------------------------------- signature roles
@@ -114,10 +110,14 @@ class Engine:
         against the store's perturbagens (:func:`opencmap.query.pcl.load_pcls`): none known raises
         :class:`~opencmap.errors.PCLError`; members or classes left out are in :attr:`pcl_notes`
         (warned as :class:`~opencmap.errors.PCLWarning`) and in every result's notes.
+    backend:
+        Where the work runs, with its threads and block budgets (:mod:`opencmap.backends`;
+        default: this process, :func:`~opencmap.backends.default_backend`).
     """
 
-    def __init__(self, store: Store | str, *, pcl: Any = None):
-        self.store = store if isinstance(store, Store) else Store(store)
+    def __init__(self, store: Store | str, *, pcl: Any = None, backend: Backend | None = None):
+        self.backend = resolve_backend(backend)
+        self.store = store if isinstance(store, Store) else Store(store, settings=self.backend.settings)
         self.pcl, self.pcl_notes = _load_pcl(pcl if pcl is not None else self.store.pcl, self.store)
         self._groups: tuple[np.ndarray, pd.Index] | None = None
         self._lookup: GeneLookup | None = None
@@ -267,7 +267,7 @@ class Engine:
                 if t is not None:
                     metrics["tau"] = t
             if summaries:
-                for level, (index, values) in self.summary_plan.apply(ncs_values).items():
+                for level, (index, values) in self.summary_plan.apply(ncs_values, **self._kernel_threads()).items():
                     lm = {"ncs": values}
                     if tau_log is not None:
                         t = self._tau(level, values, tau_method, notes, index=index, tails=tails, metric=method.name, log_to=tau_log)
@@ -304,7 +304,7 @@ class Engine:
             self._ref_order = reference_order(codes, self._is_ref)
             parts = pd.Series(list(labels), dtype=object).str.split(":", n=1)
             self._fallback_keys = [pd.factorize(parts.str[i])[0].astype(np.int64) for i in (0, 1)]
-        options: dict[str, Any] = {"mode": mode, "ref_order": self._ref_order}
+        options: dict[str, Any] = {"mode": mode, "ref_order": self._ref_order, **self._kernel_threads()}
         if mode == "gutc":
             options["fallback_keys"] = self._fallback_keys
         out = np.asarray(ncs_kernel(scores, codes, self._is_ref, **options), dtype=np.float32)
@@ -321,6 +321,10 @@ class Engine:
         if self._groups is None:
             self._groups = ncs_groups(self.store.sig_info)
         return self._groups
+
+    def _kernel_threads(self) -> dict[str, int]:
+        """Thread options of the NCS, summary and tau kernels, asked of the backend at call time."""
+        return {"threads": self.backend.numba_threads(), **self.backend.settings.kernel_options("parallel_min")}
 
     @property
     def summary_plan(self) -> SummaryPlan:
@@ -384,7 +388,7 @@ class Engine:
             picks.append((_pick(order, v.up_rows), _pick(order, v.down_rows)))
         n_sig = self.store.n_signatures
         outputs = {name: np.full((n_sig, len(valid)), np.nan, dtype=np.float32) for name in method.outputs}
-        k = _block_columns(len(union), block_size)
+        k = _block_columns(len(union), block_size, self.backend.settings.query_block_bytes)
         for start, stop, ranks, scores in self.store.iter_gene_rows(union, space=space, block_size=k):
             assert ranks is not None
             for j, (pu, pd_) in enumerate(picks):
@@ -424,14 +428,17 @@ class Engine:
         n_sig = self.store.n_signatures
         outputs = {name: np.full((n_sig, len(valid)), np.nan, dtype=np.float32) for name in method.outputs}
         # ES / leading edge of every set for a block of signatures: bounded memory
-        k = int(max(_TILE_MIN, min(block_size, _ES_BLOCK_BYTES // (16 * len(sets)))))
+        settings = self.backend.settings
+        k = int(max(settings.es_block_min, min(block_size, settings.es_block_bytes // (16 * len(sets)))))
+        threads = {"threads": self.backend.pool_threads(), "executor": self.backend.executor(),
+                   **settings.kernel_options("wtcs_network_max", "wtcs_min_thread_work")}  # fmt: skip
         es = np.empty((len(sets), k), dtype=np.float64)
         leadf = np.empty_like(es)
         # a store larger than RAM faults in exactly the pages asked for (Store.random_access):
         # iter_blocks asks for the next block's rows while the kernel computes this one
         for start, stop, r_mm, s_mm, lo, hi in self.store.iter_blocks(rows, space=space, block_size=k, with_scores=weighted):
             e, lf = es[:, : hi - lo], leadf[:, : hi - lo]
-            set_enrichment_scores(r_mm, s_mm, rows, bounds, n_features, weighted=weighted, columns=(lo, hi), out=(e, lf))
+            set_enrichment_scores(r_mm, s_mm, rows, bounds, n_features, weighted=weighted, columns=(lo, hi), out=(e, lf), **threads)
             for j, v in enumerate(valid):
                 up = e[2 * j] if len(v.up_rows) else None
                 dn = e[2 * j + 1] if len(v.down_rows) else None
@@ -456,12 +463,13 @@ class Engine:
         outputs = {name: np.full((n_sig, len(valid)), np.nan, dtype=np.float32) for name in method.outputs}
         masks = [np.isfinite(v.vector) for v in valid]  # type: ignore[arg-type]
         rows = np.flatnonzero(np.logical_or.reduce(masks))
-        k = _block_columns(len(rows), block_size)
+        k = _block_columns(len(rows), block_size, self.backend.settings.query_block_bytes)
+        threads = {"threads": self.backend.numba_threads()} if method.threaded else {}
         for start, stop, _, scores in self.store.iter_gene_rows(rows, space=space, block_size=k, with_ranks=False):
             for j, v in enumerate(valid):
                 sel = np.flatnonzero(masks[j][rows])
                 vec = v.vector[rows[sel]]  # type: ignore[index]
-                res = method.score(vec, scores[sel], **options)
+                res = method.score(vec, scores[sel], **options, **threads)
                 for name, values in res.items():
                     if name in outputs:
                         outputs[name][start:stop, j] = values
@@ -490,6 +498,7 @@ class Engine:
                 self.store, scores, valid, metric=metric, space=space, options=_null_options(options),
                 n_random=fdr_params["fdr_null_size"], seed=fdr_params["fdr_seed"],
                 pooled=fdr_params["fdr_method"] == "random_query_pooled", nulls=self._fdr_nulls,
+                threads=self.backend.numba_threads(),
             )  # fmt: skip
         else:
             if self._null is None:
@@ -497,7 +506,7 @@ class Engine:
             if not self._null.any():
                 notes.append("fdr_q not computed: the store has no null signatures (is_null_sig / ctl_* pert types) for the cmap FDR method")
                 return None
-            out = cmap_fdr(ncs_values, self._null, names)
+            out = cmap_fdr(ncs_values, self._null, names, threads=self.backend.numba_threads())
         notes.extend(out.notes)
         return out
 
@@ -553,7 +562,7 @@ class Engine:
                 if note not in notes:
                     notes.append(note)
             sub = values if len(cols) == values.shape[1] else values[:, cols]
-            t = bg.tau(sub, rows, method=tau_method)
+            t = bg.tau(sub, rows, method=tau_method, **self._kernel_threads())
             if len(cols) == values.shape[1]:
                 out = t
             else:
@@ -756,9 +765,9 @@ def _pick(order: Mapping[int, int], rows: np.ndarray) -> slice | np.ndarray | No
     return idx
 
 
-def _block_columns(n_rows: int, block_size: int) -> int:
-    per_col = max(n_rows, 1) * 6
-    return int(max(256, min(block_size, _BLOCK_BYTES // per_col)))
+def _block_columns(n_rows: int, block_size: int, block_bytes: int = Settings.query_block_bytes) -> int:
+    per_col = max(n_rows, 1) * 6  # gathered rows per signature: ranks uint16 + scores float32
+    return int(max(256, min(block_size, block_bytes // per_col)))
 
 
 def _load_pcl(pcl: Any, store: Store) -> tuple[dict[str, tuple[str, ...]] | None, list[str]]:
@@ -780,17 +789,19 @@ def run_query(
     queries: Sequence[Query] | None = None,
     name: str = "query",
     pcl: Any = None,
+    backend: Backend | None = None,
     **options: Any,
 ) -> QueryResult:
     """Run one query (``up``/``down`` lists), several (dicts by name) or ``queries`` on ``store``.
 
-    Options are those of :meth:`Engine.run` (``metric``, ``space``, ``min_genes``, ...).
+    Options are those of :meth:`Engine.run` (``metric``, ``space``, ``min_genes``, ...);
+    ``backend`` as :class:`Engine`.
     """
     if queries is None:
         if up is None and down is None:
             raise QueryError("give up and/or down genes, or queries=")
         queries = as_queries(up, down, name=name)
-    return Engine(store, pcl=pcl).run(queries, **options)
+    return Engine(store, pcl=pcl, backend=backend).run(queries, **options)
 
 
 def connectivity_matrix(
@@ -805,6 +816,7 @@ def connectivity_matrix(
     symmetric: bool = True,
     min_genes: int = 1,
     progress: Progress | None = None,
+    backend: Backend | None = None,
 ) -> GCT:
     """All-vs-all connectivity (introspection): signatures as queries against signatures.
 
@@ -818,7 +830,7 @@ def connectivity_matrix(
     ids = list(st.sig_ids) if sig_ids is None else [str(s) for s in sig_ids]
     refs = ids if references is None else [str(s) for s in references]
     queries = signature_queries(st, ids, n_genes=n_genes, space=query_space)
-    engine = Engine(st)
+    engine = Engine(st, backend=backend)
     res = engine.run(
         queries,
         metric=metric,

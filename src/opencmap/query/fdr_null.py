@@ -109,16 +109,17 @@ def _nlog10(q: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- cmap
-def cmap_fdr(ncs_values: np.ndarray, is_null: np.ndarray, query_names: Sequence[str]) -> FdrOutcome:
+def cmap_fdr(ncs_values: np.ndarray, is_null: np.ndarray, query_names: Sequence[str], *, threads: int = 1) -> FdrOutcome:
     """cmapM q-values (unchanged) with the side diagnostics of :func:`~opencmap.kernels.fdr.fdr_gsea_sides`.
 
     Metrics: ``fdr_q``, ``fdr_q_nlog10`` and ``fdr_flag`` (per signature: the flag bits of the side
     its score falls on -- ``row_order_dependent`` only on the scores whose q can move with the row
-    order; 0 where the method has something to say, and for zero / NaN scores).
+    order; 0 where the method has something to say, and for zero / NaN scores). ``threads``: of
+    the q-value kernel (given by the backend).
     """
     from opencmap.kernels.fdr import FLAG_NAMES, FLAG_ORDER, fdr_gsea, fdr_gsea_sides, flag_names
 
-    q = np.asarray(fdr_gsea(ncs_values, is_null), dtype=np.float32)
+    q = np.asarray(fdr_gsea(ncs_values, is_null, threads=threads), dtype=np.float32)
     diag = fdr_gsea_sides(ncs_values, is_null)
     x = np.asarray(ncs_values)
     flags = np.zeros(x.shape, dtype=np.uint8)
@@ -440,11 +441,13 @@ def random_query_fdr(
     seed: int = DEFAULT_FDR_SEED,
     pooled: bool = False,
     nulls: dict[str, FdrNull] | None = None,
+    threads: int = 1,
 ) -> FdrOutcome:
     """Random-query nominal p-values and BH q-values of raw ``scores`` (S, Q) of validated ``queries``.
 
     Metrics: ``fdr_p`` (nominal p), ``fdr_q`` (BH across the signatures of each query) and
     ``fdr_q_nlog10``. ``nulls`` is an in-memory cache by key (an engine's, reused across runs).
+    ``threads``: of the p-value kernel (given by the backend).
     """
     from opencmap.kernels.fdr import bh, random_query_pooled_pvalues, random_query_pvalues
 
@@ -473,7 +476,7 @@ def random_query_fdr(
             p[:, cols] = random_query_pooled_pvalues(x[:, cols], null.counts, scale, nonzero, pool)
         else:
             assert null.values is not None
-            p[:, cols] = random_query_pvalues(x[:, cols], null.values, null.counts)
+            p[:, cols] = random_query_pvalues(x[:, cols], null.values, null.counts, threads=threads)
         for j in cols:
             per_query[queries[j].name] = {
                 "n_up": n_up,

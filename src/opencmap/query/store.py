@@ -68,6 +68,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from opencmap.backends.settings import Settings
 from opencmap.core.gct import GCT
 from opencmap.core.schema import parse_flags
 from opencmap.errors import IdNotFoundError, OpenCMapWarning, StoreError, ValidationError
@@ -103,11 +104,7 @@ Progress = Callable[[int, int], None]  # (done, total) signatures
 _SPACE_PREFERENCE = ("bing", "full", "aig", "lm")
 _MANIFEST = "manifest.json"
 _CHUNK = 1 << 24
-_SYNC_BYTES = 1 << 28  # build: write out and drop written pages every 256 MiB (bounded page cache) ...
-_RELEASE_FRACTION: float | None = None  # ... when a segment exceeds this share of RAM (None: never)
-_BUILD_MEMORY = 2 << 30  # build: buffer budget that sets the default block size
 _MAX_WRITE = 1 << 30  # largest single os.pwrite
-_RANDOM_ACCESS_FRACTION = 0.5  # stores whose gene-major data exceed this share of RAM: no read-around
 _WILLNEED_CHUNK = 128 << 10  # bytes per MADV_WILLNEED call (the kernel caps each call at its readahead window)
 
 
@@ -741,11 +738,14 @@ class _NpyOut:
             self.fd = -1
 
 
-def _auto_block_size(n_sigs: int, n_rows: int, space_sizes: Sequence[int], signature_major: bool) -> int:
+def _auto_block_size(
+    n_sigs: int, n_rows: int, space_sizes: Sequence[int], signature_major: bool, build_memory: int = Settings.build_memory
+) -> int:
     """Signatures per block so that the build's buffers (double-buffered input and outputs) fit
-    :data:`_BUILD_MEMORY`; larger blocks mean longer contiguous extents in the gene-major files."""
+    ``build_memory`` (:attr:`Settings.build_memory`); larger blocks mean longer contiguous extents
+    in the gene-major files."""
     per_sig = 2 * 4 * n_rows + sum(2 * g * (10 if signature_major else 6) for g in space_sizes)
-    k = max(_BUILD_MEMORY // max(per_sig, 1), 256)
+    k = max(build_memory // max(per_sig, 1), 256)
     k = min(k, max(256, -(-n_sigs // 4)))  # at least ~4 blocks: reading, ranking and writing overlap
     return int(max(1, min(k, 65536, n_sigs)))
 
@@ -759,6 +759,7 @@ def _write_segment(
     block_size: int | None,
     signature_major: bool,
     progress: Progress | None,
+    settings: Settings,
 ) -> dict[str, Any]:
     """Write one segment (all columns of ``source``) into ``seg_dir``; return its manifest entry.
 
@@ -766,11 +767,12 @@ def _write_segment(
     (signature-major, contiguous in GCTX) while the fused kernel ranks block ``b`` and transposes
     it into gene-major buffers, and a writer thread writes block ``b - 1``: one contiguous extent
     per gene row (``block_size`` values) with ``os.pwrite``; writeback is the kernel's (optionally,
-    :data:`_RELEASE_FRACTION`, written pages are written out and dropped every :data:`_SYNC_BYTES`);
+    :attr:`Settings.build_release_fraction`, written pages are written out and dropped every
+    :attr:`Settings.build_sync_bytes`);
     every file is made durable (``fdatasync``) before the manifest refers to it.
     """
     n_sigs = len(source.cids)
-    k = block_size or _auto_block_size(n_sigs, source.n_rows, [len(r) for r in space_rows.values()], signature_major)
+    k = block_size or _auto_block_size(n_sigs, source.n_rows, [len(r) for r in space_rows.values()], signature_major, settings.build_memory)
     k = max(1, min(k, max(n_sigs, 1)))
     cols = {name: np.asarray(rows, dtype=np.int64) for name, rows in space_rows.items()}
     seg_dir.mkdir(parents=True, exist_ok=False)
@@ -787,7 +789,7 @@ def _write_segment(
                 outs[name]["scores_by_sig"] = _NpyOut(seg_dir / name / "scores_by_sig.npy", (n_sigs, g), np.float32)
         blocks = [(lo, min(lo + k, n_sigs)) for lo in range(0, n_sigs, k)]
         if blocks:
-            _run_blocks(source, blocks, k, cols, outs, signature_major, progress)
+            _run_blocks(source, blocks, k, cols, outs, signature_major, progress, settings)
     finally:
         for out in outs.values():
             for f in out.values():
@@ -880,6 +882,7 @@ def _run_blocks(
     outs: Mapping[str, Mapping[str, _NpyOut]],
     signature_major: bool,
     progress: Progress | None,
+    settings: Settings,
 ) -> None:
     """The read -> rank/transpose -> write pipeline of :func:`_write_segment`."""
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -904,9 +907,10 @@ def _run_blocks(
     memory = _physical_memory()
     # Positioned writes of long extents are left to the kernel's writeback (measured fastest, also
     # for a 29 GB store on 24 GB RAM: dirty pages are throttled, clean ones reclaimed -- unlike
-    # memory-mapped scatter); _RELEASE_FRACTION opts in to writing out and dropping pages as we go.
-    release = _RELEASE_FRACTION is not None and (not memory or total > _RELEASE_FRACTION * memory)
-    release_every = _SYNC_BYTES if release else None
+    # memory-mapped scatter); build_release_fraction opts in to writing out and dropping pages as we go.
+    fraction = settings.build_release_fraction
+    release = fraction is not None and (not memory or total > fraction * memory)
+    release_every = settings.build_sync_bytes if release else None
 
     def write(b: int) -> None:
         lo, hi = blocks[b]
@@ -968,6 +972,7 @@ def build_store(
     columns: np.ndarray | None = None,
     provenance: Mapping[str, Any] | None = None,
     on_plan: Callable[[dict[str, Any]], None] | None = None,
+    settings: Settings | None = None,
 ) -> Store:
     """Build a reference store at ``dest`` from Level 5 signatures (genes x signatures).
 
@@ -1065,6 +1070,7 @@ def build_store(
             block_size=block_size,
             signature_major=signature_major,
             progress=progress,
+            settings=settings or Settings(),
         )
         manifest = {
             "format": STORE_FORMAT,
@@ -1093,7 +1099,7 @@ def build_store(
             raise _disk_full(exc, f"building the store {dest}", dest) from exc  # type: ignore[arg-type]
         raise
     log.info("built store %s: %d signatures, spaces %s", dest, manifest["n_signatures"], sorted(chosen))
-    return Store(dest)
+    return Store(dest, settings=settings)
 
 
 def _switch_into(tmp: Path, dest: Path) -> None:
@@ -1156,6 +1162,7 @@ def append_store(
     keep_backgrounds: bool = False,
     progress: Progress | None = None,
     columns: np.ndarray | None = None,
+    settings: Settings | None = None,
 ) -> Store:
     """Add signatures to an existing store as a new segment (no rebuild of existing data).
 
@@ -1167,7 +1174,7 @@ def append_store(
     appended signatures, which get no tau (NaN). Either way, rebuild them with
     :func:`opencmap.query.background.build_background` (``opencmap store background``).
     """
-    store = Store(path)
+    store = Store(path, settings=settings)
     block_size = _check_block_size(block_size)
     source = _SignatureSource(signatures, columns)
     info = _resolve_sig_info(source, _load_table(sig_info))
@@ -1187,7 +1194,7 @@ def append_store(
             )
         space_rows[name] = rows
     with store_writer(store.path):
-        store = Store(store.path)  # as the lock found it
+        store = Store(store.path, settings=settings)  # as the lock found it
         try:
             return _append_locked(store, source, info, space_rows, block_size, keep_backgrounds, progress)
         except BaseException as exc:
@@ -1219,6 +1226,7 @@ def _append_locked(
             block_size=block_size,
             signature_major=bool(manifest.get("signature_major", True)),
             progress=progress,
+            settings=store.settings,
         )
         final = seg_root / seg_name
         if final.exists():  # left over from an interrupted append that never reached the manifest
@@ -1249,7 +1257,7 @@ def _append_locked(
             "signatures; those get no tau); rebuild them with `opencmap store background`",
             seg["n_signatures"], store.path, sorted(backgrounds), max(e["appended_since_built"] for e in backgrounds.values()),
         )
-    return Store(store.path)
+    return Store(store.path, settings=store.settings)
 
 
 def _next_segment_name(manifest: Mapping[str, Any]) -> str:
@@ -1258,7 +1266,7 @@ def _next_segment_name(manifest: Mapping[str, Any]) -> str:
     return f"seg-{max(used, default=-1) + 1:05d}"
 
 
-def compact_store(path: str | os.PathLike[str], *, progress: Progress | None = None) -> Store:
+def compact_store(path: str | os.PathLike[str], *, progress: Progress | None = None, settings: Settings | None = None) -> Store:
     """Merge all segments of a store into one (after appends), in bounded memory.
 
     Gene-major files are merged band of genes by band (each band's rows are contiguous in every
@@ -1266,11 +1274,11 @@ def compact_store(path: str | os.PathLike[str], *, progress: Progress | None = N
     next to the old ones and committed by the manifest; the old segments are deleted afterwards.
     Data, order, checksummed content and tau backgrounds (with their staleness) are unchanged.
     """
-    store = Store(path)
+    store = Store(path, settings=settings)
     if len(store.manifest["segments"]) <= 1:
         return store
     with store_writer(store.path):
-        store = Store(store.path)
+        store = Store(store.path, settings=settings)
         if len(store.manifest["segments"]) <= 1:
             return store
         try:
@@ -1311,7 +1319,7 @@ def _compact_locked(store: Store, progress: Progress | None) -> Store:
                 out = _NpyOut(out_dir / name / f"{kind}.npy", shape, dtype.type)
                 try:
                     if gene_major:
-                        band = max(1, _BUILD_MEMORY // 2 // max(n * dtype.itemsize, 1))
+                        band = max(1, store.settings.build_memory // 2 // max(n * dtype.itemsize, 1))
                         buf = np.empty((min(band, sp.n_features), n), dtype=dtype)
                         for r0 in range(0, sp.n_features, band):
                             r1 = min(r0 + band, sp.n_features)
@@ -1319,7 +1327,7 @@ def _compact_locked(store: Store, progress: Progress | None) -> Store:
                                 buf[: r1 - r0, seg.offset : seg.offset + seg.n] = part[r0:r1]
                             _pwrite_all(out.fd, buf[: r1 - r0], out.offset + r0 * n * dtype.itemsize)
                     else:
-                        step = max(1, _BUILD_MEMORY // 2 // max(sp.n_features * dtype.itemsize, 1))
+                        step = max(1, store.settings.build_memory // 2 // max(sp.n_features * dtype.itemsize, 1))
                         for seg, part in zip(store._segments, parts, strict=True):
                             for lo in range(0, seg.n, step):
                                 hi = min(lo + step, seg.n)
@@ -1343,7 +1351,7 @@ def _compact_locked(store: Store, progress: Progress | None) -> Store:
     for name in old:
         shutil.rmtree(seg_root / name, ignore_errors=True)
     log.info("compacted %s: %d segments -> 1 (%d signatures)", store.path, len(old), n)
-    return Store(store.path)
+    return Store(store.path, settings=store.settings)
 
 
 def open_store(path: str | os.PathLike[str]) -> Store:
@@ -1514,7 +1522,9 @@ class Store:
     default_space : str
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], *, settings: Settings | None = None):
+        #: tuning of reads and of builds on this store (:class:`opencmap.backends.Settings`)
+        self.settings = settings or Settings()
         self.path = Path(path)
         if not self.path.is_dir():
             raise StoreError(f"no reference store at {self.path} (build one with `opencmap store build`)")
@@ -1546,7 +1556,7 @@ class Store:
         memory = _physical_memory()
         #: True when the gene-major data exceed half the RAM: page faults read no more than asked,
         #: and readers should call :meth:`prefetch` ahead of each block
-        self.random_access = bool(memory) and gene_major > _RANDOM_ACCESS_FRACTION * memory
+        self.random_access = bool(memory) and gene_major > self.settings.random_access_fraction * memory
         for s in self._segments:
             s.random_access = self.random_access
         if offset != int(m["n_signatures"]):

@@ -125,8 +125,9 @@ class SummaryPlan:
         levels["pcl_summary"] = _Level(index, "pert_summary", *_flatten(groups))
         return cls(levels)
 
-    def apply(self, ncs: np.ndarray) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
-        """maxq summaries of ``ncs`` (S, Q) (or (S,)) at every level of the plan (float32)."""
+    def apply(self, ncs: np.ndarray, **threads: int) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+        """maxq summaries of ``ncs`` (S, Q) (or (S,)) at every level of the plan (float32);
+        ``threads``: ``threads=`` / ``parallel_min=`` of the kernel (given by the backend)."""
         from opencmap.kernels.summarise import group_maxq_layout
 
         values = {"sig": np.asarray(ncs, dtype=np.float32)}
@@ -135,7 +136,7 @@ class SummaryPlan:
         out: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
         for name, lv in self.levels.items():
             src = values[lv.source]
-            agg = group_maxq_layout(src, lv.layout, min_members=lv.min_members, out_dtype=np.float32)
+            agg = group_maxq_layout(src, lv.layout, min_members=lv.min_members, out_dtype=np.float32, **threads)
             values[name] = agg
             out[name] = (lv.index, agg)
         return out

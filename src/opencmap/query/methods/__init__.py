@@ -40,6 +40,8 @@ class Method:
     ``score(vector (g,), scores (g, k), **params) -> {...}``. The first output is the score.
     ``finalize(outputs {name: (S, Q)}, **params)`` post-processes across all signatures.
     ``connectivity`` says whether NCS / FDR / tau / summaries apply (WTCS-like scores in [-1, 1]).
+    ``threaded``: ``score`` also takes ``threads=`` (its kernel's thread count, given by the
+    backend, :mod:`opencmap.backends`).
     """
 
     name: str
@@ -51,6 +53,7 @@ class Method:
     connectivity: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)
     finalize: Callable[..., dict[str, np.ndarray]] | None = None
+    threaded: bool = False
 
     def options(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """``self.params`` updated with ``given``; unknown names raise :class:`ConfigError`."""

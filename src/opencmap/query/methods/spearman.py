@@ -10,8 +10,8 @@ from opencmap.query.methods import Method
 __all__ = ["METHOD"]
 
 
-def _score(vector: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
-    return {"score": _k.spearman(vector, scores)}
+def _score(vector: np.ndarray, scores: np.ndarray, *, threads: int = 1) -> dict[str, np.ndarray]:
+    return {"score": _k.spearman(vector, scores, threads=threads)}
 
 
 METHOD = Method(
@@ -21,4 +21,5 @@ METHOD = Method(
     kind="vector",
     outputs=("score",),
     score=_score,
+    threaded=True,
 )

@@ -1,0 +1,43 @@
+"""Where work runs: the backend seam between opencmap's steps and the machines that run them.
+
+The engine (queries, backgrounds), the store build and the pipeline never decide themselves how
+many threads a kernel uses, how large a block is or where a block runs: they ask a backend.
+
+* :class:`Settings` -- threads, memory budgets, block sizes and the kernels' tuning thresholds,
+  a frozen object passed in explicitly (defaults: the values opencmap has always used). No
+  setting changes a result.
+* :class:`Backend` -- the protocol. :class:`LocalBackend` (the default, :func:`default_backend`)
+  runs everything in this process exactly as before: blocks one after another, numba kernels
+  multi-threaded from the main thread only, the WTCS kernel's work units on one thread pool.
+
+What another backend (e.g. ``dask.distributed``) must implement
+---------------------------------------------------------------
+``settings``
+    A :class:`Settings`; the block sizes and budgets apply per worker.
+``numba_threads()`` / ``pool_threads()``
+    The thread count of a kernel launched now in this process (numba ``prange`` kernels / kernels
+    split over :meth:`Backend.executor`). A distributed backend gives the driver's local count;
+    its workers run tasks with the settings they are sent.
+``executor()``
+    A :class:`concurrent.futures.Executor` for shared-memory work units *inside* one block (the
+    WTCS kernel writes into one output array); it stays local.
+``map_blocks(kernel, tasks)``
+    Run ``kernel(task)`` for every :class:`BlockTask`, yielding the results **in task order**
+    (a reduction is written as chunk → combine → aggregate by its caller, so the order of
+    completion never changes a result). A failed task is retried or raises; it never yields a
+    partial result.
+
+What a task must be
+-------------------
+A :class:`BlockTask`: the store path (on a filesystem the workers share), block bounds
+(signature positions ``start:stop``, or replicate sets ``start:stop`` of a pipeline plan) and
+picklable parameters. The kernel is a module-level function (pickled by reference) that opens
+the store read-only, computes its block with pure kernels (:mod:`opencmap.kernels`) and returns
+arrays; it writes nothing the driver does not commit.
+"""
+
+from opencmap.backends.base import Backend, BlockTask, block_bounds
+from opencmap.backends.local import LocalBackend, default_backend, resolve_backend
+from opencmap.backends.settings import Settings
+
+__all__ = ["Backend", "BlockTask", "LocalBackend", "Settings", "block_bounds", "default_backend", "resolve_backend"]
