@@ -19,10 +19,12 @@ metric; without one, tau stays NaN for that query with a note. Undefined scores 
 set weights 0) stay NaN through NCS, FDR, tau and summaries. ``result.provenance`` records per
 query the tail and the tau background used (kind, size, match, staleness).
 
-Everything that depends only on the store is computed once per engine and reused by every query:
-NCS groups, the reference rows in group order, null flags, the summary levels' group index arrays,
-and each level's background rows (read in place from the memory-mapped store when aligned). The
-post-processing kernels are compiled and handle all query columns of a batch in one call.
+Everything that depends only on the store is computed once per store generation, in its shared
+:class:`~opencmap.query.reference.ReferenceIndex`, and reused by every engine and query: NCS
+groups, the reference rows in group order, null flags, the summary levels' group index arrays,
+the gene lookup and each level's background rows (read in place from the memory-mapped store
+when aligned). The post-processing kernels are compiled and handle all query columns of a batch
+in one call.
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ from opencmap.errors import (
 from opencmap.query.genesets import (
     DEFAULT_MAX_GENES,
     DEFAULT_MIN_GENES,
-    GeneLookup,
     Query,
     ValidatedQuery,
     as_queries,
@@ -57,6 +58,7 @@ from opencmap.query.genesets import (
     validate_query,
 )
 from opencmap.query.methods import Method, SetBlock, get_method
+from opencmap.query.reference import ReferenceIndex, ncs_groups, null_mask, reference_mask
 from opencmap.query.result import LevelResult, QueryResult
 from opencmap.query.store import Store
 from opencmap.query.summaries import SummaryPlan
@@ -74,54 +76,6 @@ _FUSED_ES = {"wtcs": True, "cs": False}
 # bytes of per-block ES + leading-edge outputs (float64, every set) in the fused path
 _ES_BLOCK_BYTES = 32 << 20
 _TILE_MIN = 1024
-
-
-# ---------------------------------------------------------------------------------- signature roles
-def _column(info: pd.DataFrame, *names: str) -> pd.Series | None:
-    for n in names:
-        if n in info.columns:
-            return info[n]
-    return None
-
-
-def _flag(series: pd.Series) -> np.ndarray:
-    values = pd.to_numeric(series.astype(object), errors="coerce").fillna(0).to_numpy()
-    return values.astype(float) == 1
-
-
-def ncs_groups(sig_info: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
-    """GUTC NCS groups: ``pert_type x cell_id`` with ``trt_poscon``/``ctl_vehicle`` -> ``trt_cp``.
-
-    Returns int codes (S,) and the group labels. Missing columns form one group.
-    """
-    ptype = _column(sig_info, "pert_type")
-    cell = _column(sig_info, "cell_id", "cell_iname")
-    n = len(sig_info)
-    pt = np.full(n, "", dtype=object) if ptype is None else ptype.astype(str).replace({"trt_poscon": "trt_cp", "ctl_vehicle": "trt_cp"}).to_numpy(dtype=object)
-    ce = np.full(n, "", dtype=object) if cell is None else cell.astype(str).to_numpy(dtype=object)
-    labels = pd.Index(pd.Series(pt) + ":" + pd.Series(ce), dtype=object)
-    codes, uniques = pd.factorize(labels)
-    return codes.astype(np.int64), pd.Index(uniques, dtype=object)
-
-
-def reference_mask(sig_info: pd.DataFrame) -> np.ndarray:
-    """NCS reference signatures: ``is_ncs_sig`` or ``is_touchstone`` if present, else all."""
-    col = _column(sig_info, "is_ncs_sig", "is_touchstone")
-    if col is None:
-        return np.ones(len(sig_info), dtype=bool)
-    mask = _flag(col)
-    return mask if mask.any() else np.ones(len(sig_info), dtype=bool)
-
-
-def null_mask(sig_info: pd.DataFrame) -> np.ndarray:
-    """Null signatures for FDR: ``is_null_sig`` if present, else control pert types (``ctl_*``)."""
-    col = _column(sig_info, "is_null_sig")
-    if col is not None:
-        return _flag(col)
-    ptype = _column(sig_info, "pert_type")
-    if ptype is None:
-        return np.zeros(len(sig_info), dtype=bool)
-    return ptype.astype(str).str.startswith("ctl_").to_numpy(dtype=bool)
 
 
 # ---------------------------------------------------------------------------------- engine
@@ -143,15 +97,16 @@ class Engine:
     def __init__(self, store: Store | str, *, pcl: Any = None):
         self.store = store if isinstance(store, Store) else Store(store)
         self.pcl, self.pcl_notes = _load_pcl(pcl if pcl is not None else self.store.pcl, self.store)
-        self._groups: tuple[np.ndarray, pd.Index] | None = None
-        self._lookup: GeneLookup | None = None
-        self._is_ref: np.ndarray | None = None
-        self._ref_order: np.ndarray | None = None
-        self._fallback_keys: list[np.ndarray] = []
-        self._plan: SummaryPlan | None = None
-        self._null: np.ndarray | None = None
-        self._backgrounds: dict[tuple[str, str], tuple[Any, np.ndarray | None]] = {}
-        self._fdr_nulls: dict[str, Any] = {}  # random-query FDR nulls by key (fdr_null.py)
+        self._index: ReferenceIndex | None = None
+
+    @property
+    def index(self) -> ReferenceIndex:
+        """The shared :class:`~opencmap.query.reference.ReferenceIndex` of the store's current
+        generation and the engine's PCLs (a new one when the store's manifest changed)."""
+        index = self._index
+        if index is None or index.manifest is not self.store.manifest:
+            index = self._index = ReferenceIndex.of(self.store, self.pcl)
+        return index
 
     # ------------------------------------------------------------------ public
     def run(
@@ -313,45 +268,19 @@ class Engine:
         )
 
     def normalise(self, scores: np.ndarray, *, mode: str = "gutc") -> np.ndarray:
-        """NCS (S, Q) of raw connectivity scores (S, Q) with the store's groups and references.
-
-        Groups without reference signatures borrow (GUTC) from groups of the same pert_type,
-        then the same cell line, then all groups. NaN scores (undefined) give NaN in every mode
-        (``cmap`` mode's NaN -> 0 applies only to scores that are defined).
-        """
-        from opencmap.kernels.ncs import ncs as ncs_kernel
-        from opencmap.kernels.ncs import reference_order
-
-        codes, labels = self.groups
-        if self._is_ref is None:
-            self._is_ref = reference_mask(self.store.sig_info)
-            self._ref_order = reference_order(codes, self._is_ref)
-            parts = pd.Series(list(labels), dtype=object).str.split(":", n=1)
-            self._fallback_keys = [pd.factorize(parts.str[i])[0].astype(np.int64) for i in (0, 1)]
-        options: dict[str, Any] = {"mode": mode, "ref_order": self._ref_order}
-        if mode == "gutc":
-            options["fallback_keys"] = self._fallback_keys
-        out = np.asarray(ncs_kernel(scores, codes, self._is_ref, **options), dtype=np.float32)
-        if mode == "cmap":
-            # sig_queryl1k sets NaN NCS to 0; an undefined score (NaN WTCS) stays undefined here
-            undefined = np.isnan(scores)
-            if undefined.any():
-                out[undefined] = np.nan
-        return out
+        """NCS (S, Q) of raw connectivity scores (S, Q) with the store's groups and references
+        (:meth:`ReferenceIndex.normalise <opencmap.query.reference.ReferenceIndex.normalise>`)."""
+        return self.index.normalise(scores, mode=mode)
 
     @property
     def groups(self) -> tuple[np.ndarray, pd.Index]:
-        """NCS group codes of the store's signatures and their labels (cached)."""
-        if self._groups is None:
-            self._groups = ncs_groups(self.store.sig_info)
-        return self._groups
+        """NCS group codes of the store's signatures and their labels (from the reference index)."""
+        return self.index.groups
 
     @property
     def summary_plan(self) -> SummaryPlan:
-        """Summary levels of the store's signatures (and the engine's PCLs), built once."""
-        if self._plan is None:
-            self._plan = SummaryPlan.build(self.store.sig_info, pcl=self.pcl)
-        return self._plan
+        """Summary levels of the store's signatures (and the engine's PCLs), from the reference index."""
+        return self.index.summary_plan
 
     # ------------------------------------------------------------------ steps
     def _validate(
@@ -366,9 +295,7 @@ class Engine:
                 want = "a numeric vector" if method.kind == "vector" else "up/down gene sets"
                 raise QueryError(f"metric {method.name!r} needs {want}; query {q.name!r} is not")
             try:
-                if self._lookup is None:
-                    self._lookup = GeneLookup(self.store.genes)
-                v = validate_query(q, sp, self._lookup, min_genes=min_genes, max_genes=max_genes, warn=True)
+                v = validate_query(q, sp, self.index.lookup, min_genes=min_genes, max_genes=max_genes, warn=True)
             except GeneSetError as exc:
                 if on_invalid == "raise":
                     raise
@@ -513,28 +440,33 @@ class Engine:
             out = random_query_fdr(
                 self.store, scores, valid, metric=metric, space=space, options=_null_options(options),
                 n_random=fdr_params["fdr_null_size"], seed=fdr_params["fdr_seed"],
-                pooled=fdr_params["fdr_method"] == "random_query_pooled", nulls=self._fdr_nulls,
+                pooled=fdr_params["fdr_method"] == "random_query_pooled", nulls=self.index.memo("fdr_nulls", dict),
             )  # fmt: skip
         else:
-            if self._null is None:
-                self._null = null_mask(self.store.sig_info)
-            if not self._null.any():
+            null = self.index.null
+            if not null.any():
                 notes.append("fdr_q not computed: the store has no null signatures (is_null_sig / ctl_* pert types) for the cmap FDR method")
                 return None
-            out = cmap_fdr(ncs_values, self._null, names)
+            out = cmap_fdr(ncs_values, null, names)
         notes.extend(out.notes)
         return out
 
     def _background(self, level: str, tail: str, index: pd.DataFrame | None) -> tuple[Any, np.ndarray | None]:
-        """The store's background of ``level`` and ``tail`` and the level's rows in it (cached)."""
+        """The store's background of ``level`` and ``tail`` and the level's rows in it (kept in the
+        reference index, aligned once)."""
         from opencmap.query.background import load_background
 
-        key = (level, tail)
-        if key not in self._backgrounds:
-            bg = load_background(self.store, level, tail)
-            rows = None if bg is None else bg.keys_for(self.store.sig_info if index is None else index)
-            self._backgrounds[key] = (bg, rows)
-        return self._backgrounds[key]
+        ref = self.index
+
+        def build() -> tuple[Any, np.ndarray | None]:
+            bg = load_background(ref.store, level, tail)
+            if bg is None:
+                return None, None
+            rows = bg.keys_for(ref.store.sig_info if index is None else index)
+            bg.aligned(rows)  # the level's background rows, picked once
+            return bg, rows
+
+        return ref.memo(("background", level, tail), build)
 
     def _tau(
         self,
