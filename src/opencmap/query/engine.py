@@ -1,8 +1,9 @@
 """The query engine: validate queries, score every store signature, then NCS, FDR, tau, summaries.
 
-One runner for every method (:mod:`opencmap.query.methods`): it reads from the store only the
-rows a batch of queries needs (the union of their genes, gene-major, in blocks of signatures so
-memory stays bounded), hands each query its rows, and applies the shared post-processing once::
+One runner for every method (:mod:`opencmap.query.methods`, :func:`opencmap.query.runner.run_blocks`):
+it reads from the store only the rows a batch of queries needs (the way the method's access
+pattern says, in blocks of signatures so memory stays bounded), hands each query its rows, and
+the engine applies the shared post-processing once::
 
     engine = Engine(store)                       # or run_query(store, up=..., down=...)
     result = engine.run(queries, metric="wtcs")  # -> QueryResult
@@ -57,9 +58,10 @@ from opencmap.query.genesets import (
     signature_queries,
     validate_query,
 )
-from opencmap.query.methods import Method, SetBlock, get_method
+from opencmap.query.methods import Method, get_method
 from opencmap.query.reference import ReferenceIndex, ncs_groups, null_mask, reference_mask
 from opencmap.query.result import LevelResult, QueryResult
+from opencmap.query.runner import DEFAULT_BLOCK_SIZE, run_blocks
 from opencmap.query.store import Store
 from opencmap.query.summaries import SummaryPlan
 
@@ -69,13 +71,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
-# bytes of gathered rows per block of signatures (ranks uint16 + scores float32)
-_BLOCK_BYTES = 48 << 20
-# gene-set methods scored by the fused ES kernel straight from the store -> weighted?
-_FUSED_ES = {"wtcs": True, "cs": False}
-# bytes of per-block ES + leading-edge outputs (float64, every set) in the fused path
-_ES_BLOCK_BYTES = 32 << 20
-_TILE_MIN = 1024
 
 
 # ---------------------------------------------------------------------------------- engine
@@ -127,7 +122,7 @@ class Engine:
         fdr_seed: int | None = None,
         ncs_mode: str = "gutc",
         summaries: bool = True,
-        block_size: int = 65536,
+        block_size: int = DEFAULT_BLOCK_SIZE,
         progress: Progress | None = None,
         require_levels: Sequence[str] | None = None,
         **method_options: Any,
@@ -209,10 +204,7 @@ class Engine:
             options["es_tail"] = tails[0] if len(set(tails)) == 1 else "per query"
         provenance: dict[str, Any] = {"queries": [_tail_provenance(t, method.name) for t in tails]}
         _note_one_sided(valid, tails, explicit_tail, notes)
-        if method.kind == "geneset":
-            raw = self._score_genesets(valid, method, options, sp.name, sp.n_features, block_size, progress, tails=tails)
-        else:
-            raw = self._score_vectors(valid, method, options, sp.name, block_size, progress)
+        raw = self._score(valid, method, options, sp.name, sp.n_features, block_size, progress, tails=tails)
         if method.finalize is not None:
             raw = method.finalize(raw, **options)
         metrics: dict[str, np.ndarray] = {method.name: raw.pop("score"), **raw}
@@ -310,7 +302,7 @@ class Engine:
             raise QueryError("no valid query left to run")
         return valid
 
-    def _score_genesets(
+    def _score(
         self,
         valid: list[ValidatedQuery],
         method: Method,
@@ -322,103 +314,10 @@ class Engine:
         *,
         tails: Sequence[str | None] = (),
     ) -> dict[str, np.ndarray]:
-        if method.name in _FUSED_ES:
-            return self._score_enrichment(valid, method, options, space, n_features, block_size, progress, tails=tails)
-        # union of rows, ordered query by query so a lone query reads its rows as two slices
-        order: dict[int, int] = {}
-        for v in valid:
-            for r in (*v.up_rows.tolist(), *v.down_rows.tolist()):
-                order.setdefault(int(r), len(order))
-        union = np.fromiter(order, dtype=np.intp, count=len(order))
-        picks: list[tuple[Any, Any]] = []
-        for v in valid:
-            picks.append((_pick(order, v.up_rows), _pick(order, v.down_rows)))
-        n_sig = self.store.n_signatures
-        outputs = {name: np.full((n_sig, len(valid)), np.nan, dtype=np.float32) for name in method.outputs}
-        k = _block_columns(len(union), block_size)
-        for start, stop, ranks, scores in self.store.iter_gene_rows(union, space=space, block_size=k):
-            assert ranks is not None
-            for j, (pu, pd_) in enumerate(picks):
-                up = None if pu is None else SetBlock(ranks[pu], scores[pu])
-                dn = None if pd_ is None else SetBlock(ranks[pd_], scores[pd_])
-                res = method.score(up, dn, n_features=n_features, **options)
-                for name, values in res.items():
-                    if name in outputs:
-                        outputs[name][start:stop, j] = values
-            if progress is not None:
-                progress(stop, n_sig)
-        return {name: arr for name, arr in outputs.items() if not np.isnan(arr).all() or name == "score"}
-
-    def _score_enrichment(
-        self,
-        valid: list[ValidatedQuery],
-        method: Method,
-        options: Mapping[str, Any],
-        space: str,
-        n_features: int,
-        block_size: int,
-        progress: Progress | None,
-        *,
-        tails: Sequence[str | None] = (),
-    ) -> dict[str, np.ndarray]:
-        """WTCS / CS with the fused kernel: every up and down set of every query in one pass,
-        read in place from the memory-mapped gene-major store (no gathered copies). Query ``j``
-        is combined on ``tails[j]`` (default: the tail its sets give)."""
-        from opencmap.kernels.wtcs import combine_tails, set_enrichment_scores
-
-        weighted = _FUSED_ES[method.name]
-        if not tails:
-            tails = _query_tails(valid, method, options.get("es_tail"))
-        sets = [rows for v in valid for rows in (v.up_rows, v.down_rows)]
-        rows = np.concatenate([np.asarray(r, dtype=np.int64) for r in sets])
-        bounds = np.concatenate([[0], np.cumsum([len(r) for r in sets])]).astype(np.int64)
-        n_sig = self.store.n_signatures
-        outputs = {name: np.full((n_sig, len(valid)), np.nan, dtype=np.float32) for name in method.outputs}
-        # ES / leading edge of every set for a block of signatures: bounded memory
-        k = int(max(_TILE_MIN, min(block_size, _ES_BLOCK_BYTES // (16 * len(sets)))))
-        es = np.empty((len(sets), k), dtype=np.float64)
-        leadf = np.empty_like(es)
-        # a store larger than RAM faults in exactly the pages asked for (Store.random_access):
-        # iter_blocks asks for the next block's rows while the kernel computes this one
-        for start, stop, r_mm, s_mm, lo, hi in self.store.iter_blocks(rows, space=space, block_size=k, with_scores=weighted):
-            e, lf = es[:, : hi - lo], leadf[:, : hi - lo]
-            set_enrichment_scores(r_mm, s_mm, rows, bounds, n_features, weighted=weighted, columns=(lo, hi), out=(e, lf))
-            for j, v in enumerate(valid):
-                up = e[2 * j] if len(v.up_rows) else None
-                dn = e[2 * j + 1] if len(v.down_rows) else None
-                outputs["score"][start:stop, j] = combine_tails(up, dn, tails[j] or "both")
-                for name, idx, on in (("es_up", 2 * j, up), ("leadf_up", 2 * j, up), ("es_dn", 2 * j + 1, dn), ("leadf_dn", 2 * j + 1, dn)):
-                    if on is not None and name in outputs:
-                        outputs[name][start:stop, j] = (e if name.startswith("es") else lf)[idx]
-            if progress is not None:
-                progress(stop, n_sig)
-        return {name: arr for name, arr in outputs.items() if not np.isnan(arr).all() or name == "score"}
-
-    def _score_vectors(
-        self,
-        valid: list[ValidatedQuery],
-        method: Method,
-        options: Mapping[str, Any],
-        space: str,
-        block_size: int,
-        progress: Progress | None,
-    ) -> dict[str, np.ndarray]:
-        n_sig = self.store.n_signatures
-        outputs = {name: np.full((n_sig, len(valid)), np.nan, dtype=np.float32) for name in method.outputs}
-        masks = [np.isfinite(v.vector) for v in valid]  # type: ignore[arg-type]
-        rows = np.flatnonzero(np.logical_or.reduce(masks))
-        k = _block_columns(len(rows), block_size)
-        for start, stop, _, scores in self.store.iter_gene_rows(rows, space=space, block_size=k, with_ranks=False):
-            for j, v in enumerate(valid):
-                sel = np.flatnonzero(masks[j][rows])
-                vec = v.vector[rows[sel]]  # type: ignore[index]
-                res = method.score(vec, scores[sel], **options)
-                for name, values in res.items():
-                    if name in outputs:
-                        outputs[name][start:stop, j] = values
-            if progress is not None:
-                progress(stop, n_sig)
-        return outputs
+        """Raw outputs (S, Q) of ``method`` from the block runner (:func:`opencmap.query.runner.run_blocks`)."""
+        return run_blocks(
+            self.store, method, valid, options, space=space, n_features=n_features, tails=tails, block_size=block_size, progress=progress
+        )
 
     def _fdr(
         self,
@@ -550,13 +449,18 @@ def _query_tails(valid: Sequence[ValidatedQuery], method: Method, explicit: str 
     return tails
 
 
+def _fused(metric: str) -> bool:
+    """Whether ``metric`` is scored by a fused set walk of ES (WTCS, CS)."""
+    return get_method(metric).access == "fused_sets"
+
+
 _TAIL_SCORE = {"both": "wtcs: (ES_up - ES_dn)/2, 0 if same sign", "up": "ES_up", "down": "-ES_dn"}
 
 
 def _tail_provenance(tail: str | None, metric: str) -> dict[str, Any]:
     if tail is None:
         return {}
-    score = _TAIL_SCORE[tail] if metric in _FUSED_ES else None
+    score = _TAIL_SCORE[tail] if _fused(metric) else None
     return {"tail": tail, **({"score": score.replace("wtcs", metric)} if score else {})}
 
 
@@ -594,7 +498,7 @@ def _note_undefined(
     if not hit:
         return
     shown = ", ".join(f"{name}: {n}" for name, n in hit[:5]) + (" ..." if len(hit) > 5 else "")
-    why = " (every set gene of those signatures has weight 0, or no set gene is present), as cmapM" if metric in _FUSED_ES else ""
+    why = " (every set gene of those signatures has weight 0, or no set gene is present), as cmapM" if _fused(metric) else ""
     note = f"{metric} is undefined (NaN) for some signatures ({shown}){why}; NCS, tau, FDR and summaries skip them"
     notes.append(note)
     warnings.warn(note, UndefinedScoreWarning, stacklevel=3)
@@ -701,20 +605,6 @@ def _fdr_params(method: str | None, null_size: int | None, seed: int | None) -> 
     if n < 1:
         raise ConfigError(f"fdr_null_size must be >= 1, got {null_size}")
     return {"fdr_method": method, "fdr_null_size": n, "fdr_seed": DEFAULT_FDR_SEED if seed is None else int(seed)}
-
-
-def _pick(order: Mapping[int, int], rows: np.ndarray) -> slice | np.ndarray | None:
-    if len(rows) == 0:
-        return None
-    idx = np.fromiter((order[int(r)] for r in rows), dtype=np.intp, count=len(rows))
-    if np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
-        return slice(int(idx[0]), int(idx[0]) + len(idx))
-    return idx
-
-
-def _block_columns(n_rows: int, block_size: int) -> int:
-    per_col = max(n_rows, 1) * 6
-    return int(max(256, min(block_size, _BLOCK_BYTES // per_col)))
 
 
 def _load_pcl(pcl: Any, store: Store) -> tuple[dict[str, tuple[str, ...]] | None, list[str]]:
