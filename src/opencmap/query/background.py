@@ -11,7 +11,7 @@ of the background queries - only queries from the same cell line for the cell-sp
 Backgrounds have a *kind*: the tail of their queries (``both``: up and down sets, WTCS; ``up``:
 the top genes alone, score ES_up; ``down``: the bottom genes alone, score -ES_dn; cmapM
 ``es_tail``) and the metric (``wtcs``). A query's tau is read only from a background of its own
-kind (:mod:`opencmap.query.engine`). All three tails come from one scoring pass (ES_up and ES_dn
+kind (:mod:`opencmap.query.tau`). All three tails come from one scoring pass (ES_up and ES_dn
 of the two-sided queries; a one-sided query's ES is the same set's ES). Stored per level in
 ``<store>/backgrounds/<level>/`` (tail ``both``) or ``<store>/backgrounds/<tail>/<level>/``, the
 manifest entry (key ``<level>`` or ``<tail>/<level>``) recording ``tail`` and ``metric``::
@@ -266,8 +266,8 @@ def build_background(
     ``{key: manifest entry}``; keys are level names for ``both`` and ``<tail>/<level>`` otherwise
     (:func:`background_key`).
     """
-    from opencmap.query.engine import Engine
-    from opencmap.query.genesets import signature_queries
+    from opencmap.query.introspect import signature_scores
+    from opencmap.query.reference import ReferenceIndex, resolve_pcl
 
     tails = _parse_tails(tail)
     st = store if isinstance(store, Store) else Store(store)
@@ -278,22 +278,12 @@ def build_background(
         qpos = st.sig_positions(query_sigs)
     if len(qpos) < 2:
         raise StoreError(f"a background needs at least 2 query signatures, got {len(qpos)}")
-    queries = signature_queries(st, positions=qpos, n_genes=n_genes, space=query_space)
-    engine = Engine(st, pcl=pcl)
+    index = ReferenceIndex.of(st, resolve_pcl(pcl, st)[0])
     # one scoring pass: WTCS and the ES of each set (a one-sided query's score is its set's ES)
-    res = engine.run(
-        queries,
-        metric=BACKGROUND_METRIC,
-        space=space,
-        min_genes=1,
-        max_genes=max(n_genes, 150),
-        ncs=False,
-        fdr=False,
-        tau=False,
-        summaries=False,
-        progress=progress,
-    )
-    raw = res.level("sig").metrics
+    raw = signature_scores(
+        st, positions=qpos, n_genes=n_genes, query_space=query_space, space=space, metric=BACKGROUND_METRIC,
+        min_genes=1, max_genes=max(n_genes, 150), index=index, progress=progress,
+    )  # fmt: skip
     created = datetime.now(UTC).isoformat(timespec="seconds")
     from opencmap.query.store import _cleanup_locked, _disk_full, _is_disk_full, store_writer
 
@@ -305,7 +295,7 @@ def build_background(
         if current.manifest.get("generation", 0) != st.manifest.get("generation", 0) or current.n_signatures != st.n_signatures:
             raise StoreError(f"the store {st.path} changed while its backgrounds were computed; run `opencmap store background` again")
         try:
-            entries_all = _write_backgrounds(st, tails, raw, engine, info, qpos, symmetric, same_cell, n_genes, query_space, space, created)
+            entries_all = _write_backgrounds(st, tails, raw, index, info, qpos, symmetric, same_cell, n_genes, query_space, space, created)
         except BaseException as exc:
             _cleanup_locked(st.path)  # the new folders are not in the manifest
             if _is_disk_full(exc):

@@ -31,39 +31,23 @@ in one call.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from opencmap.core.gct import GCT
-from opencmap.errors import (
-    BackgroundMismatchWarning,
-    ConfigError,
-    GeneSetError,
-    OneSidedQueryWarning,
-    OpenCMapWarning,
-    QueryError,
-    TauUnavailableWarning,
-    UndefinedScoreWarning,
-)
-from opencmap.query.genesets import (
-    DEFAULT_MAX_GENES,
-    DEFAULT_MIN_GENES,
-    Query,
-    ValidatedQuery,
-    as_queries,
-    signature_queries,
-    validate_query,
-)
+from opencmap.errors import ConfigError, QueryError
+from opencmap.query.genesets import DEFAULT_MAX_GENES, DEFAULT_MIN_GENES, Query, ValidatedQuery, as_queries
+from opencmap.query.introspect import connectivity_matrix
 from opencmap.query.methods import Method, get_method
-from opencmap.query.reference import ReferenceIndex, ncs_groups, null_mask, reference_mask
+from opencmap.query.reference import ReferenceIndex, ncs_groups, null_mask, reference_mask, resolve_pcl
 from opencmap.query.result import LevelResult, QueryResult
 from opencmap.query.runner import DEFAULT_BLOCK_SIZE, run_blocks
+from opencmap.query.scoring import check_names, score_queries
 from opencmap.query.store import Store
 from opencmap.query.summaries import SummaryPlan
+from opencmap.query.tau import finish_tau_provenance, level_tau
 
 __all__ = ["Engine", "run_query", "connectivity_matrix", "ncs_groups", "null_mask", "reference_mask"]
 
@@ -91,7 +75,7 @@ class Engine:
 
     def __init__(self, store: Store | str, *, pcl: Any = None):
         self.store = store if isinstance(store, Store) else Store(store)
-        self.pcl, self.pcl_notes = _load_pcl(pcl if pcl is not None else self.store.pcl, self.store)
+        self.pcl, self.pcl_notes = resolve_pcl(pcl, self.store)
         self._index: ReferenceIndex | None = None
 
     @property
@@ -189,27 +173,13 @@ class Engine:
             raise ConfigError(f"tau_method must be 'exact' or 'cmap', got {tau_method!r}")
         fdr_params = _fdr_params(fdr_method, fdr_null_size, fdr_seed)
         qlist = [queries] if isinstance(queries, Query) else list(queries)
-        if not qlist:
-            raise QueryError("no queries given")
-        names = [q.name for q in qlist]
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})[:5]
-            raise QueryError(f"query names must be unique; repeated: {dup}")
+        check_names(qlist)
         sp = self.store.space(space)
-        notes: list[str] = []
-        valid = self._validate(qlist, method, sp, min_genes=min_genes, max_genes=max_genes, on_invalid=on_invalid, notes=notes)
-        tails = _query_tails(valid, method, explicit_tail)
-        if "es_tail" in options:
-            # what was used, not the default: one tail for the batch, else "per query"
-            options["es_tail"] = tails[0] if len(set(tails)) == 1 else "per query"
-        provenance: dict[str, Any] = {"queries": [_tail_provenance(t, method.name) for t in tails]}
-        _note_one_sided(valid, tails, explicit_tail, notes)
-        raw = self._score(valid, method, options, sp.name, sp.n_features, block_size, progress, tails=tails)
-        if method.finalize is not None:
-            raw = method.finalize(raw, **options)
-        metrics: dict[str, np.ndarray] = {method.name: raw.pop("score"), **raw}
-        if method.connectivity:
-            _note_undefined(metrics[method.name], valid, method.name, notes, provenance)
+        scored = score_queries(
+            self.store, self.index.lookup, qlist, method, options, sp, explicit_tail=explicit_tail, min_genes=min_genes,
+            max_genes=max_genes, on_invalid=on_invalid, block_size=block_size, progress=progress, runner=self._score,
+        )  # fmt: skip
+        valid, tails, metrics, notes, provenance = scored.valid, scored.tails, scored.metrics, scored.notes, scored.provenance
         info = self.store.sig_info
         levels: dict[str, LevelResult] = {}
         if method.connectivity and summaries:
@@ -234,19 +204,19 @@ class Engine:
                     if "fdr_q_nlog10" in metrics:
                         metrics["fdr_q_nlog10"] = (-np.log10(metrics["fdr_q"].astype(np.float64) + np.finfo(np.float64).eps)).astype(np.float32)
             if tau_log is not None:
-                t = self._tau("sig", ncs_values, tau_method, notes, tails=tails, metric=method.name, log_to=tau_log)
+                t = level_tau(self.index, "sig", ncs_values, tau_method, notes, tails=tails, metric=method.name, log_to=tau_log)
                 if t is not None:
                     metrics["tau"] = t
             if summaries:
                 for level, (index, values) in self.summary_plan.apply(ncs_values).items():
                     lm = {"ncs": values}
                     if tau_log is not None:
-                        t = self._tau(level, values, tau_method, notes, index=index, tails=tails, metric=method.name, log_to=tau_log)
+                        t = level_tau(self.index, level, values, tau_method, notes, index=index, tails=tails, metric=method.name, log_to=tau_log)
                         if t is not None:
                             lm["tau"] = t
                     levels[level] = LevelResult(level, index, lm)
         if tau_log is not None:
-            _finish_tau_provenance(tau_log, [v.name for v in valid], tails, method.name, notes, provenance)
+            finish_tau_provenance(tau_log, [v.name for v in valid], tails, method.name, notes, provenance)
         levels = {"sig": LevelResult("sig", info, metrics), **levels}
         return QueryResult(
             queries=valid,
@@ -275,33 +245,6 @@ class Engine:
         return self.index.summary_plan
 
     # ------------------------------------------------------------------ steps
-    def _validate(
-        self, qlist: list[Query], method: Method, sp: Any, *, min_genes: int, max_genes: int, on_invalid: str, notes: list[str]
-    ) -> list[ValidatedQuery]:
-        """Validate every query; gene mappings, ambiguous, unknown and dropped genes and skipped
-        queries are warned of (:class:`~opencmap.errors.GeneIdentityWarning` categories) and
-        appended to ``notes``."""
-        valid: list[ValidatedQuery] = []
-        for q in qlist:
-            if q.is_vector != (method.kind == "vector"):
-                want = "a numeric vector" if method.kind == "vector" else "up/down gene sets"
-                raise QueryError(f"metric {method.name!r} needs {want}; query {q.name!r} is not")
-            try:
-                v = validate_query(q, sp, self.index.lookup, min_genes=min_genes, max_genes=max_genes, warn=True)
-            except GeneSetError as exc:
-                if on_invalid == "raise":
-                    raise
-                warnings.warn(f"skipped: {exc}", OpenCMapWarning, stacklevel=3)
-                notes.append(f"query {q.name} skipped: {exc}")
-                continue
-            if v.unknown or v.dropped:
-                log.info("query %s: %d unknown and %d out-of-space genes dropped", v.name, len(v.unknown), len(v.dropped))
-            notes.extend(v.notes())
-            valid.append(v)
-        if not valid:
-            raise QueryError("no valid query left to run")
-        return valid
-
     def _score(
         self,
         valid: list[ValidatedQuery],
@@ -350,160 +293,6 @@ class Engine:
         notes.extend(out.notes)
         return out
 
-    def _background(self, level: str, tail: str, index: pd.DataFrame | None) -> tuple[Any, np.ndarray | None]:
-        """The store's background of ``level`` and ``tail`` and the level's rows in it (kept in the
-        reference index, aligned once)."""
-        from opencmap.query.background import load_background
-
-        ref = self.index
-
-        def build() -> tuple[Any, np.ndarray | None]:
-            bg = load_background(ref.store, level, tail)
-            if bg is None:
-                return None, None
-            rows = bg.keys_for(ref.store.sig_info if index is None else index)
-            bg.aligned(rows)  # the level's background rows, picked once
-            return bg, rows
-
-        return ref.memo(("background", level, tail), build)
-
-    def _tau(
-        self,
-        level: str,
-        values: np.ndarray,
-        tau_method: str,
-        notes: list[str],
-        *,
-        index: pd.DataFrame | None = None,
-        tails: Sequence[str | None] = (),
-        metric: str = "wtcs",
-        log_to: dict[str, Any] | None = None,
-    ) -> np.ndarray | None:
-        """tau (n, Q) of ``values`` at ``level``: each query column against the background of its
-        tail (``tails``, default ``both``) and ``metric``; NaN columns where the store has none.
-        None when no column has a background. What was used goes to ``log_to["levels"][level]``."""
-        tails = list(tails) or ["both"] * values.shape[1]
-        out: np.ndarray | None = None
-        used: dict[str, Any] = {}
-        for tail in dict.fromkeys(tails):
-            cols = [j for j, t in enumerate(tails) if t == tail]
-            kind = tail or "both"
-            bg, rows = self._background(level, kind, index)
-            record: dict[str, Any] = {"tail": kind, "metric": metric, "available": False}
-            used[kind] = record
-            if bg is None or rows is None:
-                record["reason"] = "no background of this kind"
-                continue
-            record["background"] = {"tail": bg.tail, "metric": bg.metric, "n_queries": bg.entry.get("n_queries")}
-            if bg.metric != metric:
-                record["reason"] = f"the background was built with {bg.metric}, not {metric}"
-                continue
-            stale = int(bg.entry.get("appended_since_built", 0))
-            record.update(available=True, stale=bool(stale), appended_since_built=stale)
-            if stale:
-                note = (
-                    f"tau ({level}{'' if kind == 'both' else f', tail {kind}'}) uses a background built before {stale} "
-                    "signatures were appended; they have no tau until it is rebuilt (run `opencmap store background`)"
-                )
-                if note not in notes:
-                    notes.append(note)
-            sub = values if len(cols) == values.shape[1] else values[:, cols]
-            t = bg.tau(sub, rows, method=tau_method)
-            if len(cols) == values.shape[1]:
-                out = t
-            else:
-                if out is None:
-                    out = np.full(values.shape, np.nan, dtype=np.float32)
-                out[:, cols] = t
-        if log_to is not None:
-            log_to["levels"][level] = used
-        return out
-
-
-def _query_tails(valid: Sequence[ValidatedQuery], method: Method, explicit: str | None) -> list[str | None]:
-    """The tail each query is scored on (None for vector queries): ``explicit`` (``es_tail``
-    given) for every query, else ``both``/``up``/``down`` from the sides it has (cmapM ``es_tail``).
-    Raises :class:`QueryError` when ``explicit`` needs a side a query lacks."""
-    from opencmap.kernels.wtcs import ES_TAILS
-
-    if explicit is not None and explicit not in ES_TAILS:
-        raise ConfigError(f"es_tail must be one of {ES_TAILS}, got {explicit!r}")
-    tails: list[str | None] = []
-    for v in valid:
-        if v.is_vector or method.kind != "geneset":
-            tails.append(None)
-            continue
-        has_up, has_dn = len(v.up_rows) > 0, len(v.down_rows) > 0
-        auto = "both" if has_up and has_dn else "up" if has_up else "down"
-        if explicit is None:
-            tails.append(auto)
-            continue
-        need = {"both": has_up and has_dn, "up": has_up, "down": has_dn}[explicit]
-        if not need:
-            sides = "only up" if has_up else "only down"
-            raise QueryError(
-                f"query {v.name!r} has {sides} genes but es_tail={explicit!r} was asked for; give the "
-                f"missing genes or leave es_tail out (the query is then scored on its {auto} tail)"
-            )
-        tails.append(explicit)
-    return tails
-
-
-def _fused(metric: str) -> bool:
-    """Whether ``metric`` is scored by a fused set walk of ES (WTCS, CS)."""
-    return get_method(metric).access == "fused_sets"
-
-
-_TAIL_SCORE = {"both": "wtcs: (ES_up - ES_dn)/2, 0 if same sign", "up": "ES_up", "down": "-ES_dn"}
-
-
-def _tail_provenance(tail: str | None, metric: str) -> dict[str, Any]:
-    if tail is None:
-        return {}
-    score = _TAIL_SCORE[tail] if _fused(metric) else None
-    return {"tail": tail, **({"score": score.replace("wtcs", metric)} if score else {})}
-
-
-def _note_one_sided(valid: Sequence[ValidatedQuery], tails: Sequence[str | None], explicit: str | None, notes: list[str]) -> None:
-    """A note (and :class:`OneSidedQueryWarning`) per tail for the queries scored on one tail."""
-    for tail in ("up", "down"):
-        names = [v.name for v, t in zip(valid, tails, strict=True) if t == tail]
-        if not names:
-            continue
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        why = f"es_tail={tail!r} was asked for" if explicit else f"they have only {tail} genes"
-        score = "ES_up" if tail == "up" else "-ES_dn"
-        note = (
-            f"{len(names)} {'query' if len(names) == 1 else 'queries'} scored on the {tail} tail only ({shown}): {why}; "
-            f"score = {score} (cmapM es_tail={tail}), not the two-sided WTCS, and tau needs a background of {tail}-only queries"
-        )
-        notes.append(note)
-        warnings.warn(note, OneSidedQueryWarning, stacklevel=3)
-
-
-def _note_undefined(
-    scores: np.ndarray,
-    valid: Sequence[ValidatedQuery],
-    metric: str,
-    notes: list[str],
-    provenance: dict[str, Any],
-) -> None:
-    """Record per query how many signatures have an undefined (NaN) score; note it once."""
-    if scores.ndim != 2 or scores.shape[1] != len(valid):
-        return
-    n_nan = np.count_nonzero(np.isnan(scores), axis=0)
-    for j, n in enumerate(n_nan.tolist()):
-        provenance["queries"][j]["n_undefined"] = int(n)
-    hit = [(v.name, int(n)) for v, n in zip(valid, n_nan.tolist(), strict=True) if n]
-    if not hit:
-        return
-    shown = ", ".join(f"{name}: {n}" for name, n in hit[:5]) + (" ..." if len(hit) > 5 else "")
-    why = " (every set gene of those signatures has weight 0, or no set gene is present), as cmapM" if _fused(metric) else ""
-    note = f"{metric} is undefined (NaN) for some signatures ({shown}){why}; NCS, tau, FDR and summaries skip them"
-    notes.append(note)
-    warnings.warn(note, UndefinedScoreWarning, stacklevel=3)
-
-
 def _nan_where_undefined(q: np.ndarray, ncs_values: np.ndarray) -> np.ndarray:
     """q-values of undefined (NaN) scores are NaN, not 1: there is no connection to assess."""
     undefined = np.isnan(ncs_values)
@@ -511,75 +300,6 @@ def _nan_where_undefined(q: np.ndarray, ncs_values: np.ndarray) -> np.ndarray:
         q = q.copy()
         q[undefined] = np.nan
     return q
-
-
-def _finish_tau_provenance(
-    tau_log: dict[str, Any],
-    names: Sequence[str],
-    tails: Sequence[str | None],
-    metric: str,
-    notes: list[str],
-    provenance: dict[str, Any],
-) -> None:
-    """Per query: the tau background used (kind, size, match, staleness); notes and warnings for
-    queries left without tau."""
-    levels: dict[str, dict[str, Any]] = tau_log["levels"]
-    provenance["tau"] = {"method": tau_log["method"], "levels": levels}
-    for j, tail in enumerate(tails):
-        kind = tail or "both"
-        sig = levels.get("sig", {}).get(kind, {})
-        entry: dict[str, Any] = {
-            "available": bool(sig.get("available")),
-            "kind": {"tail": kind, "metric": metric},
-            "levels": [lv for lv, used in levels.items() if used.get(kind, {}).get("available")],
-        }
-        if "background" in sig:
-            bg = sig["background"]
-            entry["background"] = bg
-            entry["n_background_queries"] = bg.get("n_queries")
-            entry["matches_query"] = bg.get("tail") == kind and bg.get("metric") == metric
-        else:
-            entry["background"] = None
-            entry["matches_query"] = False
-        entry["stale"] = bool(sig.get("stale", False))
-        entry["appended_since_built"] = int(sig.get("appended_since_built", 0))
-        if not entry["available"]:
-            entry["reason"] = sig.get("reason", "no background of this kind")
-        provenance["queries"][j]["tau"] = entry
-    for kind in dict.fromkeys(t or "both" for t in tails):
-        sig = levels.get("sig", {}).get(kind, {})
-        kind_names = [name for name, t in zip(names, tails, strict=True) if (t or "both") == kind]
-        if sig.get("available"):
-            missing = [lv for lv, used in levels.items() if lv != "sig" and not used.get(kind, {}).get("available")]
-            if missing:
-                notes.append(
-                    f"tau ({', '.join(missing)}) not computed for the {kind}-tail queries: the store's {kind} "
-                    f"background has no such level (rebuild it with `opencmap store background --tail {kind}`"
-                    f"{' --pcl PCL.gmt' if any(m.startswith('pcl') for m in missing) else ''})"
-                )
-            if sig.get("stale"):
-                warnings.warn(
-                    f"tau of the {kind}-tail queries uses a background built before {sig['appended_since_built']} "
-                    "signatures were appended (they get no tau); rebuild it with `opencmap store background`",
-                    BackgroundMismatchWarning,
-                    stacklevel=3,
-                )
-            continue
-        shown = ", ".join(kind_names[:5]) + (f" and {len(kind_names) - 5} more" if len(kind_names) > 5 else "")
-        if "background" in sig:
-            note = (
-                f"tau not computed for {shown} (tail {kind}, {metric}): {sig.get('reason')}; "
-                f"tau is only read from a background of the query's own kind"
-            )
-        elif kind == "both":
-            note = f"tau not computed for {shown}: the store has no background (run `opencmap store background`)"
-        else:
-            note = (
-                f"tau not computed for {shown}: the store has no background of {kind}-only queries, and a "
-                f"two-sided one would misstate a one-sided score (run `opencmap store background --tail {kind}`)"
-            )
-        notes.append(note)
-        warnings.warn(note, TauUnavailableWarning, stacklevel=3)
 
 
 def _null_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -607,16 +327,6 @@ def _fdr_params(method: str | None, null_size: int | None, seed: int | None) -> 
     return {"fdr_method": method, "fdr_null_size": n, "fdr_seed": DEFAULT_FDR_SEED if seed is None else int(seed)}
 
 
-def _load_pcl(pcl: Any, store: Store) -> tuple[dict[str, tuple[str, ...]] | None, list[str]]:
-    if pcl is None:
-        return None, []
-    from opencmap.query.pcl import load_pcls
-
-    info = store.sig_info
-    names = info["pert_iname"] if "pert_iname" in info.columns else ()
-    return load_pcls(pcl, info["pert_id"] if "pert_id" in info.columns else (), pert_names=names)
-
-
 # ---------------------------------------------------------------------------------- one-call API
 def run_query(
     store: Store | str,
@@ -637,48 +347,3 @@ def run_query(
             raise QueryError("give up and/or down genes, or queries=")
         queries = as_queries(up, down, name=name)
     return Engine(store, pcl=pcl).run(queries, **options)
-
-
-def connectivity_matrix(
-    store: Store | str,
-    sig_ids: Sequence[str] | None = None,
-    *,
-    references: Sequence[str] | None = None,
-    n_genes: int = 50,
-    query_space: str | None = None,
-    metric: str = "wtcs",
-    normalise: bool = True,
-    symmetric: bool = True,
-    min_genes: int = 1,
-    progress: Progress | None = None,
-) -> GCT:
-    """All-vs-all connectivity (introspection): signatures as queries against signatures.
-
-    Each signature of ``sig_ids`` (default: all) becomes a query of its top/bottom ``n_genes``
-    genes (picked in ``query_space``, default ``lm`` if present, spec §6.6); it is scored against
-    the store, normalised (NCS over the whole store) and restricted to ``references`` (default:
-    the same signatures). With ``symmetric`` and identical query/reference sets, the matrix is
-    averaged with its transpose (cmapM introspect). Returns a GCT references x queries.
-    """
-    st = store if isinstance(store, Store) else Store(store)
-    ids = list(st.sig_ids) if sig_ids is None else [str(s) for s in sig_ids]
-    refs = ids if references is None else [str(s) for s in references]
-    queries = signature_queries(st, ids, n_genes=n_genes, space=query_space)
-    engine = Engine(st)
-    res = engine.run(
-        queries,
-        metric=metric,
-        min_genes=min_genes,
-        max_genes=max(n_genes, DEFAULT_MAX_GENES),
-        ncs=normalise,
-        fdr=False,
-        tau=False,
-        summaries=False,
-        progress=progress,
-    )
-    key = "ncs" if normalise and get_method(metric).connectivity else metric
-    values = res.level("sig").metrics[key][st.sig_positions(refs)]
-    if symmetric and refs == ids:
-        values = 0.5 * (values + values.T)
-    info = st.sig_info.set_index("sig_id")
-    return GCT(values, rids=refs, cids=ids, row_meta=info.loc[refs], col_meta=info.loc[ids])

@@ -31,13 +31,15 @@ from opencmap.query.genesets import GeneLookup
 from opencmap.query.store import Store
 from opencmap.query.summaries import SummaryPlan
 
-__all__ = ["ReferenceIndex", "ncs_groups", "null_mask", "reference_mask"]
+__all__ = ["ReferenceIndex", "ncs_groups", "null_mask", "reference_mask", "resolve_pcl"]
 
 T = TypeVar("T")
 
 #: indexes kept for reuse (most recently used last); each holds its store open
 _KEEP = 4
 _MISSING = object()
+#: parts that do not depend on the PCLs: an index with PCLs takes them from the store's own index
+_STORE_PARTS = frozenset({"groups", "is_reference", "reference_order", "fallback_keys", "null", "lookup", "fdr_nulls"})
 
 
 # ---------------------------------------------------------------------------------- signature roles
@@ -88,6 +90,20 @@ def null_mask(sig_info: pd.DataFrame) -> np.ndarray:
     return ptype.astype(str).str.startswith("ctl_").to_numpy(dtype=bool)
 
 
+def resolve_pcl(pcl: Any, store: Store) -> tuple[dict[str, tuple[str, ...]] | None, list[str]]:
+    """Perturbagen classes for ``store``: ``pcl`` (GMT path or mapping) or, when None, those
+    stored with the store; checked against its perturbagens (:func:`opencmap.query.pcl.load_pcls`),
+    with the notes of what was left out."""
+    pcl = pcl if pcl is not None else store.pcl
+    if pcl is None:
+        return None, []
+    from opencmap.query.pcl import load_pcls
+
+    info = store.sig_info
+    names = info["pert_iname"] if "pert_iname" in info.columns else ()
+    return load_pcls(pcl, info["pert_id"] if "pert_id" in info.columns else (), pert_names=names)
+
+
 # ---------------------------------------------------------------------------------- the index
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
@@ -116,9 +132,11 @@ class ReferenceIndex:
     _shared: OrderedDict[tuple[Any, ...], ReferenceIndex] = OrderedDict()
     _shared_lock = threading.Lock()
 
-    def __init__(self, store: Store, pcl: Mapping[str, Sequence[str]] | None = None):
+    def __init__(self, store: Store, pcl: Mapping[str, Sequence[str]] | None = None, *, base: ReferenceIndex | None = None):
         self.store = store
         self.pcl = None if pcl is None else {str(k): tuple(v) for k, v in pcl.items()}
+        #: the index without PCLs of the same store generation, whose PCL-independent parts this one shares
+        self._base = base
         #: the store manifest this index was built for (a new generation needs a new index)
         self.manifest = store.manifest
         self._lock = threading.RLock()
@@ -136,10 +154,11 @@ class ReferenceIndex:
         """The shared index of ``store`` as it is now (its manifest) and ``pcl``: built on the first
         request, reused by later ones (a few recent store generations are kept)."""
         key = cls.key(store, pcl)
+        base = None if pcl is None else cls.of(store)
         with cls._shared_lock:
             index = cls._shared.get(key)
             if index is None:
-                index = cls._shared[key] = cls(store, pcl)
+                index = cls._shared[key] = cls(store, pcl, base=base)
                 while len(cls._shared) > _KEEP:
                     cls._shared.popitem(last=False)
             else:
@@ -155,6 +174,8 @@ class ReferenceIndex:
     def memo(self, key: Any, build: Callable[[], T]) -> T:
         """The part ``key`` of this index, built by ``build()`` on first use (once, under the
         index's lock). Parts are read-only once built."""
+        if self._base is not None and key in _STORE_PARTS:
+            return self._base.memo(key, build)
         value = self._parts.get(key, _MISSING)
         if value is _MISSING:
             with self._lock:
