@@ -41,7 +41,7 @@ from opencmap.errors import ConfigError, QueryError
 from opencmap.query.genesets import DEFAULT_MAX_GENES, DEFAULT_MIN_GENES, Query, ValidatedQuery, as_queries
 from opencmap.query.introspect import connectivity_matrix
 from opencmap.query.methods import Method, get_method
-from opencmap.query.reference import ReferenceIndex, ncs_groups, null_mask, reference_mask, resolve_pcl
+from opencmap.query.reference import ReferenceIndex, ncs_groups, null_mask, reference_mask, resolve_pcl, shared_store
 from opencmap.query.result import LevelResult, QueryResult
 from opencmap.query.runner import DEFAULT_BLOCK_SIZE, run_blocks
 from opencmap.query.scoring import check_names, score_queries
@@ -340,10 +340,13 @@ def run_query(
 ) -> QueryResult:
     """Run one query (``up``/``down`` lists), several (dicts by name) or ``queries`` on ``store``.
 
-    Options are those of :meth:`Engine.run` (``metric``, ``space``, ``min_genes``, ...).
+    Options are those of :meth:`Engine.run` (``metric``, ``space``, ``min_genes``, ...). Repeated
+    calls reuse what they can: a store given as a path is opened once per generation
+    (:func:`~opencmap.query.reference.shared_store`) and its reference index is shared
+    (:meth:`ReferenceIndex.of <opencmap.query.reference.ReferenceIndex.of>`).
     """
     if queries is None:
         if up is None and down is None:
             raise QueryError("give up and/or down genes, or queries=")
         queries = as_queries(up, down, name=name)
-    return Engine(store, pcl=pcl).run(queries, **options)
+    return Engine(store if isinstance(store, Store) else shared_store(store), pcl=pcl).run(queries, **options)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -31,7 +33,7 @@ from opencmap.query.genesets import GeneLookup
 from opencmap.query.store import Store
 from opencmap.query.summaries import SummaryPlan
 
-__all__ = ["ReferenceIndex", "ncs_groups", "null_mask", "reference_mask", "resolve_pcl"]
+__all__ = ["ReferenceIndex", "ncs_groups", "null_mask", "reference_mask", "resolve_pcl", "shared_store"]
 
 T = TypeVar("T")
 
@@ -105,6 +107,36 @@ def resolve_pcl(pcl: Any, store: Store) -> tuple[dict[str, tuple[str, ...]] | No
 
 
 # ---------------------------------------------------------------------------------- the index
+_open: OrderedDict[str, tuple[tuple[int, int, int], Store]] = OrderedDict()
+_open_lock = threading.Lock()
+
+
+def shared_store(path: str | os.PathLike[str]) -> Store:
+    """The store at ``path``, opened once and reused while its manifest file is the same (a new
+    generation - rebuilt backgrounds, an append, a rebuild - replaces the file and is reopened).
+    For one-call helpers (:func:`~opencmap.query.engine.run_query`) that get a path each call:
+    the open store keeps its tables (``sig_info``) and its :class:`ReferenceIndex`."""
+    folder = Path(path).resolve()
+    try:
+        st = os.stat(folder / "manifest.json")
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    except OSError:
+        return Store(path)  # no store there: Store raises the usual error
+    key = str(folder)
+    with _open_lock:
+        hit = _open.get(key)
+        if hit is not None and hit[0] == stamp:
+            _open.move_to_end(key)
+            return hit[1]
+    store = Store(path)
+    with _open_lock:
+        _open[key] = (stamp, store)
+        _open.move_to_end(key)
+        while len(_open) > _KEEP:
+            _open.popitem(last=False)
+    return store
+
+
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
