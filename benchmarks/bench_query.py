@@ -226,17 +226,23 @@ def read_floor(store, rows: np.ndarray, threads: int) -> float:
 
 
 def gather_path(engine_module):
-    """Context: score WTCS with the generic gather-per-block path (the engine before the fused kernel)."""
+    """Context: score WTCS with the generic gather-per-block path (the engine before the fused kernel):
+    the method's gathered-sets form (:func:`opencmap.query.methods.wtcs.score_sets`) through the
+    same block runner."""
     import contextlib
+    import dataclasses
+
+    from opencmap.query.methods.wtcs import score_sets
 
     @contextlib.contextmanager
     def ctx():
-        saved = engine_module._FUSED_ES
-        engine_module._FUSED_ES = {}
+        saved = engine_module.get_method
+        gathered = dataclasses.replace(saved("wtcs"), access="gathered_sets", score=score_sets, block_kernel=None)
+        engine_module.get_method = lambda name: gathered if str(name).lower() == "wtcs" else saved(name)
         try:
             yield
         finally:
-            engine_module._FUSED_ES = saved
+            engine_module.get_method = saved
 
     return ctx()
 

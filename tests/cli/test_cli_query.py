@@ -243,7 +243,7 @@ def test_pcl_level_without_pcl_is_refused_before_the_query_runs(setup, monkeypat
 
     d, _ = setup
     ran = []
-    monkeypatch.setattr(Engine, "_score_enrichment", lambda *a, **k: ran.append(1))
+    monkeypatch.setattr(Engine, "_score", lambda *a, **k: ran.append(1))
     for level in ("pcl_summary", "pcl_cell"):
         err = _fail(_query_args(d, "--level", level), capsys)
         assert f"level {level} needs perturbagen classes" in err and "--pcl" in err

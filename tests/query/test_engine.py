@@ -154,7 +154,7 @@ def test_engine_on_appended_store_matches(level5, tmp_path, query_a):
 
 def test_gathered_blocks_are_bounded():
     """Memory per block stays ~48 MB however large the store or the batch (larger-than-RAM design)."""
-    from opencmap.query.engine import _block_columns
+    from opencmap.query.runner import _block_columns
 
     for n_rows in (20, 300, 10_174):
         k = _block_columns(n_rows, 65536)

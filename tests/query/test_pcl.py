@@ -77,7 +77,7 @@ def test_engine_refuses_unknown_pcls_and_reports_partial_ones(built_store, level
 def test_pcl_level_without_pcls_is_refused_before_scoring(built_store, level5, monkeypatch):
     _, _, prog = level5
     scored = []
-    monkeypatch.setattr(Engine, "_score_enrichment", lambda *a, **k: scored.append(1))
+    monkeypatch.setattr(Engine, "_score", lambda *a, **k: scored.append(1))
     with pytest.raises(QueryError, match="level pcl_summary needs perturbagen classes"):
         run_query(built_store, prog["A_up"][:20], prog["A_dn"][:20], require_levels=["pcl_summary"])
     assert scored == []

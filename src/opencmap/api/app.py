@@ -40,9 +40,9 @@ def _open_resources(app: FastAPI, settings: Settings) -> None:
     store = open_store(settings.store_path)
     pcl_path = settings.resolved_pcl_path()
     engine = Engine(store, pcl=pcl_path)
-    catalogue = Catalogue.build(store, pcl=engine.pcl)
+    catalogue = Catalogue.build(store, pcl=engine.pcl, index=engine.index)
     service = QueryService(engine, catalogue, settings)
-    service.warm()  # fill the engine's caches once, so sync queries and jobs can share it concurrently
+    service.warm()  # build the reference index and compile the kernels before the first request
     db = JobDB(
         settings.resolved_db_path(),
         max_results=settings.max_stored_results,

@@ -1,7 +1,8 @@
 """What the server knows about its store: signatures, perturbagens, cell lines, genes and PCLs.
 
 Built once at start-up from the store's tables (``sig_info``, gene table) and the engine's PCLs;
-the routers only filter and page these frames.
+the routers only filter and page these frames. Gene names are resolved with the store's shared
+:class:`~opencmap.query.reference.ReferenceIndex` (the engine's), not a lookup of its own.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 from opencmap.core.schema import PERT_FIELDS
 
 from opencmap.query.genesets import GeneLookup
+from opencmap.query.reference import ReferenceIndex
 from opencmap.query.store import Store
 
 __all__ = ["Catalogue", "PERT_FIELDS"]
@@ -37,7 +39,11 @@ class Catalogue:
     lookup: GeneLookup
 
     @classmethod
-    def build(cls, store: Store, *, pcl: Mapping[str, Sequence[str]] | None = None) -> Catalogue:
+    def build(
+        cls, store: Store, *, pcl: Mapping[str, Sequence[str]] | None = None, index: ReferenceIndex | None = None
+    ) -> Catalogue:
+        """The catalogue of ``store``; ``index`` (default: the store's shared index for ``pcl``)
+        gives the gene lookup."""
         sig = store.sig_info.reset_index(drop=True).copy()
         for col in ("pert_id", "cell_id", "pert_type", "pert_iname"):
             if col not in sig.columns:
@@ -78,5 +84,5 @@ class Catalogue:
             genes=genes,
             pcls=pcls,
             pcl_members=members,
-            lookup=GeneLookup(store.genes),
+            lookup=(index if index is not None else ReferenceIndex.of(store, pcl)).lookup,
         )

@@ -7,17 +7,17 @@ One :class:`QueryService` per server: it checks the deployment limits, builds
 
 Engine runs are concurrent (the synchronous lane beside batch jobs): the API runs them in worker
 threads, where the engine's kernels use their one-thread variants (the local backend launches
-``prange`` kernels from the main thread only, see :mod:`opencmap.backends`). The engine's lazy caches (NCS
-groups and references, summary plan, gene lookup, null mask, tau backgrounds) are not built for
-concurrent *first* use, so :meth:`QueryService.warm` fills them at start-up with one tiny query per
-feature space and tail; until it has succeeded, runs are serialised by a lock.
+``prange`` kernels from the main thread only, see :mod:`opencmap.backends`). Everything the runs share that
+depends on the store (NCS groups and references, summary plan, gene lookup, null mask, tau
+background rows) is in the store's :class:`~opencmap.query.reference.ReferenceIndex`, whose parts
+are each built once under its own lock and read-only afterwards, so runs need no lock, even on
+first use. :meth:`QueryService.warm` only builds the index and compiles the kernels at start-up,
+so that the first requests do not wait for them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -46,17 +46,17 @@ class QueryService:
         self.engine = engine
         self.catalogue = catalogue
         self.settings = settings
-        self._lock = threading.Lock()
-        self._warm = threading.Event()
 
     # ------------------------------------------------------------------ start-up
     def warm(self) -> bool:
-        """Fill the engine's lazy caches (one tiny query per feature space and tail), so later runs
-        can share the engine concurrently; False (runs stay serialised) if that failed."""
+        """Build the store's reference index and compile the kernels (one tiny query per feature
+        space and tail), so the first requests do not wait for them; False if that failed (runs
+        are still correct, the first ones only slower)."""
         store = self.engine.store
-        with self._lock, warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # one-sided / no-background notes of the warm-up queries
             try:
+                self.engine.index.warm()
                 for name in sorted(store.spaces):
                     genes = [str(g) for g in store.space(name).gene_ids[:20]]
                     if len(genes) < 20:
@@ -65,9 +65,8 @@ class QueryService:
                     for q in (Query("warm", up=up, down=down), Query("warm", up=up), Query("warm", down=down)):
                         self.engine.run([q], space=name, min_genes=1)
             except Exception:
-                log.warning("warming the engine's caches failed; queries run one at a time", exc_info=True)
+                log.warning("warming the engine (reference index, kernels) failed; the first queries will be slower", exc_info=True)
                 return False
-        self._warm.set()
         return True
 
     def estimate_bytes(self, request: dict[str, Any]) -> int:
@@ -149,17 +148,16 @@ class QueryService:
         """Run a stored request (a :class:`QueryRequest` as a dict) on the engine."""
         req = QueryRequest.model_validate(request)
         queries = self.queries(req)
-        with contextlib.nullcontext() if self._warm.is_set() else self._lock:
-            return self.engine.run(
-                queries,
-                metric=req.metric,
-                space=req.space,
-                min_genes=req.min_genes,
-                max_genes=req.max_genes,
-                on_invalid=req.on_invalid,
-                tau_method=req.tau_method,
-                fdr_method=req.fdr_method,
-                fdr_null_size=req.fdr_null_size,
-                fdr_seed=req.fdr_seed,
-                progress=progress,
-            )
+        return self.engine.run(
+            queries,
+            metric=req.metric,
+            space=req.space,
+            min_genes=req.min_genes,
+            max_genes=req.max_genes,
+            on_invalid=req.on_invalid,
+            tau_method=req.tau_method,
+            fdr_method=req.fdr_method,
+            fdr_null_size=req.fdr_null_size,
+            fdr_seed=req.fdr_seed,
+            progress=progress,
+        )

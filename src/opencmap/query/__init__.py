@@ -1,5 +1,12 @@
 """Connectivity queries: a reference store, one module per method, a shared engine, NCS/tau/summaries.
 
+Modules: ``reference`` (:class:`~opencmap.query.reference.ReferenceIndex`, everything derived
+from a store once and shared), ``methods`` (the registry, one module per method and its access
+pattern), ``runner`` (the one block runner), ``scoring`` (validate, tails, score), ``engine``
+(NCS, FDR, tau, summaries), ``tau`` (tau lookup), ``introspect`` (signatures as queries:
+connectivity matrix, background scores), ``background`` (tau backgrounds), ``fdr_null``,
+``summaries``, ``pcl``, ``genesets``, ``result``, ``store``.
+
 >>> from opencmap.query import build_store, build_background, run_query   # doctest: +SKIP
 >>> store = build_store("ref", "level5.gctx", sig_info="sig_info.txt")     # doctest: +SKIP
 >>> build_background(store)                                                # doctest: +SKIP

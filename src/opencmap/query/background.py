@@ -11,7 +11,7 @@ of the background queries - only queries from the same cell line for the cell-sp
 Backgrounds have a *kind*: the tail of their queries (``both``: up and down sets, WTCS; ``up``:
 the top genes alone, score ES_up; ``down``: the bottom genes alone, score -ES_dn; cmapM
 ``es_tail``) and the metric (``wtcs``). A query's tau is read only from a background of its own
-kind (:mod:`opencmap.query.engine`). All three tails come from one scoring pass (ES_up and ES_dn
+kind (:mod:`opencmap.query.tau`). All three tails come from one scoring pass (ES_up and ES_dn
 of the two-sided queries; a one-sided query's ES is the same set's ES). Stored per level in
 ``<store>/backgrounds/<level>/`` (tail ``both``) or ``<store>/backgrounds/<tail>/<level>/``, the
 manifest entry (key ``<level>`` or ``<tail>/<level>``) recording ``tail`` and ``metric``::
@@ -259,8 +259,9 @@ def build_background(
     ``{key: manifest entry}``; keys are level names for ``both`` and ``<tail>/<level>`` otherwise
     (:func:`background_key`).
     """
-    from opencmap.query.engine import Engine
-    from opencmap.query.genesets import signature_queries
+    from opencmap.backends import resolve_backend
+    from opencmap.query.introspect import signature_scores
+    from opencmap.query.reference import ReferenceIndex, resolve_pcl
 
     tails = _parse_tails(tail)
     st = store if isinstance(store, Store) else Store(store)
@@ -271,22 +272,14 @@ def build_background(
         qpos = st.sig_positions(query_sigs)
     if len(qpos) < 2:
         raise StoreError(f"a background needs at least 2 query signatures, got {len(qpos)}")
-    queries = signature_queries(st, positions=qpos, n_genes=n_genes, space=query_space)
-    engine = Engine(st, pcl=pcl, backend=backend)
+    index = ReferenceIndex.of(st, resolve_pcl(pcl, st)[0])
+    backend = resolve_backend(backend)
+    kernel = {"threads": backend.numba_threads(), **backend.settings.kernel_options("parallel_min")}
     # one scoring pass: WTCS and the ES of each set (a one-sided query's score is its set's ES)
-    res = engine.run(
-        queries,
-        metric=BACKGROUND_METRIC,
-        space=space,
-        min_genes=1,
-        max_genes=max(n_genes, 150),
-        ncs=False,
-        fdr=False,
-        tau=False,
-        summaries=False,
-        progress=progress,
-    )
-    raw = res.level("sig").metrics
+    raw = signature_scores(
+        st, positions=qpos, n_genes=n_genes, query_space=query_space, space=space, metric=BACKGROUND_METRIC,
+        min_genes=1, max_genes=max(n_genes, 150), index=index, progress=progress, backend=backend,
+    )  # fmt: skip
     created = datetime.now(UTC).isoformat(timespec="seconds")
     from opencmap.query.store import _cleanup_locked, _disk_full, _is_disk_full, store_writer
 
@@ -298,7 +291,7 @@ def build_background(
         if current.manifest.get("generation", 0) != st.manifest.get("generation", 0) or current.n_signatures != st.n_signatures:
             raise StoreError(f"the store {st.path} changed while its backgrounds were computed; run `opencmap store background` again")
         try:
-            entries_all = _write_backgrounds(st, tails, raw, engine, info, qpos, symmetric, same_cell, n_genes, query_space, space, created)
+            entries_all = _write_backgrounds(st, tails, raw, index, info, qpos, symmetric, same_cell, n_genes, query_space, space, created, kernel)
         except BaseException as exc:
             _cleanup_locked(st.path)  # the new folders are not in the manifest
             if _is_disk_full(exc):
@@ -309,7 +302,8 @@ def build_background(
 
 
 def _write_backgrounds(st: Store, tails: Any, raw: Any, engine: Any, info: pd.DataFrame, qpos: np.ndarray, symmetric: bool,
-                       same_cell: bool, n_genes: int, query_space: str | None, space: str | None, created: str) -> dict[str, Any]:
+                       same_cell: bool, n_genes: int, query_space: str | None, space: str | None, created: str,
+                       kernel: dict[str, int]) -> dict[str, Any]:
     from opencmap.io.atomic import atomic_write_path
 
     cells = info["cell_id"].astype(str).to_numpy(dtype=object) if "cell_id" in info.columns else np.full(len(info), "", dtype=object)
@@ -326,7 +320,7 @@ def _write_backgrounds(st: Store, tails: Any, raw: Any, engine: Any, info: pd.Da
             score = raw["es_up"]
         else:
             score = -np.asarray(raw["es_dn"])
-        ncs = np.array(engine.normalise(score), dtype=np.float32)  # (S, Qb), the engine's default NCS
+        ncs = np.array(engine.normalise(score, **kernel), dtype=np.float32)  # (S, Qb), the engine's default NCS
         if symmetric:
             block = ncs[qpos]
             ncs[qpos] = 0.5 * (block + block.T)
@@ -334,7 +328,7 @@ def _write_backgrounds(st: Store, tails: Any, raw: Any, engine: Any, info: pd.Da
         levels: dict[str, tuple[pd.Index, np.ndarray, np.ndarray | None]] = {
             "sig": (pd.Index(info["sig_id"].astype(str), dtype=object), ncs, _cell_mask(cells, qcells) if same_cell else None)
         }
-        for level, (index, values) in engine.summary_plan.apply(ncs, threads=engine.backend.numba_threads(), **engine.backend.settings.kernel_options("parallel_min")).items():
+        for level, (index, values) in engine.summary_plan.apply(ncs, **kernel).items():
             mask = None
             if same_cell and level in CELL_LEVELS:
                 mask = _cell_mask(index["cell_id"].astype(str).to_numpy(dtype=object), qcells)

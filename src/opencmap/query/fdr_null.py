@@ -243,30 +243,29 @@ def _compute_null(
     store: Store, params: dict[str, Any], out: np.ndarray, progress: Callable[[int, int], None] | None = None
 ) -> np.ndarray:
     """Score the random queries into ``out`` (S, n_random) as |score|, then sort each row."""
-    from opencmap.query.engine import Engine
+    from opencmap.query.reference import ReferenceIndex
+    from opencmap.query.scoring import score_only
 
     sp = store.space(params["space"])
     rng = np.random.default_rng([params["seed"], params["n_up"], params["n_down"]])
     queries = random_queries(list(sp.gene_ids), params["n_up"], params["n_down"], params["n_random"], rng)
-    engine = Engine(store)
+    index = ReferenceIndex.of(store)
     n = len(queries)
     for c0 in range(0, n, _CHUNK):
         chunk = queries[c0 : c0 + _CHUNK]
         with warnings.catch_warnings():  # the random queries' own notes (e.g. one-sided) are expected
             warnings.simplefilter("ignore", OpenCMapWarning)
-            res = engine.run(
+            scores = score_only(
+                store,
                 chunk,
                 metric=params["metric"],
                 space=params["space"],
                 min_genes=1,
                 max_genes=max(params["n_up"], params["n_down"], 1),
-                ncs=False,
-                fdr=False,
-                tau=False,
-                summaries=False,
+                index=index,
                 **params["options"],
             )
-        out[:, c0 : c0 + len(chunk)] = np.abs(res.level("sig").metrics[params["metric"]])
+        out[:, c0 : c0 + len(chunk)] = np.abs(scores[params["metric"]])
         if progress is not None:
             progress(min(c0 + _CHUNK, n), n)
     step = max(1, (64 << 20) // max(1, out.shape[1] * 4))

@@ -36,6 +36,7 @@ METHOD = Method(
     title="Connectivity score of the 2006 Connectivity Map (Kolmogorov-Smirnov)",
     reference="Lamb et al. 2006, Science 313:1929; signatureSearch gess_cmap",
     kind="geneset",
+    access="gathered_sets",
     outputs=("score", "ks_up", "ks_dn"),
     score=_score,
     finalize=_finalize,

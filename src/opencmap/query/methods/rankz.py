@@ -40,6 +40,7 @@ METHOD = Method(
     title="Rank enrichment z-score (SigCom LINCS, Mann-Whitney U)",
     reference="Evangelista et al. 2022 NAR (SigCom LINCS); MaayanLab/enrichmentAPI",
     kind="geneset",
+    access="gathered_sets",
     outputs=("score", "z_up", "z_dn", "p_up", "p_dn"),
     score=_score,
     finalize=_finalize,

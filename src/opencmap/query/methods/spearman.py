@@ -19,6 +19,7 @@ METHOD = Method(
     title="Spearman correlation (ties averaged)",
     reference="signatureSearch gess_cor; Samart et al. 2021 Brief Bioinform",
     kind="vector",
+    access="vectors",
     outputs=("score",),
     score=_score,
     threaded=True,

@@ -28,6 +28,7 @@ METHOD = Method(
     title="XSum (extreme sum)",
     reference="Cheng et al. 2013 PSB, 2014 Genome Med; Samart et al. 2021 Brief Bioinform",
     kind="geneset",
+    access="gathered_sets",
     outputs=("score",),
     score=_score,
     params={"k": 100},

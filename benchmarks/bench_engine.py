@@ -1,0 +1,142 @@
+"""Per-call cost of the query engine: ``run_query`` called repeatedly vs one reused ``Engine``.
+
+Builds (once, not timed) a synthetic store of ``--n`` signatures (default 100,000) x ``--genes``
+genes (default 978, all landmark; small on disk so the per-call overheads that depend on the
+number of signatures - NCS groups, summaries, backgrounds, gene lookup - dominate) with tau
+backgrounds, then times in one process:
+
+* ``run_query``: ``run_query(store_path, up, down)`` called ``--repeat`` times (a new store handle
+  and engine per call; what a script or notebook does);
+* ``engine``: the same query through one :class:`~opencmap.query.Engine` reused;
+* ``engine batch``: 20 queries in one :meth:`Engine.run`;
+* ``first call``: a new engine's first query (every store-derived structure built).
+
+Post-processing is on (NCS, tau, summaries; FDR with the ``cmap`` method so no random-query
+null is built). With ``--base SRC`` the same figures are measured with another source tree (e.g.
+``main``) in a subprocess of the same run, and the ratios before/after are printed::
+
+    git archive main src | tar -x -C /tmp/base
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_engine.py --work /tmp/bench --base /tmp/base/src
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CELLS = np.array(["A375", "A549", "HA1E", "HCC515", "HEPG2", "HT29", "MCF7", "PC3", "VCAP"])
+
+
+def load() -> str:
+    return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def make_store(work: Path, n: int, n_genes: int) -> Path:
+    """A synthetic store (standard-normal z-scores) with tau backgrounds of 200 exemplar queries."""
+    from opencmap.core.gct import GCT
+    from opencmap.query.background import build_background
+    from opencmap.query.store import build_store
+
+    dest = work / f"store_{n}x{n_genes}"
+    if (dest / "manifest.json").exists():
+        return dest
+    rng = np.random.default_rng(0)
+    genes = pd.DataFrame(
+        {"pr_gene_symbol": [f"G{i}" for i in range(n_genes)], "pr_is_lm": 1, "pr_is_bing": 1},
+        index=pd.Index([str(100 + i) for i in range(n_genes)], name="rid"),
+    )
+    idx = np.arange(n)
+    meta = pd.DataFrame(
+        {
+            "pert_id": [f"BRD-{i // 6:06d}" for i in idx],
+            "pert_iname": [f"drug{i // 6}" for i in idx],
+            "pert_type": np.where(idx % 20 == 0, "ctl_vehicle", "trt_cp"),
+            "cell_id": CELLS[(idx // 2) % len(CELLS)],
+            "is_exemplar_sig": ((idx % max(n // 200, 1)) == 0).astype(int),
+        },
+        index=pd.Index([f"SIG{i:07d}" for i in idx], name="cid"),
+    )
+    data = rng.standard_normal((n_genes, n), dtype=np.float32)
+    gct = GCT(data, rids=list(genes.index), cids=list(meta.index), row_meta=genes, col_meta=meta)
+    t0 = time.perf_counter()
+    store = build_store(dest, gct)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_background(store)
+    print(f"  built {dest} in {time.perf_counter() - t0:.1f} s (not timed)", flush=True)
+    return dest
+
+
+def _median_ms(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
+
+
+def measure(path: Path, repeat: int) -> dict[str, float]:
+    from opencmap.query import Engine, Query, run_query
+
+    warnings.simplefilter("ignore")
+    genes = [f"G{i}" for i in range(200)]
+    up, down = genes[:50], genes[50:100]
+    opts = {"fdr_method": "cmap"}
+    queries = [Query(f"q{j}", up=tuple(genes[j : j + 50]), down=tuple(genes[j + 100 : j + 150])) for j in range(20)]
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    engine = Engine(str(path))
+    engine.run(Query("q", up=tuple(up), down=tuple(down)), **opts)
+    out["first call"] = 1000 * (time.perf_counter() - t0)
+    run_query(str(path), up, down, **opts)  # warm the page cache and compiled kernels
+    out["run_query"] = _median_ms(lambda: run_query(str(path), up, down, **opts), repeat)
+    out["engine"] = _median_ms(lambda: engine.run(Query("q", up=tuple(up), down=tuple(down)), **opts), repeat)
+    out["engine batch 20"] = _median_ms(lambda: engine.run(queries, **opts), max(3, repeat // 3))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="folder for the synthetic store (kept for reruns)")
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--genes", type=int, default=978)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--base", type=Path, help="source tree (its src/) to measure as 'before' in a subprocess")
+    parser.add_argument("--measure-only", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure_only is not None:
+        print(json.dumps(measure(args.measure_only, args.repeat)))
+        return
+    args.work.mkdir(parents=True, exist_ok=True)
+    path = make_store(args.work, args.n, args.genes)
+    runs: dict[str, dict[str, float]] = {}
+    trees = ([("before", args.base)] if args.base else []) + [("after", None)]
+    for label, src in trees:
+        env = dict(os.environ)
+        if src is not None:
+            env["PYTHONPATH"] = str(src)
+        cmd = [sys.executable, __file__, "--work", str(args.work), "--repeat", str(args.repeat), "--measure-only", str(path)]
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        runs[label] = json.loads(res.stdout.strip().splitlines()[-1])
+        print(f"[{label}] {load()}", flush=True)
+    print(f"\n{args.n:,} signatures x {args.genes} genes, median of {args.repeat} calls (ms):")
+    for key in runs["after"]:
+        row = "  ".join(f"{label} {runs[label][key]:8.1f}" for label in runs)
+        ratio = f"  before/after {runs['before'][key] / runs['after'][key]:5.2f}x" if "before" in runs else ""
+        print(f"  {key:16s} {row}{ratio}")
+    for label, r in runs.items():
+        print(f"  [{label}] run_query / reused engine: {r['run_query'] / r['engine']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

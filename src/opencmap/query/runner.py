@@ -1,0 +1,177 @@
+"""The block runner: score queries against every store signature with any registered method.
+
+Every method of :mod:`opencmap.query.methods` declares how it reads the store (its ``access``);
+:func:`run_blocks` is the one loop over blocks of signatures for all of them. Per block it
+prepares each query's inputs the way the access pattern says, calls the method's ``score`` per
+query and writes the outputs into ``(S, Q)`` float32 arrays (NaN where a query has no value)::
+
+    fused_sets     every up and down set of every query in one pass of the method's
+                   ``block_kernel``, straight from the memory-mapped gene-major store (no gathered
+                   copies); ``score(up: SetStats | None, down: SetStats | None, **params)``
+    gathered_sets  the union of the queries' genes gathered per block (ranks and scores);
+                   ``score(up: SetBlock | None, down: SetBlock | None, *, n_features, **params)``
+    vectors        the scores of the genes each vector query gives;
+                   ``score(vector (g,), scores (g, k), **params)``
+
+Memory is bounded by the block size: ``block_bytes`` of gathered rows per block, ``es_block_bytes``
+of per-set outputs per block in the fused walk, at least ``tile_min`` signatures per fused block
+(defaults: the backend's :class:`~opencmap.backends.Settings` ``query_block_bytes``,
+``es_block_bytes``, ``es_block_min``). Kernel threads come from the backend
+(:mod:`opencmap.backends`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from opencmap.backends import Backend, Settings, resolve_backend
+from opencmap.query.genesets import ValidatedQuery
+from opencmap.query.methods import Method, SetBlock, SetStats
+from opencmap.query.store import Store
+
+__all__ = ["run_blocks", "BLOCK_BYTES", "ES_BLOCK_BYTES", "TILE_MIN", "DEFAULT_BLOCK_SIZE"]
+
+Progress = Callable[[int, int], None]
+
+#: bytes of gathered rows per block of signatures (ranks uint16 + scores float32), by default
+BLOCK_BYTES = Settings.query_block_bytes
+#: bytes of per-block ES + leading-edge outputs (float64, every set) in the fused set walk, by default
+ES_BLOCK_BYTES = Settings.es_block_bytes
+#: fewest signatures per block of the fused set walk, by default
+TILE_MIN = Settings.es_block_min
+#: most signatures per block
+DEFAULT_BLOCK_SIZE = 65536
+
+# one block: (first signature, end, per query (positional args of score))
+_Block = tuple[int, int, list[tuple[Any, ...]]]
+
+
+def run_blocks(
+    store: Store,
+    method: Method,
+    valid: Sequence[ValidatedQuery],
+    options: Mapping[str, Any],
+    *,
+    space: str,
+    n_features: int,
+    tails: Sequence[str | None] = (),
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    progress: Progress | None = None,
+    block_bytes: int | None = None,
+    es_block_bytes: int | None = None,
+    tile_min: int | None = None,
+    backend: Backend | None = None,
+) -> dict[str, np.ndarray]:
+    """Outputs ``{name: (S, Q) float32}`` of ``method`` for the validated queries ``valid``.
+
+    ``options`` are the method's parameters; for a method with an ``es_tail`` parameter, query
+    ``j`` is scored on ``tails[j]`` when given. Outputs no query produced are left out, except
+    ``score``. ``progress(done, total)`` is called after each block, in signatures. ``backend``
+    (default: this process) gives the kernels' threads and the block budgets that
+    ``block_bytes``, ``es_block_bytes`` and ``tile_min`` do not override.
+    """
+    backend = resolve_backend(backend)
+    settings = backend.settings
+    block_bytes = settings.query_block_bytes if block_bytes is None else block_bytes
+    es_block_bytes = settings.es_block_bytes if es_block_bytes is None else es_block_bytes
+    tile_min = settings.es_block_min if tile_min is None else tile_min
+    per_query = [dict(options) for _ in valid]
+    if "es_tail" in method.params and tails:
+        for opts, tail in zip(per_query, tails, strict=True):
+            opts["es_tail"] = tail or "both"
+    if method.access == "fused_sets":
+        kernel = {"threads": backend.pool_threads(), "executor": backend.executor(),
+                  **settings.kernel_options("wtcs_network_max", "wtcs_min_thread_work")}  # fmt: skip
+        blocks = _fused_sets(store, method, valid, space, n_features, block_size, es_block_bytes, tile_min, kernel)
+    elif method.access == "gathered_sets":
+        blocks = _gathered_sets(store, valid, space, block_size, block_bytes)
+        per_query = [{"n_features": n_features, **opts} for opts in per_query]
+    else:
+        blocks = _vectors(store, valid, space, block_size, block_bytes)
+        if method.threaded:
+            per_query = [{**opts, "threads": backend.numba_threads()} for opts in per_query]
+    n_sig = store.n_signatures
+    outputs = {name: np.full((n_sig, len(valid)), np.nan, dtype=np.float32) for name in method.outputs}
+    for start, stop, inputs in blocks:
+        for j, args in enumerate(inputs):
+            for name, values in method.score(*args, **per_query[j]).items():
+                if name in outputs:
+                    outputs[name][start:stop, j] = values
+        if progress is not None:
+            progress(stop, n_sig)
+    return {name: arr for name, arr in outputs.items() if not np.isnan(arr).all() or name == "score"}
+
+
+# ---------------------------------------------------------------------------------- access patterns
+def _fused_sets(
+    store: Store, method: Method, valid: Sequence[ValidatedQuery], space: str, n_features: int,
+    block_size: int, es_block_bytes: int, tile_min: int, kernel: Mapping[str, Any],
+) -> Iterator[_Block]:  # fmt: skip
+    """Every set of every query through the method's block kernel, read in place."""
+    assert method.block_kernel is not None, f"method {method.name} declares fused_sets without a block_kernel"
+    sets = [rows for v in valid for rows in (v.up_rows, v.down_rows)]
+    rows = np.concatenate([np.asarray(r, dtype=np.int64) for r in sets])
+    bounds = np.concatenate([[0], np.cumsum([len(r) for r in sets])]).astype(np.int64)
+    # per-set outputs for a block of signatures: bounded memory
+    k = int(max(tile_min, min(block_size, es_block_bytes // (16 * len(sets)))))
+    stat = np.empty((len(sets), k), dtype=np.float64)
+    leadf = np.empty_like(stat)
+    # a store larger than RAM faults in exactly the pages asked for (Store.random_access):
+    # iter_blocks asks for the next block's rows while the kernel computes this one
+    for start, stop, r_mm, s_mm, lo, hi in store.iter_blocks(rows, space=space, block_size=k, with_scores=method.reads_scores):
+        e, lf = stat[:, : hi - lo], leadf[:, : hi - lo]
+        method.block_kernel(r_mm, s_mm, rows, bounds, n_features, columns=(lo, hi), out=(e, lf), **kernel)
+        inputs = []
+        for j, v in enumerate(valid):
+            up = SetStats(e[2 * j], lf[2 * j]) if len(v.up_rows) else None
+            dn = SetStats(e[2 * j + 1], lf[2 * j + 1]) if len(v.down_rows) else None
+            inputs.append((up, dn))
+        yield start, stop, inputs
+
+
+def _pick(order: Mapping[int, int], rows: np.ndarray) -> slice | np.ndarray | None:
+    if len(rows) == 0:
+        return None
+    idx = np.fromiter((order[int(r)] for r in rows), dtype=np.intp, count=len(rows))
+    if np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+        return slice(int(idx[0]), int(idx[0]) + len(idx))
+    return idx
+
+
+def _block_columns(n_rows: int, block_size: int, block_bytes: int = BLOCK_BYTES) -> int:
+    per_col = max(n_rows, 1) * 6
+    return int(max(256, min(block_size, block_bytes // per_col)))
+
+
+def _gathered_sets(store: Store, valid: Sequence[ValidatedQuery], space: str, block_size: int, block_bytes: int) -> Iterator[_Block]:
+    """The union of the queries' rows gathered per block; each query's sets picked from it."""
+    # union of rows, ordered query by query so a lone query reads its rows as two slices
+    order: dict[int, int] = {}
+    for v in valid:
+        for r in (*v.up_rows.tolist(), *v.down_rows.tolist()):
+            order.setdefault(int(r), len(order))
+    union = np.fromiter(order, dtype=np.intp, count=len(order))
+    picks = [(_pick(order, v.up_rows), _pick(order, v.down_rows)) for v in valid]
+    k = _block_columns(len(union), block_size, block_bytes)
+    for start, stop, ranks, scores in store.iter_gene_rows(union, space=space, block_size=k):
+        assert ranks is not None
+        inputs = []
+        for pu, pd_ in picks:
+            up = None if pu is None else SetBlock(ranks[pu], scores[pu])
+            dn = None if pd_ is None else SetBlock(ranks[pd_], scores[pd_])
+            inputs.append((up, dn))
+        yield start, stop, inputs
+
+
+def _vectors(store: Store, valid: Sequence[ValidatedQuery], space: str, block_size: int, block_bytes: int) -> Iterator[_Block]:
+    """The scores of the genes the vector queries give; each query gets its own genes."""
+    masks = [np.isfinite(v.vector) for v in valid]  # type: ignore[arg-type]
+    rows = np.flatnonzero(np.logical_or.reduce(masks))
+    sels = [np.flatnonzero(m[rows]) for m in masks]
+    vectors = [v.vector[rows[sel]] for v, sel in zip(valid, sels, strict=True)]  # type: ignore[index]
+    k = _block_columns(len(rows), block_size, block_bytes)
+    for start, stop, _, scores in store.iter_gene_rows(rows, space=space, block_size=k, with_ranks=False):
+        yield start, stop, [(vec, scores[sel]) for vec, sel in zip(vectors, sels, strict=True)]
