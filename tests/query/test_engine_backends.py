@@ -50,3 +50,23 @@ def test_vector_results_are_bit_identical_under_any_settings(built_store, metric
         got = Engine(built_store, backend=LocalBackend(settings)).run(query, metric=metric, block_size=37).level("sig").metrics
         for name in want:
             np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_random_query_fdr_is_bit_identical_under_any_settings(built_store, level5):
+    """Random-query nulls scored under other settings, and the p-values from them, equal the default's."""
+    from opencmap.query.fdr_null import load_or_build_null
+
+    _, _, prog = level5
+    query = Query("A", up=tuple(prog["A_up"][:9]), down=tuple(prog["A_dn"][:8]))
+    options = {"fdr_method": "random_query", "fdr_null_size": 25, "fdr_seed": 5, "summaries": False, "min_genes": 5}
+    want = Engine(built_store).run(query, **options).level("sig").metrics
+    null = {"n_up": 9, "n_down": 8, "n_random": 25, "seed": 5, "values": True, "cache": False}
+    want_null = load_or_build_null(built_store, **null)
+    for settings in _VARIANTS.values():
+        backend = LocalBackend(settings)
+        got = Engine(built_store, backend=backend).run(query, **options).level("sig").metrics
+        for name in ("fdr_p", "fdr_q"):
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+        got_null = load_or_build_null(built_store, **null, backend=backend)  # scored under these settings
+        np.testing.assert_array_equal(got_null.values, want_null.values)
+        np.testing.assert_array_equal(got_null.counts, want_null.counts)

@@ -33,7 +33,9 @@ class Settings:
     """Threads, memory budgets and block sizes (defaults: what opencmap has always used)."""
 
     threads: int | None = None
-    """Kernel threads; ``None``: numba's thread count (``NUMBA_NUM_THREADS``, default the cores)."""
+    """Kernel threads; ``None``: numba's thread count (``NUMBA_NUM_THREADS``, default the cores).
+    ``1`` runs every kernel on the calling thread; numba ``prange`` kernels given more use numba's
+    pool (at most ``NUMBA_NUM_THREADS``), the WTCS kernel splits its work into that many units."""
 
     # -- queries (opencmap.query.engine)
     query_block_bytes: int = 48 << 20

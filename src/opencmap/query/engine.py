@@ -295,7 +295,7 @@ class Engine:
                 self.store, scores, valid, metric=metric, space=space, options=_null_options(options),
                 n_random=fdr_params["fdr_null_size"], seed=fdr_params["fdr_seed"],
                 pooled=fdr_params["fdr_method"] == "random_query_pooled", nulls=self.index.memo("fdr_nulls", dict),
-                threads=self.backend.numba_threads(),
+                backend=self.backend,
             )  # fmt: skip
         else:
             null = self.index.null

@@ -240,7 +240,7 @@ def random_queries(gene_ids: Sequence[str], n_up: int, n_down: int, n_random: in
 
 
 def _compute_null(
-    store: Store, params: dict[str, Any], out: np.ndarray, progress: Callable[[int, int], None] | None = None
+    store: Store, params: dict[str, Any], out: np.ndarray, progress: Callable[[int, int], None] | None = None, backend: Any = None
 ) -> np.ndarray:
     """Score the random queries into ``out`` (S, n_random) as |score|, then sort each row."""
     from opencmap.query.reference import ReferenceIndex
@@ -263,6 +263,7 @@ def _compute_null(
                 min_genes=1,
                 max_genes=max(params["n_up"], params["n_down"], 1),
                 index=index,
+                backend=backend,
                 **params["options"],
             )
         out[:, c0 : c0 + len(chunk)] = np.abs(scores[params["metric"]])
@@ -298,12 +299,14 @@ def load_or_build_null(
     values: bool = False,
     cache: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    backend: Any = None,
 ) -> FdrNull:
     """The random-query null of one query size: read from the store's cache, else computed (and
     cached when the store folder is writable; otherwise kept in memory with a log line).
 
     ``values``: also keep every signature's sorted null (``n_signatures x n_random`` float32, the
     ``random_query`` method); the pooled method needs only the per-signature summary.
+    ``backend``: where the random queries are scored (:mod:`opencmap.backends`; default: here).
     """
     if n_random < 1:
         raise ConfigError(f"the random-query null needs at least 1 random query, got {n_random}")
@@ -339,13 +342,13 @@ def load_or_build_null(
     )  # fmt: skip
     if cache:
         try:
-            return _build_cached(store, params, key, folder, fingerprint, values, progress)
+            return _build_cached(store, params, key, folder, fingerprint, values, progress, backend)
         except OSError as exc:
             log.warning("cannot cache the random-query null in %s (%s); computing it in memory", folder, exc)
     from opencmap.kernels.fdr import pooled_null
 
     vals = np.empty((store.n_signatures, n_random), dtype=np.float32)
-    counts = _compute_null(store, params, vals, progress)
+    counts = _compute_null(store, params, vals, progress, backend)
     scale, nonzero, pool = pooled_null(vals, counts)
     return FdrNull(key, params, counts, scale, nonzero, pool, values=vals if values else None, cached=False)
 
@@ -358,6 +361,7 @@ def _build_cached(
     fingerprint: str,
     keep_values: bool,
     progress: Callable[[int, int], None] | None,
+    backend: Any = None,
 ) -> FdrNull:
     from opencmap.kernels.fdr import pooled_null
 
@@ -369,7 +373,7 @@ def _build_cached(
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.pid{os.getpid()}-", dir=root))
     try:
         vals = np.lib.format.open_memmap(tmp / "values.npy", mode="w+", dtype=np.float32, shape=(store.n_signatures, params["n_random"]))
-        counts = _compute_null(store, params, vals, progress)
+        counts = _compute_null(store, params, vals, progress, backend)
         vals.flush()
         scale, nonzero, pool = pooled_null(vals, counts)
         del vals
@@ -407,9 +411,11 @@ def build_fdr_nulls(
     seed: int = DEFAULT_FDR_SEED,
     values: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    backend: Any = None,
 ) -> list[FdrNull]:
     """Compute and cache the random-query nulls of the given ``(n_up, n_down)`` sizes ahead of time
-    (``values``: also every signature's full null, for the ``random_query`` method)."""
+    (``values``: also every signature's full null, for the ``random_query`` method; ``backend``:
+    where they are scored, :mod:`opencmap.backends`)."""
     tail = (options or {}).get("es_tail")
     for u, d in sizes:
         need = tail is None or u + d == 0 or {"both": u > 0 and d > 0, "up": u > 0, "down": d > 0}.get(tail, True)
@@ -422,8 +428,9 @@ def build_fdr_nulls(
     st = store if isinstance(store, Store) else Store(store)
     return [
         load_or_build_null(
-            st, n_up=u, n_down=d, metric=metric, space=space, options=options, n_random=n_random, seed=seed, values=values, progress=progress
-        )
+            st, n_up=u, n_down=d, metric=metric, space=space, options=options, n_random=n_random, seed=seed, values=values, progress=progress,
+            backend=backend,
+        )  # fmt: skip
         for u, d in sizes
     ]
 
@@ -440,14 +447,17 @@ def random_query_fdr(
     seed: int = DEFAULT_FDR_SEED,
     pooled: bool = False,
     nulls: dict[str, FdrNull] | None = None,
-    threads: int = 1,
+    backend: Any = None,
 ) -> FdrOutcome:
     """Random-query nominal p-values and BH q-values of raw ``scores`` (S, Q) of validated ``queries``.
 
     Metrics: ``fdr_p`` (nominal p), ``fdr_q`` (BH across the signatures of each query) and
     ``fdr_q_nlog10``. ``nulls`` is an in-memory cache by key (an engine's, reused across runs).
-    ``threads``: of the p-value kernel (given by the backend).
+    ``backend``: where the nulls are built and the p-value kernel's threads (:mod:`opencmap.backends`).
     """
+    from opencmap.backends import resolve_backend
+
+    backend = resolve_backend(backend)
     from opencmap.kernels.fdr import bh, random_query_pooled_pvalues, random_query_pvalues
 
     x = np.asarray(scores)
@@ -463,8 +473,9 @@ def random_query_fdr(
         null = None if nulls is None else nulls.get(key)
         if null is None or (not pooled and null.values is None):
             null = load_or_build_null(
-                store, n_up=n_up, n_down=n_down, metric=metric, space=space, options=options, n_random=n_random, seed=seed, values=not pooled
-            )
+                store, n_up=n_up, n_down=n_down, metric=metric, space=space, options=options, n_random=n_random, seed=seed, values=not pooled,
+                backend=backend,
+            )  # fmt: skip
             if nulls is not None:
                 nulls[key] = null
             if not null.cached:
@@ -475,7 +486,7 @@ def random_query_fdr(
             p[:, cols] = random_query_pooled_pvalues(x[:, cols], null.counts, scale, nonzero, pool)
         else:
             assert null.values is not None
-            p[:, cols] = random_query_pvalues(x[:, cols], null.values, null.counts, threads=threads)
+            p[:, cols] = random_query_pvalues(x[:, cols], null.values, null.counts, threads=backend.numba_threads())
         for j in cols:
             per_query[queries[j].name] = {
                 "n_up": n_up,

@@ -1013,6 +1013,9 @@ def build_store(
         Extra manifest fields (release, files, filters, notes), kept as given (JSON-able).
     on_plan:
         Called with the disk estimate (:func:`estimate_store_bytes`) before anything is written.
+    settings:
+        Build memory and page release (:class:`opencmap.backends.Settings`; default: today's);
+        the bytes written are the same for any settings.
 
     Before anything is written the disk the store needs is computed
     (:func:`estimate_store_bytes`, logged) and a :class:`~opencmap.errors.DiskSpaceError` is
