@@ -818,16 +818,68 @@ def _chunk_hasher(algo: str) -> Callable[[Any], int]:
     raise StoreError(f"unknown chunk checksum {algo!r} in the store manifest; upgrade opencmap")
 
 
+def _native_xxh3() -> Callable[[int, int], int] | None:
+    """xxh3 called on a raw address (``XXH3_64bits`` of the ``xxhash`` extension through ctypes):
+    no slicing, view or buffer object per chunk, and the GIL is released while it hashes. None when
+    the symbol is not there or gives another digest than ``xxhash.xxh3_64_intdigest`` on a probe
+    (the callers then use the Python call per chunk)."""
+    global _NATIVE_XXH3
+    if _NATIVE_XXH3 is not False:
+        return _NATIVE_XXH3  # type: ignore[return-value]
+    fn = None
+    try:
+        import ctypes
+
+        import xxhash
+        from xxhash import _xxhash
+
+        lib = ctypes.CDLL(_xxhash.__file__)
+        fn = getattr(lib, "XXH3_64bits_dispatch", None) or lib.XXH3_64bits
+        fn.argtypes, fn.restype = (ctypes.c_void_p, ctypes.c_size_t), ctypes.c_uint64
+        probe = np.arange(70_001, dtype=np.uint32).view(np.uint8)
+        if any(fn(probe.ctypes.data + k, n) != xxhash.xxh3_64_intdigest(probe[k : k + n]) for k, n in ((0, 0), (3, 17), (5, 240), (1, 70_000))):
+            log.warning("xxhash's native XXH3_64bits disagrees with xxhash.xxh3_64_intdigest; chunk checks use the Python call")
+            fn = None
+    except (ImportError, OSError, AttributeError):
+        fn = None
+    _NATIVE_XXH3 = fn
+    return fn
+
+
+_NATIVE_XXH3: Any = False  # not looked up yet
+
+
+def _digest_chunks(arr: np.ndarray, rows: np.ndarray, chunks: np.ndarray, cols: int, algo: str) -> np.ndarray:
+    """Checksums of chunk ``chunks[i]`` (``cols`` columns) of row ``rows[i]`` of a C-contiguous 2-D
+    array (memory map), uint64: xxh3 by address in one pass (:func:`_native_xxh3`), else the
+    Python digest per chunk. Callers make sure rows and chunks lie inside ``arr``."""
+    n_cols, item = arr.shape[1], arr.dtype.itemsize
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = np.asarray(chunks, dtype=np.int64) * cols
+    fast = _native_xxh3() if algo == "xxh3_64" and arr.flags.c_contiguous else None
+    if fast is not None:
+        addrs = arr.ctypes.data + (rows * n_cols + starts) * item
+        lens = (np.minimum(starts + cols, n_cols) - starts) * item
+        return np.fromiter(map(fast, addrs.tolist(), lens.tolist()), dtype=np.uint64, count=len(rows))
+    digest = _chunk_hasher(algo)
+    plain = arr.view(np.ndarray)  # plain view: slicing a memmap object per chunk is slow
+    return np.fromiter(
+        (digest(memoryview(np.ascontiguousarray(plain[r, c : c + cols])).cast("B")) for r, c in zip(rows.tolist(), starts.tolist(), strict=True)),
+        dtype=np.uint64, count=len(rows),
+    )
+
+
 def _chunk_sums(arr: np.ndarray, cols: int = _CHUNK_COLS, algo: str = _CHUNK_ALGO) -> np.ndarray:
     """Checksums of every chunk of ``cols`` columns of every row of a 2-D array: uint64 ``(rows, chunks)``."""
-    digest = _chunk_hasher(algo)
     n_rows, n_cols = arr.shape
     n_chunks = max(1, -(-n_cols // cols))
     out = np.zeros((n_rows, n_chunks), dtype=np.uint64)
-    for r in range(n_rows):
-        row = arr[r]
-        for c in range(n_chunks):
-            out[r, c] = digest(memoryview(np.ascontiguousarray(row[c * cols : (c + 1) * cols])).cast("B"))
+    if n_rows and n_cols:
+        r, c = np.divmod(np.arange(n_rows * n_chunks, dtype=np.int64), n_chunks)
+        out[:] = _digest_chunks(arr, r, c, cols, algo).reshape(n_rows, n_chunks)
+    else:
+        empty = _chunk_hasher(algo)(b"")
+        out[:] = empty
     return out
 
 
@@ -1427,10 +1479,10 @@ class _Segment:
         self.random_access = random_access
         self._arrays: dict[str, np.ndarray] = {}
         self.files: Mapping[str, Any] = files or {}
-        self._sums: dict[str, tuple[np.ndarray, int, Callable[[Any], int]] | None] = {}
+        self._sums: dict[str, tuple[np.ndarray, int, str] | None] = {}
         self._seen: dict[str, np.ndarray] = {}
 
-    def _chunk_table(self, key: str) -> tuple[np.ndarray, int, Callable[[Any], int]] | None:
+    def _chunk_table(self, key: str) -> tuple[np.ndarray, int, str] | None:
         """The chunk checksums of data file ``key`` (``space/kind``), checked whole on first use;
         None for files written without them (format version 1)."""
         if key in self._sums:
@@ -1450,7 +1502,9 @@ class _Segment:
                     f"store file {side} (checksums of {self.dir / key}.npy) is corrupt: {got} != {expected} in the manifest; "
                     "run `opencmap store info --verify` and rebuild the store"
                 )
-            table = (sums, int(entry["cols"]), _chunk_hasher(str(entry.get("algo", "crc32"))))
+            algo = str(entry.get("algo", "crc32"))
+            _chunk_hasher(algo)  # an unknown algorithm is refused here
+            table = (sums, int(entry["cols"]), algo)
             self._seen[key] = np.zeros(sums.shape, dtype=bool)
         self._sums[key] = table
         return table
@@ -1463,20 +1517,22 @@ class _Segment:
         table = self._chunk_table(key)
         if table is None or hi <= lo:
             return
-        sums, cols, digest = table
+        sums, cols, algo = table
         seen = self._seen[key]
         c0, c1 = lo // cols, (hi - 1) // cols + 1
         sub = seen[:, c0:c1] if rows is None else seen[rows, c0:c1]
         if sub.all():
             return
-        arr = self.array(space, kind).view(np.ndarray)  # plain view: slicing a memmap object per chunk is slow
+        arr = self.array(space, kind)
+        if sums.shape != (arr.shape[0], max(1, -(-arr.shape[1] // cols))):
+            raise StoreError(
+                f"store file {self.dir / key}.npy has shape {arr.shape} but its checksums cover {sums.shape} chunks of {cols} "
+                "columns: the store is corrupt; run `opencmap store info --verify` and rebuild the store"
+            )
         todo_r, todo_c = np.nonzero(~sub)
         row_ids = (np.arange(seen.shape[0])[todo_r] if rows is None else np.asarray(rows)[todo_r]).tolist()
         col_ids = (todo_c + c0).tolist()
-        got = np.fromiter(
-            (digest(memoryview(arr[r, c * cols : (c + 1) * cols]).cast("B")) for r, c in zip(row_ids, col_ids, strict=True)),
-            dtype=np.uint64, count=len(row_ids),
-        )
+        got = _digest_chunks(arr, np.asarray(row_ids, dtype=np.int64), np.asarray(col_ids, dtype=np.int64), cols, algo)
         bad = np.flatnonzero(got != sums[row_ids, col_ids])
         if len(bad):
             r, c = row_ids[int(bad[0])], col_ids[int(bad[0])]
@@ -1503,6 +1559,25 @@ class _Segment:
                 mm.madvise(mmap.MADV_RANDOM)
             self._arrays[key] = arr
         return arr
+
+
+def _check_block(seg: _Segment, space: str, kinds: Sequence[str], rows: np.ndarray, lo: int, hi: int) -> None:
+    for kind in kinds:
+        seg.check(space, kind, rows, lo, hi)
+
+
+_CHECKER: Any = None
+
+
+def _checker() -> Any:
+    """The thread that checks the next block's chunks while a reader scores the current one
+    (hashing releases the GIL; its page faults are then off the reader's path too)."""
+    global _CHECKER
+    if _CHECKER is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _CHECKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opencmap-store-check")
+    return _CHECKER
 
 
 class Store:
@@ -1707,22 +1782,29 @@ class Store:
         """
         sp = self.space(space).name
         rows = np.asarray(gene_rows, dtype=np.intp)
-        for seg in self._segments:
+        kinds = tuple(kind for kind, on in (("ranks", with_ranks), ("scores", with_scores)) if on)
+        blocks = [(seg, lo, min(lo + block_size, seg.n)) for seg in self._segments for lo in range(0, seg.n, block_size)]
+        pending: Any = None
+        for i, (seg, lo, hi) in enumerate(blocks):
+            if self.random_access:
+                opts = {"space": sp, "with_ranks": with_ranks, "with_scores": with_scores}
+                if lo == 0:
+                    self.prefetch(rows, seg.offset, seg.offset + hi, **opts)
+                if hi < seg.n:
+                    self.prefetch(rows, seg.offset + hi, seg.offset + min(hi + block_size, seg.n), **opts)
+            # every block is checked before it is handed out: the first here, each next one on the
+            # checker thread while the caller scores this one (its StoreError raised here)
+            if pending is None:
+                _check_block(seg, sp, kinds, rows, lo, hi)
+            else:
+                pending.result()
+            pending = None
+            if self.checked and i + 1 < len(blocks):
+                nxt = blocks[i + 1]
+                pending = _checker().submit(_check_block, nxt[0], sp, kinds, rows, nxt[1], nxt[2])
             r_mm = seg.array(sp, "ranks") if with_ranks else None
             s_mm = seg.array(sp, "scores") if with_scores else None
-            for lo in range(0, seg.n, block_size):
-                hi = min(lo + block_size, seg.n)
-                if self.random_access:
-                    kinds = {"space": sp, "with_ranks": with_ranks, "with_scores": with_scores}
-                    if lo == 0:
-                        self.prefetch(rows, seg.offset, seg.offset + hi, **kinds)
-                    if hi < seg.n:
-                        self.prefetch(rows, seg.offset + hi, seg.offset + min(hi + block_size, seg.n), **kinds)
-                if with_ranks:
-                    seg.check(sp, "ranks", rows, lo, hi)
-                if with_scores:
-                    seg.check(sp, "scores", rows, lo, hi)
-                yield seg.offset + lo, seg.offset + hi, r_mm, s_mm, lo, hi
+            yield seg.offset + lo, seg.offset + hi, r_mm, s_mm, lo, hi
 
     def prefetch(
         self,
