@@ -253,6 +253,8 @@ class Engine:
             # what was used, not the default: one tail for the batch, else "per query"
             options["es_tail"] = tails[0] if len(set(tails)) == 1 else "per query"
         provenance: dict[str, Any] = {"queries": [_tail_provenance(t, method.name) for t in tails]}
+        if hasattr(self.store, "generation"):  # the store generation the query read (servers switch between them)
+            provenance["store"] = self.store.generation
         _note_one_sided(valid, tails, explicit_tail, notes)
         if method.kind == "geneset":
             raw = self._score_genesets(valid, method, options, sp.name, sp.n_features, block_size, progress, tails=tails)

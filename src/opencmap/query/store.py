@@ -1561,6 +1561,10 @@ class _Segment:
         return arr
 
 
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def _check_block(seg: _Segment, space: str, kinds: Sequence[str], rows: np.ndarray, lo: int, hi: int) -> None:
     for kind in kinds:
         seg.check(space, kind, rows, lo, hi)
@@ -1650,8 +1654,12 @@ class Store:
         mpath = self.path / _MANIFEST
         if not mpath.exists():
             raise StoreError(f"{self.path} is not a reference store: {_MANIFEST} is missing")
+        with open(mpath, "rb") as fh:  # stat and bytes of the same file (a writer renames a new one over it)
+            self._manifest_stat = _stat_key(os.fstat(fh.fileno()))
+            raw = fh.read()
+        self._manifest_sum = f"crc32:{zlib.crc32(raw):08x}"
         try:
-            m = json.loads(mpath.read_text())
+            m = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise StoreError(f"{mpath} is corrupt ({exc}); rebuild the store") from exc
         if not isinstance(m, dict) or m.get("format") != STORE_FORMAT:
@@ -1669,6 +1677,34 @@ class Store:
             if key not in m:
                 raise StoreError(f"{mpath}: field {key!r} is missing; the manifest is corrupt, rebuild the store")
         return m
+
+    # ------------------------------------------------------------------ generations
+    @property
+    def generation(self) -> dict[str, Any]:
+        """The store generation this object reads: the manifest's ``generation`` counter (0 for a
+        fresh build; +1 per append, compaction or background commit) and the checksum of the
+        manifest it opened (tells apart two builds with the same counter). Recorded in query
+        results' provenance (``store``)."""
+        return {"generation": int(self.manifest.get("generation", 0)), "manifest": self._manifest_sum}
+
+    def changed(self) -> bool:
+        """True when another generation has been committed since this object opened the store
+        (the manifest was replaced: ``store background``, append, compact, ``build --overwrite``)."""
+        try:
+            return _stat_key(os.stat(self.path / _MANIFEST)) != self._manifest_stat
+        except OSError:  # an overwrite between its two renames: keep reading this generation
+            return False
+
+    def current(self) -> "Store":
+        """This store, or the store reopened on the generation committed since (see
+        :meth:`changed`). Queries already running on this object finish on its generation: the
+        files it has mapped stay readable after a writer removes them. Call this before each
+        new query in a long-running process (the API server does)."""
+        if not self.changed():
+            return self
+        new = Store(self.path)
+        log.info("store %s: generation %s -> %s", self.path, self.generation, new.generation)
+        return new
 
     # ------------------------------------------------------------------ metadata
     def __repr__(self) -> str:
@@ -1920,3 +1956,6 @@ class Store:
             raise
         _fault("manifest:switched")
         self.manifest = new
+        with open(self.path / _MANIFEST, "rb") as fh:
+            self._manifest_stat = _stat_key(os.fstat(fh.fileno()))
+            self._manifest_sum = f"crc32:{zlib.crc32(fh.read()):08x}"
