@@ -1,0 +1,1 @@
+"""The reference store's files (moving here from :mod:`opencmap.query.store`)."""
