@@ -16,7 +16,8 @@ import pytest
 from opencmap.core.gct import GCT
 from opencmap.errors import StoreError
 from opencmap.kernels.ranks import descending_ranks
-from opencmap.query import store as store_mod
+from opencmap.io.store import reader as store_reader
+from opencmap.io.store import writer as store_writer_mod
 from opencmap.query.store import build_store
 
 def reference_arrays(data: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -44,7 +45,7 @@ def _assert_files_equal_reference(store, gct):
     for name, sp in store.spaces.items():
         rows = rids.get_indexer(sp.gene_ids)
         exp_r, exp_s = reference_arrays(gct.data, rows)
-        seg = store._segments[0].dir / name
+        seg = store.segments[0].dir / name
         np.testing.assert_array_equal(np.load(seg / "ranks.npy"), exp_r)
         np.testing.assert_array_equal(np.load(seg / "scores.npy"), exp_s)
         assert np.load(seg / "ranks.npy").dtype == np.uint16
@@ -55,8 +56,8 @@ def _assert_files_equal_reference(store, gct):
 @pytest.mark.parametrize("block_size", [1, 3, 64, None])
 def test_build_equals_reference_for_any_block(tied, tmp_path, monkeypatch, block_size):
     gct, info = tied
-    monkeypatch.setattr(store_mod, "_SYNC_BYTES", 1)  # drop written pages after every block ...
-    monkeypatch.setattr(store_mod, "_RELEASE_FRACTION", 0.0)  # ... as for a segment larger than RAM
+    monkeypatch.setattr(store_writer_mod, "_SYNC_BYTES", 1)  # drop written pages after every block ...
+    monkeypatch.setattr(store_writer_mod, "_RELEASE_FRACTION", 0.0)  # ... as for a segment larger than RAM
     store = build_store(tmp_path / "s", gct, sig_info=info, block_size=block_size)
     _assert_files_equal_reference(store, gct)
     store.verify()
@@ -67,8 +68,8 @@ def test_gctx_source_tiny_blocks_is_byte_identical(tied, tmp_path, monkeypatch):
 
     gct, info = tied
     write_gctx(gct, tmp_path / "l5.gctx")
-    monkeypatch.setattr(store_mod, "_SYNC_BYTES", 1000)
-    monkeypatch.setattr(store_mod, "_RELEASE_FRACTION", 0.0)
+    monkeypatch.setattr(store_writer_mod, "_SYNC_BYTES", 1000)
+    monkeypatch.setattr(store_writer_mod, "_RELEASE_FRACTION", 0.0)
     calls = []
     small = build_store(tmp_path / "a", tmp_path / "l5.gctx", sig_info=info, block_size=2, progress=lambda d, t: calls.append((d, t)))
     whole = build_store(tmp_path / "b", gct, sig_info=info, signature_major=True)
@@ -82,7 +83,7 @@ def test_gctx_source_tiny_blocks_is_byte_identical(tied, tmp_path, monkeypatch):
 def test_no_signature_major_copy(tied, tmp_path):
     gct, info = tied
     store = build_store(tmp_path / "s", gct, sig_info=info, spaces=["lm"], signature_major=False, block_size=10)
-    assert not (store._segments[0].dir / "lm" / "scores_by_sig.npy").exists()
+    assert not (store.segments[0].dir / "lm" / "scores_by_sig.npy").exists()
     _assert_files_equal_reference(store, gct)
     pos = np.array([4, 0, 9])
     lm = pd.Index([str(r) for r in gct.rids]).get_indexer(store.space("lm").gene_ids)
@@ -91,7 +92,7 @@ def test_no_signature_major_copy(tied, tmp_path):
 
 def test_failure_in_writer_leaves_nothing(tied, tmp_path, monkeypatch):
     gct, info = tied
-    real = store_mod._NpyOut.write_columns
+    real = store_writer_mod.NpyOut.write_columns
     count = [0]
 
     def flaky(self, block, start, k):
@@ -100,7 +101,7 @@ def test_failure_in_writer_leaves_nothing(tied, tmp_path, monkeypatch):
             raise OSError(errno.EIO, "disk went away")
         return real(self, block, start, k)
 
-    monkeypatch.setattr(store_mod._NpyOut, "write_columns", flaky)
+    monkeypatch.setattr(store_writer_mod.NpyOut, "write_columns", flaky)
     with pytest.raises(OSError, match="disk went away"):
         build_store(tmp_path / "x", gct, sig_info=info, block_size=7)
     assert os.listdir(tmp_path) == []
@@ -119,12 +120,12 @@ def test_full_disk_is_a_store_error(tied, tmp_path, monkeypatch):
 
 
 def test_auto_block_size_is_bounded():
-    k = store_mod._auto_block_size(473_647, 10_174, [10_174], False)
+    k = store_writer_mod._auto_block_size(473_647, 10_174, [10_174], False)
     per_sig = 8 * 10_174 + 12 * 10_174
-    assert 256 <= k <= 65536 and k * per_sig <= store_mod._BUILD_MEMORY
-    assert store_mod._auto_block_size(10, 10_174, [10_174], True) == 10
-    assert store_mod._auto_block_size(10_000, 10_174, [10_174], False) == 2500  # >= 4 blocks to overlap
-    assert store_mod._auto_block_size(10**6, 5_000_000, [60_000], True) == 256  # floor: long extents
+    assert 256 <= k <= 65536 and k * per_sig <= store_writer_mod._BUILD_MEMORY
+    assert store_writer_mod._auto_block_size(10, 10_174, [10_174], True) == 10
+    assert store_writer_mod._auto_block_size(10_000, 10_174, [10_174], False) == 2500  # >= 4 blocks to overlap
+    assert store_writer_mod._auto_block_size(10**6, 5_000_000, [60_000], True) == 256  # floor: long extents
 
 
 # ---------------------------------------------------------------------------------- reading stores larger than RAM
@@ -148,12 +149,12 @@ def test_prefetch_covers_exactly_the_pages_of_the_extents(dtype, lo, hi):
 
     arr = _FakeArray((40, 9000), dtype, offset=128)
     rows = np.array([7, 3, 3, 8, 30, 39, 0])
-    store_mod.prefetch_columns(arr, rows, lo, hi)
+    store_reader.prefetch_columns(arr, rows, lo, hi)
     calls = arr._mmap.calls
     assert calls and all(opt == mmap.MADV_WILLNEED and start % mmap.PAGESIZE == 0 for opt, start, _ in calls)
     covered = np.zeros(128 + 40 * 9000 * arr.dtype.itemsize + mmap.PAGESIZE, dtype=bool)
     for _, start, length in calls:
-        assert length <= store_mod._WILLNEED_CHUNK
+        assert length <= store_reader._WILLNEED_CHUNK
         assert not covered[start : start + length].any()  # merged, no range asked twice
         covered[start : start + length] = True
     item = arr.dtype.itemsize
@@ -163,7 +164,7 @@ def test_prefetch_covers_exactly_the_pages_of_the_extents(dtype, lo, hi):
     assert covered[wanted].all()  # every wanted byte is read ahead
     pages = lambda mask: set(np.flatnonzero(mask) // mmap.PAGESIZE)  # noqa: E731
     assert pages(covered) == pages(wanted)  # and nothing on other pages
-    store_mod.prefetch_columns(np.zeros((3, 3)), rows[:1], 0, 3)  # not a memory map: no-op
+    store_reader.prefetch_columns(np.zeros((3, 3)), rows[:1], 0, 3)  # not a memory map: no-op
 
 
 def test_prefetch_cells_covers_the_pages_of_whole_signatures():
@@ -171,7 +172,7 @@ def test_prefetch_cells_covers_the_pages_of_whole_signatures():
 
     arr = _FakeArray((30, 5000), np.float32, offset=128)
     cols = np.array([4999, 0, 2047, 2048, 77])
-    store_mod._prefetch_cells(arr, cols)
+    store_reader._prefetch_cells(arr, cols)
     got = set()
     for _, start, length in arr._mmap.calls:
         assert start % mmap.PAGESIZE == 0 and length % mmap.PAGESIZE == 0
@@ -183,8 +184,8 @@ def test_prefetch_cells_covers_the_pages_of_whole_signatures():
 def test_random_access_store_reads_the_same(tied, tmp_path, monkeypatch):
     gct, info = tied
     built = build_store(tmp_path / "s", gct, sig_info=info, block_size=10)
-    monkeypatch.setattr(store_mod, "_RANDOM_ACCESS_FRACTION", 0.0)  # as if the store were larger than RAM
-    big = store_mod.Store(built.path)
+    monkeypatch.setattr(store_reader, "_RANDOM_ACCESS_FRACTION", 0.0)  # as if the store were larger than RAM
+    big = store_reader.Store(built.path)
     assert big.random_access
     rows = np.array([5, 0, 250, 17])
     a = list(built.iter_gene_rows(rows, space="bing", block_size=9))
@@ -196,14 +197,14 @@ def test_random_access_store_reads_the_same(tied, tmp_path, monkeypatch):
     pos = np.array([3, 40, 41, 0])
     np.testing.assert_array_equal(big.signature_scores(pos, space="lm"), built.signature_scores(pos, space="lm"))
     np.testing.assert_array_equal(big.signature_ranks(pos), built.signature_ranks(pos))
-    nosig = store_mod.Store(build_store(tmp_path / "n", gct, sig_info=info, signature_major=False).path)
+    nosig = store_reader.Store(build_store(tmp_path / "n", gct, sig_info=info, signature_major=False).path)
     assert nosig.random_access  # whole signatures from gene-major files, pages read ahead together
     np.testing.assert_array_equal(nosig.signature_scores(pos), built.signature_scores(pos))
     big.prefetch(rows[rows < 100], 3, 50, space="lm")
     big.prefetch(np.array([-1, 10**6]), 0, 10**6)  # out-of-range rows/columns are ignored
     big.prefetch(rows, 0, big.n_signatures, with_ranks=False)
-    monkeypatch.setattr(store_mod, "_RANDOM_ACCESS_FRACTION", 0.5)
-    assert not store_mod.Store(built.path).random_access  # a small store keeps the OS's read-around
+    monkeypatch.setattr(store_reader, "_RANDOM_ACCESS_FRACTION", 0.5)
+    assert not store_reader.Store(built.path).random_access  # a small store keeps the OS's read-around
 
 
 def test_engine_on_a_random_access_store_prefetches_and_answers_the_same(tied, tmp_path, monkeypatch):
@@ -215,8 +216,8 @@ def test_engine_on_a_random_access_store_prefetches_and_answers_the_same(tied, t
     genes = built.space().gene_ids
     query = Query("q", up=tuple(genes[:15]), down=tuple(genes[-15:]))
     want = Engine(built).run(query, block_size=7).level("sig").metrics
-    monkeypatch.setattr(store_mod, "_RANDOM_ACCESS_FRACTION", 0.0)
-    big = store_mod.Store(built.path)
+    monkeypatch.setattr(store_reader, "_RANDOM_ACCESS_FRACTION", 0.0)
+    big = store_reader.Store(built.path)
     calls = []
     real = big.prefetch
     monkeypatch.setattr(big, "prefetch", lambda *a, **k: (calls.append((a[1], a[2])), real(*a, **k)))

@@ -80,7 +80,7 @@ def test_flipped_bytes_refuse_the_query_naming_the_file(store_path, kind):
 def test_untouched_rows_still_answer_and_checks_run_once(store_path):
     store = Store(store_path)
     before = _scores(store)
-    seg = store._segments[0]
+    seg = store.segments[0]
     seen = seg._seen[f"{store.default_space}/ranks"]
     n_checked = int(seen.sum())
     assert 0 < n_checked < seen.size  # only the rows the query read
@@ -132,7 +132,8 @@ if action == "background":
 elif action == "overwrite":
     S.build_store(path, gct, sig_info=info, columns=np.arange(60), block_size=40, overwrite=True)
 elif action == "overwrite-no-exchange":
-    S._exchange = lambda a, b: False
+    import opencmap.io.store.writer as W
+    W._exchange = lambda a, b: False
     S.build_store(path, gct, sig_info=info, columns=np.arange(60), block_size=40, overwrite=True)
 elif action == "append":
     from opencmap.core.gct import GCT
@@ -287,7 +288,7 @@ def test_info_verify_removes_leftovers(store_path):
 
 
 def test_fdr_null_leftovers_of_dead_builds_only_are_removed(store_path):
-    from opencmap.query.store import _cleanup_fdr_null
+    from opencmap.io.store.writer import _cleanup_fdr_null
 
     root = store_path / "fdr_null"
     dead, live = root / ".k.pid999999-abc", root / ".k.pid1-abc"  # pid 1 is alive

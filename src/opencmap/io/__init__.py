@@ -1,6 +1,7 @@
 """Storage: the only code that opens files (GCT, GCTX, GMT/GRP, tables, stores).
 
-Every writer is atomic (:func:`opencmap.io.atomic.atomic_write_path`).
+Every writer is atomic (:func:`opencmap.io.atomic.atomic_write_path`). The reference store is the
+:mod:`opencmap.io.store` package (format, reader, writer, checksums, tau background files).
 """
 
 from opencmap.io.atomic import atomic_write_path

@@ -1,4 +1,5 @@
-"""Connectivity queries: a reference store, one module per method, a shared engine, NCS/tau/summaries.
+"""Connectivity queries over a reference store (whose files are :mod:`opencmap.io.store`): one module
+per method, a shared engine, NCS/tau/summaries.
 
 >>> from opencmap.query import build_store, build_background, run_query   # doctest: +SKIP
 >>> store = build_store("ref", "level5.gctx", sig_info="sig_info.txt")     # doctest: +SKIP

@@ -1,7 +1,24 @@
-"""The reference store now lives in :mod:`opencmap.io.store`; this name is that module."""
+"""The reference store, as the query layer imports it: the store's code lives in
+:mod:`opencmap.io.store` (format, reader, writer, checksums, backgrounds); this module re-exports
+its names where users import them (``from opencmap.query.store import open_store``)."""
 
-import sys
+from __future__ import annotations
 
-from opencmap.io.store import writer as _store
+from opencmap.io.store import *  # noqa: F403
+from opencmap.io.store import BYTES_PER_GENE, NpyOut, SignatureSource, StoreSegment  # noqa: F401 - importable here too
 
-sys.modules[__name__] = _store
+__all__ = [
+    "STORE_FORMAT",
+    "estimate_store_bytes",
+    "check_disk",
+    "STORE_FORMAT_VERSION",
+    "Store",
+    "FeatureSpace",
+    "build_store",
+    "append_store",
+    "compact_store",
+    "open_store",
+    "prefetch_columns",
+    "cleanup_store",
+    "store_writer",
+]

@@ -1,46 +1,27 @@
-"""The reference store: Level 5 signatures laid out on disk for fast connectivity queries.
+"""Writing reference stores: :func:`build_store`, :func:`append_store`, :func:`compact_store`,
+the signature sources they read (:class:`SignatureSource`), positioned writes (:class:`NpyOut`) and
+the durability machinery (the writer lock, atomic commits, cleanup of what killed runs left).
 
-A store is a directory::
+Signatures are added in *segments*: :func:`build_store` writes one segment in blocks of
+signatures with bounded memory, :func:`append_store` adds another segment without rewriting the
+existing ones, :func:`compact_store` merges segments into one. The layout and manifest are
+:mod:`opencmap.io.store.format`; reading is :mod:`opencmap.io.store.reader`.
 
-    manifest.json                      format name + version, spaces, segments, checksums, disk
-                                       estimate, provenance (release, files, filters, notes)
-    genes.parquet                      the gene table (``pr_gene_id`` + annotations), input row order
-    pcl.gmt                            perturbagen classes given at build (optional; queries use them)
-    segments/seg-00000/
-        sig_info.parquet               signature metadata of this segment (store order)
-        <space>/ranks.npy              uint16 (n_features, n_sigs)  gene-major, 1 = largest, 0 = missing
-        <space>/scores.npy             float32 (n_features, n_sigs) gene-major
-        <space>/scores_by_sig.npy      float32 (n_sigs, n_features) signature-major (optional)
-        <space>/<kind>.crc.npy         uint64 (rows, chunks) xxh3 of every 16,384-column chunk of a row
-    backgrounds/<level>.g<N>/...       tau reference distributions (see :mod:`opencmap.query.background`)
-    .lock                              writer lock (flock): one process changes a store at a time
-
-Durability (format version 2): every 2-D data file carries chunk checksums that the readers
-(:meth:`Store.iter_blocks`, :meth:`Store.signature_scores`, :meth:`Store.signature_ranks`) check
-the first time each chunk is read, so a corrupted file refuses the query with a
-:class:`~opencmap.errors.StoreError` naming it (stores of version 1 open with an
-:class:`~opencmap.errors.UncheckedStoreWarning`). Every change is one atomic step: new files go
-under new names (a new segment, ``backgrounds/<level>.g<N>``), the manifest that refers to them is
-made durable and renamed over the old one last; ``--overwrite`` swaps the complete new store with
-the old one (``renameat2(RENAME_EXCHANGE)``). Whatever a killed run left is removed, with a log
-line, by the next writer and by :func:`cleanup_store` (``opencmap store info --verify``). Tests
-inject faults with ``$OPENCMAP_FAULT_AT`` (:func:`_fault`).
-
-*Gene-major* matrices let a query read only the rows of its genes; every file is an ``.npy``
-opened with ``np.load(mmap_mode="r")``, so a store larger than RAM still answers (the OS pages
-in what a query touches). Signatures are added in *segments*: :func:`build_store` writes one
-segment in blocks of signatures with bounded memory, :func:`append_store` adds another segment
-without rewriting the existing ones, :func:`compact_store` merges segments into one. The manifest
-is the single commit point: it is written last and atomically, a build happens in a temporary
-directory renamed into place, and readers refuse stores written by a newer format version
-(:class:`~opencmap.errors.VersionError`).
+Every change is one atomic step: new files go under new names (a new segment,
+``backgrounds/<level>.g<N>``), the manifest that refers to them is made durable and renamed over
+the old one last; ``--overwrite`` swaps the complete new store with the old one
+(``renameat2(RENAME_EXCHANGE)``); a build happens in a temporary directory renamed into place.
+Whatever a killed run left is removed, with a log line, by the next writer and by
+:func:`cleanup_store` (``opencmap store info --verify``). Tests inject faults with
+``$OPENCMAP_FAULT_AT`` (:func:`_fault`).
 
 Builds scale past RAM: blocks of signatures are read signature-major (contiguous in GCTX) on a
 reader thread, ranked and transposed by one fused kernel
 (:func:`~opencmap.kernels.store_ranks.gene_major_block`), and written by a writer thread as one
 contiguous extent per gene row and block with ``os.pwrite`` (no memory-mapped scatter, whose dirty
 pages made builds larger than RAM collapse); files are allocated up front (a full disk fails at
-once) and made durable before the manifest commits them. Memory is the block buffers (~2 GiB).
+once) and made durable before the manifest commits them, with their checksums
+(:mod:`opencmap.io.store.checksums`). Memory is the block buffers (~2 GiB).
 
 Ranks are computed within each feature space (``lm``: ``pr_is_lm == 1``, ``bing``:
 ``pr_is_bing == 1``, ``full``: every input row, or user gene lists), descending, ties broken by
@@ -52,15 +33,11 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import mmap
 import os
 import shutil
 import tempfile
 import warnings
-import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,44 +46,32 @@ import numpy as np
 import pandas as pd
 
 from opencmap.core.gct import GCT
-from opencmap.errors import IdNotFoundError, OpenCMapWarning, StoreError, ValidationError, VersionError
+from opencmap.errors import IdNotFoundError, OpenCMapWarning, StoreError, ValidationError
+from opencmap.io.store.checksums import _checksum_files, _file_checksum
+from opencmap.io.store.format import _LOCK, _MANIFEST, _PCL_FILE, _SPACE_PREFERENCE, STORE_FORMAT, STORE_FORMAT_VERSION
+from opencmap.io.store.reader import Store, StoreSegment, _pcl_sets, _physical_memory
 
 __all__ = [
-    "STORE_FORMAT",
     "estimate_store_bytes",
     "check_disk",
-    "STORE_FORMAT_VERSION",
-    "Store",
-    "FeatureSpace",
     "build_store",
     "append_store",
     "compact_store",
-    "open_store",
-    "prefetch_columns",
     "cleanup_store",
     "store_writer",
+    "SignatureSource",
+    "NpyOut",
 ]
 
 log = logging.getLogger(__name__)
 
-STORE_FORMAT = "opencmap-reference-store"
-STORE_FORMAT_VERSION = 2  # 2: per-chunk checksums (``*.crc.npy``, xxh3) checked as queries read; 1 still opens
-_CHUNK_COLS = 16384  # columns per checksummed chunk of a 2-D data file (32 KB of ranks, 64 KB of scores)
-_CHUNK_ALGO = "xxh3_64"  # chunk checksum (the reader also knows "crc32")
 _FAULT_ENV = "OPENCMAP_FAULT_AT"  # tests: a step name at which the process dies (os._exit), see _fault
-_LOCK = ".lock"
 
 Progress = Callable[[int, int], None]  # (done, total) signatures
-
-_SPACE_PREFERENCE = ("bing", "full", "aig", "lm")
-_MANIFEST = "manifest.json"
-_CHUNK = 1 << 24
 _SYNC_BYTES = 1 << 28  # build: write out and drop written pages every 256 MiB (bounded page cache) ...
 _RELEASE_FRACTION: float | None = None  # ... when a segment exceeds this share of RAM (None: never)
 _BUILD_MEMORY = 2 << 30  # build: buffer budget that sets the default block size
 _MAX_WRITE = 1 << 30  # largest single os.pwrite
-_RANDOM_ACCESS_FRACTION = 0.5  # stores whose gene-major data exceed this share of RAM: no read-around
-_WILLNEED_CHUNK = 128 << 10  # bytes per MADV_WILLNEED call (the kernel caps each call at its readahead window)
 
 
 
@@ -345,16 +310,6 @@ def _write_bytes_atomic(path: Path, payload: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def _file_checksum(path: Path) -> str:
-    crc = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            crc = zlib.crc32(chunk, crc)
-        if hasattr(os, "posix_fadvise"):  # a checksum pass must not evict what queries use
-            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    return f"crc32:{crc:08x}"
-
-
 def _flag(series: pd.Series) -> np.ndarray:
     """0/1/'1'/True/-666 -> bool."""
     values = pd.to_numeric(series.astype(object), errors="coerce").fillna(0).to_numpy()
@@ -380,29 +335,8 @@ def _as_str_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-@dataclass(frozen=True)
-class FeatureSpace:
-    """A feature space of the store: its name and gene ids (in store order)."""
-
-    name: str
-    gene_ids: pd.Index
-
-    @property
-    def n_features(self) -> int:
-        return len(self.gene_ids)
-
-    @cached_property
-    def _row_of(self) -> dict[str, int]:
-        return {g: i for i, g in enumerate(self.gene_ids)}
-
-    def positions(self, gene_ids: Sequence[str]) -> np.ndarray:
-        """0-based rows of ``gene_ids`` in this space (-1 where absent)."""
-        row_of = self._row_of
-        return np.fromiter((row_of.get(str(g), -1) for g in gene_ids), dtype=np.intp, count=len(gene_ids))
-
-
 # ---------------------------------------------------------------------------------- sources
-class _SignatureSource:
+class SignatureSource:
     """Level 5 signatures read in column blocks: a GCT in memory or a GCT/GCTX file.
 
     An AnnData ``.h5ad`` of signatures (``obs`` = signatures with their ``sig_info`` fields,
@@ -573,7 +507,7 @@ def _load_table(table: pd.DataFrame | str | os.PathLike[str] | None) -> pd.DataF
     return known if known is not None else read_table(table)
 
 
-def _resolve_sig_info(source: _SignatureSource, sig_info: pd.DataFrame | None) -> pd.DataFrame:
+def _resolve_sig_info(source: SignatureSource, sig_info: pd.DataFrame | None) -> pd.DataFrame:
     if sig_info is None:
         info = source.col_meta.copy()
         info.insert(0, "sig_id", [str(c) for c in source.cids])
@@ -598,7 +532,7 @@ def _resolve_sig_info(source: _SignatureSource, sig_info: pd.DataFrame | None) -
     return info.iloc[pos].reset_index(drop=True)
 
 
-def _resolve_gene_info(source: _SignatureSource, gene_info: pd.DataFrame | None, source_name: str | None = None) -> pd.DataFrame:
+def _resolve_gene_info(source: SignatureSource, gene_info: pd.DataFrame | None, source_name: str | None = None) -> pd.DataFrame:
     rids = pd.Index([str(r) for r in source.rids], dtype=object)
     if gene_info is None:
         genes = source.row_meta.copy()
@@ -692,7 +626,7 @@ def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
         offset += n
 
 
-class _NpyOut:
+class NpyOut:
     """An ``.npy`` file written by explicit positioned writes (no memory map).
 
     The header is numpy's own (``open_memmap``), the data area is allocated up front (a full disk
@@ -756,7 +690,7 @@ def _auto_block_size(n_sigs: int, n_rows: int, space_sizes: Sequence[int], signa
 
 def _write_segment(
     seg_dir: Path,
-    source: _SignatureSource,
+    source: SignatureSource,
     sig_info: pd.DataFrame,
     space_rows: Mapping[str, np.ndarray],
     *,
@@ -778,17 +712,17 @@ def _write_segment(
     k = max(1, min(k, max(n_sigs, 1)))
     cols = {name: np.asarray(rows, dtype=np.int64) for name, rows in space_rows.items()}
     seg_dir.mkdir(parents=True, exist_ok=False)
-    outs: dict[str, dict[str, _NpyOut]] = {}
+    outs: dict[str, dict[str, NpyOut]] = {}
     try:
         for name, rows in space_rows.items():
             (seg_dir / name).mkdir()
             g = len(rows)
             outs[name] = {
-                "ranks": _NpyOut(seg_dir / name / "ranks.npy", (g, n_sigs), np.uint16),
-                "scores": _NpyOut(seg_dir / name / "scores.npy", (g, n_sigs), np.float32),
+                "ranks": NpyOut(seg_dir / name / "ranks.npy", (g, n_sigs), np.uint16),
+                "scores": NpyOut(seg_dir / name / "scores.npy", (g, n_sigs), np.float32),
             }
             if signature_major:
-                outs[name]["scores_by_sig"] = _NpyOut(seg_dir / name / "scores_by_sig.npy", (n_sigs, g), np.float32)
+                outs[name]["scores_by_sig"] = NpyOut(seg_dir / name / "scores_by_sig.npy", (n_sigs, g), np.float32)
         blocks = [(lo, min(lo + k, n_sigs)) for lo in range(0, n_sigs, k)]
         if blocks:
             _run_blocks(source, blocks, k, cols, outs, signature_major, progress)
@@ -808,132 +742,12 @@ def _write_segment(
     return {"name": seg_dir.name, "n_signatures": n_sigs, "files": files}
 
 
-def _chunk_hasher(algo: str) -> Callable[[Any], int]:
-    if algo == "crc32":
-        return zlib.crc32
-    if algo == "xxh3_64":
-        import xxhash
-
-        return xxhash.xxh3_64_intdigest
-    raise StoreError(f"unknown chunk checksum {algo!r} in the store manifest; upgrade opencmap")
-
-
-def _native_xxh3() -> Callable[[int, int], int] | None:
-    """xxh3 called on a raw address (``XXH3_64bits`` of the ``xxhash`` extension through ctypes):
-    no slicing, view or buffer object per chunk, and the GIL is released while it hashes. None when
-    the symbol is not there or gives another digest than ``xxhash.xxh3_64_intdigest`` on a probe
-    (the callers then use the Python call per chunk)."""
-    global _NATIVE_XXH3
-    if _NATIVE_XXH3 is not False:
-        return _NATIVE_XXH3  # type: ignore[return-value]
-    fn = None
-    try:
-        import ctypes
-
-        import xxhash
-        from xxhash import _xxhash
-
-        lib = ctypes.CDLL(_xxhash.__file__)
-        fn = getattr(lib, "XXH3_64bits_dispatch", None) or lib.XXH3_64bits
-        fn.argtypes, fn.restype = (ctypes.c_void_p, ctypes.c_size_t), ctypes.c_uint64
-        probe = np.arange(70_001, dtype=np.uint32).view(np.uint8)
-        if any(fn(probe.ctypes.data + k, n) != xxhash.xxh3_64_intdigest(probe[k : k + n]) for k, n in ((0, 0), (3, 17), (5, 240), (1, 70_000))):
-            log.warning("xxhash's native XXH3_64bits disagrees with xxhash.xxh3_64_intdigest; chunk checks use the Python call")
-            fn = None
-    except (ImportError, OSError, AttributeError):
-        fn = None
-    _NATIVE_XXH3 = fn
-    return fn
-
-
-_NATIVE_XXH3: Any = False  # not looked up yet
-
-
-def _digest_chunks(arr: np.ndarray, rows: np.ndarray, chunks: np.ndarray, cols: int, algo: str) -> np.ndarray:
-    """Checksums of chunk ``chunks[i]`` (``cols`` columns) of row ``rows[i]`` of a C-contiguous 2-D
-    array (memory map), uint64: xxh3 by address in one pass (:func:`_native_xxh3`), else the
-    Python digest per chunk. Callers make sure rows and chunks lie inside ``arr``."""
-    n_cols, item = arr.shape[1], arr.dtype.itemsize
-    rows = np.asarray(rows, dtype=np.int64)
-    starts = np.asarray(chunks, dtype=np.int64) * cols
-    fast = _native_xxh3() if algo == "xxh3_64" and arr.flags.c_contiguous else None
-    if fast is not None:
-        addrs = arr.ctypes.data + (rows * n_cols + starts) * item
-        lens = (np.minimum(starts + cols, n_cols) - starts) * item
-        return np.fromiter(map(fast, addrs.tolist(), lens.tolist()), dtype=np.uint64, count=len(rows))
-    digest = _chunk_hasher(algo)
-    plain = arr.view(np.ndarray)  # plain view: slicing a memmap object per chunk is slow
-    return np.fromiter(
-        (digest(memoryview(np.ascontiguousarray(plain[r, c : c + cols])).cast("B")) for r, c in zip(rows.tolist(), starts.tolist(), strict=True)),
-        dtype=np.uint64, count=len(rows),
-    )
-
-
-def _chunk_sums(arr: np.ndarray, cols: int = _CHUNK_COLS, algo: str = _CHUNK_ALGO) -> np.ndarray:
-    """Checksums of every chunk of ``cols`` columns of every row of a 2-D array: uint64 ``(rows, chunks)``."""
-    n_rows, n_cols = arr.shape
-    n_chunks = max(1, -(-n_cols // cols))
-    out = np.zeros((n_rows, n_chunks), dtype=np.uint64)
-    if n_rows and n_cols:
-        r, c = np.divmod(np.arange(n_rows * n_chunks, dtype=np.int64), n_chunks)
-        out[:] = _digest_chunks(arr, r, c, cols, algo).reshape(n_rows, n_chunks)
-    else:
-        empty = _chunk_hasher(algo)(b"")
-        out[:] = empty
-    return out
-
-
-def _sidecar(rel: str) -> str:
-    return rel[: -len(".npy")] + ".crc.npy"
-
-
-def _file_sums(folder: Path, rel: str, entry: Mapping[str, Any]) -> tuple[str, np.ndarray | None]:
-    """Whole-file checksum, and the chunk checksums of a 2-D ``.npy`` data file (None otherwise)."""
-    whole = _file_checksum(folder / rel)
-    if not rel.endswith(".npy") or len(entry.get("shape", ())) != 2:
-        return whole, None
-    arr = np.load(folder / rel, mmap_mode="r")
-    sums = _chunk_sums(arr)
-    del arr
-    if hasattr(os, "posix_fadvise"):
-        fd = os.open(folder / rel, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-    return whole, sums
-
-
-def _checksum_files(folder: Path, files: dict[str, dict[str, Any]]) -> None:
-    """Fill ``bytes`` and ``checksum`` of manifest file entries, and write the chunk checksums of
-    every 2-D data file beside it (``<kind>.crc.npy``, entry ``chunk_sums``), which readers check
-    as they read (files read in parallel threads: ``zlib.crc32`` releases the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    rels = sorted(files, key=lambda rel: -(folder / rel).stat().st_size)
-    with ThreadPoolExecutor(max_workers=min(len(rels), os.cpu_count() or 1) or 1) as pool:
-        sums = dict(zip(rels, pool.map(lambda rel: _file_sums(folder, rel, files[rel]), rels), strict=True))
-    for rel in list(files):
-        entry = files[rel]
-        entry["bytes"] = (folder / rel).stat().st_size
-        whole, chunks = sums[rel]
-        entry["checksum"] = whole
-        if chunks is not None:
-            side = _sidecar(rel)
-            with open(folder / side, "wb") as fh:
-                np.save(fh, chunks, allow_pickle=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            entry["chunk_sums"] = {"file": side, "cols": _CHUNK_COLS, "algo": _CHUNK_ALGO}
-            files[side] = {"bytes": (folder / side).stat().st_size, "checksum": _file_checksum(folder / side)}
-
-
 def _run_blocks(
-    source: _SignatureSource,
+    source: SignatureSource,
     blocks: Sequence[tuple[int, int]],
     k: int,
     cols: Mapping[str, np.ndarray],
-    outs: Mapping[str, Mapping[str, _NpyOut]],
+    outs: Mapping[str, Mapping[str, NpyOut]],
     signature_major: bool,
     progress: Progress | None,
 ) -> None:
@@ -1073,7 +887,7 @@ def build_store(
     block_size = _check_block_size(block_size)
     if dest.exists() and not overwrite:
         raise StoreError(f"{dest} already exists; pass overwrite=True (CLI --overwrite) or choose another path")
-    source = _SignatureSource(signatures, columns)
+    source = SignatureSource(signatures, columns)
     info = _resolve_sig_info(source, _load_table(sig_info))
     gene_name = None if gene_info is None or isinstance(gene_info, pd.DataFrame) else str(gene_info)
     genes = _resolve_gene_info(source, _load_table(gene_info), gene_name)
@@ -1179,20 +993,6 @@ def _building_path(dest: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-{os.getpid()}-", dir=dest.parent)) / "store"
 
 
-_PCL_FILE = "pcl.gmt"
-
-
-def _pcl_sets(pcl: Any) -> dict[str, tuple[str, ...]] | None:
-    """PCL definitions ``{name: pert_ids}`` from a GMT path or a mapping (None: none)."""
-    if pcl is None:
-        return None
-    if isinstance(pcl, Mapping):
-        return {str(k): tuple(str(x) for x in v) for k, v in pcl.items()}
-    from opencmap.io import read_gmt
-
-    return {s.name: tuple(s.genes) for s in read_gmt(pcl)}
-
-
 def _write_pcl(folder: Path, sets: Mapping[str, Sequence[str]] | None) -> dict[str, Any] | None:
     if not sets:
         return None
@@ -1225,7 +1025,7 @@ def append_store(
     """
     store = Store(path)
     block_size = _check_block_size(block_size)
-    source = _SignatureSource(signatures, columns)
+    source = SignatureSource(signatures, columns)
     info = _resolve_sig_info(source, _load_table(sig_info))
     sizes = {name: sp.n_features for name, sp in store.spaces.items()}
     check_disk(store.path, estimate_store_bytes(len(source.cids), sizes, signature_major=bool(store.manifest.get("signature_major", True)))["total_bytes"])
@@ -1255,7 +1055,7 @@ def append_store(
 
 def _append_locked(
     store: Store,
-    source: _SignatureSource,
+    source: SignatureSource,
     info: pd.DataFrame,
     space_rows: Mapping[str, np.ndarray],
     block_size: int | None,
@@ -1289,7 +1089,7 @@ def _append_locked(
         for level, entry in old_backgrounds.items():
             n_since = int(entry.get("appended_since_built", 0)) + seg["n_signatures"]
             backgrounds[level] = {**entry, "appended_since_built": n_since}
-    store._update_manifest(
+    store.commit(
         segments=[*manifest["segments"], seg],
         n_signatures=int(manifest["n_signatures"]) + seg["n_signatures"],
         backgrounds=backgrounds,
@@ -1346,7 +1146,7 @@ def _compact_locked(store: Store, progress: Progress | None) -> Store:
     tmp = Path(tempfile.mkdtemp(prefix=f".{seg_name}.compacting-{os.getpid()}-", dir=seg_root))
     kinds = ["ranks", "scores"] + (["scores_by_sig"] if manifest.get("signature_major", True) else [])
 
-    def sequential(seg: _Segment, space: str, kind: str) -> np.ndarray:
+    def sequential(seg: StoreSegment, space: str, kind: str) -> np.ndarray:
         # plain mapping (not Segment.array's MADV_RANDOM for stores larger than RAM): every read
         # below is sequential, so the kernel's read-ahead serves it (Store checked the files exist)
         return np.load(seg.dir / space / f"{kind}.npy", mmap_mode="r")
@@ -1364,7 +1164,7 @@ def _compact_locked(store: Store, progress: Progress | None) -> Store:
                 dtype = parts[0].dtype
                 gene_major = kind != "scores_by_sig"
                 shape = (sp.n_features, n) if gene_major else (n, sp.n_features)
-                out = _NpyOut(out_dir / name / f"{kind}.npy", shape, dtype.type)
+                out = NpyOut(out_dir / name / f"{kind}.npy", shape, dtype.type)
                 try:
                     if gene_major:
                         band = max(1, _BUILD_MEMORY // 2 // max(n * dtype.itemsize, 1))
@@ -1395,567 +1195,13 @@ def _compact_locked(store: Store, progress: Progress | None) -> Store:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     old = [seg["name"] for seg in manifest["segments"]]
-    store._update_manifest(segments=[{"name": seg_name, "n_signatures": n, "files": files}])
+    store.commit(segments=[{"name": seg_name, "n_signatures": n, "files": files}])
     for name in old:
         shutil.rmtree(seg_root / name, ignore_errors=True)
     log.info("compacted %s: %d segments -> 1 (%d signatures)", store.path, len(old), n)
     return Store(store.path)
 
 
-def open_store(path: str | os.PathLike[str]) -> Store:
-    """Open an existing store (alias of ``Store(path)``)."""
-    return Store(path)
-
-
-# ---------------------------------------------------------------------------------- reading
-def _physical_memory() -> int:
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
-def _map_of(arr: np.ndarray) -> Any:
-    mm = getattr(arr, "_mmap", None)
-    return mm if mm is not None and hasattr(mmap, "MADV_WILLNEED") and arr.ndim == 2 else None
-
-
-def _advise_willneed(mm: Any, begin: np.ndarray, end: np.ndarray) -> None:
-    """``MADV_WILLNEED`` on the byte ranges ``begin..end`` (sorted by begin; page-aligned here,
-    overlapping or touching ranges merged, then issued in pieces of :data:`_WILLNEED_CHUNK`:
-    Linux reads at most one readahead window per call and drops the rest of a longer range)."""
-    begin = begin - begin % mmap.PAGESIZE
-    runs: list[tuple[int, int]] = []
-    for b, e in zip(begin.tolist(), end.tolist(), strict=True):
-        if runs and b <= runs[-1][1]:
-            runs[-1] = (runs[-1][0], max(runs[-1][1], e))
-        else:
-            runs.append((b, e))
-    for b, e in runs:
-        for lo in range(b, e, _WILLNEED_CHUNK):
-            mm.madvise(mmap.MADV_WILLNEED, lo, min(_WILLNEED_CHUNK, e - lo))
-
-
-def prefetch_columns(arr: np.ndarray, rows: np.ndarray, lo: int, hi: int) -> None:
-    """Ask the OS to read columns ``lo:hi`` of ``rows`` of a gene-major memory map ahead.
-
-    Asynchronous (``MADV_WILLNEED`` on exactly those extents, merged where contiguous): the pages
-    are being read while the caller computes, and nothing beyond them is read. A no-op for arrays
-    that are not memory maps or where ``madvise`` is unavailable.
-    """
-    mm = _map_of(arr)
-    if mm is None:
-        return
-    item, n = arr.dtype.itemsize, arr.shape[1]
-    rows = np.unique(np.asarray(rows, dtype=np.int64))
-    rows = rows[(rows >= 0) & (rows < arr.shape[0])]
-    lo, hi = max(int(lo), 0), min(int(hi), n)
-    if hi <= lo or not len(rows):
-        return
-    begin = int(arr.offset) % mmap.ALLOCATIONGRANULARITY + (rows * n + lo) * item  # array start inside the map
-    _advise_willneed(mm, begin, begin + (hi - lo) * item)
-
-
-def _prefetch_cells(arr: np.ndarray, cols: np.ndarray) -> None:
-    """Read ahead the pages holding columns ``cols`` of every row (whole signatures of a
-    gene-major map: one page per gene and signature, fetched together instead of fault by fault)."""
-    mm = _map_of(arr)
-    if mm is None or not len(cols):
-        return
-    item, n = arr.dtype.itemsize, arr.shape[1]
-    cols = np.unique(np.asarray(cols, dtype=np.int64))
-    cols = cols[(cols >= 0) & (cols < n)]
-    cells = (np.arange(arr.shape[0], dtype=np.int64)[:, None] * n + cols[None, :]).ravel() * item
-    pages = np.unique((int(arr.offset) % mmap.ALLOCATIONGRANULARITY + cells) // mmap.PAGESIZE) * mmap.PAGESIZE
-    _advise_willneed(mm, pages, pages + mmap.PAGESIZE)
-
-
-class _Segment:
-    __slots__ = ("name", "offset", "n", "dir", "_arrays", "random_access", "files", "_sums", "_seen")
-
-    def __init__(self, name: str, offset: int, n: int, directory: Path, random_access: bool = False,
-                 files: Mapping[str, Any] | None = None):
-        self.name, self.offset, self.n, self.dir = name, offset, n, directory
-        self.random_access = random_access
-        self._arrays: dict[str, np.ndarray] = {}
-        self.files: Mapping[str, Any] = files or {}
-        self._sums: dict[str, tuple[np.ndarray, int, str] | None] = {}
-        self._seen: dict[str, np.ndarray] = {}
-
-    def _chunk_table(self, key: str) -> tuple[np.ndarray, int, str] | None:
-        """The chunk checksums of data file ``key`` (``space/kind``), checked whole on first use;
-        None for files written without them (format version 1)."""
-        if key in self._sums:
-            return self._sums[key]
-        entry = self.files.get(f"{key}.npy", {}).get("chunk_sums")
-        table = None
-        if entry:
-            side = self.dir / entry["file"]
-            expected = self.files.get(entry["file"], {}).get("checksum")
-            try:
-                got = _file_checksum(side)
-                sums = np.load(side)
-            except (OSError, ValueError) as exc:
-                raise StoreError(f"store file {side} is unreadable ({exc}); run `opencmap store info --verify` and rebuild the store") from exc
-            if got != expected:
-                raise StoreError(
-                    f"store file {side} (checksums of {self.dir / key}.npy) is corrupt: {got} != {expected} in the manifest; "
-                    "run `opencmap store info --verify` and rebuild the store"
-                )
-            algo = str(entry.get("algo", "crc32"))
-            _chunk_hasher(algo)  # an unknown algorithm is refused here
-            table = (sums, int(entry["cols"]), algo)
-            self._seen[key] = np.zeros(sums.shape, dtype=bool)
-        self._sums[key] = table
-        return table
-
-    def check(self, space: str, kind: str, rows: np.ndarray | None, lo: int, hi: int) -> None:
-        """Check the chunks of ``rows`` (None: all) x columns ``lo:hi`` of a data file against
-        their stored checksums (xxh3) the first time they are read; :class:`StoreError` naming the file on a
-        mismatch. Rows of signature-major files are signatures, their columns genes."""
-        key = f"{space}/{kind}"
-        table = self._chunk_table(key)
-        if table is None or hi <= lo:
-            return
-        sums, cols, algo = table
-        seen = self._seen[key]
-        c0, c1 = lo // cols, (hi - 1) // cols + 1
-        sub = seen[:, c0:c1] if rows is None else seen[rows, c0:c1]
-        if sub.all():
-            return
-        arr = self.array(space, kind)
-        if sums.shape != (arr.shape[0], max(1, -(-arr.shape[1] // cols))):
-            raise StoreError(
-                f"store file {self.dir / key}.npy has shape {arr.shape} but its checksums cover {sums.shape} chunks of {cols} "
-                "columns: the store is corrupt; run `opencmap store info --verify` and rebuild the store"
-            )
-        todo_r, todo_c = np.nonzero(~sub)
-        row_ids = (np.arange(seen.shape[0])[todo_r] if rows is None else np.asarray(rows)[todo_r]).tolist()
-        col_ids = (todo_c + c0).tolist()
-        got = _digest_chunks(arr, np.asarray(row_ids, dtype=np.int64), np.asarray(col_ids, dtype=np.int64), cols, algo)
-        bad = np.flatnonzero(got != sums[row_ids, col_ids])
-        if len(bad):
-            r, c = row_ids[int(bad[0])], col_ids[int(bad[0])]
-            raise StoreError(
-                f"store file {self.dir / key}.npy is corrupt (row {r}, columns {c * cols}..{min((c + 1) * cols, arr.shape[1]) - 1} "
-                "do not match their checksum): this store must not be queried; run `opencmap store info --verify` "
-                "and rebuild the store (or restore it from a copy)"
-            )
-        seen[row_ids, col_ids] = True
-
-    def array(self, space: str, kind: str) -> np.ndarray:
-        key = f"{space}/{kind}"
-        arr = self._arrays.get(key)
-        if arr is None:
-            path = self.dir / space / f"{kind}.npy"
-            if not path.exists():
-                raise StoreError(f"store file missing: {path}; rebuild the store")
-            arr = np.load(path, mmap_mode="r")
-            mm = getattr(arr, "_mmap", None)
-            if self.random_access and mm is not None and hasattr(mmap, "MADV_RANDOM"):
-                # larger than RAM: no read-around on page faults (with a large device readahead a
-                # fault reads megabytes around it, which a pass over signature blocks evicts again
-                # before use); reads are exact, ahead of use via Store.prefetch
-                mm.madvise(mmap.MADV_RANDOM)
-            self._arrays[key] = arr
-        return arr
-
-
-def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-def _check_block(seg: _Segment, space: str, kinds: Sequence[str], rows: np.ndarray, lo: int, hi: int) -> None:
-    for kind in kinds:
-        seg.check(space, kind, rows, lo, hi)
-
-
-_CHECKER: Any = None
-
-
-def _checker() -> Any:
-    """The thread that checks the next block's chunks while a reader scores the current one
-    (hashing releases the GIL; its page faults are then off the reader's path too)."""
-    global _CHECKER
-    if _CHECKER is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _CHECKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opencmap-store-check")
-    return _CHECKER
-
-
-class Store:
-    """A reference store opened read-only (memory-mapped).
-
-    Attributes
-    ----------
-    path : Path
-    manifest : dict
-    sig_info : DataFrame, one row per signature in store order (``sig_id`` column)
-    genes : DataFrame, the gene table (``pr_gene_id`` column)
-    spaces : dict of :class:`FeatureSpace`
-    default_space : str
-    """
-
-    def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path)
-        if not self.path.is_dir():
-            raise StoreError(f"no reference store at {self.path} (build one with `opencmap store build`)")
-        self.manifest = self._read_manifest()
-        m = self.manifest
-        self.default_space: str = m["default_space"]
-        self.spaces = {
-            name: FeatureSpace(name, pd.Index([str(g) for g in entry["gene_ids"]], dtype=object))
-            for name, entry in m["spaces"].items()
-        }
-        self._segments: list[_Segment] = []
-        offset = 0
-        for seg in m["segments"]:
-            seg_dir = self.path / "segments" / seg["name"]
-            for rel, entry in seg["files"].items():
-                f = seg_dir / rel
-                if not f.exists():
-                    raise StoreError(f"store file missing: {f}; the store is incomplete, rebuild it")
-                if f.stat().st_size != entry["bytes"]:
-                    raise StoreError(
-                        f"store file {f} has {f.stat().st_size} bytes, the manifest says {entry['bytes']}: "
-                        "the store is corrupt or was modified; rebuild it"
-                    )
-            self._segments.append(_Segment(seg["name"], offset, int(seg["n_signatures"]), seg_dir, files=seg["files"]))
-            offset += int(seg["n_signatures"])
-        gene_major = sum(
-            int(e["bytes"]) for seg in m["segments"] for rel, e in seg["files"].items() if not rel.endswith(("scores_by_sig.npy", ".parquet"))
-        )
-        memory = _physical_memory()
-        #: True when the gene-major data exceed half the RAM: page faults read no more than asked,
-        #: and readers should call :meth:`prefetch` ahead of each block
-        self.random_access = bool(memory) and gene_major > _RANDOM_ACCESS_FRACTION * memory
-        for s in self._segments:
-            s.random_access = self.random_access
-        if offset != int(m["n_signatures"]):
-            raise StoreError(f"{self.path / _MANIFEST}: segment sizes add to {offset}, not n_signatures={m['n_signatures']}")
-        #: True when every data file carries chunk checksums that reads are checked against
-        self.checked = all(
-            "chunk_sums" in e for seg in m["segments"] for rel, e in seg["files"].items() if rel.endswith(".npy") and not rel.endswith(".crc.npy")
-        )
-        if not self.checked:
-            from opencmap.errors import UncheckedStoreWarning
-
-            warnings.warn(
-                f"the store {self.path} (format version {m['format_version']}) has no chunk checksums: queries cannot detect "
-                "corrupted files in it; check it with `opencmap store info --verify`, or rebuild it to have every read checked",
-                UncheckedStoreWarning,
-                stacklevel=3,
-            )
-        self._sig_info: pd.DataFrame | None = None
-        self._genes: pd.DataFrame | None = None
-
-    def _read_manifest(self) -> dict[str, Any]:
-        mpath = self.path / _MANIFEST
-        if not mpath.exists():
-            raise StoreError(f"{self.path} is not a reference store: {_MANIFEST} is missing")
-        with open(mpath, "rb") as fh:  # stat and bytes of the same file (a writer renames a new one over it)
-            self._manifest_stat = _stat_key(os.fstat(fh.fileno()))
-            raw = fh.read()
-        self._manifest_sum = f"crc32:{zlib.crc32(raw):08x}"
-        try:
-            m = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{mpath} is corrupt ({exc}); rebuild the store") from exc
-        if not isinstance(m, dict) or m.get("format") != STORE_FORMAT:
-            raise StoreError(f"{mpath} is not an opencmap reference store manifest (format={m.get('format') if isinstance(m, dict) else None!r})")
-        version = m.get("format_version")
-        if not isinstance(version, int):
-            raise StoreError(f"{mpath}: format_version missing or not an integer; rebuild the store")
-        if version > STORE_FORMAT_VERSION:
-            raise VersionError(
-                f"store format version {version} is newer than this opencmap supports "
-                f"({STORE_FORMAT_VERSION}); upgrade opencmap to read it",
-                path=mpath,
-            )
-        for key in ("n_signatures", "default_space", "spaces", "segments", "genes"):
-            if key not in m:
-                raise StoreError(f"{mpath}: field {key!r} is missing; the manifest is corrupt, rebuild the store")
-        return m
-
-    # ------------------------------------------------------------------ generations
-    @property
-    def generation(self) -> dict[str, Any]:
-        """The store generation this object reads: the manifest's ``generation`` counter (0 for a
-        fresh build; +1 per append, compaction or background commit) and the checksum of the
-        manifest it opened (tells apart two builds with the same counter). Recorded in query
-        results' provenance (``store``)."""
-        return {"generation": int(self.manifest.get("generation", 0)), "manifest": self._manifest_sum}
-
-    def changed(self) -> bool:
-        """True when another generation has been committed since this object opened the store
-        (the manifest was replaced: ``store background``, append, compact, ``build --overwrite``)."""
-        try:
-            return _stat_key(os.stat(self.path / _MANIFEST)) != self._manifest_stat
-        except OSError:  # an overwrite between its two renames: keep reading this generation
-            return False
-
-    def current(self) -> "Store":
-        """This store, or the store reopened on the generation committed since (see
-        :meth:`changed`). Queries already running on this object finish on its generation: the
-        files it has mapped stay readable after a writer removes them. Call this before each
-        new query in a long-running process (the API server does)."""
-        if not self.changed():
-            return self
-        new = Store(self.path)
-        log.info("store %s: generation %s -> %s", self.path, self.generation, new.generation)
-        return new
-
-    # ------------------------------------------------------------------ metadata
-    def __repr__(self) -> str:
-        return f"Store({str(self.path)!r}, {self.n_signatures} signatures, spaces {sorted(self.spaces)}, default {self.default_space!r})"
-
-    @property
-    def n_signatures(self) -> int:
-        return int(self.manifest["n_signatures"])
-
-    @property
-    def format_version(self) -> int:
-        return int(self.manifest["format_version"])
-
-    @property
-    def sig_info(self) -> pd.DataFrame:
-        if self._sig_info is None:
-            parts = [pd.read_parquet(seg.dir / "sig_info.parquet") for seg in self._segments]
-            info = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"sig_id": []})
-            info["sig_id"] = info["sig_id"].astype(str)
-            self._sig_info = info
-        return self._sig_info
-
-    @property
-    def sig_ids(self) -> pd.Index:
-        return pd.Index(self.sig_info["sig_id"], dtype=object)
-
-    @property
-    def genes(self) -> pd.DataFrame:
-        if self._genes is None:
-            self._genes = pd.read_parquet(self.path / self.manifest["genes"]["file"])
-            self._genes["pr_gene_id"] = self._genes["pr_gene_id"].astype(str)
-        return self._genes
-
-    @property
-    def pcl(self) -> dict[str, tuple[str, ...]] | None:
-        """The perturbagen classes stored at build time (``{name: pert_ids}``), or None."""
-        entry = self.manifest.get("pcl")
-        if not entry:
-            return None
-        path = self.path / entry["file"]
-        if not path.exists():
-            raise StoreError(f"store file missing: {path}; rebuild the store")
-        return _pcl_sets(path)
-
-    def space(self, name: str | None = None) -> FeatureSpace:
-        """The feature space ``name`` (default: the store's default space)."""
-        key = self.default_space if name is None else name
-        if key == "aig" and "aig" not in self.spaces and "full" in self.spaces:
-            key = "full"
-        if key not in self.spaces:
-            raise StoreError(f"the store {self.path} has no feature space {key!r} (has {sorted(self.spaces)})")
-        return self.spaces[key]
-
-    @property
-    def stale_backgrounds(self) -> dict[str, int]:
-        """tau background levels built before signatures were appended: ``{level: n_appended}``.
-
-        Those signatures have no tau until the backgrounds are rebuilt (``opencmap store background``);
-        the other signatures' tau uses a reference that predates them.
-        """
-        return {
-            level: int(entry["appended_since_built"])
-            for level, entry in self.manifest.get("backgrounds", {}).items()
-            if int(entry.get("appended_since_built", 0)) > 0
-        }
-
-    def sig_positions(self, sig_ids: Sequence[str]) -> np.ndarray:
-        """0-based store positions of ``sig_ids``; :class:`IdNotFoundError` for unknown ids."""
-        wanted = pd.Index([str(s) for s in sig_ids], dtype=object)
-        pos = self.sig_ids.get_indexer(wanted)
-        if (pos < 0).any():
-            missing = wanted[pos < 0][:10].tolist()
-            raise IdNotFoundError(f"{int((pos < 0).sum())} sig_ids are not in the store {self.path}: {missing}")
-        return pos
-
-    # ------------------------------------------------------------------ data access
-    def iter_gene_rows(
-        self,
-        gene_rows: np.ndarray,
-        *,
-        space: str | None = None,
-        block_size: int = 16384,
-        with_ranks: bool = True,
-    ) -> Iterator[tuple[int, int, np.ndarray | None, np.ndarray]]:
-        """Yield ``(start, stop, ranks, scores)`` blocks of all signatures for rows ``gene_rows``.
-
-        ``gene_rows`` are 0-based rows of the space; ``ranks`` uint16 and ``scores`` float32 have
-        shape ``(len(gene_rows), stop - start)``; only those rows are read from disk.
-        """
-        rows = np.asarray(gene_rows, dtype=np.intp)
-        for start, stop, r_mm, s_mm, lo, hi in self.iter_blocks(rows, space=space, block_size=block_size, with_ranks=with_ranks):
-            assert s_mm is not None
-            yield start, stop, None if r_mm is None else r_mm[rows, lo:hi], s_mm[rows, lo:hi]
-
-    def iter_blocks(
-        self,
-        gene_rows: np.ndarray,
-        *,
-        space: str | None = None,
-        block_size: int = 16384,
-        with_ranks: bool = True,
-        with_scores: bool = True,
-    ) -> Iterator[tuple[int, int, np.ndarray | None, np.ndarray | None, int, int]]:
-        """Yield ``(start, stop, ranks, scores, lo, hi)``: blocks of at most ``block_size``
-        signatures (store positions ``start:stop``) as the memory-mapped gene-major arrays of
-        their segment and the block's columns ``lo:hi`` in them, for readers that read in place.
-
-        On a store larger than RAM (:attr:`random_access`) the rows ``gene_rows`` of the next
-        block are prefetched before each block is handed out, so the disk works while the caller
-        computes.
-        """
-        sp = self.space(space).name
-        rows = np.asarray(gene_rows, dtype=np.intp)
-        kinds = tuple(kind for kind, on in (("ranks", with_ranks), ("scores", with_scores)) if on)
-        blocks = [(seg, lo, min(lo + block_size, seg.n)) for seg in self._segments for lo in range(0, seg.n, block_size)]
-        pending: Any = None
-        for i, (seg, lo, hi) in enumerate(blocks):
-            if self.random_access:
-                opts = {"space": sp, "with_ranks": with_ranks, "with_scores": with_scores}
-                if lo == 0:
-                    self.prefetch(rows, seg.offset, seg.offset + hi, **opts)
-                if hi < seg.n:
-                    self.prefetch(rows, seg.offset + hi, seg.offset + min(hi + block_size, seg.n), **opts)
-            # every block is checked before it is handed out: the first here, each next one on the
-            # checker thread while the caller scores this one (its StoreError raised here)
-            if pending is None:
-                _check_block(seg, sp, kinds, rows, lo, hi)
-            else:
-                pending.result()
-            pending = None
-            if self.checked and i + 1 < len(blocks):
-                nxt = blocks[i + 1]
-                pending = _checker().submit(_check_block, nxt[0], sp, kinds, rows, nxt[1], nxt[2])
-            r_mm = seg.array(sp, "ranks") if with_ranks else None
-            s_mm = seg.array(sp, "scores") if with_scores else None
-            yield seg.offset + lo, seg.offset + hi, r_mm, s_mm, lo, hi
-
-    def prefetch(
-        self,
-        gene_rows: np.ndarray,
-        start: int,
-        stop: int,
-        *,
-        space: str | None = None,
-        with_ranks: bool = True,
-        with_scores: bool = True,
-    ) -> None:
-        """Start reading the rank/score rows ``gene_rows`` of signatures ``start:stop`` (store
-        positions) in the background (see :func:`prefetch_columns`).
-
-        Readers of a store larger than RAM (:attr:`random_access`) call this for block ``b + 1``
-        before computing block ``b``, so the disk works while the CPU does; harmless otherwise.
-        """
-        sp = self.space(space).name
-        kinds = tuple(kind for kind, on in (("ranks", with_ranks), ("scores", with_scores)) if on)
-        for seg in self._segments:
-            lo, hi = max(start - seg.offset, 0), min(stop - seg.offset, seg.n)
-            if lo < hi:
-                for kind in kinds:
-                    prefetch_columns(seg.array(sp, kind), gene_rows, lo, hi)
-
-    def signature_scores(self, positions: Sequence[int] | np.ndarray, *, space: str | None = None) -> np.ndarray:
-        """float32 ``(len(positions), n_features)`` scores of the signatures at store ``positions``."""
-        sp = self.space(space)
-        pos = np.asarray(positions, dtype=np.intp)
-        out = np.empty((len(pos), sp.n_features), dtype=np.float32)
-        if len(pos) and (pos.min() < 0 or pos.max() >= self.n_signatures):
-            raise IdNotFoundError(f"signature positions out of range 0..{self.n_signatures - 1}")
-        for seg in self._segments:
-            sel = np.flatnonzero((pos >= seg.offset) & (pos < seg.offset + seg.n))
-            if not len(sel):
-                continue
-            local = pos[sel] - seg.offset
-            if self.manifest.get("signature_major", True):
-                seg.check(sp.name, "scores_by_sig", local, 0, sp.n_features)
-                out[sel] = seg.array(sp.name, "scores_by_sig")[local]
-            else:
-                scores = seg.array(sp.name, "scores")
-                if self.random_access:
-                    _prefetch_cells(scores, local)
-                for c in local.tolist():
-                    seg.check(sp.name, "scores", None, c, c + 1)
-                out[sel] = scores[:, local].T
-        return out
-
-    def signature_ranks(self, positions: Sequence[int] | np.ndarray, *, space: str | None = None) -> np.ndarray:
-        """uint16 ``(n_features, len(positions))`` stored ranks of the given signatures."""
-        sp = self.space(space)
-        pos = np.asarray(positions, dtype=np.intp)
-        out = np.empty((sp.n_features, len(pos)), dtype=np.uint16)
-        for seg in self._segments:
-            sel = np.flatnonzero((pos >= seg.offset) & (pos < seg.offset + seg.n))
-            if len(sel):
-                ranks = seg.array(sp.name, "ranks")
-                if self.random_access:
-                    _prefetch_cells(ranks, pos[sel] - seg.offset)
-                for c in (pos[sel] - seg.offset).tolist():
-                    seg.check(sp.name, "ranks", None, c, c + 1)
-                out[:, sel] = ranks[:, pos[sel] - seg.offset]
-        return out
-
-    # ------------------------------------------------------------------ integrity
-    def verify(self) -> None:
-        """Recompute every checksum; :class:`StoreError` naming the first file that differs."""
-        files = [(self.path / self.manifest["genes"]["file"], self.manifest["genes"]["checksum"])]
-        for seg in self.manifest["segments"]:
-            for rel, entry in seg["files"].items():
-                files.append((self.path / "segments" / seg["name"] / rel, entry["checksum"]))
-        for level, entry in self.manifest.get("backgrounds", {}).items():
-            for rel, checksum in entry.get("checksums", {}).items():
-                files.append((self.path / (entry.get("dir") or f"backgrounds/{level}") / rel, checksum))
-        for path, expected in files:
-            if not path.exists():
-                raise StoreError(f"store file missing: {path}")
-            got = _file_checksum(path)
-            if got != expected:
-                raise StoreError(f"checksum mismatch for {path}: {got} != {expected} in the manifest; rebuild the store")
-
-    def info(self) -> dict[str, Any]:
-        """A small summary (for ``opencmap store info``)."""
-        m = self.manifest
-        return {
-            "path": str(self.path),
-            "format_version": m["format_version"],
-            "created": m.get("created"),
-            "n_signatures": m["n_signatures"],
-            "n_segments": len(m["segments"]),
-            "default_space": m["default_space"],
-            "spaces": {k: v["n_features"] for k, v in m["spaces"].items()},
-            "signature_major": m.get("signature_major", True),
-            "backgrounds": sorted(m.get("backgrounds", {})),
-            "stale_backgrounds": self.stale_backgrounds,
-            "releases": [r["release"] for r in m.get("provenance", {}).get("releases", [])],
-            "pcl_classes": (m.get("pcl") or {}).get("n_classes", 0),
-            "chunk_checksums": self.checked,
-        }
-
-    # ------------------------------------------------------------------ manifest updates
-    def _update_manifest(self, **changes: Any) -> None:
-        """Rewrite the manifest atomically with ``changes`` merged in (backgrounds, append, compact)."""
-        new = dict(self.manifest)
-        new.update(changes)
-        new["generation"] = int(self.manifest.get("generation", 0)) + 1
-        try:
-            _write_bytes_atomic(self.path / _MANIFEST, json.dumps(new, indent=1, default=str).encode())
-        except OSError as exc:
-            if _is_disk_full(exc):
-                raise _disk_full(exc, f"writing {self.path / _MANIFEST}", self.path) from exc
-            raise
-        _fault("manifest:switched")
-        self.manifest = new
-        with open(self.path / _MANIFEST, "rb") as fh:
-            self._manifest_stat = _stat_key(os.fstat(fh.fileno()))
-            self._manifest_sum = f"crc32:{zlib.crc32(fh.read()):08x}"
+# the names before the store moved to opencmap.io.store
+_SignatureSource = SignatureSource
+_NpyOut = NpyOut
