@@ -525,3 +525,60 @@ def test_query_out_on_a_full_disk_is_one_line_exit_2(test_store, programs, tmp_p
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: disk full") and "Traceback" not in "\n".join(err)
+
+
+# ---------------------------------------------------------------------------------- a new store generation
+def test_a_running_server_answers_with_backgrounds_rebuilt_by_another_process(test_store, tmp_path):
+    """`opencmap store background` (other parameters) in another process while a server holds the
+    store open: the next query uses the new backgrounds (its describe names the new generation),
+    no StoreError; the answers equal a fresh library run on the new generation."""
+    import shutil
+    import subprocess
+    import sys
+
+    from opencmap.query.engine import Engine
+    from opencmap.query.genesets import Query
+    from opencmap.query.store import Store
+
+    src, pcl, programs = test_store
+    store = tmp_path / "store"
+    shutil.copytree(src, store)
+    q = {"name": "A", "up": programs["A_up"][:30], "down": programs["A_dn"][:30]}
+
+    def library_tau() -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = Engine(Store(store), pcl=pcl).run(Query("A", up=tuple(q["up"]), down=tuple(q["down"])), fdr=False)
+        frame = res.to_frame("sig", query="A")
+        return frame.set_index("sig_id")["tau"].sort_index().to_numpy()
+
+    def served(c: httpx.Client) -> tuple[np.ndarray, dict]:
+        r = c.post("/queries", json={"queries": [q]})
+        assert r.status_code == 200, r.text
+        jid = r.json()["job"]["id"]
+        rows = c.get(f"/jobs/{jid}/results", params={"query": "A", "level": "sig", "limit": 1000}).json()["items"]
+        tau = np.array([row["tau"] if row["tau"] is not None else np.nan for row in sorted(rows, key=lambda row: row["sig_id"])], dtype=float)
+        return tau, c.get(f"/jobs/{jid}/downloads/describe.json").json()
+
+    before_lib = library_tau()
+    srv = Server(store, tmp_path / "jobs.sqlite", pcl)
+    try:
+        with httpx.Client(base_url=f"{srv.url}/api/v1", timeout=60) as c:
+            tau0, desc0 = served(c)
+            np.testing.assert_allclose(tau0, before_lib, rtol=0, atol=1e-4, equal_nan=True)
+            gen0 = desc0["provenance"]["store"]
+            proc = subprocess.run(
+                [sys.executable, "-c", "from opencmap.cli import main; main()", "store", "background", str(store),
+                 "--all-cells", "--n-genes", "20", "--pcl", str(pcl)],
+                capture_output=True, text=True, timeout=600, env={**os.environ},
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            after_lib = library_tau()
+            assert not np.allclose(after_lib, before_lib, equal_nan=True)
+            tau1, desc1 = served(c)
+            np.testing.assert_allclose(tau1, after_lib, rtol=0, atol=1e-4, equal_nan=True)
+            assert desc1["provenance"]["store"]["generation"] == gen0["generation"] + 1
+            assert c.get("/health").json()["status"] == "ok"
+    finally:
+        srv.stop()
+    assert "StoreError" not in srv.log.read_text()

@@ -49,7 +49,7 @@ def test_layout_ranks_and_scores(small):
 
 def test_subset_of_rows_read_and_memory_mapped(small):
     store, gct, _ = small
-    seg = store._segments[0]
+    seg = store.segments[0]
     assert isinstance(seg.array("bing", "scores"), np.memmap)
     assert isinstance(seg.array("bing", "ranks"), np.memmap)
     rows = np.array([250, 3, 17])

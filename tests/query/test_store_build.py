@@ -17,7 +17,8 @@ from opencmap.backends import Settings
 from opencmap.core.gct import GCT
 from opencmap.errors import StoreError
 from opencmap.kernels.ranks import descending_ranks
-from opencmap.query import store as store_mod
+from opencmap.io.store import reader as store_reader
+from opencmap.io.store import writer as store_writer_mod
 from opencmap.query.store import build_store
 
 def reference_arrays(data: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +46,7 @@ def _assert_files_equal_reference(store, gct):
     for name, sp in store.spaces.items():
         rows = rids.get_indexer(sp.gene_ids)
         exp_r, exp_s = reference_arrays(gct.data, rows)
-        seg = store._segments[0].dir / name
+        seg = store.segments[0].dir / name
         np.testing.assert_array_equal(np.load(seg / "ranks.npy"), exp_r)
         np.testing.assert_array_equal(np.load(seg / "scores.npy"), exp_s)
         assert np.load(seg / "ranks.npy").dtype == np.uint16
@@ -82,7 +83,7 @@ def test_gctx_source_tiny_blocks_is_byte_identical(tied, tmp_path):
 def test_no_signature_major_copy(tied, tmp_path):
     gct, info = tied
     store = build_store(tmp_path / "s", gct, sig_info=info, spaces=["lm"], signature_major=False, block_size=10)
-    assert not (store._segments[0].dir / "lm" / "scores_by_sig.npy").exists()
+    assert not (store.segments[0].dir / "lm" / "scores_by_sig.npy").exists()
     _assert_files_equal_reference(store, gct)
     pos = np.array([4, 0, 9])
     lm = pd.Index([str(r) for r in gct.rids]).get_indexer(store.space("lm").gene_ids)
@@ -91,7 +92,7 @@ def test_no_signature_major_copy(tied, tmp_path):
 
 def test_failure_in_writer_leaves_nothing(tied, tmp_path, monkeypatch):
     gct, info = tied
-    real = store_mod._NpyOut.write_columns
+    real = store_writer_mod.NpyOut.write_columns
     count = [0]
 
     def flaky(self, block, start, k):
@@ -100,7 +101,7 @@ def test_failure_in_writer_leaves_nothing(tied, tmp_path, monkeypatch):
             raise OSError(errno.EIO, "disk went away")
         return real(self, block, start, k)
 
-    monkeypatch.setattr(store_mod._NpyOut, "write_columns", flaky)
+    monkeypatch.setattr(store_writer_mod.NpyOut, "write_columns", flaky)
     with pytest.raises(OSError, match="disk went away"):
         build_store(tmp_path / "x", gct, sig_info=info, block_size=7)
     assert os.listdir(tmp_path) == []
@@ -119,12 +120,12 @@ def test_full_disk_is_a_store_error(tied, tmp_path, monkeypatch):
 
 
 def test_auto_block_size_is_bounded():
-    k = store_mod._auto_block_size(473_647, 10_174, [10_174], False)
+    k = store_writer_mod._auto_block_size(473_647, 10_174, [10_174], False)
     per_sig = 8 * 10_174 + 12 * 10_174
     assert 256 <= k <= 65536 and k * per_sig <= Settings().build_memory
-    assert store_mod._auto_block_size(10, 10_174, [10_174], True) == 10
-    assert store_mod._auto_block_size(10_000, 10_174, [10_174], False) == 2500  # >= 4 blocks to overlap
-    assert store_mod._auto_block_size(10**6, 5_000_000, [60_000], True) == 256  # floor: long extents
+    assert store_writer_mod._auto_block_size(10, 10_174, [10_174], True) == 10
+    assert store_writer_mod._auto_block_size(10_000, 10_174, [10_174], False) == 2500  # >= 4 blocks to overlap
+    assert store_writer_mod._auto_block_size(10**6, 5_000_000, [60_000], True) == 256  # floor: long extents
 
 
 # ---------------------------------------------------------------------------------- reading stores larger than RAM
@@ -148,12 +149,12 @@ def test_prefetch_covers_exactly_the_pages_of_the_extents(dtype, lo, hi):
 
     arr = _FakeArray((40, 9000), dtype, offset=128)
     rows = np.array([7, 3, 3, 8, 30, 39, 0])
-    store_mod.prefetch_columns(arr, rows, lo, hi)
+    store_reader.prefetch_columns(arr, rows, lo, hi)
     calls = arr._mmap.calls
     assert calls and all(opt == mmap.MADV_WILLNEED and start % mmap.PAGESIZE == 0 for opt, start, _ in calls)
     covered = np.zeros(128 + 40 * 9000 * arr.dtype.itemsize + mmap.PAGESIZE, dtype=bool)
     for _, start, length in calls:
-        assert length <= store_mod._WILLNEED_CHUNK
+        assert length <= store_reader._WILLNEED_CHUNK
         assert not covered[start : start + length].any()  # merged, no range asked twice
         covered[start : start + length] = True
     item = arr.dtype.itemsize
@@ -163,7 +164,7 @@ def test_prefetch_covers_exactly_the_pages_of_the_extents(dtype, lo, hi):
     assert covered[wanted].all()  # every wanted byte is read ahead
     pages = lambda mask: set(np.flatnonzero(mask) // mmap.PAGESIZE)  # noqa: E731
     assert pages(covered) == pages(wanted)  # and nothing on other pages
-    store_mod.prefetch_columns(np.zeros((3, 3)), rows[:1], 0, 3)  # not a memory map: no-op
+    store_reader.prefetch_columns(np.zeros((3, 3)), rows[:1], 0, 3)  # not a memory map: no-op
 
 
 def test_prefetch_cells_covers_the_pages_of_whole_signatures():
@@ -171,7 +172,7 @@ def test_prefetch_cells_covers_the_pages_of_whole_signatures():
 
     arr = _FakeArray((30, 5000), np.float32, offset=128)
     cols = np.array([4999, 0, 2047, 2048, 77])
-    store_mod._prefetch_cells(arr, cols)
+    store_reader._prefetch_cells(arr, cols)
     got = set()
     for _, start, length in arr._mmap.calls:
         assert start % mmap.PAGESIZE == 0 and length % mmap.PAGESIZE == 0

@@ -80,7 +80,7 @@ def test_flipped_bytes_refuse_the_query_naming_the_file(store_path, kind):
 def test_untouched_rows_still_answer_and_checks_run_once(store_path):
     store = Store(store_path)
     before = _scores(store)
-    seg = store._segments[0]
+    seg = store.segments[0]
     seen = seg._seen[f"{store.default_space}/ranks"]
     n_checked = int(seen.sum())
     assert 0 < n_checked < seen.size  # only the rows the query read
@@ -132,7 +132,8 @@ if action == "background":
 elif action == "overwrite":
     S.build_store(path, gct, sig_info=info, columns=np.arange(60), block_size=40, overwrite=True)
 elif action == "overwrite-no-exchange":
-    S._exchange = lambda a, b: False
+    import opencmap.io.store.writer as W
+    W._exchange = lambda a, b: False
     S.build_store(path, gct, sig_info=info, columns=np.arange(60), block_size=40, overwrite=True)
 elif action == "append":
     from opencmap.core.gct import GCT
@@ -287,7 +288,7 @@ def test_info_verify_removes_leftovers(store_path):
 
 
 def test_fdr_null_leftovers_of_dead_builds_only_are_removed(store_path):
-    from opencmap.query.store import _cleanup_fdr_null
+    from opencmap.io.store.writer import _cleanup_fdr_null
 
     root = store_path / "fdr_null"
     dead, live = root / ".k.pid999999-abc", root / ".k.pid1-abc"  # pid 1 is alive
@@ -296,3 +297,37 @@ def test_fdr_null_leftovers_of_dead_builds_only_are_removed(store_path):
     removed: list[str] = []
     _cleanup_fdr_null(root, removed)
     assert removed == [str(dead)] and live.exists() and not dead.exists()
+
+
+# ------------------------------------------------------------------ long-running readers
+def test_open_store_follows_a_new_generation_committed_by_another_process(store_path):
+    """A Store held open across `store background` in another process: current() reopens the new
+    generation (its tau, recorded in the result's provenance); the old object still answers."""
+    build_background(store_path, same_cell=True, n_genes=20)
+    held = Store(store_path)
+    old = _scores(held)
+    old_gen = held.generation
+    serving = Engine(held)  # an engine serving the old generation (its backgrounds mapped by a first query)
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        first = serving.run(_query(held), summaries=False, fdr=False)
+    assert not held.changed() and held.current() is held
+    proc = _run_child("background", store_path, None)  # same_cell=False: other backgrounds
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert held.changed()
+    new_store = held.current()
+    assert new_store is not held and new_store.generation["generation"] == old_gen["generation"] + 1
+    assert new_store.generation["manifest"] != old_gen["manifest"] and not new_store.changed()
+    assert load_background(new_store, "sig").entry["params"]["same_cell"] is False
+    new = _scores(new_store)
+    _same(new, _scores(Store(store_path)))  # what a fresh open answers
+    assert not np.array_equal(new["tau"], old["tau"], equal_nan=True)
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        res = Engine(new_store).run(_query(new_store), summaries=False, fdr=False)
+    assert res.provenance["store"] == new_store.generation and res.describe()["provenance"]["store"]["generation"] == old_gen["generation"] + 1
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        again = serving.run(_query(held), summaries=False, fdr=False)  # still the generation it mapped
+    _same({k: np.asarray(v) for k, v in first.level("sig").metrics.items()}, {k: np.asarray(v) for k, v in again.level("sig").metrics.items()})
+    assert again.provenance["store"] == old_gen

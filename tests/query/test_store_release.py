@@ -12,7 +12,7 @@ import pytest
 
 from opencmap.datasets import gene_table
 from opencmap.errors import ConfigError, DiskSpaceError, FormatError, StoreError
-from opencmap.query import store as store_mod
+from opencmap.io.store import writer as store_mod
 from opencmap.query.engine import Engine
 from opencmap.query.genesets import Query
 from opencmap.query.release_store import BuildFilters, build_release_store, plan_release_store

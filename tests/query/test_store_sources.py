@@ -12,8 +12,9 @@ from opencmap.backends import Settings
 from opencmap.core.gct import GCT
 from opencmap.errors import StoreError
 from opencmap.io import write_gct, write_gctx
-from opencmap.query import store as store_mod
-from opencmap.query.store import Store, _SignatureSource, append_store, build_store, compact_store
+from opencmap.io.store import reader as store_reader
+from opencmap.io.store import writer as store_writer_mod
+from opencmap.query.store import SignatureSource, Store, append_store, build_store, compact_store
 
 
 def _small_gct(n_rows: int = 6, n_cols: int = 11) -> GCT:
@@ -27,7 +28,7 @@ def _small_gct(n_rows: int = 6, n_cols: int = 11) -> GCT:
 def test_gctx_source_reads_blocks_into_the_buffer(tmp_path, options):
     gct = _small_gct()
     write_gctx(gct, tmp_path / "s.gctx", **options)
-    source = _SignatureSource(tmp_path / "s.gctx")
+    source = SignatureSource(tmp_path / "s.gctx")
     try:
         assert source.needs_buffer()
         buf = np.empty((4, source.n_rows), dtype=np.float32)
@@ -44,7 +45,7 @@ def test_gctx_source_reads_blocks_into_the_buffer(tmp_path, options):
 def test_text_source_needs_no_buffer(tmp_path):
     gct = _small_gct()
     write_gct(gct, tmp_path / "s.gct")
-    source = _SignatureSource(tmp_path / "s.gct")
+    source = SignatureSource(tmp_path / "s.gct")
     assert not source.needs_buffer()
     np.testing.assert_allclose(source.sig_block(2, 5), gct.data[:, 2:5].T, rtol=1e-6)
     source.close()
@@ -52,7 +53,7 @@ def test_text_source_needs_no_buffer(tmp_path):
 
 def test_gctx_source_shape_must_match_its_metadata(tmp_path):
     write_gctx(_small_gct(), tmp_path / "s.gctx")
-    source = _SignatureSource(tmp_path / "s.gctx")
+    source = SignatureSource(tmp_path / "s.gctx")
     source.n_rows -= 1  # as if the metadata read disagreed with the matrix
     with pytest.raises(StoreError, match="does not match"):
         source.needs_buffer()
@@ -82,7 +83,7 @@ def test_compact_names_a_missing_segment_file(level5, tmp_path):
     gct, info, _ = level5
     store = build_store(tmp_path / "s", gct.take(cols=np.arange(30)), sig_info=info.iloc[:30])
     store = append_store(store.path, gct.take(cols=np.arange(30, 40)), sig_info=info.iloc[30:40])
-    missing = store._segments[1].dir / store.default_space / "scores.npy"
+    missing = store.segments[1].dir / store.default_space / "scores.npy"
     missing.unlink()
     with pytest.raises(StoreError, match="store file missing"):
         compact_store(store.path)

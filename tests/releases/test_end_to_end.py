@@ -293,7 +293,7 @@ def test_level4_given_as_level3(tmp_path):
 
 def test_too_little_disk(world, tmp_path, monkeypatch):
     import opencmap.io.fetch as fetch_module
-    from opencmap.query import store as store_module
+    from opencmap.io.store import writer as store_module
 
     class _Full:
         free = 1000

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
@@ -30,19 +31,35 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 
 
-def _open_resources(app: FastAPI, settings: Settings) -> None:
+def _resources(store: Any, settings: Settings) -> Any:
+    """Engine, catalogue and query service of one store generation (the engine's caches warmed)."""
     from opencmap.api.catalogue import Catalogue
+    from opencmap.api.deps import Resources
     from opencmap.api.execution import QueryService
-    from opencmap.api.jobs import JobDB, JobRunner
     from opencmap.query.engine import Engine
+
+    engine = Engine(store, pcl=settings.resolved_pcl_path())
+    catalogue = Catalogue.build(store, pcl=engine.pcl, index=engine.index)
+    service = QueryService(engine, catalogue, settings)
+    service.warm()  # build the reference index and compile the kernels before the first request
+    return Resources(store, engine, catalogue, service)
+
+
+def _open_resources(app: FastAPI, settings: Settings) -> None:
+    from opencmap.api.deps import Served
+    from opencmap.api.jobs import JobDB, JobRunner
     from opencmap.query.store import open_store
 
     store = open_store(settings.store_path)
     pcl_path = settings.resolved_pcl_path()
-    engine = Engine(store, pcl=pcl_path)
-    catalogue = Catalogue.build(store, pcl=engine.pcl, index=engine.index)
-    service = QueryService(engine, catalogue, settings)
-    service.warm()  # build the reference index and compile the kernels before the first request
+
+    def switched(new: Any) -> None:
+        app.state.engine, app.state.catalogue, app.state.service = new.engine, new.catalogue, new.service
+        app.state.clue_tables = None  # rebuilt from the new generation on first use
+
+    served = Served(_resources(store, settings), lambda st: _resources(st, settings), on_switch=switched)
+    now = served.current()
+    engine, catalogue, service = now.engine, now.catalogue, now.service
     db = JobDB(
         settings.resolved_db_path(),
         max_results=settings.max_stored_results,
@@ -52,17 +69,18 @@ def _open_resources(app: FastAPI, settings: Settings) -> None:
     )
     runner = JobRunner(
         db,
-        service.execute,
-        sig_info=lambda: store.sig_info,
+        lambda *a, **k: served.current().service.execute(*a, **k),
+        sig_info=lambda: served.current().store.sig_info,
         workers=settings.workers,
         max_retries=settings.max_retries,
         cache_size=settings.result_cache,
         cache_bytes=settings.result_cache_mb * 2**20,
         memory_budget=settings.job_memory_mb * 2**20,
-        estimate=service.estimate_bytes,
+        estimate=lambda request: served.current().service.estimate_bytes(request),
         sync_lanes=settings.sync_lanes,
         retention_interval=settings.retention_interval_seconds,
     )
+    app.state.served = served
     app.state.engine, app.state.catalogue, app.state.service, app.state.runner = engine, catalogue, service, runner
     requeued = runner.start()
     app.state.requeued = requeued

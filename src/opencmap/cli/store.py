@@ -94,7 +94,7 @@ def build(sources: tuple[Path, ...], dest: Path, release: str | None, sig_info: 
     if pert_info is not None:
         from opencmap.io.releases import annotate_signatures
         from opencmap.query.release_store import read_pert_annotations
-        from opencmap.query.store import _load_table
+        from opencmap.io.store.writer import _load_table
 
         info = annotate_signatures(_load_table(sig_info), read_pert_annotations(pert_info), matrix=sources[0])
     bar, progress = _bar("building")

@@ -2,6 +2,8 @@
 
 Every writer is atomic (:func:`opencmap.io.atomic.atomic_write_path`). Every format carries a
 version; readers refuse newer ones through :func:`opencmap.io.versions.check_format_version`.
+The reference store is the :mod:`opencmap.io.store` package (format, reader, writer, checksums,
+tau background files).
 """
 
 from opencmap.io.atomic import atomic_write_path

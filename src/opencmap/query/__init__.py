@@ -1,4 +1,5 @@
-"""Connectivity queries: a reference store, one module per method, a shared engine, NCS/tau/summaries.
+"""Connectivity queries over a reference store (whose files are :mod:`opencmap.io.store`): one module
+per method, a shared engine, NCS/tau/summaries.
 
 Modules: ``reference`` (:class:`~opencmap.query.reference.ReferenceIndex`, everything derived
 from a store once and shared), ``methods`` (the registry, one module per method and its access

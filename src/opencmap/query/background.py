@@ -26,10 +26,7 @@ CMap 10,001-point grid (``method="cmap"``).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,8 +37,17 @@ import pandas as pd
 
 from opencmap.core.schema import CELL_LEVELS, exemplar_mask
 from opencmap.errors import ConfigError, StoreError
+from opencmap.io.store.backgrounds import (
+    BACKGROUND_FORMAT_VERSION,
+    commit_backgrounds,
+    entry_tail,
+    next_generation,
+    read_background_files,
+    write_background,
+    write_background_queries,
+)
 from opencmap.io.versions import check_format_version
-from opencmap.query.store import Store, _fault, _file_checksum
+from opencmap.query.store import Store
 
 __all__ = [
     "Background",
@@ -55,7 +61,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BACKGROUND_FORMAT_VERSION = 1
 #: tails a background can be built for (the ``es_tail`` of its queries, spec §6.1)
 BACKGROUND_TAILS = ("both", "up", "down")
 #: the metric every background is built with
@@ -70,8 +75,7 @@ def background_key(level: str, tail: str = "both") -> str:
     return level if tail == "both" else f"{tail}/{level}"
 
 
-def _entry_tail(key: str, entry: dict[str, Any]) -> str:
-    return str(entry.get("tail") or (key.split("/", 1)[0] if "/" in key else "both"))
+_entry_tail = entry_tail
 
 
 def background_kinds(store: Store) -> dict[str, dict[str, Any]]:
@@ -186,15 +190,7 @@ def load_background(store: Store, level: str, tail: str = "both") -> Background 
     check_format_version(
         entry.get("format_version", 1), BACKGROUND_FORMAT_VERSION, what=f"τ background {key!r}", path=store.path / "manifest.json"
     )
-    folder = store.path / (entry.get("dir") or f"backgrounds/{key}")
-    try:
-        ids = pd.read_parquet(folder / "ids.parquet")["id"].astype(str)
-        values = np.load(folder / "values.npy", mmap_mode="r")
-        counts = np.load(folder / "counts.npy")
-    except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise StoreError(f"background {key!r} of {store.path} is unreadable ({exc}); rebuild it") from exc
-    if values.shape[0] != len(ids) or counts.shape[0] != len(ids):
-        raise StoreError(f"background {key!r} of {store.path} is inconsistent; rebuild it")
+    ids, values, counts = read_background_files(store, key, entry)
     return Background(
         level, pd.Index(ids, dtype=object), values, counts, tail=tail, metric=str(entry.get("metric", BACKGROUND_METRIC)), entry=dict(entry)
     )
@@ -281,7 +277,7 @@ def build_background(
         min_genes=1, max_genes=max(n_genes, 150), index=index, progress=progress, backend=backend,
     )  # fmt: skip
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    from opencmap.query.store import _cleanup_locked, _disk_full, _is_disk_full, store_writer
+    from opencmap.io.store.writer import _cleanup_locked, _disk_full, _is_disk_full, store_writer
 
     # one atomic step: every file goes into new folders (named by the manifest's next generation)
     # that the manifest, rewritten last with one rename, switches to; the old folders are removed
@@ -304,12 +300,10 @@ def build_background(
 def _write_backgrounds(st: Store, tails: Any, raw: Any, engine: Any, info: pd.DataFrame, qpos: np.ndarray, symmetric: bool,
                        same_cell: bool, n_genes: int, query_space: str | None, space: str | None, created: str,
                        kernel: dict[str, int]) -> dict[str, Any]:
-    from opencmap.io.atomic import atomic_write_path
-
     cells = info["cell_id"].astype(str).to_numpy(dtype=object) if "cell_id" in info.columns else np.full(len(info), "", dtype=object)
     qcells = cells[qpos]
     cols = np.arange(len(qpos))
-    gen = int(st.manifest.get("generation", 0)) + 1
+    gen = next_generation(st)
     root = st.path / "backgrounds"
     root.mkdir(exist_ok=True)
     entries_all: dict[str, Any] = {}
@@ -348,36 +342,10 @@ def _write_backgrounds(st: Store, tails: Any, raw: Any, engine: Any, info: pd.Da
         for level, (ids, values, mask) in levels.items():
             sorted_vals, counts = _sorted_abs(values, mask)
             key = background_key(level, t)
-            rel = f"backgrounds/{key}.g{gen}"
-            folder = st.path / rel
-            folder.mkdir(parents=True, exist_ok=False)
-            for fname, arr in (("values.npy", sorted_vals), ("counts.npy", counts)):
-                with atomic_write_path(folder / fname) as tmp, open(tmp, "wb") as fh:
-                    np.save(fh, arr, allow_pickle=False)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                _fault("background:file-written")
-            with atomic_write_path(folder / "ids.parquet") as tmp:
-                pd.DataFrame({"id": list(ids)}).to_parquet(tmp, index=False)
-            entries_all[key] = {
-                "dir": rel,
-                "format_version": BACKGROUND_FORMAT_VERSION,
-                "tail": t,
-                "metric": BACKGROUND_METRIC,
-                "n_rows": int(len(ids)),
-                "width": int(sorted_vals.shape[1]),
-                "n_queries": int(len(qpos)),
-                "checksums": {f: _file_checksum(folder / f) for f in ("values.npy", "counts.npy", "ids.parquet")},
-                "params": params,
-            }
-        with atomic_write_path(tail_root / "queries.json") as tmp:
-            tmp.write_text(json.dumps({**params, "query_sigs": [str(s) for s in info["sig_id"].iloc[qpos]]}))
+            entries_all[key] = write_background(
+                st, key, gen, ids, sorted_vals, counts, tail=t, metric=BACKGROUND_METRIC, n_queries=len(qpos), params=params
+            )
+        write_background_queries(tail_root, params, info["sig_id"].iloc[qpos])
     # the tails built replace every earlier background of those tails; other tails stay
-    old = st.manifest.get("backgrounds", {})
-    kept = {k: e for k, e in old.items() if _entry_tail(k, e) not in tails}
-    _fault("background:before-switch")
-    st._update_manifest(backgrounds={**kept, **entries_all})
-    for key, entry in old.items():
-        if key not in kept:
-            shutil.rmtree(st.path / (entry.get("dir") or f"backgrounds/{key}"), ignore_errors=True)
+    commit_backgrounds(st, entries_all, replace_tails=tails)
     return entries_all

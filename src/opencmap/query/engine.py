@@ -185,6 +185,8 @@ class Engine:
             max_genes=max_genes, on_invalid=on_invalid, block_size=block_size, progress=progress, runner=self._score,
         )  # fmt: skip
         valid, tails, metrics, notes, provenance = scored.valid, scored.tails, scored.metrics, scored.notes, scored.provenance
+        if hasattr(self.store, "generation"):  # the store generation the query read (servers switch between them)
+            provenance["store"] = self.store.generation
         info = self.store.sig_info
         levels: dict[str, LevelResult] = {}
         if method.connectivity and summaries:

@@ -365,7 +365,7 @@ def _build_cached(
 ) -> FdrNull:
     from opencmap.kernels.fdr import pooled_null
 
-    from opencmap.query.store import _cleanup_fdr_null
+    from opencmap.io.store.writer import _cleanup_fdr_null
 
     root = folder.parent
     root.mkdir(exist_ok=True)
@@ -383,7 +383,7 @@ def _build_cached(
             np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
         meta = {"params": params, "store_fingerprint": fingerprint, "n_signatures": store.n_signatures, "has_values": keep_values}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        from opencmap.query.store import _exchange, _fault
+        from opencmap.io.store.writer import _exchange, _fault
 
         _fault("fdr_null:before-switch")
         if folder.exists() and _exchange(tmp, folder):  # one atomic step; tmp now holds the old cache

@@ -32,11 +32,10 @@ from opencmap.io.releases import (
     read_release_signatures,
     read_release_table,
 )
-from opencmap.query.store import (
-    Store,
-    _pcl_sets,
+from opencmap.io.store.reader import Store, _pcl_sets
+from opencmap.io.store.writer import (
+    SignatureSource,
     _resolve_spaces,
-    _SignatureSource,
     append_store,
     build_store,
     check_disk,
@@ -259,7 +258,7 @@ def plan_release_store(
     rids_ref: list[str] | None = None
     notes: list[str] = []
     for files in found:
-        src = _SignatureSource(files.matrix)
+        src = SignatureSource(files.matrix)
         rids = [str(r) for r in src.rids]
         cids = pd.Index([str(c) for c in src.cids], dtype=object)
         info, tnotes = read_release_signatures(files, pert_info=extra)
@@ -304,9 +303,9 @@ def plan_release_store(
     frames = _harmonise([s.sig_info for s in sources])
     for s, f in zip(sources, frames, strict=True):
         s.sig_info = f
-    from opencmap.query.store import _resolve_gene_info
+    from opencmap.io.store.writer import _resolve_gene_info
 
-    first = _SignatureSource(sources[0].files.matrix)
+    first = SignatureSource(sources[0].files.matrix)
     genes_full = _resolve_gene_info(first, genes_ref, str(sources[0].files.tables.get("gene_info", "")) or None)
     first.close()
     chosen = _resolve_spaces(genes_full, spaces, gene_lists)
@@ -364,7 +363,7 @@ def build_release_store(
     final = Path(dest)
     if rest:  # several steps (build + appends): done aside, then switched in as one step
         from opencmap.errors import StoreError
-        from opencmap.query.store import _building_path
+        from opencmap.io.store.writer import _building_path
 
         if final.exists() and not overwrite:
             raise StoreError(f"{final} already exists; pass overwrite=True (CLI --overwrite) or choose another path")
@@ -381,7 +380,7 @@ def build_release_store(
                                  progress=seg_progress, columns=src.columns)
             done[0] += len(src.columns)
         if rest:
-            from opencmap.query.store import Store, _switch_into
+            from opencmap.io.store.writer import Store, _switch_into
 
             _switch_into(Path(dest), final)
             store = Store(final)
@@ -431,5 +430,5 @@ def append_release_store(
     described = plan.describe()
     prov["releases"] = [*prov.get("releases", []), *described["releases"]]
     prov["notes"] = [*prov.get("notes", []), *plan.notes]
-    appended._update_manifest(provenance=prov)
+    appended.commit(provenance=prov)
     return Store(path), plan

@@ -1,0 +1,120 @@
+"""The tau background files of a store and their manifest entries.
+
+Each level's background (of one tail) is a folder named by the store generation that commits it::
+
+    backgrounds/<key>.g<N>/values.npy    float32 (n_rows, width) sorted |ncs| per row, NaN-padded
+    backgrounds/<key>.g<N>/counts.npy    int32 (n_rows,) number of background values per row
+    backgrounds/<key>.g<N>/ids.parquet   the level's row ids (``id``)
+    backgrounds/[<tail>/]queries.json    the build parameters and the background queries' sig_ids
+
+``<key>`` is ``<level>`` for tail ``both`` and ``<tail>/<level>`` otherwise (stores written before
+folders were named by generation use ``backgrounds/<key>``). The manifest's ``backgrounds``
+maps each key to ``{dir, format_version, tail, metric, n_rows, width, n_queries, checksums,
+params}`` (+ ``appended_since_built`` after an append). Files are written aside (new folders) and
+:func:`commit_backgrounds` switches to them with the one manifest rename, then removes the folders
+it replaced. Building the backgrounds and reading tau from them is
+:mod:`opencmap.query.background`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from opencmap.errors import StoreError
+from opencmap.io.store.checksums import _file_checksum
+from opencmap.io.store.writer import _fault
+
+if TYPE_CHECKING:
+    from opencmap.io.store.reader import Store
+
+__all__ = ["BACKGROUND_FORMAT_VERSION", "entry_tail", "next_generation", "write_background", "write_background_queries",
+           "commit_backgrounds", "read_background_files"]
+
+BACKGROUND_FORMAT_VERSION = 1
+
+
+def entry_tail(key: str, entry: Mapping[str, Any]) -> str:
+    """The tail of a manifest background entry (entries written before tails existed: from the key)."""
+    return str(entry.get("tail") or (key.split("/", 1)[0] if "/" in key else "both"))
+
+
+def next_generation(store: Store) -> int:
+    """The generation the next commit of ``store`` will have (names the new background folders)."""
+    return int(store.manifest.get("generation", 0)) + 1
+
+
+def write_background(
+    store: Store, key: str, generation: int, ids: Sequence[str], values: np.ndarray, counts: np.ndarray, *,
+    tail: str, metric: str, n_queries: int, params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write one level's background files, durable, into ``backgrounds/<key>.g<generation>`` (a new
+    folder); returns its manifest entry (not committed: see :func:`commit_backgrounds`)."""
+    from opencmap.io.atomic import atomic_write_path
+
+    rel = f"backgrounds/{key}.g{generation}"
+    folder = store.path / rel
+    folder.mkdir(parents=True, exist_ok=False)
+    for fname, arr in (("values.npy", values), ("counts.npy", counts)):
+        with atomic_write_path(folder / fname) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, arr, allow_pickle=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fault("background:file-written")
+    with atomic_write_path(folder / "ids.parquet") as tmp:
+        pd.DataFrame({"id": list(ids)}).to_parquet(tmp, index=False)
+    return {
+        "dir": rel,
+        "format_version": BACKGROUND_FORMAT_VERSION,
+        "tail": tail,
+        "metric": metric,
+        "n_rows": int(len(ids)),
+        "width": int(values.shape[1]),
+        "n_queries": int(n_queries),
+        "checksums": {f: _file_checksum(folder / f) for f in ("values.npy", "counts.npy", "ids.parquet")},
+        "params": dict(params),
+    }
+
+
+def write_background_queries(folder: Path, params: Mapping[str, Any], query_sigs: Sequence[str]) -> None:
+    """``queries.json`` of one tail's backgrounds: the build parameters and the queries' sig_ids."""
+    from opencmap.io.atomic import atomic_write_path
+
+    with atomic_write_path(folder / "queries.json") as tmp:
+        tmp.write_text(json.dumps({**params, "query_sigs": [str(s) for s in query_sigs]}))
+
+
+def commit_backgrounds(store: Store, entries: Mapping[str, Any], *, replace_tails: Collection[str]) -> None:
+    """Commit written backgrounds (one atomic manifest switch): ``entries`` replace every earlier
+    background of the tails ``replace_tails``, other tails stay; the replaced folders are removed
+    afterwards (if killed before, by the next writer / ``store info --verify``). Call it holding
+    the store's writer lock (:class:`~opencmap.io.store.writer.store_writer`)."""
+    old = store.manifest.get("backgrounds", {})
+    kept = {k: e for k, e in old.items() if entry_tail(k, e) not in replace_tails}
+    _fault("background:before-switch")
+    store.commit(backgrounds={**kept, **entries})
+    for key, entry in old.items():
+        if key not in kept:
+            shutil.rmtree(store.path / (entry.get("dir") or f"backgrounds/{key}"), ignore_errors=True)
+
+
+def read_background_files(store: Store, key: str, entry: Mapping[str, Any]) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """``(ids, values, counts)`` of a committed background (values memory-mapped); a
+    :class:`StoreError` when they are unreadable or inconsistent."""
+    folder = store.path / (entry.get("dir") or f"backgrounds/{key}")
+    try:
+        ids = pd.read_parquet(folder / "ids.parquet")["id"].astype(str)
+        values = np.load(folder / "values.npy", mmap_mode="r")
+        counts = np.load(folder / "counts.npy")
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise StoreError(f"background {key!r} of {store.path} is unreadable ({exc}); rebuild it") from exc
+    if values.shape[0] != len(ids) or counts.shape[0] != len(ids):
+        raise StoreError(f"background {key!r} of {store.path} is inconsistent; rebuild it")
+    return ids, values, counts

@@ -1,0 +1,156 @@
+"""Checksums of store files: whole-file crc32 (manifest entries, ``store info --verify``) and the
+per-row, per-chunk xxh3 checksums of 2-D data files (``<kind>.crc.npy``) that readers check the
+first time a query reads each chunk.
+
+Chunks are hashed by address through xxhash's native ``XXH3_64bits`` (ctypes: no slice or buffer
+object per chunk, the GIL released while hashing), with the Python call per chunk as fallback and
+for stores checksummed with ``crc32``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opencmap.errors import StoreError
+from opencmap.io.store.format import _CHUNK_ALGO, _CHUNK_COLS
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 24
+
+
+def _file_checksum(path: Path) -> str:
+    crc = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+        if hasattr(os, "posix_fadvise"):  # a checksum pass must not evict what queries use
+            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    return f"crc32:{crc:08x}"
+
+
+def _chunk_hasher(algo: str) -> Callable[[Any], int]:
+    if algo == "crc32":
+        return zlib.crc32
+    if algo == "xxh3_64":
+        import xxhash
+
+        return xxhash.xxh3_64_intdigest
+    raise StoreError(f"unknown chunk checksum {algo!r} in the store manifest; upgrade opencmap")
+
+
+def _native_xxh3() -> Callable[[int, int], int] | None:
+    """xxh3 called on a raw address (``XXH3_64bits`` of the ``xxhash`` extension through ctypes):
+    no slicing, view or buffer object per chunk, and the GIL is released while it hashes. None when
+    the symbol is not there or gives another digest than ``xxhash.xxh3_64_intdigest`` on a probe
+    (the callers then use the Python call per chunk)."""
+    global _NATIVE_XXH3
+    if _NATIVE_XXH3 is not False:
+        return _NATIVE_XXH3  # type: ignore[return-value]
+    fn = None
+    try:
+        import ctypes
+
+        import xxhash
+        from xxhash import _xxhash
+
+        lib = ctypes.CDLL(_xxhash.__file__)
+        fn = getattr(lib, "XXH3_64bits_dispatch", None) or lib.XXH3_64bits
+        fn.argtypes, fn.restype = (ctypes.c_void_p, ctypes.c_size_t), ctypes.c_uint64
+        probe = np.arange(70_001, dtype=np.uint32).view(np.uint8)
+        if any(fn(probe.ctypes.data + k, n) != xxhash.xxh3_64_intdigest(probe[k : k + n]) for k, n in ((0, 0), (3, 17), (5, 240), (1, 70_000))):
+            log.warning("xxhash's native XXH3_64bits disagrees with xxhash.xxh3_64_intdigest; chunk checks use the Python call")
+            fn = None
+    except (ImportError, OSError, AttributeError):
+        fn = None
+    _NATIVE_XXH3 = fn
+    return fn
+
+
+_NATIVE_XXH3: Any = False  # not looked up yet
+
+
+def _digest_chunks(arr: np.ndarray, rows: np.ndarray, chunks: np.ndarray, cols: int, algo: str) -> np.ndarray:
+    """Checksums of chunk ``chunks[i]`` (``cols`` columns) of row ``rows[i]`` of a C-contiguous 2-D
+    array (memory map), uint64: xxh3 by address in one pass (:func:`_native_xxh3`), else the
+    Python digest per chunk. Callers make sure rows and chunks lie inside ``arr``."""
+    n_cols, item = arr.shape[1], arr.dtype.itemsize
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = np.asarray(chunks, dtype=np.int64) * cols
+    fast = _native_xxh3() if algo == "xxh3_64" and arr.flags.c_contiguous else None
+    if fast is not None:
+        addrs = arr.ctypes.data + (rows * n_cols + starts) * item
+        lens = (np.minimum(starts + cols, n_cols) - starts) * item
+        return np.fromiter(map(fast, addrs.tolist(), lens.tolist()), dtype=np.uint64, count=len(rows))
+    digest = _chunk_hasher(algo)
+    plain = arr.view(np.ndarray)  # plain view: slicing a memmap object per chunk is slow
+    return np.fromiter(
+        (digest(memoryview(np.ascontiguousarray(plain[r, c : c + cols])).cast("B")) for r, c in zip(rows.tolist(), starts.tolist(), strict=True)),
+        dtype=np.uint64, count=len(rows),
+    )
+
+
+def _chunk_sums(arr: np.ndarray, cols: int = _CHUNK_COLS, algo: str = _CHUNK_ALGO) -> np.ndarray:
+    """Checksums of every chunk of ``cols`` columns of every row of a 2-D array: uint64 ``(rows, chunks)``."""
+    n_rows, n_cols = arr.shape
+    n_chunks = max(1, -(-n_cols // cols))
+    out = np.zeros((n_rows, n_chunks), dtype=np.uint64)
+    if n_rows and n_cols:
+        r, c = np.divmod(np.arange(n_rows * n_chunks, dtype=np.int64), n_chunks)
+        out[:] = _digest_chunks(arr, r, c, cols, algo).reshape(n_rows, n_chunks)
+    else:
+        empty = _chunk_hasher(algo)(b"")
+        out[:] = empty
+    return out
+
+
+def _sidecar(rel: str) -> str:
+    return rel[: -len(".npy")] + ".crc.npy"
+
+
+def _file_sums(folder: Path, rel: str, entry: Mapping[str, Any]) -> tuple[str, np.ndarray | None]:
+    """Whole-file checksum, and the chunk checksums of a 2-D ``.npy`` data file (None otherwise)."""
+    whole = _file_checksum(folder / rel)
+    if not rel.endswith(".npy") or len(entry.get("shape", ())) != 2:
+        return whole, None
+    arr = np.load(folder / rel, mmap_mode="r")
+    sums = _chunk_sums(arr)
+    del arr
+    if hasattr(os, "posix_fadvise"):
+        fd = os.open(folder / rel, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return whole, sums
+
+
+def _checksum_files(folder: Path, files: dict[str, dict[str, Any]]) -> None:
+    """Fill ``bytes`` and ``checksum`` of manifest file entries, and write the chunk checksums of
+    every 2-D data file beside it (``<kind>.crc.npy``, entry ``chunk_sums``), which readers check
+    as they read (files read in parallel threads: ``zlib.crc32`` releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rels = sorted(files, key=lambda rel: -(folder / rel).stat().st_size)
+    with ThreadPoolExecutor(max_workers=min(len(rels), os.cpu_count() or 1) or 1) as pool:
+        sums = dict(zip(rels, pool.map(lambda rel: _file_sums(folder, rel, files[rel]), rels), strict=True))
+    for rel in list(files):
+        entry = files[rel]
+        entry["bytes"] = (folder / rel).stat().st_size
+        whole, chunks = sums[rel]
+        entry["checksum"] = whole
+        if chunks is not None:
+            side = _sidecar(rel)
+            with open(folder / side, "wb") as fh:
+                np.save(fh, chunks, allow_pickle=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            entry["chunk_sums"] = {"file": side, "cols": _CHUNK_COLS, "algo": _CHUNK_ALGO}
+            files[side] = {"bytes": (folder / side).stat().st_size, "checksum": _file_checksum(folder / side)}
