@@ -31,21 +31,16 @@ import pandas as pd
 
 from opencmap.core.gct import GCT
 from opencmap.errors import ConfigError, FormatError, IdNotFoundError, QueryError, ValidationError, VersionError
+from opencmap.io.result_archive import FOLDER_MARKERS as RESULT_FOLDER_MARKERS
+from opencmap.io.result_archive import LEVELS
 
 __all__ = ["LevelResult", "QueryResult", "LEVELS", "RESULT_FORMAT_VERSION"]
 
-LEVELS = ("sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary")
-_FORMATS = ("tsv", "parquet", "gctx", "h5ad")
 _ID_COLUMN = {"sig": "sig_id"}
 _FORMAT_NAME = "opencmap-query-result"
 RESULT_FORMAT_VERSION = 1
 _QUERY_ARRAYS = ("up_rows", "down_rows", "vector")
 _QUERY_TUPLES = ("up_genes", "down_genes", "unknown", "dropped")
-#: files every results folder written by :meth:`QueryResult.write` holds (``--overwrite`` replaces
-#: only folders with one of them)
-RESULT_FOLDER_MARKERS = ("describe.json", "queries.tsv")
-#: what the result used, written beside its tables: :meth:`QueryResult.report` and :meth:`QueryResult.describe`
-_PROVENANCE_FILES = ("notes.txt", "describe.json")
 
 
 @dataclass
@@ -256,8 +251,9 @@ class QueryResult:
         """Write the result as a new folder ``out_dir``; returns the files written.
 
         ``tsv`` / ``parquet``: one long table per level (``<level>.tsv``); ``gctx``: one matrix per
-        level and metric (``<level>_<metric>.gctx``, rows x queries). Always ``queries.tsv``,
-        ``notes.txt`` (:meth:`report`) and ``describe.json`` (:meth:`describe`).
+        level and metric (``<level>_<metric>.gctx``, rows x queries); ``h5ad``: one AnnData per
+        level. Always ``queries.tsv``, ``notes.txt`` (:meth:`report`) and ``describe.json``
+        (:meth:`describe`). The layout is :mod:`opencmap.io.result_archive`'s, shared with the API.
 
         The folder is written aside and swapped in whole (:func:`opencmap.io.atomic.atomic_write_dir`):
         it never mixes files of two runs, and a failure leaves an earlier folder as it was. A
@@ -266,27 +262,9 @@ class QueryResult:
         ``queries.tsv`` or ``describe.json``); so is a path that is a file. ``overwrite_flag`` is
         the option named in those errors (``--overwrite`` for the CLI).
         """
-        from opencmap.io.atomic import atomic_write_dir
+        from opencmap.io.result_archive import write_result_folder
 
-        if format not in _FORMATS:
-            raise ConfigError(f"format must be one of {_FORMATS}, got {format!r}")
-        wanted = list(levels or self.levels)
-        for level in wanted:
-            self.level(level)
-        out = Path(out_dir)
-        with atomic_write_dir(out, overwrite=overwrite, flag=overwrite_flag, replaceable=RESULT_FOLDER_MARKERS) as tmp:
-            names = [self.write_file(tmp / name).name for name in ("queries.tsv", *_PROVENANCE_FILES)]
-            for level in wanted:
-                if format == "h5ad":
-                    names.append(self.write_h5ad(tmp / f"{level}.h5ad", level=level).name)
-                elif format == "gctx":
-                    names += [
-                        self.write_file(tmp / f"{level}_{metric}.gctx", level=level, metric=metric).name
-                        for metric in self.level(level).metrics
-                    ]
-                else:
-                    names.append(self.write_file(tmp / f"{level}.{format}", level=level).name)
-        return [out / name for name in names]
+        return write_result_folder(self, out_dir, formats=(format,), levels=levels, overwrite=overwrite, overwrite_flag=overwrite_flag)
 
     def write_file(self, path: str | os.PathLike[str], *, level: str | None = None, metric: str | None = None) -> Path:
         """Write one table or matrix (atomically); returns ``path``.
@@ -294,30 +272,12 @@ class QueryResult:
         No ``level``: the query table (TSV), or, for a file named ``notes.txt`` / ``describe.json``,
         :meth:`report` / :meth:`describe`. ``level`` alone: the level's long table
         (:meth:`to_frame`), Parquet when ``path`` ends in ``.parquet``, else TSV. ``level`` and
-        ``metric``: that metric as a GCTX matrix (:meth:`matrix`).
+        ``metric``: that metric as a GCTX matrix (:meth:`matrix`). See
+        :func:`opencmap.io.result_archive.write_result_file`.
         """
-        from opencmap.io import write_gctx, write_table
-        from opencmap.io.atomic import atomic_write_path
+        from opencmap.io.result_archive import write_result_file
 
-        path = Path(path)
-        if level is None and path.name in _PROVENANCE_FILES:
-            text = (
-                "".join(f"{line}\n" for line in self.report())
-                if path.name == "notes.txt"
-                else json.dumps(self.describe(), indent=2, default=str) + "\n"
-            )
-            with atomic_write_path(path) as tmp:
-                Path(tmp).write_text(text, encoding="utf-8")
-        elif level is None:
-            write_table(self.query_table(), path)
-        elif metric is not None:
-            write_gctx(self.matrix(metric, level=level), path)
-        elif path.suffix == ".parquet":
-            with atomic_write_path(path) as tmp:
-                self.to_frame(level).to_parquet(tmp, index=False)
-        else:
-            write_table(self.to_frame(level), path)
-        return path
+        return write_result_file(self, path, level=level, metric=metric)
 
     # ------------------------------------------------------------------ storage
     def report(self) -> list[str]:
