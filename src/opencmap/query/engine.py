@@ -39,9 +39,7 @@ from opencmap.core.gct import GCT
 from opencmap.errors import (
     BackgroundMismatchWarning,
     ConfigError,
-    GeneSetError,
     OneSidedQueryWarning,
-    OpenCMapWarning,
     QueryError,
     TauUnavailableWarning,
     UndefinedScoreWarning,
@@ -51,10 +49,11 @@ from opencmap.query.genesets import (
     DEFAULT_MIN_GENES,
     GeneLookup,
     Query,
+    ValidatedBatch,
     ValidatedQuery,
     as_queries,
     signature_queries,
-    validate_query,
+    validate_queries,
 )
 from opencmap.query.methods import Method, SetBlock, get_method
 from opencmap.query.result import LevelResult, QueryResult
@@ -156,7 +155,7 @@ class Engine:
     # ------------------------------------------------------------------ public
     def run(
         self,
-        queries: Query | Sequence[Query],
+        queries: Query | Sequence[Query] | ValidatedBatch,
         *,
         metric: str = "wtcs",
         space: str | None = None,
@@ -182,7 +181,9 @@ class Engine:
         Parameters
         ----------
         queries:
-            :class:`~opencmap.query.genesets.Query` objects (gene sets or vectors).
+            :class:`~opencmap.query.genesets.Query` objects (gene sets or vectors), or a
+            :class:`~opencmap.query.genesets.ValidatedBatch` validated before for the same space,
+            ``min_genes``, ``max_genes`` and ``on_invalid`` (not validated again).
         metric:
             ``wtcs`` (default), ``cs``, ``lamb``, ``xsum``, ``rankz``, ``cosine``, ``pearson``,
             ``spearman``.
@@ -238,10 +239,11 @@ class Engine:
         if tau_method not in ("exact", "cmap"):
             raise ConfigError(f"tau_method must be 'exact' or 'cmap', got {tau_method!r}")
         fdr_params = _fdr_params(fdr_method, fdr_null_size, fdr_seed)
-        qlist = [queries] if isinstance(queries, Query) else list(queries)
-        if not qlist:
+        qlist: list[Query] | ValidatedBatch
+        qlist = queries if isinstance(queries, ValidatedBatch) else [queries] if isinstance(queries, Query) else list(queries)
+        if isinstance(qlist, list) and not qlist:
             raise QueryError("no queries given")
-        names = [q.name for q in qlist]
+        names = [q.name for q in (qlist.queries if isinstance(qlist, ValidatedBatch) else qlist)]
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})[:5]
             raise QueryError(f"query names must be unique; repeated: {dup}")
@@ -355,33 +357,43 @@ class Engine:
 
     # ------------------------------------------------------------------ steps
     def _validate(
-        self, qlist: list[Query], method: Method, sp: Any, *, min_genes: int, max_genes: int, on_invalid: str, notes: list[str]
+        self,
+        queries: list[Query] | ValidatedBatch,
+        method: Method,
+        sp: Any,
+        *,
+        min_genes: int,
+        max_genes: int,
+        on_invalid: str,
+        notes: list[str],
     ) -> list[ValidatedQuery]:
-        """Validate every query; gene mappings, ambiguous, unknown and dropped genes and skipped
-        queries are warned of (:class:`~opencmap.errors.GeneIdentityWarning` categories) and
-        appended to ``notes``."""
-        valid: list[ValidatedQuery] = []
-        for q in qlist:
-            if q.is_vector != (method.kind == "vector"):
-                want = "a numeric vector" if method.kind == "vector" else "up/down gene sets"
-                raise QueryError(f"metric {method.name!r} needs {want}; query {q.name!r} is not")
-            try:
-                if self._lookup is None:
-                    self._lookup = GeneLookup(self.store.genes)
-                v = validate_query(q, sp, self._lookup, min_genes=min_genes, max_genes=max_genes, warn=True)
-            except GeneSetError as exc:
-                if on_invalid == "raise":
-                    raise
-                warnings.warn(f"skipped: {exc}", OpenCMapWarning, stacklevel=3)
-                notes.append(f"query {q.name} skipped: {exc}")
-                continue
+        """Validate every query (:func:`~opencmap.query.genesets.validate_queries`), or take a batch
+        validated before for the same space and settings; gene mappings, ambiguous, unknown and
+        dropped genes and skipped queries are warned of (:class:`~opencmap.errors.GeneIdentityWarning`
+        categories) and appended to ``notes``."""
+        if isinstance(queries, ValidatedBatch):
+            batch = queries
+            if not batch.matches(sp, min_genes=min_genes, max_genes=max_genes, on_invalid=on_invalid, metric_kind=method.kind):
+                raise ConfigError(
+                    f"the queries were validated for space {batch.space!r}, min_genes={batch.min_genes}, "
+                    f"max_genes={batch.max_genes}, on_invalid={batch.on_invalid!r} and {batch.metric_kind} metrics; "
+                    f"this run uses space {sp.name!r}, min_genes={min_genes}, max_genes={max_genes}, "
+                    f"on_invalid={on_invalid!r} and metric {method.name!r}: validate them again or pass the queries"
+                )
+        else:
+            if self._lookup is None:
+                self._lookup = GeneLookup(self.store.genes)
+            batch = validate_queries(
+                queries, sp, self._lookup, metric=method.name, min_genes=min_genes, max_genes=max_genes, on_invalid=on_invalid
+            )
+        batch.emit(stacklevel=2)
+        for v in batch.queries:
             if v.unknown or v.dropped:
                 log.info("query %s: %d unknown and %d out-of-space genes dropped", v.name, len(v.unknown), len(v.dropped))
-            notes.extend(v.notes())
-            valid.append(v)
-        if not valid:
+        notes.extend(batch.notes)
+        if not batch.queries:
             raise QueryError("no valid query left to run")
-        return valid
+        return list(batch.queries)
 
     def _score_genesets(
         self,
