@@ -1,5 +1,8 @@
 """Storage: the only code that opens files (GCT, GCTX, GMT/GRP, tables, stores).
 
+A query result's files (the results folder, the API's downloads and download-all) have one
+layout, written by :mod:`opencmap.io.result_archive`.
+
 Every writer is atomic (:func:`opencmap.io.atomic.atomic_write_path`).
 """
 
