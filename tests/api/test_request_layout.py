@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
-import warnings
 import zipfile
 
 import numpy as np
@@ -18,45 +16,18 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from opencmap.api import Settings, create_app
-
-with warnings.catch_warnings():  # starlette's TestClient warns about its httpx backend at import
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
-
-
-@pytest.fixture
-def make_client(test_store, tmp_path):
-    store, pcl, _ = test_store
-
-    def make(**options):
-        return TestClient(create_app(Settings(store_path=store, pcl_path=pcl, db_path=tmp_path / "jobs.sqlite", **options)))
-
-    return make
-
-
 def _body(programs, names=("A",), n=25):
     return {"queries": [{"name": name, "up": programs[f"{name}_up"][:n], "down": programs[f"{name}_dn"][:n]} for name in names]}
 
 
-def _wait_done(client, job_id, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/v1/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
-def test_cli_out_folder_and_api_download_all_hold_the_same_files_and_values(make_client, test_store, programs, tmp_path):
+def test_cli_out_folder_and_api_download_all_hold_the_same_files_and_values(app_client, test_store, programs, tmp_path):
     from opencmap.cli import cli
     from opencmap.io import read_gct
 
     store, pcl, _ = test_store
     body = _body(programs)
     query = body["queries"][0]
-    with make_client() as c:
+    with app_client() as c:
         r = c.post("/api/v1/queries", json=body)
         assert r.status_code == 200, r.text
         job_id = r.json()["job"]["id"]
@@ -96,7 +67,7 @@ def test_cli_out_folder_and_api_download_all_hold_the_same_files_and_values(make
             assert cli_path.read_text() == api_path.read_text(), name
 
 
-def test_the_api_validates_each_query_once(make_client, programs, monkeypatch):
+def test_the_api_validates_each_query_once(app_client, finished_job, programs, monkeypatch):
     import opencmap.query.genesets as genesets
 
     calls: list[str] = []
@@ -109,14 +80,14 @@ def test_the_api_validates_each_query_once(make_client, programs, monkeypatch):
 
     monkeypatch.setattr(genesets, "validate_query", counting)
     body = _body(programs, names=("A", "B"))
-    with make_client(max_sync_queries=2) as c:
+    with app_client(max_sync_queries=2) as c:
         r = c.post("/api/v1/queries", json=body)  # synchronous: checked, then run at once
         assert r.status_code == 200, r.text
         assert sorted(calls) == ["A", "B"]
         calls.clear()
         r = c.post("/api/v1/jobs", json={**body, "min_genes": 5})  # a batch job: checked at submit, run by a worker
         assert r.status_code == 202, r.text
-        assert _wait_done(c, r.json()["id"])["status"] == "done"
+        assert finished_job(c, r.json()["id"])["status"] == "done"
         assert sorted(calls) == ["A", "B"]
         calls.clear()
         bad = _body(programs, names=("A",))
@@ -126,8 +97,8 @@ def test_the_api_validates_each_query_once(make_client, programs, monkeypatch):
         assert r.status_code >= 400 and calls == ["A"]
 
 
-def test_old_matrix_names_are_still_served_and_equal_the_new_ones(make_client, programs):
-    with make_client() as c:
+def test_old_matrix_names_are_still_served_and_equal_the_new_ones(app_client, programs):
+    with app_client() as c:
         job_id = c.post("/api/v1/queries", json=_body(programs)).json()["job"]["id"]
         new = c.get(f"/api/v1/jobs/{job_id}/downloads/sig_ncs.gctx")
         old = c.get(f"/api/v1/jobs/{job_id}/downloads/sig__ncs.gctx")
@@ -137,11 +108,11 @@ def test_old_matrix_names_are_still_served_and_equal_the_new_ones(make_client, p
             assert c.get(f"/api/v1/jobs/{job_id}/downloads/{bad}").status_code == 404, bad
 
 
-def test_the_api_metric_list_is_the_registrys_gene_set_methods(make_client):
+def test_the_api_metric_list_is_the_registrys_gene_set_methods(app_client):
     from opencmap.query.methods import get_method, method_names
 
     expected = [name for name in method_names() if get_method(name).kind == "geneset"]
-    with make_client() as c:
+    with app_client() as c:
         assert c.get("/api/v1/info").json()["metrics"] == expected
         schema = c.get("/api/v1/openapi.json").json()["components"]["schemas"]["QueryRequest"]["properties"]["metric"]
         assert schema["enum"] == expected
