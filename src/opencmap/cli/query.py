@@ -79,10 +79,10 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
     from opencmap.errors import GeneIdentityWarning, OpenCMapWarning
     from opencmap.io.atomic import check_output_dir
     from opencmap.query.pcl import check_levels
-    from opencmap.query.result import RESULT_FOLDER_MARKERS
+    from opencmap.io.result_archive import FOLDER_MARKERS
 
     if out_dir is not None:
-        check_output_dir(out_dir, overwrite=overwrite, flag="--overwrite", replaceable=RESULT_FOLDER_MARKERS)
+        check_output_dir(out_dir, overwrite=overwrite, flag="--overwrite", replaceable=FOLDER_MARKERS)
     if pcl is None:  # the PCLs stored with the store stand in for --pcl
         from opencmap.query.store import Store
 

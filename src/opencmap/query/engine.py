@@ -52,6 +52,7 @@ from opencmap.query.genesets import (
     ValidatedBatch,
     ValidatedQuery,
     as_queries,
+    check_unique_names,
     signature_queries,
     validate_queries,
 )
@@ -243,10 +244,7 @@ class Engine:
         qlist = queries if isinstance(queries, ValidatedBatch) else [queries] if isinstance(queries, Query) else list(queries)
         if isinstance(qlist, list) and not qlist:
             raise QueryError("no queries given")
-        names = [q.name for q in (qlist.queries if isinstance(qlist, ValidatedBatch) else qlist)]
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})[:5]
-            raise QueryError(f"query names must be unique; repeated: {dup}")
+        check_unique_names(qlist.queries if isinstance(qlist, ValidatedBatch) else qlist)
         sp = self.store.space(space)
         notes: list[str] = []
         valid = self._validate(qlist, method, sp, min_genes=min_genes, max_genes=max_genes, on_invalid=on_invalid, notes=notes)

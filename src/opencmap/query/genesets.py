@@ -41,6 +41,7 @@ __all__ = [
     "restrict_query",
     "ValidatedBatch",
     "validate_queries",
+    "check_unique_names",
     "queries_from_gmt",
     "query_from_grp",
     "signature_queries",
@@ -620,6 +621,14 @@ class ValidatedBatch:
         """Raise every line of ``events`` as a warning of its category, in order."""
         for category, text in self.events:
             warnings.warn(text, category, stacklevel=stacklevel)
+
+
+def check_unique_names(queries: Iterable[Query | ValidatedQuery]) -> None:
+    """Raise :class:`~opencmap.errors.QueryError` naming the repeats if two queries share a name."""
+    names = [q.name for q in queries]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})[:5]
+        raise QueryError(f"query names must be unique; repeated: {dup}")
 
 
 def validate_queries(

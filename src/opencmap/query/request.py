@@ -34,13 +34,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from opencmap.errors import GeneSetError, QueryError
+from opencmap.errors import GeneSetError
 from opencmap.query.genesets import (
     DEFAULT_MAX_GENES,
     DEFAULT_MIN_GENES,
     GeneLookup,
     Query,
     ValidatedBatch,
+    check_unique_names,
     restrict_query,
     validate_queries,
     validate_query,
@@ -188,10 +189,7 @@ def build_request(
     if de_tables or rnk_files:
         out += _de_queries(store, de_tables, rnk_files, dict(de_options or {}), space=space, min_genes=min_genes,
                            vector=vector_metric, notes=notes)  # fmt: skip
-    names = [q.name for q in out]
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})[:5]
-        raise QueryError(f"query names must be unique; repeated: {dup}")
+    check_unique_names(out)
     return QueryRequest(out, metric=metric, space=space, min_genes=min_genes, max_genes=max_genes, on_invalid=on_invalid,
                         options=dict(options), notes=notes)  # fmt: skip
 

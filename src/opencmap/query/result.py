@@ -31,7 +31,7 @@ import pandas as pd
 
 from opencmap.core.gct import GCT
 from opencmap.errors import ConfigError, FormatError, IdNotFoundError, QueryError, ValidationError, VersionError
-from opencmap.io.result_archive import FOLDER_MARKERS as RESULT_FOLDER_MARKERS
+from opencmap.io.result_archive import FOLDER_MARKERS as RESULT_FOLDER_MARKERS  # noqa: F401 (its old home, still imported)
 from opencmap.io.result_archive import LEVELS
 
 __all__ = ["LevelResult", "QueryResult", "LEVELS", "RESULT_FORMAT_VERSION"]
