@@ -69,3 +69,24 @@ def test_folder_and_zip_hold_the_listed_files(result, tmp_path):
         result_files(result, ("csv",))
     with pytest.raises(IdNotFoundError, match="no level 'pcl_x'"):
         result_files(result, levels=["pcl_x"])
+
+
+def test_stored_form_round_trips_and_refuses_what_it_cannot_read(result):
+    from opencmap.errors import FormatError, ValidationError
+    from opencmap.io.result_archive import RESULT_FORMAT_VERSION, pack_result, unpack_result
+
+    keys = ("up_rows", "down_rows", "vector")
+    arrays = [{k: getattr(q, k) for k in keys} for q in result.queries]
+    levels = [(name, lv.index, lv.metrics) for name, lv in result.levels.items()]
+    data = pack_result(result.describe(), arrays, levels, omit_index=("sig",))
+    header, back, stored = unpack_result(data, keys, index={"sig": result.level("sig").index})
+    assert header["format_version"] == RESULT_FORMAT_VERSION and header["method"] == "wtcs"
+    assert back[0]["vector"] is None and np.array_equal(back[1]["up_rows"], arrays[1]["up_rows"])
+    assert [name for name, _, _ in stored] == ["sig", "pert_summary"]
+    for (_, index, metrics), (_, frame, values) in zip(levels, stored, strict=True):
+        pd.testing.assert_frame_equal(frame.reset_index(drop=True), index.reset_index(drop=True))
+        assert all(np.array_equal(metrics[m], values[m]) for m in metrics)
+    with pytest.raises(ValidationError, match="stored without its index table"):
+        unpack_result(data, keys)
+    with pytest.raises(FormatError, match="damaged or incomplete"):
+        unpack_result(b"not a zip", keys)

@@ -19,6 +19,13 @@ Matrix names join the level and the metric with one underscore, as CMap's own re
 none is another's prefix followed by ``_`` (:func:`parse_file_name`). Earlier API versions named
 matrices ``<level>__<metric>.gctx``; :func:`parse_file_name` still reads those names.
 
+A whole result is also kept as one file (the API's job store, ``QueryResult.save``):
+:func:`pack_result` / :func:`unpack_result` write and read that stored form, one uncompressed ZIP
+holding ``header.json`` (``format``, ``format_version``, the result's description and
+``stored_levels``), each level's index table as ``<level>/index.parquet``, each metric matrix as
+``<level>/<metric>.npy`` and query rows / vectors as ``queries/<i>/<name>.npy``. Readers refuse a
+newer ``format_version`` (:class:`~opencmap.errors.VersionError`).
+
 This module never imports the query layer: it writes any object with the methods of a
 ``QueryResult`` (``levels``, ``level``, ``query_table``, ``to_frame``, ``matrix``, ``report``,
 ``describe``, ``to_anndata``; the folder writers call ``write_file``, which is
@@ -27,16 +34,20 @@ This module never imports the query layer: it writes any object with the methods
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opencmap.errors import ConfigError, IdNotFoundError
+import numpy as np
+import pandas as pd
+
+from opencmap.errors import ConfigError, FormatError, IdNotFoundError, ValidationError, VersionError
 
 __all__ = [
     "FORMATS",
@@ -50,10 +61,16 @@ __all__ = [
     "write_result_file",
     "write_result_folder",
     "write_result_zip",
+    "pack_result",
+    "unpack_result",
+    "RESULT_FORMAT_VERSION",
 ]
 
 #: result levels, in the order results hold them
 LEVELS = ("sig", "pert_cell", "pert_summary", "pcl_cell", "pcl_summary")
+#: version of the stored form (:func:`pack_result`)
+RESULT_FORMAT_VERSION = 1
+_FORMAT_NAME = "opencmap-query-result"
 #: file formats of a results folder
 FORMATS = ("tsv", "parquet", "gctx", "h5ad")
 #: what the result used, written beside its tables
@@ -206,3 +223,98 @@ def write_result_zip(result: Any, archive: str | os.PathLike[str], *, formats: S
             for path in paths:
                 zf.write(path, arcname=path.name)
     return archive
+
+
+# ---------------------------------------------------------------------------------- stored form
+def pack_result(
+    description: Mapping[str, Any],
+    query_arrays: Sequence[Mapping[str, np.ndarray | None]],
+    levels: Sequence[tuple[str, pd.DataFrame, Mapping[str, np.ndarray]]],
+    *,
+    omit_index: Collection[str] = (),
+) -> bytes:
+    """The stored form of a result (see the module docstring) as bytes.
+
+    ``description`` is the result's ``describe()``; ``query_arrays`` per query its arrays by name
+    (None: not stored); ``levels`` each level's name, index table and metric matrices. Levels
+    named in ``omit_index`` store only their row count, not their index table.
+    """
+    header: dict[str, Any] = {"format": _FORMAT_NAME, "format_version": RESULT_FORMAT_VERSION, **description}
+    header["stored_levels"] = []
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for i, arrays in enumerate(query_arrays):
+            for key, values in arrays.items():
+                if values is not None:
+                    zf.writestr(f"queries/{i}/{key}.npy", _npy_bytes(np.asarray(values)))
+        for name, index, metrics in levels:
+            omitted = name in omit_index
+            header["stored_levels"].append({"name": name, "n_rows": len(index), "index": not omitted})
+            if not omitted:
+                frame = io.BytesIO()
+                index.reset_index(drop=True).to_parquet(frame, index=False)
+                zf.writestr(f"{name}/index.parquet", frame.getvalue())
+            for metric, values in metrics.items():
+                zf.writestr(f"{name}/{metric}.npy", _npy_bytes(np.asarray(values)))
+        zf.writestr("header.json", json.dumps(header))
+    return buf.getvalue()
+
+
+def unpack_result(
+    data: bytes, query_keys: Sequence[str], *, index: Mapping[str, pd.DataFrame] | None = None
+) -> tuple[dict[str, Any], list[dict[str, np.ndarray | None]], list[tuple[str, pd.DataFrame, dict[str, np.ndarray]]]]:
+    """Read :func:`pack_result` output: ``(header, query arrays, levels)``; per query the arrays
+    named ``query_keys`` (None where not stored), per level ``(name, index table, metrics)``.
+
+    ``index`` gives the index tables of levels stored without one; a table whose row count
+    differs from the stored one raises :class:`~opencmap.errors.ValidationError`. Raises
+    :class:`~opencmap.errors.VersionError` for a newer format version and
+    :class:`~opencmap.errors.FormatError` for anything that is not a stored result.
+    """
+    index = dict(index or {})
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            header = json.loads(zf.read("header.json"))
+            if header.get("format") != _FORMAT_NAME:
+                raise FormatError(f"not a stored opencmap query result (format {header.get('format')!r})")
+            version = int(header.get("format_version", 0))
+            if version > RESULT_FORMAT_VERSION:
+                raise VersionError(
+                    f"query result has format version {version}, newer than this opencmap supports "
+                    f"({RESULT_FORMAT_VERSION}); upgrade opencmap"
+                )
+            names = set(zf.namelist())
+            arrays = [
+                {key: _npy_load(zf.read(f"queries/{i}/{key}.npy")) if f"queries/{i}/{key}.npy" in names else None for key in query_keys}
+                for i in range(len(header["queries"]))
+            ]
+            levels = []
+            for lv in header["stored_levels"]:
+                name = lv["name"]
+                if lv["index"]:
+                    frame = pd.read_parquet(io.BytesIO(zf.read(f"{name}/index.parquet")))
+                elif name in index:
+                    frame = index[name]
+                    if len(frame) != lv["n_rows"]:
+                        raise ValidationError(
+                            f"level {name!r} of the stored result has {lv['n_rows']} rows but the index table "
+                            f"given for it has {len(frame)}"
+                        )
+                else:
+                    raise ValidationError(f"level {name!r} was stored without its index table; pass it as index={{{name!r}: ...}}")
+                levels.append((name, frame, {m: _npy_load(zf.read(f"{name}/{m}.npy")) for m in header["metrics"][name]}))
+    except (zipfile.BadZipFile, KeyError, ValueError, json.JSONDecodeError) as exc:
+        if isinstance(exc, ValidationError):
+            raise
+        raise FormatError(f"stored query result is damaged or incomplete ({exc}); re-run the query") from exc
+    return header, arrays, levels
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npy_load(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
