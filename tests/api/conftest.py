@@ -38,3 +38,35 @@ def client(server):
 @pytest.fixture(scope="session")
 def programs(test_store):
     return test_store[2]
+
+
+@pytest.fixture
+def app_client(test_store, tmp_path):
+    """``app_client(**settings)``: an in-process client (``with app_client() as c``) of an app on the
+    test store, its job database under ``tmp_path``."""
+    import warnings
+
+    from opencmap.api import Settings, create_app
+
+    with warnings.catch_warnings():  # starlette's TestClient warns about its httpx backend at import
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    store, pcl, _ = test_store
+    return lambda **options: TestClient(create_app(Settings(store_path=store, pcl_path=pcl, db_path=tmp_path / "jobs.sqlite", **options)))
+
+
+@pytest.fixture
+def finished_job():
+    """``finished_job(client, job_id)``: poll ``GET /api/v1/jobs/{id}`` until it is done or failed."""
+    import time
+
+    def wait(client, job_id, timeout=120.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = client.get(f"/api/v1/jobs/{job_id}").json()
+            if job["status"] in ("done", "failed"):
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} did not finish")
+
+    return wait

@@ -178,7 +178,7 @@ def test_downloads_tsv_and_gctx(client, sync_job, tmp_path):
 
     jid = sync_job["job"]["id"]
     files = [f["name"] for f in client.get(f"/jobs/{jid}/downloads").json()["files"]]
-    assert {"queries.tsv", "pert_summary.tsv", "sig__tau.gctx", "sig__ncs.gctx"} <= set(files)
+    assert {"queries.tsv", "pert_summary.tsv", "sig_tau.gctx", "sig_ncs.gctx"} <= set(files)
     r = client.get(f"/jobs/{jid}/downloads/pert_summary.tsv")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/tab-separated-values")
     (tmp_path / "p.tsv").write_bytes(r.content)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.stats import rankdata
 
-from opencmap.errors import QueryError
+from opencmap.errors import ConfigError, QueryError
 from opencmap.query.engine import Engine
 from opencmap.query.genesets import Query, vector_queries
 from opencmap.query.methods import METHOD_NAMES, get_method
@@ -108,3 +108,14 @@ def test_kind_mismatch(setup):
     engine, q, _, _, _ = setup
     with pytest.raises(QueryError, match="numeric vector"):
         engine.run(q, metric="cosine")
+
+
+def test_method_names_by_kind_come_from_the_registry():
+    from opencmap.query.methods import method_names
+
+    assert method_names() == METHOD_NAMES
+    genesets, vectors = method_names("geneset"), method_names("vector")
+    assert genesets == ("wtcs", "cs", "lamb", "xsum", "rankz") and vectors == ("cosine", "pearson", "spearman")
+    assert all(get_method(m).kind == "geneset" for m in genesets) and all(get_method(m).kind == "vector" for m in vectors)
+    with pytest.raises(ConfigError, match="kind must be"):
+        method_names("sets")  # type: ignore[arg-type]

@@ -1,9 +1,9 @@
 """Turning API requests into library queries and running them on the shared engine.
 
-One :class:`QueryService` per server: it checks the deployment limits, builds
-:class:`~opencmap.query.genesets.Query` objects (gene sets, or store signatures via
-:func:`~opencmap.query.genesets.signature_queries`), validates them with the library's
-:func:`~opencmap.query.genesets.validate_query`, and runs :meth:`Engine.run`.
+One :class:`QueryService` per server: it checks the deployment limits, builds the library's
+request with :func:`~opencmap.query.request.build_request` (the builder the CLI uses: gene sets,
+or store signatures), validates its queries once (:meth:`~opencmap.query.request.QueryRequest.validate`;
+the batch is kept for the run of the same request) and runs it on the shared engine.
 
 Engine runs are concurrent (the synchronous lane beside batch jobs): the API runs them in worker
 threads, where the engine's kernels use their one-thread variants (the local backend launches
@@ -17,8 +17,11 @@ so that the first requests do not wait for them.
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +30,9 @@ from opencmap.api.schemas import QueryRequest
 from opencmap.api.settings import Settings
 from opencmap.errors import ConfigError, GeneSetError, QueryError
 from opencmap.query.engine import Engine
-from opencmap.query.genesets import Query, restrict_query, signature_queries, validate_query
+from opencmap.query.genesets import Query, ValidatedBatch
+from opencmap.query.request import QueryRequest as LibraryRequest
+from opencmap.query.request import build_request
 from opencmap.query.result import QueryResult
 
 __all__ = ["QueryService", "BYTES_PER_SCORE"]
@@ -37,6 +42,10 @@ log = logging.getLogger(__name__)
 #: estimated peak bytes per (signature, query) of a run: ~8 float32 metrics at the signature level,
 #: float64 scratch, and the summary levels
 BYTES_PER_SCORE = 64
+#: validated requests kept for their run (:meth:`QueryService.check` -> :meth:`QueryService.execute`):
+#: at most this many, each of at most this many queries (larger ones are validated again at run time)
+_KEEP_MAX_REQUESTS = 16
+_KEEP_MAX_QUERIES = 1000
 
 
 class QueryService:
@@ -46,6 +55,8 @@ class QueryService:
         self.engine = engine
         self.catalogue = catalogue
         self.settings = settings
+        self._prepared: OrderedDict[str, tuple[LibraryRequest, ValidatedBatch]] = OrderedDict()
+        self._prepared_lock = threading.Lock()
 
     # ------------------------------------------------------------------ start-up
     def warm(self) -> bool:
@@ -96,60 +107,14 @@ class QueryService:
             raise ConfigError(f"min_genes ({req.min_genes}) is larger than max_genes ({req.max_genes})")
         return n
 
-    def queries(self, req: QueryRequest) -> list[Query]:
-        """Library queries of ``req`` (gene sets first, then signatures)."""
-        out = [Query(q.name, up=tuple(q.up), down=tuple(q.down)) for q in req.queries]
-        if req.sig_ids:
-            out += signature_queries(self.engine.store, req.sig_ids, n_genes=req.n_genes)
-        names = [q.name for q in out]
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})[:5]
-            raise QueryError(f"query names must be unique; repeated: {dup}")
-        return out
-
-    # ------------------------------------------------------------------ validation
-    def validate(self, req: QueryRequest) -> dict[str, Any]:
-        """Per query: genes kept, unknown (with suggestions), out of space, and the error if any."""
-        self.count(req)
-        space = self.engine.store.space(req.space)
-        report = []
-        for q in self.queries(req):
-            try:
-                v = validate_query(q, space, self.catalogue.lookup, min_genes=req.min_genes, max_genes=req.max_genes)
-                entry = {"name": q.name, "valid": True, "message": None}
-            except GeneSetError as exc:
-                v = restrict_query(q, space, self.catalogue.lookup)  # still report what was kept / unknown
-                entry = {"name": q.name, "valid": False, "message": str(exc)}
-            entry.update(
-                up=list(v.up_genes),
-                down=list(v.down_genes),
-                unknown=list(v.unknown),
-                dropped=list(v.dropped),
-                suggestions={k: list(s) for k, s in v.suggestions.items()},
-                mapped={side: {t: list(m) for t, m in d.items()} for side, d in v.mapped.items()},
-                ambiguous={side: {t: [list(c) for c in cs] for t, cs in d.items()} for side, d in v.ambiguous.items()},
-                reasons=dict(v.reasons),
-                notes=v.notes(),
-            )
-            report.append(entry)
-        return {"space": space.name, "queries": report}
-
-    def check(self, req: QueryRequest) -> int:
-        """Raise the library's error for the first invalid query (unless ``on_invalid='skip'``)."""
-        n = self.count(req)
-        if req.on_invalid == "raise":
-            space = self.engine.store.space(req.space)
-            for q in self.queries(req):
-                validate_query(q, space, self.catalogue.lookup, min_genes=req.min_genes, max_genes=req.max_genes)
-        return n
-
-    # ------------------------------------------------------------------ execution
-    def execute(self, request: dict[str, Any], progress: Callable[[int, int], None]) -> QueryResult:
-        """Run a stored request (a :class:`QueryRequest` as a dict) on the engine."""
-        req = QueryRequest.model_validate(request)
-        queries = self.queries(req)
-        return self.engine.run(
-            queries,
+    def request(self, req: QueryRequest) -> LibraryRequest:
+        """The library request of ``req`` (:func:`~opencmap.query.request.build_request`: gene sets
+        first, then signatures; names checked unique)."""
+        return build_request(
+            self.engine.store,
+            queries=[Query(q.name, up=tuple(q.up), down=tuple(q.down)) for q in req.queries],
+            sig_ids=req.sig_ids,
+            n_sig_genes=req.n_genes,
             metric=req.metric,
             space=req.space,
             min_genes=req.min_genes,
@@ -159,5 +124,55 @@ class QueryService:
             fdr_method=req.fdr_method,
             fdr_null_size=req.fdr_null_size,
             fdr_seed=req.fdr_seed,
-            progress=progress,
         )
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, req: QueryRequest) -> dict[str, Any]:
+        """Per query: genes kept, unknown (with suggestions), out of space, and the error if any."""
+        self.count(req)
+        return self.request(req).validation_report(self.engine.store, self.catalogue.lookup)
+
+    def check(self, req: QueryRequest) -> int:
+        """Raise the library's error for the first invalid query (unless ``on_invalid='skip'``);
+        returns the number of queries (:meth:`prepare`)."""
+        return self.prepare(req)[0]
+
+    def prepare(self, req: QueryRequest) -> tuple[int, ValidatedBatch | None]:
+        """:meth:`count`, then (unless ``on_invalid='skip'``) validate the queries once, raising
+        the library's error for the first invalid one; returns the count and the validated batch.
+
+        The batch is kept for :meth:`execute` of the same request (the synchronous lane runs it at
+        once; a batch job when a worker takes it), so the engine does not validate it again."""
+        n = self.count(req)
+        if req.on_invalid != "raise":
+            return n, None
+        request = self.request(req)
+        batch = request.validate(self.engine.store, self.catalogue.lookup)
+        self._keep(req.model_dump(), request, batch)
+        return n, batch
+
+    def _keep(self, request: dict[str, Any], built: LibraryRequest, batch: ValidatedBatch) -> None:
+        """Remember a validated request for :meth:`execute` (the last few, small ones only)."""
+        if len(batch.queries) > _KEEP_MAX_QUERIES:
+            return
+        with self._prepared_lock:
+            self._prepared[_request_key(request)] = (built, batch)
+            while len(self._prepared) > _KEEP_MAX_REQUESTS:
+                self._prepared.popitem(last=False)
+
+    # ------------------------------------------------------------------ execution
+    def execute(self, request: dict[str, Any], progress: Callable[[int, int], None]) -> QueryResult:
+        """Run a stored request (a :class:`QueryRequest` as a dict) on the engine; the batch
+        :meth:`check` validated is used as it is, else the engine validates the queries."""
+        with self._prepared_lock:
+            kept = self._prepared.pop(_request_key(request), None)
+        if kept is not None:
+            built, batch = kept
+        else:
+            built, batch = self.request(QueryRequest.model_validate(request)), None
+        return built.run(self.engine, validated=batch, progress=progress)
+
+
+def _request_key(request: dict[str, Any]) -> str:
+    """A request dict as canonical JSON (the same request submitted and stored gives the same key)."""
+    return json.dumps(request, sort_keys=True, default=str)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from opencmap.api.jobs import JobState
+from opencmap.query.methods import method_names
 
 __all__ = [
     "GeneSetQuery",
@@ -37,7 +38,8 @@ QueryName = Field("query", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.
 _MAX_GENES = 100_000
 _MAX_SETS = 100_000
 
-GeneSetMetric = Literal["wtcs", "cs", "lamb", "xsum", "rankz"]
+#: the gene-set methods of the registry (:func:`opencmap.query.methods.method_names`), in its order
+GeneSetMetric = Literal[method_names("geneset")]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):

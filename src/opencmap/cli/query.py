@@ -82,10 +82,10 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
     from opencmap.errors import GeneIdentityWarning, OpenCMapWarning
     from opencmap.io.atomic import check_output_dir
     from opencmap.query.pcl import check_levels
-    from opencmap.query.result import RESULT_FOLDER_MARKERS
+    from opencmap.io.result_archive import FOLDER_MARKERS
 
     if out_dir is not None:
-        check_output_dir(out_dir, overwrite=overwrite, flag="--overwrite", replaceable=RESULT_FOLDER_MARKERS)
+        check_output_dir(out_dir, overwrite=overwrite, flag="--overwrite", replaceable=FOLDER_MARKERS)
     if pcl is None:  # the PCLs stored with the store stand in for --pcl
         from opencmap.query.store import Store
 
@@ -93,11 +93,14 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
     # the library's warnings are shown once, in the notes block, not as Python warning lines
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", OpenCMapWarning)
-        result = _run(store, pcl, level, metric, es_tail, space, min_genes, max_genes, tau_method,
-                      {"fdr_method": fdr_method, "fdr_null_size": fdr_null_size, "fdr_seed": fdr_seed},
-                      _queries(up_file, down_file, up_genes, down_genes, name), sig_ids, vectors, sig_genes,
-                      {"de_tables": de_tables, "rnk_files": rnk_files, "padj": de_padj, "top": de_top, "sheet": de_sheet,
-                       "gene_col": de_gene_col, "lfc_col": de_lfc_col, "padj_col": de_padj_col, "group_col": de_group_col})
+        result = _run(store, pcl, level, metric, space, sig_genes,
+                      {"up_file": up_file, "down_file": down_file, "up": _genes(up_genes), "down": _genes(down_genes),
+                       "name": name, "vectors": vectors, "sig_ids": sig_ids, "de_tables": de_tables, "rnk_files": rnk_files},
+                      {"padj": None if de_padj >= 1 else de_padj, "top": de_top, "sheet": _sheet(de_sheet), "gene_col": de_gene_col,
+                       "lfc_col": de_lfc_col, "padj_col": de_padj_col, "group_col": de_group_col},
+                      {"min_genes": min_genes, "max_genes": max_genes, "tau_method": tau_method, "fdr_method": fdr_method,
+                       "fdr_null_size": fdr_null_size, "fdr_seed": fdr_seed, "require_levels": [level],
+                       **({} if es_tail is None else {"es_tail": es_tail})})
     lines = result.report()
     # gene identity warnings repeat what each query's notes already say (ValidatedQuery.notes)
     lines += [
@@ -122,77 +125,32 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
         click.echo(f"wrote {len(files)} files to {out_dir} (notes.txt: what the result used)", err=True)
 
 
-def _queries(up_file: Path | None, down_file: Path | None, up_genes: str | None, down_genes: str | None, name: str) -> list[Any]:
-    """Gene-set queries from files and comma-separated lists."""
-    from opencmap.query.genesets import as_queries, queries_from_files
-
-    queries = []
-    if up_file or down_file:
-        queries += queries_from_files(up_file, down_file, name=name)
-    if up_genes or down_genes:
-        split = lambda s: [g for g in (s or "").split(",") if g.strip()]  # noqa: E731
-        queries += as_queries(split(up_genes), split(down_genes), name=name)
-    return queries
+def _genes(text: str | None) -> list[str] | None:
+    """A comma-separated gene list (None when the option was not given or is empty)."""
+    return None if not text else [g for g in text.split(",") if g.strip()]
 
 
-def _run(store: Path, pcl: Path | None, level: str, metric: str, es_tail: str | None, space: str | None, min_genes: int,
-         max_genes: int, tau_method: str, fdr_options: dict[str, Any], queries: list[Any], sig_ids: tuple[str, ...],
-         vectors: Path | None, sig_genes: int, de: dict[str, Any]) -> Any:
-    """Open the store (and PCLs), add vector / signature queries, run them; returns the QueryResult."""
+def _sheet(text: str | None) -> str | int | None:
+    """``--de-sheet``: a 0-based position when it is a number, else a sheet name."""
+    return int(text) if text is not None and text.isdigit() else text
+
+
+def _run(store: Path, pcl: Path | None, level: str, metric: str, space: str | None, sig_genes: int,
+         inputs: dict[str, Any], de_options: dict[str, Any], options: dict[str, Any]) -> Any:
+    """Open the store (and PCLs), build the request (:func:`opencmap.query.request.build_request`;
+    its notes on stderr) and run it; returns the QueryResult."""
+    from opencmap.cli.progress import Progress
     from opencmap.query.engine import Engine
-    from opencmap.query.genesets import queries_from_gct, signature_queries, vector_queries
     from opencmap.query.methods import get_method
+    from opencmap.query.request import build_request
 
     engine = Engine(store, pcl=pcl)
-    method = get_method(metric)
-    vector_metric = method.kind == "vector"
-    if level != "sig" and not method.connectivity:
+    if level != "sig" and not get_method(metric).connectivity:
         raise click.UsageError(f"--level {level} needs a connectivity metric (wtcs, cs); {metric} results have only the sig level")
-    if vectors:
-        queries += queries_from_gct(vectors)
-    if sig_ids:
-        if vector_metric:
-            queries += vector_queries(engine.store, list(sig_ids), space=space)
-        else:
-            queries += signature_queries(engine.store, list(sig_ids), n_genes=sig_genes)
-    de_tables, rnk_files = de.pop("de_tables"), de.pop("rnk_files")
-    if de_tables or rnk_files:
-        queries += _de_queries(engine.store, de_tables, rnk_files, space=space, min_genes=min_genes, vector=vector_metric, **de)
-    if not queries:
+    request = build_request(engine.store, metric=metric, space=space, n_sig_genes=sig_genes, de_options=de_options, **inputs, **options)
+    for note in request.notes:
+        click.echo(f"note: {note}", err=True)
+    if not request.queries:
         raise click.UsageError("give --up/--down files, --up-genes/--down-genes, --vectors, --sig-id, --de or --rnk")
-    options = {} if es_tail is None else {"es_tail": es_tail}
-    from opencmap.cli.progress import Progress
-
     with Progress(unit="sig") as bar:
-        progress = bar.for_stage("scoring")
-        return engine.run(queries, metric=metric, space=space, min_genes=min_genes, max_genes=max_genes,
-                          tau_method=tau_method, progress=progress, require_levels=[level], **fdr_options, **options)
-
-
-def _de_queries(store, de_tables, rnk_files, *, space, padj, top, min_genes, vector, sheet, **columns):  # type: ignore[no-untyped-def]
-    """Queries from DE tables / .h5ad / .rnk files, genes taken among the store's; notes on stderr."""
-    import warnings
-
-    from opencmap.errors import DESelectionWarning
-    from opencmap.query.de import queries_from_de, queries_from_rnk, store_resolver
-
-    resolver = store_resolver(store, space)
-    sheet_arg = int(sheet) if sheet is not None and sheet.isdigit() else sheet
-    queries = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DESelectionWarning)  # the same facts are printed as notes below
-        for table in de_tables:
-            de = queries_from_de(table, padj=None if padj >= 1 else padj, top=top, min_genes=min_genes, resolver=resolver,
-                                 sheet=sheet_arg, vector=vector, **columns)
-            queries += list(de)
-            for sel in de.selections:
-                click.echo(f"note: query {sel.name}: from {sel.source}: {sel.columns.describe() if sel.columns else sel.tool}; "
-                           f"{len(sel.up)} up, {len(sel.down)} down genes" + (f", {sel.n_vector} vector values" if sel.n_vector else ""), err=True)
-            for note in de.notes:
-                click.echo(f"note: {note}", err=True)
-        for rnk in rnk_files:
-            de = queries_from_rnk(rnk, resolver=resolver)
-            queries += list(de)
-            for note in de.notes:
-                click.echo(f"note: {note}", err=True)
-    return queries
+        return request.run(engine, progress=bar.for_stage("scoring"))

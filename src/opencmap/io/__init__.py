@@ -4,6 +4,8 @@ Every writer is atomic (:func:`opencmap.io.atomic.atomic_write_path`). Every for
 version; readers refuse newer ones through :func:`opencmap.io.versions.check_format_version`.
 The reference store is the :mod:`opencmap.io.store` package (format, reader, writer, checksums,
 tau background files).
+A query result's files (the results folder, the API's downloads and download-all) have one
+layout, written by :mod:`opencmap.io.result_archive`.
 """
 
 from opencmap.io.atomic import atomic_write_path

@@ -13,6 +13,10 @@ connectivity matrix, background scores), ``background`` (tau backgrounds), ``fdr
 >>> build_background(store)                                                # doctest: +SKIP
 >>> result = run_query(store, up=[...], down=[...])                        # doctest: +SKIP
 >>> result.top(20, level="pert_summary")                                   # doctest: +SKIP
+
+The CLI and the API assemble their runs with one builder, :func:`build_request`
+(:mod:`opencmap.query.request`): queries from gene lists, GMT/GRP files, vectors, store
+signatures and DE tables, validated once, run on an :class:`Engine`.
 """
 
 from opencmap.query.background import Background, build_background, load_background
@@ -21,6 +25,7 @@ from opencmap.query.engine import Engine, connectivity_matrix, run_query
 from opencmap.query.fdr_null import FDR_METHODS, FDRWarning, build_fdr_nulls
 from opencmap.query.genesets import (
     Query,
+    ValidatedBatch,
     ValidatedQuery,
     as_queries,
     queries_from_files,
@@ -28,11 +33,13 @@ from opencmap.query.genesets import (
     queries_from_gmt,
     query_from_grp,
     signature_queries,
+    validate_queries,
     validate_query,
     vector_queries,
 )
-from opencmap.query.methods import METHOD_NAMES, Method, get_method
+from opencmap.query.methods import METHOD_NAMES, Method, get_method, method_names
 from opencmap.query.release_store import BuildFilters, build_release_store, plan_release_store
+from opencmap.query.request import QueryRequest, build_request
 from opencmap.query.result import LevelResult, QueryResult
 from opencmap.query.store import FeatureSpace, Store, append_store, build_store, open_store
 from opencmap.query.summaries import SummaryPlan, summarise
@@ -58,6 +65,10 @@ __all__ = [
     "Query",
     "ValidatedQuery",
     "validate_query",
+    "ValidatedBatch",
+    "validate_queries",
+    "QueryRequest",
+    "build_request",
     "as_queries",
     "queries_from_files",
     "queries_from_gmt",
@@ -73,6 +84,7 @@ __all__ = [
     "Method",
     "METHOD_NAMES",
     "get_method",
+    "method_names",
     "QueryResult",
     "LevelResult",
     "SummaryPlan",

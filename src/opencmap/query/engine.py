@@ -39,7 +39,7 @@ import pandas as pd
 
 from opencmap.backends import Backend, resolve_backend
 from opencmap.errors import ConfigError, QueryError
-from opencmap.query.genesets import DEFAULT_MAX_GENES, DEFAULT_MIN_GENES, Query, ValidatedQuery, as_queries
+from opencmap.query.genesets import DEFAULT_MAX_GENES, DEFAULT_MIN_GENES, Query, ValidatedBatch, ValidatedQuery, as_queries
 from opencmap.query.introspect import connectivity_matrix
 from opencmap.query.methods import Method, get_method
 from opencmap.query.reference import ReferenceIndex, ncs_groups, null_mask, reference_mask, resolve_pcl, shared_store
@@ -95,7 +95,7 @@ class Engine:
     # ------------------------------------------------------------------ public
     def run(
         self,
-        queries: Query | Sequence[Query],
+        queries: Query | Sequence[Query] | ValidatedBatch,
         *,
         metric: str = "wtcs",
         space: str | None = None,
@@ -121,7 +121,9 @@ class Engine:
         Parameters
         ----------
         queries:
-            :class:`~opencmap.query.genesets.Query` objects (gene sets or vectors).
+            :class:`~opencmap.query.genesets.Query` objects (gene sets or vectors), or a
+            :class:`~opencmap.query.genesets.ValidatedBatch` validated before for the same space,
+            ``min_genes``, ``max_genes`` and ``on_invalid`` (not validated again).
         metric:
             ``wtcs`` (default), ``cs``, ``lamb``, ``xsum``, ``rankz``, ``cosine``, ``pearson``,
             ``spearman``.
@@ -177,7 +179,8 @@ class Engine:
         if tau_method not in ("exact", "cmap"):
             raise ConfigError(f"tau_method must be 'exact' or 'cmap', got {tau_method!r}")
         fdr_params = _fdr_params(fdr_method, fdr_null_size, fdr_seed)
-        qlist = [queries] if isinstance(queries, Query) else list(queries)
+        qlist: list[Query] | ValidatedBatch
+        qlist = queries if isinstance(queries, ValidatedBatch) else [queries] if isinstance(queries, Query) else list(queries)
         check_names(qlist)
         sp = self.store.space(space)
         scored = score_queries(

@@ -23,8 +23,11 @@ import pandas as pd
 from opencmap.core.gene_identity import GeneIdentity, GeneMapping, normalised_key
 from opencmap.errors import (
     AmbiguousGeneWarning,
+    ConfigError,
     GeneMappingWarning,
     GeneSetError,
+    OpenCMapWarning,
+    QueryError,
     UnknownGeneWarning,
     ValidationError,
 )
@@ -36,6 +39,9 @@ __all__ = [
     "GeneLookup",
     "validate_query",
     "restrict_query",
+    "ValidatedBatch",
+    "validate_queries",
+    "check_unique_names",
     "queries_from_gmt",
     "query_from_grp",
     "signature_queries",
@@ -573,6 +579,110 @@ def restrict_query(query: Query, space: FeatureSpace, genes: pd.DataFrame | Gene
         reasons={**up["reasons"], **dn["reasons"]},  # type: ignore[dict-item]
     )
     return v
+
+
+@dataclass(frozen=True)
+class ValidatedBatch:
+    """Queries validated once (:func:`validate_queries`), ready to run without validating again.
+
+    Records what they were validated against (the ``feature_space``, ``min_genes``,
+    ``max_genes``, ``on_invalid`` and the metric's kind): :meth:`Engine.run
+    <opencmap.query.engine.Engine.run>` takes a batch only for a run with the same values on a
+    space with the same genes (the rows of a :class:`ValidatedQuery` are positions in it). ``queries`` are the valid ones, in order (skipped ones left out
+    with ``on_invalid="skip"``); ``notes`` what validation found (skipped queries, and each
+    query's :meth:`ValidatedQuery.notes`), in order; ``events`` the same lines with the warning
+    category each is raised as when the batch runs.
+    """
+
+    queries: tuple[ValidatedQuery, ...]
+    feature_space: FeatureSpace = field(repr=False)
+    min_genes: int
+    max_genes: int
+    on_invalid: str
+    metric_kind: str
+    notes: tuple[str, ...] = ()
+    events: tuple[tuple[type[Warning], str], ...] = ()
+
+    @property
+    def space(self) -> str:
+        """The name of the feature space the queries were validated against."""
+        return self.feature_space.name
+
+    def matches(self, space: FeatureSpace, *, min_genes: int, max_genes: int, on_invalid: str, metric_kind: str) -> bool:
+        """Whether a run with these values may use the batch as it is."""
+        same_space = self.feature_space is space or (
+            self.feature_space.name == space.name and self.feature_space.gene_ids.equals(space.gene_ids)
+        )
+        return same_space and (self.min_genes, self.max_genes, self.on_invalid, self.metric_kind) == (
+            min_genes, max_genes, on_invalid, metric_kind
+        )
+
+    def emit(self, stacklevel: int = 3) -> None:
+        """Raise every line of ``events`` as a warning of its category, in order."""
+        for category, text in self.events:
+            warnings.warn(text, category, stacklevel=stacklevel)
+
+
+def check_unique_names(queries: Iterable[Query | ValidatedQuery]) -> None:
+    """Raise :class:`~opencmap.errors.QueryError` naming the repeats if two queries share a name."""
+    names = [q.name for q in queries]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})[:5]
+        raise QueryError(f"query names must be unique; repeated: {dup}")
+
+
+def validate_queries(
+    queries: Sequence[Query],
+    space: FeatureSpace,
+    genes: pd.DataFrame | GeneLookup,
+    *,
+    metric: str = "wtcs",
+    min_genes: int = DEFAULT_MIN_GENES,
+    max_genes: int = DEFAULT_MAX_GENES,
+    on_invalid: str = "raise",
+) -> ValidatedBatch:
+    """Validate every query of a batch once (:func:`validate_query`) for ``metric`` (a query of
+    the other kind, vector or gene sets, raises :class:`~opencmap.errors.QueryError`).
+
+    ``on_invalid="raise"`` raises the first :class:`~opencmap.errors.GeneSetError`; ``"skip"``
+    leaves invalid queries out with a note (``query X skipped: ...``). Nothing is warned here: the
+    batch records its warnings (:attr:`ValidatedBatch.events`) and the run raises them. A batch
+    with no valid query left is returned empty (the run refuses it).
+    """
+    from opencmap.query.methods import get_method
+
+    if on_invalid not in ("raise", "skip"):
+        raise ConfigError(f"on_invalid must be 'raise' or 'skip', got {on_invalid!r}")
+    method = get_method(metric)
+    lookup = genes if isinstance(genes, GeneLookup) else GeneLookup(genes)
+    valid: list[ValidatedQuery] = []
+    notes: list[str] = []
+    events: list[tuple[type[Warning], str]] = []
+    for q in queries:
+        if q.is_vector != (method.kind == "vector"):
+            want = "a numeric vector" if method.kind == "vector" else "up/down gene sets"
+            raise QueryError(f"metric {method.name!r} needs {want}; query {q.name!r} is not")
+        try:
+            v = validate_query(q, space, lookup, min_genes=min_genes, max_genes=max_genes)
+        except GeneSetError as exc:
+            if on_invalid == "raise":
+                raise
+            events.append((OpenCMapWarning, f"skipped: {exc}"))
+            notes.append(f"query {q.name} skipped: {exc}")
+            continue
+        events += v._events()
+        notes += v.notes()
+        valid.append(v)
+    return ValidatedBatch(
+        queries=tuple(valid),
+        feature_space=space,
+        min_genes=min_genes,
+        max_genes=max_genes,
+        on_invalid=on_invalid,
+        metric_kind=method.kind,
+        notes=tuple(notes),
+        events=tuple(events),
+    )
 
 
 # ---------------------------------------------------------------------------------- sources

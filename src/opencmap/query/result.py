@@ -13,14 +13,15 @@ params, notes, queries, levels with their row counts and metric names), each lev
 as ``<level>/index.parquet`` and each metric matrix as ``<level>/<metric>.npy``, and query rows /
 vectors as ``queries/<i>/<name>.npy``. Readers refuse a newer ``format_version``
 (:class:`~opencmap.errors.VersionError`).
+
+Every file of a result (this stored form, the results folder of :meth:`QueryResult.write`, the
+API's downloads) is written and read by :mod:`opencmap.io.result_archive`; this module keeps the
+in-memory result, and its file methods delegate there.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import zipfile
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,23 +31,15 @@ import numpy as np
 import pandas as pd
 
 from opencmap.core.gct import GCT
-from opencmap.core.schema import LEVELS
-from opencmap.errors import ConfigError, FormatError, IdNotFoundError, QueryError, ValidationError
-from opencmap.io.versions import check_format_version
+from opencmap.errors import ConfigError, FormatError, IdNotFoundError, QueryError
+from opencmap.io.result_archive import FOLDER_MARKERS as RESULT_FOLDER_MARKERS  # noqa: F401 (its old home, still imported)
+from opencmap.io.result_archive import LEVELS, RESULT_FORMAT_VERSION
 
 __all__ = ["LevelResult", "QueryResult", "LEVELS", "RESULT_FORMAT_VERSION"]
 
-_FORMATS = ("tsv", "parquet", "gctx", "h5ad")
 _ID_COLUMN = {"sig": "sig_id"}
-_FORMAT_NAME = "opencmap-query-result"
-RESULT_FORMAT_VERSION = 1
 _QUERY_ARRAYS = ("up_rows", "down_rows", "vector")
 _QUERY_TUPLES = ("up_genes", "down_genes", "unknown", "dropped")
-#: files every results folder written by :meth:`QueryResult.write` holds (``--overwrite`` replaces
-#: only folders with one of them)
-RESULT_FOLDER_MARKERS = ("describe.json", "queries.tsv")
-#: what the result used, written beside its tables: :meth:`QueryResult.report` and :meth:`QueryResult.describe`
-_PROVENANCE_FILES = ("notes.txt", "describe.json")
 
 
 @dataclass
@@ -257,8 +250,9 @@ class QueryResult:
         """Write the result as a new folder ``out_dir``; returns the files written.
 
         ``tsv`` / ``parquet``: one long table per level (``<level>.tsv``); ``gctx``: one matrix per
-        level and metric (``<level>_<metric>.gctx``, rows x queries). Always ``queries.tsv``,
-        ``notes.txt`` (:meth:`report`) and ``describe.json`` (:meth:`describe`).
+        level and metric (``<level>_<metric>.gctx``, rows x queries); ``h5ad``: one AnnData per
+        level. Always ``queries.tsv``, ``notes.txt`` (:meth:`report`) and ``describe.json``
+        (:meth:`describe`). The layout is :mod:`opencmap.io.result_archive`'s, shared with the API.
 
         The folder is written aside and swapped in whole (:func:`opencmap.io.atomic.atomic_write_dir`):
         it never mixes files of two runs, and a failure leaves an earlier folder as it was. A
@@ -267,27 +261,9 @@ class QueryResult:
         ``queries.tsv`` or ``describe.json``); so is a path that is a file. ``overwrite_flag`` is
         the option named in those errors (``--overwrite`` for the CLI).
         """
-        from opencmap.io.atomic import atomic_write_dir
+        from opencmap.io.result_archive import write_result_folder
 
-        if format not in _FORMATS:
-            raise ConfigError(f"format must be one of {_FORMATS}, got {format!r}")
-        wanted = list(levels or self.levels)
-        for level in wanted:
-            self.level(level)
-        out = Path(out_dir)
-        with atomic_write_dir(out, overwrite=overwrite, flag=overwrite_flag, replaceable=RESULT_FOLDER_MARKERS) as tmp:
-            names = [self.write_file(tmp / name).name for name in ("queries.tsv", *_PROVENANCE_FILES)]
-            for level in wanted:
-                if format == "h5ad":
-                    names.append(self.write_h5ad(tmp / f"{level}.h5ad", level=level).name)
-                elif format == "gctx":
-                    names += [
-                        self.write_file(tmp / f"{level}_{metric}.gctx", level=level, metric=metric).name
-                        for metric in self.level(level).metrics
-                    ]
-                else:
-                    names.append(self.write_file(tmp / f"{level}.{format}", level=level).name)
-        return [out / name for name in names]
+        return write_result_folder(self, out_dir, formats=(format,), levels=levels, overwrite=overwrite, overwrite_flag=overwrite_flag)
 
     def write_file(self, path: str | os.PathLike[str], *, level: str | None = None, metric: str | None = None) -> Path:
         """Write one table or matrix (atomically); returns ``path``.
@@ -295,30 +271,12 @@ class QueryResult:
         No ``level``: the query table (TSV), or, for a file named ``notes.txt`` / ``describe.json``,
         :meth:`report` / :meth:`describe`. ``level`` alone: the level's long table
         (:meth:`to_frame`), Parquet when ``path`` ends in ``.parquet``, else TSV. ``level`` and
-        ``metric``: that metric as a GCTX matrix (:meth:`matrix`).
+        ``metric``: that metric as a GCTX matrix (:meth:`matrix`). See
+        :func:`opencmap.io.result_archive.write_result_file`.
         """
-        from opencmap.io import write_gctx, write_table
-        from opencmap.io.atomic import atomic_write_path
+        from opencmap.io.result_archive import write_result_file
 
-        path = Path(path)
-        if level is None and path.name in _PROVENANCE_FILES:
-            text = (
-                "".join(f"{line}\n" for line in self.report())
-                if path.name == "notes.txt"
-                else json.dumps(self.describe(), indent=2, default=str) + "\n"
-            )
-            with atomic_write_path(path) as tmp:
-                Path(tmp).write_text(text, encoding="utf-8")
-        elif level is None:
-            write_table(self.query_table(), path)
-        elif metric is not None:
-            write_gctx(self.matrix(metric, level=level), path)
-        elif path.suffix == ".parquet":
-            with atomic_write_path(path) as tmp:
-                self.to_frame(level).to_parquet(tmp, index=False)
-        else:
-            write_table(self.to_frame(level), path)
-        return path
+        return write_result_file(self, path, level=level, metric=metric)
 
     # ------------------------------------------------------------------ storage
     def report(self) -> list[str]:
@@ -362,104 +320,64 @@ class QueryResult:
         }
 
     def to_bytes(self, *, omit_index: Collection[str] = ()) -> bytes:
-        """The whole result as bytes (see the module docstring for the layout).
+        """The whole result as bytes (see the module docstring for the layout;
+        :func:`opencmap.io.result_archive.pack_result` writes it).
 
         Levels named in ``omit_index`` store only their row count, not their index table (e.g. the
         ``sig`` index when it is a store's ``sig_info``); :meth:`from_bytes` then needs it back.
         """
-        header: dict[str, Any] = {"format": _FORMAT_NAME, "format_version": RESULT_FORMAT_VERSION, **self.describe()}
-        header["stored_levels"] = []
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-            for i, q in enumerate(self.queries):
-                for key in _QUERY_ARRAYS:
-                    values = getattr(q, key, None)
-                    if values is not None:
-                        zf.writestr(f"queries/{i}/{key}.npy", _npy_bytes(np.asarray(values)))
-            for name, lv in self.levels.items():
-                omitted = name in omit_index
-                header["stored_levels"].append({"name": name, "n_rows": len(lv.index), "index": not omitted})
-                if not omitted:
-                    frame = io.BytesIO()
-                    lv.index.reset_index(drop=True).to_parquet(frame, index=False)
-                    zf.writestr(f"{name}/index.parquet", frame.getvalue())
-                for metric, values in lv.metrics.items():
-                    zf.writestr(f"{name}/{metric}.npy", _npy_bytes(np.asarray(values)))
-            zf.writestr("header.json", json.dumps(header))
-        return buf.getvalue()
+        from opencmap.io.result_archive import pack_result
+
+        return pack_result(
+            self.describe(),
+            [{key: getattr(q, key, None) for key in _QUERY_ARRAYS} for q in self.queries],
+            [(name, lv.index, lv.metrics) for name, lv in self.levels.items()],
+            omit_index=omit_index,
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes, *, index: Mapping[str, pd.DataFrame] | None = None) -> QueryResult:
-        """Rebuild a result from :meth:`to_bytes` output.
+        """Rebuild a result from :meth:`to_bytes` output (read by :func:`opencmap.io.result_archive.unpack_result`).
 
         ``index`` gives the index tables of levels stored without one (``omit_index``); a table
         whose row count differs from the stored one raises :class:`~opencmap.errors.ValidationError`.
         Raises :class:`~opencmap.errors.VersionError` for a newer format version and
         :class:`~opencmap.errors.FormatError` for anything that is not a stored result.
         """
+        from opencmap.io.result_archive import unpack_result
         from opencmap.query.genesets import ValidatedQuery
 
-        index = dict(index or {})
+        header, arrays, stored = unpack_result(data, _QUERY_ARRAYS, index=index)
+        empty = np.empty(0, np.intp)
         try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                header = json.loads(zf.read("header.json"))
-                if header.get("format") != _FORMAT_NAME:
-                    raise FormatError(f"not a stored opencmap query result (format {header.get('format')!r})")
-                check_format_version(header.get("format_version", 0), RESULT_FORMAT_VERSION, what="query result")
-                names = set(zf.namelist())
-                queries = []
-                for i, entry in enumerate(header["queries"]):
-                    arrays = {
-                        key: _npy_load(zf.read(f"queries/{i}/{key}.npy")) if f"queries/{i}/{key}.npy" in names else None
-                        for key in _QUERY_ARRAYS
-                    }
-                    empty = np.empty(0, np.intp)
-                    queries.append(
-                        ValidatedQuery(
-                            entry["name"],
-                            arrays["up_rows"] if arrays["up_rows"] is not None else empty,
-                            arrays["down_rows"] if arrays["down_rows"] is not None else empty,
-                            vector=arrays["vector"],
-                            suggestions={k: tuple(v) for k, v in entry.get("suggestions", {}).items()},
-                            mapped={side: {t: tuple(m) for t, m in d.items()} for side, d in entry.get("mapped", {}).items()},
-                            ambiguous={
-                                side: {t: tuple(tuple(c) for c in cs) for t, cs in d.items()}
-                                for side, d in entry.get("ambiguous", {}).items()
-                            },
-                            reasons=dict(entry.get("reasons", {})),
-                            **{k: tuple(entry.get(k, ())) for k in _QUERY_TUPLES},
-                        )
-                    )
-                levels: dict[str, LevelResult] = {}
-                for lv in header["stored_levels"]:
-                    name = lv["name"]
-                    if lv["index"]:
-                        frame = pd.read_parquet(io.BytesIO(zf.read(f"{name}/index.parquet")))
-                    elif name in index:
-                        frame = index[name]
-                        if len(frame) != lv["n_rows"]:
-                            raise ValidationError(
-                                f"level {name!r} of the stored result has {lv['n_rows']} rows but the index table "
-                                f"given for it has {len(frame)}"
-                            )
-                    else:
-                        raise ValidationError(f"level {name!r} was stored without its index table; pass it as index={{{name!r}: ...}}")
-                    metrics = {m: _npy_load(zf.read(f"{name}/{m}.npy")) for m in header["metrics"][name]}
-                    levels[name] = LevelResult(name, frame, metrics)
-        except (zipfile.BadZipFile, KeyError, ValueError, json.JSONDecodeError) as exc:
-            if isinstance(exc, ValidationError):
-                raise
+            queries = [
+                ValidatedQuery(
+                    entry["name"],
+                    a["up_rows"] if a["up_rows"] is not None else empty,
+                    a["down_rows"] if a["down_rows"] is not None else empty,
+                    vector=a["vector"],
+                    suggestions={k: tuple(v) for k, v in entry.get("suggestions", {}).items()},
+                    mapped={side: {t: tuple(m) for t, m in d.items()} for side, d in entry.get("mapped", {}).items()},
+                    ambiguous={
+                        side: {t: tuple(tuple(c) for c in cs) for t, cs in d.items()} for side, d in entry.get("ambiguous", {}).items()
+                    },
+                    reasons=dict(entry.get("reasons", {})),
+                    **{k: tuple(entry.get(k, ())) for k in _QUERY_TUPLES},
+                )
+                for entry, a in zip(header["queries"], arrays, strict=True)
+            ]
+            return cls(
+                queries=queries,
+                levels={name: LevelResult(name, frame, metrics) for name, frame, metrics in stored},
+                method=header["method"],
+                space=header["space"],
+                params=header["params"],
+                notes=header["notes"],
+                provenance=_provenance_from_header(header),
+                fdr=header.get("fdr", {}),
+            )
+        except (KeyError, ValueError) as exc:
             raise FormatError(f"stored query result is damaged or incomplete ({exc}); re-run the query") from exc
-        return cls(
-            queries=queries,
-            levels=levels,
-            method=header["method"],
-            space=header["space"],
-            params=header["params"],
-            notes=header["notes"],
-            provenance=_provenance_from_header(header),
-            fdr=header.get("fdr", {}),
-        )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the whole result to one file (atomically); read it back with :meth:`load`."""
@@ -508,13 +426,3 @@ def _provenance_from_header(header: Mapping[str, Any]) -> dict[str, Any]:
     if any(p for p in per_query):
         out["queries"] = [dict(p or {}) for p in per_query]
     return out
-
-
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    return buf.getvalue()
-
-
-def _npy_load(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)

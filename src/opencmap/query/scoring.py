@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from opencmap.backends import Backend
-from opencmap.errors import ConfigError, GeneSetError, OneSidedQueryWarning, OpenCMapWarning, QueryError, UndefinedScoreWarning
-from opencmap.query.genesets import DEFAULT_MAX_GENES, DEFAULT_MIN_GENES, GeneLookup, Query, ValidatedQuery, validate_query
+from opencmap.errors import ConfigError, OneSidedQueryWarning, QueryError, UndefinedScoreWarning
+from opencmap.query.genesets import DEFAULT_MAX_GENES, DEFAULT_MIN_GENES, GeneLookup, Query, ValidatedBatch, ValidatedQuery, check_unique_names
+from opencmap.query.genesets import validate_queries as validate_batch
 from opencmap.query.methods import Method, get_method
 from opencmap.query.reference import ReferenceIndex
 from opencmap.query.runner import DEFAULT_BLOCK_SIZE, run_blocks
@@ -52,20 +53,20 @@ class Scored:
     provenance: dict[str, Any]
 
 
-def check_names(qlist: Sequence[Query]) -> None:
+def check_names(qlist: Sequence[Query] | ValidatedBatch) -> None:
     """Refuse an empty batch and repeated query names (:class:`QueryError`)."""
+    if isinstance(qlist, ValidatedBatch):
+        check_unique_names(qlist.queries)
+        return
     if not qlist:
         raise QueryError("no queries given")
-    names = [q.name for q in qlist]
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})[:5]
-        raise QueryError(f"query names must be unique; repeated: {dup}")
+    check_unique_names(qlist)
 
 
 def score_queries(
     store: Store,
     lookup: GeneLookup,
-    qlist: Sequence[Query],
+    qlist: Sequence[Query] | ValidatedBatch,
     method: Method,
     options: dict[str, Any],
     sp: Any,
@@ -135,33 +136,32 @@ def score_only(
 
 
 def validate_queries(
-    qlist: Sequence[Query], method: Method, sp: Any, lookup: GeneLookup, *, min_genes: int, max_genes: int, on_invalid: str,
-    notes: list[str],
+    qlist: Sequence[Query] | ValidatedBatch, method: Method, sp: Any, lookup: GeneLookup, *, min_genes: int, max_genes: int,
+    on_invalid: str, notes: list[str],
 ) -> list[ValidatedQuery]:
-    """Validate every query; gene mappings, ambiguous, unknown and dropped genes and skipped
-    queries are warned of (:class:`~opencmap.errors.GeneIdentityWarning` categories) and
-    appended to ``notes``."""
-    valid: list[ValidatedQuery] = []
-    for q in qlist:
-        if q.is_vector != (method.kind == "vector"):
-            want = "a numeric vector" if method.kind == "vector" else "up/down gene sets"
-            raise QueryError(f"metric {method.name!r} needs {want}; query {q.name!r} is not")
-        try:
-            v = validate_query(q, sp, lookup, min_genes=min_genes, max_genes=max_genes, warn=True)
-        except GeneSetError as exc:
-            if on_invalid == "raise":
-                raise
-            warnings.warn(f"skipped: {exc}", OpenCMapWarning, stacklevel=4)
-            notes.append(f"query {q.name} skipped: {exc}")
-            continue
+    """Validate every query (:func:`opencmap.query.genesets.validate_queries`), or take a batch
+    validated before for the same space and settings (:class:`~opencmap.query.genesets.ValidatedBatch`);
+    gene mappings, ambiguous, unknown and dropped genes and skipped queries are warned of
+    (:class:`~opencmap.errors.GeneIdentityWarning` categories) and appended to ``notes``."""
+    if isinstance(qlist, ValidatedBatch):
+        batch = qlist
+        if not batch.matches(sp, min_genes=min_genes, max_genes=max_genes, on_invalid=on_invalid, metric_kind=method.kind):
+            raise ConfigError(
+                f"the queries were validated for space {batch.space!r}, min_genes={batch.min_genes}, "
+                f"max_genes={batch.max_genes}, on_invalid={batch.on_invalid!r} and {batch.metric_kind} metrics; "
+                f"this run uses space {sp.name!r}, min_genes={min_genes}, max_genes={max_genes}, "
+                f"on_invalid={on_invalid!r} and metric {method.name!r}: validate them again or pass the queries"
+            )
+    else:
+        batch = validate_batch(qlist, sp, lookup, metric=method.name, min_genes=min_genes, max_genes=max_genes, on_invalid=on_invalid)
+    batch.emit(stacklevel=5)
+    for v in batch.queries:
         if v.unknown or v.dropped:
             log.info("query %s: %d unknown and %d out-of-space genes dropped", v.name, len(v.unknown), len(v.dropped))
-        notes.extend(v.notes())
-        valid.append(v)
-    if not valid:
+    notes.extend(batch.notes)
+    if not batch.queries:
         raise QueryError("no valid query left to run")
-    return valid
-
+    return list(batch.queries)
 
 
 def query_tails(valid: Sequence[ValidatedQuery], method: Method, explicit: str | None) -> list[str | None]:

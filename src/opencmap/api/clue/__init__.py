@@ -193,14 +193,14 @@ async def submit_job(request: Request) -> Any:
     except OpenCMapError as exc:
         return _error(400, "invalid_job", str(exc))
     try:
-        n = await run_in_threadpool(service.check, req)
-        report = await run_in_threadpool(service.validate, req)
+        n, batch = await run_in_threadpool(service.prepare, req)  # validated once (on_invalid="raise")
     except OpenCMapError as exc:  # unusable gene sets, limits: the library's message
         return _error(400, "invalid_job", str(exc))
-    for q in report["queries"]:
-        if q["unknown"] or q["dropped"]:
-            notes.append(f"query {q['name']}: {len(q['unknown'])} unknown genes ({', '.join(q['unknown'][:10])}) and "
-                         f"{len(q['dropped'])} outside the feature space were dropped")
+    assert batch is not None
+    for v in batch.queries:
+        if v.unknown or v.dropped:
+            notes.append(f"query {v.name}: {len(v.unknown)} unknown genes ({', '.join(v.unknown[:10])}) and "
+                         f"{len(v.dropped)} outside the feature space were dropped")
     job_id = runner.submit(req.model_dump(), n_queries=n)
     get_clue_jobs(request).add(job_id, params)
     job = runner.db.get(job_id) or {"id": job_id, "status": "queued"}

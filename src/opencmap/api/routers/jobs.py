@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ from opencmap.api.paging import json_value, page_frame, records
 from opencmap.api.routers.params import Text
 from opencmap.api.schemas import Heatmap, JobList, JobStatus, QueryRequest, ResultPage, RunningSumOut
 from opencmap.errors import IdNotFoundError, QueryError
+from opencmap.io.result_archive import parse_file_name, result_files
 from opencmap.query.engine import Engine
 from opencmap.query.result import LEVELS, QueryResult
 
@@ -34,8 +34,8 @@ JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="Job id.
 Level = Literal[LEVELS]  # the result levels of core.schema (Literal flattens the tuple)
 QueryName = Annotated[str | None, Query(max_length=100, description="Query name (default: the first query).")]
 Metric = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_]+$")]
-# matched with fullmatch: ``$`` would also match before a final newline (a name ending in a newline)
-_DOWNLOAD = re.compile(r"queries\.tsv|notes\.txt|describe\.json|(?P<level>[a-z_]+)\.tsv|(?P<glevel>[a-z_]+)__(?P<metric>[A-Za-z0-9_]+)\.gctx")
+#: formats of the downloads (and of download-all): the layout of :mod:`opencmap.io.result_archive`
+DOWNLOAD_FORMATS = ("tsv", "gctx")
 
 
 def job_status(job: dict[str, Any]) -> JobStatus:
@@ -260,15 +260,7 @@ def running_sum(
 @router.get("/{job_id}/downloads", summary="Files of a finished job")
 def downloads(job_id: JobId, runner: Annotated[JobRunner, Depends(get_runner)]) -> dict[str, list[dict[str, str]]]:
     result = _result(runner, job_id)
-    files = [
-        {"name": "queries.tsv", "format": "tsv", "description": "queries: genes used, unknown and dropped"},
-        {"name": "notes.txt", "format": "txt", "description": "what the result used, one line each (the job's notes)"},
-        {"name": "describe.json", "format": "json", "description": "the result's provenance as structured data"},
-    ]
-    for level, lv in result.levels.items():
-        files.append({"name": f"{level}.tsv", "format": "tsv", "description": f"{level}: every metric, long table"})
-        for metric in lv.metrics:
-            files.append({"name": f"{level}__{metric}.gctx", "format": "gctx", "description": f"{level} x queries matrix of {metric}"})
+    files = [{"name": f.name, "format": f.format, "description": f.description} for f in result_files(result, DOWNLOAD_FORMATS)]
     return {"files": files}
 
 
@@ -278,18 +270,20 @@ async def download(
     name: Annotated[str, PathParam(max_length=100)],
     runner: Annotated[JobRunner, Depends(get_runner)],
 ) -> FileResponse:
-    match = _DOWNLOAD.fullmatch(name)
-    if match is None:
+    try:
+        wanted = parse_file_name(name)  # also the matrix names of earlier versions, <level>__<metric>.gctx
+    except IdNotFoundError:
+        wanted = None
+    if wanted is None or wanted.format not in (*DOWNLOAD_FORMATS, "txt", "json"):
         raise IdNotFoundError(f"no download {name!r}; list them with GET /api/v1/jobs/{job_id}/downloads")
     result = _result(runner, job_id)
-    level = match.group("level") or match.group("glevel")
+    level, metric = wanted.level, wanted.metric
     if level is not None and (level not in LEVELS or level not in result.levels):
         raise IdNotFoundError(f"no level {level!r} in this job (has {list(result.levels)})")
-    metric = match.group("metric")
     if metric is not None and metric not in result.level(level).metrics:
         raise IdNotFoundError(f"no metric {metric!r} at level {level!r}")
     tmp = Path(tempfile.mkdtemp(prefix="opencmap-download-"))
-    path = tmp / name  # name matched the whitelist pattern above: no separators, no '..'
+    path = tmp / name  # name is a result file name (parse_file_name): no separators, no '..'
 
     try:
         await run_in_threadpool(result.write_file, path, level=level, metric=metric)

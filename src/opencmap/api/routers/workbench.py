@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,9 +19,10 @@ from starlette.concurrency import run_in_threadpool
 from opencmap.api.deps import get_runner
 from opencmap.api.jobs import JobRunner
 from opencmap.api.paging import records
-from opencmap.api.routers.jobs import JobId, QueryName, _job, _result, job_status
+from opencmap.api.routers.jobs import DOWNLOAD_FORMATS, JobId, QueryName, _job, _result, job_status
 from opencmap.api.schemas import JobStatus
 from opencmap.errors import IdNotFoundError, QueryError
+from opencmap.io.result_archive import write_result_zip
 from opencmap.query.result import QueryResult
 
 __all__ = ["router"]
@@ -87,29 +87,13 @@ def scores(
     return {"job": job_id, "query": name, "kind": kind, "id": id, "method": result.method, **out}
 
 
-def _write_all(result: QueryResult, folder: Path, archive: Path) -> None:
-    names = ["queries.tsv", "notes.txt", "describe.json"]
-    for name in names:
-        result.write_file(folder / name)
-    for level, lv in result.levels.items():
-        result.write_file(folder / f"{level}.tsv", level=level)
-        names.append(f"{level}.tsv")
-        for metric in lv.metrics:
-            result.write_file(folder / f"{level}__{metric}.gctx", level=level, metric=metric)
-            names.append(f"{level}__{metric}.gctx")
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in names:
-            zf.write(folder / name, arcname=name)
-
-
 @router.get("/{job_id}/download-all", summary="Every file of a finished job as one ZIP archive", response_class=FileResponse)
 async def download_all(job_id: JobId, runner: Annotated[JobRunner, Depends(get_runner)]) -> FileResponse:
     result = _result(runner, job_id)
     tmp = Path(tempfile.mkdtemp(prefix="opencmap-archive-"))
     archive = tmp / "all.zip"
-    try:
-        (tmp / "files").mkdir()
-        await run_in_threadpool(_write_all, result, tmp / "files", archive)
+    try:  # the files of GET /downloads, under the same names (the layout of opencmap.io.result_archive)
+        await run_in_threadpool(write_result_zip, result, archive, formats=DOWNLOAD_FORMATS)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

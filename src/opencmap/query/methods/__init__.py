@@ -26,7 +26,7 @@ import numpy as np
 
 from opencmap.errors import ConfigError
 
-__all__ = ["Method", "SetBlock", "SetStats", "get_method", "METHOD_NAMES", "ACCESS_PATTERNS"]
+__all__ = ["Method", "SetBlock", "SetStats", "get_method", "method_names", "METHOD_NAMES", "ACCESS_PATTERNS"]
 
 #: how a method reads the store (see the module docstring)
 ACCESS_PATTERNS = ("fused_sets", "gathered_sets", "vectors")
@@ -123,3 +123,11 @@ def get_method(name: str) -> Method:
     module = importlib.import_module(f"opencmap.query.methods.{_MODULES[key]}")
     method: Method = module.METHOD
     return method
+
+
+def method_names(kind: Literal["geneset", "vector"] | None = None) -> tuple[str, ...]:
+    """Names of the registered methods (:data:`METHOD_NAMES` order), only those of ``kind`` if given
+    (``geneset``: up/down gene-set queries; ``vector``: numeric query profiles)."""
+    if kind not in (None, "geneset", "vector"):
+        raise ConfigError(f"kind must be 'geneset', 'vector' or None, got {kind!r}")
+    return tuple(name for name in METHOD_NAMES if kind is None or get_method(name).kind == kind)
