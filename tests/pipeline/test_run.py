@@ -218,15 +218,21 @@ def test_text_gct_input_with_embedded_metadata(tmp_path: Path) -> None:
     assert info["pct_self_rank_q25"].isna().all() and info["is_gold"].eq(0).all()
 
 
-def test_level2_start_runs_liss_censor_qnorm(tmp_path: Path) -> None:
+def make_level2(folder: Path) -> GCT:
+    """The Level 3 fixture as Level 2 (linear scale) with the ten invariant probes; returns the Level 3."""
     from opencmap.pipeline.liss import LISS_REFERENCE
 
-    level3, _ = make_level3(tmp_path)
+    level3, _ = make_level3(folder)
     rng = np.random.default_rng(1)
     cal_ids = [f"CAL{i:02d}" for i in range(1, 11)]
     cal = np.array([2 ** (LISS_REFERENCE[i + 1] + rng.normal(0, 0.1, size=level3.shape[1])) for i in range(10)])
     rows = pd.concat([level3.row_meta, pd.DataFrame({"pr_gene_symbol": cal_ids, "pr_is_lm": 0}, index=cal_ids)])
-    write_gctx(GCT(np.vstack([2**level3.data, cal]), row_meta=rows, col_meta=level3.col_meta), tmp_path / "level2.gctx")
+    write_gctx(GCT(np.vstack([2**level3.data, cal]), row_meta=rows, col_meta=level3.col_meta), folder / "level2.gctx")
+    return level3
+
+
+def test_level2_start_runs_liss_censor_qnorm(tmp_path: Path) -> None:
+    level3 = make_level2(tmp_path)
     res = run_pipeline(
         tmp_path / "level2.gctx", tmp_path / "out", inst_info=tmp_path / "inst_info.txt", params=PipelineParams(start_level=2)
     )
@@ -334,14 +340,7 @@ def test_steps_run_one_by_one(fixture_dir: Path) -> None:
 
 
 def test_level2_censoring_parameters_reach_the_step(tmp_path: Path) -> None:
-    from opencmap.pipeline.liss import LISS_REFERENCE
-
-    level3, _ = make_level3(tmp_path)
-    rng = np.random.default_rng(1)
-    cal_ids = [f"CAL{i:02d}" for i in range(1, 11)]
-    cal = np.array([2 ** (LISS_REFERENCE[i + 1] + rng.normal(0, 0.1, size=level3.shape[1])) for i in range(10)])
-    rows = pd.concat([level3.row_meta, pd.DataFrame({"pr_gene_symbol": cal_ids, "pr_is_lm": 0}, index=cal_ids)])
-    write_gctx(GCT(np.vstack([2**level3.data, cal]), row_meta=rows, col_meta=level3.col_meta), tmp_path / "level2.gctx")
+    make_level2(tmp_path)
     params = PipelineParams(start_level=2, censor={"drop": []})  # report, drop nothing
     res = run_pipeline(tmp_path / "level2.gctx", tmp_path / "out", inst_info=tmp_path / "inst_info.txt", params=params)
     assert read_gct(res.level4).shape[1] == 96

@@ -40,6 +40,7 @@ Outputs in ``out_dir``: ``level4.gctx`` (genes × instances, robust z-scores), `
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import shutil
@@ -141,7 +142,8 @@ class PipelineRun:
 
     Construction reads the instance and gene tables (Level 2/3/4 input), makes the plan, and opens
     (or resumes) the work folder; no value is computed. Then call the steps of :data:`STEPS` in
-    order, or :func:`run_pipeline` does. The arguments are those of :func:`run_pipeline`.
+    order, or :func:`run_pipeline` does. The arguments (keyword options after ``matrix`` and
+    ``out_dir``) are those of :func:`run_pipeline`.
 
     Examples
     --------
@@ -151,23 +153,16 @@ class PipelineRun:
     >>> result = run.finish()                                            # doctest: +SKIP
     """
 
-    def __init__(
-        self,
-        matrix: str | PathLike[str],
-        out_dir: str | PathLike[str],
-        *,
-        inst_info: str | PathLike[str] | pd.DataFrame | None = None,
-        gene_info: str | PathLike[str] | pd.DataFrame | None = None,
-        params: PipelineParams | None = None,
-        inference_model: str | PathLike[str] | None = None,
-        plate_maps: str | PathLike[str] | Sequence[str | PathLike[str]] | None = None,
-        chip: str | PathLike[str] | None = None,
-        seed: int = 0,
-        work_dir: str | PathLike[str] | None = None,
-        keep_work: bool = False,
-        restart: bool = False,
-        progress: ProgressCallback | None = None,
-    ) -> None:
+    def __init__(self, matrix: str | PathLike[str], out_dir: str | PathLike[str], **options: Any) -> None:
+        unknown = sorted(set(options) - set(_RUN_OPTIONS))
+        if unknown:
+            raise TypeError(f"PipelineRun() got unknown option(s) {unknown}; known: {list(_RUN_OPTIONS)}")
+        o = {**_RUN_OPTIONS, **options}
+        params: PipelineParams | None = o["params"]
+        inst_info, gene_info, inference_model = o["inst_info"], o["gene_info"], o["inference_model"]
+        plate_maps, chip, seed, work_dir, keep_work, restart, progress = (
+            o["plate_maps"], o["chip"], o["seed"], o["work_dir"], o["keep_work"], o["restart"], o["progress"]
+        )
         self.params = params = params or PipelineParams()
         self.started = time.perf_counter()
         self.matrix = Path(matrix)
@@ -340,7 +335,7 @@ class PipelineRun:
                     self.resumed_sets += 1
                 else:
                     level4 = GCT(buffers[si % 2][:, :used], row_meta=rows, col_meta=plan.col_meta.iloc[plan.set_positions(set_name)])
-                    level5, set_info = build_signatures(level4, params, landmark_rows=landmarks)
+                    level5, set_info = build_signatures(level4, params, landmark_rows=landmarks, exemplars=False)  # flagged in finish()
                     expected = plan.signatures_per_set[set_name]
                     if level5.shape[1] != expected:
                         raise PipelineError(
@@ -562,15 +557,19 @@ def run_pipeline(
     progress:
         Called as ``progress(stage, done, total)``.
     """
-    run = PipelineRun(
-        matrix, out_dir, inst_info=inst_info, gene_info=gene_info, params=params, inference_model=inference_model,
-        plate_maps=plate_maps, chip=chip, seed=seed, work_dir=work_dir, keep_work=keep_work, restart=restart, progress=progress,
-    )
+    options = {name: value for name, value in locals().items() if name in _RUN_OPTIONS}
+    run = PipelineRun(matrix, out_dir, **options)
     run.deconvolve()
     run.reach_level3()
     run.zscore_and_collapse()
     run.build_cgs()
     return run.finish()
+
+
+#: The options of :func:`run_pipeline` (and :class:`PipelineRun`) and their defaults.
+_RUN_OPTIONS: dict[str, Any] = {
+    name: p.default for name, p in inspect.signature(run_pipeline).parameters.items() if p.kind is p.KEYWORD_ONLY
+}
 
 
 # ------------------------------------------------------------------------------ helpers of the steps
