@@ -112,7 +112,11 @@ def _starts(order: Sequence[str], sizes: Mapping[str, int]) -> dict[str, int]:
 
 
 def make_plan(col_meta: pd.DataFrame, params: PipelineParams) -> RunPlan:
-    """The plan of the instances ``col_meta`` (matrix column order); checks the grouping fields."""
+    """The plan of the instances ``col_meta`` (matrix column order); checks the grouping fields.
+
+    The replicate sets and groups are found once here; each set's block is grouped again only by
+    :func:`~opencmap.pipeline.signatures.build_signatures` (the run checks it gives the plan's count).
+    """
     check_group_fields(col_meta, params)
     sets = replicate_sets(col_meta, params)
     plates = col_meta["rna_plate"].astype("str")
@@ -121,7 +125,7 @@ def make_plan(col_meta: pd.DataFrame, params: PipelineParams) -> RunPlan:
     pairs = pd.DataFrame({"set": sets.to_numpy(), "plate": plates.to_numpy()}).drop_duplicates()
     set_plates = {s: list(group["plate"]) for s, group in pairs.groupby("set", sort=False)}
     set_order = list(pd.unique(sets))
-    per_set = group_instances(col_meta, params).groupby("replicate_set", sort=False).size()
+    per_set = group_instances(col_meta, params, sets=sets).groupby("replicate_set", sort=False).size()
     return RunPlan(
         col_meta=col_meta,
         plate_order=plate_order,

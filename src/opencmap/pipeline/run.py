@@ -348,7 +348,9 @@ class PipelineRun:
                 report("replicate sets", si + 1, len(plan.set_order))
                 work.checkpoint(files)
             io.close(work)
-            # the signature table: each set's rows as stored (resumed sets and new ones alike)
+            # the signature table: each set's rows as stored, resumed sets and new ones alike (read back even
+            # when computed here: the text round trip fixes the column types, so a resumed run's table and
+            # Level 5 metadata equal a fresh run's)
             sig_info = pd.concat([_read_sig_info(work.sig_info_path(s)) for s in plan.set_order], axis=0)
             if len(sig_info) != n_sigs:
                 raise PipelineError(

@@ -128,15 +128,16 @@ def check_group_fields(col_meta: pd.DataFrame, params: PipelineParams) -> None:
         )
 
 
-def group_instances(col_meta: pd.DataFrame, params: PipelineParams | None = None) -> pd.DataFrame:
+def group_instances(col_meta: pd.DataFrame, params: PipelineParams | None = None, *, sets: pd.Series | None = None) -> pd.DataFrame:
     """One row per replicate group: ``replicate_set``, the ``group_by`` values, ``sig_id`` and
     ``positions`` (column positions of its replicates, in instance order); groups in order of
-    first appearance.
+    first appearance. ``sets``: :func:`replicate_sets` of ``col_meta`` when already known.
     """
     params = params or PipelineParams()
     check_group_fields(col_meta, params)
-    sets = replicate_sets(col_meta, params).to_numpy()
-    keys = pd.DataFrame({"replicate_set": sets})
+    if sets is None:
+        sets = replicate_sets(col_meta, params)
+    keys = pd.DataFrame({"replicate_set": sets.to_numpy()})
     for f in params.group_by:
         codes, uniques = pd.factorize(col_meta[f], use_na_sentinel=False)
         keys[f] = np.array([format_key_value(v) for v in uniques], dtype=object)[codes]
