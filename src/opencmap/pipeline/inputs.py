@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 from os import PathLike
-from pathlib import Path
 
 import pandas as pd
 
 from opencmap.errors import FormatError, PipelineError
-from opencmap.io import read_meta, read_table
+from opencmap.io import read_table
 
-__all__ = ["read_inst_info", "merge_inst_info", "merge_gene_info", "instance_metadata", "row_metadata"]
+__all__ = ["read_inst_info", "merge_inst_info", "merge_gene_info"]
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +46,8 @@ def read_inst_info(inst_info: str | PathLike[str] | pd.DataFrame) -> pd.DataFram
     return frame
 
 
-def instance_metadata(matrix: Path, inst_info: str | PathLike[str] | pd.DataFrame | None) -> pd.DataFrame:
-    """Column metadata of the run: the matrix's own, overridden/extended by ``inst_info``."""
-    return merge_inst_info(read_meta(matrix, "col"), inst_info)
-
-
 def merge_inst_info(col_meta: pd.DataFrame, inst_info: str | PathLike[str] | pd.DataFrame | None) -> pd.DataFrame:
+    """Column metadata of the run: the matrix's own (``col_meta``), overridden/extended by ``inst_info``."""
     if inst_info is None:
         return col_meta
     table = read_inst_info(inst_info)
@@ -74,11 +69,8 @@ def merge_inst_info(col_meta: pd.DataFrame, inst_info: str | PathLike[str] | pd.
     return meta
 
 
-def row_metadata(matrix: Path, gene_info: str | PathLike[str] | pd.DataFrame | None) -> pd.DataFrame:
-    return merge_gene_info(read_meta(matrix, "row"), gene_info)
-
-
 def merge_gene_info(row_meta: pd.DataFrame, gene_info: str | PathLike[str] | pd.DataFrame | None) -> pd.DataFrame:
+    """Row metadata of the run: the matrix's own (``row_meta``), extended by the gene table's fields."""
     if gene_info is None:
         return row_meta
     from opencmap.io.releases import canonical_genes

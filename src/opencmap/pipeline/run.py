@@ -58,11 +58,11 @@ import pandas as pd
 
 from opencmap.core.gct import GCT
 from opencmap.errors import FormatError, OpenCMapWarning, PipelineError
-from opencmap.io import read_table, write_table
+from opencmap.io import read_meta, read_table, write_table
 from opencmap.io.decompress import resolve_gzipped_gctx
 from opencmap.io.gctx import GCTXSlots
 from opencmap.pipeline.cgs import cgs_groups, consensus_gene_signatures
-from opencmap.pipeline.inputs import instance_metadata, merge_gene_info, merge_inst_info, read_inst_info, row_metadata
+from opencmap.pipeline.inputs import merge_gene_info, merge_inst_info, read_inst_info
 from opencmap.pipeline.level1 import Level1Plate, deconvolve_plates, level1_instances, level1_plates
 from opencmap.pipeline.level3 import MatrixPlates, WorkPlates, level2_to_level3, reach_level3
 from opencmap.pipeline.levels import check_input_level
@@ -201,8 +201,8 @@ class PipelineRun:
                     f"{self.matrix} is a folder; Level {params.start_level} input is one GCTX/GCT matrix (LXB folders need start level 1)"
                 )
             self.matrix = resolve_gzipped_gctx(self.matrix)  # .gctx.gz as GEO serves it: read from a decompressed copy
-            self.input_rows = row_metadata(self.matrix, gene_info)
-            self._set_plan(instance_metadata(self.matrix, inst_info))
+            self.input_rows = merge_gene_info(read_meta(self.matrix, "row"), gene_info)
+            self._set_plan(merge_inst_info(read_meta(self.matrix, "col"), inst_info))
             identity = run_identity(
                 params=params, matrix=self.matrix, inst_info=inst_info, inference_model=inference_model, n_instances=len(self.plan.col_meta)
             )
