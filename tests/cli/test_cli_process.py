@@ -68,3 +68,25 @@ def test_process_progress_bars_go_to_stderr(tmp_path: Path) -> None:
     info = read_table(tmp_path / "out" / "sig_info.txt", index_col="sig_id")
     assert len(info) == 12  # rna_well in the grouping keeps every DMSO well apart
     assert "SET1_MCF7_24H:DMSO:-666:B00" in info.index
+
+
+def test_process_params_file_and_step_flags(tmp_path: Path) -> None:
+    """--params sets any parameter (nested steps too); options override it; all in the manifest."""
+    matrix, inst = _inputs(tmp_path)
+    (tmp_path / "params.json").write_text(json.dumps({"min_mad": 0.2, "zscore_method": "zsvc", "liss": {"span": 6}}))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        cli,
+        ["process", str(matrix), str(out), "--inst-info", str(inst), "--params", str(tmp_path / "params.json"),
+         "--zscore", "zspc", "--no-flip", "--peak-method", "kspeak", "--no-censor", "--no-progress"],
+    )
+    assert res.exit_code == 0, res.output
+    params = json.loads((out / "manifest.json").read_text())["params"]
+    assert params["min_mad"] == 0.2 and params["zscore_method"] == "zspc" and params["start_level"] == 3
+    assert params["liss"]["span"] == 6 and params["flip"] is None and params["dpeak"]["method"] == "kspeak"
+    assert params["censor"]["drop"] == []
+    # a manifest repeats its run's parameters
+    again = CliRunner().invoke(cli, ["process", str(matrix), str(tmp_path / "again"), "--inst-info", str(inst),
+                                     "--params", str(out / "manifest.json"), "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "again" / "manifest.json").read_text())["params"] == params

@@ -156,7 +156,7 @@ def test_fetch_manifest(tmp_path) -> None:
 
 
 def test_pipeline_work_folder(copy) -> None:
-    from opencmap.pipeline.run import _WorkState
+    from opencmap.pipeline.workfolder import WorkFolder
 
     folder = copy("run")
     path = folder / "work" / "run.json"
@@ -164,7 +164,7 @@ def test_pipeline_work_folder(copy) -> None:
     stored["format_version"] += 1
     path.write_text(json.dumps(stored))
     with pytest.raises(VersionError) as exc:
-        _WorkState(folder / "work", stored["identity"], restart=False)
+        WorkFolder(folder / "work", stored["identity"], restart=False)
     _refused(exc, path, "pipeline work folder")
     assert isinstance(exc.value, ConfigError)
 

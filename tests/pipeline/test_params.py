@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opencmap.errors import ConfigError
+from opencmap.errors import ConfigError, FormatError
 from opencmap.pipeline.params import PipelineParams
 from opencmap.pipeline.signatures import replicate_set_name
 
@@ -60,3 +60,34 @@ def test_invalid_values_are_config_errors(bad: dict) -> None:
 )
 def test_replicate_set_names(plate: str, expected: str) -> None:
     assert replicate_set_name(plate) == expected
+
+
+def test_step_parameters_are_nested_and_round_trip(tmp_path) -> None:
+    import json
+
+    from opencmap.pipeline.censor import CensorParams
+    from opencmap.pipeline.deconvolve import DpeakParams
+    from opencmap.pipeline.flip import FlipParams
+    from opencmap.pipeline.liss import LissParams
+    from opencmap.pipeline.params import read_params
+
+    p = PipelineParams()
+    assert (p.dpeak, p.flip, p.liss, p.censor) == (DpeakParams(), FlipParams(), LissParams(), CensorParams())
+    q = PipelineParams.from_dict({"liss": {"span": 5}, "flip": None, "dpeak": {"method": "kspeak", "opt_support_pct": [60, 40]}})
+    assert q.liss == LissParams(span=5) and q.flip is None
+    assert q.dpeak == DpeakParams(method="kspeak", opt_support_pct=(60, 40))
+    assert PipelineParams.from_dict(json.loads(json.dumps(q.to_dict()))) == q  # through JSON
+    assert PipelineParams.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    with pytest.raises(ConfigError, match="unknown liss parameter"):
+        PipelineParams(liss={"spam": 1})
+    with pytest.raises(ConfigError, match="censor"):
+        PipelineParams(censor=3)
+    # a parameter file, or a run manifest whose parameters are repeated
+    (tmp_path / "p.json").write_text(json.dumps({"min_mad": 0.2, "censor": {"drop": []}}))
+    r = read_params(tmp_path / "p.json")
+    assert r.min_mad == 0.2 and r.censor.drop == ()
+    (tmp_path / "manifest.json").write_text(json.dumps({"format_version": 1, "params": q.to_dict()}))
+    assert read_params(tmp_path / "manifest.json") == q
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(FormatError, match="JSON object"):
+        read_params(tmp_path / "bad.json")

@@ -218,15 +218,21 @@ def test_text_gct_input_with_embedded_metadata(tmp_path: Path) -> None:
     assert info["pct_self_rank_q25"].isna().all() and info["is_gold"].eq(0).all()
 
 
-def test_level2_start_runs_liss_censor_qnorm(tmp_path: Path) -> None:
+def make_level2(folder: Path) -> GCT:
+    """The Level 3 fixture as Level 2 (linear scale) with the ten invariant probes; returns the Level 3."""
     from opencmap.pipeline.liss import LISS_REFERENCE
 
-    level3, _ = make_level3(tmp_path)
+    level3, _ = make_level3(folder)
     rng = np.random.default_rng(1)
     cal_ids = [f"CAL{i:02d}" for i in range(1, 11)]
     cal = np.array([2 ** (LISS_REFERENCE[i + 1] + rng.normal(0, 0.1, size=level3.shape[1])) for i in range(10)])
     rows = pd.concat([level3.row_meta, pd.DataFrame({"pr_gene_symbol": cal_ids, "pr_is_lm": 0}, index=cal_ids)])
-    write_gctx(GCT(np.vstack([2**level3.data, cal]), row_meta=rows, col_meta=level3.col_meta), tmp_path / "level2.gctx")
+    write_gctx(GCT(np.vstack([2**level3.data, cal]), row_meta=rows, col_meta=level3.col_meta), folder / "level2.gctx")
+    return level3
+
+
+def test_level2_start_runs_liss_censor_qnorm(tmp_path: Path) -> None:
+    level3 = make_level2(tmp_path)
     res = run_pipeline(
         tmp_path / "level2.gctx", tmp_path / "out", inst_info=tmp_path / "inst_info.txt", params=PipelineParams(start_level=2)
     )
@@ -285,3 +291,58 @@ def test_periodic_checkpoints_record_each_mark_once(fixture_dir: Path, monkeypat
     assert len([d for d in done if d.startswith("plate")]) == 6 and len([d for d in done if d.startswith("set")]) == 2
     assert "cgs" in done and result.n_cgs == 6
     assert all(len(a) <= len(b) for a, b in zip(seen, seen[1:]))  # the list only grows during the run
+
+
+def test_old_work_folders_resume_or_refuse_clearly(fixture_dir: Path, monkeypatch) -> None:
+    """A Level 3 work folder written before the step parameters were nested resumes (its
+    parameters are completed with today's defaults); one of the old per-plate layout is refused."""
+    args, real_build = _interrupted_run(fixture_dir, monkeypatch)
+    monkeypatch.setattr(run_module, "build_signatures", real_build)
+    run_json = fixture_dir / "out" / ".opencmap-work" / "run.json"
+    stored = json.loads(run_json.read_text())
+    for step in ("dpeak", "flip", "liss", "censor"):
+        del stored["identity"]["params"][step]  # as written by the earlier version
+    run_json.write_text(json.dumps(stored))
+    resumed = run_pipeline(*args, inst_info=fixture_dir / "inst_info.txt", keep_work=True)
+    assert resumed.resumed_plates == 6 and resumed.resumed_sets == 1
+    del stored["identity"]["layout"]  # per-plate Level 4 work files (Level 1/2 runs before the one path)
+    run_json.write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match="another work layout.*restart"):
+        run_pipeline(*args, inst_info=fixture_dir / "inst_info.txt")
+
+
+def test_manifest_records_every_steps_parameters(finished) -> None:
+    _, result, calls = finished
+    manifest = json.loads(result.manifest.read_text())
+    params = PipelineParams.from_dict(manifest["params"])
+    assert params == PipelineParams()
+    assert {"dpeak", "flip", "liss", "censor"} <= set(manifest["params"])
+    assert manifest["params"]["liss"]["span"] == 4 and manifest["params"]["flip"]["cutoff"] == 0.4
+    stages = [c[0] for c in calls]
+    assert stages[0] == "plates" and stages[-1] == "write" and "replicate sets" in stages and "cgs" in stages
+
+
+def test_steps_run_one_by_one(fixture_dir: Path) -> None:
+    """The public steps, called one at a time, give what run_pipeline gives."""
+    inst = fixture_dir / "inst_info.txt"
+    run = run_module.PipelineRun(fixture_dir / "level3.gctx", fixture_dir / "steps", inst_info=inst)
+    assert run_module.STEPS == ("deconvolve", "reach_level3", "zscore_and_collapse", "build_cgs", "finish")
+    run.zscore_and_collapse()
+    assert run.sig_info is not None and len(run.sig_info) == run.plan.n_signatures == 26
+    # a new run object resumes from the work folder: each step runs on its own
+    again = run_module.PipelineRun(fixture_dir / "level3.gctx", fixture_dir / "steps", inst_info=inst)
+    again.build_cgs()
+    assert again.resumed_sets == 2 and len(again.cgs_info) == 6
+    stepwise = again.finish()
+    whole = run_pipeline(fixture_dir / "level3.gctx", fixture_dir / "whole", inst_info=inst)
+    assert read_gct(stepwise.level5).equals(read_gct(whole.level5))
+    assert read_gct(stepwise.level4).equals(read_gct(whole.level4))
+
+
+def test_level2_censoring_parameters_reach_the_step(tmp_path: Path) -> None:
+    make_level2(tmp_path)
+    params = PipelineParams(start_level=2, censor={"drop": []})  # report, drop nothing
+    res = run_pipeline(tmp_path / "level2.gctx", tmp_path / "out", inst_info=tmp_path / "inst_info.txt", params=params)
+    assert read_gct(res.level4).shape[1] == 96
+    manifest = json.loads(res.manifest.read_text())
+    assert manifest["params"]["censor"]["drop"] == [] and manifest["counts"]["censored_instances"] == 0

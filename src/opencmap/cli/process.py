@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,13 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
               help="Instance table (GEO inst_info); default: the matrix's column metadata.")
 @click.option("--gene-info", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Gene table adding row annotation (pr_is_lm) by pr_gene_id.")
-@click.option("--level", "start_level", type=click.Choice(["1", "2", "3", "4"]), default="3", show_default=True,
+@click.option("--level", "start_level", type=click.Choice(["1", "2", "3", "4"]), default=None,
               help="Level of the input: 4/3/2 = a GCTX/GCT matrix (4: plate z-scores, collapsed to Level 5 only), "
-                   "1 = a folder of LXB files.")
+                   "1 = a folder of LXB files. Default: 3 (or the --params file's start_level).")
+@click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON file of pipeline parameters (PipelineParams fields; the Level 1-3 steps' nested as "
+                   "dpeak, flip, liss, censor objects), or a manifest.json of an earlier run to repeat its "
+                   "parameters. The options below override it.")
 @click.option("--plate-map", "plate_maps", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="With --level 1: a plate map (.map) or a folder of them; repeat for several plates "
                    "(default: the .map files in the LXB folders).")
@@ -35,8 +40,13 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
               help="With --level 1: k-means seed of the bead deconvolution (same seed, same output).")
 @click.option("--inference-model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="With --level 1 or 2: inference model file adding inferred genes to Level 3.")
+@click.option("--peak-method", type=click.Choice(["kmeans_viable", "kspeak"]),
+              help="With --level 1: peak calling, CMap's k-means (default) or kernel-density peaks (deterministic).")
+@click.option("--no-flip", is_flag=True, help="With --level 1: skip the flip correction after peak calling.")
+@click.option("--no-censor", is_flag=True,
+              help="With --level 1 or 2: keep every well (censored.txt still lists what would be dropped, and why).")
 @click.option("--zscore", "zscore_method", type=click.Choice(["zspc", "zsvc"]),
-              help="Robust z-score background: whole plate (zspc, default) or vehicle wells (zsvc).")
+              help="Robust z-scores against the whole plate (zspc, default) or its vehicle wells (zsvc).")
 @click.option("--min-mad", type=float, help="MAD floor in log2 units (default 0.1).")
 @click.option("--var-adjustment", type=click.Choice(["fixed", "estimate", "none"]), help="MAD floor rule (default fixed).")
 @click.option("--estimate-prct", type=float, help="Percentile of the genes' MADs used as floor by --var-adjustment estimate (default 1).")
@@ -60,11 +70,15 @@ def command(
     out_dir: Path,
     inst_info: Path | None,
     gene_info: Path | None,
-    start_level: str,
+    start_level: str | None,
+    params_file: Path | None,
     plate_maps: tuple[Path, ...],
     chip: Path | None,
     seed: int,
     inference_model: Path | None,
+    peak_method: str | None,
+    no_flip: bool,
+    no_censor: bool,
     zscore_method: str | None,
     min_mad: float | None,
     var_adjustment: str | None,
@@ -98,7 +112,7 @@ def command(
     Runs plate by plate and replicate set by replicate set; an interrupted run resumes where it
     stopped when started again with the same arguments.
     """
-    from opencmap.pipeline.params import PipelineParams
+    from opencmap.pipeline.params import PipelineParams, read_params
     from opencmap.pipeline.run import run_pipeline
 
     weight_options: dict[str, Any] = {}
@@ -106,8 +120,14 @@ def command(
         weight_options = {"weight_method": "mean", "round_weights": 4}
     elif weights == "matlab":
         weight_options = {"weight_method": "sum"}
-    params = PipelineParams().replace(
-        start_level=int(start_level),
+    base = read_params(params_file) if params_file is not None else PipelineParams()
+    step_options: dict[str, Any] = {}
+    if peak_method is not None:
+        step_options["dpeak"] = dataclasses.replace(base.dpeak, method=peak_method)
+    if no_censor:
+        step_options["censor"] = base.censor.replace(drop=())
+    params = base.replace(
+        start_level=int(start_level) if start_level is not None else None,
         zscore_method=zscore_method,
         min_mad=min_mad,
         var_adjustment=var_adjustment,
@@ -120,7 +140,10 @@ def command(
         cgs_target_field=cgs_target_field,
         self_rank=False if no_self_rank else None,
         **weight_options,
+        **step_options,
     )
+    if no_flip:
+        params = dataclasses.replace(params, flip=None)
     from opencmap.cli.progress import Progress
 
     bars = Progress(enabled=progress, leave=True)

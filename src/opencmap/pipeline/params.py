@@ -5,6 +5,20 @@ MODZ with Spearman weights on the landmarks, ±10 clipping, 0.01 weight floor). 
 field with :meth:`PipelineParams.replace`; the CLI maps its options onto the same fields.
 The parameters are recorded in every run manifest (:meth:`to_dict` / :meth:`from_dict`).
 
+Parameters per step
+-------------------
+The Level 3 → 5 fields are flat (``min_mad``, ``consensus``, ...). The steps that reach Level 3
+from Level 1/2 have their own frozen dataclasses, nested here under the step's name:
+
+* ``dpeak`` — :class:`~opencmap.pipeline.deconvolve.DpeakParams` (peak calling, Level 1 → 2);
+* ``flip`` — :class:`~opencmap.pipeline.flip.FlipParams` (flip correction; ``None`` = off);
+* ``liss`` — :class:`~opencmap.pipeline.liss.LissParams` (invariant-set scaling, Level 2);
+* ``censor`` — :class:`~opencmap.pipeline.censor.CensorParams` (which wells are dropped).
+
+Each accepts the dataclass or a mapping of some of its fields (the rest keep CMap's defaults), so
+a JSON file such as ``{"liss": {"span": 5}, "flip": null}`` is a valid parameter set
+(``opencmap process --params FILE``). They take part in the run identity and the manifest.
+
 Replicate grouping
 ------------------
 Level 4 profiles are collapsed per *replicate set* and *group key*:
@@ -21,19 +35,26 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
 from typing import Any
 
 from opencmap.core.schema import LANDMARK_FLAGS
-from opencmap.errors import ConfigError
+from opencmap.errors import ConfigError, FormatError
 from opencmap.io.versions import check_format_version
 from opencmap.kernels.modz import CONSENSUS_METHODS, WEIGHT_METHODS, modz
 from opencmap.kernels.zscore import VAR_ADJUSTMENTS, robust_zscore
+from opencmap.pipeline.censor import CensorParams
+from opencmap.pipeline.deconvolve import DpeakParams
+from opencmap.pipeline.flip import FlipParams
+from opencmap.pipeline.liss import LissParams
 from opencmap.pipeline.qc import is_gold, ss_ngene
 
-__all__ = ["PipelineParams", "ZSCORE_METHODS", "NAN_POLICIES"]
+__all__ = ["PipelineParams", "ZSCORE_METHODS", "NAN_POLICIES", "read_params"]
 
 #: ``zspc`` = robust z vs the whole plate; ``zsvc`` = vs the plate's vehicle-control wells.
 ZSCORE_METHODS = ("zspc", "zsvc")
@@ -44,10 +65,10 @@ NAN_POLICIES = ("raise", "omit")
 PARAMS_VERSION = 1
 
 
+
 def _default(fn: Callable[..., Any], name: str) -> Any:
     """The default of ``fn``'s parameter ``name``: a kernel's default, kept in one place (the kernel)."""
     return inspect.signature(fn).parameters[name].default
-
 
 @dataclass(frozen=True)
 class PipelineParams:
@@ -88,6 +109,16 @@ class PipelineParams:
     cgs: bool = True
     cgs_target_field: str = "pert_iname"
     cgs_min_hairpins: int = 2
+
+    # -- Level 1 -> 3 steps, one dataclass each (see "Parameters per step")
+    dpeak: DpeakParams = field(default_factory=DpeakParams)
+    """Peak calling of Level 1 bead intensities (start level 1)."""
+    flip: FlipParams | None = field(default_factory=FlipParams)
+    """Flip correction after peak calling (start level 1); ``None`` = no flip correction."""
+    liss: LissParams = field(default_factory=LissParams)
+    """Invariant-set scaling of Level 2 (start levels 1 and 2)."""
+    censor: CensorParams = field(default_factory=CensorParams)
+    """Well censoring after LISS (start levels 1 and 2)."""
 
     extra: dict[str, Any] = field(default_factory=dict, compare=True, hash=False)
     """Free-form annotations recorded in the manifest (not used by the computation)."""
@@ -131,6 +162,9 @@ class PipelineParams:
         # normalise sequences given as lists (e.g. from JSON or the CLI) to tuples
         for name in ("vehicle_pert_types", "group_by", "landmark_fields"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        # step parameters given as mappings (JSON, the CLI's --params) become their dataclasses
+        for name, cls in _step_classes().items():
+            object.__setattr__(self, name, _step_params(name, cls, getattr(self, name)))
 
     def replace(self, **changes: Any) -> PipelineParams:
         """A copy with some fields changed (``None`` values are ignored, so CLI defaults can pass through)."""
@@ -145,6 +179,8 @@ class PipelineParams:
         out: dict[str, Any] = {"params_version": PARAMS_VERSION}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                value = _jsonable(dataclasses.asdict(value))
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
@@ -153,4 +189,66 @@ class PipelineParams:
         """Inverse of :meth:`to_dict`; refuses manifests written by a newer schema."""
         data = dict(data)
         check_format_version(data.pop("params_version", PARAMS_VERSION), PARAMS_VERSION, what="pipeline parameters", also=ConfigError)
-        return cls().replace(**data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(cls(), **data)  # None kept: e.g. "flip": null turns flip correction off
+
+
+def _step_classes() -> dict[str, type[Any]]:
+    """The nested step-parameter fields and their dataclasses."""
+    return {"dpeak": DpeakParams, "flip": FlipParams, "liss": LissParams, "censor": CensorParams}
+
+
+def _step_params(name: str, cls: type[Any], value: Any) -> Any:
+    """``value`` as ``cls``: an instance as it is, a mapping of some fields over the defaults
+    (lists as tuples); ``None`` only for ``flip`` (no flip correction)."""
+    if value is None and name == "flip":
+        return None
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(f"pipeline parameter {name}={value!r} is invalid: expected a {cls.__name__} or a mapping of its fields")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ConfigError(f"unknown {name} parameter(s) {unknown}; known: {sorted(known)}")
+    try:
+        return cls(**{k: _tuples(v) for k, v in value.items()})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"pipeline parameter {name}={value!r} is invalid: {exc}") from None
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists (nested) back to the tuples the step dataclasses hold."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples (nested) as lists, for JSON."""
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def read_params(path: str | PathLike[str]) -> PipelineParams:
+    """Parameters from a JSON file: a mapping of :class:`PipelineParams` fields (the steps' nested
+    as objects, missing fields at CMap's defaults), or a run's ``manifest.json`` (its ``params``)."""
+    source = Path(path)
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"cannot read pipeline parameters: {exc}", path=source) from None
+    if isinstance(data, dict) and isinstance(data.get("params"), dict) and "format_version" in data:
+        data = data["params"]  # a run manifest
+    if not isinstance(data, dict):
+        raise FormatError("pipeline parameters must be a JSON object of PipelineParams fields", path=source)
+    try:
+        return PipelineParams.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None

@@ -128,15 +128,16 @@ def check_group_fields(col_meta: pd.DataFrame, params: PipelineParams) -> None:
         )
 
 
-def group_instances(col_meta: pd.DataFrame, params: PipelineParams | None = None) -> pd.DataFrame:
+def group_instances(col_meta: pd.DataFrame, params: PipelineParams | None = None, *, sets: pd.Series | None = None) -> pd.DataFrame:
     """One row per replicate group: ``replicate_set``, the ``group_by`` values, ``sig_id`` and
     ``positions`` (column positions of its replicates, in instance order); groups in order of
-    first appearance.
+    first appearance. ``sets``: :func:`replicate_sets` of ``col_meta`` when already known.
     """
     params = params or PipelineParams()
     check_group_fields(col_meta, params)
-    sets = replicate_sets(col_meta, params).to_numpy()
-    keys = pd.DataFrame({"replicate_set": sets})
+    if sets is None:
+        sets = replicate_sets(col_meta, params)
+    keys = pd.DataFrame({"replicate_set": sets.to_numpy()})
     for f in params.group_by:
         codes, uniques = pd.factorize(col_meta[f], use_na_sentinel=False)
         keys[f] = np.array([format_key_value(v) for v in uniques], dtype=object)[codes]
@@ -197,6 +198,7 @@ def build_signatures(
     *,
     landmark_rows: np.ndarray | None = None,
     threads: int = 1,
+    exemplars: bool = True,
 ) -> tuple[GCT, pd.DataFrame]:
     """Collapse the replicates of a Level 4 block (one or more whole replicate sets) to Level 5.
 
@@ -216,8 +218,8 @@ def build_signatures(
     (level5, sig_info):
         Level 5 GCT (genes × signatures, float32, column metadata = ``sig_info``) and the
         ``sig_info`` table indexed by ``sig_id`` (columns :data:`SIG_INFO_COLUMNS` + ``moa``/
-        ``target`` when present). ``is_exemplar_sig`` is computed within this block only; a
-        runner recomputes it over the whole output.
+        ``target`` when present). ``is_exemplar_sig`` is computed within this block only
+        (``exemplars=False``: left 0, for a runner that flags exemplars once over the whole output).
     """
     params = params or PipelineParams()
     if level4.shape[1] == 0:
@@ -286,7 +288,8 @@ def build_signatures(
     ordered = [c for c in SIG_INFO_COLUMNS if c in info] + [c for c in ("moa", "target") if c in carried]
     sig_info = pd.DataFrame({c: info.get(c, carried.get(c)) for c in ordered if c != "sig_id"})
     sig_info.index = pd.Index(info["sig_id"], dtype=object, name="sig_id")
-    sig_info["is_exemplar_sig"] = exemplar_flags(sig_info).to_numpy()
+    if exemplars:
+        sig_info["is_exemplar_sig"] = exemplar_flags(sig_info).to_numpy()
     level5 = GCT(consensus, row_meta=level4.row_meta, col_meta=sig_info)
     log.debug("collapsed %d instances into %d signatures", level4.shape[1], len(groups))
     return level5, sig_info

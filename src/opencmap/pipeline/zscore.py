@@ -1,7 +1,9 @@
 """Level 3 → Level 4: robust z-scores of one plate (algorithms.md §3).
 
 ZSPC (default) scores every well against the whole plate; ZSVC against the plate's vehicle
-wells (``pert_type`` in ``params.vehicle_pert_types``, by default ``ctl_vehicle``). Values are
+wells (``pert_type`` in ``params.vehicle_pert_types``, by default ``ctl_vehicle``). The wells a
+plate is scored against are its *reference wells* (:func:`reference_columns`; "background" is
+kept for the query's null distribution, :mod:`opencmap.query.background`). Values are
 not clipped here (the ±10 clip happens at Level 5). The kernel is
 :func:`opencmap.kernels.zscore.robust_zscore`.
 """
@@ -15,7 +17,7 @@ from opencmap.errors import PipelineError
 from opencmap.kernels.zscore import robust_zscore
 from opencmap.pipeline.params import PipelineParams
 
-__all__ = ["zscore_plate", "background_columns", "check_finite"]
+__all__ = ["zscore_plate", "reference_columns", "background_columns", "check_finite"]
 
 
 def _plate_label(plate: GCT, plate_id: str | None) -> str:
@@ -26,8 +28,9 @@ def _plate_label(plate: GCT, plate_id: str | None) -> str:
     return "<unnamed plate>"
 
 
-def background_columns(plate: GCT, params: PipelineParams, *, plate_id: str | None = None) -> np.ndarray | None:
-    """Column positions of the z-score background: ``None`` for ZSPC, vehicle wells for ZSVC.
+def reference_columns(plate: GCT, params: PipelineParams, *, plate_id: str | None = None) -> np.ndarray | None:
+    """Column positions of the reference wells of the z-scores: ``None`` (every well) for ZSPC,
+    the vehicle wells for ZSVC.
 
     Raises :class:`PipelineError` naming the plate when ZSVC finds no vehicle wells.
     """
@@ -87,10 +90,10 @@ def zscore_plate(
     if plate.shape[1] == 0:
         raise PipelineError(f"plate {label} has no samples")
     n_missing = check_finite(plate, params, what=f"plate {label}")
-    background = background_columns(plate, params, plate_id=label)
+    reference = reference_columns(plate, params, plate_id=label)
     z = robust_zscore(
         plate.data.astype(np.float32, copy=False),
-        background,
+        reference,  # the kernel's `background` argument
         min_mad=params.min_mad,
         var_adjustment=params.var_adjustment,
         estimate_prct=params.estimate_prct,
@@ -101,7 +104,11 @@ def zscore_plate(
     if bad is not None and bad.any():
         g = int(np.argwhere(bad)[0][0])
         raise PipelineError(
-            f"plate {label}: gene {plate.rids[g]} has a zero MAD (or no values) over the background, so its z-scores "
+            f"plate {label}: gene {plate.rids[g]} has a zero MAD (or no values) over the reference wells, so its z-scores "
             f"are undefined with var_adjustment={params.var_adjustment!r}; use 'fixed' (the default) or 'estimate'"
         )
     return GCT(z, row_meta=plate.row_meta, col_meta=plate.col_meta)
+
+
+#: Former name of :func:`reference_columns` (kept importable).
+background_columns = reference_columns
