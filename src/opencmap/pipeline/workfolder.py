@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from opencmap.io.versions import check_format_version
 from opencmap.errors import ConfigError, PipelineError
 from opencmap.io.atomic import atomic_write_path
+from opencmap.io.versions import check_format_version
 
 __all__ = ["WorkFolder", "WORK_VERSION", "safe_name"]
 
