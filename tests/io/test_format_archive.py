@@ -107,7 +107,11 @@ def test_pipeline_outputs_read(archived: Path) -> None:
     run = archived / "run"
     manifest = json.loads((run / "manifest.json").read_text())
     params = PipelineParams.from_dict(manifest["params"])
-    assert params.to_dict() == manifest["params"]
+    now = params.to_dict()
+    # every archived parameter reads back as written; parameters added since take their defaults
+    assert {k: now[k] for k in manifest["params"]} == manifest["params"]
+    defaults = PipelineParams().to_dict()
+    assert {k: v for k, v in now.items() if k not in manifest["params"]} == {k: defaults[k] for k in now if k not in manifest["params"]}
     level4, level5 = read_gct(run / "level4.gctx"), read_gct(run / "level5.gctx")
     info = read_table(run / "sig_info.txt")
     assert level5.cids.tolist() == info["sig_id"].astype(str).tolist()
