@@ -184,7 +184,7 @@ def test_prefetch_cells_covers_the_pages_of_whole_signatures():
 def test_random_access_store_reads_the_same(tied, tmp_path):
     gct, info = tied
     built = build_store(tmp_path / "s", gct, sig_info=info, block_size=10)
-    big = store_mod.Store(built.path, settings=Settings(random_access_fraction=0.0))  # as if larger than RAM
+    big = store_reader.Store(built.path, settings=Settings(random_access_fraction=0.0))  # as if larger than RAM
     assert big.random_access
     rows = np.array([5, 0, 250, 17])
     a = list(built.iter_gene_rows(rows, space="bing", block_size=9))
@@ -196,13 +196,13 @@ def test_random_access_store_reads_the_same(tied, tmp_path):
     pos = np.array([3, 40, 41, 0])
     np.testing.assert_array_equal(big.signature_scores(pos, space="lm"), built.signature_scores(pos, space="lm"))
     np.testing.assert_array_equal(big.signature_ranks(pos), built.signature_ranks(pos))
-    nosig = store_mod.Store(build_store(tmp_path / "n", gct, sig_info=info, signature_major=False).path, settings=big.settings)
+    nosig = store_reader.Store(build_store(tmp_path / "n", gct, sig_info=info, signature_major=False).path, settings=big.settings)
     assert nosig.random_access  # whole signatures from gene-major files, pages read ahead together
     np.testing.assert_array_equal(nosig.signature_scores(pos), built.signature_scores(pos))
     big.prefetch(rows[rows < 100], 3, 50, space="lm")
     big.prefetch(np.array([-1, 10**6]), 0, 10**6)  # out-of-range rows/columns are ignored
     big.prefetch(rows, 0, big.n_signatures, with_ranks=False)
-    assert not store_mod.Store(built.path, settings=Settings(random_access_fraction=0.5)).random_access  # a small store keeps the OS's read-around
+    assert not store_reader.Store(built.path, settings=Settings(random_access_fraction=0.5)).random_access  # a small store keeps the OS's read-around
 
 
 def test_engine_on_a_random_access_store_prefetches_and_answers_the_same(tied, tmp_path, monkeypatch):
@@ -214,7 +214,7 @@ def test_engine_on_a_random_access_store_prefetches_and_answers_the_same(tied, t
     genes = built.space().gene_ids
     query = Query("q", up=tuple(genes[:15]), down=tuple(genes[-15:]))
     want = Engine(built).run(query, block_size=7).level("sig").metrics
-    big = store_mod.Store(built.path, settings=Settings(random_access_fraction=0.0))
+    big = store_reader.Store(built.path, settings=Settings(random_access_fraction=0.0))
     calls = []
     real = big.prefetch
     monkeypatch.setattr(big, "prefetch", lambda *a, **k: (calls.append((a[1], a[2])), real(*a, **k)))

@@ -65,12 +65,12 @@ def test_compact_of_a_large_store_maps_plainly_and_is_byte_identical(level5, tmp
     big = Settings(random_access_fraction=0.0)  # as if larger than RAM
     store = build_store(tmp_path / "s", gct.take(cols=np.arange(50)), sig_info=info.iloc[:50], block_size=7, settings=big)
     store = append_store(store.path, gct.take(cols=np.arange(50, gct.shape[1])), sig_info=info.iloc[50:], block_size=5, settings=big)
-    assert Store(store.path, settings=big)._segments[0].random_access
+    assert Store(store.path, settings=big).segments[0].random_access
 
     def no_prefetch(*args, **kwargs):
         raise AssertionError("compaction reads sequentially; it needs no prefetch")
 
-    monkeypatch.setattr(store_mod, "prefetch_columns", no_prefetch)
+    monkeypatch.setattr(store_reader, "prefetch_columns", no_prefetch)
     compacted = compact_store(store.path, settings=big)
     assert len(compacted.manifest["segments"]) == 1
     compacted.verify()

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from opencmap.core.schema import null_mask, reference_mask
 from opencmap.query.genesets import GeneLookup
 from opencmap.query.store import Store
 from opencmap.query.summaries import SummaryPlan
@@ -52,11 +53,6 @@ def _column(info: pd.DataFrame, *names: str) -> pd.Series | None:
     return None
 
 
-def _flag(series: pd.Series) -> np.ndarray:
-    values = pd.to_numeric(series.astype(object), errors="coerce").fillna(0).to_numpy()
-    return values.astype(float) == 1
-
-
 def ncs_groups(sig_info: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
     """GUTC NCS groups: ``pert_type x cell_id`` with ``trt_poscon``/``ctl_vehicle`` -> ``trt_cp``.
 
@@ -70,26 +66,6 @@ def ncs_groups(sig_info: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
     labels = pd.Index(pd.Series(pt) + ":" + pd.Series(ce), dtype=object)
     codes, uniques = pd.factorize(labels)
     return codes.astype(np.int64), pd.Index(uniques, dtype=object)
-
-
-def reference_mask(sig_info: pd.DataFrame) -> np.ndarray:
-    """NCS reference signatures: ``is_ncs_sig`` or ``is_touchstone`` if present, else all."""
-    col = _column(sig_info, "is_ncs_sig", "is_touchstone")
-    if col is None:
-        return np.ones(len(sig_info), dtype=bool)
-    mask = _flag(col)
-    return mask if mask.any() else np.ones(len(sig_info), dtype=bool)
-
-
-def null_mask(sig_info: pd.DataFrame) -> np.ndarray:
-    """Null signatures for FDR: ``is_null_sig`` if present, else control pert types (``ctl_*``)."""
-    col = _column(sig_info, "is_null_sig")
-    if col is not None:
-        return _flag(col)
-    ptype = _column(sig_info, "pert_type")
-    if ptype is None:
-        return np.zeros(len(sig_info), dtype=bool)
-    return ptype.astype(str).str.startswith("ctl_").to_numpy(dtype=bool)
 
 
 def resolve_pcl(pcl: Any, store: Store) -> tuple[dict[str, tuple[str, ...]] | None, list[str]]:
