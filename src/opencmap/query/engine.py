@@ -183,8 +183,9 @@ class Engine:
         qlist = queries if isinstance(queries, ValidatedBatch) else [queries] if isinstance(queries, Query) else list(queries)
         check_names(qlist)
         sp = self.store.space(space)
+        ref = self.index  # one index for the whole run, even if the store gets a new generation meanwhile
         scored = score_queries(
-            self.store, self.index.lookup, qlist, method, options, sp, explicit_tail=explicit_tail, min_genes=min_genes,
+            self.store, ref.lookup, qlist, method, options, sp, explicit_tail=explicit_tail, min_genes=min_genes,
             max_genes=max_genes, on_invalid=on_invalid, block_size=block_size, progress=progress, runner=self._score,
         )  # fmt: skip
         valid, tails, metrics, notes, provenance = scored.valid, scored.tails, scored.metrics, scored.notes, scored.provenance
@@ -200,10 +201,10 @@ class Engine:
         params: dict[str, Any] = {}
         fdr_info: dict[str, Any] = {}
         if method.connectivity and ncs:
-            ncs_values = self.normalise(metrics[method.name], mode=ncs_mode)
+            ncs_values = ref.normalise(metrics[method.name], mode=ncs_mode, **self._kernel_threads())
             metrics["ncs"] = ncs_values
             if fdr:
-                fdr_out = self._fdr(ncs_values, metrics[method.name], valid, method.name, sp.name, options, fdr_params, notes)
+                fdr_out = self._fdr(ncs_values, metrics[method.name], valid, method.name, sp.name, options, fdr_params, notes, ref=ref)
                 if fdr_out is not None:
                     metrics.update(fdr_out.metrics)
                     fdr_info = fdr_out.info
@@ -214,15 +215,15 @@ class Engine:
                     if "fdr_q_nlog10" in metrics:
                         metrics["fdr_q_nlog10"] = (-np.log10(metrics["fdr_q"].astype(np.float64) + np.finfo(np.float64).eps)).astype(np.float32)
             if tau_log is not None:
-                t = level_tau(self.index, "sig", ncs_values, tau_method, notes, tails=tails, metric=method.name, log_to=tau_log,
+                t = level_tau(ref, "sig", ncs_values, tau_method, notes, tails=tails, metric=method.name, log_to=tau_log,
                               kernel=self._kernel_threads())
                 if t is not None:
                     metrics["tau"] = t
             if summaries:
-                for level, (index, values) in self.summary_plan.apply(ncs_values, **self._kernel_threads()).items():
+                for level, (index, values) in ref.summary_plan.apply(ncs_values, **self._kernel_threads()).items():
                     lm = {"ncs": values}
                     if tau_log is not None:
-                        t = level_tau(self.index, level, values, tau_method, notes, index=index, tails=tails, metric=method.name,
+                        t = level_tau(ref, level, values, tau_method, notes, index=index, tails=tails, metric=method.name,
                                       log_to=tau_log, kernel=self._kernel_threads())
                         if t is not None:
                             lm["tau"] = t
@@ -289,21 +290,24 @@ class Engine:
         options: Mapping[str, Any],
         fdr_params: Mapping[str, Any],
         notes: list[str],
+        *,
+        ref: ReferenceIndex | None = None,
     ) -> Any:
         """FDR step (:mod:`opencmap.query.fdr_null`): the ``cmap`` method on NCS against the null
         signatures, or random-query nominal p-values of the raw scores with BH."""
         from opencmap.query.fdr_null import cmap_fdr, random_query_fdr
 
+        ref = self.index if ref is None else ref
         names = [v.name for v in valid]
         if fdr_params["fdr_method"] != "cmap":
             out = random_query_fdr(
                 self.store, scores, valid, metric=metric, space=space, options=_null_options(options),
                 n_random=fdr_params["fdr_null_size"], seed=fdr_params["fdr_seed"],
-                pooled=fdr_params["fdr_method"] == "random_query_pooled", nulls=self.index.memo("fdr_nulls", dict),
+                pooled=fdr_params["fdr_method"] == "random_query_pooled", nulls=ref.memo("fdr_nulls", dict),
                 backend=self.backend,
             )  # fmt: skip
         else:
-            null = self.index.null
+            null = ref.null
             if not null.any():
                 notes.append("fdr_q not computed: the store has no null signatures (is_null_sig / ctl_* pert types) for the cmap FDR method")
                 return None

@@ -93,8 +93,10 @@ def score_queries(
     provenance: dict[str, Any] = {"queries": [_tail_provenance(t, method.name) for t in tails]}
     _note_one_sided(valid, tails, explicit_tail, notes)
     if runner is None:
-        raw = run_blocks(store, method, valid, options, space=sp.name, n_features=sp.n_features, tails=tails, block_size=block_size, progress=progress,
-                         backend=backend)
+        raw = run_blocks(
+            store, method, valid, options, space=sp.name, n_features=sp.n_features, tails=tails, block_size=block_size, progress=progress,
+            backend=backend,
+        )
     else:
         raw = runner(valid, method, options, sp.name, sp.n_features, block_size, progress, tails=tails)
     if method.finalize is not None:

@@ -27,6 +27,7 @@ __all__ = ["level_background", "level_tau", "finish_tau_provenance"]
 def level_background(ref: ReferenceIndex, level: str, tail: str, index: pd.DataFrame | None) -> tuple[Background | None, np.ndarray | None]:
     """The store's background of ``level`` and ``tail`` and the level's rows in it (kept in the
     reference index, aligned once)."""
+
     def build() -> tuple[Background | None, np.ndarray | None]:
         bg = load_background(ref.store, level, tail)
         if bg is None:
@@ -36,6 +37,7 @@ def level_background(ref: ReferenceIndex, level: str, tail: str, index: pd.DataF
         return bg, rows
 
     return ref.memo(("background", level, tail), build)
+
 
 def level_tau(
     ref: ReferenceIndex,
