@@ -69,3 +69,19 @@ def test_scanpy_groups_and_rnk(setup):
     vec = run([d / "store", "--rnk", DATA / "ranked.rnk", "--metric", "spearman", "--top", "2"])
     assert vec.exit_code == 0, vec.output
     assert "60 genes used as a numeric vector" in vec.stderr and "# ranked: top 2" in vec.stdout
+
+
+def test_de_selection_notes_are_in_the_result_files(setup, tmp_path):
+    """What was taken from a DE table is written with the result (notes.txt, describe.json), not
+    only printed: a results folder read later still says how its queries were made."""
+    import json
+
+    d = setup
+    out = tmp_path / "res"
+    res = run([d / "store", "--de", d / "deseq2.csv", "--de-top", "30", "--top", "2", "--out", out])
+    assert res.exit_code == 0, res.output
+    notes = (out / "notes.txt").read_text()
+    assert "DESeq2 table (genes row names" in notes and "30 up, 30 down genes" in notes and "NOT_A_GENE" in notes
+    described = json.loads((out / "describe.json").read_text())["notes"]
+    assert any("DESeq2 table" in n for n in described)
+    assert res.stderr.count("DESeq2 table (genes row names") == 1  # printed once, with the result's notes

@@ -137,8 +137,8 @@ def _sheet(text: str | None) -> str | int | None:
 
 def _run(store: Path, pcl: Path | None, level: str, metric: str, space: str | None, sig_genes: int,
          inputs: dict[str, Any], de_options: dict[str, Any], options: dict[str, Any]) -> Any:
-    """Open the store (and PCLs), build the request (:func:`opencmap.query.request.build_request`;
-    its notes on stderr) and run it; returns the QueryResult."""
+    """Open the store (and PCLs), build the request (:func:`opencmap.query.request.build_request`)
+    and run it; returns the QueryResult (its notes open with the request's, e.g. a DE table's selection)."""
     from opencmap.cli.progress import Progress
     from opencmap.query.engine import Engine
     from opencmap.query.methods import get_method
@@ -148,8 +148,6 @@ def _run(store: Path, pcl: Path | None, level: str, metric: str, space: str | No
     if level != "sig" and not get_method(metric).connectivity:
         raise click.UsageError(f"--level {level} needs a connectivity metric (wtcs, cs); {metric} results have only the sig level")
     request = build_request(engine.store, metric=metric, space=space, n_sig_genes=sig_genes, de_options=de_options, **inputs, **options)
-    for note in request.notes:
-        click.echo(f"note: {note}", err=True)
     if not request.queries:
         raise click.UsageError("give --up/--down files, --up-genes/--down-genes, --vectors, --sig-id, --de or --rnk")
     with Progress(unit="sig") as bar:

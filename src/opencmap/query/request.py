@@ -127,8 +127,10 @@ class QueryRequest:
         progress: Callable[[int, int], None] | None = None,
     ) -> QueryResult:
         """Run the request on ``engine`` (:meth:`Engine.run <opencmap.query.engine.Engine.run>`);
-        ``validated`` is this request's :meth:`validate` output (not validated again)."""
-        return engine.run(
+        ``validated`` is this request's :meth:`validate` output (not validated again). What
+        assembling the queries did (:attr:`notes`, e.g. a DE table's selection) opens the
+        result's notes, so ``notes.txt``, ``describe()`` and the API's ``notes`` carry it."""
+        result = engine.run(
             validated if validated is not None else self.queries,
             metric=self.metric,
             space=self.space,
@@ -138,6 +140,8 @@ class QueryRequest:
             progress=progress,
             **self.options,
         )
+        result.notes[:0] = [n for n in self.notes if n not in result.notes]
+        return result
 
 
 def build_request(
