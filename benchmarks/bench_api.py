@@ -65,12 +65,16 @@ def _bench_query_module():
     return module
 
 
-def build(work: Path, n_sigs: int, bg_queries: int) -> Path:
-    """A synthetic BING-space store of ``n_sigs`` signatures in ``work/store`` (gene-major only)."""
+def build(work: Path, n_sigs: int, bg_queries: int, n_genes: int | None = None) -> Path:
+    """A synthetic BING-space store of ``n_sigs`` signatures in ``work/store`` (gene-major only);
+    ``n_genes`` genes in the space (default: bench_query's 10,174; fewer keeps a 473,647-signature
+    store small: a query's cost depends on its genes and the signatures, not on the space)."""
     from opencmap.query.background import build_background
     from opencmap.query.store import build_store
 
     bench = _bench_query_module()
+    if n_genes is not None:
+        bench.N_BING, bench.N_LM = n_genes, min(bench.N_LM, n_genes)  # make_gctx reads these globals
     need = n_sigs * bench.N_BING * (4 + 6) * 1.05  # temporary GCTX (float32) + ranks (uint16) + scores
     free = shutil.disk_usage(work).free
     if need > 0.8 * free:
@@ -204,6 +208,8 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=120.0, help="wall-time bound of each measurement")
     parser.add_argument("--genes", type=int, default=50, help="up and down genes per query")
     parser.add_argument("--bg-queries", type=int, default=100, help="exemplar queries of the tau background")
+    parser.add_argument("--n-genes", type=int, default=None,
+                        help="genes of a synthetic store's space (default 10,174; >= 2 x --genes)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the synthetic store in this folder (and reuse it)")
     parser.add_argument("--under-load", action="store_true", help="sync latency idle vs under a batch job; retention sizes")
     parser.add_argument("--load-queries", type=int, default=500, help="queries of the batch job of --under-load")
@@ -247,7 +253,7 @@ def measure(n_sigs: int, args: argparse.Namespace) -> dict:
             store_path = work / "store"
             if not (store_path / "manifest.json").exists():
                 t0 = time.perf_counter()
-                build(work, n_sigs, args.bg_queries)
+                build(work, n_sigs, args.bg_queries, args.n_genes)
                 print(f"built store of {n_sigs:,} signatures in {time.perf_counter() - t0:.1f} s (not part of the benchmark)")
         store = Store(store_path)
         space = store.space()
@@ -261,7 +267,9 @@ def measure(n_sigs: int, args: argparse.Namespace) -> dict:
         db = JobDB(
             settings.resolved_db_path(), max_results=settings.max_stored_results, result_ttl=settings.result_ttl_seconds()
         )
-        runner = JobRunner(db, service.execute, sig_info=lambda: store.sig_info, cache_size=settings.result_cache)
+        runner = JobRunner(
+            db, service.execute, sig_info=lambda: store.sig_info, cache_size=settings.result_cache, defer_sync_save=True
+        )
 
         def engine_only(q: dict):
             return service.execute({"queries": [q]}, lambda done, total: None)
@@ -342,7 +350,7 @@ def under_load(args: argparse.Namespace, n_sigs: int) -> None:
         else:
             store_path = work / "store"
             if not (store_path / "manifest.json").exists():
-                build(work, n_sigs, args.bg_queries)
+                build(work, n_sigs, args.bg_queries, args.n_genes)
         for old in work.glob("jobs*"):  # a fresh database each run
             shutil.rmtree(old) if old.is_dir() else old.unlink()
         store = Store(store_path)

@@ -62,6 +62,7 @@ def _open_resources(app: FastAPI, settings: Settings) -> None:
         estimate=service.estimate_bytes,
         sync_lanes=settings.sync_lanes,
         retention_interval=settings.retention_interval_seconds,
+        defer_sync_save=True,  # a sync query is answered before its result is saved
     )
     app.state.engine, app.state.catalogue, app.state.service, app.state.runner = engine, catalogue, service, runner
     requeued = runner.start()

@@ -67,13 +67,16 @@ def job_status(job: dict[str, Any]) -> JobStatus:
 
 
 def _job(runner: JobRunner, job_id: str) -> dict[str, Any]:
-    job = runner.db.get(job_id)
+    job = runner.job(job_id)  # waits for a pending save of a synchronous result: done or failed
     if job is None:
         raise IdNotFoundError(f"no job {job_id!r}; list jobs with GET /api/v1/jobs")
     return job
 
 
 def _result(runner: JobRunner, job_id: str) -> QueryResult:
+    pending = runner.pending(job_id)  # a synchronous result answered, not yet saved: complete in memory
+    if pending is not None:
+        return pending
     job = _job(runner, job_id)
     if job["status"] == "expired":  # 410 Gone: the job is known, its result was deleted (retention)
         raise HTTPException(410, f"job {job_id}: {job['error']}")
@@ -101,6 +104,7 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> JobList:
+    runner.flush(timeout=60)  # synchronous results being saved are listed done (or failed), not running
     total, rows = runner.db.list(status=status, limit=limit, offset=offset)
     return JobList(total=total, offset=offset, limit=limit, items=[job_status(r) for r in rows])
 

@@ -1,7 +1,8 @@
 """``/queries``: validate gene sets, and run small queries synchronously.
 
 A synchronous query is stored as a finished job, so its results, heatmap, running sums and
-downloads are served by the ``/jobs/{id}/...`` routes like a batch job's.
+downloads are served by the ``/jobs/{id}/...`` routes like a batch job's. It is answered as soon
+as its result is computed; the result is saved afterwards (see :mod:`opencmap.api.jobs.worker`).
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ def run_sync(
             f"{n} queries exceed the synchronous limit of {settings.max_sync_queries}; "
             "submit them as a job with POST /api/v1/jobs"
         )
-    # a plain ``def`` route runs in the thread pool: validation, the engine run, saving the result
+    # a plain ``def`` route runs in the thread pool: validation, the engine run, the describe.json
     # and the top-20 tables all stay off the event loop (the server keeps answering meanwhile)
     job_id, result = runner.run_now(req.model_dump(), n_queries=n)
     top = {level: records(result.top(20, level=level)) for level in _TOP_LEVELS if level in result.levels}
-    job = runner.db.get(job_id)
+    job = runner.answered(job_id)  # done (its save may still be pending: served from memory meanwhile)
     assert job is not None
     return SyncQueryResponse(job=job_status(job), top=top)
