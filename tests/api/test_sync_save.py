@@ -156,3 +156,30 @@ def test_a_server_killed_during_the_save_leaves_no_result_and_does_not_rerun_the
         runner.flush(GATE_SECONDS)
         db2.close()
         db.close()
+
+
+def test_the_top_records_of_the_response_equal_the_results_top_tables(test_store):
+    """The sync response's top-20 rows are built without a pandas table per level: same as
+    ``records(result.top(20, level=...))`` at every level, including ties and NaN rows."""
+    import numpy as np
+
+    from opencmap.api.paging import records
+    from opencmap.api.routers.queries import top_records
+    from opencmap.query.engine import Engine
+    from opencmap.query.genesets import Query
+
+    store, pcl, programs = test_store
+    engine = Engine(store, pcl=pcl)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = engine.run([Query("A", up=tuple(programs["A_up"][:20]), down=tuple(programs["A_dn"][:20]))])
+    for level in result.levels:
+        for n in (1, 5, 20, 10**6):
+            assert top_records(result, level, n) == records(result.top(n, level=level)), (level, n)
+    sig = result.level("sig")
+    metric = result.default_metric("sig")
+    values = sig.metrics[metric]
+    values[::3, 0] = 1.0  # ties at the cut
+    values[1::7, 0] = np.nan  # never listed
+    for n in (2, 20, 50):
+        assert top_records(result, "sig", n) == records(result.top(n, level="sig")), n
