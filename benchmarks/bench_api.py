@@ -31,10 +31,14 @@ Disk for ``--big``: ~4 GB temporary GCTX + ~6 GB store, all removed at the end (
     .venv/bin/python benchmarks/bench_api.py --store opencmap-demo/store  # an existing store
     .venv/bin/python benchmarks/bench_api.py --big                        # 100,000 signatures
     .venv/bin/python benchmarks/bench_api.py --sizes 10000,100000 --queries 12   # both, then a p50/p99 summary
+    .venv/bin/python benchmarks/bench_api.py --sizes 10000,100000,473647 --n-genes 1000 --genes 150 \
+        --keep /tmp/bench-api                 # the issue's sizes on a 1,000-gene space (~3 GB at 473,647)
+    .venv/bin/python benchmarks/bench_api.py --under-load --synthetic 2000 --n-genes 1000 \
+        --retention-queries 10000             # issue 15: load, throughput, sizes after 10,000 queries
 
 Synchronous results are stored after the response (``JobRunner(defer_sync_save=True)``, as the
-server runs it), so the API figures no longer include saving; the in-process route row still
-includes the job rows and the top-20 tables.
+server runs it), so the API figures no longer include saving (the row "+ job rows, save marker,
+top-20" is the route in-process: the job rows, the job folder's marker and the top-20 tables).
 """
 
 from __future__ import annotations
@@ -125,7 +129,7 @@ def timed(fn, queries: list[dict], max_seconds: float) -> list[float]:
 
 
 def run_clients(
-    url: str, queries: list[dict], clients: int, max_seconds: float
+    url: str, queries: list[dict], clients: int, max_seconds: float, options: dict | None = None
 ) -> tuple[float, list[float], int, list[float]]:
     """(wall seconds, latencies, response bytes, health-probe latencies) for ``clients`` concurrent
     keep-alive clients, while a probe requests ``/health`` every 50 ms."""
@@ -145,7 +149,7 @@ def run_clients(
             with lock:
                 local.client = next(handed)
         t0 = time.perf_counter()
-        r = local.client.post("/api/v1/queries", json={"queries": [q]})
+        r = local.client.post("/api/v1/queries", json={"queries": [q], **(options or {})})
         r.raise_for_status()
         size[0] = len(r.content)
         return time.perf_counter() - t0
@@ -208,6 +212,9 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=120.0, help="wall-time bound of each measurement")
     parser.add_argument("--genes", type=int, default=50, help="up and down genes per query")
     parser.add_argument("--bg-queries", type=int, default=100, help="exemplar queries of the tau background")
+    parser.add_argument("--fdr-method", default=None, choices=("random_query_pooled", "random_query", "cmap"),
+                        help="FDR of the queries (default: the server's; cmap needs no random-query null, whose "
+                        "first build costs 1,000 random queries: ~40 min at 473,647 signatures on 2 cores)")
     parser.add_argument("--n-genes", type=int, default=None,
                         help="genes of a synthetic store's space (default 10,174; >= 2 x --genes)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the synthetic store in this folder (and reuse it)")
@@ -237,8 +244,7 @@ def measure(n_sigs: int, args: argparse.Namespace) -> dict:
     from opencmap.api.catalogue import Catalogue
     from opencmap.api.execution import QueryService
     from opencmap.api.jobs import JobDB, JobRunner
-    from opencmap.api.paging import records
-    from opencmap.api.routers.queries import _TOP_LEVELS
+    from opencmap.api.routers.queries import _TOP_LEVELS, top_records
     from opencmap.api.settings import Settings
     from opencmap.query.engine import Engine
     from opencmap.query.store import Store
@@ -258,6 +264,7 @@ def measure(n_sigs: int, args: argparse.Namespace) -> dict:
         store = Store(store_path)
         space = store.space()
         queries = make_queries([str(g) for g in space.gene_ids], args.queries, args.genes)
+        options = {"fdr_method": args.fdr_method} if args.fdr_method else {}
 
         # -- baseline: the API's QueryService in this process (same engine options and PCLs as the server)
         settings = Settings(store_path=store_path, db_path=work / "inprocess.sqlite")
@@ -272,13 +279,13 @@ def measure(n_sigs: int, args: argparse.Namespace) -> dict:
         )
 
         def engine_only(q: dict):
-            return service.execute({"queries": [q]}, lambda done, total: None)
+            return service.execute({"queries": [q], **options}, lambda done, total: None)
 
         def route_in_process(q: dict) -> None:
-            _, result = runner.run_now({"queries": [q]}, n_queries=1)
+            _, result = runner.run_now({"queries": [q], **options}, n_queries=1)
             for level in _TOP_LEVELS:
                 if level in result.levels:
-                    records(result.top(20, level=level))
+                    top_records(result, level)
 
         engine_only(queries[0])  # warm-up (JIT, backgrounds, lazy caches)
         route_in_process(queries[0])
@@ -289,17 +296,18 @@ def measure(n_sigs: int, args: argparse.Namespace) -> dict:
         base_p = percentiles(base)
 
         proc, url = start_server(store_path, work)
-        run_clients(url, queries[:2], 1, args.max_seconds)  # warm-up (JIT, caches)
+        run_clients(url, queries[:2], 1, args.max_seconds, options)  # warm-up (JIT, caches)
 
         print(f"\nstore: {store_path} ({store.n_signatures:,} signatures; space {space.name!r}, {space.n_features:,} genes)")
-        print(f"{len(queries)} queries of {args.genes}+{args.genes} genes per measurement (at most {args.max_seconds:.0f} s each)")
+        print(f"{len(queries)} queries of {args.genes}+{args.genes} genes per measurement (at most {args.max_seconds:.0f} s each)"
+              + (f"; fdr_method {args.fdr_method}" if args.fdr_method else ""))
         print(f"{'':<34}{'n':>4}{'queries/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}   ratio to in-process engine")
         rows = [("engine in-process (QueryService)", base, len(base) / sum(base)),
-                ("+ job DB save + top-20 in-process", route, len(route) / sum(route))]  # fmt: skip
+                ("+ job rows, save marker, top-20", route, len(route) / sum(route))]  # fmt: skip
         base_qps = rows[0][2]
         probes = []
         for clients in CLIENTS:
-            wall, lat, size, probe = run_clients(url, queries, clients, args.max_seconds)
+            wall, lat, size, probe = run_clients(url, queries, clients, args.max_seconds, options)
             rows.append((f"API, {clients} client(s)", lat, len(lat) / wall))
             probes.append((clients, probe))
         for label, lat, qps in rows:

@@ -16,6 +16,7 @@ query), then opens ``/ui/#/results/<job>`` ``--runs`` times in a fresh browser c
 Medians over the runs are printed. Nothing is fetched from other hosts (no CDN). ~1 min on the demo store.
 
     .venv/bin/python benchmarks/bench_ui.py --store opencmap-demo/store
+    .venv/bin/python benchmarks/bench_ui.py --store big/store --screenshots shots/   # + results-1440.png, results-390.png
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def main() -> None:
     ap.add_argument("--store", required=True, type=Path)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--chromium", default=os.environ.get("OPENCMAP_CHROMIUM", "/usr/bin/chromium"))
+    ap.add_argument("--screenshots", type=Path, default=None, help="save the interactive results page as PNGs here")
     args = ap.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -104,6 +106,9 @@ def main() -> None:
                     sw = page.evaluate("document.scrollingElement.scrollWidth")
                     rows.append((paint.get("first-paint", float("nan")), paint.get("first-contentful-paint", float("nan")), dcl, ready, sw, table))
                     assert not outside, outside
+                    if args.screenshots is not None and len(rows) == 1:
+                        args.screenshots.mkdir(parents=True, exist_ok=True)
+                        page.screenshot(path=str(args.screenshots / f"results-{width}.png"), full_page=True)
                     ctx.close()
                 med = [statistics.median(x) for x in zip(*rows, strict=True)]
                 print(f"{width:>5} px: first paint {med[0]:.0f} ms, first contentful paint {med[1]:.0f} ms, "

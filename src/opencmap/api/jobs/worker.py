@@ -16,8 +16,8 @@ marked ``failed`` with a message saying so. Synchronous queries cut off by a sto
 ``failed`` and never re-run (no client waits for them any more).
 
 With ``defer_sync_save=True`` (as the server runs it) a synchronous query is answered as soon as
-its result is computed: :meth:`JobRunner.run_now` writes only the job folder's small
-``describe.json`` (so a full or unwritable disk still fails the request, 507/503), and one saver
+its result is computed: :meth:`JobRunner.run_now` writes only the job folder's small ``.saving``
+marker (so a full or unwritable disk still fails the request, 507/503), and one saver
 thread stores ``result.bin`` and marks the job ``done`` afterwards, in submission order. Until then
 the job's row says ``running`` and its result is served from memory (:meth:`JobRunner.pending`);
 :meth:`JobRunner.job` waits for the save, so a client reading the job right after the response sees
@@ -307,7 +307,7 @@ class JobRunner:
 
     # ------------------------------------------------------------------ deferred saves (sync lane)
     def _defer_save(self, job_id: str, result: QueryResult) -> None:
-        """Write the job's ``describe.json`` now (a full disk fails the request) and queue the
+        """Write the job folder's marker now (a full disk fails the request) and queue the
         result's save; the result is served from memory meanwhile."""
         info = result.describe()
         self.db.prepare_result(job_id, info)

@@ -70,7 +70,7 @@ def run_sync(
             f"{n} queries exceed the synchronous limit of {settings.max_sync_queries}; "
             "submit them as a job with POST /api/v1/jobs"
         )
-    # a plain ``def`` route runs in the thread pool: validation, the engine run, the describe.json
+    # a plain ``def`` route runs in the thread pool: validation, the engine run, the save marker
     # and the top-20 tables all stay off the event loop (the server keeps answering meanwhile)
     job_id, result = runner.run_now(req.model_dump(), n_queries=n)
     top = {level: top_records(result, level) for level in _TOP_LEVELS if level in result.levels}
