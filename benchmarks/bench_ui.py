@@ -55,6 +55,8 @@ def main() -> None:
     ap.add_argument("--store", required=True, type=Path)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--chromium", default=os.environ.get("OPENCMAP_CHROMIUM", "/usr/bin/chromium"))
+    ap.add_argument("--fdr-method", default=None, choices=("random_query_pooled", "random_query", "cmap"),
+                    help="FDR of the query (cmap: no random-query null to build first on a big store)")
     ap.add_argument("--screenshots", type=Path, default=None, help="save the interactive results page as PNGs here")
     args = ap.parse_args()
 
@@ -82,7 +84,7 @@ def main() -> None:
             info = c.get("/info").json()
             sig = c.get("/signatures", params={"pert_type": "trt_cp", "limit": 1}).json()["items"][0]["sig_id"]
             t0 = time.perf_counter()
-            r = c.post("/queries", json={"sig_ids": [sig]})
+            r = c.post("/queries", json={"sig_ids": [sig], **({"fdr_method": args.fdr_method} if args.fdr_method else {})})
             api_s = time.perf_counter() - t0
             r.raise_for_status()
             job = r.json()["job"]["id"]
