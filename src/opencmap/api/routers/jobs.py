@@ -216,8 +216,18 @@ def heatmap(
         limit=n,
     )
     rows = top["id"].astype(str).tolist()
-    cells = result.to_frame(cellv, query=name)
-    cells = cells[cells[key].astype(str).isin(set(rows)).to_numpy()]
+    # only the cell rows of these perturbagens (PCLs): not the whole level as a table (236,000 rows
+    # of every metric and metadata at 473,647 signatures cost seconds per heatmap)
+    lv = result.level(cellv)
+    if metric not in lv.metrics:
+        raise IdNotFoundError(f"no metric {metric!r} at level {cellv!r} (has {sorted(lv.metrics)})")
+    keys = lv.index[key].astype(str).to_numpy()
+    hit = np.flatnonzero(np.isin(keys, rows))
+    cells = pd.DataFrame({
+        key: keys[hit],
+        "cell_id": lv.index["cell_id"].to_numpy()[hit],
+        metric: lv.metrics[metric][hit, result.query_names.index(name)],
+    })  # fmt: skip
     grid = cells.pivot_table(index=key, columns="cell_id", values=metric, aggfunc="first", dropna=False).reindex(rows)
     if kind == "pert":
         names = top["pert_iname"].astype(str).tolist() if "pert_iname" in top.columns else rows
