@@ -38,3 +38,22 @@ def client(server):
 @pytest.fixture(scope="session")
 def programs(test_store):
     return test_store[2]
+
+
+@pytest.fixture
+def make_client(test_store, tmp_path):
+    """A factory of in-process TestClients on a fresh job database (``make(**settings)``)."""
+    import warnings
+
+    from opencmap.api import Settings, create_app
+
+    with warnings.catch_warnings():  # starlette's TestClient warns about its httpx backend at import
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    store, pcl, _ = test_store
+
+    def make(**options):
+        return TestClient(create_app(Settings(store_path=store, pcl_path=pcl, db_path=tmp_path / "jobs.sqlite", **options)))
+
+    return make

@@ -17,24 +17,9 @@ import zipfile
 
 import pytest
 
-from opencmap.api import Settings, create_app
 from opencmap.api.jobs import RESULT_FILE, SAVING_FILE, SYNC_INTERRUPTED, JobDB, JobRunner
 
-with warnings.catch_warnings():  # starlette's TestClient warns about its httpx backend at import
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
-
 GATE_SECONDS = 20.0
-
-
-@pytest.fixture
-def make_client(test_store, tmp_path):
-    store, pcl, _ = test_store
-
-    def make(**options):
-        return TestClient(create_app(Settings(store_path=store, pcl_path=pcl, db_path=tmp_path / "jobs.sqlite", **options)))
-
-    return make
 
 
 def _body(programs, name="q"):
