@@ -31,10 +31,14 @@ Disk for ``--big``: ~4 GB temporary GCTX + ~6 GB store, all removed at the end (
     .venv/bin/python benchmarks/bench_api.py --store opencmap-demo/store  # an existing store
     .venv/bin/python benchmarks/bench_api.py --big                        # 100,000 signatures
     .venv/bin/python benchmarks/bench_api.py --sizes 10000,100000 --queries 12   # both, then a p50/p99 summary
+    .venv/bin/python benchmarks/bench_api.py --sizes 10000,100000,473647 --n-genes 1000 --genes 150 \
+        --keep /tmp/bench-api                 # the issue's sizes on a 1,000-gene space (~3 GB at 473,647)
+    .venv/bin/python benchmarks/bench_api.py --under-load --synthetic 2000 --n-genes 1000 \
+        --retention-queries 10000             # issue 15: load, throughput, sizes after 10,000 queries
 
 Synchronous results are stored after the response (``JobRunner(defer_sync_save=True)``, as the
-server runs it), so the API figures no longer include saving; the in-process route row still
-includes the job rows and the top-20 tables.
+server runs it), so the API figures no longer include saving (the row "+ job rows, save marker,
+top-20" is the route in-process: the job rows, the job folder's marker and the top-20 tables).
 """
 
 from __future__ import annotations
@@ -65,12 +69,16 @@ def _bench_query_module():
     return module
 
 
-def build(work: Path, n_sigs: int, bg_queries: int) -> Path:
-    """A synthetic BING-space store of ``n_sigs`` signatures in ``work/store`` (gene-major only)."""
+def build(work: Path, n_sigs: int, bg_queries: int, n_genes: int | None = None) -> Path:
+    """A synthetic BING-space store of ``n_sigs`` signatures in ``work/store`` (gene-major only);
+    ``n_genes`` genes in the space (default: bench_query's 10,174; fewer keeps a 473,647-signature
+    store small: a query's cost depends on its genes and the signatures, not on the space)."""
     from opencmap.query.background import build_background
     from opencmap.query.store import build_store
 
     bench = _bench_query_module()
+    if n_genes is not None:
+        bench.N_BING, bench.N_LM = n_genes, min(bench.N_LM, n_genes)  # make_gctx reads these globals
     need = n_sigs * bench.N_BING * (4 + 6) * 1.05  # temporary GCTX (float32) + ranks (uint16) + scores
     free = shutil.disk_usage(work).free
     if need > 0.8 * free:
@@ -121,7 +129,7 @@ def timed(fn, queries: list[dict], max_seconds: float) -> list[float]:
 
 
 def run_clients(
-    url: str, queries: list[dict], clients: int, max_seconds: float
+    url: str, queries: list[dict], clients: int, max_seconds: float, options: dict | None = None
 ) -> tuple[float, list[float], int, list[float]]:
     """(wall seconds, latencies, response bytes, health-probe latencies) for ``clients`` concurrent
     keep-alive clients, while a probe requests ``/health`` every 50 ms."""
@@ -141,7 +149,7 @@ def run_clients(
             with lock:
                 local.client = next(handed)
         t0 = time.perf_counter()
-        r = local.client.post("/api/v1/queries", json={"queries": [q]})
+        r = local.client.post("/api/v1/queries", json={"queries": [q], **(options or {})})
         r.raise_for_status()
         size[0] = len(r.content)
         return time.perf_counter() - t0
@@ -204,6 +212,11 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=120.0, help="wall-time bound of each measurement")
     parser.add_argument("--genes", type=int, default=50, help="up and down genes per query")
     parser.add_argument("--bg-queries", type=int, default=100, help="exemplar queries of the tau background")
+    parser.add_argument("--fdr-method", default=None, choices=("random_query_pooled", "random_query", "cmap"),
+                        help="FDR of the queries (default: the server's; cmap needs no random-query null, whose "
+                        "first build costs 1,000 random queries: ~40 min at 473,647 signatures on 2 cores)")
+    parser.add_argument("--n-genes", type=int, default=None,
+                        help="genes of a synthetic store's space (default 10,174; >= 2 x --genes)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the synthetic store in this folder (and reuse it)")
     parser.add_argument("--under-load", action="store_true", help="sync latency idle vs under a batch job; retention sizes")
     parser.add_argument("--load-queries", type=int, default=500, help="queries of the batch job of --under-load")
@@ -217,7 +230,7 @@ def main() -> None:
         return
     sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else [100_000 if args.big else args.synthetic]
     summaries = [measure(n, args) for n in sizes]
-    print("\nsummary: sync query through the API (1 client) vs the engine in-process")
+    print("\nsummary: sync query through the API (1 client) vs the engine in-process, interleaved")
     print(f"{'signatures':>12}{'engine p50':>12}{'API p50':>10}{'ratio':>7}{'engine p99':>12}{'API p99':>10}{'ratio':>7}")
     for s in summaries:
         e, a = s["engine"], s["api"]
@@ -228,11 +241,12 @@ def main() -> None:
 def measure(n_sigs: int, args: argparse.Namespace) -> dict:
     """One store: in-process baseline, route in-process, API with 1 and 8 clients (printed); returns
     the engine's and the 1-client API's percentiles."""
+    import httpx
+
     from opencmap.api.catalogue import Catalogue
     from opencmap.api.execution import QueryService
     from opencmap.api.jobs import JobDB, JobRunner
-    from opencmap.api.paging import records
-    from opencmap.api.routers.queries import _TOP_LEVELS
+    from opencmap.api.routers.queries import _TOP_LEVELS, top_records
     from opencmap.api.settings import Settings
     from opencmap.query.engine import Engine
     from opencmap.query.store import Store
@@ -247,11 +261,12 @@ def measure(n_sigs: int, args: argparse.Namespace) -> dict:
             store_path = work / "store"
             if not (store_path / "manifest.json").exists():
                 t0 = time.perf_counter()
-                build(work, n_sigs, args.bg_queries)
+                build(work, n_sigs, args.bg_queries, args.n_genes)
                 print(f"built store of {n_sigs:,} signatures in {time.perf_counter() - t0:.1f} s (not part of the benchmark)")
         store = Store(store_path)
         space = store.space()
         queries = make_queries([str(g) for g in space.gene_ids], args.queries, args.genes)
+        options = {"fdr_method": args.fdr_method} if args.fdr_method else {}
 
         # -- baseline: the API's QueryService in this process (same engine options and PCLs as the server)
         settings = Settings(store_path=store_path, db_path=work / "inprocess.sqlite")
@@ -261,16 +276,18 @@ def measure(n_sigs: int, args: argparse.Namespace) -> dict:
         db = JobDB(
             settings.resolved_db_path(), max_results=settings.max_stored_results, result_ttl=settings.result_ttl_seconds()
         )
-        runner = JobRunner(db, service.execute, sig_info=lambda: store.sig_info, cache_size=settings.result_cache)
+        runner = JobRunner(
+            db, service.execute, sig_info=lambda: store.sig_info, cache_size=settings.result_cache, defer_sync_save=True
+        )
 
         def engine_only(q: dict):
-            return service.execute({"queries": [q]}, lambda done, total: None)
+            return service.execute({"queries": [q], **options}, lambda done, total: None)
 
         def route_in_process(q: dict) -> None:
-            _, result = runner.run_now({"queries": [q]}, n_queries=1)
+            _, result = runner.run_now({"queries": [q], **options}, n_queries=1)
             for level in _TOP_LEVELS:
                 if level in result.levels:
-                    records(result.top(20, level=level))
+                    top_records(result, level)
 
         engine_only(queries[0])  # warm-up (JIT, backgrounds, lazy caches)
         route_in_process(queries[0])
@@ -281,17 +298,18 @@ def measure(n_sigs: int, args: argparse.Namespace) -> dict:
         base_p = percentiles(base)
 
         proc, url = start_server(store_path, work)
-        run_clients(url, queries[:2], 1, args.max_seconds)  # warm-up (JIT, caches)
+        run_clients(url, queries[:2], 1, args.max_seconds, options)  # warm-up (JIT, caches)
 
         print(f"\nstore: {store_path} ({store.n_signatures:,} signatures; space {space.name!r}, {space.n_features:,} genes)")
-        print(f"{len(queries)} queries of {args.genes}+{args.genes} genes per measurement (at most {args.max_seconds:.0f} s each)")
+        print(f"{len(queries)} queries of {args.genes}+{args.genes} genes per measurement (at most {args.max_seconds:.0f} s each)"
+              + (f"; fdr_method {args.fdr_method}" if args.fdr_method else ""))
         print(f"{'':<34}{'n':>4}{'queries/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}   ratio to in-process engine")
         rows = [("engine in-process (QueryService)", base, len(base) / sum(base)),
-                ("+ job DB save + top-20 in-process", route, len(route) / sum(route))]  # fmt: skip
+                ("+ job rows, save marker, top-20", route, len(route) / sum(route))]  # fmt: skip
         base_qps = rows[0][2]
         probes = []
         for clients in CLIENTS:
-            wall, lat, size, probe = run_clients(url, queries, clients, args.max_seconds)
+            wall, lat, size, probe = run_clients(url, queries, clients, args.max_seconds, options)
             rows.append((f"API, {clients} client(s)", lat, len(lat) / wall))
             probes.append((clients, probe))
         for label, lat, qps in rows:
@@ -303,8 +321,29 @@ def measure(n_sigs: int, args: argparse.Namespace) -> dict:
         served = 2 + sum(len(lat) for label, lat, _ in rows if label.startswith("API"))
         db_bytes = sum(f.stat().st_size for f in work.glob("jobs.sqlite*"))
         print(f"response body: {size / 1e3:.1f} kB; job database growth: {db_bytes / served / 1e6:.2f} MB per sync query")
-        api = rows[2][1]
-        summary = {"n": store.n_signatures, "engine": percentiles(base), "api": percentiles(api)}
+        # interleaved: engine in-process and API one after the other per query, each on an idle
+        # server (the previous result's save finished: GET /jobs/{id} waits for it, untimed), so
+        # both see the same load of a shared machine
+        eng, api = [], []
+        with httpx.Client(base_url=url, timeout=600) as c:
+            start = time.perf_counter()
+            for q in queries:
+                t0 = time.perf_counter()
+                engine_only(q)
+                eng.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                r = c.post("/api/v1/queries", json={"queries": [q], **options})
+                api.append(time.perf_counter() - t0)
+                r.raise_for_status()
+                c.get(f"/api/v1/jobs/{r.json()['job']['id']}").raise_for_status()  # the save is done
+                if time.perf_counter() - start > args.max_seconds and len(api) >= 2:
+                    break
+        pe, pa = percentiles(eng), percentiles(api)
+        print(
+            f"interleaved (n={len(api)}): engine p50 {1e3 * pe['p50']:.1f} ms p99 {1e3 * pe['p99']:.1f} ms; API 1 client "
+            f"p50 {1e3 * pa['p50']:.1f} ms p99 {1e3 * pa['p99']:.1f} ms; ratio p50 {pa['p50'] / pe['p50']:.2f}x, p99 {pa['p99'] / pe['p99']:.2f}x"
+        )
+        summary = {"n": store.n_signatures, "engine": pe, "api": pa}
         for clients, probe in probes:
             if not probe:
                 continue
@@ -342,7 +381,7 @@ def under_load(args: argparse.Namespace, n_sigs: int) -> None:
         else:
             store_path = work / "store"
             if not (store_path / "manifest.json").exists():
-                build(work, n_sigs, args.bg_queries)
+                build(work, n_sigs, args.bg_queries, args.n_genes)
         for old in work.glob("jobs*"):  # a fresh database each run
             shutil.rmtree(old) if old.is_dir() else old.unlink()
         store = Store(store_path)

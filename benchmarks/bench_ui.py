@@ -16,12 +16,14 @@ query), then opens ``/ui/#/results/<job>`` ``--runs`` times in a fresh browser c
 Medians over the runs are printed. Nothing is fetched from other hosts (no CDN). ~1 min on the demo store.
 
     .venv/bin/python benchmarks/bench_ui.py --store opencmap-demo/store
+    .venv/bin/python benchmarks/bench_ui.py --store big/store --screenshots shots/   # + results-1440.png, results-390.png
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -54,6 +56,9 @@ def main() -> None:
     ap.add_argument("--store", required=True, type=Path)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--chromium", default=os.environ.get("OPENCMAP_CHROMIUM", "/usr/bin/chromium"))
+    ap.add_argument("--fdr-method", default=None, choices=("random_query_pooled", "random_query", "cmap"),
+                    help="FDR of the query (cmap: no random-query null to build first on a big store)")
+    ap.add_argument("--screenshots", type=Path, default=None, help="save the interactive results page as PNGs here")
     args = ap.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -80,7 +85,7 @@ def main() -> None:
             info = c.get("/info").json()
             sig = c.get("/signatures", params={"pert_type": "trt_cp", "limit": 1}).json()["items"][0]["sig_id"]
             t0 = time.perf_counter()
-            r = c.post("/queries", json={"sig_ids": [sig]})
+            r = c.post("/queries", json={"sig_ids": [sig], **({"fdr_method": args.fdr_method} if args.fdr_method else {})})
             api_s = time.perf_counter() - t0
             r.raise_for_status()
             job = r.json()["job"]["id"]
@@ -104,6 +109,9 @@ def main() -> None:
                     sw = page.evaluate("document.scrollingElement.scrollWidth")
                     rows.append((paint.get("first-paint", float("nan")), paint.get("first-contentful-paint", float("nan")), dcl, ready, sw, table))
                     assert not outside, outside
+                    if args.screenshots is not None and len(rows) == 1:
+                        args.screenshots.mkdir(parents=True, exist_ok=True)
+                        page.screenshot(path=str(args.screenshots / f"results-{width}.png"), full_page=True)
                     ctx.close()
                 med = [statistics.median(x) for x in zip(*rows, strict=True)]
                 print(f"{width:>5} px: first paint {med[0]:.0f} ms, first contentful paint {med[1]:.0f} ms, "
@@ -115,6 +123,7 @@ def main() -> None:
         proc.terminate()
         proc.wait(30)
         log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

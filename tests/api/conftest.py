@@ -70,3 +70,9 @@ def finished_job():
         raise AssertionError(f"job {job_id} did not finish")
 
     return wait
+
+
+@pytest.fixture
+def make_client(app_client):
+    """A factory of in-process TestClients on a fresh job database (``make(**settings)``): :func:`app_client`."""
+    return app_client

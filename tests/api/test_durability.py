@@ -18,12 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from opencmap.api import Settings, create_app
+from opencmap.api import Settings
 from opencmap.api.jobs import RESULT_FILE, SYNC_INTERRUPTED, JobDB, JobRunner, result_nbytes
-
-with warnings.catch_warnings():  # starlette's TestClient warns about its httpx backend at import
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
 
 httpx = pytest.importorskip("httpx")
 _SERVER = runpy.run_path(str(Path(__file__).with_name("server.py")))
@@ -235,16 +231,6 @@ def test_kill_9_mid_job_then_restart_ends_every_job_once(test_store, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- full disk in the API
-@pytest.fixture
-def make_client(test_store, tmp_path):
-    store, pcl, _ = test_store
-
-    def make(**options):
-        return TestClient(create_app(Settings(store_path=store, pcl_path=pcl, db_path=tmp_path / "jobs.sqlite", **options)))
-
-    return make
-
-
 def _sync_body(programs, name="q"):
     return {"queries": [{"name": name, "up": programs["A_up"][:20], "down": programs["A_dn"][:20]}]}
 

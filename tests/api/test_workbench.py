@@ -161,3 +161,17 @@ def test_server_errors_under_ui_are_pages_and_json_under_api():
     assert "Something went wrong on the server" in page.text and "secret detail" not in page.text
     api = client.get("/api/v1/boom", headers={"Accept": "text/html"})
     assert api.status_code == 500 and api.json()["error"]["code"] == "internal_error"
+
+
+def test_heatmap_values_are_the_pert_cell_scores(client, job):
+    """The heatmap reads the cell rows from the level's arrays: each value is the pert_cell score
+    of that perturbagen in that cell line, empty where it was not profiled."""
+    hm = client.get(f"/jobs/{job}/heatmap", params={"n": 10, "controls": "true"}).json()
+    cells = client.get(f"/jobs/{job}/results", params={"level": "pert_cell", "limit": 1000}).json()["items"]
+    score = {(r["pert_id"], r["cell_id"]): r[hm["metric"]] for r in cells}
+    for i, pert in enumerate(hm["rows"]):
+        for j, cell in enumerate(hm["columns"]):
+            expected = score.get((pert, cell))
+            assert (hm["values"][i][j] is None) == (expected is None), (pert, cell)
+            if expected is not None:
+                assert hm["values"][i][j] == pytest.approx(expected), (pert, cell)

@@ -79,6 +79,7 @@ def _open_resources(app: FastAPI, settings: Settings) -> None:
         estimate=lambda request: served.current().service.estimate_bytes(request),
         sync_lanes=settings.sync_lanes,
         retention_interval=settings.retention_interval_seconds,
+        defer_sync_save=True,  # a sync query is answered before its result is saved
     )
     app.state.served = served
     app.state.engine, app.state.catalogue, app.state.service, app.state.runner = engine, catalogue, service, runner

@@ -74,7 +74,10 @@ class QueryService:
                         continue
                     up, down = tuple(genes[:10]), tuple(genes[10:20])
                     for q in (Query("warm", up=up, down=down), Query("warm", up=up), Query("warm", down=down)):
-                        self.engine.run([q], space=name, min_genes=1)
+                        # the cmap FDR fills the null mask; random-query nulls are per query size,
+                        # built on first use: building them for these sizes costs minutes at 473,647
+                        # signatures (3 x 1,000 random queries) and no real query uses them
+                        self.engine.run([q], space=name, min_genes=1, fdr_method="cmap")
             except Exception:
                 log.warning("warming the engine (reference index, kernels) failed; the first queries will be slower", exc_info=True)
                 return False

@@ -10,12 +10,13 @@ from opencmap.api.jobs.store import (
     EXPIRED_MESSAGE,
     JOB_STATES,
     RESULT_FILE,
+    SAVING_FILE,
     JobDB,
     JobState,
     is_disk_full,
     write_atomic,
 )
-from opencmap.api.jobs.worker import SYNC_INTERRUPTED, JobRunner, MemoryBudget, ShutdownRequested, result_nbytes
+from opencmap.api.jobs.worker import MAX_PENDING_SAVES, SYNC_INTERRUPTED, JobRunner, MemoryBudget, ShutdownRequested, result_nbytes
 
 __all__ = [
     "JobDB",
@@ -26,9 +27,11 @@ __all__ = [
     "CANCELLED_MESSAGE",
     "DB_FORMAT_VERSION",
     "RESULT_FILE",
+    "SAVING_FILE",
     "MemoryBudget",
     "ShutdownRequested",
     "SYNC_INTERRUPTED",
+    "MAX_PENDING_SAVES",
     "is_disk_full",
     "result_nbytes",
     "write_atomic",

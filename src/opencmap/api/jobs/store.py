@@ -5,7 +5,7 @@ A job's row in the ``jobs`` table holds the request, status (``queued`` -> ``run
 library's :meth:`QueryResult.to_bytes <opencmap.query.result.QueryResult.to_bytes>`, without the
 ``sig`` index, which is the store's ``sig_info``) is a file in the job's own folder beside the
 database (``<db stem>-results/<job id>/result.bin``), so its size is bounded by the disk, not by
-SQLite's largest blob. The file is written aside (``.result.bin.tmp``), flushed to disk and
+SQLite's largest blob. The file is written aside (``.result.bin.tmp-*``), flushed to disk and
 renamed into place before the row says ``done``; a crash in between leaves a folder without a
 ``done`` row, which the next start removes (one log line). The ``results`` table keeps one row per
 stored result (``job_id``, ``nbytes``); databases of format 3 kept the bytes in its ``data`` column:
@@ -42,7 +42,9 @@ from opencmap.errors import StoreError, ValidationError
 from opencmap.io.versions import check_format_version
 from opencmap.query.result import QueryResult
 
-__all__ = ["JobDB", "JobState", "JOB_STATES", "EXPIRED_MESSAGE", "CANCELLED_MESSAGE", "DB_FORMAT_VERSION", "RESULT_FILE"]
+__all__ = [
+    "JobDB", "JobState", "JOB_STATES", "EXPIRED_MESSAGE", "CANCELLED_MESSAGE", "DB_FORMAT_VERSION", "RESULT_FILE", "SAVING_FILE",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ CANCELLED_MESSAGE = "cancelled by the user"
 _VACUUM_FREE_FRACTION = 0.25
 #: name of a job's result file inside its folder
 RESULT_FILE = "result.bin"
+#: marker of a result being saved (written by :meth:`JobDB.prepare_result`, removed once saved)
+SAVING_FILE = ".saving"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -94,24 +98,27 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
     """Write ``data`` to ``path`` aside, flush it to disk and rename it into place.
 
     On any error (a full disk: ``ENOSPC``) the partial file is removed and the error re-raised;
-    ``path`` is then either absent or a previous complete file, never half written.
+    ``path`` is then either absent or a previous complete file, never half written. ``sync=False``
+    skips the two fsyncs (a marker whose loss in a power cut does not matter; they cost ~40 ms).
     """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    if sync:
+        _fsync_dir(path.parent)
 
 
 class JobDB:
@@ -270,16 +277,36 @@ class JobDB:
         """The folder of a job's files."""
         return self.results_dir / job_id
 
-    def save_result(self, job_id: str, result: QueryResult, *, store_sig_info: pd.DataFrame) -> list[str]:
+    def prepare_result(self, job_id: str, info: dict[str, Any]) -> None:
+        """Create the job's folder with a small :data:`SAVING_FILE` marker (``info``: the result's
+        :meth:`~opencmap.query.result.QueryResult.describe`), written atomically: it fails as the
+        result file would on a full disk or an unwritable folder, so a caller can report that
+        before the result itself is saved (later, by :meth:`save_result` with ``prepared=True``,
+        which removes the marker). On error no folder is left behind and the error is re-raised.
+        A marker left by a crash goes with its folder at the next start (no result row)."""
+        folder = self.job_dir(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            write_atomic(folder / SAVING_FILE, json.dumps(info).encode(), sync=False)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    def save_result(
+        self, job_id: str, result: QueryResult, *, store_sig_info: pd.DataFrame, info: dict[str, Any] | None = None,
+        prepared: bool = False,
+    ) -> list[str]:  # fmt: skip
         """Write ``result`` to the job's folder (the ``sig`` index is the store's, so it is not
         copied) and mark the job done; returns the ids of the jobs whose results expired.
+        ``info``: ``result.describe()`` if already computed; ``prepared``: :meth:`prepare_result`
+        made the folder (its marker is removed once the result is stored).
 
         Any error (a full disk, an unwritable folder) leaves the job as it was and no file behind.
         """
         sig = result.levels.get("sig")
         omit = ("sig",) if sig is not None and len(sig.index) == len(store_sig_info) else ()
         data = result.to_bytes(omit_index=omit)
-        info = result.describe()
+        info = result.describe() if info is None else info
         folder = self.job_dir(job_id)
         folder.mkdir(parents=True, exist_ok=True)
         try:
@@ -293,6 +320,9 @@ class JobDB:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        if prepared:
+            with contextlib.suppress(OSError):  # a marker left behind is swept at the next start
+                (folder / SAVING_FILE).unlink(missing_ok=True)
         return self.enforce_retention(keep=job_id)
 
     def load_result(self, job_id: str, *, store_sig_info: pd.DataFrame) -> QueryResult:
@@ -423,7 +453,7 @@ class JobDB:
                 shutil.rmtree(entry, ignore_errors=True)
                 removed += 1
             elif entry.is_dir():
-                for tmp in entry.glob(f".{RESULT_FILE}.tmp-*"):
+                for tmp in [*entry.glob(f".{RESULT_FILE}.tmp-*"), *entry.glob(SAVING_FILE)]:
                     with contextlib.suppress(OSError):
                         tmp.unlink()
                         removed += 1

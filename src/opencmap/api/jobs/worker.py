@@ -15,6 +15,17 @@ Every job ends: an error while running *or while saving* (a full disk, SQLite re
 marked ``failed`` with a message saying so. Synchronous queries cut off by a stop are marked
 ``failed`` and never re-run (no client waits for them any more).
 
+With ``defer_sync_save=True`` (as the server runs it) a synchronous query is answered as soon as
+its result is computed: :meth:`JobRunner.run_now` writes only the job folder's small ``.saving``
+marker (so a full or unwritable disk still fails the request, 507/503), and one saver
+thread stores ``result.bin`` and marks the job ``done`` afterwards, in submission order. Until then
+the job's row says ``running`` and its result is served from memory (:meth:`JobRunner.pending`);
+:meth:`JobRunner.job` waits for the save, so a client reading the job right after the response sees
+it ``done`` (or ``failed`` with the message, if the save failed: a save never leaves a job
+``running``). A server killed during the save leaves the row ``running`` and no result file (atomic
+writes): the next start marks it ``failed`` (:data:`SYNC_INTERRUPTED`) without re-running it. At
+most :data:`MAX_PENDING_SAVES` results wait to be saved; beyond that a synchronous query waits.
+
 Retention (:meth:`JobDB.enforce_retention <opencmap.api.jobs.store.JobDB.enforce_retention>`) also
 runs on a timer every ``retention_interval`` seconds, so an idle server drops expired results too.
 Finished results are cached in memory up to ``cache_bytes`` (estimated array bytes).
@@ -22,9 +33,11 @@ Finished results are cached in memory up to ``cache_bytes`` (estimated array byt
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -37,12 +50,16 @@ from opencmap.api.jobs.store import CANCELLED_MESSAGE, JobDB, is_disk_full
 from opencmap.errors import OpenCMapError, QueryError
 from opencmap.query.result import QueryResult
 
-__all__ = ["JobRunner", "MemoryBudget", "ShutdownRequested", "result_nbytes", "SYNC_INTERRUPTED"]
+__all__ = ["JobRunner", "MemoryBudget", "ShutdownRequested", "result_nbytes", "SYNC_INTERRUPTED", "MAX_PENDING_SAVES"]
 
 log = logging.getLogger(__name__)
 
 #: longest a batch job waits for running synchronous queries at one signature block
 YIELD_SECONDS = 2.0
+#: synchronous results held in memory while they wait for the saver thread
+MAX_PENDING_SAVES = 4
+#: longest :meth:`JobRunner.job` waits for a pending save (then it answers with the row as it is)
+SAVE_WAIT_SECONDS = 600.0
 #: error of a synchronous query that a server stop cut off
 SYNC_INTERRUPTED = "the server stopped while this synchronous query ran; it is not re-run (resubmit it)"
 
@@ -116,6 +133,7 @@ class JobRunner:
         estimate: Callable[[dict[str, Any]], int] | None = None,
         sync_lanes: int = 2,
         retention_interval: float | None = 60.0,
+        defer_sync_save: bool = False,
     ):
         self.db = db
         self._execute = execute
@@ -137,6 +155,12 @@ class JobRunner:
         self._sync_cond = threading.Condition()
         self._retention_interval = retention_interval
         self._cancelled: set[str] = set()
+        # synchronous results answered before they are saved (see the module docstring)
+        self._defer_sync_save = defer_sync_save
+        self._pending: dict[str, tuple[QueryResult, dict[str, Any], threading.Event]] = {}
+        self._pending_lock = threading.Lock()
+        self._pending_slots = threading.BoundedSemaphore(MAX_PENDING_SAVES)
+        self._saver: concurrent.futures.ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> list[str]:
@@ -179,6 +203,11 @@ class JobRunner:
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        self.flush(max(0.0, deadline - time.monotonic()) + SAVE_WAIT_SECONDS)  # answered sync results get saved
+        with self._pending_lock:
+            saver, self._saver = self._saver, None
+        if saver is not None:
+            saver.shutdown(wait=False)
 
     def submit(self, request: dict[str, Any], *, n_queries: int) -> str:
         job_id = self.db.create(request, n_queries=n_queries, mode="batch")
@@ -207,7 +236,11 @@ class JobRunner:
 
     # ------------------------------------------------------------------ results
     def result(self, job_id: str) -> QueryResult:
-        """The result of a finished job (cached in memory, LRU, bounded in bytes)."""
+        """The result of a finished job (cached in memory, LRU, bounded in bytes), or of a
+        synchronous query whose save is pending."""
+        hit_pending = self.pending(job_id)
+        if hit_pending is not None:
+            return hit_pending
         with self._cache_lock:
             hit = self._cache.get(job_id)
             if hit is not None:
@@ -258,6 +291,9 @@ class JobRunner:
         try:
             with self._sync:
                 result = self._execute(request, lambda done, total: None)
+            if self._defer_sync_save:
+                self._defer_save(job_id, result)
+                return job_id, result
             self._forget(self.db.save_result(job_id, result, store_sig_info=self._sig_info()))
         except BaseException as exc:
             self._fail(job_id, exc)
@@ -268,6 +304,74 @@ class JobRunner:
                 self._sync_cond.notify_all()
         self.remember(job_id, result)
         return job_id, result
+
+    # ------------------------------------------------------------------ deferred saves (sync lane)
+    def _defer_save(self, job_id: str, result: QueryResult) -> None:
+        """Write the job folder's marker now (a full disk fails the request) and queue the
+        result's save; the result is served from memory meanwhile."""
+        info = result.describe()
+        self.db.prepare_result(job_id, info)
+        self._pending_slots.acquire()  # back-pressure: at most MAX_PENDING_SAVES results in memory
+        try:
+            with self._pending_lock:
+                self._pending[job_id] = (result, info, threading.Event())
+                if self._saver is None:
+                    self._saver = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="opencmap-save")
+                self._saver.submit(self._save_pending, job_id, result, info)
+        except BaseException:
+            with self._pending_lock:
+                self._pending.pop(job_id, None)
+            self._pending_slots.release()
+            shutil.rmtree(self.db.job_dir(job_id), ignore_errors=True)
+            raise
+
+    def _save_pending(self, job_id: str, result: QueryResult, info: dict[str, Any]) -> None:
+        try:
+            self._forget(self.db.save_result(job_id, result, store_sig_info=self._sig_info(), info=info, prepared=True))
+            self.remember(job_id, result)
+        except BaseException as exc:  # never silent: the job ends failed with the message
+            log.exception("job %s: saving the synchronous result failed", job_id)
+            shutil.rmtree(self.db.job_dir(job_id), ignore_errors=True)  # its marker, any partial file
+            self._fail(job_id, exc)
+            self._forget([job_id])
+        finally:
+            with self._pending_lock:
+                _, _, saved = self._pending.pop(job_id, (None, None, None))
+            self._pending_slots.release()
+            if saved is not None:
+                saved.set()
+
+    def pending(self, job_id: str) -> QueryResult | None:
+        """The result of a synchronous query answered but not saved yet (else None)."""
+        with self._pending_lock:
+            hit = self._pending.get(job_id)
+        return None if hit is None else hit[0]
+
+    def job(self, job_id: str, *, timeout: float = SAVE_WAIT_SECONDS) -> dict[str, Any] | None:
+        """The job's row, once a pending save of its result has finished (``done`` or ``failed``)."""
+        with self._pending_lock:
+            hit = self._pending.get(job_id)
+        if hit is not None:
+            hit[2].wait(timeout)
+        return self.db.get(job_id)
+
+    def answered(self, job_id: str) -> dict[str, Any] | None:
+        """The row a synchronous query is answered with: ``done`` with the result's ``describe()``
+        even while its save is pending (its result is served from memory until then); the saver
+        updates the row before it drops the pending entry, so a row read after that is final."""
+        with self._pending_lock:
+            hit = self._pending.get(job_id)
+        job = self.db.get(job_id)
+        if job is not None and hit is not None and job["status"] == "running":
+            job.update(status="done", progress=1.0, finished=time.time(), info=hit[1], error=None)
+        return job
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every pending save has finished; False if ``timeout`` passed first."""
+        with self._pending_lock:
+            events = [e for _, _, e in self._pending.values()]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return all(e.wait(None if deadline is None else max(0.0, deadline - time.monotonic())) for e in events)
 
     def _fail(self, job_id: str, exc: BaseException) -> None:
         """Mark a job failed with the message of ``exc`` (logged if even that cannot be stored)."""

@@ -67,13 +67,16 @@ def job_status(job: dict[str, Any]) -> JobStatus:
 
 
 def _job(runner: JobRunner, job_id: str) -> dict[str, Any]:
-    job = runner.db.get(job_id)
+    job = runner.job(job_id)  # waits for a pending save of a synchronous result: done or failed
     if job is None:
         raise IdNotFoundError(f"no job {job_id!r}; list jobs with GET /api/v1/jobs")
     return job
 
 
 def _result(runner: JobRunner, job_id: str) -> QueryResult:
+    pending = runner.pending(job_id)  # a synchronous result answered, not yet saved: complete in memory
+    if pending is not None:
+        return pending
     job = _job(runner, job_id)
     if job["status"] == "expired":  # 410 Gone: the job is known, its result was deleted (retention)
         raise HTTPException(410, f"job {job_id}: {job['error']}")
@@ -101,6 +104,7 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> JobList:
+    runner.flush(timeout=60)  # synchronous results being saved are listed done (or failed), not running
     total, rows = runner.db.list(status=status, limit=limit, offset=offset)
     return JobList(total=total, offset=offset, limit=limit, items=[job_status(r) for r in rows])
 
@@ -212,8 +216,18 @@ def heatmap(
         limit=n,
     )
     rows = top["id"].astype(str).tolist()
-    cells = result.to_frame(cellv, query=name)
-    cells = cells[cells[key].astype(str).isin(set(rows)).to_numpy()]
+    # only the cell rows of these perturbagens (PCLs): not the whole level as a table (236,000 rows
+    # of every metric and metadata at 473,647 signatures cost seconds per heatmap)
+    lv = result.level(cellv)
+    if metric not in lv.metrics:
+        raise IdNotFoundError(f"no metric {metric!r} at level {cellv!r} (has {sorted(lv.metrics)})")
+    keys = lv.index[key].astype(str).to_numpy()
+    hit = np.flatnonzero(np.isin(keys, rows))
+    cells = pd.DataFrame({
+        key: keys[hit],
+        "cell_id": lv.index["cell_id"].to_numpy()[hit],
+        metric: lv.metrics[metric][hit, result.query_names.index(name)],
+    })  # fmt: skip
     grid = cells.pivot_table(index=key, columns="cell_id", values=metric, aggfunc="first", dropna=False).reindex(rows)
     if kind == "pert":
         names = top["pert_iname"].astype(str).tolist() if "pert_iname" in top.columns else rows
