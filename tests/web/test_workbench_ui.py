@@ -68,7 +68,8 @@ def test_types_controls_and_heatmap_follow_the_table(wb_server, job, page, width
     assert rows == ids
     ticks = page.eval_on_selector_all("#heatmap .ytick text", "els => els.map((e) => e.textContent)")
     if width >= 1000:
-        assert f"{LONG_NAME} (trt_cp)" in ticks  # full label
+        assert f"{LONG_NAME} (compound)" in ticks  # full label, with the type named as in the table
+        assert not any("(trt_" in t or "(ctl_" in t for t in ticks)  # no raw pert_type codes
         box = page.locator("#heatmap .ytick text", has_text=LONG_NAME).bounding_box()
         plot = page.locator("#heatmap").bounding_box()
         assert box["x"] >= plot["x"] - 1, "the label is cut on the left"

@@ -618,9 +618,11 @@ async function renderHeatmap(jobId, query, level, q, box, after = Promise.resolv
     if (!hm.rows.length) { box.replaceChildren(el(`<p class="muted">No rows match these filters.</p>`)); return; }
     const narrow = window.innerWidth < 600; // phones: shortened tick labels; the hover always has the full one
     const shortLabel = (t) => (narrow && t.length > 22 ? t.slice(0, 21) + "…" : t);
+    // "name (trt_cp)" from the API -> "name (compound)", the type names the table uses
+    const rowLabels = hm.row_labels.map((t) => t.replace(/ \(([^()]+)\)$/, (m, code) => (PERT_TYPES[code] ? ` (${typeLabel(code)})` : m)));
     const idx = hm.rows.map((_, i) => i);
     const wrap = (t) => (narrow ? t.replace(/(.{24}[^ -]*[ -])/g, "$1<br>") : t); // long names break over lines on phones
-    const custom = hm.values.map((row, i) => row.map(() => `${wrap(esc(hm.row_labels[i]))}<br>${esc(hm.rows[i])}`));
+    const custom = hm.values.map((row, i) => row.map(() => `${wrap(esc(rowLabels[i]))}<br>${esc(hm.rows[i])}`));
     box.replaceChildren();
     await Plotly.newPlot(box, [{
       type: "heatmap", z: hm.values, x: hm.columns, y: idx, zmin: -100, zmax: 100, customdata: custom, xgap: 1, ygap: 1,
@@ -630,7 +632,8 @@ async function renderHeatmap(jobId, query, level, q, box, after = Promise.resolv
       hoverongaps: false, hoverlabel: { font: { size: narrow ? 11 : 13 } },
     }], {
       margin: { l: 10, r: 10, t: 36, b: 10 }, height: Math.max(280, 22 * hm.rows.length + 116), // t: room for the mode bar above the cells
-      yaxis: { autorange: "reversed", tickvals: idx, ticktext: hm.row_labels.map(shortLabel), automargin: true, tickfont: { size: 11 } },
+      // no zero line or grid: row 0 is a perturbagen, not an origin (a line was drawn across it)
+      yaxis: { autorange: "reversed", tickvals: idx, ticktext: rowLabels.map(shortLabel), automargin: true, tickfont: { size: 11 }, zeroline: false, showgrid: false },
       xaxis: { automargin: true, tickangle: hm.columns.length > 8 ? -45 : 0, type: "category" },
     }, { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] });
     box.on("plotly_click", (ev) => {
