@@ -14,6 +14,8 @@ _VARIANTS = {
     "serial-small-blocks": Settings(threads=1, es_block_bytes=1, es_block_min=16, query_block_bytes=1, wtcs_network_max=0),
     # the multi-threaded kernels even for tiny inputs
     "parallel-always": Settings(threads=2, parallel_min=0, wtcs_min_thread_work=1),
+    # the store scan split into tasks of 23 signatures (Backend.map_blocks gets several)
+    "split-tasks": Settings(task_signatures=23),
 }
 
 
@@ -70,3 +72,44 @@ def test_random_query_fdr_is_bit_identical_under_any_settings(built_store, level
         got_null = load_or_build_null(built_store, **null, backend=backend)  # scored under these settings
         np.testing.assert_array_equal(got_null.values, want_null.values)
         np.testing.assert_array_equal(got_null.counts, want_null.counts)
+
+
+class _OtherProcesses(LocalBackend):
+    """A backend whose tasks run in other processes (spawned: nothing inherited), each task
+    pickled on the way there and its result on the way back: what a cluster backend does."""
+
+    def map_blocks(self, kernel, tasks):
+        import multiprocessing
+        import pickle
+        from concurrent.futures import ProcessPoolExecutor
+
+        tasks = [pickle.loads(pickle.dumps(t)) for t in tasks]  # nothing unpicklable in a task
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield from pool.map(kernel, tasks)
+
+
+def test_tasks_run_in_other_processes_give_the_same_scores(built_store, level5):
+    """The block runner's tasks are plain data: run in spawned processes that open the store from
+    its path, they give the scores of the local run, bit for bit (the seam a Dask backend uses)."""
+    from opencmap.query.runner import score_block_task
+
+    _, _, prog = level5
+    queries = [Query("A", up=tuple(prog["A_up"][:20]), down=tuple(prog["A_dn"][:20])), Query("u", up=tuple(prog["B_up"][:10]))]
+    for metric in ("wtcs", "xsum"):
+        want = Engine(built_store).run(queries, metric=metric, ncs=False, summaries=False).level("sig").metrics
+        backend = _OtherProcesses(Settings(task_signatures=31))
+        got = Engine(built_store, backend=backend).run(queries, metric=metric, ncs=False, summaries=False).level("sig").metrics
+        assert set(got) == set(want)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"{metric} {name}")
+    assert score_block_task.__module__ == "opencmap.query.runner"  # pickled by reference
+
+
+def test_a_task_covers_exactly_its_signature_range(built_store):
+    """Store.iter_blocks(start=, stop=) hands out exactly the positions asked for, in order."""
+    rows = np.arange(5)
+    n = built_store.n_signatures
+    for start, stop in ((0, n), (7, 41), (n - 3, n), (10, 10)):
+        covered = [(a, b) for a, b, *_ in built_store.iter_blocks(rows, block_size=9, start=start, stop=stop)]
+        flat = [p for a, b in covered for p in range(a, b)]
+        assert flat == list(range(start, stop))

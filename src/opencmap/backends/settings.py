@@ -44,6 +44,10 @@ class Settings:
     """Bytes of per-block ES + leading-edge outputs (float64, every set) of the fused WTCS/CS path."""
     es_block_min: int = 1024
     """Fewest signatures per block of the fused WTCS/CS path, whatever ``es_block_bytes`` says."""
+    task_signatures: int | None = None
+    """Signatures per task a store scan is split into (:meth:`Backend.map_blocks`): ``None``, one
+    task over the whole store (a local run streams it with read-ahead); a cluster gives each
+    worker tasks of this size. Results are the same for any value."""
 
     # -- store build (opencmap.query.store)
     build_memory: int = 2 << 30
@@ -69,13 +73,13 @@ class Settings:
     def __post_init__(self) -> None:
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"setting threads={self.threads!r} is invalid: expected None or an integer >= 1")
-        for name in ("query_block_bytes", "es_block_bytes", "es_block_min", "build_memory", "build_sync_bytes",
+        for name in ("query_block_bytes", "es_block_bytes", "es_block_min", "task_signatures", "build_memory", "build_sync_bytes",
                      "wtcs_network_max", "wtcs_min_thread_work", "parallel_min"):  # fmt: skip
             value = getattr(self, name)
-            if value is None and name in _KERNEL_DEFAULTS:
+            if value is None and (name in _KERNEL_DEFAULTS or name == "task_signatures"):
                 continue
-            if not isinstance(value, int) or value < 0:
-                raise ConfigError(f"setting {name}={value!r} is invalid: expected an integer >= 0")
+            if not isinstance(value, int) or value < (1 if name == "task_signatures" else 0):
+                raise ConfigError(f"setting {name}={value!r} is invalid: expected an integer >= {1 if name == 'task_signatures' else 0}")
         for name in ("build_release_fraction", "random_access_fraction"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int | float) and value >= 0):

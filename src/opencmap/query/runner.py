@@ -18,21 +18,33 @@ of per-set outputs per block in the fused walk, at least ``tile_min`` signatures
 (defaults: the backend's :class:`~opencmap.backends.Settings` ``query_block_bytes``,
 ``es_block_bytes``, ``es_block_min``). Kernel threads come from the backend
 (:mod:`opencmap.backends`).
+
+Where the blocks run is the backend's: :func:`run_blocks` splits the store's signatures into
+tasks (:class:`~opencmap.backends.BlockTask`: the store path, a signature range and picklable
+parameters; one task over the whole store unless ``Settings.task_signatures`` says otherwise) and
+hands them to :meth:`Backend.map_blocks <opencmap.backends.Backend.map_blocks>` with the
+module-level kernel :func:`score_block_task`, which streams its range block by block (read-ahead
+and checksum checks overlapped with scoring) and returns that range's outputs. In this process a
+task reuses the caller's open store, backend and progress callback; in another process it opens
+the store at its path read-only. Every column is scored on its own, so the split never changes
+a result.
 """
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from opencmap.backends import Backend, Settings, resolve_backend
+from opencmap.backends import Backend, BlockTask, LocalBackend, Settings, block_bounds, resolve_backend
 from opencmap.query.genesets import ValidatedQuery
-from opencmap.query.methods import Method, SetBlock, SetStats
+from opencmap.query.methods import Method, SetBlock, SetStats, get_method
 from opencmap.query.store import Store
 
-__all__ = ["run_blocks", "BLOCK_BYTES", "ES_BLOCK_BYTES", "TILE_MIN", "DEFAULT_BLOCK_SIZE"]
+__all__ = ["run_blocks", "score_block_task", "BLOCK_BYTES", "ES_BLOCK_BYTES", "TILE_MIN", "DEFAULT_BLOCK_SIZE"]
 
 Progress = Callable[[int, int], None]
 
@@ -75,40 +87,91 @@ def run_blocks(
     """
     backend = resolve_backend(backend)
     settings = backend.settings
-    block_bytes = settings.query_block_bytes if block_bytes is None else block_bytes
-    es_block_bytes = settings.es_block_bytes if es_block_bytes is None else es_block_bytes
-    tile_min = settings.es_block_min if tile_min is None else tile_min
     per_query = [dict(options) for _ in valid]
     if "es_tail" in method.params and tails:
         for opts, tail in zip(per_query, tails, strict=True):
             opts["es_tail"] = tail or "both"
+    n_sig = store.n_signatures
+    params = {
+        "method": method.name, "valid": tuple(valid), "per_query": per_query, "space": space, "n_features": n_features,
+        "block_size": block_size, "n_signatures": n_sig, "settings": settings,
+        "block_bytes": settings.query_block_bytes if block_bytes is None else block_bytes,
+        "es_block_bytes": settings.es_block_bytes if es_block_bytes is None else es_block_bytes,
+        "tile_min": settings.es_block_min if tile_min is None else tile_min,
+    }  # fmt: skip
+    outputs = {name: np.full((n_sig, len(valid)), np.nan, dtype=np.float32) for name in method.outputs}
+    token = _register(store, backend, progress, method)
+    try:
+        tasks = [
+            BlockTask(str(store.path), lo, hi, {**params, "local": token})
+            for lo, hi in block_bounds(n_sig, settings.task_signatures or max(n_sig, 1))
+        ]
+        for task, part in zip(tasks, backend.map_blocks(score_block_task, tasks), strict=True):
+            for name, values in part.items():
+                outputs[name][task.start : task.stop] = values
+    finally:
+        _unregister(token)
+    return {name: arr for name, arr in outputs.items() if not np.isnan(arr).all() or name == "score"}
+
+
+def score_block_task(task: BlockTask) -> dict[str, np.ndarray]:
+    """The outputs ``{name: (stop - start, Q) float32}`` of one task of :func:`run_blocks`: the
+    store's signatures ``task.start:task.stop`` scored for every query (a module-level function,
+    so a backend can send it to another process; there it opens the store at ``task.path``
+    read-only, with ``task.params["settings"]``)."""
+    p = task.params
+    local = _LOCAL.get(p.get("local", ""))
+    if local is not None:  # this process's run: its open store, backend, progress and method
+        store, backend, progress, method = local
+    else:
+        store = Store(task.path, settings=p["settings"])
+        backend, progress, method = LocalBackend(p["settings"]), None, get_method(p["method"])
+    settings = backend.settings
+    valid, per_query, space, n_features = p["valid"], p["per_query"], p["space"], p["n_features"]
+    block_size, start, stop = p["block_size"], task.start, task.stop
     if method.access == "fused_sets":
         kernel = {"threads": backend.pool_threads(), "executor": backend.executor(),
                   **settings.kernel_options("wtcs_network_max", "wtcs_min_thread_work")}  # fmt: skip
-        blocks = _fused_sets(store, method, valid, space, n_features, block_size, es_block_bytes, tile_min, kernel)
+        blocks = _fused_sets(store, method, valid, space, n_features, block_size, p["es_block_bytes"], p["tile_min"], kernel, start, stop)
     elif method.access == "gathered_sets":
-        blocks = _gathered_sets(store, valid, space, block_size, block_bytes)
+        blocks = _gathered_sets(store, valid, space, block_size, p["block_bytes"], start, stop)
         per_query = [{"n_features": n_features, **opts} for opts in per_query]
     else:
-        blocks = _vectors(store, valid, space, block_size, block_bytes)
+        blocks = _vectors(store, valid, space, block_size, p["block_bytes"], start, stop)
         if method.threaded:
             per_query = [{**opts, "threads": backend.numba_threads()} for opts in per_query]
-    n_sig = store.n_signatures
-    outputs = {name: np.full((n_sig, len(valid)), np.nan, dtype=np.float32) for name in method.outputs}
-    for start, stop, inputs in blocks:
+    outputs = {name: np.full((stop - start, len(valid)), np.nan, dtype=np.float32) for name in method.outputs}
+    for lo, hi, inputs in blocks:
         for j, args in enumerate(inputs):
             for name, values in method.score(*args, **per_query[j]).items():
                 if name in outputs:
-                    outputs[name][start:stop, j] = values
+                    outputs[name][lo - start : hi - start, j] = values
         if progress is not None:
-            progress(stop, n_sig)
-    return {name: arr for name, arr in outputs.items() if not np.isnan(arr).all() or name == "score"}
+            progress(hi, p["n_signatures"])
+    return outputs
+
+
+# runs of this process by token: (store, backend, progress, method), for their tasks run here
+_LOCAL: dict[str, tuple[Store, Backend, Progress | None, Method]] = {}
+_LOCAL_LOCK = threading.Lock()
+
+
+def _register(store: Store, backend: Backend, progress: Progress | None, method: Method) -> str:
+    token = uuid.uuid4().hex
+    with _LOCAL_LOCK:
+        _LOCAL[token] = (store, backend, progress, method)
+    return token
+
+
+def _unregister(token: str) -> None:
+    with _LOCAL_LOCK:
+        _LOCAL.pop(token, None)
 
 
 # ---------------------------------------------------------------------------------- access patterns
 def _fused_sets(
     store: Store, method: Method, valid: Sequence[ValidatedQuery], space: str, n_features: int,
-    block_size: int, es_block_bytes: int, tile_min: int, kernel: Mapping[str, Any],
+    block_size: int, es_block_bytes: int, tile_min: int, kernel: Mapping[str, Any], start: int = 0, stop: int | None = None,
 ) -> Iterator[_Block]:  # fmt: skip
     """Every set of every query through the method's block kernel, read in place."""
     assert method.block_kernel is not None, f"method {method.name} declares fused_sets without a block_kernel"
@@ -121,7 +184,8 @@ def _fused_sets(
     leadf = np.empty_like(stat)
     # a store larger than RAM faults in exactly the pages asked for (Store.random_access):
     # iter_blocks asks for the next block's rows while the kernel computes this one
-    for start, stop, r_mm, s_mm, lo, hi in store.iter_blocks(rows, space=space, block_size=k, with_scores=method.reads_scores):
+    blocks = store.iter_blocks(rows, space=space, block_size=k, with_scores=method.reads_scores, start=start, stop=stop)
+    for first, end, r_mm, s_mm, lo, hi in blocks:
         e, lf = stat[:, : hi - lo], leadf[:, : hi - lo]
         method.block_kernel(r_mm, s_mm, rows, bounds, n_features, columns=(lo, hi), out=(e, lf), **kernel)
         inputs = []
@@ -129,7 +193,7 @@ def _fused_sets(
             up = SetStats(e[2 * j], lf[2 * j]) if len(v.up_rows) else None
             dn = SetStats(e[2 * j + 1], lf[2 * j + 1]) if len(v.down_rows) else None
             inputs.append((up, dn))
-        yield start, stop, inputs
+        yield first, end, inputs
 
 
 def _pick(order: Mapping[int, int], rows: np.ndarray) -> slice | np.ndarray | None:
@@ -146,7 +210,9 @@ def _block_columns(n_rows: int, block_size: int, block_bytes: int = BLOCK_BYTES)
     return int(max(256, min(block_size, block_bytes // per_col)))
 
 
-def _gathered_sets(store: Store, valid: Sequence[ValidatedQuery], space: str, block_size: int, block_bytes: int) -> Iterator[_Block]:
+def _gathered_sets(
+    store: Store, valid: Sequence[ValidatedQuery], space: str, block_size: int, block_bytes: int, start: int = 0, stop: int | None = None
+) -> Iterator[_Block]:
     """The union of the queries' rows gathered per block; each query's sets picked from it."""
     # union of rows, ordered query by query so a lone query reads its rows as two slices
     order: dict[int, int] = {}
@@ -156,22 +222,24 @@ def _gathered_sets(store: Store, valid: Sequence[ValidatedQuery], space: str, bl
     union = np.fromiter(order, dtype=np.intp, count=len(order))
     picks = [(_pick(order, v.up_rows), _pick(order, v.down_rows)) for v in valid]
     k = _block_columns(len(union), block_size, block_bytes)
-    for start, stop, ranks, scores in store.iter_gene_rows(union, space=space, block_size=k):
+    for first, end, ranks, scores in store.iter_gene_rows(union, space=space, block_size=k, start=start, stop=stop):
         assert ranks is not None
         inputs = []
         for pu, pd_ in picks:
             up = None if pu is None else SetBlock(ranks[pu], scores[pu])
             dn = None if pd_ is None else SetBlock(ranks[pd_], scores[pd_])
             inputs.append((up, dn))
-        yield start, stop, inputs
+        yield first, end, inputs
 
 
-def _vectors(store: Store, valid: Sequence[ValidatedQuery], space: str, block_size: int, block_bytes: int) -> Iterator[_Block]:
+def _vectors(
+    store: Store, valid: Sequence[ValidatedQuery], space: str, block_size: int, block_bytes: int, start: int = 0, stop: int | None = None
+) -> Iterator[_Block]:
     """The scores of the genes the vector queries give; each query gets its own genes."""
     masks = [np.isfinite(v.vector) for v in valid]  # type: ignore[arg-type]
     rows = np.flatnonzero(np.logical_or.reduce(masks))
     sels = [np.flatnonzero(m[rows]) for m in masks]
     vectors = [v.vector[rows[sel]] for v, sel in zip(valid, sels, strict=True)]  # type: ignore[index]
     k = _block_columns(len(rows), block_size, block_bytes)
-    for start, stop, _, scores in store.iter_gene_rows(rows, space=space, block_size=k, with_ranks=False):
-        yield start, stop, [(vec, scores[sel]) for vec, sel in zip(vectors, sels, strict=True)]
+    for first, end, _, scores in store.iter_gene_rows(rows, space=space, block_size=k, with_ranks=False, start=start, stop=stop):
+        yield first, end, [(vec, scores[sel]) for vec, sel in zip(vectors, sels, strict=True)]

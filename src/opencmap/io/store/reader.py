@@ -465,14 +465,18 @@ class Store:
         space: str | None = None,
         block_size: int = 16384,
         with_ranks: bool = True,
+        start: int = 0,
+        stop: int | None = None,
     ) -> Iterator[tuple[int, int, np.ndarray | None, np.ndarray]]:
-        """Yield ``(start, stop, ranks, scores)`` blocks of all signatures for rows ``gene_rows``.
+        """Yield ``(start, stop, ranks, scores)`` blocks of the signatures ``start:stop`` (default:
+        all) for rows ``gene_rows``.
 
         ``gene_rows`` are 0-based rows of the space; ``ranks`` uint16 and ``scores`` float32 have
         shape ``(len(gene_rows), stop - start)``; only those rows are read from disk.
         """
         rows = np.asarray(gene_rows, dtype=np.intp)
-        for start, stop, r_mm, s_mm, lo, hi in self.iter_blocks(rows, space=space, block_size=block_size, with_ranks=with_ranks):
+        blocks = self.iter_blocks(rows, space=space, block_size=block_size, with_ranks=with_ranks, start=start, stop=stop)
+        for start, stop, r_mm, s_mm, lo, hi in blocks:
             assert s_mm is not None
             yield start, stop, None if r_mm is None else r_mm[rows, lo:hi], s_mm[rows, lo:hi]
 
@@ -484,10 +488,13 @@ class Store:
         block_size: int = 16384,
         with_ranks: bool = True,
         with_scores: bool = True,
+        start: int = 0,
+        stop: int | None = None,
     ) -> Iterator[tuple[int, int, np.ndarray | None, np.ndarray | None, int, int]]:
         """Yield ``(start, stop, ranks, scores, lo, hi)``: blocks of at most ``block_size``
         signatures (store positions ``start:stop``) as the memory-mapped gene-major arrays of
         their segment and the block's columns ``lo:hi`` in them, for readers that read in place.
+        The blocks cover the store positions ``start:stop`` given (default: every signature).
 
         On a store larger than RAM (:attr:`random_access`) the rows ``gene_rows`` of the next
         block are prefetched before each block is handed out, so the disk works while the caller
@@ -499,20 +506,24 @@ class Store:
         # the first block is checked while the caller waits, every later one while it scores the one
         # before: on a checked store the first block is one chunk column wide (less to wait for)
         first = min(block_size, _CHECKED_FIRST_BLOCK) if self.checked else block_size
-        blocks: list[tuple[StoreSegment, int, int]] = []
+        stop = self.n_signatures if stop is None else min(int(stop), self.n_signatures)
+        start = max(int(start), 0)
+        # (segment, first column, end column, the segment's first and end column of this scan)
+        blocks: list[tuple[StoreSegment, int, int, int, int]] = []
         for seg in self._segments:
-            lo = 0
-            while lo < seg.n:
-                blocks.append((seg, lo, min(lo + (block_size if blocks else first), seg.n)))
+            a, b = max(start - seg.offset, 0), min(stop - seg.offset, seg.n)
+            lo = a
+            while lo < b:
+                blocks.append((seg, lo, min(lo + (block_size if blocks else first), b), a, b))
                 lo = blocks[-1][2]
         pending: Any = None
-        for i, (seg, lo, hi) in enumerate(blocks):
+        for i, (seg, lo, hi, a, b) in enumerate(blocks):
             if self.random_access:
                 opts = {"space": sp, "with_ranks": with_ranks, "with_scores": with_scores}
-                if lo == 0:
-                    self.prefetch(rows, seg.offset, seg.offset + hi, **opts)
-                if hi < seg.n:
-                    self.prefetch(rows, seg.offset + hi, seg.offset + min(hi + block_size, seg.n), **opts)
+                if lo == a:
+                    self.prefetch(rows, seg.offset + a, seg.offset + hi, **opts)
+                if hi < b:
+                    self.prefetch(rows, seg.offset + hi, seg.offset + min(hi + block_size, b), **opts)
             # every block is checked before it is handed out: the first here, each next one on the
             # checker thread while the caller scores this one (its StoreError raised here)
             if pending is None:
