@@ -100,7 +100,7 @@ def run_blocks(
         "tile_min": settings.es_block_min if tile_min is None else tile_min,
     }  # fmt: skip
     outputs = {name: np.full((n_sig, len(valid)), np.nan, dtype=np.float32) for name in method.outputs}
-    token = _register(store, backend, progress, method)
+    token = _register(store, backend, progress, method, outputs)
     try:
         tasks = [
             BlockTask(str(store.path), lo, hi, {**params, "local": token})
@@ -118,14 +118,15 @@ def score_block_task(task: BlockTask) -> dict[str, np.ndarray]:
     """The outputs ``{name: (stop - start, Q) float32}`` of one task of :func:`run_blocks`: the
     store's signatures ``task.start:task.stop`` scored for every query (a module-level function,
     so a backend can send it to another process; there it opens the store at ``task.path``
-    read-only, with ``task.params["settings"]``)."""
+    read-only, with ``task.params["settings"]``). A task run in the process of its
+    :func:`run_blocks` writes into that run's arrays and returns ``{}``."""
     p = task.params
     local = _LOCAL.get(p.get("local", ""))
-    if local is not None:  # this process's run: its open store, backend, progress and method
-        store, backend, progress, method = local
+    if local is not None:  # this process's run: its open store, backend, progress, method and outputs
+        store, backend, progress, method, into = local
     else:
         store = Store(task.path, settings=p["settings"])
-        backend, progress, method = LocalBackend(p["settings"]), None, get_method(p["method"])
+        backend, progress, method, into = LocalBackend(p["settings"]), None, get_method(p["method"]), None
     settings = backend.settings
     valid, per_query, space, n_features = p["valid"], p["per_query"], p["space"], p["n_features"]
     block_size, start, stop = p["block_size"], task.start, task.stop
@@ -140,26 +141,28 @@ def score_block_task(task: BlockTask) -> dict[str, np.ndarray]:
         blocks = _vectors(store, valid, space, block_size, p["block_bytes"], start, stop)
         if method.threaded:
             per_query = [{**opts, "threads": backend.numba_threads()} for opts in per_query]
-    outputs = {name: np.full((stop - start, len(valid)), np.nan, dtype=np.float32) for name in method.outputs}
+    # in this process the run's own (S, Q) arrays are filled in place (nothing to send back)
+    outputs = {name: np.full((stop - start, len(valid)), np.nan, dtype=np.float32) for name in method.outputs} if into is None else into
+    offset = start if into is None else 0
     for lo, hi, inputs in blocks:
         for j, args in enumerate(inputs):
             for name, values in method.score(*args, **per_query[j]).items():
                 if name in outputs:
-                    outputs[name][lo - start : hi - start, j] = values
+                    outputs[name][lo - offset : hi - offset, j] = values
         if progress is not None:
             progress(hi, p["n_signatures"])
-    return outputs
+    return {} if into is not None else outputs
 
 
-# runs of this process by token: (store, backend, progress, method), for their tasks run here
-_LOCAL: dict[str, tuple[Store, Backend, Progress | None, Method]] = {}
+# runs of this process by token: (store, backend, progress, method, outputs), for their tasks run here
+_LOCAL: dict[str, tuple[Store, Backend, Progress | None, Method, dict[str, np.ndarray]]] = {}
 _LOCAL_LOCK = threading.Lock()
 
 
-def _register(store: Store, backend: Backend, progress: Progress | None, method: Method) -> str:
+def _register(store: Store, backend: Backend, progress: Progress | None, method: Method, outputs: dict[str, np.ndarray]) -> str:
     token = uuid.uuid4().hex
     with _LOCAL_LOCK:
-        _LOCAL[token] = (store, backend, progress, method)
+        _LOCAL[token] = (store, backend, progress, method, outputs)
     return token
 
 
