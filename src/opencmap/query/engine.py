@@ -82,14 +82,18 @@ class Engine:
         self.store = store if isinstance(store, Store) else Store(store, settings=self.backend.settings)
         self.pcl, self.pcl_notes = resolve_pcl(pcl, self.store)
         self._index: ReferenceIndex | None = None
+        self._index_manifest: Any = None
 
     @property
     def index(self) -> ReferenceIndex:
         """The shared :class:`~opencmap.query.reference.ReferenceIndex` of the store's current
         generation and the engine's PCLs (a new one when the store's manifest changed)."""
-        index = self._index
-        if index is None or index.manifest is not self.store.manifest:
+        index, manifest = self._index, self.store.manifest
+        # the index may have been built from another open copy of the same store (its manifest an
+        # equal object): remember the manifest it was looked up for, so it is looked up once
+        if index is None or self._index_manifest is not manifest:
             index = self._index = ReferenceIndex.of(self.store, self.pcl)
+            self._index_manifest = manifest
         return index
 
     # ------------------------------------------------------------------ public
