@@ -181,25 +181,36 @@ class QueryResult:
         (largest first: mimickers), ``negative`` (most negative first: reversers) or ``both``
         (largest magnitude first). NaN rows are never listed.
         """
+        j = self._query_index(query)
+        return self._query_frame(self.level(level), j, self.top_rows(n, query=j, level=level, by=by, direction=direction))
+
+    def top_rows(
+        self,
+        n: int = 20,
+        *,
+        query: int | str | None = None,
+        level: str = "sig",
+        by: str | None = None,
+        direction: str = "positive",
+    ) -> np.ndarray:
+        """Row positions at ``level`` of :meth:`top` (same arguments), strongest first, without
+        building a table: picked from the one metric column (the ``n`` best keys and their ties,
+        then a stable sort, so ties keep row order)."""
         if direction not in ("positive", "negative", "both"):
             raise ConfigError(f"direction must be positive, negative or both, got {direction!r}")
         by = by or self.default_metric(level)
         lv = self.level(level)
         if by not in lv.metrics:
             raise IdNotFoundError(f"no metric {by!r} at level {level!r} (has {sorted(lv.metrics)})")
-        j = self._query_index(query)
-        # pick the rows from the one metric column first; build the table for those rows only
-        values = np.asarray(lv.metrics[by][:, j], dtype=np.float64)
+        values = np.asarray(lv.metrics[by][:, self._query_index(query)], dtype=np.float64)
         finite = np.flatnonzero(np.isfinite(values))
         kept = values[finite]
-        if direction == "positive":
-            key = -kept
-        elif direction == "negative":
-            key = kept
-        else:
-            key = -np.abs(kept)
-        rows = finite[np.argsort(key, kind="stable")[: max(int(n), 0)]]
-        return self._query_frame(lv, j, rows)
+        key = -kept if direction == "positive" else kept if direction == "negative" else -np.abs(kept)
+        n = max(int(n), 0)
+        if 0 < n < key.size:  # only the n best keys and every tie of the n-th can be listed
+            near = key <= np.partition(key, n - 1)[n - 1]
+            finite, key = finite[near], key[near]
+        return finite[np.argsort(key, kind="stable")[:n]]
 
     def pert_cell_grid(
         self, n: int = 30, *, query: int | str | None = None, metric: str | None = None

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import numpy as np
-
 from fastapi import APIRouter, Depends
 
 from opencmap.api.deps import get_runner, get_service, get_settings
@@ -32,17 +30,11 @@ _TOP_LEVELS = ("pert_summary", "pcl_summary", "sig")
 
 
 def top_records(result: QueryResult, level: str, n: int = 20) -> list[dict[str, Any]]:
-    """``records(result.top(n, level=level))`` of the first query, built from the ``n`` rows only:
-    the same rows, columns and values (pinned by a test) without a pandas table per level, which
-    cost more than the engine run on small stores."""
+    """``records(result.top(n, level=level))`` of the first query, built from the ``n`` rows of
+    :meth:`QueryResult.top_rows` only: the same rows, columns and values (pinned by a test)
+    without a pandas table per level, which cost more than the engine run on small stores."""
     lv = result.level(level)
-    values = np.asarray(lv.metrics[result.default_metric(level)][:, 0], dtype=np.float64)
-    finite = np.flatnonzero(np.isfinite(values))
-    key = -values[finite]
-    if n < key.size:  # the n smallest keys and every tie of the n-th, in row order; then a stable sort
-        finite = finite[key <= np.partition(key, n - 1)[n - 1]]
-        key = -values[finite]
-    rows = finite[np.argsort(key, kind="stable")[:n]]
+    rows = result.top_rows(n, query=0, level=level)  # the library's selection, without a table
     index = lv.index.iloc[rows]
     columns: dict[str, list[Any]] = {"query": [result.queries[0].name] * len(rows)}
     columns.update({str(c): index[c].tolist() for c in index.columns})
