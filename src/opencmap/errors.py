@@ -14,6 +14,7 @@ id) and *what to do*.
     │   ├── GeneSetError       a query gene set is unusable (empty, too small/large, overlapping)
     │   └── PCLError           perturbagen classes (PCLs) name no perturbagen of the store
     ├── StoreError             a reference store is missing, corrupt or incompatible
+    │   └── StoreCorruptError  a store file does not match its checksum or hashes (refused)
     ├── PipelineError          a processing step cannot run on its input (no vehicles, no replicates)
     ├── QueryError             a query cannot be run as asked
     ├── ConfigError            bad parameters or options
@@ -46,6 +47,7 @@ __all__ = [
     "IdNotFoundError",
     "GeneSetError",
     "StoreError",
+    "StoreCorruptError",
     "PipelineError",
     "QueryError",
     "ConfigError",
@@ -135,6 +137,16 @@ class PCLError(ValidationError):
 
 class StoreError(OpenCMapError):
     """A reference store is missing, corrupt, or incompatible with this version."""
+
+
+class StoreCorruptError(StoreError):
+    """A store file does not match the checksum or tile hashes it was written with: what was read
+    from it must not be used. The message names the file and the rows/columns, and what to do."""
+
+    def __init__(self, message: str, *, path: str | PathLike[str] | None = None):
+        super().__init__(message)
+        #: the corrupt file
+        self.path = None if path is None else str(path)
 
 
 class PipelineError(OpenCMapError):

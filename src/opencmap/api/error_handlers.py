@@ -2,7 +2,8 @@
 
 Every error response is ``{"error": {"code": <short name>, "message": <what and what to do>,
 "details": ...}}``. Library errors (:mod:`opencmap.errors`) keep their messages: unknown ids ->
-404, unusable gene sets / options -> 422, bad files -> 422, store problems -> 409 (with the
+404, unusable gene sets / options -> 422, bad files -> 422, a corrupt store file -> 503
+``store_corrupt``, other store problems -> 409 (with the
 server's store and database paths replaced by "the served store" / "the job database", as
 ``/info`` hides them). Operating-system errors: a full disk (``ENOSPC``, SQLite's "database or
 disk is full") -> 507 ``insufficient_storage``; other OS and SQLite errors -> 503 ``unavailable``.
@@ -29,6 +30,7 @@ from opencmap.errors import (
     IdNotFoundError,
     OpenCMapError,
     QueryError,
+    StoreCorruptError,
     StoreError,
     ValidationError,
 )
@@ -66,7 +68,9 @@ _ERROR_DOCS: dict[int, str] = {
     413: "Request body larger than the server's limit.",
     422: "Invalid request: a field fails the schema (invalid_request), or the request is well-formed but "
     "cannot be run (invalid_gene_set, invalid_query, invalid_option, bad_file, invalid_input).",
-    503: "The server cannot read or write its files now (an OS or database error); try again later.",
+    503: "The server cannot read or write its files now (an OS or database error); try again later. Or "
+    "(store_corrupt) a file of the served store does not match its checksums: queries are refused until "
+    "the store is rebuilt or restored.",
     507: "The server's disk is full: the result could not be saved.",
 }
 
@@ -85,6 +89,7 @@ _STATUS: tuple[tuple[type[OpenCMapError], int, str], ...] = (
     (ConfigError, 422, "invalid_option"),
     (QueryError, 422, "invalid_query"),
     (ValidationError, 422, "invalid_input"),
+    (StoreCorruptError, 503, "store_corrupt"),
     (StoreError, 409, "store_conflict"),
 )
 

@@ -25,17 +25,30 @@ costs at most one hash twice.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
 from opencmap.errors import ValidationError
 
-__all__ = ["TILE_COLS", "TILE_HASH_ALGO", "tile_hashes", "check_tiles", "hash_bits"]
+__all__ = ["TILE_COLS", "TILE_HASH_ALGO", "ReadCheck", "tile_hashes", "check_tiles", "hash_bits", "verify_row_tiles"]
 
 #: columns per hashed tile (the fused WTCS kernel's tile of signatures)
 TILE_COLS = 512
 #: the name a store records for this hash (change it with the hash)
 TILE_HASH_ALGO = "opencmap-tile64-v1"
+
+class ReadCheck(NamedTuple):
+    """What a kernel checks the runs it reads against: ``(sums, seen)`` of the rank array and of
+    the score array (None: not read), the tile width, and ``bad``: int64 (3,) filled with -1 by
+    the caller, set by the kernel to ``(0 ranks | 1 scores, row, tile)`` on the first mismatch."""
+
+    ranks: tuple[np.ndarray, np.ndarray] | None
+    scores: tuple[np.ndarray, np.ndarray] | None
+    cols: int
+    bad: np.ndarray
+
 
 _MAX_WORDS = 1024  # most 32-bit words per tile (TILE_COLS of 64-bit values)
 

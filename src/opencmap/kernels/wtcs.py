@@ -49,6 +49,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from opencmap.errors import ConfigError, ValidationError
+from opencmap.kernels.tilehash import TILE_COLS, ReadCheck, verify_row_tiles
 
 __all__ = ["enrichment_scores", "set_enrichment_scores", "wtcs", "combine_tails", "ES_TAILS", "NETWORK_MAX", "MIN_THREAD_WORK"]
 
@@ -71,6 +72,9 @@ _LANES = 16
 #: (signatures x set genes) per extra thread: below it one thread is faster than waking others
 MIN_THREAD_WORK = 1 << 19
 _NO_WEIGHTS = np.zeros((1, 1), dtype=np.float32)
+_NO_SUMS = np.zeros((1, 1), dtype=np.uint64)
+_NO_SEEN = np.zeros((1, 1), dtype=np.uint8)
+_NO_BITS = np.zeros((1, 1), dtype=np.uint32)
 
 
 @intrinsic
@@ -267,9 +271,15 @@ def _walk_lanes(keys, steps, g, width, shift, sent, total, n_hit, weighted, n_fe
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _es_columns(ranks, weights, rows, bounds, net, net_range, network_max, n_features, weighted, key_proto,
-                shift, sent, q_lo, q_hi, c0, c1, es_out, leadf_out, out_offset):
+                shift, sent, check, r_sums, r_seen, w_bits, w_sums, w_seen, tile_cols, bad,
+                q_lo, q_hi, c0, c1, es_out, leadf_out, out_offset):
     """ES of sets ``q_lo:q_hi`` (set ``q`` = rows ``rows[bounds[q]:bounds[q+1]]``) in columns ``c0:c1``
     of gene-major inputs.
+
+    ``check``: before a set row's run of a tile is read, the hash tiles it touches (of the ranks,
+    and of the weights' bits ``w_bits`` when weighted) are checked against ``r_sums`` / ``w_sums``
+    unless marked in ``r_seen`` / ``w_seen`` (:func:`opencmap.kernels.tilehash.verify_row_tiles`);
+    on a mismatch ``bad`` gets ``(0 ranks | 1 weights, row, tile)`` and the call returns early.
 
     Sets are taken ``_SET_GROUP`` at a time over all the columns. Per tile of ``_TILE`` columns
     and per set: each set row's run of the tile is read once (sequentially) into a key buffer
@@ -312,6 +322,17 @@ def _es_columns(ranks, weights, rows, bounds, net, net_range, network_max, n_fea
                     n_hit[j] = 0
                 for i in range(g):  # one sequential run per set row; missing genes -> sent
                     row = rows[a + i]
+                    if check:  # the tiles of this run, hashed once per bitmap, while they come into cache
+                        t = verify_row_tiles(ranks, r_sums, r_seen, row, t0, t0 + m, tile_cols)
+                        if t < 0 and weighted:
+                            t = verify_row_tiles(w_bits, w_sums, w_seen, row, t0, t0 + m, tile_cols)
+                            if t >= 0:
+                                bad[0] = 1
+                        if t >= 0:
+                            bad[0] = max(bad[0], 0)
+                            bad[1] = row
+                            bad[2] = t
+                            return
                     src = ranks[row, t0 : t0 + m]
                     dk = keys[i]
                     gene = np.uint64(i)
@@ -390,6 +411,7 @@ def set_enrichment_scores(
     executor: Executor | None = None,
     network_max: int = NETWORK_MAX,
     min_thread_work: int = MIN_THREAD_WORK,
+    verify: ReadCheck | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """ES and leading-edge fraction of several gene sets, read straight from gene-major matrices.
 
@@ -422,6 +444,12 @@ def set_enrichment_scores(
         pool of ``threads`` threads made for this call.
     network_max, min_thread_work:
         Tuning (:data:`NETWORK_MAX`, :data:`MIN_THREAD_WORK`); no value changes a result.
+    verify:
+        Tile hashes of ``ranks`` (and ``weights``, when weighted) to check each run of a set row
+        against as it is read (:class:`opencmap.kernels.tilehash.ReadCheck`; tiles of
+        :data:`~opencmap.kernels.tilehash.TILE_COLS` columns, each hashed once per ``seen``
+        bitmap). A mismatch stops the call with ``verify.bad`` set to ``(0 ranks | 1 weights,
+        row, tile)`` (the outputs are then incomplete): the caller checks ``verify.bad[0] >= 0``.
 
     Returns
     -------
@@ -473,7 +501,8 @@ def set_enrichment_scores(
         key_proto, shift, sent = np.empty(0, np.uint64), np.uint64(32), np.uint64(0xFFFFFFFF00000000)
     network_max = int(network_max)
     net, net_range = _networks(np.diff(bounds), network_max)
-    args = (ranks, weights, rows, bounds, net, net_range, network_max, n_features, bool(weighted), key_proto, shift, sent)
+    checks = _read_checks(verify, ranks, weights if weighted else None)
+    args = (ranks, weights, rows, bounds, net, net_range, network_max, n_features, bool(weighted), key_proto, shift, sent, *checks)
     if n_threads == 1:
         _es_columns(*args, 0, n_sets, c0, c1, es, leadf, 0)
         return es, leadf
@@ -500,6 +529,26 @@ def set_enrichment_scores(
     else:
         _run_units(executor, args, units, es, leadf)
     return es, leadf
+
+
+def _read_checks(verify: ReadCheck | None, ranks: np.ndarray, weights: np.ndarray | None) -> tuple:
+    """The ``check .. bad`` arguments of :func:`_es_columns` for ``verify``."""
+    if verify is None:
+        return (False, _NO_SUMS, _NO_SEEN, _NO_BITS, _NO_SUMS, _NO_SEEN, TILE_COLS, np.full(3, -1, dtype=np.int64))
+    if verify.ranks is None or ranks.dtype.kind != "u" or ranks.dtype.itemsize > 4 or int(verify.cols) < 1:
+        raise ValidationError("verify needs the tile hashes of an unsigned rank array of at most 32 bits")
+    r_sums, r_seen = verify.ranks
+    if weights is None:
+        w_bits, (w_sums, w_seen) = _NO_BITS, (_NO_SUMS, _NO_SEEN)
+    else:
+        if verify.scores is None or weights.dtype.itemsize != 4:
+            raise ValidationError("verify of weighted scores needs the tile hashes of float32 weights")
+        w_bits, (w_sums, w_seen) = weights.view(np.uint32), verify.scores
+    n_tiles = max(1, -(-ranks.shape[1] // int(verify.cols)))
+    for sums, seen, arr in ((r_sums, r_seen, ranks), (w_sums, w_seen, weights)):
+        if arr is not None and (sums.shape != (arr.shape[0], n_tiles) or seen.shape != sums.shape):
+            raise ValidationError(f"tile hashes {sums.shape} do not fit an array of {arr.shape} in tiles of {verify.cols}")
+    return (True, r_sums, r_seen, w_bits, w_sums, w_seen, int(verify.cols), verify.bad)
 
 
 def _run_units(executor: Executor, args: tuple, units: list[tuple[int, int, int, int, int]], es: np.ndarray, leadf: np.ndarray) -> None:

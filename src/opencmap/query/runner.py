@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from opencmap.backends import Backend, BlockTask, LocalBackend, Settings, block_bounds, resolve_backend
+from opencmap.kernels.tilehash import TILE_COLS as _HASH_TILE
 from opencmap.query.genesets import ValidatedQuery
 from opencmap.query.methods import Method, SetBlock, SetStats, get_method
 from opencmap.query.store import Store
@@ -183,14 +184,22 @@ def _fused_sets(
     bounds = np.concatenate([[0], np.cumsum([len(r) for r in sets])]).astype(np.int64)
     # per-set outputs for a block of signatures: bounded memory
     k = int(max(tile_min, min(block_size, es_block_bytes // (16 * len(sets)))))
+    k = max(k // _HASH_TILE * _HASH_TILE, min(k, _HASH_TILE))  # blocks on tile boundaries: the kernel hashes what it reads
     stat = np.empty((len(sets), k), dtype=np.float64)
     leadf = np.empty_like(stat)
     # a store larger than RAM faults in exactly the pages asked for (Store.random_access):
-    # iter_blocks asks for the next block's rows while the kernel computes this one
-    blocks = store.iter_blocks(rows, space=space, block_size=k, with_scores=method.reads_scores, start=start, stop=stop)
+    # iter_blocks asks for the next block's rows while the kernel computes this one. Files with
+    # tile hashes are checked by the kernel as it reads them (store.read_check), others by iter_blocks
+    blocks = store.iter_blocks(rows, space=space, block_size=k, with_scores=method.reads_scores, start=start, stop=stop, kernel_checks=True)
     for first, end, r_mm, s_mm, lo, hi in blocks:
         e, lf = stat[:, : hi - lo], leadf[:, : hi - lo]
-        method.block_kernel(r_mm, s_mm, rows, bounds, n_features, columns=(lo, hi), out=(e, lf), **kernel)
+        check = store.read_check(first, space, with_scores=method.reads_scores)
+        if check is None:
+            method.block_kernel(r_mm, s_mm, rows, bounds, n_features, columns=(lo, hi), out=(e, lf), **kernel)
+        else:
+            method.block_kernel(r_mm, s_mm, rows, bounds, n_features, columns=(lo, hi), out=(e, lf), verify=check, **kernel)
+            if check.bad[0] >= 0:
+                store.segment_at(first).raise_bad(space, check)
         inputs = []
         for j, v in enumerate(valid):
             up = SetStats(e[2 * j], lf[2 * j]) if len(v.up_rows) else None

@@ -1,6 +1,7 @@
-"""Checksums of store files: whole-file crc32 (manifest entries, ``store info --verify``) and the
-per-row, per-chunk xxh3 checksums of 2-D data files (``<kind>.crc.npy``) that readers check the
-first time a query reads each chunk.
+"""Checksums of store files: whole-file crc32 (manifest entries, ``store info --verify``, small
+files when first read), the per-row, per-tile hashes of 2-D data files (``<kind>.tiles.npy``,
+format 3, :mod:`opencmap.kernels.tilehash`) that readers check where they read, and the per-chunk
+xxh3 checksums of format-2 stores (``<kind>.crc.npy``), still checked when such stores are read.
 
 Chunks are hashed by address through xxhash's native ``XXH3_64bits`` (ctypes: no slice or buffer
 object per chunk, the GIL released while hashing), with the Python call per chunk as fallback and
@@ -19,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from opencmap.errors import StoreError
-from opencmap.io.store.format import _CHUNK_ALGO, _CHUNK_COLS
 
 log = logging.getLogger(__name__)
 
@@ -97,46 +97,68 @@ def _digest_chunks(arr: np.ndarray, rows: np.ndarray, chunks: np.ndarray, cols: 
     )
 
 
-def _chunk_sums(arr: np.ndarray, cols: int = _CHUNK_COLS, algo: str = _CHUNK_ALGO) -> np.ndarray:
-    """Checksums of every chunk of ``cols`` columns of every row of a 2-D array: uint64 ``(rows, chunks)``."""
-    n_rows, n_cols = arr.shape
-    n_chunks = max(1, -(-n_cols // cols))
-    out = np.zeros((n_rows, n_chunks), dtype=np.uint64)
-    if n_rows and n_cols:
-        r, c = np.divmod(np.arange(n_rows * n_chunks, dtype=np.int64), n_chunks)
-        out[:] = _digest_chunks(arr, r, c, cols, algo).reshape(n_rows, n_chunks)
-    else:
-        empty = _chunk_hasher(algo)(b"")
-        out[:] = empty
-    return out
-
-
 def _sidecar(rel: str) -> str:
     return rel[: -len(".npy")] + ".crc.npy"
 
 
-def _file_sums(folder: Path, rel: str, entry: Mapping[str, Any]) -> tuple[str, np.ndarray | None]:
-    """Whole-file checksum, and the chunk checksums of a 2-D ``.npy`` data file (None otherwise)."""
-    whole = _file_checksum(folder / rel)
-    if not rel.endswith(".npy") or len(entry.get("shape", ())) != 2:
-        return whole, None
-    arr = np.load(folder / rel, mmap_mode="r")
-    sums = _chunk_sums(arr)
+def _tiles_sidecar(rel: str) -> str:
+    return rel[: -len(".npy")] + ".tiles.npy"
+
+
+def _tile_sums(path: Path) -> np.ndarray:
+    """The tile hashes of the 2-D ``.npy`` file ``path`` (read once, sequentially; its pages then
+    dropped from the cache: a checksum pass must not evict what queries use)."""
+    from opencmap.kernels.tilehash import tile_hashes
+
+    arr = np.load(path, mmap_mode="r")
+    sums = tile_hashes(arr)
     del arr
     if hasattr(os, "posix_fadvise"):
-        fd = os.open(folder / rel, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
-    return whole, sums
+    return sums
+
+
+def _write_sidecar(path: Path, arr: np.ndarray) -> None:
+    """Write a checksum sidecar durably, atomically (beside files of a generation being written)."""
+    from opencmap.io.atomic import atomic_write_path
+
+    with atomic_write_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, arr, allow_pickle=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def tile_entry(folder: Path, rel: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """Write the tile hashes of the 2-D data file ``folder / rel`` beside it; returns the data
+    file's ``tile_hashes`` manifest field, the sidecar's name and its manifest entry."""
+    from opencmap.kernels.tilehash import TILE_COLS, TILE_HASH_ALGO
+
+    side = _tiles_sidecar(rel)
+    _write_sidecar(folder / side, _tile_sums(folder / rel))
+    return {"file": side, "cols": TILE_COLS, "algo": TILE_HASH_ALGO}, side, {
+        "bytes": (folder / side).stat().st_size, "checksum": _file_checksum(folder / side)}
+
+
+def _file_sums(folder: Path, rel: str, entry: Mapping[str, Any]) -> tuple[str, np.ndarray | None]:
+    """Whole-file checksum, and the tile hashes of a 2-D ``.npy`` data file (None otherwise)."""
+    whole = _file_checksum(folder / rel)
+    if not rel.endswith(".npy") or len(entry.get("shape", ())) != 2:
+        return whole, None
+    return whole, _tile_sums(folder / rel)
 
 
 def _checksum_files(folder: Path, files: dict[str, dict[str, Any]]) -> None:
-    """Fill ``bytes`` and ``checksum`` of manifest file entries, and write the chunk checksums of
-    every 2-D data file beside it (``<kind>.crc.npy``, entry ``chunk_sums``), which readers check
-    as they read (files read in parallel threads: ``zlib.crc32`` releases the GIL)."""
+    """Fill ``bytes`` and ``checksum`` of manifest file entries, and write the tile hashes of
+    every 2-D data file beside it (``<kind>.tiles.npy``, entry ``tile_hashes``), which readers
+    check where they read (files read in parallel threads: ``zlib.crc32`` and the hash kernel
+    release the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from opencmap.kernels.tilehash import TILE_COLS, TILE_HASH_ALGO
 
     rels = sorted(files, key=lambda rel: -(folder / rel).stat().st_size)
     with ThreadPoolExecutor(max_workers=min(len(rels), os.cpu_count() or 1) or 1) as pool:
@@ -144,13 +166,10 @@ def _checksum_files(folder: Path, files: dict[str, dict[str, Any]]) -> None:
     for rel in list(files):
         entry = files[rel]
         entry["bytes"] = (folder / rel).stat().st_size
-        whole, chunks = sums[rel]
+        whole, tiles = sums[rel]
         entry["checksum"] = whole
-        if chunks is not None:
-            side = _sidecar(rel)
-            with open(folder / side, "wb") as fh:
-                np.save(fh, chunks, allow_pickle=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            entry["chunk_sums"] = {"file": side, "cols": _CHUNK_COLS, "algo": _CHUNK_ALGO}
+        if tiles is not None:
+            side = _tiles_sidecar(rel)
+            _write_sidecar(folder / side, tiles)
+            entry["tile_hashes"] = {"file": side, "cols": TILE_COLS, "algo": TILE_HASH_ALGO}
             files[side] = {"bytes": (folder / side).stat().st_size, "checksum": _file_checksum(folder / side)}

@@ -4,12 +4,16 @@ reads and read-ahead.
 Every file is an ``.npy`` opened with ``np.load(mmap_mode="r")``, so a store larger than RAM still
 answers (the OS pages in what a query touches); on such stores (:attr:`Store.random_access`)
 page faults read no more than asked and readers prefetch the next block (``MADV_WILLNEED`` on
-exactly its extents). Every 2-D data file's chunks are checked against their checksums
-(:mod:`opencmap.io.store.checksums`) the first time they are read: :meth:`Store.iter_blocks`
-checks each next block on a checker thread while the caller scores the current one, and hands a
-block out only once it is checked; a mismatch raises a :class:`~opencmap.errors.StoreError` naming
-the file. A long-running reader picks up generations committed by other processes with
-:meth:`Store.current`.
+exactly its extents). What is read of a 2-D data file is checked the first time it is read (per
+open store): in a format-3 store against the hash of each tile of 512 columns of each row
+(:mod:`opencmap.kernels.tilehash`), where the data are read: the fused WTCS kernel checks the tiles
+of the query genes' rows it walks (:meth:`Store.read_check`), other readers call
+:meth:`StoreSegment.check` for what they read (:meth:`Store.iter_blocks` does, for its blocks);
+in a format-2 store against per-chunk xxh3 checksums (:meth:`Store.iter_blocks` checks each next
+block on a checker thread while the caller scores the current one). A mismatch raises a
+:class:`~opencmap.errors.StoreCorruptError` naming the file, the rows and columns, and what to do.
+Small files (signature and gene tables, PCLs) are checked whole when first read. A long-running
+reader picks up generations committed by other processes with :meth:`Store.current`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import logging
 import mmap
 import os
+import threading
 import warnings
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,8 +35,9 @@ import numpy as np
 import pandas as pd
 
 from opencmap.backends.settings import Settings
-from opencmap.errors import IdNotFoundError, StoreError
+from opencmap.errors import IdNotFoundError, StoreCorruptError, StoreError
 from opencmap.io.store.checksums import _chunk_hasher, _digest_chunks, _file_checksum
+from opencmap.kernels.tilehash import TILE_HASH_ALGO, ReadCheck, check_tiles
 from opencmap.io.store.format import _CHUNK_COLS, _MANIFEST, STORE_FORMAT, STORE_FORMAT_VERSION
 from opencmap.io.versions import check_format_version
 
@@ -40,6 +46,8 @@ __all__ = ["Store", "FeatureSpace", "open_store", "prefetch_columns", "StoreSegm
 log = logging.getLogger(__name__)
 
 _CHECKED_FIRST_BLOCK = _CHUNK_COLS  # columns of the first block iter_blocks hands out of a checked store
+_REFUSE = ("this store must not be queried; run `opencmap store info --verify` to check every file, "
+           "then rebuild the store (`opencmap store build --overwrite`) or restore it from a copy")
 _WILLNEED_CHUNK = 128 << 10  # bytes per MADV_WILLNEED call (the kernel caps each call at its readahead window)
 
 
@@ -146,7 +154,7 @@ def _prefetch_cells(arr: np.ndarray, cols: np.ndarray) -> None:
 class StoreSegment:
     """One segment of an open store: its memory-mapped data files and their chunk checks."""
 
-    __slots__ = ("name", "offset", "n", "dir", "_arrays", "random_access", "files", "_sums", "_seen")
+    __slots__ = ("name", "offset", "n", "dir", "_arrays", "random_access", "files", "_sums", "_seen", "_tiles", "_lock")
 
     def __init__(self, name: str, offset: int, n: int, directory: Path, random_access: bool = False,
                  files: Mapping[str, Any] | None = None):
@@ -156,6 +164,64 @@ class StoreSegment:
         self.files: Mapping[str, Any] = files or {}
         self._sums: dict[str, tuple[np.ndarray, int, str] | None] = {}
         self._seen: dict[str, np.ndarray] = {}
+        self._tiles: dict[str, tuple[np.ndarray, np.ndarray, int] | None] = {}
+        self._lock = threading.Lock()
+
+    def tiles(self, space: str, kind: str) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """``(hashes, seen, cols)`` of data file ``space/kind``: its tile hashes (memory-mapped,
+        uint64 (rows, tiles)), the bitmap of tiles checked so far through this object (uint8,
+        shared by every reader and thread of the open store) and the tile width; None for files
+        written without tile hashes (format versions 1 and 2)."""
+        key = f"{space}/{kind}"
+        if key in self._tiles:
+            return self._tiles[key]
+        with self._lock:
+            if key not in self._tiles:
+                self._tiles[key] = self._load_tiles(key, space, kind)
+        return self._tiles[key]
+
+    def _load_tiles(self, key: str, space: str, kind: str) -> tuple[np.ndarray, np.ndarray, int] | None:
+        entry = self.files.get(f"{key}.npy", {}).get("tile_hashes")
+        if not entry:
+            return None
+        if entry.get("algo") != TILE_HASH_ALGO:
+            raise StoreError(f"unknown tile hash {entry.get('algo')!r} in the manifest of {self.dir}; upgrade opencmap")
+        side, cols = self.dir / entry["file"], int(entry["cols"])
+        arr = self.array(space, kind)
+        shape = (arr.shape[0], max(1, -(-arr.shape[1] // cols)))
+        try:
+            sums = np.load(side, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as exc:
+            raise StoreCorruptError(f"store file {side} (tile hashes of {self.dir / key}.npy) is unreadable ({exc}); {_REFUSE}", path=side) from exc
+        if sums.shape != shape or sums.dtype != np.uint64:
+            raise StoreCorruptError(
+                f"store file {side} (tile hashes of {self.dir / key}.npy) holds {sums.dtype} {sums.shape}, not uint64 {shape}; {_REFUSE}", path=side
+            )
+        return sums, np.zeros(shape, dtype=np.uint8), cols
+
+    def corrupt(self, space: str, kind: str, row: int, tile: int, cols: int) -> StoreCorruptError:
+        """The error of a tile of data file ``space/kind`` that does not match its hash."""
+        path = self.dir / space / f"{kind}.npy"
+        n = self.array(space, kind).shape[1]
+        what = "signature" if kind == "scores_by_sig" else "gene row"
+        cols_of = "genes" if kind == "scores_by_sig" else "signatures"
+        return StoreCorruptError(
+            f"store file {path} is corrupt: {what} {row}, {cols_of} {tile * cols}..{min((tile + 1) * cols, n) - 1} of this segment "
+            f"(store positions from {self.offset}) do not match their hash; {_REFUSE}", path=path,
+        )  # fmt: skip
+
+    def raise_bad(self, space: str, check: ReadCheck) -> None:
+        """Raise the :class:`StoreCorruptError` of a mismatch a kernel reported in ``check.bad``
+        (the tile is hashed again on its own to name the file that differs)."""
+        _, row, tile = (int(x) for x in check.bad)
+        for kind, part in (("ranks", check.ranks), ("scores", check.scores)):
+            if part is None:
+                continue
+            sums, _, cols = self.tiles(space, kind)  # type: ignore[misc]
+            lo = tile * cols
+            if check_tiles(self.array(space, kind), sums, np.zeros(sums.shape, np.uint8), np.array([row]), lo, lo + 1, cols) is not None:
+                raise self.corrupt(space, kind, row, tile, cols)
+        raise self.corrupt(space, "scores" if check.bad[0] == 1 else "ranks", row, tile, check.cols)
 
     def _chunk_table(self, key: str) -> tuple[np.ndarray, int, str] | None:
         """The chunk checksums of data file ``key`` (``space/kind``), checked whole on first use;
@@ -173,9 +239,8 @@ class StoreSegment:
             except (OSError, ValueError) as exc:
                 raise StoreError(f"store file {side} is unreadable ({exc}); run `opencmap store info --verify` and rebuild the store") from exc
             if got != expected:
-                raise StoreError(
-                    f"store file {side} (checksums of {self.dir / key}.npy) is corrupt: {got} != {expected} in the manifest; "
-                    "run `opencmap store info --verify` and rebuild the store"
+                raise StoreCorruptError(
+                    f"store file {side} (checksums of {self.dir / key}.npy) is corrupt: {got} != {expected} in the manifest; {_REFUSE}", path=side
                 )
             algo = str(entry.get("algo", "crc32"))
             _chunk_hasher(algo)  # an unknown algorithm is refused here
@@ -185,9 +250,19 @@ class StoreSegment:
         return table
 
     def check(self, space: str, kind: str, rows: np.ndarray | None, lo: int, hi: int) -> None:
-        """Check the chunks of ``rows`` (None: all) x columns ``lo:hi`` of a data file against
-        their stored checksums (xxh3) the first time they are read; :class:`StoreError` naming the file on a
-        mismatch. Rows of signature-major files are signatures, their columns genes."""
+        """Check the tiles (format 3) or chunks (format 2) of ``rows`` (None: all) x columns
+        ``lo:hi`` of a data file against their stored hashes the first time they are read (through
+        this open store); :class:`StoreCorruptError` naming the file on a mismatch. Rows of
+        signature-major files are signatures, their columns genes. Thread-safe."""
+        tiles = self.tiles(space, kind)
+        if tiles is not None:
+            sums, seen, cols = tiles
+            arr = self.array(space, kind)
+            picked = np.arange(arr.shape[0], dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+            bad = check_tiles(arr, sums, seen, picked, lo, hi, cols)
+            if bad is not None:
+                raise self.corrupt(space, kind, bad[0], bad[1], cols)
+            return
         key = f"{space}/{kind}"
         table = self._chunk_table(key)
         if table is None or hi <= lo:
@@ -211,10 +286,9 @@ class StoreSegment:
         bad = np.flatnonzero(got != sums[row_ids, col_ids])
         if len(bad):
             r, c = row_ids[int(bad[0])], col_ids[int(bad[0])]
-            raise StoreError(
+            raise StoreCorruptError(
                 f"store file {self.dir / key}.npy is corrupt (row {r}, columns {c * cols}..{min((c + 1) * cols, arr.shape[1]) - 1} "
-                "do not match their checksum): this store must not be queried; run `opencmap store info --verify` "
-                "and rebuild the store (or restore it from a copy)"
+                f"do not match their checksum): {_REFUSE}", path=f"{self.dir / key}.npy"
             )
         seen[row_ids, col_ids] = True
 
@@ -225,7 +299,16 @@ class StoreSegment:
             path = self.dir / space / f"{kind}.npy"
             if not path.exists():
                 raise StoreError(f"store file missing: {path}; rebuild the store")
-            arr = np.load(path, mmap_mode="r")
+            try:
+                arr = np.load(path, mmap_mode="r")
+            except (ValueError, EOFError) as exc:  # a damaged .npy header
+                raise StoreCorruptError(f"store file {path} is unreadable ({exc}); {_REFUSE}", path=path) from exc
+            entry = self.files.get(f"{key}.npy", {})
+            if "shape" in entry and (list(arr.shape) != list(entry["shape"]) or str(arr.dtype) != entry.get("dtype", str(arr.dtype))):
+                raise StoreCorruptError(
+                    f"store file {path} holds {arr.dtype} {arr.shape}, the manifest says {entry.get('dtype')} {tuple(entry['shape'])}; {_REFUSE}",
+                    path=path,
+                )
             mm = getattr(arr, "_mmap", None)
             if self.random_access and mm is not None and hasattr(mmap, "MADV_RANDOM"):
                 # larger than RAM: no read-around on page faults (with a large device readahead a
@@ -236,13 +319,27 @@ class StoreSegment:
         return arr
 
 
+def _checked_file(path: Path, expected: str | None) -> Path:
+    """``path``, once its whole-file checksum matches ``expected`` (the manifest's; None: not
+    recorded); :class:`StoreCorruptError` otherwise. For small files read whole (tables, lists)."""
+    if expected:
+        try:
+            got = _file_checksum(path)
+        except OSError as exc:
+            raise StoreError(f"store file {path} is unreadable ({exc}); rebuild the store") from exc
+        if got != expected:
+            raise StoreCorruptError(f"store file {path} is corrupt: checksum {got}, the manifest says {expected}; {_REFUSE}", path=path)
+    return path
+
+
 def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def _check_block(seg: StoreSegment, space: str, kinds: Sequence[str], rows: np.ndarray, lo: int, hi: int) -> None:
+def _check_block(seg: StoreSegment, space: str, kinds: Sequence[str], rows: np.ndarray, lo: int, hi: int, kernel_checks: bool = False) -> None:
     for kind in kinds:
-        seg.check(space, kind, rows, lo, hi)
+        if not (kernel_checks and seg.tiles(space, kind) is not None):  # else the caller's kernel checks its reads
+            seg.check(space, kind, rows, lo, hi)
 
 
 _CHECKER: Any = None
@@ -311,10 +408,18 @@ class Store:
             s.random_access = self.random_access
         if offset != int(m["n_signatures"]):
             raise StoreError(f"{self.path / _MANIFEST}: segment sizes add to {offset}, not n_signatures={m['n_signatures']}")
-        #: True when every data file carries chunk checksums that reads are checked against
-        self.checked = all(
-            "chunk_sums" in e for seg in m["segments"] for rel, e in seg["files"].items() if rel.endswith(".npy") and not rel.endswith(".crc.npy")
-        )
+        data = [e for seg in m["segments"] for rel, e in seg["files"].items() if rel.endswith(".npy") and not rel.endswith((".crc.npy", ".tiles.npy"))]
+        #: True when every data file carries chunk checksums (format 2) or tile hashes (format 3)
+        #: that reads are checked against
+        self.checked = all("chunk_sums" in e or "tile_hashes" in e for e in data)
+        #: True when every data file carries tile hashes (format 3): checked where they are read
+        self.tile_checked = all("tile_hashes" in e for e in data)
+        if self.checked and not self.tile_checked:
+            log.info(
+                "store %s (format version %s) is checked per chunk of 16,384 signatures before each block is read; rebuild it "
+                "(`opencmap store build --overwrite`) to have the data checked per tile where queries read them (cheaper)",
+                self.path, m["format_version"],
+            )  # fmt: skip
         if not self.checked:
             from opencmap.errors import UncheckedStoreWarning
 
@@ -378,6 +483,26 @@ class Store:
         log.info("store %s: generation %s -> %s", self.path, self.generation, new.generation)
         return new
 
+    def segment_at(self, position: int) -> StoreSegment:
+        """The segment holding store position ``position``."""
+        for seg in self._segments:
+            if seg.offset <= position < seg.offset + seg.n:
+                return seg
+        raise IdNotFoundError(f"signature position {position} out of range 0..{self.n_signatures - 1}")
+
+    def read_check(self, position: int, space: str | None = None, *, with_scores: bool = True) -> ReadCheck | None:
+        """What a kernel reading the gene-major ranks (and scores) of the segment holding store
+        position ``position`` checks its reads against (:class:`~opencmap.kernels.tilehash.ReadCheck`,
+        with a fresh ``bad``), or None when those files have no tile hashes. After the kernel,
+        :meth:`StoreSegment.raise_bad` when ``check.bad[0] >= 0``."""
+        seg = self.segment_at(position)
+        sp = self.space(space).name
+        ranks = seg.tiles(sp, "ranks")
+        scores = seg.tiles(sp, "scores") if with_scores else None
+        if ranks is None or (with_scores and scores is None):
+            return None
+        return ReadCheck(ranks[:2], None if scores is None else scores[:2], ranks[2], np.full(3, -1, dtype=np.int64))
+
     @property
     def segments(self) -> list[StoreSegment]:
         """The store's segments in store order (their ``offset``, ``n``, ``dir``, memory maps and checks)."""
@@ -398,7 +523,8 @@ class Store:
     @property
     def sig_info(self) -> pd.DataFrame:
         if self._sig_info is None:
-            parts = [pd.read_parquet(seg.dir / "sig_info.parquet") for seg in self._segments]
+            parts = [pd.read_parquet(_checked_file(seg.dir / "sig_info.parquet", seg.files.get("sig_info.parquet", {}).get("checksum")))
+                     for seg in self._segments]  # fmt: skip
             info = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"sig_id": []})
             info["sig_id"] = info["sig_id"].astype(str)
             self._sig_info = info
@@ -411,7 +537,8 @@ class Store:
     @property
     def genes(self) -> pd.DataFrame:
         if self._genes is None:
-            self._genes = pd.read_parquet(self.path / self.manifest["genes"]["file"])
+            entry = self.manifest["genes"]
+            self._genes = pd.read_parquet(_checked_file(self.path / entry["file"], entry.get("checksum")))
             self._genes["pr_gene_id"] = self._genes["pr_gene_id"].astype(str)
         return self._genes
 
@@ -424,7 +551,7 @@ class Store:
         path = self.path / entry["file"]
         if not path.exists():
             raise StoreError(f"store file missing: {path}; rebuild the store")
-        return _pcl_sets(path)
+        return _pcl_sets(_checked_file(path, entry.get("checksum")))
 
     def space(self, name: str | None = None) -> FeatureSpace:
         """The feature space ``name`` (default: the store's default space)."""
@@ -490,6 +617,7 @@ class Store:
         with_scores: bool = True,
         start: int = 0,
         stop: int | None = None,
+        kernel_checks: bool = False,
     ) -> Iterator[tuple[int, int, np.ndarray | None, np.ndarray | None, int, int]]:
         """Yield ``(start, stop, ranks, scores, lo, hi)``: blocks of at most ``block_size``
         signatures (store positions ``start:stop``) as the memory-mapped gene-major arrays of
@@ -499,6 +627,10 @@ class Store:
         On a store larger than RAM (:attr:`random_access`) the rows ``gene_rows`` of the next
         block are prefetched before each block is handed out, so the disk works while the caller
         computes.
+
+        Blocks are checked before they are handed out (:meth:`StoreSegment.check`), except, with
+        ``kernel_checks``, files with tile hashes: the caller's kernel checks what it reads
+        (:meth:`read_check`).
         """
         sp = self.space(space).name
         rows = np.asarray(gene_rows, dtype=np.intp)
@@ -527,13 +659,13 @@ class Store:
             # every block is checked before it is handed out: the first here, each next one on the
             # checker thread while the caller scores this one (its StoreError raised here)
             if pending is None:
-                _check_block(seg, sp, kinds, rows, lo, hi)
+                _check_block(seg, sp, kinds, rows, lo, hi, kernel_checks)
             else:
                 pending.result()
             pending = None
-            if self.checked and i + 1 < len(blocks):
+            if self.checked and not (kernel_checks and self.tile_checked) and i + 1 < len(blocks):
                 nxt = blocks[i + 1]
-                pending = _checker().submit(_check_block, nxt[0], sp, kinds, rows, nxt[1], nxt[2])
+                pending = _checker().submit(_check_block, nxt[0], sp, kinds, rows, nxt[1], nxt[2], kernel_checks)
             r_mm = seg.array(sp, "ranks") if with_ranks else None
             s_mm = seg.array(sp, "scores") if with_scores else None
             yield seg.offset + lo, seg.offset + hi, r_mm, s_mm, lo, hi
@@ -636,6 +768,7 @@ class Store:
             "releases": [r["release"] for r in m.get("provenance", {}).get("releases", [])],
             "pcl_classes": (m.get("pcl") or {}).get("n_classes", 0),
             "chunk_checksums": self.checked,
+            "tile_hashes": self.tile_checked,
         }
 
     # ------------------------------------------------------------------ manifest updates
