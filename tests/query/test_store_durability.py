@@ -1,4 +1,4 @@
-"""Store durability: reads checked against chunk checksums, every change one atomic step
+"""Store durability: reads checked against tile hashes (format 3; chunk checksums of format-2 stores), every change one atomic step
 (fault injection: a child process dies at chosen steps), leftovers cleaned, full disks typed."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from opencmap.errors import StoreDiskSpaceError, StoreError, UncheckedStoreWarning
+from opencmap.errors import StoreCorruptError, StoreDiskSpaceError, StoreError, UncheckedStoreWarning
 from opencmap.query.background import build_background, load_background
 from opencmap.query.engine import Engine
 from opencmap.query.genesets import Query
@@ -60,41 +60,107 @@ def _flip(path: Path, at: int, n: int = 4) -> None:
 
 
 # ------------------------------------------------------------------ checksums on read
-@pytest.mark.parametrize("kind", ["ranks", "scores"])
-def test_flipped_bytes_refuse_the_query_naming_the_file(store_path, kind):
-    store = Store(store_path)
-    assert store.checked and store.info()["chunk_checksums"]
-    row = int(store.space().positions([store.space().gene_ids[3]])[0])
-    f = store_path / "segments" / "seg-00000" / store.default_space / f"{kind}.npy"
+def _flip_cell(store_path: Path, rel: str, row: int, col: int) -> None:
+    f = store_path / rel
     arr = np.load(f, mmap_mode="r")
     offset, n_cols, item = int(arr.offset), arr.shape[1], arr.dtype.itemsize
     del arr
-    _flip(f, offset + (row * n_cols + 5) * item)
-    fresh = Store(store_path)  # sizes unchanged: opening succeeds, reading the block refuses
-    with pytest.raises(StoreError, match=rf"{kind}\.npy is corrupt.*store info --verify"):
+    _flip(f, offset + (row * n_cols + col) * item, item)
+
+
+@pytest.mark.parametrize("kind", ["ranks", "scores"])
+def test_flipped_bytes_refuse_the_query_naming_the_file(store_path, kind):
+    store = Store(store_path)
+    assert store.format_version == 3 and store.tile_checked and store.info()["tile_hashes"]
+    row = int(store.space().positions([store.space().gene_ids[3]])[0])  # a gene of the query
+    _flip_cell(store_path, f"segments/seg-00000/{store.default_space}/{kind}.npy", row, 5)
+    fresh = Store(store_path)  # sizes unchanged: opening succeeds, the kernel reading the tile refuses
+    with pytest.raises(StoreCorruptError, match=rf"{kind}\.npy is corrupt: gene row {row}, signatures 0\.\..*store info --verify") as err:
         _scores(fresh)
+    assert err.value.path.endswith(f"{store.default_space}/{kind}.npy")
     with pytest.raises(StoreError, match=rf"{kind}\.npy"):
         fresh.verify()
+
+
+def test_flipped_bytes_outside_the_query_rows_do_not_refuse_it(store_path):
+    store = Store(store_path)
+    expected = _scores(store)
+    genes = store.space().gene_ids
+    row = int(store.space().positions([genes[len(genes) // 2]])[0])  # not a gene of the query
+    _flip_cell(store_path, f"segments/seg-00000/{store.default_space}/ranks.npy", row, 0)
+    fresh = Store(store_path)
+    _same(expected, _scores(fresh))
+    seg = fresh.segments[0]
+    with pytest.raises(StoreCorruptError, match=rf"gene row {row}"):
+        seg.check(fresh.default_space, "ranks", np.array([row]), 0, 1)
+
+
+def test_unchanged_store_gives_bit_identical_results_with_and_without_checks(store_path, monkeypatch):
+    checked = _scores(Store(store_path), "wtcs")
+    checked_cs = _scores(Store(store_path), "cs")
+    monkeypatch.setattr(Store, "read_check", lambda self, *a, **k: None)
+    monkeypatch.setattr("opencmap.io.store.reader.StoreSegment.check", lambda self, *a, **k: None)
+    _same(checked, _scores(Store(store_path), "wtcs"))
+    _same(checked_cs, _scores(Store(store_path), "cs"))
 
 
 def test_untouched_rows_still_answer_and_checks_run_once(store_path):
     store = Store(store_path)
     before = _scores(store)
     seg = store.segments[0]
-    seen = seg._seen[f"{store.default_space}/ranks"]
+    seen = seg.tiles(store.default_space, "ranks")[1]
     n_checked = int(seen.sum())
     assert 0 < n_checked < seen.size  # only the rows the query read
     _same(before, _scores(store))
     assert int(seen.sum()) == n_checked
     got = store.signature_scores([0, 7])
-    assert got.shape[0] == 2 and seg._seen[f"{store.default_space}/scores_by_sig"][[0, 7]].all()
+    assert got.shape[0] == 2 and seg.tiles(store.default_space, "scores_by_sig")[1][[0, 7]].all()
 
 
-def test_corrupt_checksum_file_is_refused(store_path):
-    side = store_path / "segments" / "seg-00000" / "bing" / "ranks.crc.npy"
-    _flip(side, side.stat().st_size - 3, 2)
-    with pytest.raises(StoreError, match="ranks.crc.npy"):
+def test_corrupt_tile_hash_file_is_refused(store_path):
+    store = Store(store_path)
+    row = int(store.space().positions([store.space().gene_ids[2]])[0])
+    side = store_path / "segments" / "seg-00000" / store.default_space / "ranks.tiles.npy"
+    sums = np.load(side, mmap_mode="r")
+    offset = int(sums.offset) + row * sums.shape[1] * 8
+    del sums
+    _flip(side, offset, 2)
+    with pytest.raises(StoreCorruptError, match=r"ranks\.npy is corrupt.*ranks\.tiles\.npy"):
         _scores(Store(store_path))
+
+
+def test_corrupt_background_values_refuse_tau(store_path):
+    build_background(store_path, same_cell=False, n_genes=20)
+    store = Store(store_path)
+    entry = store.manifest["backgrounds"]["sig"]
+    assert entry["tile_hashes"]["file"] == "values.tiles.npy"
+    assert load_background(store, "sig") is not None
+    rel = f"{entry['dir']}/values.npy"
+    _flip_cell(store_path, rel, 3, 1)
+    with pytest.raises(StoreCorruptError, match=r"values\.npy \(τ background 'sig'\) is corrupt: row 3"):
+        _scores(Store(store_path))
+
+
+def test_corrupt_signature_table_is_refused(store_path):
+    f = store_path / "segments" / "seg-00000" / "sig_info.parquet"
+    _flip(f, f.stat().st_size // 2, 2)
+    with pytest.raises(StoreCorruptError, match=r"sig_info\.parquet is corrupt"):
+        Store(store_path).sig_info  # noqa: B018
+
+
+def test_format_2_store_keeps_its_chunk_checks(tmp_path):
+    """The archived format-2 store (chunk xxh3) still answers, and a flipped byte still refuses."""
+    src = Path(__file__).resolve().parents[1] / "data" / "archive" / "v0.1.0" / "store"
+    path = tmp_path / "v2"
+    shutil.copytree(src, path)
+    store = Store(path)
+    assert store.format_version == 2 and store.checked and not store.tile_checked
+    expected = _scores(store)
+    _same(expected, _scores(Store(path)))
+    row = int(store.space().positions([store.space().gene_ids[3]])[0])
+    _flip_cell(path, f"segments/seg-00000/{store.default_space}/scores.npy", row, 2)
+    with pytest.raises(StoreCorruptError, match=r"scores\.npy is corrupt.*store info --verify"):
+        _scores(Store(path))
 
 
 def test_store_without_chunk_checksums_opens_with_a_warning(store_path):
@@ -104,11 +170,12 @@ def test_store_without_chunk_checksums_opens_with_a_warning(store_path):
     m = json.loads(mpath.read_text())
     m["format_version"] = 1
     for seg in m["segments"]:
-        for rel in [r for r in seg["files"] if r.endswith(".crc.npy")]:
+        for rel in [r for r in seg["files"] if r.endswith((".crc.npy", ".tiles.npy"))]:
             (store_path / "segments" / seg["name"] / rel).unlink()
             del seg["files"][rel]
         for entry in seg["files"].values():
             entry.pop("chunk_sums", None)
+            entry.pop("tile_hashes", None)
     mpath.write_text(json.dumps(m))
     with pytest.warns(UncheckedStoreWarning, match="store info --verify"):
         old = Store(store_path)

@@ -3,6 +3,7 @@
 Each level's background (of one tail) is a folder named by the store generation that commits it::
 
     backgrounds/<key>.g<N>/values.npy    float32 (n_rows, width) sorted |ncs| per row, NaN-padded
+    backgrounds/<key>.g<N>/values.tiles.npy  its tile hashes (store format 3; checked when loaded)
     backgrounds/<key>.g<N>/counts.npy    int32 (n_rows,) number of background values per row
     backgrounds/<key>.g<N>/ids.parquet   the level's row ids (``id``)
     backgrounds/[<tail>/]queries.json    the build parameters and the background queries' sig_ids
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from opencmap.errors import StoreError
-from opencmap.io.store.checksums import _file_checksum
+from opencmap.io.store.checksums import _file_checksum, tile_entry
 from opencmap.io.store.writer import _fault
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ def write_background(
         _fault("background:file-written")
     with atomic_write_path(folder / "ids.parquet") as tmp:
         pd.DataFrame({"id": list(ids)}).to_parquet(tmp, index=False)
+    tiles, side, _ = tile_entry(folder, "values.npy")
     return {
         "dir": rel,
         "format_version": BACKGROUND_FORMAT_VERSION,
@@ -78,7 +80,8 @@ def write_background(
         "n_rows": int(len(ids)),
         "width": int(values.shape[1]),
         "n_queries": int(n_queries),
-        "checksums": {f: _file_checksum(folder / f) for f in ("values.npy", "counts.npy", "ids.parquet")},
+        "checksums": {f: _file_checksum(folder / f) for f in ("values.npy", "counts.npy", "ids.parquet", side)},
+        "tile_hashes": tiles,
         "params": dict(params),
     }
 
@@ -108,13 +111,45 @@ def commit_backgrounds(store: Store, entries: Mapping[str, Any], *, replace_tail
 def read_background_files(store: Store, key: str, entry: Mapping[str, Any]) -> tuple[pd.Series, np.ndarray, np.ndarray]:
     """``(ids, values, counts)`` of a committed background (values memory-mapped); a
     :class:`StoreError` when they are unreadable or inconsistent."""
+    from opencmap.io.store.reader import _checked_file
+
     folder = store.path / (entry.get("dir") or f"backgrounds/{key}")
+    sums = entry.get("checksums", {})
     try:
-        ids = pd.read_parquet(folder / "ids.parquet")["id"].astype(str)
+        ids = pd.read_parquet(_checked_file(folder / "ids.parquet", sums.get("ids.parquet")))["id"].astype(str)
         values = np.load(folder / "values.npy", mmap_mode="r")
-        counts = np.load(folder / "counts.npy")
+        counts = np.load(_checked_file(folder / "counts.npy", sums.get("counts.npy")))
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise StoreError(f"background {key!r} of {store.path} is unreadable ({exc}); rebuild it") from exc
     if values.shape[0] != len(ids) or counts.shape[0] != len(ids):
         raise StoreError(f"background {key!r} of {store.path} is inconsistent; rebuild it")
+    if entry.get("tile_hashes"):
+        _check_values(folder, values, entry["tile_hashes"], key)
     return ids, values, counts
+
+
+def _check_values(folder: Path, values: np.ndarray, tiles: Mapping[str, Any], key: str) -> None:
+    """Every tile of a background's values against its hashes (tau reads a few values of every
+    row: the whole file is checked once, when the background is loaded for an open store)."""
+    from opencmap.errors import StoreCorruptError
+    from opencmap.io.store.reader import _REFUSE
+    from opencmap.kernels.tilehash import TILE_HASH_ALGO, check_tiles
+
+    if tiles.get("algo") != TILE_HASH_ALGO:
+        raise StoreError(f"unknown tile hash {tiles.get('algo')!r} of background {key!r} in {folder}; upgrade opencmap")
+    side, cols = folder / tiles["file"], int(tiles["cols"])
+    try:
+        sums = np.load(side, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:
+        raise StoreCorruptError(f"store file {side} (tile hashes of a τ background) is unreadable ({exc}); {_REFUSE}", path=side) from exc
+    n_tiles = max(1, -(-values.shape[1] // cols))
+    if sums.shape != (values.shape[0], n_tiles):
+        raise StoreCorruptError(f"store file {side} holds hashes {sums.shape}, not {(values.shape[0], n_tiles)}; {_REFUSE}", path=side)
+    bad = check_tiles(values, sums, np.zeros(sums.shape, np.uint8), np.arange(values.shape[0]), 0, values.shape[1], cols)
+    if bad is not None:
+        row, tile = bad
+        path = folder / "values.npy"
+        raise StoreCorruptError(
+            f"store file {path} (τ background {key!r}) is corrupt: row {row}, values {tile * cols}..{min((tile + 1) * cols, values.shape[1]) - 1} "
+            f"do not match their hash; {_REFUSE}", path=path,
+        )  # fmt: skip

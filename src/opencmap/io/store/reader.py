@@ -207,7 +207,7 @@ class StoreSegment:
         cols_of = "genes" if kind == "scores_by_sig" else "signatures"
         return StoreCorruptError(
             f"store file {path} is corrupt: {what} {row}, {cols_of} {tile * cols}..{min((tile + 1) * cols, n) - 1} of this segment "
-            f"(store positions from {self.offset}) do not match their hash; {_REFUSE}", path=path,
+            f"(store positions from {self.offset}) do not match their hash in {path.with_suffix('.tiles.npy').name}; {_REFUSE}", path=path,
         )  # fmt: skip
 
     def raise_bad(self, space: str, check: ReadCheck) -> None:

@@ -1179,6 +1179,7 @@ def _compact_locked(store: Store, progress: Progress | None) -> Store:
                         for r0 in range(0, sp.n_features, band):
                             r1 = min(r0 + band, sp.n_features)
                             for seg, part in zip(store._segments, parts, strict=True):
+                                seg.check(name, kind, np.arange(r0, r1), 0, seg.n)  # what is copied is checked first
                                 buf[: r1 - r0, seg.offset : seg.offset + seg.n] = part[r0:r1]
                             _pwrite_all(out.fd, buf[: r1 - r0], out.offset + r0 * n * dtype.itemsize)
                     else:
@@ -1186,6 +1187,7 @@ def _compact_locked(store: Store, progress: Progress | None) -> Store:
                         for seg, part in zip(store._segments, parts, strict=True):
                             for lo in range(0, seg.n, step):
                                 hi = min(lo + step, seg.n)
+                                seg.check(name, kind, np.arange(lo, hi), 0, sp.n_features)
                                 out.write_rows(np.asarray(part[lo:hi]), seg.offset + lo, hi - lo)
                     out.sync()
                 finally:
@@ -1202,7 +1204,8 @@ def _compact_locked(store: Store, progress: Progress | None) -> Store:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     old = [seg["name"] for seg in manifest["segments"]]
-    store.commit(segments=[{"name": seg_name, "n_signatures": n, "files": files}])
+    # the new segment carries tile hashes: a compacted store of an older format is of this one
+    store.commit(segments=[{"name": seg_name, "n_signatures": n, "files": files}], format_version=max(store.format_version, STORE_FORMAT_VERSION))
     for name in old:
         shutil.rmtree(seg_root / name, ignore_errors=True)
     log.info("compacted %s: %d segments -> 1 (%d signatures)", store.path, len(old), n)
