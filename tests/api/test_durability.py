@@ -568,3 +568,39 @@ def test_a_running_server_answers_with_backgrounds_rebuilt_by_another_process(te
     finally:
         srv.stop()
     assert "StoreError" not in srv.log.read_text()
+
+
+# ---------------------------------------------------------------------------------- corrupt store files
+def _corrupt_ranks_copy(store: Path, dest: Path) -> Path:
+    """A copy of ``store`` whose default space's ranks have one flipped value in every gene row."""
+    import shutil
+
+    from opencmap.query.store import Store
+
+    shutil.copytree(store, dest)
+    st = Store(dest)
+    f = dest / "segments" / st.segments[0].name / st.default_space / "ranks.npy"
+    arr = np.load(f, mmap_mode="r+")
+    arr[:, 1] ^= np.uint16(0x0F0F)
+    arr.flush()
+    del arr
+    return f
+
+
+def test_a_corrupt_store_file_answers_503_store_corrupt_naming_the_file(test_store, programs, tmp_path):
+    import warnings
+
+    from opencmap.api import Settings, create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    store, pcl, _ = test_store
+    bad = _corrupt_ranks_copy(Path(store), tmp_path / "store")
+    with TestClient(create_app(Settings(store_path=tmp_path / "store", pcl_path=pcl, db_path=tmp_path / "jobs.sqlite"))) as c:
+        r = c.post("/api/v1/queries", json=_sync_body(programs))
+    assert r.status_code == 503, r.text
+    err = r.json()["error"]
+    assert err["code"] == "store_corrupt"
+    assert f"{bad.parent.name}/ranks.npy is corrupt" in err["message"] and "store info --verify" in err["message"]
+    assert str(tmp_path) not in err["message"] and "the served store" in err["message"]

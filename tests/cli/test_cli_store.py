@@ -88,3 +88,27 @@ def test_append_keep_backgrounds_then_compact(files):
     ref = build_store(d / "kc_ref", gct, sig_info=info)
     pos = np.arange(gct.shape[1])
     np.testing.assert_array_equal(Store(store).signature_scores(pos), ref.signature_scores(pos))
+
+
+def test_a_corrupt_store_file_is_one_line_exit_2(files, capsys):
+    import shutil
+
+    from opencmap.cli import main
+
+    d, gct, info = files
+    shutil.rmtree(d / "corrupt", ignore_errors=True)
+    build_store(d / "corrupt", gct, sig_info=info)
+    st = Store(d / "corrupt")
+    genes = list(st.space().gene_ids)
+    f = d / "corrupt" / "segments" / st.segments[0].name / st.default_space / "scores.npy"
+    arr = np.load(f, mmap_mode="r+")
+    arr[:, 3] = -arr[:, 3] + 1.5  # every gene row of one signature
+    arr.flush()
+    del arr
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["query", str(d / "corrupt"), "--up-genes", ",".join(genes[:12]), "--down-genes", ",".join(genes[-12:])])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{f} is corrupt: gene row " in err and f"signatures 0..{min(511, gct.shape[1] - 1)} " in err and "store info --verify" in err
