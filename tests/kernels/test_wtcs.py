@@ -423,3 +423,65 @@ def test_threaded_work_units_cover_every_set_and_column(n_sets):
     assert not np.isnan(one[0]).any()
     np.testing.assert_array_equal(one[0], many[0])
     np.testing.assert_array_equal(one[1], many[1])
+
+
+# ---------------------------------------------------------------------------------- tile checks while reading
+def _check_of(ranks, scores, weighted=True):
+    from opencmap.kernels.tilehash import TILE_COLS, ReadCheck, tile_hashes
+
+    def part(arr):
+        sums = tile_hashes(arr)
+        return sums, np.zeros(sums.shape, dtype=np.uint8)
+
+    return ReadCheck(part(ranks), part(scores) if weighted else None, TILE_COLS, np.full(3, -1, dtype=np.int64))
+
+
+def _ranked(n_genes, n_sigs, seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.standard_normal((n_genes, n_sigs)).astype(np.float32)
+    ranks = (np.argsort(np.argsort(-scores, axis=0), axis=0) + 1).astype(np.uint16)
+    return ranks, scores
+
+
+@pytest.mark.parametrize("columns", [None, (0, 1024), (512, 1300), (7, 1100), (600, 650)])
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_checked_reads_give_identical_scores_and_mark_what_was_read(columns, weighted, threads):
+    ranks, scores = _ranked(60, 1300, 0)
+    rows = np.r_[np.arange(3, 18), np.arange(40, 52)]
+    bounds = np.array([0, 15, 27])
+    plain = set_enrichment_scores(ranks, scores, rows, bounds, 60, weighted=weighted, columns=columns, threads=threads, min_thread_work=1)
+    check = _check_of(ranks, scores, weighted)
+    got = set_enrichment_scores(ranks, scores, rows, bounds, 60, weighted=weighted, columns=columns, threads=threads, min_thread_work=1,
+                                verify=check)  # fmt: skip
+    assert check.bad[0] == -1
+    for a, b in zip(plain, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    c0, c1 = columns or (0, 1300)
+    want = np.zeros_like(check.ranks[1])
+    want[rows, c0 // 512 : (c1 - 1) // 512 + 1] = 1
+    np.testing.assert_array_equal(check.ranks[1], want)
+    if weighted:
+        np.testing.assert_array_equal(check.scores[1], want)
+
+
+@pytest.mark.parametrize("columns", [None, (7, 1100)])
+@pytest.mark.parametrize("kind", ["ranks", "scores"])
+def test_a_changed_value_in_a_read_tile_is_reported(columns, kind):
+    ranks, scores = _ranked(40, 1200, 1)
+    check = _check_of(ranks, scores)
+    rows = np.arange(10, 30)
+    if kind == "ranks":
+        ranks[17, 900] ^= 1
+    else:
+        scores[17, 900] = np.nextafter(scores[17, 900], np.float32(9))
+    set_enrichment_scores(ranks, scores, rows, np.array([0, 10, 20]), 40, columns=columns, verify=check)
+    assert check.bad.tolist() == [0 if kind == "ranks" else 1, 17, 1]
+    # a tile already checked (marked) is not hashed again; an unread row is never checked
+    fresh = _check_of(ranks, scores)
+    fresh.ranks[1][17, 1] = fresh.scores[1][17, 1] = 1
+    set_enrichment_scores(ranks, scores, rows, np.array([0, 10, 20]), 40, columns=columns, verify=fresh)
+    assert fresh.bad[0] == -1
+    other = _check_of(ranks, scores)
+    set_enrichment_scores(ranks, scores, np.arange(20, 30), np.array([0, 10]), 40, columns=columns, verify=other)
+    assert other.bad[0] == -1

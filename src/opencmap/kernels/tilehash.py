@@ -32,7 +32,8 @@ import numpy as np
 
 from opencmap.errors import ValidationError
 
-__all__ = ["TILE_COLS", "TILE_HASH_ALGO", "ReadCheck", "tile_hashes", "check_tiles", "hash_bits", "verify_row_tiles"]
+__all__ = ["TILE_COLS", "TILE_HASH_ALGO", "ReadCheck", "tile_hashes", "check_tiles", "hash_bits", "verify_row_tiles",
+           "hash_key", "finish_hash"]
 
 #: columns per hashed tile (the fused WTCS kernel's tile of signatures)
 TILE_COLS = 512
@@ -83,7 +84,20 @@ def _hash_run(arr, row, lo, hi):
     src = arr[row, lo:hi]
     for i in range(hi - lo):
         acc += np.uint64(src[i]) * np.uint64(_KEYS[i])  # vpmuludq: 32 x 32 -> 64 bits
-    h = acc + np.uint64(hi - lo) * _KN
+    return finish_hash(acc, hi - lo)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def hash_key(i):
+    """The key of position ``i`` of a tile: a kernel that reads a tile's values ``x_i`` itself
+    accumulates ``sum_i uint64(x_i) * uint64(hash_key(i))`` and ends with :func:`finish_hash`."""
+    return np.uint64(_KEYS[i])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def finish_hash(acc, n):
+    """The tile hash of ``n`` values from their accumulated products ``acc`` (see :func:`hash_key`)."""
+    h = acc + np.uint64(n) * _KN
     h = (h ^ (h >> _S30)) * _M1
     h = (h ^ (h >> _S27)) * _M2
     return h ^ (h >> _S31)

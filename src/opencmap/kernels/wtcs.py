@@ -49,7 +49,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from opencmap.errors import ConfigError, ValidationError
-from opencmap.kernels.tilehash import TILE_COLS, ReadCheck, verify_row_tiles
+from opencmap.kernels.tilehash import TILE_COLS, ReadCheck, finish_hash, hash_key, verify_row_tiles
 
 __all__ = ["enrichment_scores", "set_enrichment_scores", "wtcs", "combine_tails", "ES_TAILS", "NETWORK_MAX", "MIN_THREAD_WORK"]
 
@@ -320,9 +320,14 @@ def _es_columns(ranks, weights, rows, bounds, net, net_range, network_max, n_fea
                 for j in range(width):
                     total[j] = 0.0
                     n_hit[j] = 0
+                # a kernel tile that is one whole hash tile (blocks start on tile boundaries) is
+                # hashed in the loop that reads it; other runs are checked whole tiles first
+                tile = t0 // tile_cols
+                fused = check and t0 % tile_cols == 0 and (m == tile_cols or t0 + m == ranks.shape[1])
                 for i in range(g):  # one sequential run per set row; missing genes -> sent
                     row = rows[a + i]
-                    if check:  # the tiles of this run, hashed once per bitmap, while they come into cache
+                    fresh = fused and not (r_seen[row, tile] and (not weighted or w_seen[row, tile]))
+                    if check and not fused:
                         t = verify_row_tiles(ranks, r_sums, r_seen, row, t0, t0 + m, tile_cols)
                         if t < 0 and weighted:
                             t = verify_row_tiles(w_bits, w_sums, w_seen, row, t0, t0 + m, tile_cols)
@@ -336,7 +341,23 @@ def _es_columns(ranks, weights, rows, bounds, net, net_range, network_max, n_fea
                     src = ranks[row, t0 : t0 + m]
                     dk = keys[i]
                     gene = np.uint64(i)
-                    if weighted:
+                    acc_r = np.uint64(0)
+                    acc_w = np.uint64(0)
+                    if weighted and fresh:
+                        src_w = weights[row, t0 : t0 + m]
+                        bits_w = w_bits[row, t0 : t0 + m]
+                        dw = absw[i]
+                        for j in range(m):
+                            r = np.int64(src[j])
+                            w = abs(np.float64(src_w[j]))
+                            ok = r > 0 and r <= n_features and not math.isnan(w)
+                            dk[j] = ((np.uint64(r) << shift) | gene) if ok else sent
+                            dw[j] = w
+                            total[j] += w if ok else 0.0
+                            n_hit[j] += 1 if ok else 0
+                            acc_r += np.uint64(src[j]) * hash_key(j)
+                            acc_w += np.uint64(bits_w[j]) * hash_key(j)
+                    elif weighted:
                         src_w = weights[row, t0 : t0 + m]
                         dw = absw[i]
                         for j in range(m):
@@ -347,12 +368,33 @@ def _es_columns(ranks, weights, rows, bounds, net, net_range, network_max, n_fea
                             dw[j] = w
                             total[j] += w if ok else 0.0
                             n_hit[j] += 1 if ok else 0
+                    elif fresh:
+                        for j in range(m):
+                            r = np.int64(src[j])
+                            ok = r > 0 and r <= n_features
+                            dk[j] = ((np.uint64(r) << shift) | gene) if ok else sent
+                            n_hit[j] += 1 if ok else 0
+                            acc_r += np.uint64(src[j]) * hash_key(j)
                     else:
                         for j in range(m):
                             r = np.int64(src[j])
                             ok = r > 0 and r <= n_features
                             dk[j] = ((np.uint64(r) << shift) | gene) if ok else sent
                             n_hit[j] += 1 if ok else 0
+                    if fresh:
+                        if finish_hash(acc_r, m) != r_sums[row, tile]:
+                            bad[0] = 0
+                            bad[1] = row
+                            bad[2] = tile
+                            return
+                        if weighted and finish_hash(acc_w, m) != w_sums[row, tile]:
+                            bad[0] = 1
+                            bad[1] = row
+                            bad[2] = tile
+                            return
+                        r_seen[row, tile] = 1
+                        if weighted:
+                            w_seen[row, tile] = 1
                     for j in range(m, width):
                         dk[j] = sent
                 if g > network_max:
