@@ -187,3 +187,28 @@ def test_null_is_rebuilt_after_signatures_are_appended(level5, tmp_path):
     # the old signatures' null is the same random queries' (same seed): unchanged
     np.testing.assert_array_equal(b.counts[: n - 20], a.counts)
     np.testing.assert_array_equal(b.nonzero[: n - 20], a.nonzero)
+
+
+@pytest.mark.parametrize("name", ["scale.npy", "values.npy"])
+def test_a_corrupt_null_cache_is_rebuilt_not_used(level5, tmp_path, caplog, name):
+    from opencmap.query.store import build_store
+
+    gct, info, _ = level5
+    store = build_store(tmp_path / "ref", gct, sig_info=info)
+    a = load_or_build_null(store, n_up=7, n_down=5, n_random=30, seed=1, values=True)
+    assert (a.path / "values.tiles.npy").exists()
+    assert load_or_build_null(store, n_up=7, n_down=5, n_random=30, seed=1, values=True).cached
+    expected = np.array(a.values)  # (a's values are a map of the file changed below)
+    f = a.path / name
+    arr = np.load(f, mmap_mode="r+")
+    flat = arr.reshape(-1)
+    flat[1] = flat[1] + 1 if np.isfinite(flat[1]) else 1.0  # one changed value
+    arr.flush()
+    del arr, flat
+    caplog.set_level(logging.WARNING, logger="opencmap.query.fdr_null")
+    b = load_or_build_null(store, n_up=7, n_down=5, n_random=30, seed=1, values=True)
+    assert not b.cached
+    assert any("is corrupt" in r.message and name in r.message for r in caplog.records)
+    for x, y in zip(a.pooled(), b.pooled(), strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(expected, np.asarray(b.values))

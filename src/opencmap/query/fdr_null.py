@@ -31,7 +31,12 @@ and the query's sizes ``(n_up, n_down)``, so they are cached per size in the sto
     <store>/fdr_null/<key>/pool.npy     float (<= 4M,) sorted non-zero |score| / scale, pooled
     <store>/fdr_null/<key>/values.npy   float32 (n_signatures, n_random) sorted |score|, NaN last
                                         (kept only for the ``random_query`` method)
-    <store>/fdr_null/<key>/meta.json    key, seed, the store fingerprint it was built against
+    <store>/fdr_null/<key>/values.tiles.npy  their tile hashes (:mod:`opencmap.kernels.tilehash`)
+    <store>/fdr_null/<key>/meta.json    key, seed, the store fingerprint it was built against,
+                                        checksums of the summary files
+
+The summary files are checked against their checksums, and the values against their tile hashes,
+when a cache is loaded (once per open store); a cache that does not match is rebuilt (logged).
 
 built on first use (logged) or ahead of time with :func:`build_fdr_nulls`
 (``opencmap store background --fdr-null UP,DOWN``). A cache built before the store changed
@@ -55,7 +60,8 @@ from typing import Any
 
 import numpy as np
 
-from opencmap.errors import ConfigError, OpenCMapWarning
+from opencmap.errors import ConfigError, OpenCMapWarning, StoreCorruptError
+from opencmap.io.store.checksums import _file_checksum, tile_entry
 from opencmap.io.versions import check_format_version
 from opencmap.query.store import Store
 
@@ -286,6 +292,34 @@ def _meta_ok(meta: dict[str, Any], params: dict[str, Any], fingerprint: str, val
     )
 
 
+def _checked_cache_file(folder: Path, name: str, meta: dict[str, Any]) -> Path:
+    """``folder / name`` once its checksum matches the cache's ``meta.json`` (caches written before
+    checksums: as they are)."""
+    from opencmap.io.store.reader import _checked_file
+
+    return _checked_file(folder / name, (meta.get("checksums") or {}).get(name))
+
+
+def _check_cache_values(folder: Path, vals: np.ndarray, meta: dict[str, Any]) -> None:
+    """Every tile of the cached per-signature null values against their hashes (read whole by the
+    ``random_query`` method; checked once per load)."""
+    from opencmap.kernels.tilehash import TILE_HASH_ALGO, check_tiles
+
+    tiles = meta.get("tile_hashes")
+    if not tiles:
+        return
+    if tiles.get("algo") != TILE_HASH_ALGO:
+        raise StoreCorruptError(f"{folder / 'meta.json'} names an unknown tile hash {tiles.get('algo')!r}", path=folder / "meta.json")
+    sums = np.load(folder / tiles["file"], mmap_mode="r")
+    cols = int(tiles["cols"])
+    if sums.shape != (vals.shape[0], max(1, -(-vals.shape[1] // cols))):
+        raise StoreCorruptError(f"{folder / tiles['file']} does not fit {folder / 'values.npy'}", path=folder / tiles["file"])
+    bad = check_tiles(vals, sums, np.zeros(sums.shape, np.uint8), np.arange(vals.shape[0]), 0, vals.shape[1], cols)
+    if bad is not None:
+        raise StoreCorruptError(f"{folder / 'values.npy'} is corrupt: signature {bad[0]}, tile {bad[1]} does not match its hash",
+                                path=folder / "values.npy")  # fmt: skip
+
+
 def load_or_build_null(
     store: Store,
     *,
@@ -325,8 +359,10 @@ def load_or_build_null(
                 NULL_FORMAT_VERSION, what="FDR null cache", path=meta_path, fix="upgrade opencmap or delete that folder",
             )  # fmt: skip
             if _meta_ok(meta, params, fingerprint, values):
-                parts = {name: np.load(folder / f"{name}.npy") for name in _SUMMARY}
+                parts = {name: np.load(_checked_cache_file(folder, f"{name}.npy", meta)) for name in _SUMMARY}
                 vals = np.load(folder / "values.npy", mmap_mode="r") if meta.get("has_values") else None
+                if vals is not None:
+                    _check_cache_values(folder, vals, meta)
                 if parts["counts"].shape == (store.n_signatures,) and (vals is None or vals.shape == (store.n_signatures, n_random)):
                     log.debug("random-query null %s read from %s", key, folder)
                     return FdrNull(key, params, values=vals, path=folder, cached=True, **parts)
@@ -334,6 +370,8 @@ def load_or_build_null(
                 "random-query null %s in %s was built for another store state or settings (or without per-signature values); rebuilding it",
                 key, folder,
             )  # fmt: skip
+        except StoreCorruptError as exc:
+            log.warning("random-query null cache %s is corrupt (%s); rebuilding it", folder, exc)
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             log.warning("random-query null cache %s is unreadable (%s); rebuilding it", folder, exc)
     log.info(
@@ -381,7 +419,10 @@ def _build_cached(
             (tmp / "values.npy").unlink()
         for name, arr in zip(_SUMMARY, (counts, scale, nonzero, pool), strict=True):
             np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
-        meta = {"params": params, "store_fingerprint": fingerprint, "n_signatures": store.n_signatures, "has_values": keep_values}
+        meta = {"params": params, "store_fingerprint": fingerprint, "n_signatures": store.n_signatures, "has_values": keep_values,
+                "checksums": {f"{name}.npy": _file_checksum(tmp / f"{name}.npy") for name in _SUMMARY}}  # fmt: skip
+        if keep_values:
+            meta["tile_hashes"] = tile_entry(tmp, "values.npy")[0]
         (tmp / "meta.json").write_text(json.dumps(meta))
         from opencmap.io.store.writer import _exchange, _fault
 
