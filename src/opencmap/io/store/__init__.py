@@ -6,7 +6,7 @@
                             generations), :func:`open_store`
 :mod:`.writer`              :func:`build_store`, :func:`append_store`, :func:`compact_store`,
                             signature sources, positioned writes, writer lock and cleanup
-:mod:`.checksums`           whole-file and per-chunk checksums
+:mod:`.checksums`           whole-file checksums, per-tile hashes (format 3), per-chunk (format 2)
 :mod:`.backgrounds`         the tau background files and their commit
 ==========================  ============================================================
 

@@ -1,5 +1,5 @@
-"""Checksums of store files: whole-file crc32 (manifest entries, ``store info --verify``, small
-files when first read), the per-row, per-tile hashes of 2-D data files (``<kind>.tiles.npy``,
+"""Checksums of store files: whole-file xxh3 (crc32 in stores written before format 3; manifest
+entries, ``store info --verify``, small files when first read), the per-row, per-tile hashes of 2-D data files (``<kind>.tiles.npy``,
 format 3, :mod:`opencmap.kernels.tilehash`) that readers check where they read, and the per-chunk
 xxh3 checksums of format-2 stores (``<kind>.crc.npy``), still checked when such stores are read.
 
@@ -26,14 +26,31 @@ log = logging.getLogger(__name__)
 _CHUNK = 1 << 24
 
 
-def _file_checksum(path: Path) -> str:
-    crc = 0
+_FILE_ALGO = "xxh3_64"  # whole-file checksums written from store format 3 on (``crc32`` before; both are read)
+
+
+def _file_checksum(path: Path, like: str | None = None) -> str:
+    """``"<algo>:<hex digest>"`` of the file's bytes: xxh3 (64-bit), or the algorithm of the
+    checksum ``like`` (a recorded checksum this one is compared with: ``crc32:`` or ``xxh3_64:``)."""
+    algo = like.split(":", 1)[0] if like else _FILE_ALGO
+    if algo == "xxh3_64":
+        import xxhash
+
+        digest = xxhash.xxh3_64()
+        update = digest.update
+    elif algo == "crc32":
+        crc = [0]
+
+        def update(chunk: bytes) -> None:
+            crc[0] = zlib.crc32(chunk, crc[0])
+    else:
+        raise StoreError(f"unknown checksum {like!r} recorded for {path}; upgrade opencmap")
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
-            crc = zlib.crc32(chunk, crc)
+            update(chunk)
         if hasattr(os, "posix_fadvise"):  # a checksum pass must not evict what queries use
             os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    return f"crc32:{crc:08x}"
+    return f"xxh3_64:{digest.intdigest():016x}" if algo == "xxh3_64" else f"crc32:{crc[0]:08x}"
 
 
 def _chunk_hasher(algo: str) -> Callable[[Any], int]:

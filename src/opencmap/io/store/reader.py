@@ -234,7 +234,7 @@ class StoreSegment:
             side = self.dir / entry["file"]
             expected = self.files.get(entry["file"], {}).get("checksum")
             try:
-                got = _file_checksum(side)
+                got = _file_checksum(side, expected)
                 sums = np.load(side)
             except (OSError, ValueError) as exc:
                 raise StoreError(f"store file {side} is unreadable ({exc}); run `opencmap store info --verify` and rebuild the store") from exc
@@ -324,7 +324,7 @@ def _checked_file(path: Path, expected: str | None) -> Path:
     recorded); :class:`StoreCorruptError` otherwise. For small files read whole (tables, lists)."""
     if expected:
         try:
-            got = _file_checksum(path)
+            got = _file_checksum(path, expected)
         except OSError as exc:
             raise StoreError(f"store file {path} is unreadable ({exc}); rebuild the store") from exc
         if got != expected:
@@ -747,9 +747,9 @@ class Store:
         for path, expected in files:
             if not path.exists():
                 raise StoreError(f"store file missing: {path}")
-            got = _file_checksum(path)
+            got = _file_checksum(path, expected)
             if got != expected:
-                raise StoreError(f"checksum mismatch for {path}: {got} != {expected} in the manifest; rebuild the store")
+                raise StoreCorruptError(f"checksum mismatch for {path}: {got} != {expected} in the manifest; {_REFUSE}", path=path)
 
     def info(self) -> dict[str, Any]:
         """A small summary (for ``opencmap store info``)."""
