@@ -269,6 +269,27 @@ def _walk_lanes(keys, steps, g, width, shift, sent, total, n_hit, weighted, n_fe
             dup[j] |= 1 if (valid and r == p) else 0
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _take_weighted(src, src_w, j, dk, dw, total, n_hit, n_features, shift, gene, sent):
+    """Value ``j`` of a set row's run into the key and ``|w|`` buffers (missing -> ``sent``)."""
+    r = np.int64(src[j])
+    w = abs(np.float64(src_w[j]))
+    ok = r > 0 and r <= n_features and not math.isnan(w)
+    dk[j] = ((np.uint64(r) << shift) | gene) if ok else sent
+    dw[j] = w
+    total[j] += w if ok else 0.0
+    n_hit[j] += 1 if ok else 0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _take(src, j, dk, n_hit, n_features, shift, gene, sent):
+    """Value ``j`` of a set row's run of ranks into the key buffer (unweighted)."""
+    r = np.int64(src[j])
+    ok = r > 0 and r <= n_features
+    dk[j] = ((np.uint64(r) << shift) | gene) if ok else sent
+    n_hit[j] += 1 if ok else 0
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _es_columns(ranks, weights, rows, bounds, net, net_range, network_max, n_features, weighted, key_proto,
                 shift, sent, check, r_sums, r_seen, w_bits, w_sums, w_seen, tile_cols, bad,
@@ -348,39 +369,21 @@ def _es_columns(ranks, weights, rows, bounds, net, net_range, network_max, n_fea
                         bits_w = w_bits[row, t0 : t0 + m]
                         dw = absw[i]
                         for j in range(m):
-                            r = np.int64(src[j])
-                            w = abs(np.float64(src_w[j]))
-                            ok = r > 0 and r <= n_features and not math.isnan(w)
-                            dk[j] = ((np.uint64(r) << shift) | gene) if ok else sent
-                            dw[j] = w
-                            total[j] += w if ok else 0.0
-                            n_hit[j] += 1 if ok else 0
+                            _take_weighted(src, src_w, j, dk, dw, total, n_hit, n_features, shift, gene, sent)
                             acc_r += np.uint64(src[j]) * hash_key(j)
                             acc_w += np.uint64(bits_w[j]) * hash_key(j)
                     elif weighted:
                         src_w = weights[row, t0 : t0 + m]
                         dw = absw[i]
                         for j in range(m):
-                            r = np.int64(src[j])
-                            w = abs(np.float64(src_w[j]))
-                            ok = r > 0 and r <= n_features and not math.isnan(w)
-                            dk[j] = ((np.uint64(r) << shift) | gene) if ok else sent
-                            dw[j] = w
-                            total[j] += w if ok else 0.0
-                            n_hit[j] += 1 if ok else 0
+                            _take_weighted(src, src_w, j, dk, dw, total, n_hit, n_features, shift, gene, sent)
                     elif fresh:
                         for j in range(m):
-                            r = np.int64(src[j])
-                            ok = r > 0 and r <= n_features
-                            dk[j] = ((np.uint64(r) << shift) | gene) if ok else sent
-                            n_hit[j] += 1 if ok else 0
+                            _take(src, j, dk, n_hit, n_features, shift, gene, sent)
                             acc_r += np.uint64(src[j]) * hash_key(j)
                     else:
                         for j in range(m):
-                            r = np.int64(src[j])
-                            ok = r > 0 and r <= n_features
-                            dk[j] = ((np.uint64(r) << shift) | gene) if ok else sent
-                            n_hit[j] += 1 if ok else 0
+                            _take(src, j, dk, n_hit, n_features, shift, gene, sent)
                     if fresh:
                         if finish_hash(acc_r, m) != r_sums[row, tile]:
                             bad[0] = 0
