@@ -398,3 +398,27 @@ def test_open_store_follows_a_new_generation_committed_by_another_process(store_
         again = serving.run(_query(held), summaries=False, fdr=False)  # still the generation it mapped
     _same({k: np.asarray(v) for k, v in first.level("sig").metrics.items()}, {k: np.asarray(v) for k, v in again.level("sig").metrics.items()})
     assert again.provenance["store"] == old_gen
+
+
+def test_compaction_checks_what_it_copies_and_writes_tile_hashes(level5, tmp_path):
+    from opencmap.query.store import compact_store
+
+    gct, info, _ = level5
+    n = gct.shape[1]
+
+    def two_segments(path: Path) -> Store:
+        build_store(path, gct.take(cols=np.arange(n // 2)), sig_info=info.iloc[: n // 2])
+        return append_store(path, gct.take(cols=np.arange(n // 2, n)), sig_info=info.iloc[n // 2 :])
+
+    store = two_segments(tmp_path / "ok")
+    expected = _scores(store)
+    compacted = compact_store(store.path)
+    assert len(compacted.segments) == 1 and compacted.tile_checked and compacted.format_version == 3
+    _same(expected, _scores(compacted))
+    compacted.verify()
+    bad = two_segments(tmp_path / "bad")
+    seg = bad.segments[1]
+    _flip_cell(bad.path, f"segments/{seg.name}/{bad.default_space}/scores.npy", 40, 2)
+    with pytest.raises(StoreCorruptError, match=rf"{seg.name}/{bad.default_space}/scores\.npy is corrupt: gene row 40"):
+        compact_store(bad.path)
+    assert len(Store(bad.path).segments) == 2  # nothing committed

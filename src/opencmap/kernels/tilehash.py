@@ -40,6 +40,7 @@ TILE_COLS = 512
 #: the name a store records for this hash (change it with the hash)
 TILE_HASH_ALGO = "opencmap-tile64-v1"
 
+
 class ReadCheck(NamedTuple):
     """What a kernel checks the runs it reads against: ``(sums, seen)`` of the rank array and of
     the score array (None: not read), the tile width, and ``bad``: int64 (3,) filled with -1 by
