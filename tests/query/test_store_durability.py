@@ -82,6 +82,15 @@ def test_flipped_bytes_refuse_the_query_naming_the_file(store_path, kind):
         fresh.verify()
 
 
+@pytest.mark.parametrize("metric", ["xsum", "rankz", "cs"])
+def test_flipped_ranks_refuse_gathered_and_unweighted_methods(store_path, metric):
+    store = Store(store_path)
+    row = int(store.space().positions([store.space().gene_ids[-4]])[0])  # a down gene of the query
+    _flip_cell(store_path, f"segments/seg-00000/{store.default_space}/ranks.npy", row, 9)
+    with pytest.raises(StoreCorruptError, match=rf"ranks\.npy is corrupt: gene row {row}, "):
+        _scores(Store(store_path), metric)
+
+
 def test_flipped_bytes_outside_the_query_rows_do_not_refuse_it(store_path):
     store = Store(store_path)
     expected = _scores(store)
