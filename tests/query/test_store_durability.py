@@ -150,6 +150,16 @@ def test_corrupt_background_values_refuse_tau(store_path):
         _scores(Store(store_path))
 
 
+def test_corrupt_manifest_is_refused(store_path):
+    mpath = store_path / "manifest.json"
+    text = mpath.read_text()
+    gene = Store(store_path).space().gene_ids[5]
+    assert f'"{gene}"' in text
+    mpath.write_text(text.replace(f'"{gene}"', f'"{gene}9"', 1))  # still valid JSON, one gene id changed
+    with pytest.raises(StoreCorruptError, match=r"manifest\.json is corrupt.*manifest_checksum.*store info --verify"):
+        Store(store_path)
+
+
 def test_corrupt_signature_table_is_refused(store_path):
     f = store_path / "segments" / "seg-00000" / "sig_info.parquet"
     _flip(f, f.stat().st_size // 2, 2)
@@ -178,6 +188,7 @@ def test_store_without_chunk_checksums_opens_with_a_warning(store_path):
     mpath = store_path / "manifest.json"
     m = json.loads(mpath.read_text())
     m["format_version"] = 1
+    del m["manifest_checksum"]  # (from format 3 on)
     for seg in m["segments"]:
         for rel in [r for r in seg["files"] if r.endswith((".crc.npy", ".tiles.npy"))]:
             (store_path / "segments" / seg["name"] / rel).unlink()

@@ -10,6 +10,7 @@ for stores checksummed with ``crc32``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import zlib
@@ -190,3 +191,25 @@ def _checksum_files(folder: Path, files: dict[str, dict[str, Any]]) -> None:
             _write_sidecar(folder / side, tiles)
             entry["tile_hashes"] = {"file": side, "cols": TILE_COLS, "algo": TILE_HASH_ALGO}
             files[side] = {"bytes": (folder / side).stat().st_size, "checksum": _file_checksum(folder / side)}
+
+
+def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
+    """The JSON bytes of a store manifest with its own checksum (``manifest_checksum``: xxh3 of
+    the JSON of every other field, as written), checked by readers (:func:`manifest_checksum_ok`)."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_checksum"}
+    return json.dumps({**body, "manifest_checksum": _json_checksum(body)}, indent=1, default=str).encode()
+
+
+def manifest_checksum_ok(manifest: Mapping[str, Any]) -> bool:
+    """True when a manifest read back carries no ``manifest_checksum`` (written before format 3)
+    or the one of its other fields."""
+    recorded = manifest.get("manifest_checksum")
+    if recorded is None:
+        return True
+    return recorded == _json_checksum({k: v for k, v in manifest.items() if k != "manifest_checksum"})
+
+
+def _json_checksum(body: Mapping[str, Any]) -> str:
+    import xxhash
+
+    return f"xxh3_64:{xxhash.xxh3_64_intdigest(json.dumps(body, indent=1, default=str).encode()):016x}"

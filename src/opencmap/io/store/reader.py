@@ -36,7 +36,7 @@ import pandas as pd
 
 from opencmap.backends.settings import Settings
 from opencmap.errors import IdNotFoundError, StoreCorruptError, StoreError
-from opencmap.io.store.checksums import _chunk_hasher, _digest_chunks, _file_checksum
+from opencmap.io.store.checksums import _chunk_hasher, _digest_chunks, _file_checksum, manifest_bytes, manifest_checksum_ok
 from opencmap.kernels.tilehash import TILE_HASH_ALGO, ReadCheck, check_tiles
 from opencmap.io.store.format import _CHUNK_COLS, _MANIFEST, STORE_FORMAT, STORE_FORMAT_VERSION
 from opencmap.io.versions import check_format_version
@@ -453,6 +453,8 @@ class Store:
         for key in ("n_signatures", "default_space", "spaces", "segments", "genes"):
             if key not in m:
                 raise StoreError(f"{mpath}: field {key!r} is missing; the manifest is corrupt, rebuild the store")
+        if not manifest_checksum_ok(m):
+            raise StoreCorruptError(f"{mpath} is corrupt: its fields do not match its manifest_checksum; {_REFUSE}", path=mpath)
         return m
 
     # ------------------------------------------------------------------ generations
@@ -781,7 +783,7 @@ class Store:
         new.update(changes)
         new["generation"] = int(self.manifest.get("generation", 0)) + 1
         try:
-            _write_bytes_atomic(self.path / _MANIFEST, json.dumps(new, indent=1, default=str).encode())
+            _write_bytes_atomic(self.path / _MANIFEST, manifest_bytes(new))
         except OSError as exc:
             if _is_disk_full(exc):
                 raise _disk_full(exc, f"writing {self.path / _MANIFEST}", self.path) from exc

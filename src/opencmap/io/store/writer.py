@@ -49,7 +49,7 @@ from opencmap.backends.settings import Settings
 from opencmap.core.gct import GCT
 from opencmap.core.schema import parse_flags
 from opencmap.errors import IdNotFoundError, OpenCMapWarning, StoreError, ValidationError
-from opencmap.io.store.checksums import _checksum_files, _file_checksum
+from opencmap.io.store.checksums import _checksum_files, _file_checksum, manifest_bytes
 from opencmap.io.store.format import _LOCK, _MANIFEST, _PCL_FILE, _SPACE_PREFERENCE, STORE_FORMAT, STORE_FORMAT_VERSION
 from opencmap.io.store.reader import Store, StoreSegment, _pcl_sets, _physical_memory
 
@@ -959,7 +959,7 @@ def build_store(
         if provenance:
             manifest["provenance"] = dict(provenance)
         _fault("build:data-written")
-        _write_bytes_atomic(tmp / _MANIFEST, json.dumps(manifest, indent=1, default=str).encode())
+        _write_bytes_atomic(tmp / _MANIFEST, manifest_bytes(manifest))
         _fault("build:before-switch")
         _switch_into(tmp, dest)
     except BaseException as exc:
