@@ -18,6 +18,7 @@ id) and *what to do*.
     ├── QueryError             a query cannot be run as asked
     ├── ConfigError            bad parameters or options
     ├── DiskSpaceError         too little free disk for what is about to be written
+    ├── BackendError           a backend lost or duplicated a task's result
     └── FetchError             a release file cannot be downloaded (network, server, unknown release)
         └── ChecksumError      a downloaded file does not match its published checksum or size
 
@@ -50,6 +51,7 @@ __all__ = [
     "QueryError",
     "ConfigError",
     "DiskSpaceError",
+    "BackendError",
     "UncheckedStoreWarning",
     "StoreDiskSpaceError",
     "FetchError",
@@ -151,6 +153,11 @@ class ConfigError(OpenCMapError, ValueError):
 
 class DiskSpaceError(OpenCMapError):
     """Too little free disk for a download, a decompression or a store; nothing was written."""
+
+
+class BackendError(OpenCMapError):
+    """A backend (:mod:`opencmap.backends`) lost or duplicated a task's result: nothing it
+    returned is used; run it again (and report the backend's fault)."""
 
 
 class StoreDiskSpaceError(DiskSpaceError, StoreError):

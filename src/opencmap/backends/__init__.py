@@ -14,6 +14,11 @@ What another backend (e.g. ``dask.distributed``) must implement
 ---------------------------------------------------------------
 ``settings``
     A :class:`Settings`; the block sizes and budgets apply per worker.
+``distributed``
+    True when ``map_blocks`` runs tasks in other processes (:func:`is_distributed`): the store
+    build (:func:`opencmap.io.store.writer.build_block_task`) and the pipeline
+    (:mod:`opencmap.pipeline.tasks`) then send their per-block work as tasks, and the driver
+    only writes and commits; False keeps their in-process threads.
 ``numba_threads()`` / ``pool_threads()``
     The thread count of a kernel launched now in this process (numba ``prange`` kernels / kernels
     split over :meth:`Backend.executor`). A distributed backend gives the driver's local count;
@@ -33,11 +38,22 @@ A :class:`BlockTask`: the store path (on a filesystem the workers share), block 
 (signature positions ``start:stop``, or replicate sets ``start:stop`` of a pipeline plan) and
 picklable parameters. The kernel is a module-level function (pickled by reference) that opens
 the store read-only, computes its block with pure kernels (:mod:`opencmap.kernels`) and returns
-arrays; it writes nothing the driver does not commit.
+arrays; it writes nothing the driver does not commit. :func:`ordered_results` pairs each task with its
+result and refuses a backend that drops or adds one (:class:`~opencmap.errors.BackendError`).
 """
 
-from opencmap.backends.base import Backend, BlockTask, block_bounds
+from opencmap.backends.base import Backend, BlockTask, block_bounds, is_distributed, ordered_results
 from opencmap.backends.local import LocalBackend, default_backend, resolve_backend
 from opencmap.backends.settings import Settings
 
-__all__ = ["Backend", "BlockTask", "LocalBackend", "Settings", "block_bounds", "default_backend", "resolve_backend"]
+__all__ = [
+    "Backend",
+    "BlockTask",
+    "LocalBackend",
+    "Settings",
+    "block_bounds",
+    "default_backend",
+    "is_distributed",
+    "ordered_results",
+    "resolve_backend",
+]

@@ -51,6 +51,8 @@ class LocalBackend:
         Threads, memory budgets and block sizes (default :class:`Settings`: today's values).
     """
 
+    distributed = False  # map_blocks runs tasks here, in the calling thread
+
     def __init__(self, settings: Settings | None = None):
         self.settings = Settings() if settings is None else settings
 
