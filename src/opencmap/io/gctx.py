@@ -1193,11 +1193,12 @@ class GCTXSlots(_OpenH5):
         return cls(h5, target)
 
     @classmethod
-    def open(cls, path: str | PathLike[str]) -> GCTXSlots:
-        """Reopen a work file made by :meth:`create` (to continue it); :class:`FormatError` if unreadable."""
+    def open(cls, path: str | PathLike[str], *, readonly: bool = False) -> GCTXSlots:
+        """Reopen a work file made by :meth:`create` (to continue it; ``readonly``: only to
+        :meth:`read` it, as several processes may at once); :class:`FormatError` if unreadable."""
         target = Path(path)
         try:
-            h5 = h5py.File(target, "r+")
+            h5 = h5py.File(target, "r" if readonly else "r+")
         except (OSError, RuntimeError) as exc:
             raise FormatError(f"cannot reopen the work file ({exc})", path=target) from exc
         if MATRIX_NODE not in h5 or not isinstance(h5[MATRIX_NODE], h5py.Dataset) or h5[MATRIX_NODE].ndim != 2:
