@@ -91,5 +91,6 @@ def test_level1_run_on_spawned_tasks_matches_local(shared_data: Path, tmp_path: 
     assert level2 == sorted(p.name for p in (tmp_path / "remote" / "level2").iterdir()) and level2
     for name in level2:  # the Level 2 files the driver wrote from the task's result
         if name.endswith(".gctx"):
-            np.testing.assert_array_equal(read_gct(tmp_path / "local" / "level2" / name).data, read_gct(tmp_path / "remote" / "level2" / name).data)
+            a, b = (read_gct(tmp_path / run / "level2" / name).data for run in ("local", "remote"))
+            np.testing.assert_array_equal(a, b)
     assert spawned_backend.tasks_run >= 3  # deconvolution, Level 3, collapse (+ CGS when there are any)

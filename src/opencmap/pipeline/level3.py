@@ -151,10 +151,10 @@ def reach_level3(
                 "row_meta": None if matrix is None else matrix.row_meta,
             }  # fmt: skip
             path = "" if matrix is None else str(matrix.matrix)
-            tasks = [
-                BlockTask(path, i, i + 1, {**common, "plates": [(plate, plan.col_meta.iloc[plan.plate_positions[plate]], plan.plate_positions[plate])]})
-                for i, plate in enumerate(pending)
-            ]
+            tasks = []
+            for i, plate in enumerate(pending):
+                positions = plan.plate_positions[plate]
+                tasks.append(BlockTask(path, i, i + 1, {**common, "plates": [(plate, plan.col_meta.iloc[positions], positions)]}))
             for _task, (result,) in ordered_results(backend, level3_plates_task, tasks):
                 yield result
             return

@@ -33,6 +33,13 @@ reopened is redone). The work folder (``<out>/.opencmap-work`` by default) is re
 successful run unless ``keep_work=True``. Resuming with different inputs or parameters is
 refused (:class:`~opencmap.errors.ConfigError`); pass ``restart=True`` to start over.
 
+**Where the work runs.** With the default (local) backend, as above: in this process, with its
+I/O worker. With a distributed backend (:func:`opencmap.backends.is_distributed`) the per-plate
+Level 1 → 2 and Level 2 → 3 work, the z-scoring and collapse of blocks of replicate sets and the
+CGS batches run as the tasks of :mod:`opencmap.pipeline.tasks` in its workers (which read the
+inputs and the work folder at this process's paths); this process writes what they return and
+keeps the done-list as a local run does. The outputs are bit-identical either way.
+
 Outputs in ``out_dir``: ``level4.gctx`` (genes × instances, robust z-scores), ``level5.gctx``
 (genes × signatures, column metadata = ``sig_info``), ``sig_info.txt`` and ``manifest.json``
 (every parameter, inputs, versions, counts, timings).
@@ -382,7 +389,9 @@ class PipelineRun:
             plates.close()
         self.sig_info = sig_info
 
-    def _collapse_on_backend(self, plates: MatrixPlates | WorkPlates, landmarks: np.ndarray, l4: GCTXSlots, l5: GCTXSlots) -> pd.DataFrame:
+    def _collapse_on_backend(
+        self, plates: MatrixPlates | WorkPlates, landmarks: np.ndarray, l4: GCTXSlots, l5: GCTXSlots
+    ) -> pd.DataFrame:
         """:meth:`zscore_and_collapse` with a distributed backend: blocks of replicate sets
         (:data:`~opencmap.pipeline.tasks.TASK_WELLS` wells) z-scored and collapsed by
         :func:`~opencmap.pipeline.tasks.collapse_sets_task` tasks; their values written here, in
@@ -425,17 +434,19 @@ class PipelineRun:
         common = {"rows": rows, "landmarks": landmarks, "params": params, "settings": self.backend.settings}
         tasks = [BlockTask(path, i, i + 1, {**common, "sets": block}) for i, block in enumerate(blocks)]
         log.info("collapsing %d replicate sets in %d tasks of %r", len(items), len(tasks), self.backend)
-        by_name = {result_set["name"]: result_set for result_set in items}
+        item_of = {item["name"]: item for item in items}
         results = (result for _task, block in ordered_results(self.backend, collapse_sets_task, tasks) for result in block)
         files = (l4, l5)
         io = _IOWorker()
         plates_done = 0
         try:
             for si, set_name in enumerate(plan.set_order):
-                item = by_name.get(set_name)
+                item = item_of.get(set_name)
                 result = next(results) if item is not None else None
                 if result is not None and result["name"] != set_name:
-                    raise PipelineError(f"a task returned replicate set {result['name']} where {set_name} was due (internal error; please report it)")
+                    raise PipelineError(
+                        f"a task returned replicate set {result['name']} where {set_name} was due (internal error; please report it)"
+                    )
                 used = 0
                 computed = {p for p, *_ in item["plates"]} if item is not None else set()
                 for plate in plan.set_plates[set_name]:

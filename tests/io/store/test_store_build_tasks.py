@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opencmap.backends import BlockTask, LocalBackend
+from opencmap.backends import BlockTask, LocalBackend, Settings
 from opencmap.core.gct import GCT
 from opencmap.errors import BackendError
 from opencmap.io import write_gct, write_gctx
@@ -96,7 +96,8 @@ def test_build_block_task_ranks_its_block_alone(inputs, tmp_path: Path) -> None:
     whole = build_store(tmp_path / "whole", inputs["first"], block_size=301, spaces=["lm"])
     cols = {"lm": np.arange(N_LM, dtype=np.int64)}
     spec = {"kind": "gctx", "path": str(inputs["first"]), "positions": np.arange(40, 90), "shape": (N_GENES, 301)}
-    out = build_block_task(BlockTask(str(inputs["first"]), 40, 90, {"source": spec, "cols": cols, "signature_major": False}))
+    params = {"source": spec, "cols": cols, "signature_major": False, "settings": Settings(threads=1)}
+    out = build_block_task(BlockTask(str(inputs["first"]), 40, 90, params))
     r, s, by_sig = out["lm"]
     assert r.shape == s.shape == (N_LM, 50) and by_sig is None
     seg = whole.path / "segments" / "seg-00000" / "lm"
@@ -116,3 +117,25 @@ def test_a_backend_that_loses_a_task_fails_the_build(inputs, tmp_path: Path) -> 
         build_store(tmp_path / "lost", inputs["first"], block_size=100, backend=_LosingBackend())
     assert not (tmp_path / "lost").exists()  # nothing half built
     assert not list(tmp_path.glob(".lost.building-*"))
+
+
+def test_release_stores_through_spawned_tasks_are_byte_identical(tmp_path: Path, spawned_backend) -> None:
+    """Release builders (one segment per folder: a build, then appends) and release appends."""
+    from releases.replicas import write_gse70138, write_gse92742
+
+    from opencmap.query.release_store import append_release_store, build_release_store
+
+    first, second = tmp_path / "GSE92742", tmp_path / "GSE70138"
+    write_gse92742(first, gz=False)
+    write_gse70138(second, gz=False)
+    local, _ = build_release_store(tmp_path / "local", [first, second], block_size=37)
+    remote, _ = build_release_store(tmp_path / "remote", [first, second], block_size=37, backend=spawned_backend)
+    assert len(remote.manifest["segments"]) == 2 and spawned_backend.tasks_run > 2
+    _assert_same_store(local.path, remote.path)
+    local_a, _ = build_release_store(tmp_path / "local_a", [first], block_size=64)
+    remote_a, _ = build_release_store(tmp_path / "remote_a", [first], block_size=64, backend=spawned_backend)
+    append_release_store(local_a.path, second, block_size=64)
+    before = spawned_backend.tasks_run
+    append_release_store(remote_a.path, second, block_size=64, backend=spawned_backend)
+    assert spawned_backend.tasks_run > before
+    _assert_same_store(local_a.path, remote_a.path)

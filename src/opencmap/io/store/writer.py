@@ -898,12 +898,18 @@ def build_block_task(task: BlockTask) -> dict[str, _BlockOut]:
     A module-level function (pickled by reference) of plain data: ``task.params["source"]`` names
     the block (:meth:`SignatureSource.block_spec`: the input file, read here read-only, so a worker
     must see it at ``task.path``; or the block's values), ``["cols"]`` each space's gene rows of the
-    input, ``["signature_major"]`` whether the signature-major copy is made. It writes nothing:
-    the driver writes the returned arrays (:func:`_run_blocks_on`).
+    input, ``["signature_major"]`` whether the signature-major copy is made, ``["settings"]`` the
+    build's settings (the ranking kernel's threads: a local backend's with them, one outside a
+    process's main thread). It writes nothing: the driver writes the returned arrays
+    (:func:`_run_blocks_on`).
     """
+    import numba
+
+    from opencmap.backends.local import LocalBackend
     from opencmap.kernels.store_ranks import gene_major_block
 
     p = task.params
+    threads = min(LocalBackend(p["settings"]).numba_threads(), numba.config.NUMBA_NUM_THREADS)
     x = read_signature_block(p["source"])
     k = task.stop - task.start
     if x.shape[0] != k:
@@ -914,7 +920,12 @@ def build_block_task(task: BlockTask) -> dict[str, _BlockOut]:
         ranks = np.empty((g, k), dtype=np.uint16)
         scores = np.empty((g, k), dtype=np.float32)
         by_sig = np.empty((k, g), dtype=np.float32) if p["signature_major"] else None
-        gene_major_block(x, rows, ranks, scores, by_sig)
+        before = numba.get_num_threads()
+        numba.set_num_threads(threads)  # this thread's launches only; every thread count ranks alike
+        try:
+            gene_major_block(x, rows, ranks, scores, by_sig)
+        finally:
+            numba.set_num_threads(before)
         out[name] = (ranks, scores, by_sig)
     return out
 
@@ -935,11 +946,11 @@ def _run_blocks_on(
     from concurrent.futures import Future, ThreadPoolExecutor
 
     n_sigs = blocks[-1][1]
-    path = "" if source._path is None and source._h5ad is None else str(source._h5ad.path if source._h5ad is not None else source._path)
-    tasks = [
-        BlockTask(path, lo, hi, {"source": source.block_spec(lo, hi), "cols": cols, "signature_major": signature_major})
-        for lo, hi in blocks
-    ]
+    tasks = []
+    for lo, hi in blocks:
+        spec = source.block_spec(lo, hi)
+        params = {"source": spec, "cols": cols, "signature_major": signature_major, "settings": settings}
+        tasks.append(BlockTask(str(spec.get("path", "")), lo, hi, params))
     sink = _SegmentSink(outs, settings)
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending: tuple[Future[None], int] | None = None
