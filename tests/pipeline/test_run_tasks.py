@@ -12,6 +12,7 @@ import pytest
 
 import opencmap.pipeline.run as run_module
 import opencmap.pipeline.tasks as tasks_module
+from opencmap.backends import LocalBackend
 from opencmap.io import read_gct
 from opencmap.pipeline.params import PipelineParams
 from opencmap.pipeline.run import RunResult, run_pipeline
@@ -94,3 +95,29 @@ def test_level1_run_on_spawned_tasks_matches_local(shared_data: Path, tmp_path: 
             a, b = (read_gct(tmp_path / run / "level2" / name).data for run in ("local", "remote"))
             np.testing.assert_array_equal(a, b)
     assert spawned_backend.tasks_run >= 3  # deconvolution, Level 3, collapse (+ CGS when there are any)
+
+
+class _FailingSecondCollapse(LocalBackend):
+    """Tasks run here, but the second collapse task fails (a worker lost mid-run)."""
+
+    distributed = True
+
+    def map_blocks(self, kernel, tasks):
+        for task in tasks:
+            if kernel is tasks_module.collapse_sets_task and task.start == 1:
+                raise RuntimeError("worker lost")
+            yield kernel(task)
+
+
+def test_a_failed_task_leaves_a_resumable_run(tmp_path: Path, monkeypatch) -> None:
+    """What the driver wrote before a task failed is marked done; the run resumes (locally here)
+    from there and its outputs are those of an uninterrupted run."""
+    make_level3(tmp_path)
+    monkeypatch.setattr(tasks_module, "TASK_WELLS", 40)  # one set per task
+    args = (tmp_path / "level3.gctx", tmp_path / "out")
+    with pytest.raises(RuntimeError, match="worker lost"):
+        run_pipeline(*args, inst_info=tmp_path / "inst_info.txt", backend=_FailingSecondCollapse())
+    resumed = run_pipeline(*args, inst_info=tmp_path / "inst_info.txt")
+    assert resumed.resumed_sets == 1 and resumed.resumed_plates == 3
+    clean = run_pipeline(tmp_path / "level3.gctx", tmp_path / "clean", inst_info=tmp_path / "inst_info.txt")
+    _assert_same_outputs(clean, resumed)

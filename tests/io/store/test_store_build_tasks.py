@@ -12,7 +12,7 @@ import pytest
 
 from opencmap.backends import BlockTask, LocalBackend, Settings
 from opencmap.core.gct import GCT
-from opencmap.errors import BackendError
+from opencmap.errors import BackendError, StoreError
 from opencmap.io import write_gct, write_gctx
 from opencmap.io.store.writer import build_block_task
 from opencmap.query.store import Store, append_store, build_store
@@ -103,6 +103,10 @@ def test_build_block_task_ranks_its_block_alone(inputs, tmp_path: Path) -> None:
     seg = whole.path / "segments" / "seg-00000" / "lm"
     np.testing.assert_array_equal(r, np.load(seg / "ranks.npy")[:, 40:90])
     np.testing.assert_array_equal(s, np.load(seg / "scores.npy")[:, 40:90])
+    # a worker that does not see the input where the driver does says so
+    elsewhere = {**params, "source": {**spec, "path": str(tmp_path / "not-here.gctx")}}
+    with pytest.raises(StoreError, match="a worker must see the input at the driver's path"):
+        build_block_task(BlockTask(str(tmp_path / "not-here.gctx"), 40, 90, elsewhere))
 
 
 class _LosingBackend(LocalBackend):
