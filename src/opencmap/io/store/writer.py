@@ -763,7 +763,7 @@ def _write_segment(
 
     With a distributed ``backend`` (:func:`~opencmap.backends.is_distributed`) the reading and
     ranking of each block run as :func:`build_block_task` tasks in its workers, and this process
-    writes their results in block order (:func:`_run_blocks_on`): the same blocks, the same bytes.
+    writes their results in block order (:func:`_run_block_tasks`): the same blocks, the same bytes.
     """
     n_sigs = len(source.cids)
     k = block_size or _auto_block_size(n_sigs, source.n_rows, [len(r) for r in space_rows.values()], signature_major, settings.build_memory)
@@ -782,10 +782,8 @@ def _write_segment(
             if signature_major:
                 outs[name]["scores_by_sig"] = NpyOut(seg_dir / name / "scores_by_sig.npy", (n_sigs, g), np.float32)
         blocks = [(lo, min(lo + k, n_sigs)) for lo in range(0, n_sigs, k)]
-        if blocks and backend is not None and is_distributed(backend):
-            _run_blocks_on(backend, source, blocks, cols, outs, signature_major, progress, settings)
-        elif blocks:
-            _run_blocks(source, blocks, k, cols, outs, signature_major, progress, settings)
+        if blocks:
+            _run_blocks(source, blocks, k, cols, outs, signature_major, progress, settings, backend)
     finally:
         for out in outs.values():
             for f in out.values():
@@ -847,12 +845,18 @@ def _run_blocks(
     signature_major: bool,
     progress: Progress | None,
     settings: Settings,
+    backend: Backend | None = None,
 ) -> None:
-    """The read -> rank/transpose -> write pipeline of :func:`_write_segment` (local backend)."""
+    """The read -> rank/transpose -> write pipeline of :func:`_write_segment`: here, or with a
+    distributed ``backend``, its blocks as tasks (:func:`_run_block_tasks`)."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from opencmap.kernels.store_ranks import gene_major_block
 
+    sink = _SegmentSink(outs, settings)
+    if backend is not None and is_distributed(backend):
+        _run_block_tasks(backend, source, blocks, cols, sink, signature_major, progress, settings)
+        return
     n_sigs = blocks[-1][1]
     in_bufs = [np.empty((k, source.n_rows), dtype=np.float32) for _ in range(2)] if source.needs_buffer() else [None, None]
     out_bufs = [
@@ -866,7 +870,6 @@ def _run_blocks(
         }
         for _ in range(2)
     ]
-    sink = _SegmentSink(outs, settings)
 
     def write(b: int) -> None:
         sink.write(*blocks[b], out_bufs[b % 2], b == len(blocks) - 1)
@@ -901,7 +904,7 @@ def build_block_task(task: BlockTask) -> dict[str, _BlockOut]:
     input, ``["signature_major"]`` whether the signature-major copy is made, ``["settings"]`` the
     build's settings (the ranking kernel's threads: a local backend's with them, one outside a
     process's main thread). It writes nothing: the driver writes the returned arrays
-    (:func:`_run_blocks_on`).
+    (:func:`_run_block_tasks`).
     """
     import numba
 
@@ -930,12 +933,12 @@ def build_block_task(task: BlockTask) -> dict[str, _BlockOut]:
     return out
 
 
-def _run_blocks_on(
+def _run_block_tasks(
     backend: Backend,
     source: SignatureSource,
     blocks: Sequence[tuple[int, int]],
     cols: Mapping[str, np.ndarray],
-    outs: Mapping[str, Mapping[str, NpyOut]],
+    sink: _SegmentSink,
     signature_major: bool,
     progress: Progress | None,
     settings: Settings,
@@ -951,7 +954,6 @@ def _run_blocks_on(
         spec = source.block_spec(lo, hi)
         params = {"source": spec, "cols": cols, "signature_major": signature_major, "settings": settings}
         tasks.append(BlockTask(str(spec.get("path", "")), lo, hi, params))
-    sink = _SegmentSink(outs, settings)
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending: tuple[Future[None], int] | None = None
         for b, (task, result) in enumerate(ordered_results(backend, build_block_task, tasks)):
