@@ -23,10 +23,6 @@ the one of ``bench_engine.py``, built once (not timed) in ``--work``::
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import subprocess
 import sys
 import time
 import warnings
@@ -35,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_engine import load, make_store  # noqa: E402  (the same synthetic store)
+from bench_engine import before_after, median_ms  # noqa: E402  (the same store, rounds and timing)
 
 _KERNEL = "set_enrichment_scores"
 _FACTS = ("python calls", "kernel calls", "pool submits", "peak traced KB")
@@ -73,16 +69,6 @@ def _facts(fn) -> dict[str, float]:
     return {"python calls": stats.total_calls, "kernel calls": kernel, "pool submits": submits[0], "peak traced KB": round((peak - base) / 1024)}  # type: ignore[attr-defined]
 
 
-def _cpu_ms(fn, repeat: int) -> float:
-    """Median process CPU time of ``repeat`` calls (all threads of the process), in ms."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.process_time()
-        fn()
-        times.append(time.process_time() - t0)
-    return 1000 * float(np.median(times))
-
-
 def measure(path: Path, repeat: int) -> dict[str, dict[str, float]]:
     from opencmap.query import Engine, Query, run_query
 
@@ -104,37 +90,16 @@ def measure(path: Path, repeat: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for key, fn in calls.items():
         out[key] = _facts(fn)
-        out[key]["cpu ms"] = _cpu_ms(fn, repeat if key != "engine batch 20" else max(3, repeat // 3))
+        # process CPU time: all threads of the process
+        out[key]["cpu ms"] = median_ms(fn, repeat if key != "engine batch 20" else max(3, repeat // 3), clock=time.process_time)
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, required=True, help="folder for the synthetic store (kept for reruns)")
-    parser.add_argument("--n", type=int, default=20_000)
-    parser.add_argument("--genes", type=int, default=978)
-    parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--rounds", type=int, default=3, help="measurements per tree, alternating the order")
-    parser.add_argument("--base", type=Path, help="source tree (its src/) to measure as 'before' in a subprocess")
-    parser.add_argument("--measure-only", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.measure_only is not None:
-        print(json.dumps(measure(args.measure_only, args.repeat)))
+    show = lambda m: f"cpu ms { {k: round(v['cpu ms'], 1) for k, v in m.items()} }"  # noqa: E731
+    args, rounds = before_after(__file__, __doc__, measure, n=20_000, rounds=3, show=show)
+    if rounds is None:
         return
-    args.work.mkdir(parents=True, exist_ok=True)
-    path = make_store(args.work, args.n, args.genes)
-    trees = ([("before", args.base)] if args.base else []) + [("after", None)]
-    rounds: dict[str, list[dict[str, dict[str, float]]]] = {label: [] for label, _ in trees}
-    for r in range(args.rounds):  # alternate the order (before, after, after, before, ...): the cores are shared
-        for label, src in trees if r % 2 == 0 else trees[::-1]:
-            env = dict(os.environ)
-            if src is not None:
-                env["PYTHONPATH"] = str(src)
-            cmd = [sys.executable, __file__, "--work", str(args.work), "--repeat", str(args.repeat), "--measure-only", str(path)]
-            res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-            rounds[label].append(json.loads(res.stdout.strip().splitlines()[-1]))
-            cpu = {k: round(v["cpu ms"], 1) for k, v in rounds[label][-1].items()}
-            print(f"[round {r + 1} {label}] {load()} cpu ms {cpu}", flush=True)
     labels = list(rounds)
     print(f"\n{args.n:,} signatures x {args.genes} genes; facts of one warmed call (last round):")
     for key in rounds["after"][0]:
