@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from opencmap.backends import Backend, BlockTask, is_distributed, ordered_results, resolve_backend
+from opencmap.backends import Backend, BlockTask, Settings, is_distributed, ordered_results, resolve_backend
 from opencmap.core.gct import GCT
 from opencmap.errors import FormatError, OpenCMapWarning, PipelineError
 from opencmap.io import read_meta, read_table, write_table
@@ -117,8 +117,9 @@ CGS_BATCH = 2000
 MIN_PLATE_WELLS = 10
 #: Work-folder layout (outputs filled in place); see :data:`opencmap.pipeline.plan.WORK_LAYOUT`.
 SLOTS_LAYOUT = WORK_LAYOUT
-#: Seconds between durable checkpoints (fsync of the partial outputs, then of the done-list).
-CHECKPOINT_SECONDS = 30.0
+#: Seconds between durable checkpoints (fsync of the partial outputs, then of the done-list), by
+#: default (set per run with :class:`~opencmap.backends.Settings` ``checkpoint_seconds``).
+CHECKPOINT_SECONDS = Settings.checkpoint_seconds
 _LEVEL4_PARTIAL = "level4.partial.gctx"
 _LEVEL5_PARTIAL = "level5.partial.gctx"
 _CGS_PARTIAL = "cgs.partial.gctx"  # distributed runs: the CGS, before they are copied into Level 5
@@ -218,7 +219,7 @@ class PipelineRun:
             )
             if not self.from_level2:
                 self.rows, self.level3_plan = self.input_rows, self.plan
-        self.work = WorkFolder(work_root, identity, restart=restart, checkpoint_seconds=CHECKPOINT_SECONDS)
+        self.work = WorkFolder(work_root, identity, restart=restart, checkpoint_seconds=self.backend.settings.checkpoint_seconds)
         self.model = None
         if self.from_level2 and inference_model is not None:
             from opencmap.pipeline.infer import load_inference_model
