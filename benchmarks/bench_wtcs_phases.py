@@ -26,14 +26,20 @@ signature) membership (one set gene in one signature) and on one thread:
    last bit, which changes every hit step). The printed upper bounds on an exact shared walk are
    ``kernel / walk`` (sharing removes read, sort and gather but not the walk) and
    ``kernel / (walk + totals)``;
-3. a prototype of the shared signature-major walk (numba, here): per signature, a ``totals``
-   pass over each set's genes in set order reading the signature's own (cache-resident) rank and
-   score rows, then one pass over the signature's genes in rank order (a signature-major
-   ``gene at rank r`` array, as a store would have to keep) with an index gene -> the sets
-   containing it, advancing each set's running state. Its ES and leading-edge fractions, and the
-   WTCS, are checked bit for bit against the kernel's on a small case with missing genes (NaN
-   scores, rank 0), tied scores and an all-zero signature; then it is timed on the same inputs
-   as the kernel, with the ratio kernel / prototype per membership.
+3. two prototypes of the shared signature-major walk (numba, here), both after a ``totals``
+   pass over gene-major tiles (as above, the part kept): per signature, one pass over its genes
+   in rank order (signature-major arrays ``gene at rank r`` and its ``|w|``, as a store would have
+   to keep them) with an index gene -> the sets containing it:
+
+   * A: each hit advances the running state of the sets containing it (scalar; per-set state in
+     one 64-byte row, updated without branches);
+   * B: each hit is appended, already in rank order, to the key/step buffers of those sets for a
+     tile of 16 signatures (``--group`` sets per pass), which the kernel's SIMD ``_walk_lanes``
+     then walks (no per-set read, sort or gather).
+
+   Their ES, leading-edge fractions and WTCS are checked bit for bit against the kernel's on a
+   small case with missing genes (NaN scores, rank 0), tied scores and an all-zero signature, and
+   again on the timed inputs; the ratio kernel / prototype per membership is printed.
 
 Building the signature-major inputs of the prototype is not timed (a store would build them
 once: ``2 * genes`` bytes per signature for the rank order, plus its signature-major scores).
@@ -67,15 +73,14 @@ def load() -> str:
 
 
 def _best(fn, repeat: int) -> tuple[float, float]:
-    """Best wall time of ``repeat`` calls and the CPU time of that call."""
-    best = (float("inf"), 0.0)
+    """Best wall time and best CPU time of ``repeat`` calls (single-threaded code: CPU time is the
+    less disturbed by other work on the shared cores)."""
+    wall, cpu = float("inf"), float("inf")
     for _ in range(repeat):
         c0, t0 = time.process_time(), time.perf_counter()
         fn()
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        if wall < best[0]:
-            best = (wall, cpu)
-    return best
+        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
+    return wall, cpu
 
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -126,14 +131,24 @@ def gene_index(rows: np.ndarray, bounds: np.ndarray, n_genes: int) -> tuple[np.n
 
 # ------------------------------------------------------------------- the kernel, phase by phase
 @numba.njit(nogil=True, error_model="numpy")
-def staged_es(ranks, weights, rows, bounds, net, net_range, n_features, shift, sent, stage,
-              keys, absw, steps, total, n_hit, state_f, state_i, es_out, leadf_out):
+def staged_es(ranks, weights, rows, bounds, net, net_range, n_features, shift, sent, stage, es_out, leadf_out):
     """The kernel's ``_es_columns`` loop (weighted, every set on the sorting-network path, one
     thread, all columns) stopping after phase ``stage`` (0 totals only, 1 read, 2 sort, 3 gather,
-    4 walk + output). Buffers are passed in so no phase's writes can be optimised away.
-    Returns a checksum of what the stages wrote."""
+    4 walk + output). The buffers are local, as in the kernel (passed in, they could alias the
+    inputs and the read loop would not vectorise); a checksum of what each phase wrote is returned
+    so no phase can be optimised away."""
     n_sets = bounds.shape[0] - 1
     c1 = ranks.shape[1]
+    g_max = 1
+    for q in range(n_sets):
+        g_max = max(g_max, bounds[q + 1] - bounds[q])
+    keys = np.empty((g_max, _TILE + _PAD), dtype=np.uint32)
+    absw = np.empty((g_max, _TILE + _PAD), dtype=weights.dtype)
+    steps = np.empty((g_max, _TILE + _PAD), dtype=weights.dtype)
+    total = np.empty(_TILE + _PAD)
+    n_hit = np.empty(_TILE + _PAD, dtype=np.int64)
+    state_f = np.empty((3, _TILE + _PAD))
+    state_i = np.empty((3, _TILE + _PAD), dtype=np.int64)
     low = (np.uint64(1) << np.uint64(shift)) - np.uint64(1)
     check = 0.0
     for q0 in range(0, n_sets, _SET_GROUP):
@@ -203,97 +218,201 @@ def staged_es(ranks, weights, rows, bounds, net, net_range, n_features, shift, s
 
 def run_stage(ranks, weights, rows, bounds, n_features: int, stage: int, es: np.ndarray, leadf: np.ndarray) -> float:
     net, net_range = _networks(np.diff(bounds), 1 << 30)
-    g_max = int(np.diff(bounds).max())
-    width = _TILE + _PAD
-    keys = np.empty((g_max, width), dtype=np.uint32)
-    absw = np.empty((g_max, width), dtype=weights.dtype)
-    steps = np.empty((g_max, width), dtype=weights.dtype)
-    return staged_es(
-        ranks, weights, rows, bounds, net, net_range, n_features, np.uint64(16), np.uint32(0xFFFF0000), stage,
-        keys, absw, steps, np.empty(width), np.empty(width, dtype=np.int64), np.empty((3, width)),
-        np.empty((3, width), dtype=np.int64), es, leadf,
-    )  # fmt: skip
+    return staged_es(ranks, weights, rows, bounds, net, net_range, n_features, np.uint64(16), np.uint32(0xFFFF0000), stage, es, leadf)
 
 
 # ------------------------------------------------------------------ prototype: shared walk
 @numba.njit(nogil=True, error_model="numpy")
-def shared_walk(order, ranks_sig, scores_sig, rows, bounds, ptr, sets, n_features, walk, es_out, leadf_out):
+def set_totals(ranks, weights, rows, bounds, n_features, tot_out, n_out):
+    """``sum |w|`` and hit count of every set in every signature into ``tot_out``/``n_out`` (S, n_sets),
+    summed in the set's gene order (the kernel's order) over tiles of signatures of the gene-major
+    inputs, as the kernel's read phase does (the part of the kernel an exact shared walk keeps)."""
+    n_sets = bounds.shape[0] - 1
+    c1 = ranks.shape[1]
+    total = np.empty(_TILE)
+    n_hit = np.empty(_TILE, dtype=np.int64)
+    for q in range(n_sets):
+        for t0 in range(0, c1, _TILE):
+            m = min(_TILE, c1 - t0)
+            total[:] = 0.0
+            n_hit[:] = 0
+            for i in range(bounds[q], bounds[q + 1]):
+                src = ranks[rows[i], t0 : t0 + m]
+                src_w = weights[rows[i], t0 : t0 + m]
+                for j in range(m):
+                    r = np.int64(src[j])
+                    w = abs(np.float64(src_w[j]))
+                    ok = r > 0 and r <= n_features and not math.isnan(w)
+                    total[j] += w if ok else 0.0
+                    n_hit[j] += 1 if ok else 0
+            for j in range(m):
+                tot_out[t0 + j, q] = total[j]
+                n_out[t0 + j, q] = n_hit[j]
+
+
+@numba.njit(nogil=True, error_model="numpy")
+def shared_walk(order, wsorted, ptr, sets, tot, nh, n_features, es_out, leadf_out):
     """ES and leading-edge fraction of every set in every signature, one signature at a time.
 
-    Per signature ``s``: (1) for each set, ``sum |w|`` and the hit count over its genes in set
-    order (the kernel's summation order) from the signature's rows ``ranks_sig[s]``,
-    ``scores_sig[s]``; (2) unless ``walk`` is False, the genes in rank order ``order[s]``, each hit
-    advancing the running state of the sets containing it (``sets[ptr[g]:ptr[g + 1]]``) with the
-    kernel's arithmetic (``_walk_lanes``), in the same order per set. Outputs (n_sets, S).
+    Per signature ``s``: the genes in rank order (``order[s]``, their ``|w|`` in ``wsorted[s]``),
+    each hit advancing the running state of the sets containing it (``sets[ptr[g]:ptr[g + 1]]``)
+    with the kernel's arithmetic (``_walk_lanes``), in the same order per set; ``tot``/``nh``
+    (S, n_sets) from :func:`set_totals`. Per-set state is packed in one 64-byte row and updated
+    without branches. Outputs (n_sets, S).
     """
-    n_sets = bounds.shape[0] - 1
+    n_sets = tot.shape[1]
     n_sigs, n_genes = order.shape
-    total = np.empty(n_sets)
-    miss = np.empty(n_sets)
-    running = np.empty(n_sets)
-    best = np.empty(n_sets)
-    nhit = np.empty(n_sets, dtype=np.int64)
-    prev = np.empty(n_sets, dtype=np.int64)
-    best_k = np.empty(n_sets, dtype=np.int64)
-    count = np.empty(n_sets, dtype=np.int64)
+    # running, best, -miss, total, prev rank, best k, count, (pad)
+    st = np.zeros((n_sets, 8))
     for s in range(n_sigs):
-        rk = ranks_sig[s]
-        sc = scores_sig[s]
         for q in range(n_sets):
-            t = 0.0
-            n = 0
-            for i in range(bounds[q], bounds[q + 1]):
-                g = rows[i]
-                r = np.int64(rk[g])
-                w = abs(np.float64(sc[g]))
-                ok = r > 0 and r <= n_features and not math.isnan(w)
-                t += w if ok else 0.0
-                n += 1 if ok else 0
-            total[q] = t
-            nhit[q] = n
-            miss[q] = 1.0 if n == n_features else 1.0 / (n_features - n)
-            running[q] = 0.0
-            best[q] = 0.0
-            prev[q] = 0
-            best_k[q] = 0
-            count[q] = 0
-        if walk:
-            orow = order[s]
-            for k in range(n_genes):
-                g = np.int64(orow[k])
-                if g == _SENT_GENE:
-                    break
-                a = ptr[g]
-                b = ptr[g + 1]
-                if a == b:
-                    continue
-                w = abs(np.float64(sc[g]))
-                if math.isnan(w):
-                    continue
-                r = np.int64(k + 1)
-                for e in range(a, b):
-                    q = sets[e]
-                    hit = w / total[q]
-                    p = prev[q]
-                    run = running[q] + ((r - p - 1) * (-miss[q]) + hit)
-                    pre = run - hit
-                    val = pre if abs(run) < abs(pre) else run
-                    c = count[q] + 1
-                    count[q] = c
-                    if abs(val) > abs(best[q]) or best_k[q] == 0:
-                        best[q] = val
-                        best_k[q] = c
-                    running[q] = run
-                    prev[q] = r
+            n = nh[s, q]
+            st[q, 0] = 0.0
+            st[q, 1] = 0.0
+            st[q, 2] = -(1.0 if n == n_features else 1.0 / (n_features - n))
+            st[q, 3] = tot[s, q]
+            st[q, 4] = 0.0
+            st[q, 5] = 0.0
+            st[q, 6] = 0.0
+        orow = order[s]
+        wrow = wsorted[s]
+        for k in range(n_genes):
+            g = np.int64(orow[k])
+            if g == _SENT_GENE:
+                break
+            w = np.float64(wrow[k])
+            r = np.float64(k + 1)
+            for e in range(ptr[g], ptr[g + 1]):
+                x = st[sets[e]]
+                hit = w / x[3]
+                run = x[0] + ((r - x[4] - 1.0) * x[2] + hit)
+                pre = run - hit
+                val = pre if abs(run) < abs(pre) else run
+                c = x[6] + 1.0
+                b = x[1]
+                better = abs(val) > abs(b) or x[5] == 0.0
+                x[1] = val if better else b
+                x[5] = c if better else x[5]
+                x[6] = c
+                x[0] = run
+                x[4] = r
         for q in range(n_sets):
-            n = nhit[q]
-            if n == 0 or total[q] == 0.0:
+            n = nh[s, q]
+            if n == 0 or tot[s, q] == 0.0:
                 es_out[q, s] = np.nan
                 leadf_out[q, s] = np.nan
             else:
-                es_out[q, s] = best[q]
-                kb = best_k[q]
-                leadf_out[q, s] = kb / n if best[q] >= 0.0 else (n - kb + 1) / n
+                best = st[q, 1]
+                kb = np.int64(st[q, 5])
+                es_out[q, s] = best
+                leadf_out[q, s] = kb / n if best >= 0.0 else (n - kb + 1) / n
+
+
+@numba.njit(nogil=True, error_model="numpy")
+def bucket_walk(order, wsorted, ptr, sets, tot, nh, n_features, group, g_max, es_out, leadf_out):
+    """Variant B of the shared walk: the rank-order pass only distributes hits, and the walk
+    stays the kernel's SIMD walk across signatures.
+
+    Sets are taken ``group`` at a time (``ptr[gi]``/``sets``: the gene index of group ``gi``, set
+    numbers local to it); per tile of ``_LANES`` signatures, each signature's genes are walked in
+    rank order once and every hit is appended to the key/step buffers of the group's sets
+    containing it (``rank << 16``, ``|w|``), already in rank order: no per-set read, sort or
+    gather. Then the kernel's ``_walk_lanes`` walks each set's buffers for the tile's signatures.
+    """
+    n_sets = tot.shape[1]
+    n_sigs, n_genes = order.shape
+    width = _LANES
+    keys = np.empty((group, g_max, width), dtype=np.uint32)
+    steps = np.empty((group, g_max, width), dtype=np.float32)
+    cnt = np.empty((group, width), dtype=np.int64)
+    total = np.empty(width)
+    n_hit = np.empty(width, dtype=np.int64)
+    state_f = np.empty((3, width))
+    state_i = np.empty((3, width), dtype=np.int64)
+    sent = np.uint32(0xFFFF0000)
+    for gi in range((n_sets + group - 1) // group):
+        q0 = gi * group
+        q1 = min(q0 + group, n_sets)
+        gptr = ptr[gi]
+        for t0 in range(0, n_sigs, width):
+            m = min(width, n_sigs - t0)
+            cnt[:] = 0
+            for j in range(m):
+                orow = order[t0 + j]
+                wrow = wsorted[t0 + j]
+                for k in range(n_genes):
+                    g = np.int64(orow[k])
+                    if g == _SENT_GENE:
+                        break
+                    key = np.uint32(k + 1) << np.uint32(16)
+                    w = wrow[k]
+                    for e in range(gptr[g], gptr[g + 1]):
+                        ql = sets[e]
+                        c = cnt[ql, j]
+                        keys[ql, c, j] = key
+                        steps[ql, c, j] = w
+                        cnt[ql, j] = c + 1
+            for q in range(q0, q1):
+                ql = q - q0
+                g = 0
+                for j in range(m):
+                    total[j] = tot[t0 + j, q]
+                    n_hit[j] = nh[t0 + j, q]
+                    g = max(g, cnt[ql, j])
+                for j in range(m, width):
+                    total[j] = 1.0
+                    n_hit[j] = 0
+                    cnt[ql, j] = 0
+                for j in range(width):
+                    for c in range(cnt[ql, j], g):
+                        keys[ql, c, j] = sent
+                _walk_lanes(keys[ql], steps[ql], g, width, np.uint64(16), sent, total, n_hit, True, n_features, state_f, state_i)
+                for j in range(m):
+                    n = n_hit[j]
+                    if n == 0 or state_i[2, j] != 0 or total[j] == 0.0:
+                        es_out[q, t0 + j] = np.nan
+                        leadf_out[q, t0 + j] = np.nan
+                    else:
+                        best = state_f[0, j]
+                        k_best = state_i[0, j]
+                        es_out[q, t0 + j] = best
+                        leadf_out[q, t0 + j] = k_best / n if best >= 0.0 else (n - k_best + 1) / n
+
+
+def group_index(rows: np.ndarray, bounds: np.ndarray, n_genes: int, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gene index of each group of ``group`` sets: ``ptr`` (n_groups, N + 1) into ``sets`` (local set numbers)."""
+    n_sets = len(bounds) - 1
+    ptrs, parts, at = [], [], 0
+    for q0 in range(0, n_sets, group):
+        q1 = min(q0 + group, n_sets)
+        ptr, sets = gene_index(rows[bounds[q0] : bounds[q1]], bounds[q0 : q1 + 1] - bounds[q0], n_genes)
+        ptrs.append(ptr + at)
+        parts.append(sets)
+        at += len(sets)
+    return np.stack(ptrs), np.concatenate(parts)
+
+
+def prototype_inputs(ranks_sig: np.ndarray, scores_sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The signature-major layout the shared walk reads: gene at each rank and its ``|w|`` (float32)."""
+    order = rank_order(ranks_sig)
+    rows = np.arange(order.shape[0])[:, None]
+    wsorted = np.abs(scores_sig[rows, np.where(order == _SENT_GENE, 0, order)]).astype(np.float32)
+    return order, wsorted
+
+
+def run_prototype(proto, ranks, weights, rows, bounds, n_features, es, leadf, *, walk: bool = True, group: int = 0) -> None:
+    """Totals over gene-major tiles, then the shared walk (``group=0``) or variant B (groups of ``group`` sets)."""
+    order, wsorted = proto
+    n_sets = len(bounds) - 1
+    tot = np.empty((ranks.shape[1], n_sets))
+    nh = np.empty((ranks.shape[1], n_sets), dtype=np.int64)
+    set_totals(ranks, weights, rows, bounds, n_features, tot, nh)
+    if walk and group:
+        ptr, sets = group_index(rows, bounds, n_features, group)
+        bucket_walk(order, wsorted, ptr, sets, tot, nh, n_features, group, int(np.diff(bounds).max()), es, leadf)
+    elif walk:
+        ptr, sets = gene_index(rows, bounds, n_features)
+        shared_walk(order, wsorted, ptr, sets, tot, nh, n_features, es, leadf)
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -301,44 +420,46 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and np.array_equal(np.ascontiguousarray(a).view(np.uint64), np.ascontiguousarray(b).view(np.uint64))
 
 
-def check_prototype(n_features: int, set_genes: int) -> None:
-    """Prototype and staged copy against the kernel on a small case with the awkward inputs."""
+def check_prototype(n_features: int, set_genes: int, group: int) -> None:
+    """Prototypes and staged copy against the kernel on a small case with the awkward inputs."""
     scores, ranks_sig, ranks, weights = make_reference(n_features, 700, seed=5, quirks=True)
     rows, bounds = make_queries(n_features, 12, set_genes, seed=6)
     es_k, lf_k = set_enrichment_scores(ranks, weights, rows, bounds, n_features, threads=1)
-    es_p, lf_p = np.empty_like(es_k), np.empty_like(lf_k)
-    ptr, sets = gene_index(rows, bounds, n_features)
-    shared_walk(rank_order(ranks_sig), ranks_sig, scores, rows, bounds, ptr, sets, n_features, True, es_p, lf_p)
+    proto = prototype_inputs(ranks_sig, scores)
+    oks = []
+    for grp in (0, group, 5):  # A; B with the run's group and with a group that does not divide the sets
+        es_p, lf_p = np.empty_like(es_k), np.empty_like(lf_k)
+        run_prototype(proto, ranks, weights, rows, bounds, n_features, es_p, lf_p, group=grp)
+        oks.append(same_bits(es_p, es_k) and same_bits(lf_p, lf_k) and same_bits(wtcs(es_p[0::2], es_p[1::2]), wtcs(es_k[0::2], es_k[1::2])))
     es_s, lf_s = np.empty_like(es_k), np.empty_like(lf_k)
     run_stage(ranks, weights, rows, bounds, n_features, 4, es_s, lf_s)
-    ok_p = same_bits(es_p, es_k) and same_bits(lf_p, lf_k) and same_bits(wtcs(es_p[0::2], es_p[1::2]), wtcs(es_k[0::2], es_k[1::2]))
     ok_s = same_bits(es_s, es_k) and same_bits(lf_s, lf_k)
-    n_nan = int(np.isnan(es_k).sum())
     print(
         f"check (N={n_features}, 700 signatures, 12 queries of {set_genes}+{set_genes}; quantised scores with ties, 2% NaN, "
-        f"an all-zero signature; {n_nan} NaN ES): prototype ES/leading edge/WTCS bit-identical to the kernel: {ok_p}; "
-        f"staged copy: {ok_s}"
+        f"an all-zero signature; {int(np.isnan(es_k).sum())} NaN ES): ES, leading edge and WTCS bit-identical to the kernel: "
+        f"prototype A {oks[0]}, B (groups of {group} / 5 sets) {oks[1]} / {oks[2]}; staged copy {ok_s}"
     )
-    if not (ok_p and ok_s):
-        bad = np.argwhere(~((es_p == es_k) | (np.isnan(es_p) & np.isnan(es_k))))
-        raise SystemExit(f"mismatch at {len(bad)} (set, signature) pairs, first {bad[:5].tolist()}")
+    if not (all(oks) and ok_s):
+        raise SystemExit("a prototype or the staged copy differs from the kernel")
 
 
 # ---------------------------------------------------------------------------------------- main
-def measure(args: argparse.Namespace, n_queries: int, data) -> None:
-    scores, ranks_sig, ranks, weights, order = data
+def measure(args: argparse.Namespace, n_queries: int, data) -> dict[str, float]:
+    """Per-membership figures (ns, from the best CPU time of one thread: the cores are shared)."""
+    scores, ranks_sig, ranks, weights, proto = data
     n_features, n_sigs = ranks.shape
     rows, bounds = make_queries(n_features, n_queries, args.set_genes, seed=10 + n_queries)
     members = n_sigs * len(rows)
     ns = 1e9 / members
     es_k, lf_k = set_enrichment_scores(ranks, weights, rows, bounds, n_features, threads=1)
-    t_kernel, cpu_kernel = _best(lambda: set_enrichment_scores(ranks, weights, rows, bounds, n_features, threads=1), args.repeat)
+    w_kernel, t_kernel = _best(lambda: set_enrichment_scores(ranks, weights, rows, bounds, n_features, threads=1), args.repeat)
     es, lf = np.empty_like(es_k), np.empty_like(lf_k)
     stage_t = {}
     for i, name in enumerate(STAGES):
         run_stage(ranks, weights, rows, bounds, n_features, i, es, lf)
-        stage_t[name], _ = _best(lambda i=i: run_stage(ranks, weights, rows, bounds, n_features, i, es, lf), args.repeat)
-    assert same_bits(es, es_k) and same_bits(lf, lf_k), "staged copy differs from the kernel"
+        _, stage_t[name] = _best(lambda i=i: run_stage(ranks, weights, rows, bounds, n_features, i, es, lf), args.repeat)
+    if not (same_bits(es, es_k) and same_bits(lf, lf_k)):
+        raise SystemExit("the staged copy differs from the kernel")
     phase = {
         "read": stage_t["read"],
         "sort": stage_t["sort"] - stage_t["read"],
@@ -347,32 +468,35 @@ def measure(args: argparse.Namespace, n_queries: int, data) -> None:
     }
     print(
         f"\nN={n_features:,} genes, S={n_sigs:,} signatures, {n_queries} queries of {args.set_genes}+{args.set_genes} genes "
-        f"({members:,} memberships), 1 thread, best of {args.repeat} [{load()}]"
+        f"({members:,} memberships), 1 thread, best of {args.repeat}, ns per membership from CPU time [{load()}]"
     )
-    print(f"  kernel set_enrichment_scores: {t_kernel * 1e3:8.1f} ms wall ({cpu_kernel * 1e3:.1f} ms CPU) = {t_kernel * ns:5.2f} ns/membership")
-    print(f"  staged copy, all phases:      {stage_t['walk'] * 1e3:8.1f} ms = {stage_t['walk'] * ns:5.2f} ns/membership "
-          f"({stage_t['walk'] / t_kernel:.2f}x the kernel; ES bit-identical)")
+    print(f"  kernel set_enrichment_scores: {t_kernel * 1e3:8.1f} ms CPU ({w_kernel * 1e3:.1f} ms wall) = {t_kernel * ns:5.2f} ns/membership")
+    print(f"  staged copy of its loop, all phases: {stage_t['walk'] * ns:5.2f} ns/membership ({stage_t['walk'] / t_kernel:.2f}x the kernel; ES bit-identical)")
     for name, t in phase.items():
         print(f"    {name:<7} {t * ns:5.2f} ns/membership ({t / stage_t['walk']:5.1%})")
-    print(f"    (totals only: sum |w| and hit count per set and signature, in set order: {stage_t['totals'] * ns:5.2f} ns/membership)")
+    print(f"    totals only (sum |w| and hit count per set and signature, set order): {stage_t['totals'] * ns:5.2f} ns/membership")
     walk = max(phase["walk"], 1e-12)
-    print(f"  upper bound on an exact shared walk (removes read, sort, gather): kernel / walk = {t_kernel / walk:4.2f}x; "
-          f"kernel / (walk + totals) = {t_kernel / (walk + stage_t['totals']):4.2f}x")
-
-    ptr, sets = gene_index(rows, bounds, n_features)
+    bound_walk = t_kernel / walk
+    bound_totals = t_kernel / (walk + stage_t["totals"])
+    print(f"  upper bound on an exact shared walk (it removes read, sort, gather): kernel / walk = {bound_walk:4.2f}x; "
+          f"kernel / (walk + totals) = {bound_totals:4.2f}x")
+    out = {"kernel": t_kernel * ns, **{k: v * ns for k, v in phase.items()}, "totals": stage_t["totals"] * ns,
+           "bound_walk": bound_walk, "bound_totals": bound_totals}
     es_p, lf_p = np.empty_like(es_k), np.empty_like(lf_k)
-    args_p = (order, ranks_sig, scores, rows, bounds, ptr, sets, n_features)
-    shared_walk(*args_p, True, es_p, lf_p)
-    same = same_bits(es_p, es_k) and same_bits(lf_p, lf_k)
-    t_proto, cpu_proto = _best(lambda: shared_walk(*args_p, True, es_p, lf_p), args.repeat)
-    t_pre, _ = _best(lambda: shared_walk(*args_p, False, es_p, lf_p), args.repeat)
-    print(
-        f"  prototype shared walk: {t_proto * 1e3:8.1f} ms wall ({cpu_proto * 1e3:.1f} ms CPU) = {t_proto * ns:5.2f} ns/membership "
-        f"(totals pass {t_pre * ns:5.2f} + rank-order walk {(t_proto - t_pre) * ns:5.2f}; "
-        f"{n_features / len(rows):.2f} rank positions walked per membership); ES bit-identical: {same}"
-    )
-    print(f"  -> kernel / prototype = {t_kernel / t_proto:4.2f}x per membership at {n_queries} queries "
-          f"({'prototype faster' if t_proto < t_kernel else 'kernel faster'})", flush=True)
+    _, t_pre = _best(lambda: run_prototype(proto, ranks, weights, rows, bounds, n_features, es_p, lf_p, walk=False), args.repeat)
+    for label, grp in (("A (scalar walk, all sets)", 0), (f"B (distribute + kernel SIMD walk, groups of {args.group} sets)", args.group)):
+        call = lambda grp=grp: run_prototype(proto, ranks, weights, rows, bounds, n_features, es_p, lf_p, group=grp)  # noqa: E731
+        es_p[:] = 0.0
+        call()
+        same = same_bits(es_p, es_k) and same_bits(lf_p, lf_k)
+        w_proto, t_proto = _best(call, args.repeat)
+        print(
+            f"  prototype {label}: {t_proto * ns:5.2f} ns/membership ({w_proto * 1e3:.1f} ms wall) = totals {t_pre * ns:4.2f} "
+            f"+ rank-order pass and walk {(t_proto - t_pre) * ns:5.2f}; ES/leading edge bit-identical: {same}"
+        )
+        print(f"    -> kernel / prototype = {t_kernel / t_proto:4.2f}x at {n_queries} queries ({n_features / len(rows):.3f} rank positions walked per membership)")
+        out[f"proto_{'A' if grp == 0 else 'B'}"] = t_proto * ns
+    return out
 
 
 def main() -> None:
@@ -382,18 +506,24 @@ def main() -> None:
     ap.add_argument("--queries", default="50", help="queries per batch, comma-separated list (e.g. 20,100)")
     ap.add_argument("--set-genes", type=int, default=150, help="genes per side of a query")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--group", type=int, default=16, help="sets per rank-order pass in prototype B (its buffers: group x set genes x 16 x 8 B)")
     args = ap.parse_args()
     if args.genes >= 0xFFFF or 2 * args.set_genes > args.genes:
         raise SystemExit(f"--genes must be in {2 * args.set_genes}..65534")
     print(f"numba threads available {numba.get_num_threads()} (all timings on 1 thread) [{load()}]")
-    check_prototype(args.genes, args.set_genes)
+    check_prototype(args.genes, args.set_genes, args.group)
     t0 = time.perf_counter()
     scores, ranks_sig, ranks, weights = make_reference(args.genes, args.sigs)
-    order = rank_order(ranks_sig)
+    proto = prototype_inputs(ranks_sig, scores)
     print(f"inputs built in {time.perf_counter() - t0:.1f} s (not timed): gene-major ranks+scores {ranks.nbytes + weights.nbytes:,} B; "
-          f"prototype's signature-major rank order {order.nbytes:,} B + rows {ranks_sig.nbytes + scores.nbytes:,} B")
-    for q in (int(x) for x in args.queries.split(",")):
-        measure(args, q, (scores, ranks_sig, ranks, weights, order))
+          f"prototype's signature-major gene at each rank + its |w| {proto[0].nbytes + proto[1].nbytes:,} B")
+    results = {q: measure(args, q, (scores, ranks_sig, ranks, weights, proto)) for q in (int(x) for x in args.queries.split(","))}
+    print(f"\nsummary, ns per membership (N={args.genes:,}, S={args.sigs:,}); speedups are kernel / x:")
+    print("  queries  kernel   read   sort gather   walk totals | bound walk  bound walk+totals | proto A    x   | proto B    x")
+    for q, r in results.items():
+        print(f"  {q:7d} {r['kernel']:7.2f} {r['read']:6.2f} {r['sort']:6.2f} {r['gather']:6.2f} {r['walk']:6.2f} {r['totals']:6.2f} | "
+              f"{r['bound_walk']:9.2f}x {r['bound_totals']:17.2f}x | {r['proto_A']:7.2f} {r['kernel'] / r['proto_A']:5.2f}x | "
+              f"{r['proto_B']:7.2f} {r['kernel'] / r['proto_B']:5.2f}x")
 
 
 if __name__ == "__main__":
