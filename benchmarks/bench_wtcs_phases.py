@@ -132,6 +132,18 @@ def gene_index(rows: np.ndarray, bounds: np.ndarray, n_genes: int) -> tuple[np.n
 
 # ------------------------------------------------------------------- the kernel, phase by phase
 @numba.njit(nogil=True, inline="always")
+def add_totals(src, src_w, m, n_features, total, n_hit):
+    """Add one set row's ``|w|`` and presence over ``m`` columns to the hit totals (the kernel's
+    read phase without the keys; a gene counts if its rank is in ``1..N`` and its score is not NaN)."""
+    for j in range(m):
+        r = np.int64(src[j])
+        w = abs(np.float64(src_w[j]))
+        ok = r > 0 and r <= n_features and not math.isnan(w)
+        total[j] += w if ok else 0.0
+        n_hit[j] += 1 if ok else 0
+
+
+@numba.njit(nogil=True, inline="always")
 def write_es(state_f, state_i, total, n_hit, m, q, c0, es_out, leadf_out):
     """ES and leading-edge fraction of set ``q`` in columns ``c0:c0 + m`` from ``_walk_lanes``'s
     state, as the kernel writes them (NaN: no hit, duplicate ranks, or every hit weight 0)."""
@@ -184,12 +196,7 @@ def staged_es(ranks, weights, rows, bounds, net, net_range, n_features, shift, s
                     src = ranks[row, t0 : t0 + m]
                     src_w = weights[row, t0 : t0 + m]
                     if stage == 0:  # sum |w| and hit count only
-                        for j in range(m):
-                            r = np.int64(src[j])
-                            w = abs(np.float64(src_w[j]))
-                            ok = r > 0 and r <= n_features and not math.isnan(w)
-                            total[j] += w if ok else 0.0
-                            n_hit[j] += 1 if ok else 0
+                        add_totals(src, src_w, m, n_features, total, n_hit)
                         continue
                     dk = keys[i]
                     gene = np.uint64(i)
@@ -245,14 +252,7 @@ def set_totals(ranks, weights, rows, bounds, n_features, tot_out, n_out):
             total[:] = 0.0
             n_hit[:] = 0
             for i in range(bounds[q], bounds[q + 1]):
-                src = ranks[rows[i], t0 : t0 + m]
-                src_w = weights[rows[i], t0 : t0 + m]
-                for j in range(m):
-                    r = np.int64(src[j])
-                    w = abs(np.float64(src_w[j]))
-                    ok = r > 0 and r <= n_features and not math.isnan(w)
-                    total[j] += w if ok else 0.0
-                    n_hit[j] += 1 if ok else 0
+                add_totals(ranks[rows[i], t0 : t0 + m], weights[rows[i], t0 : t0 + m], m, n_features, total, n_hit)
             for j in range(m):
                 tot_out[t0 + j, q] = total[j]
                 n_out[t0 + j, q] = n_hit[j]
