@@ -42,18 +42,25 @@ def load() -> str:
     return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def make_store(work: Path, n: int, n_genes: int) -> Path:
-    """A synthetic store (standard-normal z-scores) with tau backgrounds of 200 exemplar queries."""
+def make_store(work: Path, n: int, n_genes: int, *, n_landmark: int | None = None) -> Path:
+    """A synthetic store (standard-normal z-scores) with tau backgrounds of 200 exemplar queries.
+
+    ``n_landmark``: the first genes flagged landmark (the ``lm`` space background queries are
+    picked from); default all of them."""
     from opencmap.core.gct import GCT
     from opencmap.query.background import build_background
     from opencmap.query.store import build_store
 
-    dest = work / f"store_{n}x{n_genes}"
+    dest = work / (f"store_{n}x{n_genes}" if n_landmark is None else f"store_{n}x{n_genes}_lm{n_landmark}")
     if (dest / "manifest.json").exists():
         return dest
     rng = np.random.default_rng(0)
     genes = pd.DataFrame(
-        {"pr_gene_symbol": [f"G{i}" for i in range(n_genes)], "pr_is_lm": 1, "pr_is_bing": 1},
+        {
+            "pr_gene_symbol": [f"G{i}" for i in range(n_genes)],
+            "pr_is_lm": 1 if n_landmark is None else (np.arange(n_genes) < n_landmark).astype(int),
+            "pr_is_bing": 1,
+        },
         index=pd.Index([str(100 + i) for i in range(n_genes)], name="rid"),
     )
     idx = np.arange(n)
