@@ -18,6 +18,8 @@ id) and *what to do*.
     ├── QueryError             a query cannot be run as asked
     ├── ConfigError            bad parameters or options
     ├── DiskSpaceError         too little free disk for what is about to be written
+    ├── BackendError           the execution backend cannot run the work (e.g. a Dask cluster)
+    │   └── SchedulerUnreachableError  no Dask scheduler answers at the address given
     └── FetchError             a release file cannot be downloaded (network, server, unknown release)
         └── ChecksumError      a downloaded file does not match its published checksum or size
 
@@ -50,6 +52,8 @@ __all__ = [
     "QueryError",
     "ConfigError",
     "DiskSpaceError",
+    "BackendError",
+    "SchedulerUnreachableError",
     "UncheckedStoreWarning",
     "StoreDiskSpaceError",
     "FetchError",
@@ -151,6 +155,25 @@ class ConfigError(OpenCMapError, ValueError):
 
 class DiskSpaceError(OpenCMapError):
     """Too little free disk for a download, a decompression or a store; nothing was written."""
+
+
+class BackendError(OpenCMapError):
+    """The execution backend cannot run the work: the optional ``dask`` extra is not installed,
+    or a cluster lost its workers / failed a task after its retries."""
+
+
+class SchedulerUnreachableError(BackendError):
+    """No Dask scheduler answered at the address given (within the connection timeout).
+
+    Attributes
+    ----------
+    address:
+        The scheduler address that was tried (e.g. ``tcp://10.0.0.5:8786``).
+    """
+
+    def __init__(self, message: str, *, address: str) -> None:
+        self.address = address
+        super().__init__(message)
 
 
 class StoreDiskSpaceError(DiskSpaceError, StoreError):
