@@ -264,3 +264,38 @@ def test_cli_query_with_scheduler_writes_the_same_files(setup, cluster, tmp_path
             assert strip(ta) == strip(tb)
         elif a.is_file():
             assert a.read_bytes() == b.read_bytes(), name
+
+
+def test_api_batch_jobs_run_on_the_cluster_and_sync_queries_stay_local(setup, backend, tmp_path):
+    pytest.importorskip("fastapi", reason="the API needs the 'serve' extra")
+    import time
+    import warnings
+
+    from opencmap.api import Settings as ApiSettings
+    from opencmap.api import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    d, prog = setup
+    settings = ApiSettings(store_path=d / "store", db_path=tmp_path / "jobs.sqlite", scheduler=backend.address)
+    query = {"name": "A", "up": prog["A_up"][:20], "down": prog["A_dn"][:20]}
+    with TestClient(create_app(settings, batch_backend=backend)) as client:
+        info = client.get("/api/v1/info").json()
+        assert info["execution"] == {"sync": {"kind": "local"}, "batch": {"kind": "dask", "workers": 2, "threads": 2}}
+        assert backend.address.split("://")[1] not in client.get("/api/v1/info").text  # no internal address
+        sync = client.post("/api/v1/queries", json={"queries": [query], "fdr_null_size": 50})
+        assert sync.status_code == 200, sync.text
+        job = client.post("/api/v1/jobs", json={"queries": [query], "fdr_null_size": 50})
+        assert job.status_code == 202, job.text
+        job_id = job.json()["id"]
+        deadline = time.monotonic() + 60
+        while (status := client.get(f"/api/v1/jobs/{job_id}").json())["status"] not in ("done", "failed"):
+            assert time.monotonic() < deadline, "the job did not finish"
+            time.sleep(0.1)
+        assert status["status"] == "done", status
+        assert status["describe"]["provenance"]["backend"]["kind"] == "dask"
+        assert sync.json()["job"]["describe"]["provenance"]["backend"] == {"kind": "local"}
+        rows = client.get(f"/api/v1/jobs/{job_id}/results", params={"query": "A", "level": "sig", "limit": 1000}).json()
+        srows = client.get(f"/api/v1/jobs/{sync.json()['job']['id']}/results", params={"query": "A", "level": "sig", "limit": 1000}).json()
+        assert rows["items"] == srows["items"] and rows["total"] == 90  # same connections, same values

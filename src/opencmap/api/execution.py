@@ -176,11 +176,12 @@ class QueryService:
         validates the queries."""
         with self._prepared_lock:
             kept = self._prepared.pop(_request_key(request), None)
+        engine = self.batch_engine if batch else self.engine
         if kept is not None:
-            built, batch = kept
+            built, validated = kept
         else:
-            built, batch = self.request(QueryRequest.model_validate(request)), None
-        return built.run(self.batch_engine if batch else self.engine, validated=batch, progress=progress)
+            built, validated = self.request(QueryRequest.model_validate(request)), None
+        return built.run(engine, validated=validated, progress=progress)
 
 
 def _request_key(request: dict[str, Any]) -> str:
