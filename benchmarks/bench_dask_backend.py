@@ -1,7 +1,7 @@
 """The Dask backend against the local backend at equal cores, and its scaling from 1 to 2 workers.
 
-Builds (once, not timed; reused from ``--work``) a synthetic store of ``--n`` signatures x 978
-landmark genes (standard-normal z-scores), then times the raw scan of ``--queries`` random
+Builds (once, not timed; reused from ``--work``) the synthetic store of ``bench_engine.py`` (``--n``
+signatures x 978 landmark genes, standard-normal z-scores), then times the raw scan of ``--queries`` random
 50 + 50 gene WTCS queries (no NCS/FDR/tau/summaries: those run on the client whatever the
 backend), ``--rounds`` times each, keeping the best round:
 
@@ -24,43 +24,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 N_GENES = 978
 
 
 def load() -> str:
     return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def make_store(work: Path, n: int) -> Path:
-    from opencmap.core.gct import GCT
-    from opencmap.query.store import build_store
-
-    dest = work / f"dask_store_{n}"
-    if (dest / "manifest.json").exists():
-        return dest
-    work.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    genes = pd.DataFrame(
-        {"pr_gene_symbol": [f"G{i}" for i in range(N_GENES)], "pr_is_lm": 1, "pr_is_bing": 1},
-        index=pd.Index([str(100 + i) for i in range(N_GENES)], name="rid"),
-    )
-    idx = np.arange(n)
-    meta = pd.DataFrame(
-        {"pert_id": [f"BRD-{i // 6:06d}" for i in idx], "pert_type": "trt_cp", "cell_id": np.array(["A375", "MCF7", "PC3"])[idx % 3]},
-        index=pd.Index([f"SIG{i:07d}" for i in idx], name="cid"),
-    )
-    gct = GCT(rng.standard_normal((N_GENES, n), dtype=np.float32), rids=list(genes.index), cids=list(meta.index), row_meta=genes, col_meta=meta)
-    t0 = time.perf_counter()
-    build_store(dest, gct)
-    print(f"  built {dest} in {time.perf_counter() - t0:.1f} s (not timed)", flush=True)
-    return dest
 
 
 def queries(store, n_queries: int) -> list:
@@ -109,7 +84,11 @@ def main() -> None:
     from opencmap.backends import DaskBackend, LocalBackend, Settings
     from opencmap.query.store import Store
 
-    path = make_store(args.work, args.n)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_engine import make_store  # the same synthetic store (and its folder under --work)
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    path = make_store(args.work, args.n, N_GENES)
     store = Store(path)
     qs = queries(store, args.queries)
     print(f"store {args.n:,} signatures x {N_GENES} genes; {args.queries} queries of 50 + 50 genes; best of {args.rounds}; {load()}")
