@@ -26,14 +26,20 @@ What another backend (e.g. ``dask.distributed``) must implement
     (a reduction is written as chunk → combine → aggregate by its caller, so the order of
     completion never changes a result). A failed task is retried or raises; it never yields a
     partial result.
+``distributed`` (optional, default ``False``)
+    ``True`` when tasks run outside this process (:func:`is_distributed`).
+``task_signatures(n)`` / ``describe()`` (optional)
+    Signatures per task of a scan of ``n`` when ``Settings.task_signatures`` is unset
+    (:func:`task_signatures`), and what a result's provenance records (:func:`describe_backend`).
 
 What a task must be
 -------------------
 A :class:`BlockTask`: the store path (on a filesystem the workers share), block bounds
 (signature positions ``start:stop``, or replicate sets ``start:stop`` of a pipeline plan) and
-picklable parameters. The kernel is a module-level function (pickled by reference) that opens
-the store read-only, computes its block with pure kernels (:mod:`opencmap.kernels`) and returns
-arrays; it writes nothing the driver does not commit.
+picklable parameters (``params["settings"]``, when present, the :class:`Settings` the task runs
+with). The kernel is a module-level function (pickled by reference) that opens the store
+read-only, computes its block with pure kernels (:mod:`opencmap.kernels`) and returns arrays; it
+writes nothing the driver does not commit.
 
 Backends that send tasks to other processes or machines (:class:`DaskBackend`, the optional
 ``dask`` extra) say so with ``distributed = True`` (:func:`is_distributed`); a scan asks
