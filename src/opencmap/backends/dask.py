@@ -234,6 +234,8 @@ class DaskBackend:
             return
         distributed = _distributed()
         client = self.client
+        if not client.nthreads():
+            log.warning("no worker is connected to the Dask scheduler %s: the tasks wait until one connects", self.address)
         run = uuid.uuid4().hex[:12]
         name = getattr(kernel, "__name__", "kernel")
         shared: dict[tuple[tuple[str, int], ...], Any] = {}
