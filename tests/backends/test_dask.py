@@ -102,18 +102,24 @@ def _block_sum(task: BlockTask) -> float:
 
 
 def test_map_blocks_keeps_task_order_and_sends_shared_params_once(backend, monkeypatch):
-    sent = []
-    submit = backend.client.submit
+    sent: list[str] = []
+    submit, map_ = backend.client.submit, backend.client.map
 
-    def counting(*args, **kwargs):
+    def counting_submit(*args, **kwargs):
         sent.append(str(kwargs.get("key")))
         return submit(*args, **kwargs)
 
-    monkeypatch.setattr(backend.client, "submit", counting)
+    def counting_map(*args, **kwargs):
+        sent.extend(str(k) for k in kwargs["key"])
+        return map_(*args, **kwargs)
+
+    monkeypatch.setattr(backend.client, "submit", counting_submit)
+    monkeypatch.setattr(backend.client, "map", counting_map)
     shared = {"scale": 3}
     tasks = [BlockTask("nowhere", lo, lo + 7, shared) for lo in range(0, 70, 7)]
+    tasks.insert(4, BlockTask("nowhere", 100, 103, {"scale": 5}))  # parameters of its own
     assert list(backend.map_blocks(_block_sum, tasks)) == list(LocalBackend().map_blocks(_block_sum, tasks))
-    assert len(sent) == 11 and sum(k.startswith("opencmap-params") for k in sent) == 1  # shared params: once
+    assert len(sent) == 13 and sum(k.startswith("opencmap-params") for k in sent) == 2  # each parameter set: once
 
 
 def test_batch_queries_equal_local_bit_for_bit(setup, backend):

@@ -238,21 +238,23 @@ class DaskBackend:
             log.warning("no worker is connected to the Dask scheduler %s: the tasks wait until one connects", self.address)
         run = uuid.uuid4().hex[:12]
         name = getattr(kernel, "__name__", "kernel")
-        shared: dict[tuple[tuple[str, int], ...], Any] = {}
-        futures: list[Any] = []
+        # tasks sharing their parameters (the same objects): one group, one params task, one map
+        groups: dict[tuple[tuple[str, int], ...], list[int]] = {}
+        for i, task in enumerate(tasks):
+            groups.setdefault(tuple((k, id(v)) for k, v in task.params.items()), []).append(i)
+        futures: list[Any] = [None] * len(tasks)
+        shared: list[Any] = []
         try:
-            for i, task in enumerate(tasks):
-                ident = tuple((k, id(v)) for k, v in task.params.items())
-                params = shared.get(ident)
-                if params is None:  # pickled here: an opaque blob dask does not walk, sent once
-                    blob = pickle.dumps(dict(task.params), protocol=5)
-                    params = shared[ident] = client.submit(
-                        _shared_params, blob, key=f"opencmap-params-{run}-{len(shared)}", pure=False, retries=self.retries
-                    )
-                futures.append(
-                    client.submit(_run_task, kernel, task.path, task.start, task.stop, params, key=f"opencmap-{name}-{run}-{i}",
-                                  pure=False, retries=self.retries)
+            for g, members in enumerate(groups.values()):
+                blob = pickle.dumps(dict(tasks[members[0]].params), protocol=5)  # an opaque blob dask does not walk
+                params = client.submit(_shared_params, blob, key=f"opencmap-params-{run}-{g}", pure=False, retries=self.retries)
+                shared.append(params)
+                mapped = client.map(
+                    _run_task, [tasks[i].path for i in members], [tasks[i].start for i in members], [tasks[i].stop for i in members],
+                    kernel=kernel, params=params, key=[f"opencmap-{name}-{run}-{i}" for i in members], pure=False, retries=self.retries,
                 )  # fmt: skip
+                for i, future in zip(members, mapped, strict=True):
+                    futures[i] = future
             total = len(futures)
             log.info("%s: %d tasks sent to the Dask scheduler %s", name, total, self.address)
             position = {f.key: i for i, f in enumerate(futures)}
@@ -271,7 +273,7 @@ class DaskBackend:
                     nxt += 1
                     yield result
         finally:
-            pending = [f for f in futures if f is not None and not f.done()]
+            pending = [f for f in (*futures, *shared) if f is not None and not f.done()]
             if pending:
                 client.cancel(pending)
 
@@ -293,7 +295,7 @@ def _shared_params(blob: bytes) -> Mapping[str, Any]:
     return params
 
 
-def _run_task(kernel: Callable[[BlockTask], Any], path: str, start: int, stop: int, params: Mapping[str, Any]) -> Any:
+def _run_task(path: str, start: int, stop: int, *, kernel: Callable[[BlockTask], Any], params: Mapping[str, Any]) -> Any:
     """One block task on a worker: its kernels run on the worker thread unless the settings say
     how many threads (a worker's parallelism is its threads, each running a task)."""
     settings = params.get("settings")
