@@ -38,9 +38,12 @@ SETTINGS = Settings(task_signatures=16)
 @pytest.fixture(scope="module")
 def cluster():
     """Two worker processes of one thread each, on loopback (no dashboard port taken)."""
+    import cloudpickle
+
     src = str(Path(__file__).resolve().parents[2] / "src")
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([src, *([old] if old else [])])  # workers import this checkout
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # this module's kernels: workers need not import it
     try:
         with distributed.LocalCluster(
             n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0",
@@ -48,6 +51,7 @@ def cluster():
         ) as cl, distributed.Client(cl, set_as_default=False) as client:  # fmt: skip
             yield cl, client
     finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         if old is None:
             os.environ.pop("PYTHONPATH", None)
         else:
@@ -191,17 +195,11 @@ class _KillingBackend(DaskBackend):
 
 
 def test_a_killed_worker_does_not_change_the_result(setup, cluster, tmp_path):
-    import cloudpickle
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import this test module
     d, prog = setup
     store = Store(d / "store")
     killing = _KillingBackend(cluster[1], SETTINGS)
     killing.marker = str(tmp_path / "killed")
-    try:
-        remote = Engine(store, pcl=PCL, backend=killing).run(_queries(prog), fdr=False)
-    finally:
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    remote = Engine(store, pcl=PCL, backend=killing).run(_queries(prog), fdr=False)
     assert Path(killing.marker).exists()  # a worker was killed in the middle of the job
     local = Engine(store, pcl=PCL, backend=LocalBackend(SETTINGS)).run(_queries(prog), fdr=False)
     _assert_same_result(local, remote)
