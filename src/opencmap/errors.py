@@ -18,7 +18,8 @@ id) and *what to do*.
     ├── QueryError             a query cannot be run as asked
     ├── ConfigError            bad parameters or options
     ├── DiskSpaceError         too little free disk for what is about to be written
-    ├── BackendError           the execution backend cannot run the work (e.g. a Dask cluster)
+    ├── BackendError           a backend cannot run the work: lost or duplicated a task's result,
+    │   │                      a cluster's workers died, or the ``dask`` extra is missing
     │   └── SchedulerUnreachableError  no Dask scheduler answers at the address given
     └── FetchError             a release file cannot be downloaded (network, server, unknown release)
         └── ChecksumError      a downloaded file does not match its published checksum or size
@@ -158,8 +159,9 @@ class DiskSpaceError(OpenCMapError):
 
 
 class BackendError(OpenCMapError):
-    """The execution backend cannot run the work: the optional ``dask`` extra is not installed,
-    or a cluster lost its workers / failed a task after its retries."""
+    """A backend (:mod:`opencmap.backends`) cannot run the work: it lost or duplicated a task's
+    result (nothing it returned is used; run it again and report the backend's fault), a
+    cluster's workers kept dying on a task, or the optional ``dask`` extra is not installed."""
 
 
 class SchedulerUnreachableError(BackendError):

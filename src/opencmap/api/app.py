@@ -72,6 +72,7 @@ def _open_resources(app: FastAPI, settings: Settings, batch_backend: Any = None)
         result_ttl=settings.result_ttl_seconds(),
         max_result_bytes=settings.max_results_bytes,
         max_rows=max(settings.max_job_rows, settings.max_stored_results),
+        expired_row_grace=settings.expired_row_hours * 3600.0,
     )
     runner = JobRunner(
         db,

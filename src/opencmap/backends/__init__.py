@@ -14,6 +14,11 @@ What another backend (e.g. ``dask.distributed``) must implement
 ---------------------------------------------------------------
 ``settings``
     A :class:`Settings`; the block sizes and budgets apply per worker.
+``distributed``
+    True when ``map_blocks`` runs tasks in other processes (:func:`is_distributed`): the store
+    build (:func:`opencmap.io.store.writer.build_block_task`) and the pipeline
+    (:mod:`opencmap.pipeline.tasks`) then send their per-block work as tasks, and the driver
+    only writes and commits; False keeps their in-process threads.
 ``numba_threads()`` / ``pool_threads()``
     The thread count of a kernel launched now in this process (numba ``prange`` kernels / kernels
     split over :meth:`Backend.executor`). A distributed backend gives the driver's local count;
@@ -26,8 +31,6 @@ What another backend (e.g. ``dask.distributed``) must implement
     (a reduction is written as chunk → combine → aggregate by its caller, so the order of
     completion never changes a result). A failed task is retried or raises; it never yields a
     partial result.
-``distributed`` (optional, default ``False``)
-    ``True`` when tasks run outside this process (:func:`is_distributed`).
 ``task_signatures(n)`` / ``describe()`` (optional)
     Signatures per task of a scan of ``n`` when ``Settings.task_signatures`` is unset
     (:func:`task_signatures`), and what a result's provenance records (:func:`describe_backend`).
@@ -39,7 +42,8 @@ A :class:`BlockTask`: the store path (on a filesystem the workers share), block 
 picklable parameters (``params["settings"]``, when present, the :class:`Settings` the task runs
 with). The kernel is a module-level function (pickled by reference) that opens the store
 read-only, computes its block with pure kernels (:mod:`opencmap.kernels`) and returns arrays; it
-writes nothing the driver does not commit.
+writes nothing the driver does not commit. :func:`ordered_results` pairs each task with its
+result and refuses a backend that drops or adds one (:class:`~opencmap.errors.BackendError`).
 
 Backends that send tasks to other processes or machines (:class:`DaskBackend`, the optional
 ``dask`` extra) say so with ``distributed = True`` (:func:`is_distributed`); a scan asks
@@ -51,7 +55,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opencmap.backends.base import Backend, BlockTask, block_bounds
+from opencmap.backends.base import Backend, BlockTask, block_bounds, is_distributed, ordered_results
 from opencmap.backends.dask import DaskBackend
 from opencmap.backends.local import LocalBackend, default_backend, resolve_backend
 from opencmap.backends.settings import Settings
@@ -66,14 +70,10 @@ __all__ = [
     "default_backend",
     "describe_backend",
     "is_distributed",
+    "ordered_results",
     "resolve_backend",
     "task_signatures",
 ]
-
-
-def is_distributed(backend: Any) -> bool:
-    """True when ``backend`` runs tasks outside this process (e.g. :class:`DaskBackend`)."""
-    return bool(getattr(backend, "distributed", False))
 
 
 def task_signatures(backend: Backend, n: int) -> int:

@@ -36,6 +36,8 @@ def in_main_thread() -> bool:
 
 def _shared_pool() -> ThreadPoolExecutor:
     global _POOL
+    if _POOL is not None:  # made once: no lock taken on every run
+        return _POOL
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1), thread_name_prefix="opencmap-wtcs")
@@ -51,8 +53,7 @@ class LocalBackend:
         Threads, memory budgets and block sizes (default :class:`Settings`: today's values).
     """
 
-    #: work stays in this process (see :func:`opencmap.backends.is_distributed`)
-    distributed = False
+    distributed = False  # map_blocks runs tasks here, in the calling thread
 
     def __init__(self, settings: Settings | None = None):
         self.settings = Settings() if settings is None else settings

@@ -59,6 +59,9 @@ class _SettingsOption(click.Option):
                    "[env OPENCMAP_MAX_STORED_RESULTS; default {default}].")
 @click.option("--result-ttl-hours", cls=_SettingsOption, type=click.FloatRange(min=0), default=None,
               help="Hours a finished result is kept, 0 = no age limit [env OPENCMAP_RESULT_TTL_HOURS; default {default}].")
+@click.option("--expired-row-hours", cls=_SettingsOption, type=click.FloatRange(min=0), default=None,
+              help="Hours an expired job stays listed before its row is deleted (it then answers 410 Gone), 0 = at once "
+                   "[env OPENCMAP_EXPIRED_ROW_HOURS; default {default}].")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this CORS origin (repeatable; default: CORS off).")
 @scheduler_option
 @click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]), show_default=True)

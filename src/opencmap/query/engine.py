@@ -211,7 +211,8 @@ class Engine:
         params: dict[str, Any] = {}
         fdr_info: dict[str, Any] = {}
         if method.connectivity and ncs:
-            ncs_values = ref.normalise(metrics[method.name], mode=ncs_mode, **self._kernel_threads())
+            kernel = self._kernel_threads()  # asked of the backend once per run
+            ncs_values = ref.normalise(metrics[method.name], mode=ncs_mode, **kernel)
             metrics["ncs"] = ncs_values
             if fdr:
                 fdr_out = self._fdr(ncs_values, metrics[method.name], valid, method.name, sp.name, options, fdr_params, notes, ref=ref)
@@ -226,15 +227,15 @@ class Engine:
                         metrics["fdr_q_nlog10"] = (-np.log10(metrics["fdr_q"].astype(np.float64) + np.finfo(np.float64).eps)).astype(np.float32)
             if tau_log is not None:
                 t = level_tau(ref, "sig", ncs_values, tau_method, notes, tails=tails, metric=method.name, log_to=tau_log,
-                              kernel=self._kernel_threads())
+                              kernel=kernel)
                 if t is not None:
                     metrics["tau"] = t
             if summaries:
-                for level, (index, values) in ref.summary_plan.apply(ncs_values, **self._kernel_threads()).items():
+                for level, (index, values) in ref.summary_plan.apply(ncs_values, **kernel).items():
                     lm = {"ncs": values}
                     if tau_log is not None:
                         t = level_tau(ref, level, values, tau_method, notes, index=index, tails=tails, metric=method.name,
-                                      log_to=tau_log, kernel=self._kernel_threads())
+                                      log_to=tau_log, kernel=kernel)
                         if t is not None:
                             lm["tau"] = t
                     levels[level] = LevelResult(level, index, lm)

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from opencmap.backends import Backend, BlockTask, LocalBackend, Settings, block_bounds, resolve_backend, task_signatures
+from opencmap.backends import Backend, BlockTask, LocalBackend, Settings, block_bounds, ordered_results, resolve_backend, task_signatures
 from opencmap.errors import StoreError
 from opencmap.query.genesets import ValidatedQuery
 from opencmap.query.methods import Method, SetBlock, SetStats, get_method
@@ -114,7 +114,7 @@ def run_blocks(
             BlockTask(str(store.path), lo, hi, {**params, "local": token})
             for lo, hi in block_bounds(n_sig, task_signatures(backend, n_sig))
         ]
-        for task, part in zip(tasks, backend.map_blocks(score_block_task, tasks), strict=True):
+        for task, part in ordered_results(backend, score_block_task, tasks):
             for name, values in part.items():
                 outputs[name][task.start : task.stop] = values
             if part and progress is not None:  # a task run elsewhere: its progress is its arrival

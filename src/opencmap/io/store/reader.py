@@ -184,6 +184,16 @@ class StoreSegment:
         self._sums[key] = table
         return table
 
+    def is_checked(self, space: str, kind: str, rows: np.ndarray | None, lo: int, hi: int) -> bool:
+        """True when the chunks of ``rows`` (None: all) x columns ``lo:hi`` of a data file have
+        been checked already (or the file has no chunk checksums): :meth:`check` has nothing to do."""
+        table = self._chunk_table(f"{space}/{kind}")
+        if table is None or hi <= lo:
+            return True
+        seen, cols = self._seen[f"{space}/{kind}"], table[1]
+        c0, c1 = lo // cols, (hi - 1) // cols + 1
+        return bool((seen[:, c0:c1] if rows is None else seen[rows, c0:c1]).all())
+
     def check(self, space: str, kind: str, rows: np.ndarray | None, lo: int, hi: int) -> None:
         """Check the chunks of ``rows`` (None: all) x columns ``lo:hi`` of a data file against
         their stored checksums (xxh3) the first time they are read; :class:`StoreError` naming the file on a
@@ -503,11 +513,14 @@ class Store:
         sp = self.space(space).name
         rows = np.asarray(gene_rows, dtype=np.intp)
         kinds = tuple(kind for kind, on in (("ranks", with_ranks), ("scores", with_scores)) if on)
-        # the first block is checked while the caller waits, every later one while it scores the one
-        # before: on a checked store the first block is one chunk column wide (less to wait for)
-        first = min(block_size, _CHECKED_FIRST_BLOCK) if self.checked else block_size
         stop = self.n_signatures if stop is None else min(int(stop), self.n_signatures)
         start = max(int(start), 0)
+        # the first block is checked while the caller waits, every later one while it scores the one
+        # before: while the store's data are unchecked the first block is one chunk column wide (less
+        # to wait for); once checked (a reused store), the blocks are full and nothing is re-checked
+        first = block_size
+        if self.checked and block_size > _CHECKED_FIRST_BLOCK and not self._blocks_checked(sp, kinds, rows, start, stop, block_size):
+            first = _CHECKED_FIRST_BLOCK
         # (segment, first column, end column, the segment's first and end column of this scan)
         blocks: list[tuple[StoreSegment, int, int, int, int]] = []
         for seg in self._segments:
@@ -533,10 +546,21 @@ class Store:
             pending = None
             if self.checked and i + 1 < len(blocks):
                 nxt = blocks[i + 1]
-                pending = _checker().submit(_check_block, nxt[0], sp, kinds, rows, nxt[1], nxt[2])
+                if not all(nxt[0].is_checked(sp, kind, rows, nxt[1], nxt[2]) for kind in kinds):
+                    pending = _checker().submit(_check_block, nxt[0], sp, kinds, rows, nxt[1], nxt[2])
             r_mm = seg.array(sp, "ranks") if with_ranks else None
             s_mm = seg.array(sp, "scores") if with_scores else None
             yield seg.offset + lo, seg.offset + hi, r_mm, s_mm, lo, hi
+
+    def _blocks_checked(self, space: str, kinds: Sequence[str], rows: np.ndarray, start: int, stop: int, size: int) -> bool:
+        """True when the chunks of ``rows`` in the first ``size`` signatures of ``start:stop``
+        (store positions) are all checked already (e.g. by an earlier scan of a reused store)."""
+        end = min(start + size, stop)
+        for seg in self._segments:
+            lo, hi = max(start - seg.offset, 0), min(end - seg.offset, seg.n)
+            if lo < hi and not all(seg.is_checked(space, kind, rows, lo, hi) for kind in kinds):
+                return False
+        return True
 
     def prefetch(
         self,
