@@ -303,3 +303,24 @@ def test_api_batch_jobs_run_on_the_cluster_and_sync_queries_stay_local(setup, ba
         rows = client.get(f"/api/v1/jobs/{job_id}/results", params={"query": "A", "level": "sig", "limit": 1000}).json()
         srows = client.get(f"/api/v1/jobs/{sync.json()['job']['id']}/results", params={"query": "A", "level": "sig", "limit": 1000}).json()
         assert rows["items"] == srows["items"] and rows["total"] == 90  # same connections, same values
+
+
+def test_store_build_and_append_on_the_cluster_are_byte_identical(backend, tmp_path, monkeypatch):
+    """The store build's block tasks (ranking) run on the workers; the store is the local build's, file for file."""
+    from opencmap.io import write_gctx
+    from opencmap.query.store import append_store
+
+    sent: list[str] = []
+    map_ = backend.client.map
+    monkeypatch.setattr(backend.client, "map", lambda *a, **k: sent.extend(map(str, k["key"])) or map_(*a, **k))
+
+    helpers = runpy.run_path(str(Path(__file__).resolve().parents[1] / "io" / "store" / "test_store_build_tasks.py"))
+    first, second = helpers["_matrix"](150, 1, "s"), helpers["_matrix"](40, 2, "t")
+    write_gctx(first, tmp_path / "first.gctx")
+    local = build_store(tmp_path / "local", tmp_path / "first.gctx", block_size=40)
+    remote = build_store(tmp_path / "remote", tmp_path / "first.gctx", block_size=40, backend=backend)
+    append_store(local.path, second, block_size=25)
+    append_store(remote.path, second, block_size=25, backend=backend)
+    assert Store(remote.path).n_signatures == 190
+    assert len(sent) == 4 + 2 and all("build_block_task" in k for k in sent)  # every block ranked on the cluster
+    helpers["_assert_same_store"](local.path, remote.path)
