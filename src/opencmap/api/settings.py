@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         description="Memory budget of running batch jobs (MB); a job larger than it runs alone.",
     )  # fmt: skip
     sync_lanes: int = Field(2, ge=1, le=64, description="Synchronous queries run at once (their own lane, beside jobs).")
+    scheduler: str | None = Field(
+        None,
+        description="Dask scheduler address (e.g. tcp://HOST:8786): batch jobs score on its cluster, whose workers see the "
+        "store at the same path; synchronous queries stay on this server.",
+    )
     api_token: str | None = Field(
         None,
         validation_alias=AliasChoices("api_token", "OPENCMAP_API_TOKEN", "OPENCMAP_TOKEN"),

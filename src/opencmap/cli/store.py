@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from opencmap.cli.progress import Progress
+from opencmap.cli.scheduler import scheduler_option
 
 __all__ = ["command"]
 
@@ -219,17 +220,20 @@ def compact(store: Path) -> None:
 @click.option("--tail", "tails", type=click.Choice(["all", "both", "up", "down"]), multiple=True,
               help="Kind of background (repeatable): both = two-sided queries (WTCS), up / down = one-sided queries "
                    "(ES_up / -ES_dn); a query's tau is read only from a background of its own tail. Default: all.")
+@scheduler_option
 def background(store: Path, query_sigs: Path | None, n_genes: int, query_space: str | None, pcl: Path | None,
-               symmetric: bool, same_cell: bool, tails: tuple[str, ...]) -> None:
+               symmetric: bool, same_cell: bool, tails: tuple[str, ...], scheduler: str | None) -> None:
     """Build the tau backgrounds of STORE by querying it with its own signatures."""
+    from opencmap.cli.scheduler import backend_for
     from opencmap.io import read_grp
     from opencmap.query.background import build_background
 
+    backend = backend_for(scheduler)
     bar, progress = _bar("background")
     with bar:
         entries = build_background(store, query_sigs=read_grp(query_sigs) if query_sigs else None, n_genes=n_genes,
                                    query_space=query_space, pcl=pcl, symmetric=symmetric, same_cell=same_cell,
-                                   tail=list(tails) or "all", progress=progress)
+                                   tail=list(tails) or "all", progress=progress, backend=backend)
     click.echo(json.dumps({k: {"tail": v["tail"], "n_rows": v["n_rows"], "n_queries": v["n_queries"]} for k, v in entries.items()}, indent=1))
 
 
@@ -244,10 +248,12 @@ def background(store: Path, query_sigs: Path | None, n_genes: int, query_space: 
 @click.option("--es-tail", type=click.Choice(["both", "up", "down"]), help="Tail, as the queries will use (default both).")
 @click.option("--per-signature", is_flag=True,
               help="Also keep every signature's full null (n_signatures x n_random floats), needed by --fdr-method random_query.")
+@scheduler_option
 def fdr_null(store: Path, sizes: tuple[str, ...], n_random: int, seed: int, metric: str, space: str | None, es_tail: str | None,
-             per_signature: bool) -> None:
+             per_signature: bool, scheduler: str | None) -> None:
     """Build the random-query FDR nulls of STORE for the given query sizes ahead of time (else a
     query builds its size's null on first use)."""
+    from opencmap.cli.scheduler import backend_for
     from opencmap.query.fdr_null import build_fdr_nulls
 
     parsed = []
@@ -257,10 +263,11 @@ def fdr_null(store: Path, sizes: tuple[str, ...], n_random: int, seed: int, metr
         except ValueError:
             raise click.BadParameter(f"{text!r} is not UP,DOWN (two integers, e.g. 50,50)", param_hint="--size") from None
         parsed.append((up, down))
+    backend = backend_for(scheduler)
     bar, progress = _bar("fdr null")
     with bar:
         nulls = build_fdr_nulls(store, parsed, metric=metric, space=space, options={} if es_tail is None else {"es_tail": es_tail},
-                                n_random=n_random, seed=seed, values=per_signature, progress=progress)
+                                n_random=n_random, seed=seed, values=per_signature, progress=progress, backend=backend)
     click.echo(json.dumps({n.key: {"path": str(n.path), "cached_before": n.cached, **n.params} for n in nulls}, indent=1))
 
 

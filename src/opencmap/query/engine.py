@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from opencmap.backends import Backend, resolve_backend
+from opencmap.backends import Backend, describe_backend, resolve_backend
 from opencmap.errors import ConfigError, QueryError
 from opencmap.query.genesets import DEFAULT_MAX_GENES, DEFAULT_MIN_GENES, Query, ValidatedBatch, ValidatedQuery, as_queries
 from opencmap.query.introspect import connectivity_matrix
@@ -74,10 +74,15 @@ class Engine:
         (warned as :class:`~opencmap.errors.PCLWarning`) and in every result's notes.
     backend:
         Where the work runs, with its threads and block budgets (:mod:`opencmap.backends`;
-        default: this process, :func:`~opencmap.backends.default_backend`).
+        default: this process, :func:`~opencmap.backends.default_backend`); also a scheduler
+        address (``tcp://HOST:8786``) or a :class:`distributed.Client` (a
+        :class:`~opencmap.backends.DaskBackend`). On a cluster the store scan runs on its workers
+        (the store on a filesystem they share); NCS, FDR, tau and summaries run here on the
+        assembled scores, so results are bit-identical to the local backend's. Results'
+        provenance records the backend (``provenance["backend"]``).
     """
 
-    def __init__(self, store: Store | str, *, pcl: Any = None, backend: Backend | None = None):
+    def __init__(self, store: Store | str, *, pcl: Any = None, backend: Backend | str | None = None):
         self.backend = resolve_backend(backend)
         self.store = store if isinstance(store, Store) else Store(store, settings=self.backend.settings)
         self.pcl, self.pcl_notes = resolve_pcl(pcl, self.store)
@@ -195,6 +200,7 @@ class Engine:
         valid, tails, metrics, notes, provenance = scored.valid, scored.tails, scored.metrics, scored.notes, scored.provenance
         if hasattr(self.store, "generation"):  # the store generation the query read (servers switch between them)
             provenance["store"] = self.store.generation
+        provenance["backend"] = describe_backend(self.backend)  # where the scan ran (NCS, FDR, tau, summaries: here)
         info = self.store.sig_info
         levels: dict[str, LevelResult] = {}
         if method.connectivity and summaries:
@@ -363,7 +369,7 @@ def run_query(
     queries: Sequence[Query] | None = None,
     name: str = "query",
     pcl: Any = None,
-    backend: Backend | None = None,
+    backend: Backend | str | None = None,
     **options: Any,
 ) -> QueryResult:
     """Run one query (``up``/``down`` lists), several (dicts by name) or ``queries`` on ``store``.
@@ -380,5 +386,5 @@ def run_query(
             raise QueryError("give up and/or down genes, or queries=")
         queries = as_queries(up, down, name=name)
     if not isinstance(store, Store):
-        store = shared_store(store) if backend is None else Store(store, settings=backend.settings)
+        store = shared_store(store) if backend is None else Store(store, settings=resolve_backend(backend).settings)
     return Engine(store, pcl=pcl, backend=backend).run(queries, **options)
