@@ -248,7 +248,7 @@ def test_cli_query_with_scheduler_writes_the_same_files(setup, cluster, tmp_path
         )
         assert res.exit_code == 0, res.output
         outs[name] = out
-    assert "note: scoring on the Dask cluster at " + cluster[0].scheduler_address in res.stderr
+    assert "note: running on the Dask cluster at " + cluster[0].scheduler_address in res.stderr
     files = sorted(p.name for p in outs["local"].iterdir())
     assert files == sorted(p.name for p in outs["dask"].iterdir()) and "sig.tsv" in files
     for name in files:
@@ -324,3 +324,38 @@ def test_store_build_and_append_on_the_cluster_are_byte_identical(backend, tmp_p
     assert Store(remote.path).n_signatures == 190
     assert len(sent) == 4 + 2 and all("build_block_task" in k for k in sent)  # every block ranked on the cluster
     helpers["_assert_same_store"](local.path, remote.path)
+
+
+def test_cli_process_and_store_build_with_scheduler_write_the_local_files(cluster, tmp_path):
+    """``opencmap process --scheduler`` (plates, replicate sets and CGS as tasks on the workers) and
+    ``opencmap store build --scheduler`` write what the local commands write, byte for byte."""
+    from click.testing import CliRunner
+
+    from opencmap.cli import cli
+
+    address = cluster[0].scheduler_address
+    run_helpers = runpy.run_path(str(Path(__file__).resolve().parents[1] / "pipeline" / "test_run.py"))
+    run_helpers["make_level2"](tmp_path)
+    outs = {}
+    for name, extra in (("local", []), ("dask", ["--scheduler", address])):
+        res = CliRunner().invoke(
+            cli, ["process", "--level", "2", str(tmp_path / "level2.gctx"), str(tmp_path / name),
+                  "--inst-info", str(tmp_path / "inst_info.txt"), "--no-progress", *extra],
+            catch_exceptions=False,
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        outs[name] = tmp_path / name
+    assert "note: running on the Dask cluster at " + address in res.stderr
+    for name in ("level4.gctx", "level5.gctx", "sig_info.txt", "censored.txt"):
+        assert (outs["local"] / name).read_bytes() == (outs["dask"] / name).read_bytes(), name
+
+    store_helpers = runpy.run_path(str(Path(__file__).resolve().parents[1] / "io" / "store" / "test_store_build_tasks.py"))
+    for name, extra in (("store_local", []), ("store_dask", ["--scheduler", address])):
+        res = CliRunner().invoke(
+            cli, ["store", "build", str(outs["local"] / "level5.gctx"), str(tmp_path / name), "--block-size", "8",
+                  "--sig-info", str(outs["local"] / "sig_info.txt"), *extra],
+            catch_exceptions=False,
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+    assert "note: running on the Dask cluster at " + address in res.stderr
+    store_helpers["_assert_same_store"](tmp_path / "store_local", tmp_path / "store_dask")

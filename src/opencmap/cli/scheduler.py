@@ -1,7 +1,9 @@
 """``--scheduler ADDRESS``: run a command's store scans on a Dask cluster.
 
-One option for every command that scans a store through the block runner (``query``, ``store
-background``, ``store fdr-null``, ``serve``'s batch jobs), read from ``OPENCMAP_SCHEDULER`` when
+One option for every command that does heavy work: store scans through the block runner
+(``query``, ``store background``, ``store fdr-null``, ``serve``'s batch jobs), store builds
+(``store build``, ``store append``: blocks read and ranked on the workers) and pipeline runs
+(``process``: plates, replicate sets and CGS batches on the workers), read from ``OPENCMAP_SCHEDULER`` when
 not given, and :func:`backend_for`, which turns it into a backend: the local one without an
 address, a :class:`~opencmap.backends.DaskBackend` connected to the scheduler otherwise (its
 dashboard link shown as a note). A scheduler that does not answer within
@@ -34,8 +36,8 @@ def scheduler_option(f: F) -> F:
         envvar=ENVVAR,
         metavar="ADDRESS",
         default=None,
-        help="Score on the Dask cluster of this scheduler (e.g. tcp://HOST:8786) [env OPENCMAP_SCHEDULER; default: this "
-        "machine]. Its workers need opencmap and the store at the same path (a shared filesystem).",
+        help="Run the heavy work on the Dask cluster of this scheduler (e.g. tcp://HOST:8786) [env OPENCMAP_SCHEDULER; "
+        "default: this machine]. Its workers need opencmap and the files (store, inputs) at the same paths (a shared filesystem).",
     )(f)
 
 
@@ -66,6 +68,6 @@ def backend_for(address: str | None, settings: Any = None) -> Any:
         ctx.call_on_close(backend.close)
     workers = backend.workers()
     link = f"; dashboard {backend.dashboard_link}" if backend.dashboard_link else ""
-    click.echo(f"note: scoring on the Dask cluster at {backend.address} ({workers['workers']} workers, "
+    click.echo(f"note: running on the Dask cluster at {backend.address} ({workers['workers']} workers, "
                f"{workers['threads']} threads){link}", err=True)  # fmt: skip
     return backend

@@ -54,11 +54,12 @@ def _disk_line(estimate: dict) -> str:
 @click.option("--signature-major/--no-signature-major", default=True, show_default=True, help="Also store scores signature-major.")
 @click.option("--block-size", type=int, default=None, help="Signatures per block (bounds memory; default: about 2 GiB of buffers).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
+@scheduler_option
 def build(sources: tuple[Path, ...], dest: Path, release: str | None, sig_info: Path | None, gene_info: Path | None,
           pert_info: Path | None, pcl: Path | None, pert_types: tuple[str, ...], exemplar_only: bool, qc_pass: bool,
           cells: tuple[str, ...], times: tuple[str, ...], touchstone: bool, dry_run: bool, matrix_name: str | None,
           spaces: tuple[str, ...], gene_lists: tuple[str, ...], default_space: str | None, signature_major: bool,
-          block_size: int | None, overwrite: bool) -> None:
+          block_size: int | None, overwrite: bool, scheduler: str | None) -> None:
     """Build a reference store DEST from release folder(s) or a Level 5 matrix file.
 
     SOURCES: one or more release folders (GSE92742, GSE70138, LINCS 2020 or an `opencmap process`
@@ -83,7 +84,8 @@ def build(sources: tuple[Path, ...], dest: Path, release: str | None, sig_info: 
         _build_release(folders, dest, release=release, pert_info=pert_info, pcl=pcl, pert_types=pert_types,
                        exemplar_only=exemplar_only, qc_pass=qc_pass, cells=cells, times=times, touchstone=touchstone,
                        dry_run=dry_run, spaces=spaces, gene_lists=lists, default_space=default_space,
-                       signature_major=signature_major, block_size=block_size, overwrite=overwrite, matrix=matrix_name)
+                       signature_major=signature_major, block_size=block_size, overwrite=overwrite, matrix=matrix_name,
+                       scheduler=scheduler)
         return
     if len(sources) != 1:
         raise click.BadParameter("give one matrix file (or release folders)", param_hint="SOURCES")
@@ -98,12 +100,16 @@ def build(sources: tuple[Path, ...], dest: Path, release: str | None, sig_info: 
         from opencmap.io.store.writer import _load_table
 
         info = annotate_signatures(_load_table(sig_info), read_pert_annotations(pert_info), matrix=sources[0])
+    from opencmap.cli.scheduler import backend_for
+
+    backend = backend_for(scheduler)
     bar, progress = _bar("building")
     with bar:
         store = build_store(dest, sources[0], sig_info=info if info is not None else sig_info, gene_info=gene_info,
                             spaces=list(spaces) or None, gene_lists=lists or None, default_space=default_space,
                             signature_major=signature_major, block_size=block_size, overwrite=overwrite,
-                            progress=progress, pcl=pcl, on_plan=lambda est: click.echo(_disk_line(est), err=True))
+                            progress=progress, pcl=pcl, on_plan=lambda est: click.echo(_disk_line(est), err=True),
+                            backend=backend)
     click.echo(json.dumps(store.info(), indent=1))
 
 
@@ -111,7 +117,7 @@ def _build_release(folders: list[Path], dest: Path, *, release: str | None, pert
                    pert_types: tuple[str, ...], exemplar_only: bool, qc_pass: bool, cells: tuple[str, ...],
                    times: tuple[str, ...], touchstone: bool, dry_run: bool, spaces: tuple[str, ...],
                    gene_lists: dict, default_space: str | None, signature_major: bool, block_size: int | None,
-                   overwrite: bool, matrix: str | None) -> None:
+                   overwrite: bool, matrix: str | None, scheduler: str | None = None) -> None:
     from opencmap.query.release_store import BuildFilters, _hours, build_release_store, plan_release_store
     from opencmap.query.store import check_disk
 
@@ -129,11 +135,14 @@ def _build_release(folders: list[Path], dest: Path, *, release: str | None, pert
         click.echo(json.dumps(described, indent=1))
         return
     check_disk(dest, plan.estimate["total_bytes"])
+    from opencmap.cli.scheduler import backend_for
+
+    backend = backend_for(scheduler)
     bar, progress = _bar("building")
     with bar:
         store, _ = build_release_store(dest, plan, gene_lists=gene_lists or None, default_space=default_space,
                                        signature_major=signature_major, block_size=block_size, overwrite=overwrite,
-                                       progress=progress)
+                                       progress=progress, backend=backend)
     out = store.info()
     out["notes"] = plan.notes
     out["disk"] = plan.describe()["disk"]
@@ -167,11 +176,16 @@ def check_disk_free(dest: Path) -> int:
 @click.option("--block-size", type=int, default=None, help="Signatures per block (default: about 2 GiB of buffers).")
 @click.option("--keep-backgrounds", is_flag=True,
               help="Keep the tau backgrounds, marked stale (appended signatures get no tau until rebuilt).")
+@scheduler_option
 def append(store: Path, signatures: Path, sig_info: Path | None, release: str | None, pert_info: Path | None,
            pert_types: tuple[str, ...], exemplar_only: bool, qc_pass: bool, cells: tuple[str, ...], times: tuple[str, ...],
-           touchstone: bool, matrix_name: str | None, block_size: int | None, keep_backgrounds: bool) -> None:
+           touchstone: bool, matrix_name: str | None, block_size: int | None, keep_backgrounds: bool,
+           scheduler: str | None) -> None:
     """Add SIGNATURES (a matrix file or a release folder) to STORE as a new segment (tau backgrounds must be rebuilt afterwards)."""
+    from opencmap.cli.scheduler import backend_for
+
     bar, progress = _bar("appending")
+    backend = backend_for(scheduler)
     if signatures.is_dir():
         if sig_info:
             raise click.BadParameter("a release folder brings its own tables; --sig-info is for a matrix file")
@@ -182,7 +196,7 @@ def append(store: Path, signatures: Path, sig_info: Path | None, release: str | 
         with bar:
             st, plan = append_release_store(store, signatures, release=release, pert_info=pert_info, filters=filters,
                                             block_size=block_size, keep_backgrounds=keep_backgrounds, progress=progress,
-                                            matrix=matrix_name)
+                                            matrix=matrix_name, backend=backend)
         for line in plan.notes:
             click.echo(f"note: {line}", err=True)
         click.echo(json.dumps(st.info(), indent=1))
@@ -193,7 +207,7 @@ def append(store: Path, signatures: Path, sig_info: Path | None, release: str | 
 
     with bar:
         st = append_store(store, signatures, sig_info=sig_info, block_size=block_size,
-                          keep_backgrounds=keep_backgrounds, progress=progress)
+                          keep_backgrounds=keep_backgrounds, progress=progress, backend=backend)
     click.echo(json.dumps(st.info(), indent=1))
 
 
