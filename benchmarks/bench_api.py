@@ -24,6 +24,12 @@ measurement is bounded by ``--queries`` requests and ``--max-seconds`` of wall t
 sync p50/p99 idle and while a batch job of ``--load-queries`` queries runs (ratios to idle), the
 job's throughput (queries/s), and the database and results-folder size after
 ``--retention-queries`` sync queries with ``--max-stored-results`` (default 50).
+
+``--retention`` measures only the job database (server only): its size on disk (with its WAL,
+checkpointed by a clean stop), its rows and tombstones, and the results folder after
+``--retention-queries`` sync queries with ``--max-stored-results``, once with the default grace of
+expired rows (``--expired-row-hours`` 24) and once with grace 0, each with a fresh database; with
+``--base SRC`` also with another source tree's server (its defaults) as "before", and the ratios.
 Memory: the store is memory-mapped; the server holds one result per request (<~0.5 GB at 100k).
 Disk for ``--big``: ~4 GB temporary GCTX + ~6 GB store, all removed at the end (unless ``--keep``).
 
@@ -35,6 +41,8 @@ Disk for ``--big``: ~4 GB temporary GCTX + ~6 GB store, all removed at the end (
         --keep /tmp/bench-api                 # the issue's sizes on a 1,000-gene space (~3 GB at 473,647)
     .venv/bin/python benchmarks/bench_api.py --under-load --synthetic 2000 --n-genes 1000 \
         --retention-queries 10000             # issue 15: load, throughput, sizes after 10,000 queries
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_api.py --retention --retention-queries 1000 \
+        --base /tmp/base/src                  # job database size after 1,000 queries: before, grace 24 h, grace 0
 
 Synchronous results are stored after the response (``JobRunner(defer_sync_save=True)``, as the
 server runs it), so the API figures no longer include saving (the row "+ job rows, save marker,
@@ -45,7 +53,9 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import importlib.util
+import os
 import shutil
 import socket
 import subprocess
@@ -178,7 +188,8 @@ def run_clients(
             c.close()
 
 
-def start_server(store_path: Path, work: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+def start_server(store_path: Path, work: Path, extra: tuple[str, ...] = (), src: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """``opencmap serve`` on loopback with its database in ``work``; ``src``: another source tree."""
     import httpx
 
     port = free_port()
@@ -187,7 +198,7 @@ def start_server(store_path: Path, work: Path, extra: tuple[str, ...] = ()) -> t
     proc = subprocess.Popen(
         [sys.executable, "-c", "from opencmap.cli import main; main()", "serve", "--store", str(store_path),
          "--db", str(work / "jobs.sqlite"), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(src)} if src is not None else None,
     )  # fmt: skip
     deadline = time.monotonic() + 300
     while True:
@@ -222,9 +233,14 @@ def main() -> None:
     parser.add_argument("--load-queries", type=int, default=500, help="queries of the batch job of --under-load")
     parser.add_argument("--retention-queries", type=int, default=1000, help="sync queries before the sizes of --under-load")
     parser.add_argument("--max-stored-results", type=int, default=50, help="server retention of --under-load")
+    parser.add_argument("--retention", action="store_true", help="job database size after --retention-queries sync queries")
+    parser.add_argument("--base", type=Path, default=None, help="with --retention: another source tree (its src/) as 'before'")
     parser.add_argument("--sizes", default=None, metavar="N,M",
                         help="synthetic stores of these sizes one after the other (e.g. 10000,100000), then a summary")
     args = parser.parse_args()
+    if args.retention:
+        retention_sizes(args, 100_000 if args.big else args.synthetic)
+        return
     if args.under_load:
         under_load(args, 100_000 if args.big else args.synthetic)
         return
@@ -366,6 +382,65 @@ def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
+def _store_path(args: argparse.Namespace, work: Path, n_sigs: int) -> Path:
+    """``--store``, or the synthetic store in ``work`` (built once, not timed)."""
+    if args.store is not None:
+        return args.store.resolve()
+    if not (work / "store" / "manifest.json").exists():
+        build(work, n_sigs, args.bg_queries, args.n_genes)
+    return work / "store"
+
+
+def retention_sizes(args: argparse.Namespace, n_sigs: int) -> None:
+    """Job database and results folder after N sync queries: before (``--base``), grace 24 h, grace 0."""
+    import sqlite3
+
+    import httpx
+
+    from opencmap.query.store import Store
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench_api_"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        store_path = _store_path(args, work, n_sigs)
+        store = Store(store_path)
+        queries = make_queries([str(g) for g in store.space().gene_ids], min(args.queries, 50), args.genes, seed=2)
+        keep = ("--max-stored-results", str(args.max_stored_results))
+        runs = ([("before (base tree, its defaults)", keep, args.base)] if args.base else []) + [
+            ("grace 24 h (default)", keep, None), ("grace 0", (*keep, "--expired-row-hours", "0"), None)]  # fmt: skip
+        sizes: dict[str, int] = {}
+        print(f"store: {store.n_signatures:,} signatures; {args.retention_queries} sync queries of {args.genes}+{args.genes} genes, "
+              f"--max-stored-results {args.max_stored_results}")  # fmt: skip
+        for label, extra, src in runs:
+            for old in work.glob("jobs*"):  # a fresh database each run
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+            proc, url = start_server(store_path, work, extra, src)
+            try:
+                t0 = time.perf_counter()
+                with httpx.Client(base_url=f"{url}/api/v1", timeout=600) as c:
+                    for k in range(args.retention_queries):
+                        c.post("/queries", json={"queries": [queries[k % len(queries)]]}).raise_for_status()
+                wall = time.perf_counter() - t0
+            finally:
+                proc.terminate()  # a clean stop: the WAL is checkpointed into the file
+                proc.wait(60)
+            with contextlib.closing(sqlite3.connect(work / "jobs.sqlite")) as conn:
+                rows = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                tombs = conn.execute("SELECT COUNT(*) FROM tombstones").fetchone()[0] if "tombstones" in tables else 0
+            sizes[label] = sum(f.stat().st_size for f in work.glob("jobs.sqlite*"))
+            print(f"  {label:34s} database {sizes[label] / 1e3:9.1f} kB ({sizes[label] / args.retention_queries:7.1f} B/query)"
+                  f"  rows {rows:>6}  tombstones {tombs:>6}  results folder {_folder_bytes(work / 'jobs-results') / 1e6:7.2f} MB"
+                  f"  ({args.retention_queries / wall:.1f} queries/s)")  # fmt: skip
+        if args.base:
+            before = sizes[runs[0][0]]
+            for label, size in list(sizes.items())[1:]:
+                print(f"  database size before/after ({label}): {before / size:.2f}x")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def under_load(args: argparse.Namespace, n_sigs: int) -> None:
     """Sync latency idle vs while a batch job runs; job throughput; database/results size after N queries."""
     import httpx
@@ -376,12 +451,7 @@ def under_load(args: argparse.Namespace, n_sigs: int) -> None:
     work.mkdir(parents=True, exist_ok=True)
     proc = None
     try:
-        if args.store is not None:
-            store_path = args.store.resolve()
-        else:
-            store_path = work / "store"
-            if not (store_path / "manifest.json").exists():
-                build(work, n_sigs, args.bg_queries, args.n_genes)
+        store_path = _store_path(args, work, n_sigs)
         for old in work.glob("jobs*"):  # a fresh database each run
             shutil.rmtree(old) if old.is_dir() else old.unlink()
         store = Store(store_path)

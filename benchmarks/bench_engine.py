@@ -30,6 +30,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,18 +42,25 @@ def load() -> str:
     return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def make_store(work: Path, n: int, n_genes: int) -> Path:
-    """A synthetic store (standard-normal z-scores) with tau backgrounds of 200 exemplar queries."""
+def make_store(work: Path, n: int, n_genes: int, *, n_landmark: int | None = None) -> Path:
+    """A synthetic store (standard-normal z-scores) with tau backgrounds of 200 exemplar queries.
+
+    ``n_landmark``: the first genes flagged landmark (the ``lm`` space background queries are
+    picked from); default all of them."""
     from opencmap.core.gct import GCT
     from opencmap.query.background import build_background
     from opencmap.query.store import build_store
 
-    dest = work / f"store_{n}x{n_genes}"
+    dest = work / (f"store_{n}x{n_genes}" if n_landmark is None else f"store_{n}x{n_genes}_lm{n_landmark}")
     if (dest / "manifest.json").exists():
         return dest
     rng = np.random.default_rng(0)
     genes = pd.DataFrame(
-        {"pr_gene_symbol": [f"G{i}" for i in range(n_genes)], "pr_is_lm": 1, "pr_is_bing": 1},
+        {
+            "pr_gene_symbol": [f"G{i}" for i in range(n_genes)],
+            "pr_is_lm": 1 if n_landmark is None else (np.arange(n_genes) < n_landmark).astype(int),
+            "pr_is_bing": 1,
+        },
         index=pd.Index([str(100 + i) for i in range(n_genes)], name="rid"),
     )
     idx = np.arange(n)
@@ -77,12 +85,13 @@ def make_store(work: Path, n: int, n_genes: int) -> Path:
     return dest
 
 
-def _median_ms(fn, repeat: int) -> float:
+def median_ms(fn, repeat: int, clock: Any = time.perf_counter) -> float:
+    """Median time of ``repeat`` calls of ``fn`` in ms (``clock``: wall, or ``time.process_time``)."""
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return 1000 * float(np.median(times))
 
 
@@ -100,38 +109,60 @@ def measure(path: Path, repeat: int) -> dict[str, float]:
     engine.run(Query("q", up=tuple(up), down=tuple(down)), **opts)
     out["first call"] = 1000 * (time.perf_counter() - t0)
     run_query(str(path), up, down, **opts)  # warm the page cache and compiled kernels
-    out["run_query"] = _median_ms(lambda: run_query(str(path), up, down, **opts), repeat)
-    out["engine"] = _median_ms(lambda: engine.run(Query("q", up=tuple(up), down=tuple(down)), **opts), repeat)
-    out["engine batch 20"] = _median_ms(lambda: engine.run(queries, **opts), max(3, repeat // 3))
+    out["run_query"] = median_ms(lambda: run_query(str(path), up, down, **opts), repeat)
+    out["engine"] = median_ms(lambda: engine.run(Query("q", up=tuple(up), down=tuple(down)), **opts), repeat)
+    out["engine batch 20"] = median_ms(lambda: engine.run(queries, **opts), max(3, repeat // 3))
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(doc: str, *, n: int, rounds: int) -> argparse.Namespace:
+    """The options of the before/after engine benchmarks (this one and ``bench_engine_cpu.py``)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="folder for the synthetic store (kept for reruns)")
-    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--n", type=int, default=n)
     parser.add_argument("--genes", type=int, default=978)
     parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--rounds", type=int, default=2, help="measurements per tree, alternating the order")
+    parser.add_argument("--rounds", type=int, default=rounds, help="measurements per tree, alternating the order")
     parser.add_argument("--base", type=Path, help="source tree (its src/) to measure as 'before' in a subprocess")
     parser.add_argument("--measure-only", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.measure_only is not None:
-        print(json.dumps(measure(args.measure_only, args.repeat)))
-        return
-    args.work.mkdir(parents=True, exist_ok=True)
-    path = make_store(args.work, args.n, args.genes)
+    return parser.parse_args()
+
+
+def alternating_rounds(script: str, args: argparse.Namespace, path: Path, show: Any = None) -> dict[str, list[Any]]:
+    """``{"before"?, "after": [what `script --measure-only` printed (JSON), per round]}``: each
+    tree (``args.base`` as "before", this one as "after") measured ``args.rounds`` times in a
+    subprocess, alternating the order (before, after, after, before, ...: the cores are shared);
+    ``show(measured)``: what to print of each round (default: all of it)."""
     trees = ([("before", args.base)] if args.base else []) + [("after", None)]
-    rounds: dict[str, list[dict[str, float]]] = {label: [] for label, _ in trees}
-    for r in range(args.rounds):  # alternate the order (before, after, after, before, ...): the cores are shared
+    rounds: dict[str, list[Any]] = {label: [] for label, _ in trees}
+    for r in range(args.rounds):
         for label, src in trees if r % 2 == 0 else trees[::-1]:
             env = dict(os.environ)
             if src is not None:
                 env["PYTHONPATH"] = str(src)
-            cmd = [sys.executable, __file__, "--work", str(args.work), "--repeat", str(args.repeat), "--measure-only", str(path)]
+            cmd = [sys.executable, script, "--work", str(args.work), "--repeat", str(args.repeat), "--measure-only", str(path)]
             res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
             rounds[label].append(json.loads(res.stdout.strip().splitlines()[-1]))
-            print(f"[round {r + 1} {label}] {load()} {rounds[label][-1]}", flush=True)
+            print(f"[round {r + 1} {label}] {load()} {rounds[label][-1] if show is None else show(rounds[label][-1])}", flush=True)
+    return rounds
+
+
+def before_after(script: str, doc: str, measure_fn: Any, *, n: int, rounds: int, show: Any = None) -> tuple[argparse.Namespace, dict | None]:
+    """Parse the options; in a ``--measure-only`` subprocess print ``measure_fn(store, repeat)``
+    as JSON and return no rounds; otherwise build the store and return :func:`alternating_rounds`."""
+    args = parse_args(doc, n=n, rounds=rounds)
+    if args.measure_only is not None:
+        print(json.dumps(measure_fn(args.measure_only, args.repeat)))
+        return args, None
+    args.work.mkdir(parents=True, exist_ok=True)
+    path = make_store(args.work, args.n, args.genes)
+    return args, alternating_rounds(script, args, path, show)
+
+
+def main() -> None:
+    args, rounds = before_after(__file__, __doc__, measure, n=100_000, rounds=2)
+    if rounds is None:
+        return
     # per figure, the best round of each tree (the least disturbed by other work on the machine)
     runs = {label: {key: min(x[key] for x in rs) for key in rs[0]} for label, rs in rounds.items()}
     print(f"\n{args.n:,} signatures x {args.genes} genes, median of {args.repeat} calls, best of {args.rounds} rounds (ms):")

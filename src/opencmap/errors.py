@@ -19,6 +19,9 @@ id) and *what to do*.
     ├── QueryError             a query cannot be run as asked
     ├── ConfigError            bad parameters or options
     ├── DiskSpaceError         too little free disk for what is about to be written
+    ├── BackendError           a backend cannot run the work: lost or duplicated a task's result,
+    │   │                      a cluster's workers died, or the ``dask`` extra is missing
+    │   └── SchedulerUnreachableError  no Dask scheduler answers at the address given
     └── FetchError             a release file cannot be downloaded (network, server, unknown release)
         └── ChecksumError      a downloaded file does not match its published checksum or size
 
@@ -52,6 +55,8 @@ __all__ = [
     "QueryError",
     "ConfigError",
     "DiskSpaceError",
+    "BackendError",
+    "SchedulerUnreachableError",
     "UncheckedStoreWarning",
     "StoreDiskSpaceError",
     "FetchError",
@@ -163,6 +168,26 @@ class ConfigError(OpenCMapError, ValueError):
 
 class DiskSpaceError(OpenCMapError):
     """Too little free disk for a download, a decompression or a store; nothing was written."""
+
+
+class BackendError(OpenCMapError):
+    """A backend (:mod:`opencmap.backends`) cannot run the work: it lost or duplicated a task's
+    result (nothing it returned is used; run it again and report the backend's fault), a
+    cluster's workers kept dying on a task, or the optional ``dask`` extra is not installed."""
+
+
+class SchedulerUnreachableError(BackendError):
+    """No Dask scheduler answered at the address given (within the connection timeout).
+
+    Attributes
+    ----------
+    address:
+        The scheduler address that was tried (e.g. ``tcp://10.0.0.5:8786``).
+    """
+
+    def __init__(self, message: str, *, address: str) -> None:
+        self.address = address
+        super().__init__(message)
 
 
 class StoreDiskSpaceError(DiskSpaceError, StoreError):

@@ -294,8 +294,85 @@ def test_retention_bounds_database_and_results_folder_after_a_thousand_results(t
     db.close()
 
 
+def test_expired_rows_are_deleted_after_the_grace_and_leave_tombstones(tmp_path, engine, small_result, monkeypatch):
+    """Many small jobs: with grace 0 an expiring result takes its row (a tombstone is kept, so
+    :meth:`JobDB.deleted` says so); rows are compact (compressed) and the file stays bounded."""
+    import opencmap.api.jobs.store as jobstore
+
+    monkeypatch.setattr(jobstore.os, "fsync", lambda fd: None)  # sizes are the point here, not durability: CI time
+    db = JobDB(tmp_path / "jobs.sqlite", max_results=5, max_rows=40, expired_row_grace=0)
+    request = {"queries": [{"name": "q", "up": [str(1000 + i) for i in range(100)], "down": [str(5000 + i) for i in range(100)]}]}
+
+    def size():
+        db._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return db.disk_usage()["database_bytes"]
+
+    ids = []
+    for i in range(400):
+        ids.append(db.create(request, n_queries=1, mode="sync", status="running"))
+        db.save_result(ids[-1], small_result, store_sig_info=engine.store.sig_info)
+        if i == 99:
+            early = size()
+    late = size()
+    assert db._conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 5  # the 5 kept results; expired rows gone at once
+    assert db.get(ids[-6]) is None and db.deleted(ids[-6]) and not db.deleted(ids[-1]) and not db.deleted("f" * 32)
+    assert 40 <= db._conn.execute("SELECT COUNT(*) FROM tombstones").fetchone()[0] <= 40 + 10  # newest max_rows (+ a quarter)
+    assert db.get(ids[0]) is None and not db.deleted(ids[0])  # the oldest tombstones were trimmed
+    stored, text = db._conn.execute("SELECT request, typeof(request) FROM jobs WHERE id = ?", (ids[-1],)).fetchone()
+    assert text == "blob" and len(stored) < len(json.dumps(request)) / 3  # compressed
+    assert db.get(ids[-1])["request"] == request
+    assert late <= early * 1.1, (early, late)
+    db.close()
+
+
+def test_expired_rows_stay_listed_for_the_grace_then_go(tmp_path, engine, small_result):
+    db = JobDB(tmp_path / "jobs.sqlite", max_results=1, tombstone_ttl=3600)
+    a = db.create({"queries": []}, n_queries=1, mode="sync", status="running")
+    db.save_result(a, small_result, store_sig_info=engine.store.sig_info)
+    b = db.create({"queries": []}, n_queries=1, mode="sync", status="running")
+    db.save_result(b, small_result, store_sig_info=engine.store.sig_info)
+    assert db.get(a)["status"] == "expired" and not db.deleted(a)  # default grace: 24 hours
+    db._conn.execute("UPDATE jobs SET expired_at = expired_at - 25 * 3600 WHERE id = ?", (a,))
+    assert db.enforce_retention() == [a]
+    assert db.get(a) is None and db.deleted(a) and db.get(b)["status"] == "done"
+    db._conn.execute("UPDATE tombstones SET deleted = deleted - 7200")
+    db.close()
+    db = JobDB(tmp_path / "jobs.sqlite", max_results=1, tombstone_ttl=3600)  # the tombstone is older than its TTL
+    assert not db.deleted(a)
+    db.close()
+
+
+def test_a_format_4_database_with_text_rows_is_read_and_rewritten_compactly(tmp_path, engine, small_result):
+    from opencmap.api.jobs import DB_FORMAT_VERSION, _SCHEMA
+
+    request = {"queries": [{"name": "q", "up": ["1"] * 50, "down": ["2"] * 50}]}
+    conn = sqlite3.connect(tmp_path / "jobs.sqlite")
+    conn.executescript(_SCHEMA.replace("CREATE TABLE IF NOT EXISTS tombstones", "CREATE TABLE IF NOT EXISTS unused")
+                       + "INSERT INTO meta VALUES ('format_version', '4');")  # fmt: skip
+    conn.execute("ALTER TABLE results ADD COLUMN nbytes INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE jobs ADD COLUMN expired_at REAL")
+    info = small_result.describe()
+    conn.execute(
+        "INSERT INTO jobs (id, status, mode, created, finished, progress, n_queries, request, info) VALUES (?, 'failed', 'job', ?, ?, 1, 1, ?, ?)",
+        ("b" * 32, time.time(), time.time(), json.dumps(request), json.dumps(info)),
+    )
+    conn.execute(
+        "INSERT INTO jobs (id, status, mode, created, n_queries, request) VALUES (?, 'queued', 'job', ?, 1, ?)",
+        ("c" * 32, time.time(), json.dumps(request)),
+    )
+    conn.commit()
+    conn.close()
+    db = JobDB(tmp_path / "jobs.sqlite")
+    assert db._conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()[0] == str(DB_FORMAT_VERSION) == "5"
+    assert db.get("b" * 32)["request"] == request and db.get("b" * 32)["info"] == json.loads(json.dumps(info))
+    assert db.get("c" * 32)["request"] == request and db.get("c" * 32)["info"] is None
+    assert {t for (t,) in db._conn.execute("SELECT typeof(request) FROM jobs")} == {"blob"}
+    assert [j["id"] for j in db.unfinished()] == ["c" * 32]
+    db.close()
+
+
 def test_retention_runs_on_a_timer_without_new_results(tmp_path, engine, small_result):
-    db = JobDB(tmp_path / "jobs.sqlite", result_ttl=0.3)
+    db = JobDB(tmp_path / "jobs.sqlite", result_ttl=0.3, expired_row_grace=0.3)
     runner = JobRunner(db, lambda r, p: small_result, sig_info=lambda: engine.store.sig_info, retention_interval=0.1)
     runner.start()
     try:
@@ -304,7 +381,7 @@ def test_retention_runs_on_a_timer_without_new_results(tmp_path, engine, small_r
         _wait(db, job_id, {"expired"}, timeout=10)
         assert not db.job_dir(job_id).exists()
         deadline = time.monotonic() + 10
-        while db.get(job_id) is not None and time.monotonic() < deadline:  # the row goes one TTL later
+        while db.get(job_id) is not None and time.monotonic() < deadline:  # the row goes one grace later
             time.sleep(0.05)
         assert db.get(job_id) is None and runner.cache_usage() == (0, 0)
     finally:

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-import opencmap.datasets.beads as beads_module
 from opencmap.datasets import Compendium, make_compendium
 from opencmap.datasets.beads import BeadPlates, write_bead_plates
 from opencmap.errors import ConfigError, ValidationError
@@ -96,10 +95,9 @@ def test_round_trip_level2_and_level3(bead_plates: BeadPlates, tiny: Compendium)
     assert stats["flip"][1] <= stats["no flip"][1] + 0.01  # flip correction does not add swaps
 
 
-def test_make_compendium_beads_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(beads_module, "MAX_DEFAULT_BEAD_PLATES", 1)
+def test_make_compendium_beads_option(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="bead_plates"):
-        make_compendium(tmp_path / "a", "tiny", seed=0, beads=True)
+        make_compendium(tmp_path / "a", "tiny", seed=0, beads=True, max_default_bead_plates=1)
     assert not (tmp_path / "a" / "level3.gctx").exists()  # refused before generating
     comp = make_compendium(tmp_path / "b", "tiny", seed=0, beads=True, bead_plates=1)
     info = comp.manifest["beads"]

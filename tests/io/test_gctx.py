@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from opencmap.core.gct import GCT
+from opencmap.backends import Settings
 from opencmap.errors import ConfigError, FormatError, IdNotFoundError, ValidationError, VersionError
 from opencmap.io import GCTXFile, GCTXWriter, read_gct, read_meta, write_gctx
 from opencmap.io.gctx import MATRIX_NODE, _plan_blocks, default_chunks, gctx_info, read_gctx
@@ -311,8 +312,7 @@ def test_row_subsets_read_straight_from_the_file(tmp_path, monkeypatch, chunks):
     calls = []
     original = gctx_module._read_rows_mapped
     monkeypatch.setattr(gctx_module, "_read_rows_mapped", lambda *a, **k: calls.append(1) or original(*a, **k))
-    monkeypatch.setattr(gctx_module, "_MAP_WINDOW_BYTES", 100)  # many tiny windows
-    monkeypatch.setattr(gctx_module, "_MAP_WINDOW_MIN", 100)
+    tiny = Settings(gctx_map_window_bytes=100, gctx_map_window_min=100)  # many tiny windows
     windows = []
     gather = gctx_module._gather_window
     monkeypatch.setattr(gctx_module, "_gather_window", lambda *a: windows.append(a[1]) or gather(*a))
@@ -321,8 +321,8 @@ def test_row_subsets_read_straight_from_the_file(tmp_path, monkeypatch, chunks):
     path = _raw_layout_file(tmp_path / "m.gctx", stored, chunks=chunks)
     rows = np.array([9, 0, 4])
     cols = rng.permutation(40)[:17]
-    np.testing.assert_array_equal(read_gctx(path, ridx=rows).data, stored.T[rows])
-    np.testing.assert_array_equal(read_gctx(path, ridx=rows, cidx=cols).data, stored.T[rows][:, cols])
+    np.testing.assert_array_equal(read_gctx(path, ridx=rows, settings=tiny).data, stored.T[rows])
+    np.testing.assert_array_equal(read_gctx(path, ridx=rows, cidx=cols, settings=tiny).data, stored.T[rows][:, cols])
     assert len(calls) == 2
     assert len(windows) > 4
 

@@ -274,8 +274,10 @@ def test_level3_run_fills_outputs_in_place(fixture_dir: Path, monkeypatch) -> No
     pd.testing.assert_frame_equal(read_table(resumed.sig_info), read_table(clean.sig_info))
 
 
-def test_periodic_checkpoints_record_each_mark_once(fixture_dir: Path, monkeypatch) -> None:
-    monkeypatch.setattr(run_module, "CHECKPOINT_SECONDS", 0.0)  # a durable checkpoint after every set
+def test_periodic_checkpoints_record_each_mark_once(fixture_dir: Path) -> None:
+    from opencmap.backends import LocalBackend, Settings
+
+    backend = LocalBackend(Settings(checkpoint_seconds=0.0))  # a durable checkpoint after every set
     seen: list[list[str]] = []
     work = fixture_dir / "out" / ".opencmap-work"
 
@@ -284,7 +286,8 @@ def test_periodic_checkpoints_record_each_mark_once(fixture_dir: Path, monkeypat
             seen.append((work / "done.txt").read_text().splitlines())
 
     result = run_pipeline(
-        fixture_dir / "level3.gctx", fixture_dir / "out", inst_info=fixture_dir / "inst_info.txt", keep_work=True, progress=progress
+        fixture_dir / "level3.gctx", fixture_dir / "out", inst_info=fixture_dir / "inst_info.txt", keep_work=True, progress=progress,
+        backend=backend,
     )
     done = (work / "done.txt").read_text().splitlines()
     assert sorted(done) == sorted(set(done))  # no mark twice

@@ -113,3 +113,30 @@ def test_a_task_covers_exactly_its_signature_range(built_store):
         covered = [(a, b) for a, b, *_ in built_store.iter_blocks(rows, block_size=9, start=start, stop=stop)]
         flat = [p for a, b in covered for p in range(a, b)]
         assert flat == list(range(start, stop))
+
+
+def test_a_process_keeps_its_task_stores_open_and_refuses_a_changed_store(level5, tmp_path):
+    """task_store: the same open store for the next task; a store whose manifest changed is
+    reopened; a store whose scanned data changed since the run read it is refused."""
+    from opencmap.errors import StoreError
+    from opencmap.query.background import build_background
+    from opencmap.query.runner import scan_identity, task_store
+    from opencmap.query.store import Store, build_store
+
+    gct, info, _ = level5
+    path = tmp_path / "store"
+    build_store(path, gct, sig_info=info)
+    settings = Settings(task_signatures=10)
+    first = task_store(str(path), settings)
+    identity = scan_identity(first)
+    assert task_store(str(path), settings, identity) is first  # kept open
+    assert task_store(str(path), Settings()) is not first  # per settings
+    build_background(path, tail="up")  # a new manifest, the same scanned data
+    again = task_store(str(path), settings, identity)
+    assert again is not first and again.manifest.get("generation") != first.manifest.get("generation")
+    assert scan_identity(again) == identity
+    sub = gct.subset(cids=list(gct.cids[:40]))
+    build_store(path, sub, sig_info=info[info["sig_id"].isin(sub.cids)], overwrite=True)  # rebuilt: other signatures
+    with pytest.raises(StoreError, match="rebuilt or changed"):
+        task_store(str(path), settings, identity)
+    assert task_store(str(path), settings).n_signatures == 40 == Store(path).n_signatures

@@ -126,6 +126,38 @@ def test_untouched_rows_still_answer_and_checks_run_once(store_path):
     assert got.shape[0] == 2 and seg.tiles(store.default_space, "scores_by_sig")[1][[0, 7]].all()
 
 
+def test_first_block_is_narrow_only_while_the_data_are_unchecked(tmp_path, monkeypatch):
+    """A scan's first block is one chunk column wide while its chunks are unchecked (less to wait
+    for); a reused store scans in full blocks again, with nothing handed to the checker thread."""
+    import pandas as pd
+
+    from opencmap.core.gct import GCT
+    from opencmap.io.store import reader
+
+    n, cols = 20_000, 16384
+    genes = pd.DataFrame({"pr_gene_symbol": [f"G{i}" for i in range(12)], "pr_is_lm": 1, "pr_is_bing": 1},
+                         index=pd.Index([str(100 + i) for i in range(12)], name="rid"))  # fmt: skip
+    data = np.random.default_rng(0).standard_normal((12, n), dtype=np.float32)
+    cids = [f"S{i}" for i in range(n)]
+    meta = pd.DataFrame({"pert_id": cids, "pert_type": "trt_cp", "cell_id": "A375"}, index=pd.Index(cids, name="cid"))
+    store = Store(build_store(tmp_path / "wide", GCT(data, rids=list(genes.index), cids=cids, row_meta=genes, col_meta=meta)).path)
+    assert store.checked and store.tile_checked  # (format 3: the blocks of this reader are checked per tile)
+    submits: list[object] = []
+    real = reader._checker()
+    monkeypatch.setattr(reader, "_checker", lambda: type("Counting", (), {"submit": lambda self, *a: submits.append(a) or real.submit(*a)})())
+    rows = np.array([1, 4, 7])
+
+    def scan() -> list[tuple[int, int]]:
+        return [(lo, hi) for lo, hi, *_ in store.iter_blocks(rows, block_size=n)]
+
+    assert scan() == [(0, cols), (cols, n)]  # first read: the first block narrow, the next checked aside
+    assert len(submits) == 1
+    assert scan() == [(0, n)]  # reused store: one full block, nothing re-checked
+    assert len(submits) == 1
+    # rows not read before are unchecked: narrow again
+    assert [(lo, hi) for lo, hi, *_ in store.iter_blocks(np.array([0, 2]), block_size=n)] == [(0, cols), (cols, n)]
+
+
 def test_corrupt_tile_hash_file_is_refused(store_path):
     store = Store(store_path)
     row = int(store.space().positions([store.space().gene_ids[2]])[0])

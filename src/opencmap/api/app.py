@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 
 
-def _resources(store: Any, settings: Settings) -> Any:
+def _resources(store: Any, settings: Settings, batch_backend: Any = None) -> Any:
     """Engine, catalogue and query service of one store generation (the engine's caches warmed)."""
     from opencmap.api.catalogue import Catalogue
     from opencmap.api.deps import Resources
@@ -40,12 +40,14 @@ def _resources(store: Any, settings: Settings) -> Any:
 
     engine = Engine(store, pcl=settings.resolved_pcl_path())
     catalogue = Catalogue.build(store, pcl=engine.pcl, index=engine.index)
-    service = QueryService(engine, catalogue, settings)
+    # batch jobs on the cluster of the server's scheduler (a backend connected once, at start-up)
+    batch_engine = None if batch_backend is None else Engine(store, pcl=engine.pcl, backend=batch_backend)
+    service = QueryService(engine, catalogue, settings, batch_engine=batch_engine)
     service.warm()  # build the reference index and compile the kernels before the first request
     return Resources(store, engine, catalogue, service)
 
 
-def _open_resources(app: FastAPI, settings: Settings) -> None:
+def _open_resources(app: FastAPI, settings: Settings, batch_backend: Any = None) -> None:
     from opencmap.api.deps import Served
     from opencmap.api.jobs import JobDB, JobRunner
     from opencmap.query.store import open_store
@@ -57,7 +59,11 @@ def _open_resources(app: FastAPI, settings: Settings) -> None:
         app.state.engine, app.state.catalogue, app.state.service = new.engine, new.catalogue, new.service
         app.state.clue_tables = None  # rebuilt from the new generation on first use
 
-    served = Served(_resources(store, settings), lambda st: _resources(st, settings), on_switch=switched)
+    if batch_backend is None and settings.scheduler:
+        from opencmap.backends import resolve_backend
+
+        batch_backend = resolve_backend(settings.scheduler)
+    served = Served(_resources(store, settings, batch_backend), lambda st: _resources(st, settings, batch_backend), on_switch=switched)
     now = served.current()
     engine, catalogue, service = now.engine, now.catalogue, now.service
     db = JobDB(
@@ -66,10 +72,12 @@ def _open_resources(app: FastAPI, settings: Settings) -> None:
         result_ttl=settings.result_ttl_seconds(),
         max_result_bytes=settings.max_results_bytes,
         max_rows=max(settings.max_job_rows, settings.max_stored_results),
+        expired_row_grace=settings.expired_row_hours * 3600.0,
     )
     runner = JobRunner(
         db,
         lambda *a, **k: served.current().service.execute(*a, **k),
+        execute_batch=lambda *a, **k: served.current().service.execute(*a, batch=True, **k),
         sig_info=lambda: served.current().store.sig_info,
         workers=settings.workers,
         max_retries=settings.max_retries,
@@ -90,13 +98,16 @@ def _open_resources(app: FastAPI, settings: Settings) -> None:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The opencmap API + UI application for ``settings`` (default: from the environment)."""
+def create_app(settings: Settings | None = None, *, batch_backend: Any = None) -> FastAPI:
+    """The opencmap API + UI application for ``settings`` (default: from the environment).
+
+    ``batch_backend``: where batch jobs score (default: a Dask cluster if ``settings.scheduler``
+    names one, else this process); synchronous queries always run here."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _open_resources(app, settings)
+        _open_resources(app, settings, batch_backend)
         try:
             yield
         finally:

@@ -13,6 +13,10 @@ background rows) is in the store's :class:`~opencmap.query.reference.ReferenceIn
 are each built once under its own lock and read-only afterwards, so runs need no lock, even on
 first use. :meth:`QueryService.warm` only builds the index and compiles the kernels at start-up,
 so that the first requests do not wait for them.
+
+With a Dask scheduler (``Settings.scheduler``) batch jobs run on ``batch_engine``, an engine of the
+same store whose scans go to the cluster (:class:`~opencmap.backends.DaskBackend`); synchronous
+queries stay on the local engine (a cluster round trip would only add latency to a small query).
 """
 
 from __future__ import annotations
@@ -51,8 +55,10 @@ _KEEP_MAX_QUERIES = 1000
 class QueryService:
     """Limits, validation and execution of query requests (see the module docstring)."""
 
-    def __init__(self, engine: Engine, catalogue: Catalogue, settings: Settings):
+    def __init__(self, engine: Engine, catalogue: Catalogue, settings: Settings, *, batch_engine: Engine | None = None):
         self.engine = engine
+        #: the engine of batch jobs (on a Dask cluster when the server has a scheduler)
+        self.batch_engine = engine if batch_engine is None else batch_engine
         self.catalogue = catalogue
         self.settings = settings
         self._prepared: OrderedDict[str, tuple[LibraryRequest, ValidatedBatch]] = OrderedDict()
@@ -164,16 +170,18 @@ class QueryService:
                 self._prepared.popitem(last=False)
 
     # ------------------------------------------------------------------ execution
-    def execute(self, request: dict[str, Any], progress: Callable[[int, int], None]) -> QueryResult:
-        """Run a stored request (a :class:`QueryRequest` as a dict) on the engine; the batch
-        :meth:`check` validated is used as it is, else the engine validates the queries."""
+    def execute(self, request: dict[str, Any], progress: Callable[[int, int], None], *, batch: bool = False) -> QueryResult:
+        """Run a stored request (a :class:`QueryRequest` as a dict) on the engine (``batch``: on
+        :attr:`batch_engine`); the batch :meth:`check` validated is used as it is, else the engine
+        validates the queries."""
         with self._prepared_lock:
             kept = self._prepared.pop(_request_key(request), None)
+        engine = self.batch_engine if batch else self.engine
         if kept is not None:
-            built, batch = kept
+            built, validated = kept
         else:
-            built, batch = self.request(QueryRequest.model_validate(request)), None
-        return built.run(self.engine, validated=batch, progress=progress)
+            built, validated = self.request(QueryRequest.model_validate(request)), None
+        return built.run(engine, validated=validated, progress=progress)
 
 
 def _request_key(request: dict[str, Any]) -> str:

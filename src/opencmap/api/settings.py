@@ -35,8 +35,10 @@ class Settings(BaseSettings):
     start-up, when a result is stored and every ``retention_interval_seconds`` the oldest beyond
     those bounds are deleted; their jobs stay listed with status ``expired`` and their
     results/downloads answer 410 Gone (resubmit the query), until the rows themselves are deleted
-    (``result_ttl_hours`` after expiring or failing, or beyond ``max_job_rows``; then 404). Queued
-    and running jobs are never deleted. Free space is given back to the file system (incremental
+    (``expired_row_hours`` after expiring, 0: at once; ``result_ttl_hours`` after failing; or
+    beyond ``max_job_rows``). A job whose row was deleted still answers 410 Gone (a small
+    tombstone of its id is kept), never 404 as for an unknown id. Queued and running jobs are
+    never deleted. Free space is given back to the file system (incremental
     vacuum) when more than a quarter of the database file is free.
 
     Exposure: the API token is read from ``OPENCMAP_API_TOKEN`` / ``OPENCMAP_TOKEN`` or from the
@@ -64,6 +66,11 @@ class Settings(BaseSettings):
         description="Memory budget of running batch jobs (MB); a job larger than it runs alone.",
     )  # fmt: skip
     sync_lanes: int = Field(2, ge=1, le=64, description="Synchronous queries run at once (their own lane, beside jobs).")
+    scheduler: str | None = Field(
+        None,
+        description="Dask scheduler address (e.g. tcp://HOST:8786): batch jobs score on its cluster, whose workers see the "
+        "store at the same path; synchronous queries stay on this server.",
+    )
     api_token: str | None = Field(
         None,
         validation_alias=AliasChoices("api_token", "OPENCMAP_API_TOKEN", "OPENCMAP_TOKEN"),
@@ -91,6 +98,9 @@ class Settings(BaseSettings):
     )
     max_results_bytes: int = Field(
         10 * 2**30, ge=1, description="Bytes of finished results kept on disk; the oldest beyond expire (410 Gone)."
+    )
+    expired_row_hours: float = Field(
+        24.0, ge=0, le=1_000_000, description="Hours an expired job's row is still listed before it is deleted (0: at once)."
     )
     max_job_rows: int = Field(
         10_000, ge=1, le=100_000_000, description="Finished job rows kept in the database (failed and expired go first)."

@@ -9,7 +9,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from opencmap.backends.settings import Settings
 
-__all__ = ["Backend", "BlockTask", "block_bounds"]
+__all__ = ["Backend", "BlockTask", "block_bounds", "is_distributed", "ordered_results"]
 
 R = TypeVar("R")
 
@@ -47,6 +47,10 @@ class Backend(Protocol):
     """Where opencmap's work runs. :class:`~opencmap.backends.LocalBackend` is the default."""
 
     settings: Settings
+    distributed: bool
+    """True when :meth:`map_blocks` runs tasks in other processes (or machines): the store build
+    and the pipeline then hand their per-block work to it as module-level task functions; False
+    (the local backend) keeps their in-process threads and read-ahead."""
 
     def numba_threads(self) -> int:
         """Threads a numba ``prange`` kernel launched now, from the calling thread, may use
@@ -65,3 +69,28 @@ class Backend(Protocol):
     def map_blocks(self, kernel: Callable[[BlockTask], R], tasks: Iterable[BlockTask]) -> Iterator[R]:
         """``kernel(task)`` for every task, results yielded in task order."""
         ...
+
+
+def is_distributed(backend: Backend) -> bool:
+    """True when ``backend`` runs :meth:`Backend.map_blocks` tasks in other processes (its
+    ``distributed`` attribute; a backend without one is local)."""
+    return bool(getattr(backend, "distributed", False))
+
+
+def ordered_results(
+    backend: Backend, kernel: Callable[[BlockTask], R], tasks: Iterable[BlockTask]
+) -> Iterator[tuple[BlockTask, R]]:
+    """``(task, kernel(task))`` for every task, in task order, run by ``backend.map_blocks``.
+
+    Raises :class:`~opencmap.errors.BackendError` when the backend yields fewer or more results
+    than it was given tasks (a backend must never drop a task silently)."""
+    from opencmap.errors import BackendError
+
+    tasks = list(tasks)
+    n = 0
+    for n, result in enumerate(backend.map_blocks(kernel, tasks), start=1):
+        if n > len(tasks):
+            raise BackendError(f"backend {backend!r} yielded more results than the {len(tasks)} tasks it was given")
+        yield tasks[n - 1], result
+    if n != len(tasks):
+        raise BackendError(f"backend {backend!r} yielded {n} results for {len(tasks)} tasks (a task was lost)")

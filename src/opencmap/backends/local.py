@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from opencmap.backends.base import Backend, BlockTask
 from opencmap.backends.settings import Settings
@@ -36,6 +36,8 @@ def in_main_thread() -> bool:
 
 def _shared_pool() -> ThreadPoolExecutor:
     global _POOL
+    if _POOL is not None:  # made once: no lock taken on every run
+        return _POOL
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1), thread_name_prefix="opencmap-wtcs")
@@ -50,6 +52,8 @@ class LocalBackend:
     settings:
         Threads, memory budgets and block sizes (default :class:`Settings`: today's values).
     """
+
+    distributed = False  # map_blocks runs tasks here, in the calling thread
 
     def __init__(self, settings: Settings | None = None):
         self.settings = Settings() if settings is None else settings
@@ -90,6 +94,28 @@ def default_backend() -> LocalBackend:
     return _DEFAULT
 
 
-def resolve_backend(backend: Backend | None) -> Backend:
-    """``backend`` itself, or the default backend for ``None``."""
-    return default_backend() if backend is None else backend
+def resolve_backend(backend: Any) -> Backend:
+    """The backend meant by ``backend``: itself for a backend, the default backend for ``None``,
+    a :class:`~opencmap.backends.DaskBackend` for a scheduler address (``"tcp://HOST:8786"``;
+    one per address in this process) or for a :class:`distributed.Client`."""
+    if backend is None:
+        return default_backend()
+    if isinstance(backend, str):
+        from opencmap.backends.dask import DaskBackend
+
+        with _POOL_LOCK:
+            hit = _BY_ADDRESS.get(backend)
+        if hit is None:
+            hit = DaskBackend.from_scheduler(backend)
+            with _POOL_LOCK:
+                hit = _BY_ADDRESS.setdefault(backend, hit)
+        return hit
+    if type(backend).__module__.split(".")[0] == "distributed" and type(backend).__name__ == "Client":
+        from opencmap.backends.dask import DaskBackend
+
+        return DaskBackend(backend)
+    return backend  # type: ignore[no-any-return]
+
+
+# backends made for scheduler addresses given to resolve_backend, by address
+_BY_ADDRESS: dict[str, Backend] = {}

@@ -59,6 +59,18 @@ class Settings:
     random_access_fraction: float = 0.5
     """Stores whose gene-major data exceed this share of RAM are read without read-around."""
 
+    # -- pipeline (opencmap.pipeline.run)
+    checkpoint_seconds: float = 30.0
+    """Seconds between durable checkpoints of a pipeline run (fsync of the partial outputs, then
+    of the done-list); ``0`` checkpoints after every replicate set."""
+
+    # -- GCTX reads (opencmap.io.gctx)
+    gctx_map_window_bytes: int = 64 << 20
+    """Most bytes of a GCTX file mapped at once when gathering a few rows of many columns (each
+    window is also at most a quarter of the output)."""
+    gctx_map_window_min: int = 4 << 20
+    """Fewest bytes of a GCTX file mapped at once by that gather, whatever the output's size."""
+
     # -- kernels (None: the kernel's own default)
     wtcs_network_max: int | None = None
     """Sets of more genes than this are ordered per signature with a rank bitmap (WTCS kernel;
@@ -74,13 +86,14 @@ class Settings:
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"setting threads={self.threads!r} is invalid: expected None or an integer >= 1")
         for name in ("query_block_bytes", "es_block_bytes", "es_block_min", "task_signatures", "build_memory", "build_sync_bytes",
-                     "wtcs_network_max", "wtcs_min_thread_work", "parallel_min"):  # fmt: skip
+                     "gctx_map_window_bytes", "gctx_map_window_min", "wtcs_network_max", "wtcs_min_thread_work",
+                     "parallel_min"):  # fmt: skip
             value = getattr(self, name)
             if value is None and (name in _KERNEL_DEFAULTS or name == "task_signatures"):
                 continue
             if not isinstance(value, int) or value < (1 if name == "task_signatures" else 0):
                 raise ConfigError(f"setting {name}={value!r} is invalid: expected an integer >= {1 if name == 'task_signatures' else 0}")
-        for name in ("build_release_fraction", "random_access_fraction"):
+        for name in ("build_release_fraction", "random_access_fraction", "checkpoint_seconds"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int | float) and value >= 0):
                 raise ConfigError(f"setting {name}={value!r} is invalid: expected a number >= 0")

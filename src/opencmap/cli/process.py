@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from opencmap.cli.scheduler import scheduler_option
+
 __all__ = ["command"]
 
 
@@ -65,6 +67,7 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 @click.option("--restart", is_flag=True, help="Discard an unfinished earlier run instead of resuming it.")
 @click.option("--progress/--no-progress", default=True,
               help="Progress on stderr: bars on a terminal, a plain line every 30 s otherwise (OPENCMAP_PROGRESS_SECONDS).")
+@scheduler_option
 def command(
     matrix: Path,
     out_dir: Path,
@@ -95,6 +98,7 @@ def command(
     keep_work: bool,
     restart: bool,
     progress: bool,
+    scheduler: str | None,
 ) -> None:
     """Process MATRIX (Level 3; Level 4 with --level 4; Level 2 with --level 2; LXB folder with --level 1) into OUT_DIR: level4.gctx, level5.gctx,
     sig_info.txt, manifest.json (and censored.txt from Level 2 or 1).
@@ -110,7 +114,9 @@ def command(
       opencmap process --level 1 lxb/ out/ --plate-map map/
 
     Runs plate by plate and replicate set by replicate set; an interrupted run resumes where it
-    stopped when started again with the same arguments.
+    stopped when started again with the same arguments. With --scheduler, plates, replicate sets
+    and CGS batches run on a Dask cluster whose workers see MATRIX, OUT_DIR and the work folder at
+    the same paths; the outputs are identical.
     """
     from opencmap.pipeline.params import PipelineParams, read_params
     from opencmap.pipeline.run import run_pipeline
@@ -145,7 +151,9 @@ def command(
     if no_flip:
         params = dataclasses.replace(params, flip=None)
     from opencmap.cli.progress import Progress
+    from opencmap.cli.scheduler import backend_for
 
+    backend = backend_for(scheduler)
     bars = Progress(enabled=progress, leave=True)
     try:
         result = run_pipeline(
@@ -162,6 +170,7 @@ def command(
             keep_work=keep_work,
             restart=restart,
             progress=bars,
+            backend=backend,
         )
     finally:
         bars.close()

@@ -5,7 +5,8 @@ a terminal, every column as TSV when piped; ``--columns``, ``--format-stdout``),
 on stderr saying what the result used (:meth:`QueryResult.report`), flags named as on the command
 line. With ``--out``, the full results
 are written as a new folder (written aside, then swapped in); a non-empty folder needs
-``--overwrite``. Everything that can be refused (output folder, PCL file, level) is checked before
+``--overwrite``. ``--scheduler`` scores on a Dask cluster (:mod:`opencmap.cli.scheduler`).
+Everything that can be refused (output folder, PCL file, level) is checked before
 the query runs.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import click
 
+from opencmap.cli.scheduler import scheduler_option
 from opencmap.core.schema import LEVELS
 
 __all__ = ["command"]
@@ -66,6 +68,7 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--direction", type=click.Choice(["positive", "negative", "both"]), default="positive", show_default=True)
 @click.option("--columns", help="Comma-separated columns to print (default: a compact set per level, e.g. rank,pert_iname,"
               "pert_type,cell_id,pert_idose,pert_itime,tau,ncs,wtcs,fdr_q; 'all' for every column).")
+@scheduler_option
 @click.option("--format-stdout", "stdout_format", type=click.Choice(["auto", "table", "tsv"]), default="auto", show_default=True,
               help="Printed connections: a table on a terminal, TSV (every column unless --columns) when piped; or force one.")
 def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes: str | None, down_genes: str | None,
@@ -74,7 +77,7 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
             de_sheet: str | None, rnk_files: tuple[Path, ...], sig_genes: int, name: str, metric: str, es_tail: str | None, space: str | None,
             min_genes: int, max_genes: int, pcl: Path | None, tau_method: str, fdr_method: str, fdr_null_size: int | None,
             fdr_seed: int | None, out_dir: Path | None, overwrite: bool,
-            fmt: str, top: int, level: str, direction: str, columns: str | None, stdout_format: str) -> None:
+            fmt: str, top: int, level: str, direction: str, columns: str | None, scheduler: str | None, stdout_format: str) -> None:
     """Query STORE with up/down gene sets (files or lists) or store signatures.
 
     Genes may be Entrez ids, Ensembl gene ids, current or previous symbols or aliases; how each
@@ -93,7 +96,7 @@ def command(store: Path, up_file: Path | None, down_file: Path | None, up_genes:
     # the library's warnings are shown once, in the notes block, not as Python warning lines
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", OpenCMapWarning)
-        result = _run(store, pcl, level, metric, space, sig_genes,
+        result = _run(store, pcl, level, metric, space, sig_genes, scheduler,
                       {"up_file": up_file, "down_file": down_file, "up": _genes(up_genes), "down": _genes(down_genes),
                        "name": name, "vectors": vectors, "sig_ids": sig_ids, "de_tables": de_tables, "rnk_files": rnk_files},
                       {"padj": None if de_padj >= 1 else de_padj, "top": de_top, "sheet": _sheet(de_sheet), "gene_col": de_gene_col,
@@ -135,16 +138,17 @@ def _sheet(text: str | None) -> str | int | None:
     return int(text) if text is not None and text.isdigit() else text
 
 
-def _run(store: Path, pcl: Path | None, level: str, metric: str, space: str | None, sig_genes: int,
+def _run(store: Path, pcl: Path | None, level: str, metric: str, space: str | None, sig_genes: int, scheduler: str | None,
          inputs: dict[str, Any], de_options: dict[str, Any], options: dict[str, Any]) -> Any:
     """Open the store (and PCLs), build the request (:func:`opencmap.query.request.build_request`)
     and run it; returns the QueryResult (its notes open with the request's, e.g. a DE table's selection)."""
     from opencmap.cli.progress import Progress
+    from opencmap.cli.scheduler import backend_for
     from opencmap.query.engine import Engine
     from opencmap.query.methods import get_method
     from opencmap.query.request import build_request
 
-    engine = Engine(store, pcl=pcl)
+    engine = Engine(store, pcl=pcl, backend=backend_for(scheduler))
     if level != "sig" and not get_method(metric).connectivity:
         raise click.UsageError(f"--level {level} needs a connectivity metric (wtcs, cs); {metric} results have only the sig level")
     request = build_request(engine.store, metric=metric, space=space, n_sig_genes=sig_genes, de_options=de_options, **inputs, **options)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from opencmap.cli.scheduler import scheduler_option
+
 __all__ = ["command"]
 
 _EXTRA_HINT = "opencmap serve needs the 'serve' extra: pip install 'opencmap[serve]' (fastapi, uvicorn, pydantic-settings, plotly)"
@@ -57,10 +59,16 @@ class _SettingsOption(click.Option):
                    "[env OPENCMAP_MAX_STORED_RESULTS; default {default}].")
 @click.option("--result-ttl-hours", cls=_SettingsOption, type=click.FloatRange(min=0), default=None,
               help="Hours a finished result is kept, 0 = no age limit [env OPENCMAP_RESULT_TTL_HOURS; default {default}].")
+@click.option("--expired-row-hours", cls=_SettingsOption, type=click.FloatRange(min=0), default=None,
+              help="Hours an expired job stays listed before its row is deleted (it then answers 410 Gone), 0 = at once "
+                   "[env OPENCMAP_EXPIRED_ROW_HOURS; default {default}].")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this CORS origin (repeatable; default: CORS off).")
+@scheduler_option
 @click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]), show_default=True)
 def command(log_level: str, **options: object) -> None:
     """Serve the REST API (/api/v1, docs at /api/docs) and the web UI (/ui/) for a store.
+
+    With --scheduler, batch jobs score on that Dask cluster; synchronous queries stay here.
 
     Options left out come from OPENCMAP_* environment variables, then the defaults.
     """
@@ -91,6 +99,10 @@ def command(log_level: str, **options: object) -> None:
     from opencmap.query.store import open_store
 
     open_store(settings.store_path)  # a missing or bad store: one clear error line, before uvicorn starts
-    app = create_app(settings)
+    from opencmap.cli.scheduler import backend_for
+
+    # batch jobs on a Dask cluster: connected now, so an unreachable scheduler is one error line
+    batch_backend = backend_for(settings.scheduler) if settings.scheduler else None
+    app = create_app(settings, batch_backend=batch_backend)
     click.echo(f"opencmap: serving {settings.store_path} on http://{settings.host}:{settings.port}/ui/", err=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, timeout_graceful_shutdown=10)

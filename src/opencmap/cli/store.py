@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from opencmap.cli.progress import Progress
+from opencmap.cli.scheduler import scheduler_option
 
 __all__ = ["command"]
 
@@ -53,11 +54,12 @@ def _disk_line(estimate: dict) -> str:
 @click.option("--signature-major/--no-signature-major", default=True, show_default=True, help="Also store scores signature-major.")
 @click.option("--block-size", type=int, default=None, help="Signatures per block (bounds memory; default: about 2 GiB of buffers).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
+@scheduler_option
 def build(sources: tuple[Path, ...], dest: Path, release: str | None, sig_info: Path | None, gene_info: Path | None,
           pert_info: Path | None, pcl: Path | None, pert_types: tuple[str, ...], exemplar_only: bool, qc_pass: bool,
           cells: tuple[str, ...], times: tuple[str, ...], touchstone: bool, dry_run: bool, matrix_name: str | None,
           spaces: tuple[str, ...], gene_lists: tuple[str, ...], default_space: str | None, signature_major: bool,
-          block_size: int | None, overwrite: bool) -> None:
+          block_size: int | None, overwrite: bool, scheduler: str | None) -> None:
     """Build a reference store DEST from release folder(s) or a Level 5 matrix file.
 
     SOURCES: one or more release folders (GSE92742, GSE70138, LINCS 2020 or an `opencmap process`
@@ -82,7 +84,8 @@ def build(sources: tuple[Path, ...], dest: Path, release: str | None, sig_info: 
         _build_release(folders, dest, release=release, pert_info=pert_info, pcl=pcl, pert_types=pert_types,
                        exemplar_only=exemplar_only, qc_pass=qc_pass, cells=cells, times=times, touchstone=touchstone,
                        dry_run=dry_run, spaces=spaces, gene_lists=lists, default_space=default_space,
-                       signature_major=signature_major, block_size=block_size, overwrite=overwrite, matrix=matrix_name)
+                       signature_major=signature_major, block_size=block_size, overwrite=overwrite, matrix=matrix_name,
+                       scheduler=scheduler)
         return
     if len(sources) != 1:
         raise click.BadParameter("give one matrix file (or release folders)", param_hint="SOURCES")
@@ -97,12 +100,16 @@ def build(sources: tuple[Path, ...], dest: Path, release: str | None, sig_info: 
         from opencmap.io.store.writer import _load_table
 
         info = annotate_signatures(_load_table(sig_info), read_pert_annotations(pert_info), matrix=sources[0])
+    from opencmap.cli.scheduler import backend_for
+
+    backend = backend_for(scheduler)
     bar, progress = _bar("building")
     with bar:
         store = build_store(dest, sources[0], sig_info=info if info is not None else sig_info, gene_info=gene_info,
                             spaces=list(spaces) or None, gene_lists=lists or None, default_space=default_space,
                             signature_major=signature_major, block_size=block_size, overwrite=overwrite,
-                            progress=progress, pcl=pcl, on_plan=lambda est: click.echo(_disk_line(est), err=True))
+                            progress=progress, pcl=pcl, on_plan=lambda est: click.echo(_disk_line(est), err=True),
+                            backend=backend)
     click.echo(json.dumps(store.info(), indent=1))
 
 
@@ -110,7 +117,7 @@ def _build_release(folders: list[Path], dest: Path, *, release: str | None, pert
                    pert_types: tuple[str, ...], exemplar_only: bool, qc_pass: bool, cells: tuple[str, ...],
                    times: tuple[str, ...], touchstone: bool, dry_run: bool, spaces: tuple[str, ...],
                    gene_lists: dict, default_space: str | None, signature_major: bool, block_size: int | None,
-                   overwrite: bool, matrix: str | None) -> None:
+                   overwrite: bool, matrix: str | None, scheduler: str | None = None) -> None:
     from opencmap.query.release_store import BuildFilters, _hours, build_release_store, plan_release_store
     from opencmap.query.store import check_disk
 
@@ -128,11 +135,14 @@ def _build_release(folders: list[Path], dest: Path, *, release: str | None, pert
         click.echo(json.dumps(described, indent=1))
         return
     check_disk(dest, plan.estimate["total_bytes"])
+    from opencmap.cli.scheduler import backend_for
+
+    backend = backend_for(scheduler)
     bar, progress = _bar("building")
     with bar:
         store, _ = build_release_store(dest, plan, gene_lists=gene_lists or None, default_space=default_space,
                                        signature_major=signature_major, block_size=block_size, overwrite=overwrite,
-                                       progress=progress)
+                                       progress=progress, backend=backend)
     out = store.info()
     out["notes"] = plan.notes
     out["disk"] = plan.describe()["disk"]
@@ -166,11 +176,16 @@ def check_disk_free(dest: Path) -> int:
 @click.option("--block-size", type=int, default=None, help="Signatures per block (default: about 2 GiB of buffers).")
 @click.option("--keep-backgrounds", is_flag=True,
               help="Keep the tau backgrounds, marked stale (appended signatures get no tau until rebuilt).")
+@scheduler_option
 def append(store: Path, signatures: Path, sig_info: Path | None, release: str | None, pert_info: Path | None,
            pert_types: tuple[str, ...], exemplar_only: bool, qc_pass: bool, cells: tuple[str, ...], times: tuple[str, ...],
-           touchstone: bool, matrix_name: str | None, block_size: int | None, keep_backgrounds: bool) -> None:
+           touchstone: bool, matrix_name: str | None, block_size: int | None, keep_backgrounds: bool,
+           scheduler: str | None) -> None:
     """Add SIGNATURES (a matrix file or a release folder) to STORE as a new segment (tau backgrounds must be rebuilt afterwards)."""
+    from opencmap.cli.scheduler import backend_for
+
     bar, progress = _bar("appending")
+    backend = backend_for(scheduler)
     if signatures.is_dir():
         if sig_info:
             raise click.BadParameter("a release folder brings its own tables; --sig-info is for a matrix file")
@@ -181,7 +196,7 @@ def append(store: Path, signatures: Path, sig_info: Path | None, release: str | 
         with bar:
             st, plan = append_release_store(store, signatures, release=release, pert_info=pert_info, filters=filters,
                                             block_size=block_size, keep_backgrounds=keep_backgrounds, progress=progress,
-                                            matrix=matrix_name)
+                                            matrix=matrix_name, backend=backend)
         for line in plan.notes:
             click.echo(f"note: {line}", err=True)
         click.echo(json.dumps(st.info(), indent=1))
@@ -192,7 +207,7 @@ def append(store: Path, signatures: Path, sig_info: Path | None, release: str | 
 
     with bar:
         st = append_store(store, signatures, sig_info=sig_info, block_size=block_size,
-                          keep_backgrounds=keep_backgrounds, progress=progress)
+                          keep_backgrounds=keep_backgrounds, progress=progress, backend=backend)
     click.echo(json.dumps(st.info(), indent=1))
 
 
@@ -219,17 +234,20 @@ def compact(store: Path) -> None:
 @click.option("--tail", "tails", type=click.Choice(["all", "both", "up", "down"]), multiple=True,
               help="Kind of background (repeatable): both = two-sided queries (WTCS), up / down = one-sided queries "
                    "(ES_up / -ES_dn); a query's tau is read only from a background of its own tail. Default: all.")
+@scheduler_option
 def background(store: Path, query_sigs: Path | None, n_genes: int, query_space: str | None, pcl: Path | None,
-               symmetric: bool, same_cell: bool, tails: tuple[str, ...]) -> None:
+               symmetric: bool, same_cell: bool, tails: tuple[str, ...], scheduler: str | None) -> None:
     """Build the tau backgrounds of STORE by querying it with its own signatures."""
+    from opencmap.cli.scheduler import backend_for
     from opencmap.io import read_grp
     from opencmap.query.background import build_background
 
+    backend = backend_for(scheduler)
     bar, progress = _bar("background")
     with bar:
         entries = build_background(store, query_sigs=read_grp(query_sigs) if query_sigs else None, n_genes=n_genes,
                                    query_space=query_space, pcl=pcl, symmetric=symmetric, same_cell=same_cell,
-                                   tail=list(tails) or "all", progress=progress)
+                                   tail=list(tails) or "all", progress=progress, backend=backend)
     click.echo(json.dumps({k: {"tail": v["tail"], "n_rows": v["n_rows"], "n_queries": v["n_queries"]} for k, v in entries.items()}, indent=1))
 
 
@@ -244,10 +262,12 @@ def background(store: Path, query_sigs: Path | None, n_genes: int, query_space: 
 @click.option("--es-tail", type=click.Choice(["both", "up", "down"]), help="Tail, as the queries will use (default both).")
 @click.option("--per-signature", is_flag=True,
               help="Also keep every signature's full null (n_signatures x n_random floats), needed by --fdr-method random_query.")
+@scheduler_option
 def fdr_null(store: Path, sizes: tuple[str, ...], n_random: int, seed: int, metric: str, space: str | None, es_tail: str | None,
-             per_signature: bool) -> None:
+             per_signature: bool, scheduler: str | None) -> None:
     """Build the random-query FDR nulls of STORE for the given query sizes ahead of time (else a
     query builds its size's null on first use)."""
+    from opencmap.cli.scheduler import backend_for
     from opencmap.query.fdr_null import build_fdr_nulls
 
     parsed = []
@@ -257,10 +277,11 @@ def fdr_null(store: Path, sizes: tuple[str, ...], n_random: int, seed: int, metr
         except ValueError:
             raise click.BadParameter(f"{text!r} is not UP,DOWN (two integers, e.g. 50,50)", param_hint="--size") from None
         parsed.append((up, down))
+    backend = backend_for(scheduler)
     bar, progress = _bar("fdr null")
     with bar:
         nulls = build_fdr_nulls(store, parsed, metric=metric, space=space, options={} if es_tail is None else {"es_tail": es_tail},
-                                n_random=n_random, seed=seed, values=per_signature, progress=progress)
+                                n_random=n_random, seed=seed, values=per_signature, progress=progress, backend=backend)
     click.echo(json.dumps({n.key: {"path": str(n.path), "cached_before": n.cached, **n.params} for n in nulls}, indent=1))
 
 

@@ -288,6 +288,7 @@ def make_compendium(
     level3_col_meta: bool = True,
     beads: bool = False,
     bead_plates: int | None = None,
+    max_default_bead_plates: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> Compendium:
     """Generate a synthetic L1000 compendium into ``out_dir`` (created if needed).
@@ -317,6 +318,9 @@ def make_compendium(
         :data:`~opencmap.datasets.beads.MAX_DEFAULT_BEAD_PLATES` plates.
     bead_plates:
         With ``beads``: write the first this many plates only (required for larger compendia).
+    max_default_bead_plates:
+        With ``beads`` and no ``bead_plates``: the most plates written without asking (default
+        :data:`~opencmap.datasets.beads.MAX_DEFAULT_BEAD_PLATES`).
     progress:
         Called as ``progress(profiles_done, profiles_total)`` after each plate.
 
@@ -346,7 +350,8 @@ def make_compendium(
     if beads:
         from opencmap.datasets.beads import MAX_DEFAULT_BEAD_PLATES
 
-        if bead_plates is None and design.n_plates > MAX_DEFAULT_BEAD_PLATES:
+        limit = MAX_DEFAULT_BEAD_PLATES if max_default_bead_plates is None else int(max_default_bead_plates)
+        if bead_plates is None and design.n_plates > limit:
             raise ConfigError(
                 f"bead-level output of all {design.n_plates} plates would be ~{design.n_plates * 70} MB; "
                 f"choose how many plates with bead_plates= (--bead-plates), at most {design.n_plates}"

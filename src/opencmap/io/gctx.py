@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from opencmap.backends.settings import Settings
 from opencmap.core.gct import GCT
 from opencmap.errors import (
     ConfigError,
@@ -398,8 +399,6 @@ def _column_offsets(ds: h5py.Dataset) -> tuple[np.ndarray, int] | None:
     return offsets, per
 
 
-_MAP_WINDOW_BYTES = 64 * 1024 * 1024
-_MAP_WINDOW_MIN = 4 * 1024 * 1024
 _GATHER_ELEMENTS = 1 << 20
 
 
@@ -410,12 +409,13 @@ def _read_rows_mapped(
     col_pos: np.ndarray | None,
     rows: np.ndarray,
     located: tuple[np.ndarray, int],
+    settings: Settings,
 ) -> None:
     """Gather a few rows of many columns straight from the file through small mmap windows.
 
     Row subsets touch every stored column; HDF5 would copy whole chunks to pick a few values
-    from each. Here each window of the file (at most 64 MiB, and a quarter of the output) is
-    mapped read-only, the wanted values are gathered with numpy, and the window is unmapped, so
+    from each. Here each window of the file (at most ``settings.gctx_map_window_bytes``, 64 MiB
+    by default, and a quarter of the output) is mapped read-only, the wanted values are gathered with numpy, and the window is unmapped, so
     memory stays near the size of the result.
     """
     offsets, per = located
@@ -430,7 +430,7 @@ def _read_rows_mapped(
     cols = np.arange(n_cols, dtype=np.intp) if col_pos is None else np.asarray(col_pos, dtype=np.intp)
     base = offsets[cols // per] + (cols % per).astype(np.int64) * col_bytes  # byte offset of each column
     order = np.argsort(base, kind="stable")
-    window = max(_MAP_WINDOW_MIN, min(_MAP_WINDOW_BYTES, out.nbytes // 4))
+    window = max(settings.gctx_map_window_min, min(settings.gctx_map_window_bytes, out.nbytes // 4))
     granularity = mmap.ALLOCATIONGRANULARITY
     with open(path, "rb") as fh:
         i = 0
@@ -522,9 +522,11 @@ def _read_matrix(
     row_pos: np.ndarray | None,
     path: Path,
     out: np.ndarray | None = None,
+    settings: Settings | None = None,
 ) -> np.ndarray:
     """The (rows × cols) float32 matrix for the positions asked for, as a Fortran-ordered view
-    (of ``out``, a C-contiguous float32 (cols × rows) buffer filled in place, when given)."""
+    (of ``out``, a C-contiguous float32 (cols × rows) buffer filled in place, when given);
+    ``settings``: the read's tuning (default :class:`~opencmap.backends.Settings`)."""
     n_cols, n_rows = ds.shape
     k_c = n_cols if col_pos is None else len(col_pos)
     k_r = n_rows if row_pos is None else len(row_pos)
@@ -548,7 +550,7 @@ def _read_matrix(
         if row_pos is not None:
             located = _column_offsets(ds)
             if located is not None:
-                _read_rows_mapped(path, ds, out, col_pos, np.asarray(row_pos, dtype=np.intp), located)
+                _read_rows_mapped(path, ds, out, col_pos, np.asarray(row_pos, dtype=np.intp), located, settings or _DEFAULT_SETTINGS)
                 return out.T
         direct = _direct_chunk_layout(ds)
         if direct is not None and (
@@ -615,6 +617,9 @@ class _OpenH5:
         self.close()
 
 
+_DEFAULT_SETTINGS = Settings()
+
+
 class GCTXFile(_OpenH5):
     """A GCTX file kept open for several partial reads (e.g. one plate's columns after another).
 
@@ -627,10 +632,14 @@ class GCTXFile(_OpenH5):
     >>> with GCTXFile("level3.gctx") as f:  # doctest: +SKIP
     ...     for positions in plates:
     ...         plate = f.read(cidx=positions)
+
+    ``settings``: how reads are done (:class:`~opencmap.backends.Settings`, e.g. its
+    ``gctx_map_window_bytes``); no setting changes the values read.
     """
 
-    def __init__(self, path: str | PathLike[str]) -> None:
+    def __init__(self, path: str | PathLike[str], *, settings: Settings | None = None) -> None:
         self.path = Path(path)
+        self.settings = settings or _DEFAULT_SETTINGS
         self._h5: h5py.File | None = _open(self.path)
         try:
             _check_version(self._h5, self.path)
@@ -721,7 +730,7 @@ class GCTXFile(_OpenH5):
         if meta_only:
             data: np.ndarray = np.broadcast_to(np.float32(np.nan), shape)
         else:
-            data = _read_matrix(self._ds, col_pos, row_pos, self.path)
+            data = _read_matrix(self._ds, col_pos, row_pos, self.path, settings=self.settings)
         logger.debug("read %s: %d x %d%s", self.path, shape[0], shape[1], " (metadata only)" if meta_only else "")
         return GCT(data, row_meta=row_meta, col_meta=col_meta)
 
@@ -737,7 +746,7 @@ class GCTXFile(_OpenH5):
         self._file()
         row_pos = self._positions(ROW_META_NODE, "row", None, ridx, None, False)
         col_pos = self._positions(COL_META_NODE, "column", None, cidx, None, False)
-        return _read_matrix(self._ds, col_pos, row_pos, self.path, out)
+        return _read_matrix(self._ds, col_pos, row_pos, self.path, out, self.settings)
 
     def read_meta(self, axis: str = "col") -> pd.DataFrame:
         """Metadata of one axis (``"row"`` or ``"col"``) as a DataFrame indexed by id."""
@@ -758,6 +767,7 @@ def read_gctx(
     col_filter: MetaFilter | None = None,
     meta_only: bool = False,
     ignore_missing: bool = False,
+    settings: Settings | None = None,
 ) -> GCT:
     """Read a GCTX file, or only the part of it a subset asks for.
 
@@ -777,6 +787,9 @@ def read_gctx(
         memory (``np.broadcast_to``).
     ignore_missing:
         Skip unknown ids with an :class:`~opencmap.errors.OpenCMapWarning` instead of raising.
+    settings:
+        How the file is read (:class:`~opencmap.backends.Settings`: ``gctx_map_window_bytes``,
+        ``gctx_map_window_min``); default: today's. The values read are the same for any setting.
 
     At most one of ``rid``/``ridx``/``row_filter`` (and of the column equivalents) may be given.
 
@@ -795,7 +808,7 @@ def read_gctx(
     IdNotFoundError
         Unknown ids or positions (unless ``ignore_missing``).
     """
-    with GCTXFile(path) as gctx:
+    with GCTXFile(path, settings=settings) as gctx:
         return gctx.read(
             rid=rid,
             cid=cid,
@@ -1193,11 +1206,12 @@ class GCTXSlots(_OpenH5):
         return cls(h5, target)
 
     @classmethod
-    def open(cls, path: str | PathLike[str]) -> GCTXSlots:
-        """Reopen a work file made by :meth:`create` (to continue it); :class:`FormatError` if unreadable."""
+    def open(cls, path: str | PathLike[str], *, readonly: bool = False) -> GCTXSlots:
+        """Reopen a work file made by :meth:`create` (to continue it; ``readonly``: only to
+        :meth:`read` it, as several processes may at once); :class:`FormatError` if unreadable."""
         target = Path(path)
         try:
-            h5 = h5py.File(target, "r+")
+            h5 = h5py.File(target, "r" if readonly else "r+")
         except (OSError, RuntimeError) as exc:
             raise FormatError(f"cannot reopen the work file ({exc})", path=target) from exc
         if MATRIX_NODE not in h5 or not isinstance(h5[MATRIX_NODE], h5py.Dataset) or h5[MATRIX_NODE].ndim != 2:

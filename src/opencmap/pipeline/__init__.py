@@ -16,6 +16,8 @@ Layout (one concept per module):
   (resumable work folder), :mod:`~opencmap.pipeline.manifest` (``manifest.json``).
 * :mod:`~opencmap.pipeline.level1` (LXB plates → Level 2) and :mod:`~opencmap.pipeline.level3`
   (Level 2 → 3 per plate; where plates are read from).
+* :mod:`~opencmap.pipeline.tasks` — the steps' per-plate and per-set work as module-level task
+  functions, run by a distributed backend (``run_pipeline(backend=...)``) in other processes.
 * One step per module: :mod:`~opencmap.pipeline.deconvolve`, :mod:`~opencmap.pipeline.flip`,
   :mod:`~opencmap.pipeline.liss`, :mod:`~opencmap.pipeline.censor`, :mod:`~opencmap.pipeline.qnorm`,
   :mod:`~opencmap.pipeline.infer`, :mod:`~opencmap.pipeline.zscore`, :mod:`~opencmap.pipeline.modz`,

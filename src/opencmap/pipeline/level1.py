@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from opencmap.backends import Backend, BlockTask, is_distributed, ordered_results
 from opencmap.errors import PipelineError
 from opencmap.io import read_meta
 from opencmap.io.atomic import atomic_write_path
@@ -152,10 +153,13 @@ def deconvolve_plates(
     seed: int,
     params: PipelineParams,
     report: Callable[[str, int, int], None],
+    backend: Backend | None = None,
 ) -> dict[str, dict[str, Path]]:
     """Level 1 → 2 for every plate (resumable): Level 2 files in ``folder``, paths by plate.
 
-    Peak calling and flip correction take ``params.dpeak`` and ``params.flip``."""
+    Peak calling and flip correction take ``params.dpeak`` and ``params.flip``. With a
+    distributed ``backend`` the plates are deconvolved by
+    :func:`~opencmap.pipeline.tasks.level2_plate_task` tasks (one per plate) and written here."""
     from opencmap.io.beads import read_chip
     from opencmap.pipeline.deconvolve import deconvolve_plate, write_level2
 
@@ -163,26 +167,50 @@ def deconvolve_plates(
     records = work.root / "level2"
     records.mkdir(parents=True, exist_ok=True)
     files: dict[str, dict[str, Path]] = {}
-    report("level 1", 0, len(plates))
-    for i, plate in enumerate(plates):
+    pending: list[Level1Plate] = []
+    for plate in plates:
         record = records / f"{safe_name(plate.name)}.json"
         if work.is_done(f"level2\t{plate.name}", record):
             paths = {k: Path(v) for k, v in json.loads(record.read_text()).items()}
             if all(p.exists() for p in paths.values()):
                 files[plate.name] = paths
-                report("level 1", i + 1, len(plates))
                 continue
-        log.info("deconvolving plate %s (%d LXB files)", plate.name, len(plate.files))
-        level2 = deconvolve_plate(
-            plate.files, plate.plate_map, seed=seed, chip=chip_table, plate=plate.name, params=params.dpeak, flip=params.flip
-        )
+        pending.append(plate)
+
+    def computed() -> Iterator[Any]:
+        """Each pending plate's Level 2, in order: here, or from the backend's tasks."""
+        if backend is not None and is_distributed(backend):
+            from opencmap.pipeline.tasks import level2_plate_task
+
+            tasks = [
+                BlockTask(str(plate.files[0].parent), i, i + 1, {"plates": [plate], "chip": chip_table, "seed": seed, "params": params})
+                for i, plate in enumerate(pending)
+            ]
+            log.info("deconvolving %d plates in %d tasks of %r", len(pending), len(tasks), backend)
+            for _task, (level2,) in ordered_results(backend, level2_plate_task, tasks):
+                yield level2
+            return
+        for plate in pending:
+            log.info("deconvolving plate %s (%d LXB files)", plate.name, len(plate.files))
+            yield deconvolve_plate(
+                plate.files, plate.plate_map, seed=seed, chip=chip_table, plate=plate.name, params=params.dpeak, flip=params.flip
+            )
+
+    results = computed()
+    report("level 1", 0, len(plates))
+    for i, plate in enumerate(plates):
+        if plate.name in files:
+            report("level 1", i + 1, len(plates))
+            continue
+        record = records / f"{safe_name(plate.name)}.json"
+        level2 = next(results)
         paths = write_level2(level2, folder, plate=plate.name)
         with atomic_write_path(record) as tmp:
             tmp.write_text(json.dumps({k: str(v) for k, v in paths.items()}))
         work.mark_done(f"level2\t{plate.name}")
         files[plate.name] = paths
         report("level 1", i + 1, len(plates))
-    return files
+    return {plate.name: files[plate.name] for plate in plates}  # plate order (resumed ones too)
 
 
 def level1_instances(level2_files: Mapping[str, Mapping[str, Path]]) -> pd.DataFrame:

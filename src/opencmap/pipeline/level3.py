@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from opencmap.backends import Backend, BlockTask, is_distributed, ordered_results
 from opencmap.core.gct import GCT
 from opencmap.errors import PipelineError
 from opencmap.io import GCTXFile, is_gctx, read_gct, read_meta, write_gctx, write_table
@@ -120,6 +121,7 @@ def reach_level3(
     model: Any | None,
     genes_table: pd.DataFrame | None,
     report: Callable[[str, int, int], None],
+    backend: Backend | None = None,
 ) -> tuple[list[str], pd.DataFrame]:
     """Level 1/2 → 3 for every plate of ``plan`` (resumable): its Level 3 and censoring report in
     the work folder.
@@ -127,25 +129,55 @@ def reach_level3(
     Level 2 plates are read from ``matrix``; Level 1 plates from their deconvolved ``level2_files``
     (the gene table is merged onto their rows). Returns ``(kept, rows)``: the ids of the wells left
     after censoring (plate after plate, each plate's in Level 3 order) and the Level 3 row
-    metadata (every plate must have the same rows).
+    metadata (every plate must have the same rows). With a distributed ``backend`` the plates go
+    through :func:`~opencmap.pipeline.tasks.level3_plates_task` tasks (one per plate); their
+    results are written here.
     """
+    if level2_files is None and matrix is None:
+        raise PipelineError("no input matrix to read (internal error; please report it)")
+    done = {
+        plate for plate in plan.plate_order
+        if work.is_done(f"level3\t{plate}", work.level3_path(plate), work.censor_path(plate))
+    }  # fmt: skip
+    pending = [plate for plate in plan.plate_order if plate not in done]
+
+    def computed() -> Iterator[tuple[GCT, pd.DataFrame]]:
+        """Each pending plate's ``(Level 3, censoring report)``, in order: here or from tasks."""
+        if backend is not None and is_distributed(backend):
+            from opencmap.pipeline.tasks import level3_plates_task
+
+            common = {
+                "params": params, "model": model, "genes_table": genes_table, "level2_files": level2_files,
+                "row_meta": None if matrix is None else matrix.row_meta,
+            }  # fmt: skip
+            path = "" if matrix is None else str(matrix.matrix)
+            tasks = []
+            for i, plate in enumerate(pending):
+                positions = plan.plate_positions[plate]
+                tasks.append(BlockTask(path, i, i + 1, {**common, "plates": [(plate, plan.col_meta.iloc[positions], positions)]}))
+            for _task, (result,) in ordered_results(backend, level3_plates_task, tasks):
+                yield result
+            return
+        for plate in pending:
+            positions = plan.plate_positions[plate]
+            plate_meta = plan.col_meta.iloc[positions]
+            if level2_files is not None:
+                yield _level2_files_to_level3(plate_meta, level2_files, model, genes_table, params)
+            else:
+                assert matrix is not None
+                level2 = GCT(matrix.read(plate, plate_meta, positions), row_meta=matrix.row_meta, col_meta=plate_meta)
+                yield level2_to_level3(level2, inference_model=model, liss=params.liss, censor=params.censor)
+
+    results = computed()
     rows: pd.DataFrame | None = None
     kept: list[str] = []
     report("level 3", 0, len(plan.plate_order))
     for i, plate in enumerate(plan.plate_order):
         path = work.level3_path(plate)
-        positions = plan.plate_positions[plate]
-        if work.is_done(f"level3\t{plate}", path, work.censor_path(plate)):
+        if plate in done:
             plate_rows, cids = read_meta(path, "row"), read_meta(path, "col").index
         else:
-            plate_meta = plan.col_meta.iloc[positions]
-            if level2_files is not None:
-                level3, censored = _level2_files_to_level3(plate_meta, level2_files, model, genes_table, params)
-            else:
-                if matrix is None:
-                    raise PipelineError("no input matrix to read (internal error; please report it)")
-                level2 = GCT(matrix.read(plate, plate_meta, positions), row_meta=matrix.row_meta, col_meta=plate_meta)
-                level3, censored = level2_to_level3(level2, inference_model=model, liss=params.liss, censor=params.censor)
+            level3, censored = next(results)
             if level3.shape[1] == 0:
                 raise PipelineError(f"plate {plate}: every well was censored after LISS; check its Level 2 data")
             write_table(censored.rename_axis("inst_id"), work.censor_path(plate))

@@ -33,6 +33,13 @@ reopened is redone). The work folder (``<out>/.opencmap-work`` by default) is re
 successful run unless ``keep_work=True``. Resuming with different inputs or parameters is
 refused (:class:`~opencmap.errors.ConfigError`); pass ``restart=True`` to start over.
 
+**Where the work runs.** With the default (local) backend, as above: in this process, with its
+I/O worker. With a distributed backend (:func:`opencmap.backends.is_distributed`) the per-plate
+Level 1 → 2 and Level 2 → 3 work, the z-scoring and collapse of blocks of replicate sets and the
+CGS batches run as the tasks of :mod:`opencmap.pipeline.tasks` in its workers (which read the
+inputs and the work folder at this process's paths); this process writes what they return and
+keeps the done-list as a local run does. The outputs are bit-identical either way.
+
 Outputs in ``out_dir``: ``level4.gctx`` (genes × instances, robust z-scores), ``level5.gctx``
 (genes × signatures, column metadata = ``sig_info``), ``sig_info.txt`` and ``manifest.json``
 (every parameter, inputs, versions, counts, timings).
@@ -56,7 +63,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from opencmap.backends import Backend, resolve_backend
+from opencmap.backends import Backend, BlockTask, Settings, is_distributed, ordered_results, resolve_backend
 from opencmap.core.gct import GCT
 from opencmap.errors import FormatError, OpenCMapWarning, PipelineError
 from opencmap.io import read_meta, read_table, write_table
@@ -110,10 +117,12 @@ CGS_BATCH = 2000
 MIN_PLATE_WELLS = 10
 #: Work-folder layout (outputs filled in place); see :data:`opencmap.pipeline.plan.WORK_LAYOUT`.
 SLOTS_LAYOUT = WORK_LAYOUT
-#: Seconds between durable checkpoints (fsync of the partial outputs, then of the done-list).
-CHECKPOINT_SECONDS = 30.0
+#: Seconds between durable checkpoints (fsync of the partial outputs, then of the done-list), by
+#: default (set per run with :class:`~opencmap.backends.Settings` ``checkpoint_seconds``).
+CHECKPOINT_SECONDS = Settings.checkpoint_seconds
 _LEVEL4_PARTIAL = "level4.partial.gctx"
 _LEVEL5_PARTIAL = "level5.partial.gctx"
+_CGS_PARTIAL = "cgs.partial.gctx"  # distributed runs: the CGS, before they are copied into Level 5
 
 # names kept importable from here (they moved to opencmap.pipeline.inputs)
 _read_inst_info = read_inst_info
@@ -210,7 +219,7 @@ class PipelineRun:
             )
             if not self.from_level2:
                 self.rows, self.level3_plan = self.input_rows, self.plan
-        self.work = WorkFolder(work_root, identity, restart=restart, checkpoint_seconds=CHECKPOINT_SECONDS)
+        self.work = WorkFolder(work_root, identity, restart=restart, checkpoint_seconds=self.backend.settings.checkpoint_seconds)
         self.model = None
         if self.from_level2 and inference_model is not None:
             from opencmap.pipeline.infer import load_inference_model
@@ -230,7 +239,8 @@ class PipelineRun:
         if self.params.start_level != 1 or self.plan is not None:
             return
         self.level2_files = deconvolve_plates(
-            self.bead_plates, self.out / LEVEL2_NAME, self.work, chip=self.chip, seed=self.seed, params=self.params, report=self.report
+            self.bead_plates, self.out / LEVEL2_NAME, self.work, chip=self.chip, seed=self.seed, params=self.params, report=self.report,
+            backend=self.backend,
         )
         self._set_plan(merge_inst_info(level1_instances(self.level2_files), self.inst_info))
 
@@ -249,7 +259,7 @@ class PipelineRun:
         try:
             kept, self.rows = reach_level3(
                 self.plan, self.params, self.work, matrix=matrix, level2_files=self.level2_files, model=self.model,
-                genes_table=genes_table, report=self.report,
+                genes_table=genes_table, report=self.report, backend=self.backend,
             )
         finally:
             if matrix is not None:
@@ -293,6 +303,14 @@ class PipelineRun:
         if not fresh and not (kept4 and kept5):
             work.forget()  # a partial output was lost: its marks mean nothing any more
         files = (l4, l5)
+        if is_distributed(self.backend):
+            try:
+                self.sig_info = self._collapse_on_backend(plates, landmarks, l4, l5)
+            finally:
+                l4.close()
+                l5.close()
+                plates.close()
+            return
         plates_done = 0
         # A replicate set's Level 4 (genes x wells, column-major) goes into one of two buffers, reused
         # set after set. The I/O worker reads, z-scores and stores the plates of the next set into one
@@ -372,10 +390,109 @@ class PipelineRun:
             plates.close()
         self.sig_info = sig_info
 
+    def _collapse_on_backend(
+        self, plates: MatrixPlates | WorkPlates, landmarks: np.ndarray, l4: GCTXSlots, l5: GCTXSlots
+    ) -> pd.DataFrame:
+        """:meth:`zscore_and_collapse` with a distributed backend: blocks of replicate sets
+        (:data:`~opencmap.pipeline.tasks.TASK_WELLS` wells) z-scored and collapsed by
+        :func:`~opencmap.pipeline.tasks.collapse_sets_task` tasks; their values written here, in
+        set order, by the I/O worker, and marked done as a local run marks them. A plate finished
+        by an earlier run but whose set was not is z-scored again (the same values), not read back."""
+        from opencmap.pipeline.tasks import TASK_WELLS, collapse_sets_task
+
+        plan, rows, work, params, report = self.level3_plan, self.rows, self.work, self.params, self.report
+        assert plan is not None and rows is not None
+        plate_start, set_start = plan.plate_start(), plan.set_start()
+        items: list[dict[str, Any]] = []  # the sets with work left, in order
+        done_before = {p for p in plan.plate_order if work.is_done(f"plate\t{p}")}
+        for set_name in plan.set_order:
+            set_is_done = work.is_done(f"set\t{set_name}", work.sig_info_path(set_name))
+            todo = [p for p in plan.set_plates[set_name] if p not in done_before]
+            for plate in todo:
+                _warn_small_plate(plate, len(plan.plate_positions[plate]), stacklevel=4)
+            if set_is_done and not todo:
+                continue
+            wanted = todo if set_is_done else plan.set_plates[set_name]
+            items.append({
+                "name": set_name, "collapse": not set_is_done,
+                "plates": [
+                    (p, plan.col_meta.iloc[plan.plate_positions[p]], plan.plate_positions[p],
+                     str(work.level3_path(p)) if isinstance(plates, WorkPlates) else None)
+                    for p in wanted
+                ],
+                "col_meta": plan.col_meta.iloc[np.concatenate([plan.plate_positions[p] for p in wanted])],
+            })  # fmt: skip
+        blocks: list[list[dict[str, Any]]] = []
+        wells = 0
+        for item in items:
+            n = sum(len(pos) for _, _, pos, _ in item["plates"])
+            if not blocks or wells + n > TASK_WELLS:
+                blocks.append([])
+                wells = 0
+            blocks[-1].append(item)
+            wells += n
+        path = str(plates.matrix) if isinstance(plates, MatrixPlates) else ""
+        common = {"rows": rows, "landmarks": landmarks, "params": params, "settings": self.backend.settings}
+        tasks = [BlockTask(path, i, i + 1, {**common, "sets": block}) for i, block in enumerate(blocks)]
+        log.info("collapsing %d replicate sets in %d tasks of %r", len(items), len(tasks), self.backend)
+        item_of = {item["name"]: item for item in items}
+        results = (result for _task, block in ordered_results(self.backend, collapse_sets_task, tasks) for result in block)
+        files = (l4, l5)
+        io = _IOWorker()
+        plates_done = 0
+        try:
+            for si, set_name in enumerate(plan.set_order):
+                item = item_of.get(set_name)
+                result = next(results) if item is not None else None
+                if result is not None and result["name"] != set_name:
+                    raise PipelineError(
+                        f"a task returned replicate set {result['name']} where {set_name} was due (internal error; please report it)"
+                    )
+                used = 0
+                computed = {p for p, *_ in item["plates"]} if item is not None else set()
+                for plate in plan.set_plates[set_name]:
+                    n = len(plan.plate_positions[plate])
+                    if plate in done_before:
+                        self.resumed_plates += 1
+                    else:
+                        io.write(f"plate\t{plate}", l4.write, plate_start[plate], result["level4"][:, used : used + n])
+                    used += n if plate in computed else 0
+                    plates_done += 1
+                    report("plates", plates_done, len(plan.plate_order))
+                if item is None or not item["collapse"]:
+                    self.resumed_sets += 1
+                else:
+                    expected = plan.signatures_per_set[set_name]
+                    if result["level5"].shape[1] != expected:
+                        raise PipelineError(
+                            f"replicate set {set_name}: {result['level5'].shape[1]} signatures where {expected} "
+                            "were expected from the instance table (internal error; please report it)"
+                        )
+                    io.write(f"set\t{set_name}", _store_set, l5, set_start[set_name], result["level5"], result["set_info"],
+                             work.sig_info_path(set_name))  # fmt: skip
+                io.settle(work)
+                report("replicate sets", si + 1, len(plan.set_order))
+                work.checkpoint(files)
+            io.close(work)
+            sig_info = pd.concat([_read_sig_info(work.sig_info_path(s)) for s in plan.set_order], axis=0)
+            if len(sig_info) != plan.n_signatures:
+                raise PipelineError(
+                    f"the work folder {work.root} holds {len(sig_info)} signatures where the instance table gives "
+                    f"{plan.n_signatures}; start over with restart=True (--restart)"
+                )
+            work.record(files)
+        except BaseException:
+            io.close(work, quiet=True)
+            work.record(files, quiet=True)
+            raise
+        return sig_info
+
     # ------------------------------------------------------------------------------ 4. CGS
     def build_cgs(self) -> None:
         """Consensus gene signatures (``params.cgs``) from the signatures in the Level 5 work file,
-        written after them, in batches of at most :data:`CGS_BATCH` input signatures."""
+        written after them, in batches of at most :data:`CGS_BATCH` input signatures (with a
+        distributed backend: :func:`~opencmap.pipeline.tasks.cgs_batch_task` tasks, see
+        :meth:`_cgs_on_backend`)."""
         if self.cgs_info is not None:
             return
         self.zscore_and_collapse()
@@ -394,26 +511,28 @@ class PipelineRun:
                 return
             landmarks = landmark_positions(rows, params)
             column = pd.Series(np.arange(n_sigs), index=sig_info.index)
-            written = n_sigs
-            infos = []
-            start = 0
-            while start < len(groups):
-                stop, n_batch = start, 0
-                while stop < len(groups) and (n_batch == 0 or n_batch + len(groups["sig_ids"].iat[stop]) <= CGS_BATCH):
-                    n_batch += len(groups["sig_ids"].iat[stop])
-                    stop += 1
-                batch = groups.iloc[start:stop].reset_index(drop=True)
-                wanted = pd.Index([s for ids in batch["sig_ids"] for s in ids], dtype=object)
-                level5 = _read_columns(l5, column.loc[wanted].to_numpy(), rows, wanted)
-                cgs, info = consensus_gene_signatures(
-                    level5, sig_info.loc[level5.cids], params=params, landmark_rows=landmarks, groups=batch,
-                    threads=self.backend.numba_threads(),
-                )
-                l5.write(written, cgs.data)
-                written += cgs.data.shape[1]
-                infos.append(info)
-                start = stop
-                self.report("cgs", start, len(groups))
+            batches = _cgs_batches(groups)
+            if is_distributed(self.backend):
+                l5.close()  # the tasks read it; the CGS go to a file of their own, then into it
+                infos, n_cgs = self._cgs_on_backend(groups, batches, column, landmarks)
+                l5 = GCTXSlots.open(work.partial_path(_LEVEL5_PARTIAL))
+                self._copy_cgs(l5, n_sigs, n_cgs)
+                written = n_sigs + n_cgs
+            else:
+                written = n_sigs
+                infos = []
+                for start, stop in batches:
+                    batch = groups.iloc[start:stop].reset_index(drop=True)
+                    wanted = pd.Index([s for ids in batch["sig_ids"] for s in ids], dtype=object)
+                    level5 = _read_columns(l5, column.loc[wanted].to_numpy(), rows, wanted)
+                    cgs, info = consensus_gene_signatures(
+                        level5, sig_info.loc[level5.cids], params=params, landmark_rows=landmarks, groups=batch,
+                        threads=self.backend.numba_threads(),
+                    )
+                    l5.write(written, cgs.data)
+                    written += cgs.data.shape[1]
+                    infos.append(info)
+                    self.report("cgs", stop, len(groups))
             if written != n_sigs + len(groups):
                 raise PipelineError(f"built {written - n_sigs} CGS for {len(groups)} groups (internal error; please report it)")
             cgs_info = pd.concat(infos, axis=0)
@@ -426,6 +545,55 @@ class PipelineRun:
         finally:
             l5.close()
         self.cgs_info = cgs_info
+
+    def _cgs_on_backend(
+        self, groups: pd.DataFrame, batches: list[tuple[int, int]], column: pd.Series, landmarks: np.ndarray
+    ) -> tuple[list[pd.DataFrame], int]:
+        """The CGS batches as :func:`~opencmap.pipeline.tasks.cgs_batch_task` tasks reading the
+        (closed) Level 5 work file; their values written, in order, to the work file
+        ``cgs.partial.gctx`` (:meth:`_copy_cgs` moves them into Level 5). Returns the tables and
+        the number of CGS written."""
+        from opencmap.pipeline.tasks import cgs_batch_task
+
+        sig_info, rows, params, work = self.sig_info, self.rows, self.params, self.work
+        assert sig_info is not None and rows is not None
+        common = {"rows": rows, "landmarks": landmarks, "params": params, "settings": self.backend.settings}
+        tasks = []
+        for start, stop in batches:
+            batch = groups.iloc[start:stop].reset_index(drop=True)
+            wanted = pd.Index([s for ids in batch["sig_ids"] for s in ids], dtype=object)
+            tasks.append(BlockTask(str(work.partial_path(_LEVEL5_PARTIAL)), start, stop, {
+                **common, "groups": batch, "columns": column.loc[wanted].to_numpy(), "ids": list(wanted), "sig_info": sig_info.loc[wanted],
+            }))  # fmt: skip
+        log.info("building %d CGS in %d tasks of %r", len(groups), len(tasks), self.backend)
+        out = GCTXSlots.create(work.partial_path(_CGS_PARTIAL), rows, len(groups))
+        infos = []
+        written = 0
+        try:
+            for task, (data, info) in ordered_results(self.backend, cgs_batch_task, tasks):
+                if written + data.shape[1] > len(groups):
+                    raise PipelineError(f"built more CGS than the {len(groups)} groups (internal error; please report it)")
+                out.write(written, data)
+                written += data.shape[1]
+                infos.append(info)
+                self.report("cgs", task.stop, len(groups))
+            out.flush()
+        finally:
+            out.close()
+        return infos, written
+
+    def _copy_cgs(self, l5: GCTXSlots, at: int, n: int) -> None:
+        """The ``n`` CGS of ``cgs.partial.gctx`` into the Level 5 work file at column ``at``
+        (in blocks of :data:`CGS_BATCH` columns); the partial file is removed."""
+        path = self.work.partial_path(_CGS_PARTIAL)
+        src = GCTXSlots.open(path, readonly=True)
+        try:
+            for lo in range(0, n, CGS_BATCH):
+                hi = min(lo + CGS_BATCH, n)
+                l5.write(at + lo, src.read(lo, hi))
+        finally:
+            src.close()
+        path.unlink()
 
     # ------------------------------------------------------------------------------ 5. final files
     def finish(self) -> RunResult:
@@ -666,6 +834,22 @@ def _copy_slot(l4: GCTXSlots, start: int, out: np.ndarray) -> None:
 def _store_set(l5: GCTXSlots, start: int, consensus: np.ndarray, set_info: pd.DataFrame, info_path: Path) -> None:
     l5.write(start, consensus)
     write_table(set_info, info_path)
+
+
+def _cgs_batches(groups: pd.DataFrame) -> list[tuple[int, int]]:
+    """``(start, stop)`` rows of ``groups``: consecutive groups of at most :data:`CGS_BATCH` input
+    signatures in all (a larger group alone)."""
+    sizes = [len(ids) for ids in groups["sig_ids"]]
+    batches = []
+    start = 0
+    while start < len(sizes):
+        stop, n_batch = start, 0
+        while stop < len(sizes) and (n_batch == 0 or n_batch + sizes[stop] <= CGS_BATCH):
+            n_batch += sizes[stop]
+            stop += 1
+        batches.append((start, stop))
+        start = stop
+    return batches
 
 
 def _read_columns(l5: GCTXSlots, cols: np.ndarray, rows: pd.DataFrame, ids: pd.Index) -> GCT:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from opencmap.backends import Backend, resolve_backend
+from opencmap.backends import Backend, describe_backend, resolve_backend
 from opencmap.errors import ConfigError, QueryError
 from opencmap.query.genesets import DEFAULT_MAX_GENES, DEFAULT_MIN_GENES, Query, ValidatedBatch, ValidatedQuery, as_queries
 from opencmap.query.introspect import connectivity_matrix
@@ -74,10 +74,15 @@ class Engine:
         (warned as :class:`~opencmap.errors.PCLWarning`) and in every result's notes.
     backend:
         Where the work runs, with its threads and block budgets (:mod:`opencmap.backends`;
-        default: this process, :func:`~opencmap.backends.default_backend`).
+        default: this process, :func:`~opencmap.backends.default_backend`); also a scheduler
+        address (``tcp://HOST:8786``) or a :class:`distributed.Client` (a
+        :class:`~opencmap.backends.DaskBackend`). On a cluster the store scan runs on its workers
+        (the store on a filesystem they share); NCS, FDR, tau and summaries run here on the
+        assembled scores, so results are bit-identical to the local backend's. Results'
+        provenance records the backend (``provenance["backend"]``).
     """
 
-    def __init__(self, store: Store | str, *, pcl: Any = None, backend: Backend | None = None):
+    def __init__(self, store: Store | str, *, pcl: Any = None, backend: Backend | str | None = None):
         self.backend = resolve_backend(backend)
         self.store = store if isinstance(store, Store) else Store(store, settings=self.backend.settings)
         self.pcl, self.pcl_notes = resolve_pcl(pcl, self.store)
@@ -195,6 +200,7 @@ class Engine:
         valid, tails, metrics, notes, provenance = scored.valid, scored.tails, scored.metrics, scored.notes, scored.provenance
         if hasattr(self.store, "generation"):  # the store generation the query read (servers switch between them)
             provenance["store"] = self.store.generation
+        provenance["backend"] = describe_backend(self.backend)  # where the scan ran (NCS, FDR, tau, summaries: here)
         info = self.store.sig_info
         levels: dict[str, LevelResult] = {}
         if method.connectivity and summaries:
@@ -205,7 +211,8 @@ class Engine:
         params: dict[str, Any] = {}
         fdr_info: dict[str, Any] = {}
         if method.connectivity and ncs:
-            ncs_values = ref.normalise(metrics[method.name], mode=ncs_mode, **self._kernel_threads())
+            kernel = self._kernel_threads()  # asked of the backend once per run
+            ncs_values = ref.normalise(metrics[method.name], mode=ncs_mode, **kernel)
             metrics["ncs"] = ncs_values
             if fdr:
                 fdr_out = self._fdr(ncs_values, metrics[method.name], valid, method.name, sp.name, options, fdr_params, notes, ref=ref)
@@ -220,15 +227,15 @@ class Engine:
                         metrics["fdr_q_nlog10"] = (-np.log10(metrics["fdr_q"].astype(np.float64) + np.finfo(np.float64).eps)).astype(np.float32)
             if tau_log is not None:
                 t = level_tau(ref, "sig", ncs_values, tau_method, notes, tails=tails, metric=method.name, log_to=tau_log,
-                              kernel=self._kernel_threads())
+                              kernel=kernel)
                 if t is not None:
                     metrics["tau"] = t
             if summaries:
-                for level, (index, values) in ref.summary_plan.apply(ncs_values, **self._kernel_threads()).items():
+                for level, (index, values) in ref.summary_plan.apply(ncs_values, **kernel).items():
                     lm = {"ncs": values}
                     if tau_log is not None:
                         t = level_tau(ref, level, values, tau_method, notes, index=index, tails=tails, metric=method.name,
-                                      log_to=tau_log, kernel=self._kernel_threads())
+                                      log_to=tau_log, kernel=kernel)
                         if t is not None:
                             lm["tau"] = t
                     levels[level] = LevelResult(level, index, lm)
@@ -362,7 +369,7 @@ def run_query(
     queries: Sequence[Query] | None = None,
     name: str = "query",
     pcl: Any = None,
-    backend: Backend | None = None,
+    backend: Backend | str | None = None,
     **options: Any,
 ) -> QueryResult:
     """Run one query (``up``/``down`` lists), several (dicts by name) or ``queries`` on ``store``.
@@ -379,5 +386,5 @@ def run_query(
             raise QueryError("give up and/or down genes, or queries=")
         queries = as_queries(up, down, name=name)
     if not isinstance(store, Store):
-        store = shared_store(store) if backend is None else Store(store, settings=backend.settings)
+        store = shared_store(store) if backend is None else Store(store, settings=resolve_backend(backend).settings)
     return Engine(store, pcl=pcl, backend=backend).run(queries, **options)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from opencmap.backends import Backend
 from opencmap.errors import ConfigError, FormatError, IdNotFoundError
 from opencmap.io.releases import (
     SCHEMAS,
@@ -332,12 +333,15 @@ def build_release_store(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     matrix: str | None = None,
+    backend: Backend | None = None,
 ) -> tuple[Store, ReleasePlan]:
     """Build a reference store at ``dest`` from one or more release folders (see :func:`plan_release_store`).
 
     The disk the whole store needs is checked before anything is written
     (:class:`~opencmap.errors.DiskSpaceError`); each folder becomes one segment; if a later
-    folder fails, the store is removed (nothing half written).
+    folder fails, the store is removed (nothing half written). ``backend``: where each segment's
+    blocks are read and ranked (:func:`~opencmap.query.store.build_store`; a distributed
+    backend's workers read the release matrices at the same paths); the files are the same.
     """
     dest = Path(dest)
     if dest.exists() and not overwrite:
@@ -372,12 +376,13 @@ def build_release_store(
         dest, first.files.matrix, sig_info=first.sig_info, gene_info=plan.genes, spaces=[s for s in plan.spaces if s not in (gene_lists or {})],
         gene_lists=gene_lists, default_space=default_space, signature_major=signature_major, block_size=block_size,
         overwrite=overwrite, progress=seg_progress, pcl=plan.pcl, columns=first.columns, provenance=provenance,
+        backend=backend,
     )
     done[0] += len(first.columns)
     try:
         for src in rest:
             store = append_store(dest, src.files.matrix, sig_info=src.sig_info, block_size=block_size,
-                                 progress=seg_progress, columns=src.columns)
+                                 progress=seg_progress, columns=src.columns, backend=backend)
             done[0] += len(src.columns)
         if rest:
             from opencmap.io.store.writer import Store, _switch_into
@@ -404,13 +409,14 @@ def append_release_store(
     keep_backgrounds: bool = False,
     progress: Callable[[int, int], None] | None = None,
     matrix: str | None = None,
+    backend: Backend | None = None,
 ) -> tuple[Store, ReleasePlan]:
     """Add a release folder to an existing store as a new segment (e.g. GSE70138 after GSE92742).
 
     The folder's tables are joined and filtered as by :func:`build_release_store`; the store's
     PCLs name mechanisms; the signature table gets the store's columns (missing ones empty) and
     the store's provenance records the release. See :func:`~opencmap.query.store.append_store`
-    for the backgrounds.
+    for the backgrounds and ``backend``.
     """
     store = Store(path)
     plan = plan_release_store([folder], release=release, pert_info=pert_info, pcl=store.pcl, filters=filters,
@@ -425,7 +431,7 @@ def append_release_store(
     for line in plan.notes:
         log.info("%s", line)
     appended = append_store(path, src.files.matrix, sig_info=info, block_size=block_size,
-                            keep_backgrounds=keep_backgrounds, progress=progress, columns=src.columns)
+                            keep_backgrounds=keep_backgrounds, progress=progress, columns=src.columns, backend=backend)
     prov = dict(appended.manifest.get("provenance", {}))
     described = plan.describe()
     prov["releases"] = [*prov.get("releases", []), *described["releases"]]

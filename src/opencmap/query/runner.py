@@ -25,27 +25,35 @@ parameters; one task over the whole store unless ``Settings.task_signatures`` sa
 hands them to :meth:`Backend.map_blocks <opencmap.backends.Backend.map_blocks>` with the
 module-level kernel :func:`score_block_task`, which streams its range block by block (read-ahead
 and checksum checks overlapped with scoring) and returns that range's outputs. In this process a
-task reuses the caller's open store, backend and progress callback; in another process it opens
-the store at its path read-only. Every column is scored on its own, so the split never changes
-a result.
+task reuses the caller's open store, backend and progress callback; in another process (a Dask
+worker, :class:`~opencmap.backends.DaskBackend`) it takes the store from that process's cache of
+open stores (:func:`task_store`, reopened when the store's manifest changed) and returns its
+range, which the caller writes into its arrays in task order (the progress callback is then
+called as each task's result arrives). The task size is the backend's
+(:func:`~opencmap.backends.task_signatures`: one task locally, a few per worker thread on a
+cluster). Every column is scored on its own, so the split never changes a result.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from opencmap.backends import Backend, BlockTask, LocalBackend, Settings, block_bounds, resolve_backend
+from opencmap.backends import Backend, BlockTask, LocalBackend, Settings, block_bounds, ordered_results, resolve_backend, task_signatures
+from opencmap.errors import StoreError
 from opencmap.kernels.tilehash import TILE_COLS as _HASH_TILE
 from opencmap.query.genesets import ValidatedQuery
 from opencmap.query.methods import Method, SetBlock, SetStats, get_method
 from opencmap.query.store import Store
 
-__all__ = ["run_blocks", "score_block_task", "BLOCK_BYTES", "ES_BLOCK_BYTES", "TILE_MIN", "DEFAULT_BLOCK_SIZE"]
+__all__ = ["run_blocks", "score_block_task", "task_store", "BLOCK_BYTES", "ES_BLOCK_BYTES", "TILE_MIN", "DEFAULT_BLOCK_SIZE"]
 
 Progress = Callable[[int, int], None]
 
@@ -95,7 +103,7 @@ def run_blocks(
     n_sig = store.n_signatures
     params = {
         "method": method.name, "valid": tuple(valid), "per_query": per_query, "space": space, "n_features": n_features,
-        "block_size": block_size, "n_signatures": n_sig, "settings": settings,
+        "block_size": block_size, "n_signatures": n_sig, "settings": settings, "data": scan_identity(store),
         "block_bytes": settings.query_block_bytes if block_bytes is None else block_bytes,
         "es_block_bytes": settings.es_block_bytes if es_block_bytes is None else es_block_bytes,
         "tile_min": settings.es_block_min if tile_min is None else tile_min,
@@ -105,11 +113,13 @@ def run_blocks(
     try:
         tasks = [
             BlockTask(str(store.path), lo, hi, {**params, "local": token})
-            for lo, hi in block_bounds(n_sig, settings.task_signatures or max(n_sig, 1))
+            for lo, hi in block_bounds(n_sig, task_signatures(backend, n_sig))
         ]
-        for task, part in zip(tasks, backend.map_blocks(score_block_task, tasks), strict=True):
+        for task, part in ordered_results(backend, score_block_task, tasks):
             for name, values in part.items():
                 outputs[name][task.start : task.stop] = values
+            if part and progress is not None:  # a task run elsewhere: its progress is its arrival
+                progress(task.stop, n_sig)
     finally:
         _unregister(token)
     return {name: arr for name, arr in outputs.items() if not np.isnan(arr).all() or name == "score"}
@@ -126,7 +136,7 @@ def score_block_task(task: BlockTask) -> dict[str, np.ndarray]:
     if local is not None:  # this process's run: its open store, backend, progress, method and outputs
         store, backend, progress, method, into = local
     else:
-        store = Store(task.path, settings=p["settings"])
+        store = task_store(task.path, p["settings"], p.get("data"))
         backend, progress, method, into = LocalBackend(p["settings"]), None, get_method(p["method"]), None
     settings = backend.settings
     valid, per_query, space, n_features = p["valid"], p["per_query"], p["space"], p["n_features"]
@@ -153,6 +163,60 @@ def score_block_task(task: BlockTask) -> dict[str, np.ndarray]:
         if progress is not None:
             progress(hi, p["n_signatures"])
     return {} if into is not None else outputs
+
+
+# stores open in this process for tasks of other processes' runs: (path, settings) -> Store
+_STORES: OrderedDict[tuple[str, Settings], Store] = OrderedDict()
+_STORES_LOCK = threading.Lock()
+_STORES_KEEP = 4
+
+
+def task_store(path: str, settings: Settings, data: str | None = None) -> Store:
+    """The store at ``path`` opened read-only with ``settings``, kept open in this process for the
+    next tasks (a worker scores many tasks of a store; its memory maps and tables are reused).
+
+    A store whose manifest was replaced since (a rebuild, an append, new backgrounds) is reopened
+    (:meth:`Store.current <opencmap.io.store.Store.current>`). ``data``: the
+    :func:`scan_identity` of the store the task's run read; a store whose scanned data are now
+    others (rebuilt, appended to, compacted) raises :class:`~opencmap.errors.StoreError`, since
+    a result mixing two versions of the store would be wrong. New backgrounds change no scanned
+    data and are no reason to refuse."""
+    key = (str(path), settings)
+    with _STORES_LOCK:
+        store = _STORES.get(key)
+    store = Store(path, settings=settings) if store is None else store.current()
+    with _STORES_LOCK:
+        _STORES[key] = store
+        _STORES.move_to_end(key)
+        while len(_STORES) > _STORES_KEEP:
+            _STORES.popitem(last=False)
+    if data is not None and scan_identity(store) != data:
+        raise StoreError(f"the store {path} was rebuilt or changed (signatures appended or compacted) while a query ran on it; run it again")
+    return store
+
+
+def scan_identity(store: Store) -> str | None:
+    """A digest of what a scan reads from ``store``: its segments (names, sizes, file checksums)
+    and feature spaces (``None`` for an object without a manifest). Computed once per open store."""
+    manifest = getattr(store, "manifest", None)
+    if not isinstance(manifest, Mapping):
+        return None
+    key = id(manifest)
+    with _STORES_LOCK:
+        hit = _IDENTITY.get(key)
+        if hit is not None and hit[0] is manifest:
+            return hit[1]
+    what = {k: manifest.get(k) for k in ("n_signatures", "segments", "spaces")}
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    with _STORES_LOCK:
+        _IDENTITY[key] = (manifest, digest)
+        while len(_IDENTITY) > 4 * _STORES_KEEP:
+            _IDENTITY.pop(next(iter(_IDENTITY)))
+    return digest
+
+
+# digests of the manifests of stores seen in this process: id(manifest) -> (manifest, digest)
+_IDENTITY: dict[int, tuple[Mapping[str, Any], str]] = {}
 
 
 # runs of this process by token: (store, backend, progress, method, outputs), for their tasks run here

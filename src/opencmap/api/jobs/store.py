@@ -14,10 +14,19 @@ those old results are still read from there (not migrated; they expire like the 
 Retention (:meth:`JobDB.enforce_retention`, run at start-up, after each save and on the runner's
 timer): finished results beyond ``max_results`` (count), ``max_result_bytes`` (bytes of the
 result files) or older than ``result_ttl`` seconds expire oldest first: their files are deleted
-and their rows say ``expired`` (HTTP 410, resubmit). Rows of jobs that failed, or expired, more
-than ``result_ttl`` ago are deleted, and the oldest beyond ``max_rows`` finished rows, so the database stays bounded
-too; a deleted job answers 404. Queued and running jobs are never touched. Free pages go back to
-the file system (incremental vacuum) when more than a quarter of the file is free.
+and their rows say ``expired`` (HTTP 410, resubmit). Rows of jobs that expired more than
+``expired_row_grace`` seconds ago (default 24 hours; 0: at once) or failed more than
+``result_ttl`` ago are deleted, and the oldest beyond ``max_rows`` finished rows, so the database
+stays bounded too. A row deleted by retention leaves a tombstone (its id as 16 bytes and the
+time, in ``tombstones``; kept ``tombstone_ttl`` seconds, default 30 days, the newest ``max_rows``
+at most) so a client polling it
+learns it is gone (:meth:`JobDB.deleted`: HTTP 410), not that it never existed (404); a job its
+user deleted leaves none. Queued and running jobs are never touched. Free pages go back to the
+file system (incremental vacuum) when more than a quarter of the file is free.
+
+Rows are stored compactly: since format 5 a job's ``request`` and ``info`` are zlib-compressed
+JSON (a request of 100 + 100 gene ids shrinks ~4x); rows of older databases are rewritten so at
+their first opening (then one ``VACUUM`` gives the space back).
 """
 
 from __future__ import annotations
@@ -26,12 +35,14 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import shutil
 import sqlite3
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -84,9 +95,37 @@ CREATE TABLE IF NOT EXISTS results (
     job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
     data BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tombstones (id BLOB PRIMARY KEY, deleted REAL NOT NULL) WITHOUT ROWID;
 """
-# 3: status 'expired'; 4: results as files (results.data empty, results.nbytes their size)
-DB_FORMAT_VERSION = 4
+# 3: status 'expired'; 4: results as files (results.data empty, results.nbytes their size);
+# 5: jobs.request and jobs.info zlib-compressed JSON (BLOB), tombstones of rows deleted by retention
+DB_FORMAT_VERSION = 5
+#: seconds an expired job's row is kept (then deleted, leaving a tombstone), by default
+EXPIRED_ROW_GRACE = 24 * 3600.0
+#: seconds a tombstone of a deleted job row is kept, by default
+TOMBSTONE_TTL = 30 * 86400.0
+
+
+def _pack(value: Any) -> bytes:
+    """A JSON value as stored in a job row since format 5 (zlib-compressed JSON)."""
+    return zlib.compress(json.dumps(value, separators=(",", ":")).encode(), 6)
+
+
+def _unpack(stored: bytes | str | None) -> Any:
+    """A JSON value of a job row: compressed (format 5) or JSON text (older rows)."""
+    if stored is None or stored == "" or stored == b"":
+        return None
+    if isinstance(stored, bytes):
+        stored = zlib.decompress(stored).decode()
+    return json.loads(stored)
+
+
+def _tomb_id(job_id: str) -> bytes | str:
+    """A job id as kept in a tombstone: 16 bytes for the server's hex ids, the text otherwise."""
+    try:
+        return bytes.fromhex(job_id) if len(job_id) == 32 else job_id
+    except ValueError:
+        return job_id
 
 
 def _fsync_dir(path: Path) -> None:
@@ -126,8 +165,11 @@ class JobDB:
 
     ``max_results`` (number of stored results), ``max_result_bytes`` (their total size),
     ``result_ttl`` (seconds since a job finished) bound the stored results and ``max_rows`` the
-    finished job rows; ``None`` means no bound (see the module docstring). ``results_dir`` is
-    where the job folders go (default: ``<db stem>-results`` beside the database).
+    finished job rows; ``None`` means no bound (see the module docstring). ``expired_row_grace``:
+    seconds an expired job's row is kept (``0``: deleted at once; ``None``: kept until
+    ``max_rows``); ``tombstone_ttl``: seconds the tombstone of a deleted row is kept (``None``:
+    always). ``results_dir`` is where the job folders go (default: ``<db stem>-results`` beside
+    the database).
     """
 
     def __init__(
@@ -139,6 +181,8 @@ class JobDB:
         max_result_bytes: int | None = None,
         max_rows: int | None = None,
         results_dir: str | Path | None = None,
+        expired_row_grace: float | None = EXPIRED_ROW_GRACE,
+        tombstone_ttl: float | None = TOMBSTONE_TTL,
     ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,6 +191,9 @@ class JobDB:
         self.result_ttl = result_ttl
         self.max_result_bytes = max_result_bytes
         self.max_rows = max_rows
+        self.expired_row_grace = expired_row_grace
+        self.tombstone_ttl = tombstone_ttl
+        self._tombs_due: float | None = None  # when the oldest tombstone is due to go (read on first use)
         self._lock = threading.RLock()
         try:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -159,15 +206,18 @@ class JobDB:
             self._conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"job database {self.path} is unusable ({exc}); move it away or set OPENCMAP_DB_PATH") from exc
-        self._migrate()
+        rewritten = self._migrate()
         self.results_dir.mkdir(parents=True, exist_ok=True)
         self._remove_leftovers()
         self.enforce_retention()
         if self._conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # a file made before auto_vacuum was set
             log.info("converting job database %s to incremental vacuum (one full VACUUM)", self.path)
             self._conn.execute("VACUUM")
+        elif rewritten:  # rows rewritten compactly: give the space they took back at once
+            self._conn.execute("VACUUM")
 
-    def _migrate(self) -> None:
+    def _migrate(self) -> int:
+        """Bring an older database to :data:`DB_FORMAT_VERSION`; returns the job rows rewritten."""
         row = self._conn.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
         if row is None:
             self._conn.execute("INSERT INTO meta VALUES ('format_version', ?)", (str(DB_FORMAT_VERSION),))
@@ -188,8 +238,21 @@ class JobDB:
             )
         if "expired_at" not in {r[1] for r in self._conn.execute("PRAGMA table_info(jobs)")}:
             self._conn.execute("ALTER TABLE jobs ADD COLUMN expired_at REAL")  # when the result expired
+        rewritten = 0
         if row is not None and int(row[0]) < DB_FORMAT_VERSION:
-            self._conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(DB_FORMAT_VERSION),))
+            with self._transaction():  # formats <= 4: request and info as JSON text -> compressed
+                texts = self._conn.execute(
+                    "SELECT id, request, info FROM jobs WHERE typeof(request) = 'text' OR typeof(info) = 'text'"
+                ).fetchall()
+                self._conn.executemany(
+                    "UPDATE jobs SET request = ?, info = ? WHERE id = ?",
+                    [(_pack(_unpack(req)), None if not info else _pack(_unpack(info)), job_id) for job_id, req, info in texts],
+                )
+                self._conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(DB_FORMAT_VERSION),))
+            rewritten = len(texts)
+            if rewritten:
+                log.info("job database %s: %d job row(s) rewritten compactly (format %s -> %d)", self.path, rewritten, row[0], DB_FORMAT_VERSION)
+        return rewritten
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -213,7 +276,7 @@ class JobDB:
         with self._lock:
             self._conn.execute(
                 "INSERT INTO jobs (id, status, mode, created, n_queries, request) VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, status, mode, time.time(), n_queries, json.dumps(request)),
+                (job_id, status, mode, time.time(), n_queries, _pack(request)),
             )
         return job_id
 
@@ -237,9 +300,15 @@ class JobDB:
 
     @staticmethod
     def _row(d: dict[str, Any]) -> dict[str, Any]:
-        d["request"] = json.loads(d["request"])
-        d["info"] = json.loads(d["info"]) if d.get("info") else None
+        d["request"] = _unpack(d["request"])
+        d["info"] = _unpack(d.get("info"))
         return d
+
+    def deleted(self, job_id: str) -> bool:
+        """True when the job's row was deleted by the retention policy (a tombstone is kept):
+        the job existed and is gone (HTTP 410), unlike an id never seen or deleted by its user."""
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM tombstones WHERE id = ?", (_tomb_id(job_id),)).fetchone() is not None
 
     def set_status(self, job_id: str, status: str, **fields: Any) -> None:
         sets = ["status = ?"]
@@ -248,7 +317,7 @@ class JobDB:
             if key not in ("started", "finished", "progress", "error", "attempts", "info"):
                 raise KeyError(key)
             sets.append(f"{key} = ?")
-            args.append(json.dumps(value) if key == "info" else value)
+            args.append(_pack(value) if key == "info" else value)
         with self._lock:
             self._conn.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", [*args, job_id])
 
@@ -315,7 +384,7 @@ class JobDB:
                 self._conn.execute("INSERT OR REPLACE INTO results (job_id, data, nbytes) VALUES (?, x'', ?)", (job_id, len(data)))
                 self._conn.execute(
                     "UPDATE jobs SET status = 'done', progress = 1, finished = ?, info = ?, error = NULL WHERE id = ?",
-                    (time.time(), json.dumps(info), job_id),
+                    (time.time(), _pack(info), job_id),
                 )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -360,7 +429,14 @@ class JobDB:
         with self._lock:
             expired, deleted = self._expired_ids(keep), self._old_row_ids()
             deleted = [j for j in deleted if j not in expired]
-            if not expired and not deleted:
+            if self.expired_row_grace == 0:  # no grace: an expiring result takes its row with it
+                deleted += expired
+            now = time.time()
+            if self._tombs_due is None and self.tombstone_ttl is not None:  # first call: when the oldest tombstone goes
+                oldest = self._conn.execute("SELECT MIN(deleted) FROM tombstones").fetchone()[0]
+                self._tombs_due = math.inf if oldest is None else oldest + self.tombstone_ttl
+            old_tombs = self._tombs_due is not None and now >= self._tombs_due
+            if not expired and not deleted and not old_tombs:
                 return []
             with self._transaction():
                 if expired:
@@ -372,15 +448,38 @@ class JobDB:
                     log.info("retention: %d stored result(s) expired", len(expired))
                 if deleted:
                     self._conn.executemany("DELETE FROM results WHERE job_id = ?", [(j,) for j in deleted])
-                    self._conn.executemany(
-                        "DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'expired')", [(j,) for j in deleted]
-                    )
-                    log.info("retention: %d old job row(s) deleted", len(deleted))
-        for job_id in expired + deleted:  # after the commit: a crash in between leaves only folders to sweep
+                    gone = []
+                    for j in deleted:
+                        cur = self._conn.execute("DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'expired')", (j,))
+                        if cur.rowcount:
+                            gone.append((_tomb_id(j), now))
+                    self._conn.executemany("INSERT OR REPLACE INTO tombstones (id, deleted) VALUES (?, ?)", gone)
+                    log.info("retention: %d old job row(s) deleted", len(gone))
+                    self._trim_tombstones()
+                if old_tombs and self.tombstone_ttl is not None:
+                    self._conn.execute("DELETE FROM tombstones WHERE deleted < ?", (now - self.tombstone_ttl,))
+                    oldest = self._conn.execute("SELECT MIN(deleted) FROM tombstones").fetchone()[0]
+                    self._tombs_due = math.inf if oldest is None else oldest + self.tombstone_ttl
+                elif deleted and self.tombstone_ttl is not None and self._tombs_due is not None:
+                    self._tombs_due = min(self._tombs_due, now + self.tombstone_ttl)
+        for job_id in dict.fromkeys(expired + deleted):  # after the commit: a crash in between leaves only folders to sweep
             shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
         with self._lock:
             self._vacuum_if_sparse()
-        return expired + deleted
+        return list(dict.fromkeys(expired + deleted))
+
+    def _trim_tombstones(self) -> None:
+        """Keep the newest ``max_rows`` tombstones (trimmed once a quarter more have gathered, so
+        not on every save): the database holds at most ``max_rows`` finished rows and as many
+        tombstones."""
+        if self.max_rows is None:
+            return
+        (n,) = self._conn.execute("SELECT COUNT(*) FROM tombstones").fetchone()
+        if n > self.max_rows + max(self.max_rows // 4, 1):
+            self._conn.execute(
+                "DELETE FROM tombstones WHERE id IN (SELECT id FROM tombstones ORDER BY deleted DESC LIMIT -1 OFFSET ?)",
+                (self.max_rows,),
+            )
 
     def _expired_ids(self, keep: str | None) -> list[str]:
         """Finished results beyond the count, byte or age bound (oldest first to go)."""
@@ -414,15 +513,19 @@ class JobDB:
         return sorted(ids)
 
     def _old_row_ids(self) -> list[str]:
-        """Rows of jobs failed, or expired, longer than the TTL ago, and finished rows beyond
-        ``max_rows`` (failed and expired first)."""
+        """Rows of jobs failed longer than the TTL ago, or expired longer than the grace ago, and
+        finished rows beyond ``max_rows`` (failed and expired first)."""
         ids: set[str] = set()
+        now = time.time()
         if self.result_ttl is not None:
-            cutoff = time.time() - self.result_ttl
             cur = self._conn.execute(
-                "SELECT id FROM jobs WHERE (status = 'failed' AND COALESCE(finished, created) < ?) "
-                "OR (status = 'expired' AND COALESCE(expired_at, finished, created) < ?)",
-                (cutoff, cutoff),
+                "SELECT id FROM jobs WHERE status = 'failed' AND COALESCE(finished, created) < ?", (now - self.result_ttl,)
+            )
+            ids.update(r[0] for r in cur.fetchall())
+        if self.expired_row_grace is not None:
+            cur = self._conn.execute(
+                "SELECT id FROM jobs WHERE status = 'expired' AND COALESCE(expired_at, finished, created) <= ?",
+                (now - self.expired_row_grace,),
             )
             ids.update(r[0] for r in cur.fetchall())
         if self.max_rows is not None:

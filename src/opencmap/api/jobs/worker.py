@@ -113,7 +113,9 @@ class MemoryBudget:
 class JobRunner:
     """Runs queued jobs on ``workers`` threads; results go to the :class:`JobDB`.
 
-    ``execute(request, progress)`` runs one job's request and returns its result; ``progress``
+    ``execute(request, progress)`` runs one job's request and returns its result (``execute_batch``,
+    if given, runs the queued jobs instead, e.g. on a Dask cluster; ``execute`` the synchronous
+    lane); ``progress``
     raises :class:`ShutdownRequested` once :meth:`stop` was called, which ends the job early and
     leaves it queued for the next start. ``estimate(request)`` is a job's memory in bytes (for
     ``memory_budget``; default 0).
@@ -134,9 +136,11 @@ class JobRunner:
         sync_lanes: int = 2,
         retention_interval: float | None = 60.0,
         defer_sync_save: bool = False,
+        execute_batch: Execute | None = None,
     ):
         self.db = db
         self._execute = execute
+        self._execute_batch = execute if execute_batch is None else execute_batch
         self._sig_info = sig_info
         self._workers = workers
         self._max_retries = max_retries
@@ -425,7 +429,7 @@ class JobRunner:
         try:
             with self.budget.reserve(need, self._stopping):
                 self.db.set_status(job_id, "running", started=time.time(), attempts=job["attempts"] + 1, error=None)
-                result = self._execute(job["request"], progress)
+                result = self._execute_batch(job["request"], progress)
                 self._forget(self.db.save_result(job_id, result, store_sig_info=self._sig_info()))
         except ShutdownRequested:
             self.db.set_status(job_id, "queued", progress=0.0, error="interrupted by a server shutdown; will re-run")

@@ -68,6 +68,8 @@ def job_status(job: dict[str, Any]) -> JobStatus:
 
 def _job(runner: JobRunner, job_id: str) -> dict[str, Any]:
     job = runner.job(job_id)  # waits for a pending save of a synchronous result: done or failed
+    if job is None and runner.db.deleted(job_id):  # its row was deleted by retention: gone, not unknown
+        raise HTTPException(410, f"job {job_id} was deleted by the server's retention policy (its result expired); resubmit the query")
     if job is None:
         raise IdNotFoundError(f"no job {job_id!r}; list jobs with GET /api/v1/jobs")
     return job

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends
 
 from opencmap import __version__
 from opencmap.api.catalogue import Catalogue
-from opencmap.api.deps import get_catalogue, get_engine, get_settings
+from opencmap.api.deps import get_catalogue, get_engine, get_service, get_settings
+from opencmap.api.execution import QueryService
 from opencmap.api.schemas import GeneSetMetric
 from opencmap.api.settings import Settings
 from opencmap.query.engine import Engine
@@ -37,7 +38,10 @@ def info(
     engine: Annotated[Engine, Depends(get_engine)],
     catalogue: Annotated[Catalogue, Depends(get_catalogue)],
     settings: Annotated[Settings, Depends(get_settings)],
+    service: Annotated[QueryService, Depends(get_service)],
 ) -> dict[str, Any]:
+    from opencmap.backends import describe_backend
+
     store = engine.store
     store_info = store.info()
     store_info.pop("path", None)  # do not reveal server paths
@@ -58,4 +62,9 @@ def info(
             "max_body_bytes": settings.max_body_bytes,
         },
         "token_required": bool(settings.api_token),
+        # where queries run: kind, workers and threads (no scheduler address or paths)
+        "execution": {
+            lane: {k: v for k, v in describe_backend(e.backend).items() if k in ("kind", "workers", "threads")}
+            for lane, e in (("sync", engine), ("batch", service.batch_engine))
+        },
     }

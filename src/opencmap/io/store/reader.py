@@ -249,6 +249,23 @@ class StoreSegment:
         self._sums[key] = table
         return table
 
+    def is_checked(self, space: str, kind: str, rows: np.ndarray | None, lo: int, hi: int) -> bool:
+        """True when the tiles or chunks of ``rows`` (None: all) x columns ``lo:hi`` of a data file
+        have been checked already (or the file has neither): :meth:`check` has nothing to do."""
+        tiles = self.tiles(space, kind)
+        if tiles is not None:
+            if hi <= lo:
+                return True
+            seen, cols = tiles[1], tiles[2]
+            t0, t1 = lo // cols, (hi - 1) // cols + 1
+            return bool((seen[:, t0:t1] if rows is None else seen[rows, t0:t1]).all())
+        table = self._chunk_table(f"{space}/{kind}")
+        if table is None or hi <= lo:
+            return True
+        seen, cols = self._seen[f"{space}/{kind}"], table[1]
+        c0, c1 = lo // cols, (hi - 1) // cols + 1
+        return bool((seen[:, c0:c1] if rows is None else seen[rows, c0:c1]).all())
+
     def check(self, space: str, kind: str, rows: np.ndarray | None, lo: int, hi: int) -> None:
         """Check the tiles (format 3) or chunks (format 2) of ``rows`` (None: all) x columns
         ``lo:hi`` of a data file against their stored hashes the first time they are read (through
@@ -637,11 +654,16 @@ class Store:
         sp = self.space(space).name
         rows = np.asarray(gene_rows, dtype=np.intp)
         kinds = tuple(kind for kind, on in (("ranks", with_ranks), ("scores", with_scores)) if on)
-        # the first block is checked while the caller waits, every later one while it scores the one
-        # before: on a checked store the first block is one chunk column wide (less to wait for)
-        first = min(block_size, _CHECKED_FIRST_BLOCK) if self.checked else block_size
         stop = self.n_signatures if stop is None else min(int(stop), self.n_signatures)
         start = max(int(start), 0)
+        # the first block is checked while the caller waits, every later one while it scores the one
+        # before: while the store's data are unchecked the first block is one chunk column wide (less
+        # to wait for); once checked (a reused store), the blocks are full and nothing is re-checked
+        first = block_size
+        # (not for a caller whose kernel checks the tile-hashed files it reads: nothing to wait for)
+        if (self.checked and not (kernel_checks and self.tile_checked) and block_size > _CHECKED_FIRST_BLOCK
+                and not self._blocks_checked(sp, kinds, rows, start, stop, block_size)):
+            first = _CHECKED_FIRST_BLOCK
         # (segment, first column, end column, the segment's first and end column of this scan)
         blocks: list[tuple[StoreSegment, int, int, int, int]] = []
         for seg in self._segments:
@@ -667,10 +689,21 @@ class Store:
             pending = None
             if self.checked and not (kernel_checks and self.tile_checked) and i + 1 < len(blocks):
                 nxt = blocks[i + 1]
-                pending = _checker().submit(_check_block, nxt[0], sp, kinds, rows, nxt[1], nxt[2], kernel_checks)
+                if not all(nxt[0].is_checked(sp, kind, rows, nxt[1], nxt[2]) for kind in kinds):
+                    pending = _checker().submit(_check_block, nxt[0], sp, kinds, rows, nxt[1], nxt[2], kernel_checks)
             r_mm = seg.array(sp, "ranks") if with_ranks else None
             s_mm = seg.array(sp, "scores") if with_scores else None
             yield seg.offset + lo, seg.offset + hi, r_mm, s_mm, lo, hi
+
+    def _blocks_checked(self, space: str, kinds: Sequence[str], rows: np.ndarray, start: int, stop: int, size: int) -> bool:
+        """True when the chunks of ``rows`` in the first ``size`` signatures of ``start:stop``
+        (store positions) are all checked already (e.g. by an earlier scan of a reused store)."""
+        end = min(start + size, stop)
+        for seg in self._segments:
+            lo, hi = max(start - seg.offset, 0), min(end - seg.offset, seg.n)
+            if lo < hi and not all(seg.is_checked(space, kind, rows, lo, hi) for kind in kinds):
+                return False
+        return True
 
     def prefetch(
         self,

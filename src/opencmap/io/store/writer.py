@@ -23,6 +23,14 @@ pages made builds larger than RAM collapse); files are allocated up front (a ful
 once) and made durable before the manifest commits them, with their checksums
 (:mod:`opencmap.io.store.checksums`). Memory is the block buffers (~2 GiB).
 
+Any backend can run a build (``backend=``, :mod:`opencmap.backends`): with a distributed one
+the per-block work (reading the block's source columns, ranking and transposing it) runs as the
+module-level task :func:`build_block_task` in its workers -- each reads its block from the
+input file at the driver's path (a worker must see it there: a shared file system), or gets the
+block's values in the task for a matrix in memory -- and this process alone writes the returned
+blocks (the same positioned writes), checksums the files and commits the manifest; the files
+are byte-identical to a local build's.
+
 Ranks are computed within each feature space (``lm``: ``pr_is_lm == 1``, ``bing``:
 ``pr_is_bing == 1``, ``full``: every input row, or user gene lists), descending, ties broken by
 the store's gene order (CMap-compat, spec §0.3.2).
@@ -45,6 +53,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from opencmap.backends.base import Backend, BlockTask, is_distributed, ordered_results
 from opencmap.backends.settings import Settings
 from opencmap.core.gct import GCT
 from opencmap.core.schema import parse_flags
@@ -63,6 +72,8 @@ __all__ = [
     "store_writer",
     "SignatureSource",
     "NpyOut",
+    "build_block_task",
+    "read_signature_block",
 ]
 
 log = logging.getLogger(__name__)
@@ -421,12 +432,56 @@ class SignatureSource:
             data = read_gct(self._path, cidx=pos.tolist()).data  # type: ignore[arg-type]
         return np.asarray(data, dtype=np.float32).T
 
+    def block_spec(self, start: int, stop: int) -> dict[str, Any]:
+        """Where signatures ``start:stop`` are, as plain picklable data for :func:`read_signature_block`
+        in another process: the file (``kind`` ``gctx``, ``gct`` or ``h5ad``, its ``path`` and the
+        block's column ``positions`` in it), or, for a matrix in memory, the block itself
+        (``kind`` ``data``)."""
+        if self._h5ad is not None:
+            return {"kind": "h5ad", "path": str(self._h5ad.path), "start": int(start), "stop": int(stop)}
+        if self._path is None:
+            return {"kind": "data", "data": self.sig_block(start, stop)}
+        pos = np.arange(start, stop, dtype=np.int64) if self._columns is None else self._columns[start:stop]
+        kind = "gctx" if self._file() is not None else "gct"
+        return {"kind": kind, "path": str(self._path), "positions": pos, "shape": (self.n_rows, self._n_file_cols)}
+
     def close(self) -> None:
         if self._gctx:
             self._gctx.close()
         self._gctx = None
         if self._h5ad is not None:
             self._h5ad.close()
+
+
+def read_signature_block(spec: Mapping[str, Any]) -> np.ndarray:
+    """float32 ``(k, n_rows)``: the signatures a :meth:`SignatureSource.block_spec` names, read
+    from its file (opened here, read-only, closed again) or taken from the spec."""
+    kind = spec["kind"]
+    if kind == "data":
+        return np.ascontiguousarray(spec["data"], dtype=np.float32)
+    path = Path(spec["path"])
+    if not path.exists():
+        raise StoreError(f"signature file not found: {path} (a worker must see the input at the driver's path)")
+    if kind == "h5ad":
+        from opencmap.io.h5ad import H5ADSignatures
+
+        h5ad = H5ADSignatures(path)
+        try:
+            return h5ad.read_signatures(spec["start"], spec["stop"])
+        finally:
+            h5ad.close()
+    pos = np.asarray(spec["positions"], dtype=np.int64)
+    if kind == "gctx":
+        from opencmap.io import GCTXFile
+
+        with GCTXFile(path) as gctx:
+            if gctx.shape != tuple(spec["shape"]):
+                raise StoreError(f"{path}: matrix shape {gctx.shape} (rows, columns) is not the {tuple(spec['shape'])} the build planned")
+            out = np.empty((len(pos), gctx.shape[0]), dtype=np.float32)
+            return gctx.read_matrix(cidx=pos, out=out).T
+    from opencmap.io import read_gct
+
+    return np.asarray(read_gct(path, cidx=pos.tolist()).data, dtype=np.float32).T
 
 
 def _refuse_compressed(path: Path) -> None:
@@ -694,6 +749,7 @@ def _write_segment(
     signature_major: bool,
     progress: Progress | None,
     settings: Settings,
+    backend: Backend | None = None,
 ) -> dict[str, Any]:
     """Write one segment (all columns of ``source``) into ``seg_dir``; return its manifest entry.
 
@@ -704,6 +760,10 @@ def _write_segment(
     :attr:`Settings.build_release_fraction`, written pages are written out and dropped every
     :attr:`Settings.build_sync_bytes`);
     every file is made durable (``fdatasync``) before the manifest refers to it.
+
+    With a distributed ``backend`` (:func:`~opencmap.backends.is_distributed`) the reading and
+    ranking of each block run as :func:`build_block_task` tasks in its workers, and this process
+    writes their results in block order (:func:`_run_block_tasks`): the same blocks, the same bytes.
     """
     n_sigs = len(source.cids)
     k = block_size or _auto_block_size(n_sigs, source.n_rows, [len(r) for r in space_rows.values()], signature_major, settings.build_memory)
@@ -723,7 +783,7 @@ def _write_segment(
                 outs[name]["scores_by_sig"] = NpyOut(seg_dir / name / "scores_by_sig.npy", (n_sigs, g), np.float32)
         blocks = [(lo, min(lo + k, n_sigs)) for lo in range(0, n_sigs, k)]
         if blocks:
-            _run_blocks(source, blocks, k, cols, outs, signature_major, progress, settings)
+            _run_blocks(source, blocks, k, cols, outs, signature_major, progress, settings, backend)
     finally:
         for out in outs.values():
             for f in out.values():
@@ -740,6 +800,42 @@ def _write_segment(
     return {"name": seg_dir.name, "n_signatures": n_sigs, "files": files}
 
 
+class _SegmentSink:
+    """The driver's side of a segment: writes each block's gene-major outputs into the segment's
+    files (one extent per gene row), releasing written pages as :class:`Settings` says, and makes
+    every file durable after the last block (before the manifest commits it)."""
+
+    def __init__(self, outs: Mapping[str, Mapping[str, NpyOut]], settings: Settings):
+        self.outs = outs
+        total = sum(f.shape[0] * f.shape[1] * f.dtype.itemsize for files in outs.values() for f in files.values())
+        memory = _physical_memory()
+        # Positioned writes of long extents are left to the kernel's writeback (measured fastest, also
+        # for a 29 GB store on 24 GB RAM: dirty pages are throttled, clean ones reclaimed -- unlike
+        # memory-mapped scatter); build_release_fraction opts in to writing out and dropping pages as we go.
+        fraction = settings.build_release_fraction
+        self.release = fraction is not None and (not memory or total > fraction * memory)
+        self.release_every = settings.build_sync_bytes if self.release else None
+        self.unsynced = 0
+
+    def write(self, lo: int, hi: int, bufs: Mapping[str, _BlockOut], last: bool) -> None:
+        """Signatures ``lo:hi`` of every space (``bufs[name]``: ranks, scores, signature-major scores)."""
+        for name, (r, s, by_sig) in bufs.items():
+            files = self.outs[name]
+            self.unsynced += files["ranks"].write_columns(r, lo, hi - lo)
+            self.unsynced += files["scores"].write_columns(s, lo, hi - lo)
+            if by_sig is not None:
+                self.unsynced += files["scores_by_sig"].write_rows(by_sig, lo, hi - lo)
+        if last or (self.release_every is not None and self.unsynced >= self.release_every):
+            for files in self.outs.values():
+                for f in files.values():
+                    f.sync(drop=self.release)  # durable before the manifest commits it
+            self.unsynced = 0
+
+
+# one space's outputs of a block: ranks (g, k) uint16, scores (g, k) float32, scores (k, g) float32 or None
+_BlockOut = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
 def _run_blocks(
     source: SignatureSource,
     blocks: Sequence[tuple[int, int]],
@@ -749,12 +845,18 @@ def _run_blocks(
     signature_major: bool,
     progress: Progress | None,
     settings: Settings,
+    backend: Backend | None = None,
 ) -> None:
-    """The read -> rank/transpose -> write pipeline of :func:`_write_segment`."""
+    """The read -> rank/transpose -> write pipeline of :func:`_write_segment`: here, or with a
+    distributed ``backend``, its blocks as tasks (:func:`_run_block_tasks`)."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from opencmap.kernels.store_ranks import gene_major_block
 
+    sink = _SegmentSink(outs, settings)
+    if backend is not None and is_distributed(backend):
+        _run_block_tasks(backend, source, blocks, cols, sink, signature_major, progress, settings)
+        return
     n_sigs = blocks[-1][1]
     in_bufs = [np.empty((k, source.n_rows), dtype=np.float32) for _ in range(2)] if source.needs_buffer() else [None, None]
     out_bufs = [
@@ -768,30 +870,9 @@ def _run_blocks(
         }
         for _ in range(2)
     ]
-    unsynced = [0]
-    total = sum(f.shape[0] * f.shape[1] * f.dtype.itemsize for files in outs.values() for f in files.values())
-    memory = _physical_memory()
-    # Positioned writes of long extents are left to the kernel's writeback (measured fastest, also
-    # for a 29 GB store on 24 GB RAM: dirty pages are throttled, clean ones reclaimed -- unlike
-    # memory-mapped scatter); build_release_fraction opts in to writing out and dropping pages as we go.
-    fraction = settings.build_release_fraction
-    release = fraction is not None and (not memory or total > fraction * memory)
-    release_every = settings.build_sync_bytes if release else None
 
     def write(b: int) -> None:
-        lo, hi = blocks[b]
-        for name, (r, s, by_sig) in out_bufs[b % 2].items():
-            files = outs[name]
-            unsynced[0] += files["ranks"].write_columns(r, lo, hi - lo)
-            unsynced[0] += files["scores"].write_columns(s, lo, hi - lo)
-            if by_sig is not None:
-                unsynced[0] += files["scores_by_sig"].write_rows(by_sig, lo, hi - lo)
-        last = b == len(blocks) - 1
-        if last or (release_every is not None and unsynced[0] >= release_every):
-            for files in outs.values():
-                for f in files.values():
-                    f.sync(drop=release)  # durable before the manifest commits it
-            unsynced[0] = 0
+        sink.write(*blocks[b], out_bufs[b % 2], b == len(blocks) - 1)
 
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
         pending_read = reader.submit(source.sig_block, *blocks[0], in_bufs[0])
@@ -809,6 +890,82 @@ def _run_blocks(
             pending_write = writer.submit(write, b)
         if pending_write is not None:
             pending_write.result()
+    if progress is not None:
+        progress(n_sigs, n_sigs)
+
+
+def build_block_task(task: BlockTask) -> dict[str, _BlockOut]:
+    """One block of a store build, as a backend task: ``{space: (ranks (g, k) uint16, scores (g, k)
+    float32, signature-major scores (k, g) float32 or None)}`` for signatures ``task.start:task.stop``.
+
+    A module-level function (pickled by reference) of plain data: ``task.params["source"]`` names
+    the block (:meth:`SignatureSource.block_spec`: the input file, read here read-only, so a worker
+    must see it at ``task.path``; or the block's values), ``["cols"]`` each space's gene rows of the
+    input, ``["signature_major"]`` whether the signature-major copy is made, ``["settings"]`` the
+    build's settings (the ranking kernel's threads: a local backend's with them, one outside a
+    process's main thread). It writes nothing: the driver writes the returned arrays
+    (:func:`_run_block_tasks`).
+    """
+    import numba
+
+    from opencmap.backends.local import LocalBackend
+    from opencmap.kernels.store_ranks import gene_major_block
+
+    p = task.params
+    threads = min(LocalBackend(p["settings"]).numba_threads(), numba.config.NUMBA_NUM_THREADS)
+    x = read_signature_block(p["source"])
+    k = task.stop - task.start
+    if x.shape[0] != k:
+        raise StoreError(f"block {task.start}:{task.stop} of {task.path}: read {x.shape[0]} signatures where {k} were asked for")
+    out: dict[str, _BlockOut] = {}
+    for name, rows in p["cols"].items():
+        g = len(rows)
+        ranks = np.empty((g, k), dtype=np.uint16)
+        scores = np.empty((g, k), dtype=np.float32)
+        by_sig = np.empty((k, g), dtype=np.float32) if p["signature_major"] else None
+        before = numba.get_num_threads()
+        numba.set_num_threads(threads)  # this thread's launches only; every thread count ranks alike
+        try:
+            gene_major_block(x, rows, ranks, scores, by_sig)
+        finally:
+            numba.set_num_threads(before)
+        out[name] = (ranks, scores, by_sig)
+    return out
+
+
+def _run_block_tasks(
+    backend: Backend,
+    source: SignatureSource,
+    blocks: Sequence[tuple[int, int]],
+    cols: Mapping[str, np.ndarray],
+    sink: _SegmentSink,
+    signature_major: bool,
+    progress: Progress | None,
+    settings: Settings,
+) -> None:
+    """:func:`_write_segment`'s blocks as :func:`build_block_task` tasks run by a distributed
+    ``backend``; this process writes each block's result (in a writer thread, while the next
+    result is awaited), in block order. The bytes written are those of :func:`_run_blocks`."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    n_sigs = blocks[-1][1]
+    tasks = []
+    for lo, hi in blocks:
+        spec = source.block_spec(lo, hi)
+        params = {"source": spec, "cols": cols, "signature_major": signature_major, "settings": settings}
+        tasks.append(BlockTask(str(spec.get("path", "")), lo, hi, params))
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending: tuple[Future[None], int] | None = None
+        for b, (task, result) in enumerate(ordered_results(backend, build_block_task, tasks)):
+            if set(result) != set(cols):
+                raise StoreError(f"block {task.start}:{task.stop}: the task returned spaces {sorted(result)}, not {sorted(cols)}")
+            if pending is not None:
+                pending[0].result()
+                if progress is not None:
+                    progress(pending[1], n_sigs)
+            pending = (writer.submit(sink.write, task.start, task.stop, result, b == len(tasks) - 1), task.stop)
+        if pending is not None:
+            pending[0].result()
     if progress is not None:
         progress(n_sigs, n_sigs)
 
@@ -839,6 +996,7 @@ def build_store(
     provenance: Mapping[str, Any] | None = None,
     on_plan: Callable[[dict[str, Any]], None] | None = None,
     settings: Settings | None = None,
+    backend: Backend | None = None,
 ) -> Store:
     """Build a reference store at ``dest`` from Level 5 signatures (genes x signatures).
 
@@ -882,6 +1040,12 @@ def build_store(
     settings:
         Build memory and page release (:class:`opencmap.backends.Settings`; default: today's);
         the bytes written are the same for any settings.
+    backend:
+        Where the blocks are read and ranked (:mod:`opencmap.backends`; default: this process,
+        with a reader and a writer thread). A distributed backend runs them as
+        :func:`build_block_task` tasks (its workers must see the input file at the same path);
+        this process writes and commits. Its settings are used when ``settings`` is not given.
+        The store's files are byte-identical whatever the backend.
 
     Before anything is written the disk the store needs is computed
     (:func:`estimate_store_bytes`, logged) and a :class:`~opencmap.errors.DiskSpaceError` is
@@ -889,6 +1053,8 @@ def build_store(
     """
     dest = Path(dest)
     block_size = _check_block_size(block_size)
+    if settings is None and backend is not None:
+        settings = backend.settings
     if dest.exists() and not overwrite:
         raise StoreError(f"{dest} already exists; pass overwrite=True (CLI --overwrite) or choose another path")
     source = SignatureSource(signatures, columns)
@@ -940,6 +1106,7 @@ def build_store(
             signature_major=signature_major,
             progress=progress,
             settings=settings or Settings(),
+            backend=backend,
         )
         manifest = {
             "format": STORE_FORMAT,
@@ -1018,6 +1185,7 @@ def append_store(
     progress: Progress | None = None,
     columns: np.ndarray | None = None,
     settings: Settings | None = None,
+    backend: Backend | None = None,
 ) -> Store:
     """Add signatures to an existing store as a new segment (no rebuild of existing data).
 
@@ -1028,7 +1196,12 @@ def append_store(
     and ``opencmap store info``): the old signatures' tau then uses a reference built before the
     appended signatures, which get no tau (NaN). Either way, rebuild them with
     :func:`opencmap.query.background.build_background` (``opencmap store background``).
+
+    ``backend``: where the new segment's blocks are read and ranked, as for :func:`build_store`
+    (the segment's files are byte-identical whatever the backend).
     """
+    if settings is None and backend is not None:
+        settings = backend.settings
     store = Store(path, settings=settings)
     block_size = _check_block_size(block_size)
     source = SignatureSource(signatures, columns)
@@ -1051,7 +1224,7 @@ def append_store(
     with store_writer(store.path):
         store = Store(store.path, settings=settings)  # as the lock found it
         try:
-            return _append_locked(store, source, info, space_rows, block_size, keep_backgrounds, progress)
+            return _append_locked(store, source, info, space_rows, block_size, keep_backgrounds, progress, backend)
         except BaseException as exc:
             _cleanup_locked(store.path)  # the new segment, if written, is not in the manifest
             if _is_disk_full(exc):
@@ -1067,6 +1240,7 @@ def _append_locked(
     block_size: int | None,
     keep_backgrounds: bool,
     progress: Progress | None,
+    backend: Backend | None = None,
 ) -> Store:
     manifest = store.manifest
     seg_name = _next_segment_name(manifest)
@@ -1082,6 +1256,7 @@ def _append_locked(
             signature_major=bool(manifest.get("signature_major", True)),
             progress=progress,
             settings=store.settings,
+            backend=backend,
         )
         final = seg_root / seg_name
         if final.exists():  # left over from an interrupted append that never reached the manifest
