@@ -40,7 +40,8 @@ def _matrix(n: int, seed: int, prefix: str) -> GCT:
 
 def _files(store: Path) -> dict[str, bytes]:
     """Every file of a store by relative path (the lock file aside), the manifest without its
-    creation time (the one field that differs between two builds)."""
+    creation time (the one field that differs between two builds) and its own checksum (which
+    covers the creation time)."""
     out = {}
     for f in sorted(store.rglob("*")):
         rel = str(f.relative_to(store))
@@ -48,6 +49,7 @@ def _files(store: Path) -> dict[str, bytes]:
             out[rel] = f.read_bytes()
     manifest = json.loads(out.pop("manifest.json"))
     manifest.pop("created")
+    manifest.pop("manifest_checksum")
     out["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
     return out
 
