@@ -63,7 +63,9 @@ import numba
 import numpy as np
 
 from opencmap.kernels.ranks import descending_ranks_rows
-from opencmap.kernels.wtcs import _LANES, _PAD, _SET_GROUP, _TILE, _networks, _sort_lanes, _walk_lanes, set_enrichment_scores, wtcs
+from opencmap.kernels.wtcs import (
+    _LANES, _PAD, _SET_GROUP, _TILE, _networks, _sort_lanes, _take_weighted, _walk_lanes, set_enrichment_scores, wtcs,
+)
 
 STAGES = ("totals", "read", "sort", "gather", "walk")
 _SENT_GENE = 0xFFFF
@@ -202,13 +204,7 @@ def staged_es(ranks, weights, rows, bounds, net, net_range, n_features, shift, s
                     gene = np.uint64(i)
                     dw = absw[i]
                     for j in range(m):
-                        r = np.int64(src[j])
-                        w = abs(np.float64(src_w[j]))
-                        ok = r > 0 and r <= n_features and not math.isnan(w)
-                        dk[j] = ((np.uint64(r) << shift) | gene) if ok else sent
-                        dw[j] = w
-                        total[j] += w if ok else 0.0
-                        n_hit[j] += 1 if ok else 0
+                        _take_weighted(src, src_w, j, dk, dw, total, n_hit, n_features, shift, gene, sent)
                     for j in range(m, width):
                         dk[j] = sent
                 check += total[0] + n_hit[m - 1]
