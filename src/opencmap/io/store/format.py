@@ -24,7 +24,9 @@ The manifest (JSON) holds ``format`` (:data:`STORE_FORMAT`), ``format_version``,
 n_features}}``), ``segments`` (``[{name, n_signatures, files: {rel: {shape, dtype, bytes,
 checksum, tile_hashes: {file, cols, algo}}}}]``; format 2: ``chunk_sums`` instead of
 ``tile_hashes``), ``backgrounds`` (``{key: entry}``; format 3: ``tile_hashes`` of ``values.npy``),
-and optionally ``pcl``, ``provenance`` and ``disk_estimate``.
+optionally ``pcl``, ``provenance`` and ``disk_estimate``, and (format 3) ``manifest_checksum``:
+the xxh3 of the JSON of every other field, checked when the store is opened. Whole-file checksums
+are ``xxh3_64:<hex>`` from format 3 on (``crc32:<hex>`` before; both are read).
 
 Format versions: 1 (no chunk checksums: opens with an
 :class:`~opencmap.errors.UncheckedStoreWarning`), 2 (per-chunk xxh3 checked by the block reader
