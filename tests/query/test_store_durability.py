@@ -474,3 +474,17 @@ def test_compaction_checks_what_it_copies_and_writes_tile_hashes(level5, tmp_pat
     with pytest.raises(StoreCorruptError, match=rf"{seg.name}/{bad.default_space}/scores\.npy is corrupt: gene row 40"):
         compact_store(bad.path)
     assert len(Store(bad.path).segments) == 2  # nothing committed
+
+
+def test_concurrent_queries_on_one_open_store_share_its_checks(store_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = _scores(Store(store_path))
+    store = Store(store_path)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: _scores(store), range(8)))
+    for got in results:
+        _same(expected, got)
+    seen = store.segments[0].tiles(store.default_space, "ranks")[1]
+    rows = store.space().positions(list(_query(store).up) + list(_query(store).down))
+    assert seen[rows].all() and int(seen.sum()) == seen[rows].size  # exactly the query's tiles, each marked
