@@ -14,7 +14,9 @@ backgrounds, then times in one process:
 Post-processing is on (NCS, tau, summaries; FDR with the ``cmap`` method so no random-query
 null is built). With ``--base SRC`` the same figures are measured with another source tree (e.g.
 ``main``) in a subprocess of the same run (``--rounds`` times each, alternating the order; the
-best round of each is kept), and the ratios before/after are printed::
+best round of each is kept, and with more than two rounds the median of the rounds too), and the
+ratios before/after are printed. With ``--base`` the store is built by the base tree (folder
+``store_<n>x<genes>_base``), in its store format, which both trees read::
 
     git archive main src | tar -x -C /tmp/base
     PYTHONPATH=src .venv/bin/python benchmarks/bench_engine.py --work /tmp/bench --base /tmp/base/src
@@ -42,7 +44,7 @@ def load() -> str:
     return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def make_store(work: Path, n: int, n_genes: int, *, n_landmark: int | None = None) -> Path:
+def make_store(work: Path, n: int, n_genes: int, *, n_landmark: int | None = None, suffix: str = "") -> Path:
     """A synthetic store (standard-normal z-scores) with tau backgrounds of 200 exemplar queries.
 
     ``n_landmark``: the first genes flagged landmark (the ``lm`` space background queries are
@@ -51,7 +53,7 @@ def make_store(work: Path, n: int, n_genes: int, *, n_landmark: int | None = Non
     from opencmap.query.background import build_background
     from opencmap.query.store import build_store
 
-    dest = work / (f"store_{n}x{n_genes}" if n_landmark is None else f"store_{n}x{n_genes}_lm{n_landmark}")
+    dest = work / ((f"store_{n}x{n_genes}" if n_landmark is None else f"store_{n}x{n_genes}_lm{n_landmark}") + suffix)
     if (dest / "manifest.json").exists():
         return dest
     rng = np.random.default_rng(0)
@@ -125,6 +127,7 @@ def parse_args(doc: str, *, n: int, rounds: int) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=rounds, help="measurements per tree, alternating the order")
     parser.add_argument("--base", type=Path, help="source tree (its src/) to measure as 'before' in a subprocess")
     parser.add_argument("--measure-only", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -155,7 +158,15 @@ def before_after(script: str, doc: str, measure_fn: Any, *, n: int, rounds: int,
         print(json.dumps(measure_fn(args.measure_only, args.repeat)))
         return args, None
     args.work.mkdir(parents=True, exist_ok=True)
-    path = make_store(args.work, args.n, args.genes)
+    if args.build_only:  # (in the base tree's subprocess, below)
+        print(make_store(args.work, args.n, args.genes, suffix="_base"))
+        return args, None
+    if args.base is None:
+        path = make_store(args.work, args.n, args.genes)
+    else:  # built by the older tree, in its store format: the newer tree reads older formats, not the reverse
+        cmd = [sys.executable, script, "--work", str(args.work), "--n", str(args.n), "--genes", str(args.genes), "--build-only"]
+        res = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(args.base)}, capture_output=True, text=True, check=True)
+        path = Path(res.stdout.strip().splitlines()[-1])
     return args, alternating_rounds(script, args, path, show)
 
 
@@ -172,6 +183,12 @@ def main() -> None:
         print(f"  {key:16s} {row}{ratio}")
     for label, r in runs.items():
         print(f"  [{label}] run_query / reused engine: {r['run_query'] / r['engine']:.2f}x")
+    if "before" in runs and args.rounds > 2:  # the best round rides on one quiet moment; the median of rounds too
+        med = {label: {key: float(np.median([x[key] for x in rs])) for key in rs[0]} for label, rs in rounds.items()}
+        print(f"  median of the {args.rounds} rounds (ms):")
+        for key in med["after"]:
+            print(f"  {key:16s} before {med['before'][key]:8.1f}  after {med['after'][key]:8.1f}  "
+                  f"before/after {med['before'][key] / med['after'][key]:5.2f}x")
 
 
 if __name__ == "__main__":
