@@ -59,6 +59,13 @@ class Settings:
     random_access_fraction: float = 0.5
     """Stores whose gene-major data exceed this share of RAM are read without read-around."""
 
+    # -- tau backgrounds (opencmap.query.background)
+    background_memory: int = 2 << 30
+    """Client memory budget of a tau background build. A build that needs more (about 64 bytes
+    per store signature x background query) scores, normalises and summarises its queries a
+    chunk of columns at a time into temporary float32 files (S x Q per level, on the store's
+    disk) and sorts them a block of rows at a time; the backgrounds are the same bytes."""
+
     # -- pipeline (opencmap.pipeline.run)
     checkpoint_seconds: float = 30.0
     """Seconds between durable checkpoints of a pipeline run (fsync of the partial outputs, then
@@ -86,7 +93,7 @@ class Settings:
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"setting threads={self.threads!r} is invalid: expected None or an integer >= 1")
         for name in ("query_block_bytes", "es_block_bytes", "es_block_min", "task_signatures", "build_memory", "build_sync_bytes",
-                     "gctx_map_window_bytes", "gctx_map_window_min", "wtcs_network_max", "wtcs_min_thread_work",
+                     "background_memory", "gctx_map_window_bytes", "gctx_map_window_min", "wtcs_network_max", "wtcs_min_thread_work",
                      "parallel_min"):  # fmt: skip
             value = getattr(self, name)
             if value is None and (name in _KERNEL_DEFAULTS or name == "task_signatures"):

@@ -38,7 +38,7 @@ from opencmap.errors import ConfigError, ValidationError
 from opencmap.kernels.columns import as_columns, like_input
 from opencmap.kernels.threads import PARALLEL_MIN
 
-__all__ = ["ncs", "signed_group_means", "reference_order", "NCS_MODES"]
+__all__ = ["ncs", "signed_any", "signed_group_means", "reference_order", "NCS_MODES"]
 
 #: allowed values of ``mode``
 NCS_MODES = ("cmap", "gutc", "clean")
@@ -77,6 +77,20 @@ def reference_order(groups: np.ndarray, is_ref: np.ndarray) -> np.ndarray:
     :func:`signed_group_means` computes, to compute once and pass as ``ref_order``."""
     refs = np.flatnonzero(np.asarray(is_ref, dtype=bool))
     return refs[np.argsort(np.asarray(groups)[refs], kind="stable")]
+
+
+def signed_any(scores: np.ndarray, groups: np.ndarray, is_ref: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group (n_groups,) bool: whether its reference signatures have a positive / a negative
+    score in some column of ``scores`` (S, Q); OR them over column chunks for the whole set."""
+    refs = np.flatnonzero(np.asarray(is_ref, dtype=bool))
+    g = np.asarray(groups)[refs]
+    x = np.asarray(scores)[refs]
+    has_pos = np.zeros(n_groups, dtype=bool)
+    has_neg = np.zeros(n_groups, dtype=bool)
+    if x.size:
+        has_pos[g[(x > 0).any(axis=1)]] = True
+        has_neg[g[(x < 0).any(axis=1)]] = True
+    return has_pos, has_neg
 
 
 def signed_group_means(
@@ -161,6 +175,7 @@ def ncs(
     ref_order: np.ndarray | None = None,
     threads: int = 1,
     parallel_min: int = PARALLEL_MIN,
+    group_signs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Normalised connectivity scores (see the module docstring for the three modes).
 
@@ -188,6 +203,13 @@ def ncs(
     threads, parallel_min:
         ``threads > 1`` divides on numba's threads when ``scores`` has at least ``parallel_min``
         values (see :mod:`opencmap.kernels.threads`).
+    group_signs:
+        ``gutc`` and ``clean`` only: bool arrays (n_groups,) telling whether each group's
+        references have a positive / a negative score in *some* column of the whole query set
+        (:func:`signed_any`), for normalising that set a few columns at a time: ``gutc`` decides
+        per group over all columns (whether a sign is normalised, which groups donate), so a
+        subset of columns gives the same values as the whole set only with the whole set's flags.
+        Default: the flags of ``scores`` itself.
 
     Returns
     -------
@@ -215,10 +237,19 @@ def ncs(
         mu_pos = np.maximum(pos_mean, floor)  # NaN stays NaN
         mu_neg = np.maximum(neg_mean, floor)
     par = (int(threads), int(parallel_min))
+    if mode == "cmap" and group_signs is not None:
+        # cmap mode also decides per group over every column whether a mean is missing
+        raise ConfigError("group_signs is supported by the gutc and clean NCS modes only")
     if mode == "cmap":
         out = _ncs_cmap(x, groups, mu_pos, mu_neg, pos_count, neg_count, par)
     elif mode == "gutc":
-        out = _ncs_gutc(x, groups, is_ref, mu_pos, mu_neg, pos_count, neg_count, fallback_keys, par)
+        if group_signs is None:
+            has_pos, has_neg = pos_count.sum(axis=1) > 0, neg_count.sum(axis=1) > 0
+        else:
+            has_pos, has_neg = (np.asarray(a, dtype=bool) for a in group_signs)
+            if has_pos.shape != (n_groups,) or has_neg.shape != (n_groups,):
+                raise ValidationError(f"group_signs must be two bool arrays of shape ({n_groups},)")
+        out = _ncs_gutc(x, groups, is_ref, mu_pos, mu_neg, has_pos, has_neg, fallback_keys, par)
     else:
         out = _ncs_clean(x, groups, mu_pos, mu_neg, par)
     return like_input(out, one_d)
@@ -250,10 +281,8 @@ def _ncs_cmap(x, groups, mu_pos, mu_neg, pos_count, neg_count, par):
     return out
 
 
-def _ncs_gutc(x, groups, is_ref, mu_pos, mu_neg, pos_count, neg_count, fallback_keys, par):
+def _ncs_gutc(x, groups, is_ref, mu_pos, mu_neg, has_pos, has_neg, fallback_keys, par):
     n_groups = mu_pos.shape[0]
-    has_pos = pos_count.sum(axis=1) > 0
-    has_neg = neg_count.sum(axis=1) > 0
     has_ref = np.zeros(n_groups, dtype=bool)
     has_ref[groups[is_ref]] = True
     processed = has_ref & (has_pos | has_neg)

@@ -271,11 +271,18 @@ def build_background(
     index = ReferenceIndex.of(st, resolve_pcl(pcl, st)[0])
     backend = resolve_backend(backend)
     kernel = {"threads": backend.numba_threads(), **backend.settings.kernel_options("parallel_min")}
-    # one scoring pass: WTCS and the ES of each set (a one-sided query's score is its set's ES)
-    raw = signature_scores(
-        st, positions=qpos, n_genes=n_genes, query_space=query_space, space=space, metric=BACKGROUND_METRIC,
-        min_genes=1, max_genes=max(n_genes, 150), index=index, progress=progress, backend=backend,
-    )  # fmt: skip
+
+    def score(positions: np.ndarray, report: Callable[[int, int], None] | None) -> dict[str, np.ndarray]:
+        # WTCS and the ES of each set (a one-sided query's score is its set's ES)
+        return signature_scores(
+            st, positions=positions, n_genes=n_genes, query_space=query_space, space=space, metric=BACKGROUND_METRIC,
+            min_genes=1, max_genes=max(n_genes, 150), index=index, progress=report, backend=backend,
+        )  # fmt: skip
+
+    chunk = query_chunk(len(info), len(qpos), backend.settings.background_memory)
+    options = (symmetric, same_cell, n_genes, query_space, space)
+    # one scoring pass of every query, or (over the memory budget) one per chunk of queries, in the lock
+    raw = score(qpos, progress) if chunk >= len(qpos) else None
     created = datetime.now(UTC).isoformat(timespec="seconds")
     from opencmap.io.store.writer import _cleanup_locked, _disk_full, _is_disk_full, store_writer
 
@@ -287,7 +294,14 @@ def build_background(
         if current.manifest.get("generation", 0) != st.manifest.get("generation", 0) or current.n_signatures != st.n_signatures:
             raise StoreError(f"the store {st.path} changed while its backgrounds were computed; run `opencmap store background` again")
         try:
-            entries_all = _write_backgrounds(st, tails, raw, index, info, qpos, symmetric, same_cell, n_genes, query_space, space, created, kernel)
+            if raw is not None:
+                entries_all = _write_backgrounds(st, tails, raw, index, info, qpos, *options, created, kernel)
+            else:
+                log.info("tau backgrounds of %d queries x %d signatures: %d queries at a time (background_memory=%d)",
+                         len(qpos), len(info), chunk, backend.settings.background_memory)  # fmt: skip
+                entries_all = _write_backgrounds_chunked(
+                    st, tails, score, chunk, index, info, qpos, options, created, kernel, backend.settings.background_memory, progress
+                )  # fmt: skip
         except BaseException as exc:
             _cleanup_locked(st.path)  # the new folders are not in the manifest
             if _is_disk_full(exc):
@@ -308,12 +322,7 @@ def _write_backgrounds(st: Store, tails: Any, raw: Any, engine: Any, info: pd.Da
     root.mkdir(exist_ok=True)
     entries_all: dict[str, Any] = {}
     for t in tails:
-        if t == "both":
-            score = raw[BACKGROUND_METRIC]
-        elif t == "up":
-            score = raw["es_up"]
-        else:
-            score = -np.asarray(raw["es_dn"])
+        score = _tail_score(raw, t)
         ncs = np.array(engine.normalise(score, **kernel), dtype=np.float32)  # (S, Qb), the engine's default NCS
         if symmetric:
             block = ncs[qpos]
@@ -329,16 +338,7 @@ def _write_backgrounds(st: Store, tails: Any, raw: Any, engine: Any, info: pd.Da
             levels[level] = (pd.Index(index["id"].astype(str), dtype=object), values, mask)
         tail_root = root if t == "both" else root / t
         tail_root.mkdir(exist_ok=True)
-        params = {
-            "created": created,
-            "n_genes": n_genes,
-            "query_space": query_space or ("lm" if "lm" in st.spaces else st.default_space),
-            "space": st.space(space).name,
-            "symmetric": symmetric,
-            "same_cell": same_cell,
-            "tail": t,
-            "metric": BACKGROUND_METRIC,
-        }
+        params = _params(st, t, (symmetric, same_cell, n_genes, query_space, space), created)
         for level, (ids, values, mask) in levels.items():
             sorted_vals, counts = _sorted_abs(values, mask)
             key = background_key(level, t)
@@ -349,3 +349,154 @@ def _write_backgrounds(st: Store, tails: Any, raw: Any, engine: Any, info: pd.Da
     # the tails built replace every earlier background of those tails; other tails stay
     commit_backgrounds(st, entries_all, replace_tails=tails)
     return entries_all
+
+
+#: client bytes per (store signature, background query) of a build done in one pass (scores of
+#: three kinds, NCS, summaries, masks and sorted copies; ~57 measured, benchmarks/bench_background_memory.py)
+BYTES_PER_PAIR = 64
+
+
+def query_chunk(n_sigs: int, n_queries: int, budget: int) -> int:
+    """Background queries scored at a time within ``budget`` bytes (:attr:`Settings.background_memory`):
+    all of them when the whole build fits, else as many as fit beside the (Q, Q) block of the
+    queries' own rows kept for the symmetric step (at least one)."""
+    if n_sigs * n_queries * BYTES_PER_PAIR <= budget:
+        return n_queries
+    room = budget - 4 * n_queries * n_queries
+    return int(max(1, min(n_queries - 1, room // (BYTES_PER_PAIR * max(n_sigs, 1)))))
+
+
+def _tail_score(raw: dict[str, np.ndarray], t: str) -> np.ndarray:
+    if t == "both":
+        return raw[BACKGROUND_METRIC]
+    if t == "up":
+        return raw["es_up"]
+    return -np.asarray(raw["es_dn"])
+
+
+def _params(st: Store, t: str, options: tuple[Any, ...], created: str) -> dict[str, Any]:
+    symmetric, same_cell, n_genes, query_space, space = options
+    return {
+        "created": created,
+        "n_genes": n_genes,
+        "query_space": query_space or ("lm" if "lm" in st.spaces else st.default_space),
+        "space": st.space(space).name,
+        "symmetric": symmetric,
+        "same_cell": same_cell,
+        "tail": t,
+        "metric": BACKGROUND_METRIC,
+    }
+
+
+def _write_backgrounds_chunked(st: Store, tails: list[str], score: Callable[..., dict[str, np.ndarray]], chunk: int, engine: Any,
+                               info: pd.DataFrame, qpos: np.ndarray, options: tuple[Any, ...], created: str,
+                               kernel: dict[str, int], budget: int, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+    """:func:`_write_backgrounds` a chunk of query columns at a time, the same bytes.
+
+    Column independence: scores, summaries (``maxq`` per column) and sorting (per row) are per
+    column / row; NCS (``gutc``) is per column except each group's "has a positive / negative
+    reference score in some column" flags, OR-ed over the chunks first (:meth:`ReferenceIndex.group_signs`)
+    and given to every chunk's normalisation. Passes: score every chunk (raw scores to disk, the
+    flags), then per tail: NCS per chunk (to disk; the (Q, Q) rows of the queries kept), the
+    symmetric block, summaries per chunk (to disk), and each level's sorted |NCS| a block of rows
+    at a time."""
+    from opencmap.io.store.backgrounds import background_scratch, load_scratch, save_scratch
+
+    symmetric, same_cell = options[0], options[1]
+    cells = info["cell_id"].astype(str).to_numpy(dtype=object) if "cell_id" in info.columns else np.full(len(info), "", dtype=object)
+    qcells = cells[qpos]
+    n_s, n_q = len(info), len(qpos)
+    cols = np.arange(n_q)
+    spans = [(c0, min(c0 + chunk, n_q)) for c0 in range(0, n_q, chunk)]
+    plan = engine.summary_plan
+    levels: dict[str, tuple[pd.Index, np.ndarray | None]] = {
+        "sig": (pd.Index(info["sig_id"].astype(str), dtype=object), cells if same_cell else None)
+    }
+    for level, lv in plan.levels.items():
+        row_cells = None
+        if same_cell and level in CELL_LEVELS:
+            row_cells = lv.index["cell_id"].astype(str).to_numpy(dtype=object)
+        levels[level] = (pd.Index(lv.index["id"].astype(str), dtype=object), row_cells)
+    rows = sum(len(ids) for ids, _ in levels.values())
+    # at most at once: raw scores of every tail, one tail's level columns, two sorted copies of
+    # its largest level, and the backgrounds written
+    needed = 4 * n_q * (n_s * len(tails) + rows + 2 * max(len(ids) for ids, _ in levels.values()) + rows * len(tails))
+    gen = next_generation(st)
+    root = st.path / "backgrounds"
+    root.mkdir(exist_ok=True)
+    entries_all: dict[str, Any] = {}
+    with background_scratch(st, gen, needed) as tmp:
+        signs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for k, (c0, c1) in enumerate(spans):
+            report = None if progress is None else (lambda done, total, k=k: progress(k * total + done, len(spans) * total))
+            raw = score(qpos[c0:c1], report)
+            for t in tails:
+                values = _tail_score(raw, t)
+                save_scratch(tmp / f"raw-{t}-{k}.npy", values)
+                pos, neg = engine.group_signs(values)
+                signs[t] = (pos, neg) if t not in signs else (signs[t][0] | pos, signs[t][1] | neg)
+            del raw, values
+        for t in tails:
+            block = np.empty((n_q, n_q), dtype=np.float32)  # NCS of the queries' own rows
+            for k, (c0, c1) in enumerate(spans):
+                ncs = np.array(engine.normalise(load_scratch(tmp / f"raw-{t}-{k}.npy", mapped=False), group_signs=signs[t], **kernel),
+                               dtype=np.float32)  # fmt: skip
+                (tmp / f"raw-{t}-{k}.npy").unlink()
+                block[:, c0:c1] = ncs[qpos]
+                save_scratch(tmp / f"sig-{k}.npy", ncs)
+                del ncs
+            if symmetric:
+                block = 0.5 * (block + block.T)
+            block[cols, cols] = np.nan  # a signature's connection to itself is not background
+            for k, (c0, c1) in enumerate(spans):
+                ncs = np.array(load_scratch(tmp / f"sig-{k}.npy", mapped=False))
+                ncs[qpos] = block[:, c0:c1]
+                save_scratch(tmp / f"sig-{k}.npy", ncs)
+                for level, (_, values) in plan.apply(ncs, **kernel).items():
+                    save_scratch(tmp / f"{level}-{k}.npy", values)
+                del ncs
+            del block
+            tail_root = root if t == "both" else root / t
+            tail_root.mkdir(exist_ok=True)
+            params = _params(st, t, options, created)
+            for level, (ids, row_cells) in levels.items():
+                parts = [tmp / f"{level}-{k}.npy" for k in range(len(spans))]
+                mask_cells = None if row_cells is None else (row_cells, qcells)
+                sorted_vals, counts = _sorted_abs_blocks(parts, len(ids), n_q, mask_cells, budget, tmp / f"{level}-sorted")
+                key = background_key(level, t)
+                entries_all[key] = write_background(
+                    st, key, gen, ids, sorted_vals, counts, tail=t, metric=BACKGROUND_METRIC, n_queries=n_q, params=params
+                )
+                del sorted_vals
+                for part in (*parts, tmp / f"{level}-sorted.npy", tmp / f"{level}-sorted-w.npy"):
+                    part.unlink(missing_ok=True)
+            write_background_queries(tail_root, params, info["sig_id"].iloc[qpos])
+    commit_backgrounds(st, entries_all, replace_tails=tails)
+    return entries_all
+
+
+def _sorted_abs_blocks(parts: list[Any], n_rows: int, n_q: int, mask_cells: tuple[np.ndarray, np.ndarray] | None,
+                       budget: int, stem: Any) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_sorted_abs` of the column chunks ``parts`` (files (n_rows, chunk)) read a block of
+    rows at a time; the values in a disk array (n_rows, width) like the in-memory result."""
+    from opencmap.io.store.backgrounds import load_scratch, new_scratch
+
+    arrays = [load_scratch(p) for p in parts]
+    step = max(1, budget // max(32 * n_q, 1))
+    wide = new_scratch(stem.with_name(stem.name + ".npy"), (n_rows, n_q))
+    counts = np.zeros(n_rows, dtype=np.int32)
+    width = 0
+    for r0 in range(0, n_rows, step):
+        r1 = min(r0 + step, n_rows)
+        m = np.concatenate([a[r0:r1] for a in arrays], axis=1)
+        mask = None if mask_cells is None else _cell_mask(mask_cells[0][r0:r1], mask_cells[1])
+        vals, cnt = _sorted_abs(m, mask)
+        wide[r0:r1, : vals.shape[1]] = vals
+        wide[r0:r1, vals.shape[1] :] = np.nan
+        counts[r0:r1] = cnt
+        width = max(width, vals.shape[1])
+    out = new_scratch(stem.with_name(stem.name + "-w.npy"), (n_rows, width))
+    for r0 in range(0, n_rows, step):
+        out[r0 : r0 + step] = wide[r0 : r0 + step, :width]
+    out.flush()
+    return out, counts

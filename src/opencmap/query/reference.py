@@ -243,13 +243,27 @@ class ReferenceIndex:
         return self.memo("summary_plan", lambda: SummaryPlan.build(self.store.sig_info, pcl=self.pcl))
 
     # ------------------------------------------------------------------ NCS
-    def normalise(self, scores: np.ndarray, *, mode: str = "gutc", threads: int = 1, parallel_min: int | None = None) -> np.ndarray:
+    def group_signs(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per NCS group: whether its references have a positive / a negative score in some column
+        of ``scores`` (S, Q); OR them over the column chunks of a query set and pass them as
+        ``group_signs`` to :meth:`normalise` each chunk as the whole set would be."""
+        from opencmap.kernels.ncs import signed_any
+
+        codes, _ = self.groups
+        return signed_any(scores, codes, self.is_reference, int(codes.max()) + 1 if codes.size else 0)
+
+    def normalise(
+        self, scores: np.ndarray, *, mode: str = "gutc", threads: int = 1, parallel_min: int | None = None,
+        group_signs: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """NCS (S, Q) of raw connectivity scores (S, Q) with the store's groups and references.
 
         Groups without reference signatures borrow (GUTC) from groups of the same pert_type,
         then the same cell line, then all groups. NaN scores (undefined) give NaN in every mode
         (``cmap`` mode's NaN -> 0 applies only to scores that are defined). ``threads`` and
-        ``parallel_min`` go to the NCS kernel (given by the backend, :mod:`opencmap.backends`).
+        ``parallel_min`` go to the NCS kernel (given by the backend, :mod:`opencmap.backends`);
+        ``group_signs``: the whole query set's :meth:`group_signs` when ``scores`` is a chunk of
+        its columns (``gutc`` mode; the NCS of a column then does not depend on the chunk).
         """
         from opencmap.kernels.ncs import ncs as ncs_kernel
 
@@ -259,6 +273,8 @@ class ReferenceIndex:
             options["parallel_min"] = parallel_min
         if mode == "gutc":
             options["fallback_keys"] = self.fallback_keys
+        if group_signs is not None:  # cmap mode refuses them (ConfigError)
+            options["group_signs"] = group_signs
         out = np.asarray(ncs_kernel(scores, codes, self.is_reference, **options), dtype=np.float32)
         if mode == "cmap":
             # sig_queryl1k sets NaN NCS to 0; an undefined score (NaN WTCS) stays undefined here

@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from opencmap.io.store.reader import Store
 
 __all__ = ["BACKGROUND_FORMAT_VERSION", "entry_tail", "next_generation", "write_background", "write_background_queries",
-           "commit_backgrounds", "read_background_files"]
+           "commit_backgrounds", "read_background_files", "background_scratch", "save_scratch", "load_scratch", "new_scratch"]
 
 BACKGROUND_FORMAT_VERSION = 1
 
@@ -50,6 +51,43 @@ def entry_tail(key: str, entry: Mapping[str, Any]) -> str:
 def next_generation(store: Store) -> int:
     """The generation the next commit of ``store`` will have (names the new background folders)."""
     return int(store.manifest.get("generation", 0)) + 1
+
+
+@contextmanager
+def background_scratch(store: Store, generation: int, needed: int) -> Iterator[Path]:
+    """A temporary folder for the disk arrays of a background build done in chunks of queries,
+    ``backgrounds/.scratch-g<generation>.tmp``, removed on exit (a killed build's is removed by the
+    store's cleanup, like every ``.*.tmp``). :class:`~opencmap.errors.DiskSpaceError` first if the
+    disk lacks ``needed`` bytes."""
+    from opencmap.io.store.writer import check_disk
+
+    folder = store.path / "backgrounds" / f".scratch-g{generation}.tmp"
+    check_disk(
+        folder, needed, what=f"building the tau backgrounds of {store.path} in chunks of queries (temporary files)",
+        advice="free space, build fewer tails or background queries, or raise Settings.background_memory",
+    )  # fmt: skip
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def save_scratch(path: Path, array: np.ndarray) -> None:
+    """Write a temporary array of a chunked background build (``.npy``, not made durable)."""
+    np.save(path, np.asarray(array), allow_pickle=False)
+
+
+def load_scratch(path: Path, *, mapped: bool = True) -> np.ndarray:
+    """A temporary array written by :func:`save_scratch` or :func:`new_scratch`: memory-mapped
+    read-only, or (``mapped=False``) read into memory."""
+    return np.load(path, mmap_mode="r" if mapped else None, allow_pickle=False)
+
+
+def new_scratch(path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+    """A new temporary ``.npy`` array on disk, memory-mapped for writing."""
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
 
 def write_background(

@@ -527,8 +527,15 @@ def estimate_store_bytes(n_signatures: int, space_sizes: Mapping[str, int], *, s
     }
 
 
-def check_disk(dest: str | os.PathLike[str], needed: int) -> int:
-    """Free bytes where ``dest`` will be written; :class:`DiskSpaceError` if ``needed`` does not fit."""
+_BUILD_ADVICE = (
+    "free space, build on a larger disk, build fewer spaces (--space), drop the signature-major copy "
+    "(--no-signature-major) or filter signatures (--exemplar-only, --pert-type, --cell)"
+)
+
+
+def check_disk(dest: str | os.PathLike[str], needed: int, *, what: str | None = None, advice: str = _BUILD_ADVICE) -> int:
+    """Free bytes where ``dest`` will be written; :class:`DiskSpaceError` if ``needed`` does not fit
+    (its message: ``what`` needs about ... (default: the store at ``dest``), then ``advice``)."""
     from opencmap.errors import DiskSpaceError
 
     target = Path(dest)
@@ -538,9 +545,8 @@ def check_disk(dest: str | os.PathLike[str], needed: int) -> int:
     free = int(shutil.disk_usage(probe).free)
     if needed > free:
         raise DiskSpaceError(
-            f"the store at {target} needs about {needed / 1e9:.2f} GB but {probe} has {free / 1e9:.2f} GB free; "
-            "free space, build on a larger disk, build fewer spaces (--space), drop the signature-major copy "
-            "(--no-signature-major) or filter signatures (--exemplar-only, --pert-type, --cell)"
+            f"{what or f'the store at {target}'} needs about {needed / 1e9:.2f} GB ({needed} bytes) but {probe} has "
+            f"{free / 1e9:.2f} GB free; {advice}"
         )
     return free
 
