@@ -159,6 +159,21 @@ def test_background_build_equals_local(setup, backend):
             assert np.array_equal(x.counts, y.counts) and list(x.ids) == list(y.ids)
 
 
+def test_background_build_in_chunks_on_the_cluster_equals_local(setup, cluster):
+    """Over Settings.background_memory each chunk of queries is scored through the cluster: the
+    backgrounds are the bytes of the local one-pass build."""
+    d, _ = setup
+    small = SETTINGS.replace(background_memory=64_000)  # 90 signatures x 39 exemplars: chunks of 10 queries
+    for name, be in (("local1", LocalBackend(SETTINGS)), ("dask_chunks", DaskBackend(cluster[1], small))):
+        shutil.copytree(d / "store", d / f"bg_{name}")
+        build_background(d / f"bg_{name}", pcl=PCL, tail="all", backend=be)
+    a, b = Store(d / "bg_local1"), Store(d / "bg_dask_chunks")
+    assert sorted(a.manifest["backgrounds"]) == sorted(b.manifest["backgrounds"])
+    for key, entry in a.manifest["backgrounds"].items():
+        for fname in ("values.npy", "counts.npy"):
+            assert (a.path / entry["dir"] / fname).read_bytes() == (b.path / b.manifest["backgrounds"][key]["dir"] / fname).read_bytes()
+
+
 def test_fdr_null_and_all_vs_all_equal_local(setup, backend):
     d, _ = setup
     store = Store(d / "store")
