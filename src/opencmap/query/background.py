@@ -439,8 +439,7 @@ def _write_backgrounds_chunked(st: Store, tails: list[str], score: Callable[...,
         for t in tails:
             block = np.empty((n_q, n_q), dtype=np.float32)  # NCS of the queries' own rows
             for k, (c0, c1) in enumerate(spans):
-                ncs = np.array(engine.normalise(load_scratch(tmp / f"raw-{t}-{k}.npy", mapped=False), group_signs=signs[t], **kernel),
-                               dtype=np.float32)  # fmt: skip
+                ncs = np.array(engine.normalise(load_scratch(tmp / f"raw-{t}-{k}.npy"), group_signs=signs[t], **kernel), dtype=np.float32)
                 (tmp / f"raw-{t}-{k}.npy").unlink()
                 block[:, c0:c1] = ncs[qpos]
                 save_scratch(tmp / f"sig-{k}.npy", ncs)
@@ -449,7 +448,7 @@ def _write_backgrounds_chunked(st: Store, tails: list[str], score: Callable[...,
                 block = 0.5 * (block + block.T)
             block[cols, cols] = np.nan  # a signature's connection to itself is not background
             for k, (c0, c1) in enumerate(spans):
-                ncs = np.array(load_scratch(tmp / f"sig-{k}.npy", mapped=False))
+                ncs = load_scratch(tmp / f"sig-{k}.npy")
                 ncs[qpos] = block[:, c0:c1]
                 save_scratch(tmp / f"sig-{k}.npy", ncs)
                 for level, (_, values) in plan.apply(ncs, **kernel).items():
@@ -467,36 +466,36 @@ def _write_backgrounds_chunked(st: Store, tails: list[str], score: Callable[...,
                 entries_all[key] = write_background(
                     st, key, gen, ids, sorted_vals, counts, tail=t, metric=BACKGROUND_METRIC, n_queries=n_q, params=params
                 )
-                del sorted_vals
-                for part in (*parts, tmp / f"{level}-sorted.npy", tmp / f"{level}-sorted-w.npy"):
-                    part.unlink(missing_ok=True)
+                for part in (*parts, sorted_vals):
+                    part.unlink()
             write_background_queries(tail_root, params, info["sig_id"].iloc[qpos])
     commit_backgrounds(st, entries_all, replace_tails=tails)
     return entries_all
 
 
 def _sorted_abs_blocks(parts: list[Any], n_rows: int, n_q: int, mask_cells: tuple[np.ndarray, np.ndarray] | None,
-                       budget: int, stem: Any) -> tuple[np.ndarray, np.ndarray]:
+                       budget: int, stem: Any) -> tuple[Any, np.ndarray]:
     """:func:`_sorted_abs` of the column chunks ``parts`` (files (n_rows, chunk)) read a block of
-    rows at a time; the values in a disk array (n_rows, width) like the in-memory result."""
-    from opencmap.io.store.backgrounds import load_scratch, new_scratch
+    rows at a time; returns the sorted values as a ``.npy`` file (n_rows, width) holding the bytes
+    of the in-memory result, and the counts."""
+    from opencmap.io.store.backgrounds import new_scratch, read_scratch_rows, write_scratch_rows
 
-    arrays = [load_scratch(p) for p in parts]
     step = max(1, budget // max(32 * n_q, 1))
-    wide = new_scratch(stem.with_name(stem.name + ".npy"), (n_rows, n_q))
+    wide, out = stem.with_name(stem.name + ".npy"), stem.with_name(stem.name + "-w.npy")
+    new_scratch(wide, (n_rows, n_q))
     counts = np.zeros(n_rows, dtype=np.int32)
     width = 0
     for r0 in range(0, n_rows, step):
         r1 = min(r0 + step, n_rows)
-        m = np.concatenate([a[r0:r1] for a in arrays], axis=1)
+        m = np.concatenate([read_scratch_rows(p, r0, r1) for p in parts], axis=1)
         mask = None if mask_cells is None else _cell_mask(mask_cells[0][r0:r1], mask_cells[1])
-        vals, cnt = _sorted_abs(m, mask)
-        wide[r0:r1, : vals.shape[1]] = vals
-        wide[r0:r1, vals.shape[1] :] = np.nan
-        counts[r0:r1] = cnt
+        vals, counts[r0:r1] = _sorted_abs(m, mask)
+        padded = np.full((r1 - r0, n_q), np.nan, dtype=np.float32)
+        padded[:, : vals.shape[1]] = vals
+        write_scratch_rows(wide, r0, padded)
         width = max(width, vals.shape[1])
-    out = new_scratch(stem.with_name(stem.name + "-w.npy"), (n_rows, width))
+    new_scratch(out, (n_rows, width))  # the width is known once every row is sorted
     for r0 in range(0, n_rows, step):
-        out[r0 : r0 + step] = wide[r0 : r0 + step, :width]
-    out.flush()
+        write_scratch_rows(out, r0, read_scratch_rows(wide, r0, min(r0 + step, n_rows))[:, :width])
+    wide.unlink()
     return out, counts

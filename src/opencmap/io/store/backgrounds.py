@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from opencmap.io.store.reader import Store
 
 __all__ = ["BACKGROUND_FORMAT_VERSION", "entry_tail", "next_generation", "write_background", "write_background_queries",
-           "commit_backgrounds", "read_background_files", "background_scratch", "save_scratch", "load_scratch", "new_scratch"]
+           "commit_backgrounds", "read_background_files", "background_scratch", "save_scratch", "load_scratch", "new_scratch", "read_scratch_rows", "write_scratch_rows"]
 
 BACKGROUND_FORMAT_VERSION = 1
 
@@ -79,23 +79,52 @@ def save_scratch(path: Path, array: np.ndarray) -> None:
     np.save(path, np.asarray(array), allow_pickle=False)
 
 
-def load_scratch(path: Path, *, mapped: bool = True) -> np.ndarray:
-    """A temporary array written by :func:`save_scratch` or :func:`new_scratch`: memory-mapped
-    read-only, or (``mapped=False``) read into memory."""
-    return np.load(path, mmap_mode="r" if mapped else None, allow_pickle=False)
+def load_scratch(path: Path) -> np.ndarray:
+    """A temporary array written by :func:`save_scratch`, read into memory."""
+    return np.load(path, allow_pickle=False)
 
 
-def new_scratch(path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
-    """A new temporary ``.npy`` array on disk, memory-mapped for writing."""
-    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+def _layout(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    mapped = np.load(path, mmap_mode="r", allow_pickle=False)  # header only: no page is read
+    layout = (tuple(mapped.shape), mapped.dtype, int(mapped.offset))
+    del mapped
+    return layout
+
+
+def read_scratch_rows(path: Path, r0: int, r1: int) -> np.ndarray:
+    """Rows ``r0:r1`` of a temporary 2-D array (read from the file, not mapped: the pages read
+    are not held by this process)."""
+    shape, dtype, offset = _layout(path)
+    width = int(np.prod(shape[1:], dtype=np.int64))
+    with open(path, "rb") as fh:
+        fh.seek(offset + r0 * width * dtype.itemsize)
+        out = np.fromfile(fh, dtype=dtype, count=(r1 - r0) * width)
+    return out.reshape((r1 - r0, *shape[1:]))
+
+
+def new_scratch(path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -> None:
+    """A new temporary ``.npy`` array of ``shape`` (its header as :func:`numpy.save` writes it),
+    filled by :func:`write_scratch_rows`."""
+    mapped = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    del mapped
+
+
+def write_scratch_rows(path: Path, r0: int, rows: np.ndarray) -> None:
+    """Write ``rows`` at row ``r0`` of a temporary array made by :func:`new_scratch`."""
+    shape, dtype, offset = _layout(path)
+    width = int(np.prod(shape[1:], dtype=np.int64))
+    with open(path, "r+b") as fh:
+        fh.seek(offset + r0 * width * dtype.itemsize)
+        np.ascontiguousarray(rows, dtype=dtype).tofile(fh)
 
 
 def write_background(
-    store: Store, key: str, generation: int, ids: Sequence[str], values: np.ndarray, counts: np.ndarray, *,
+    store: Store, key: str, generation: int, ids: Sequence[str], values: np.ndarray | Path, counts: np.ndarray, *,
     tail: str, metric: str, n_queries: int, params: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Write one level's background files, durable, into ``backgrounds/<key>.g<generation>`` (a new
-    folder); returns its manifest entry (not committed: see :func:`commit_backgrounds`)."""
+    folder); returns its manifest entry (not committed: see :func:`commit_backgrounds`).
+    ``values`` may be a ``.npy`` file already written (a temporary array of a chunked build), copied."""
     from opencmap.io.atomic import atomic_write_path
 
     rel = f"backgrounds/{key}.g{generation}"
@@ -103,7 +132,11 @@ def write_background(
     folder.mkdir(parents=True, exist_ok=False)
     for fname, arr in (("values.npy", values), ("counts.npy", counts)):
         with atomic_write_path(folder / fname) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, arr, allow_pickle=False)
+            if isinstance(arr, Path):
+                with open(arr, "rb") as src:
+                    shutil.copyfileobj(src, fh, 1 << 24)
+            else:
+                np.save(fh, arr, allow_pickle=False)
             fh.flush()
             os.fsync(fh.fileno())
         _fault("background:file-written")
@@ -116,7 +149,7 @@ def write_background(
         "tail": tail,
         "metric": metric,
         "n_rows": int(len(ids)),
-        "width": int(values.shape[1]),
+        "width": int((_layout(values)[0] if isinstance(values, Path) else values.shape)[1]),
         "n_queries": int(n_queries),
         "checksums": {f: _file_checksum(folder / f) for f in ("values.npy", "counts.npy", "ids.parquet", side)},
         "tile_hashes": tiles,
