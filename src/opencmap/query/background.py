@@ -20,6 +20,18 @@ manifest entry (key ``<level>`` or ``<tail>/<level>``) recording ``tail`` and ``
     counts.npy   int32 (n_rows,) number of background values per row
     ids.parquet  the level's row ids (``id``)
 
+Client memory: one pass holds about 57 bytes per (store signature, background query) (scores,
+NCS, summaries, masks, sorted copies; 680 GB for 10,000 queries over LINCS 2020's 1.2 M
+signatures). A build needing more than :attr:`Settings.background_memory
+<opencmap.backends.Settings.background_memory>` (default 2 GiB; :func:`query_chunk`) scores,
+normalises and summarises a chunk of query columns at a time into temporary float32 arrays on
+disk (signatures x queries per level, in ``backgrounds/.scratch-g<N>.tmp``, removed when the build
+ends, fails or - if killed - by the store's next cleanup; the free disk is checked first:
+:class:`~opencmap.errors.DiskSpaceError` with the bytes needed), keeps the queries' own (Q, Q)
+rows for the symmetric step and sorts each level a block of rows at a time. Every column is
+computed as in one pass (NCS per chunk with the whole query set's per-group sign flags), so the
+backgrounds are the same bytes.
+
 tau of a query NCS x at row r = sign(x) * 100 * #{|bg_r| < |x|} / n_r (exact, default), or the
 CMap 10,001-point grid (``method="cmap"``).
 """
