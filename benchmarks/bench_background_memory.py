@@ -1,10 +1,11 @@
 """Client memory of a tau background build: one pass vs chunks of queries (Settings.background_memory).
 
-Builds (once, not timed) a synthetic store of ``--sigs`` signatures x ``--genes`` genes in
-``--work``, then builds the backgrounds of ``--queries`` queries (tail ``both``) twice, each in a
+Builds (once, not timed; ``bench_engine.make_store``) a synthetic store of ``--sigs`` signatures
+x ``--genes`` genes in ``--work``, then builds the backgrounds of ``--queries`` queries (tail ``both``) twice, each in a
 fresh child process: with a budget the whole build fits in (one pass, the baseline) and with
 ``--budget`` bytes (chunks of queries). Prints per build the peak RSS above the child's RSS
-before the build (``resource.getrusage``), wall and CPU time and bytes per (signature, query),
+before the build (``resource.getrusage``; it includes the store's mapped file pages the scoring
+reads) and the peak anonymous RSS above it (sampled every 5 ms: the process's own memory), wall and CPU time and bytes per (signature, query),
 the chunked/one-pass ratios, and whether the background files are the same bytes.
 
     PYTHONPATH=src python benchmarks/bench_background_memory.py --work /tmp/bgmem --sigs 50000 --queries 300 --budget 200000000
@@ -19,49 +20,48 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-CELLS = np.array(["A375", "A549", "HA1E", "HCC515", "HEPG2", "HT29", "MCF7", "PC3", "VCAP"])
-
-
-def make_store(work: Path, n: int, n_genes: int) -> Path:
-    """A synthetic store (standard-normal z-scores), no backgrounds."""
-    from opencmap.core.gct import GCT
-    from opencmap.query.store import build_store
-
-    dest = work / f"store_{n}x{n_genes}"
-    if (dest / "manifest.json").exists():
-        return dest
-    rng = np.random.default_rng(0)
-    genes = pd.DataFrame(
-        {"pr_gene_symbol": [f"G{i}" for i in range(n_genes)], "pr_is_lm": 1, "pr_is_bing": 1},
-        index=pd.Index([str(100 + i) for i in range(n_genes)], name="rid"),
-    )
-    idx = np.arange(n)
-    meta = pd.DataFrame(
-        {
-            "pert_id": [f"BRD-{i // 6:06d}" for i in idx],
-            "pert_iname": [f"drug{i // 6}" for i in idx],
-            "pert_type": np.where(idx % 20 == 0, "ctl_vehicle", "trt_cp"),
-            "cell_id": CELLS[(idx // 2) % len(CELLS)],
-        },
-        index=pd.Index([f"SIG{i:07d}" for i in idx], name="cid"),
-    )
-    data = rng.standard_normal((n_genes, n), dtype=np.float32)
-    t0 = time.perf_counter()
-    build_store(dest, GCT(data, rids=list(genes.index), cids=list(meta.index), row_meta=genes, col_meta=meta))
-    print(f"  built {dest} in {time.perf_counter() - t0:.1f} s (not timed)", flush=True)
-    return dest
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_engine import make_store  # noqa: E402  the same synthetic store (with 200-query backgrounds, not timed)
 
 def _rss_now() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _anon_now() -> int:
+    """Anonymous resident bytes (the process's own memory; not the store's mapped file pages)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class AnonPeak:
+    """Samples :func:`_anon_now` every 5 ms in a thread; ``peak`` is the largest seen."""
+
+    def __init__(self) -> None:
+        self.peak = _anon_now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _anon_now())
+
+    def __enter__(self) -> AnonPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _anon_now())
 
 
 def child(store: Path, n_queries: int, budget: int) -> None:
@@ -74,9 +74,9 @@ def child(store: Path, n_queries: int, budget: int) -> None:
     step = max(st.n_signatures // n_queries, 1)
     queries = list(st.sig_ids[::step][:n_queries])
     _ = st.sig_info, st.n_signatures
-    before = _rss_now()
+    before, anon_before = _rss_now(), _anon_now()
     wall, cpu = time.perf_counter(), time.process_time()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), AnonPeak() as anon:
         warnings.simplefilter("ignore")
         build_background(st, query_sigs=queries, backend=LocalBackend(settings=Settings(background_memory=budget)))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -87,7 +87,7 @@ def child(store: Path, n_queries: int, budget: int) -> None:
         folder = after.path / after.manifest["backgrounds"][key]["dir"]
         for fname in ("values.npy", "counts.npy"):
             digest.update((folder / fname).read_bytes())
-    print(json.dumps({"peak": peak - before, "wall": wall, "cpu": cpu, "digest": digest.hexdigest()}), flush=True)
+    print(json.dumps({"peak": peak - before, "anon": anon.peak - anon_before, "wall": wall, "cpu": cpu, "digest": digest.hexdigest()}), flush=True)
 
 
 def main() -> None:
@@ -115,9 +115,11 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--work", str(args.work), "--queries", str(args.queries), "--budget", str(budget), "--child", str(store)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ).stdout.strip().splitlines()[-1]
         res[name] = r = json.loads(out)
-        print(f"  {name:9s} peak RSS +{r['peak'] / 1e6:8.1f} MB ({r['peak'] / pairs:5.1f} B/pair)  wall {r['wall']:7.2f} s  cpu {r['cpu']:7.2f} s")
+        print(f"  {name:9s} peak RSS +{r['peak'] / 1e6:8.1f} MB ({r['peak'] / pairs:5.1f} B/pair), anonymous +{r['anon'] / 1e6:8.1f} MB "
+              f"({r['anon'] / pairs:5.1f} B/pair)  wall {r['wall']:7.2f} s  cpu {r['cpu']:7.2f} s")
     a, b = res["one pass"], res["chunked"]
-    print(f"chunked / one pass: peak RSS {b['peak'] / a['peak']:.3f}  wall {b['wall'] / a['wall']:.2f}  cpu {b['cpu'] / a['cpu']:.2f}")
+    print(f"chunked / one pass: peak RSS {b['peak'] / a['peak']:.3f}  anonymous {b['anon'] / a['anon']:.3f}  "
+          f"wall {b['wall'] / a['wall']:.2f}  cpu {b['cpu'] / a['cpu']:.2f}")
     print(f"same background bytes: {a['digest'] == b['digest']}")
 
 

@@ -163,7 +163,8 @@ def test_background_build_in_chunks_on_the_cluster_equals_local(setup, cluster):
     """Over Settings.background_memory each chunk of queries is scored through the cluster: the
     backgrounds are the bytes of the local one-pass build."""
     d, _ = setup
-    small = SETTINGS.replace(background_memory=64_000)  # 90 signatures x 39 exemplars: chunks of 10 queries
+    buffers = SETTINGS.query_block_bytes + SETTINGS.es_block_bytes
+    small = SETTINGS.replace(background_memory=buffers + 64_000)  # 90 signatures x 39 exemplars: chunks of 10 queries
     for name, be in (("local1", LocalBackend(SETTINGS)), ("dask_chunks", DaskBackend(cluster[1], small))):
         shutil.copytree(d / "store", d / f"bg_{name}")
         build_background(d / f"bg_{name}", pcl=PCL, tail="all", backend=be)

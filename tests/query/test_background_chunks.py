@@ -42,7 +42,8 @@ def _budget(store: Store, n_chunks: int) -> int:
     n_s = store.n_signatures
     n_q = int(exemplar_mask(store.sig_info).sum())
     per = -(-n_q // n_chunks)
-    return 4 * n_q * n_q + bgmod.BYTES_PER_PAIR * n_s * per
+    fixed = Settings().query_block_bytes + Settings().es_block_bytes  # the scorer's buffers
+    return fixed + 4 * n_q * n_q + bgmod.BYTES_PER_PAIR * n_s * per
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,8 @@ def test_query_chunk_plan():
     assert query_chunk(1000, 10, 1000 * 10 * bgmod.BYTES_PER_PAIR - 1) == 9
     assert query_chunk(1000, 10, 4 * 100 + bgmod.BYTES_PER_PAIR * 1000 * 3) == 3
     assert query_chunk(1000, 10, 1) == 1
+    assert query_chunk(1000, 10, 10**6 + 1000 * 10 * bgmod.BYTES_PER_PAIR, fixed=10**6) == 10
+    assert query_chunk(1000, 10, 10**6 + 4 * 100 + bgmod.BYTES_PER_PAIR * 1000 * 3, fixed=10**6) == 3
 
 
 @pytest.mark.parametrize(("symmetric", "same_cell"), [(True, True), (False, True), (True, False), (False, False)])

@@ -291,7 +291,8 @@ def build_background(
             min_genes=1, max_genes=max(n_genes, 150), index=index, progress=report, backend=backend,
         )  # fmt: skip
 
-    chunk = query_chunk(len(info), len(qpos), backend.settings.background_memory)
+    cfg = backend.settings
+    chunk = query_chunk(len(info), len(qpos), cfg.background_memory, fixed=cfg.query_block_bytes + cfg.es_block_bytes)
     options = (symmetric, same_cell, n_genes, query_space, space)
     # one scoring pass of every query, or (over the memory budget) one per chunk of queries, in the lock
     raw = score(qpos, progress) if chunk >= len(qpos) else None
@@ -368,13 +369,14 @@ def _write_backgrounds(st: Store, tails: Any, raw: Any, engine: Any, info: pd.Da
 BYTES_PER_PAIR = 64
 
 
-def query_chunk(n_sigs: int, n_queries: int, budget: int) -> int:
+def query_chunk(n_sigs: int, n_queries: int, budget: int, fixed: int = 0) -> int:
     """Background queries scored at a time within ``budget`` bytes (:attr:`Settings.background_memory`):
-    all of them when the whole build fits, else as many as fit beside the (Q, Q) block of the
-    queries' own rows kept for the symmetric step (at least one)."""
-    if n_sigs * n_queries * BYTES_PER_PAIR <= budget:
+    all of them when the whole build fits, else as many as fit beside ``fixed`` bytes (the
+    scorer's block buffers) and the (Q, Q) block of the queries' own rows kept for the symmetric
+    step (at least one)."""
+    if fixed + n_sigs * n_queries * BYTES_PER_PAIR <= budget:
         return n_queries
-    room = budget - 4 * n_queries * n_queries
+    room = budget - fixed - 4 * n_queries * n_queries
     return int(max(1, min(n_queries - 1, room // (BYTES_PER_PAIR * max(n_sigs, 1)))))
 
 
