@@ -107,7 +107,10 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     store = make_store(args.work, args.sigs, args.genes)
     pairs = args.sigs * args.queries
-    chunk = query_chunk(args.sigs, args.queries, args.budget)
+    from opencmap.backends import Settings
+
+    cfg = Settings()
+    chunk = query_chunk(args.sigs, args.queries, args.budget, fixed=cfg.query_block_bytes + cfg.es_block_bytes)
     print(f"{args.sigs} signatures x {args.queries} queries; chunked budget {args.budget} bytes -> {chunk} queries per chunk "
           f"({-(-args.queries // chunk)} chunks); load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     res = {}

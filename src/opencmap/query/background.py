@@ -494,7 +494,7 @@ def _sorted_abs_blocks(parts: list[Any], n_rows: int, n_q: int, mask_cells: tupl
     of the in-memory result, and the counts."""
     from opencmap.io.store.backgrounds import new_scratch, read_scratch_rows, write_scratch_rows
 
-    step = max(1, budget // max(32 * n_q, 1))
+    step = max(1, budget // max(BYTES_PER_PAIR * n_q, 1))  # rows per block, each value read, copied, masked, sorted
     wide, out = stem.with_name(stem.name + ".npy"), stem.with_name(stem.name + "-w.npy")
     new_scratch(wide, (n_rows, n_q))
     counts = np.zeros(n_rows, dtype=np.int32)
