@@ -143,3 +143,13 @@ def test_ncs_group_signs_make_columns_independent():
     for cols in (slice(0, 1), slice(1, 3), slice(2, 3)):
         part = ncs(scores[:, cols], groups, is_ref, mode="gutc", group_signs=flags)
         assert np.array_equal(part, whole[:, cols], equal_nan=True)
+
+
+def test_scratch_of_a_killed_build_is_cleaned_up(store_path):
+    from opencmap.query.store import cleanup_store
+
+    scratch = store_path / "backgrounds" / ".scratch-g99.tmp"
+    scratch.mkdir(parents=True)
+    (scratch / "sig-0.npy").write_bytes(b"left by a killed build")
+    removed = cleanup_store(store_path)
+    assert not scratch.exists() and str(scratch) in removed
