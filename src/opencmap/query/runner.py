@@ -257,13 +257,10 @@ def _fused_sets(
     blocks = store.iter_blocks(rows, space=space, block_size=k, with_scores=method.reads_scores, start=start, stop=stop, kernel_checks=True)
     for first, end, r_mm, s_mm, lo, hi in blocks:
         e, lf = stat[:, : hi - lo], leadf[:, : hi - lo]
-        check = store.read_check(first, space, with_scores=method.reads_scores)
-        if check is None:
-            method.block_kernel(r_mm, s_mm, rows, bounds, n_features, columns=(lo, hi), out=(e, lf), **kernel)
-        else:
-            method.block_kernel(r_mm, s_mm, rows, bounds, n_features, columns=(lo, hi), out=(e, lf), verify=check, **kernel)
-            if check.bad[0] >= 0:
-                store.segment_at(first).raise_bad(space, check)
+        check = store.read_check(first, space, with_scores=method.reads_scores)  # None: nothing to hash here
+        method.block_kernel(r_mm, s_mm, rows, bounds, n_features, columns=(lo, hi), out=(e, lf), verify=check, **kernel)
+        if check is not None and check.bad[0] >= 0:
+            store.segment_at(first).raise_bad(space, check)
         inputs = []
         for j, v in enumerate(valid):
             up = SetStats(e[2 * j], lf[2 * j]) if len(v.up_rows) else None
