@@ -38,6 +38,13 @@ signature) membership (one set gene in one signature) and on one thread:
      tile of 16 signatures (``--group`` sets per pass), which the kernel's SIMD ``_walk_lanes``
      then walks (no per-set read, sort or gather).
 
+   * C: the sets in SIMD lanes instead of the signatures (``--width`` sets per lane group): per
+     signature, each group's ``sum |w|`` and hit counts are gathered from the signature's row in
+     each set's gene order (the kernel's order, so every hit step is the same double), one pass
+     over the genes in rank order appends each hit to the buffers of the group's sets containing
+     it, and the kernel's ``_walk_lanes`` walks all the group's sets at once (no sort, no gene-major
+     read; signature-major scores and rank order only).
+
    Their ES, leading-edge fractions and WTCS are checked bit for bit against the kernel's on a
    small case with missing genes (NaN scores, rank 0), tied scores and an all-zero signature, and
    again on the timed inputs; the ratio kernel / prototype per membership is printed.
@@ -391,6 +398,118 @@ def group_index(rows: np.ndarray, bounds: np.ndarray, n_genes: int, group: int) 
     return np.stack(ptrs), np.concatenate(parts)
 
 
+def lane_tables(rows: np.ndarray, bounds: np.ndarray, n_genes: int, width: int):
+    """Prototype C's per-group tables: ``ptr`` (n_groups, N + 1) into ``lanes`` (the lanes, i.e.
+    group-local set numbers, containing each gene) and ``genes_t`` (n_groups, g_max, width): the
+    ``i``-th gene of each lane's set in set order (-1 past its end)."""
+    n_sets = len(bounds) - 1
+    sizes = np.diff(bounds)
+    n_groups = -(-n_sets // width)
+    ptr = np.zeros((n_groups, n_genes + 1), dtype=np.int64)
+    genes_t = np.full((n_groups, int(sizes.max()), width), -1, dtype=np.int64)
+    parts, at = [], 0
+    for gi in range(n_groups):
+        q0, q1 = gi * width, min((gi + 1) * width, n_sets)
+        r = rows[bounds[q0] : bounds[q1]]
+        lane = np.repeat(np.arange(q1 - q0), sizes[q0:q1])
+        ptr[gi, 1:] = np.cumsum(np.bincount(r, minlength=n_genes)) + at
+        ptr[gi, 0] = at
+        parts.append(lane[np.lexsort((lane, r))])
+        at += len(r)
+        for q in range(q0, q1):
+            genes_t[gi, : sizes[q], q - q0] = rows[bounds[q] : bounds[q + 1]]
+    return ptr, np.concatenate(parts).astype(np.int64), genes_t
+
+
+@numba.njit(nogil=True, error_model="numpy")
+def lane_walk(order, scores, ptr, lanes, genes_t, n_sets, n_features, stop, es_out, leadf_out):
+    """Prototype C: per signature and per group of ``width`` sets (the lanes), the group's totals
+    gathered in set order from the signature-major row, one rank-order pass distributing the hits
+    into ``[hit, lane]`` buffers, and the kernel's ``_walk_lanes`` across the lanes. ``stop``: 1 =
+    totals only, 2 = totals and distribution, 3 = everything (timing the phases)."""
+    n_sigs, n_genes = order.shape
+    n_groups, g_max, width = genes_t.shape
+    keys = np.empty((g_max + 1, width), dtype=np.uint32)
+    steps = np.empty((g_max + 1, width), dtype=np.float32)
+    cnt = np.empty(width, dtype=np.int64)
+    total = np.empty(width)
+    n_hit = np.empty(width, dtype=np.int64)
+    state_f = np.empty((3, width))
+    state_i = np.empty((3, width), dtype=np.int64)
+    rank = np.zeros(n_genes, dtype=np.int64)
+    sent = np.uint32(0xFFFF0000)
+    for s in range(n_sigs):
+        orow = order[s]
+        srow = scores[s]
+        rank[:] = 0
+        n_ranked = n_genes
+        for k in range(n_genes):
+            g = orow[k]
+            if g == _SENT_GENE:
+                n_ranked = k
+                break
+            rank[g] = k + 1
+        for gi in range(n_groups):
+            q0 = gi * width
+            gt = genes_t[gi]
+            for j in range(width):
+                total[j] = 0.0
+                n_hit[j] = 0
+                cnt[j] = 0
+            for i in range(g_max):  # sum |w| in each set's gene order, as the kernel
+                grow = gt[i]
+                for j in range(width):
+                    g = grow[j]
+                    if g >= 0:
+                        w = abs(np.float64(srow[g]))
+                        r = rank[g]
+                        ok = r > 0 and r <= n_features and not math.isnan(w)
+                        total[j] += w if ok else 0.0
+                        n_hit[j] += 1 if ok else 0
+            if stop < 2:
+                continue
+            gp = ptr[gi]
+            for k in range(n_ranked):  # hits appended in rank order: no sort
+                g = orow[k]
+                w = srow[g]
+                if math.isnan(w):
+                    continue
+                key = np.uint32(k + 1) << np.uint32(16)
+                aw = abs(w)
+                for e in range(gp[g], gp[g + 1]):
+                    j = lanes[e]
+                    c = cnt[j]
+                    keys[c, j] = key
+                    steps[c, j] = aw
+                    cnt[j] = c + 1
+            if stop < 3:
+                continue
+            g = 0
+            for j in range(width):
+                g = max(g, cnt[j])
+            for j in range(width):
+                for c in range(cnt[j], g):
+                    keys[c, j] = sent
+            _walk_lanes(keys, steps, g, width, np.uint64(16), sent, total, n_hit, True, n_features, state_f, state_i)
+            for j in range(min(width, n_sets - q0)):
+                q = q0 + j
+                n = n_hit[j]
+                if n == 0 or state_i[2, j] != 0 or total[j] == 0.0:
+                    es_out[q, s] = np.nan
+                    leadf_out[q, s] = np.nan
+                else:
+                    best = state_f[0, j]
+                    kb = state_i[0, j]
+                    es_out[q, s] = best
+                    leadf_out[q, s] = kb / n if best >= 0.0 else (n - kb + 1) / n
+
+
+def run_lanes(scores, order, rows, bounds, n_features, width, es, leadf, stop: int = 3) -> None:
+    """Prototype C on signature-major ``scores`` and rank ``order`` (tables not timed apart: they are per batch)."""
+    ptr, lanes, genes_t = lane_tables(rows, bounds, n_features, width)
+    lane_walk(order, scores, ptr, lanes, genes_t, len(bounds) - 1, n_features, stop, es, leadf)
+
+
 def prototype_inputs(ranks_sig: np.ndarray, scores_sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The signature-major layout the shared walk reads: gene at each rank and its ``|w|`` (float32)."""
     order = rank_order(ranks_sig)
@@ -420,7 +539,7 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and np.array_equal(np.ascontiguousarray(a).view(np.uint64), np.ascontiguousarray(b).view(np.uint64))
 
 
-def check_prototype(n_features: int, set_genes: int, group: int) -> None:
+def check_prototype(n_features: int, set_genes: int, group: int, width_c: int) -> None:
     """Prototypes and staged copy against the kernel on a small case with the awkward inputs."""
     scores, ranks_sig, ranks, weights = make_reference(n_features, 700, seed=5, quirks=True)
     rows, bounds = make_queries(n_features, 12, set_genes, seed=6)
@@ -431,13 +550,18 @@ def check_prototype(n_features: int, set_genes: int, group: int) -> None:
         es_p, lf_p = np.empty_like(es_k), np.empty_like(lf_k)
         run_prototype(proto, ranks, weights, rows, bounds, n_features, es_p, lf_p, group=grp)
         oks.append(same_bits(es_p, es_k) and same_bits(lf_p, lf_k) and same_bits(wtcs(es_p[0::2], es_p[1::2]), wtcs(es_k[0::2], es_k[1::2])))
+    for width in (width_c, 7):  # C with the run's lane width and one that does not divide the sets
+        es_p, lf_p = np.empty_like(es_k), np.empty_like(lf_k)
+        run_lanes(scores, proto[0], rows, bounds, n_features, width, es_p, lf_p)
+        oks.append(same_bits(es_p, es_k) and same_bits(lf_p, lf_k) and same_bits(wtcs(es_p[0::2], es_p[1::2]), wtcs(es_k[0::2], es_k[1::2])))
     es_s, lf_s = np.empty_like(es_k), np.empty_like(lf_k)
     run_stage(ranks, weights, rows, bounds, n_features, 4, es_s, lf_s)
     ok_s = same_bits(es_s, es_k) and same_bits(lf_s, lf_k)
     print(
         f"check (N={n_features}, 700 signatures, 12 queries of {set_genes}+{set_genes}; quantised scores with ties, 2% NaN, "
         f"an all-zero signature; {int(np.isnan(es_k).sum())} NaN ES): ES, leading edge and WTCS bit-identical to the kernel: "
-        f"prototype A {oks[0]}, B (groups of {group} / 5 sets) {oks[1]} / {oks[2]}; staged copy {ok_s}"
+        f"prototype A {oks[0]}, B (groups of {group} / 5 sets) {oks[1]} / {oks[2]}, "
+        f"C (lanes of {width_c} / 7 sets) {oks[3]} / {oks[4]}; staged copy {ok_s}"
     )
     if not (all(oks) and ok_s):
         raise SystemExit("a prototype or the staged copy differs from the kernel")
@@ -501,6 +625,18 @@ def measure(args: argparse.Namespace, n_queries: int, data) -> dict[str, float]:
             out["distribute_B"] = (t_dist - t_pre) * ns
         print(f"    -> kernel / prototype = {t_kernel / t_proto:4.2f}x at {n_queries} queries ({n_features / len(rows):.3f} rank positions walked per membership)")
         out[f"proto_{'A' if grp == 0 else 'B'}"] = t_proto * ns
+    order = proto[0]
+    es_p[:] = 0.0
+    run_lanes(scores, order, rows, bounds, n_features, args.width, es_p, lf_p)
+    same = same_bits(es_p, es_k) and same_bits(lf_p, lf_k)
+    t_c = [_best(lambda stop=stop: run_lanes(scores, order, rows, bounds, n_features, args.width, es_p, lf_p, stop), args.repeat)[1] for stop in (1, 2, 3)]
+    print(
+        f"  prototype C (sets in SIMD lanes, {args.width} per group): {t_c[2] * ns:5.2f} ns/membership = totals gathered in set order "
+        f"{t_c[0] * ns:4.2f} + rank-order distribution {(t_c[1] - t_c[0]) * ns:4.2f} + the kernel's SIMD walk {(t_c[2] - t_c[1]) * ns:4.2f}; "
+        f"ES/leading edge bit-identical: {same}"
+    )
+    print(f"    -> kernel / prototype = {t_kernel / t_c[2]:4.2f}x at {n_queries} queries")
+    out["proto_C"] = t_c[2] * ns
     return out
 
 
@@ -511,12 +647,13 @@ def main() -> None:
     ap.add_argument("--queries", default="50", help="queries per batch, comma-separated list (e.g. 20,100)")
     ap.add_argument("--set-genes", type=int, default=150, help="genes per side of a query")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--width", type=int, default=256, help="sets per lane group in prototype C (its buffers: width x set genes x 8 B)")
     ap.add_argument("--group", type=int, default=16, help="sets per rank-order pass in prototype B (its buffers: group x set genes x 16 x 8 B)")
     args = ap.parse_args()
     if args.genes >= 0xFFFF or 2 * args.set_genes > args.genes:
         raise SystemExit(f"--genes must be in {2 * args.set_genes}..65534")
     print(f"numba threads available {numba.get_num_threads()} (all timings on 1 thread) [{load()}]")
-    check_prototype(args.genes, args.set_genes, args.group)
+    check_prototype(args.genes, args.set_genes, args.group, args.width)
     t0 = time.perf_counter()
     scores, ranks_sig, ranks, weights = make_reference(args.genes, args.sigs)
     proto = prototype_inputs(ranks_sig, scores)
@@ -524,11 +661,11 @@ def main() -> None:
           f"prototype's signature-major gene at each rank + its |w| {proto[0].nbytes + proto[1].nbytes:,} B")
     results = {q: measure(args, q, (scores, ranks_sig, ranks, weights, proto)) for q in (int(x) for x in args.queries.split(","))}
     print(f"\nsummary, ns per membership (N={args.genes:,}, S={args.sigs:,}); speedups are kernel / x:")
-    print("  queries  kernel phases   read   sort gather   walk totals | bound walk  bound walk+totals | proto A    x   | proto B    x")
+    print("  queries  kernel phases   read   sort gather   walk totals | bound walk  bound walk+totals | proto A    x   | proto B    x   | proto C    x")
     for q, r in results.items():
         print(f"  {q:7d} {r['kernel']:7.2f} {r['phases']:6.2f} {r['read']:6.2f} {r['sort']:6.2f} {r['gather']:6.2f} {r['walk']:6.2f} {r['totals']:6.2f} | "
               f"{r['bound_walk']:9.2f}x {r['bound_totals']:17.2f}x | {r['proto_A']:7.2f} {r['kernel'] / r['proto_A']:5.2f}x | "
-              f"{r['proto_B']:7.2f} {r['kernel'] / r['proto_B']:5.2f}x")
+              f"{r['proto_B']:7.2f} {r['kernel'] / r['proto_B']:5.2f}x | {r['proto_C']:7.2f} {r['kernel'] / r['proto_C']:5.2f}x")
 
 
 if __name__ == "__main__":
