@@ -216,3 +216,54 @@ def test_retention_logs_one_line_per_expiry_and_deletes_every_expired_result(tmp
     assert kept == [ids[4]]
     assert [db.get(i)["status"] for i in ids] == ["expired"] * 4 + ["done"]
     db.close()
+
+
+def _clue_rows(path) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        return [r[0] for r in conn.execute("SELECT job_id FROM clue_jobs ORDER BY job_id")]
+
+
+def test_clue_rows_go_with_their_jobs_deleted_by_the_user_or_by_retention(tmp_path):
+    from opencmap.api.clue.jobs import ClueJobs
+
+    path = tmp_path / "jobs.sqlite"
+    db = JobDB(path, max_rows=1, expired_row_grace=0)
+    clue = ClueJobs(path)
+    ids = [db.create({"q": i}, n_queries=1, mode="batch") for i in range(3)]
+    for job_id in ids:
+        clue.add(job_id, {"name": job_id, "tool_id": "sig_gutc_tool"})
+    assert _clue_rows(path) == sorted(ids)
+    assert db.delete(ids[0])  # deleted by its user
+    assert clue.get(ids[0]) is None and _clue_rows(path) == sorted(ids[1:])
+    for job_id in ids[1:]:
+        db.set_status(job_id, "failed", finished=time.time(), error="x")
+    db.enforce_retention()  # max_rows=1: the older finished row is deleted (tombstone), the newer kept
+    assert db.get(ids[1]) is None and db.deleted(ids[1])
+    assert clue.get(ids[1]) is None and clue.get(ids[2]) == {"name": ids[2], "tool_id": "sig_gutc_tool"}
+    assert _clue_rows(path) == [ids[2]]
+    clue.close()
+    db.close()
+
+
+def test_an_older_clue_table_is_rebuilt_keeping_live_jobs_only(tmp_path, caplog):
+    import logging
+    import sqlite3
+
+    from opencmap.api.clue.jobs import ClueJobs
+
+    path = tmp_path / "jobs.sqlite"
+    db = JobDB(path)
+    live = db.create({"q": 1}, n_queries=1, mode="batch")
+    with sqlite3.connect(path) as conn:  # the table as servers before the reference made it, with an orphan row
+        conn.execute("CREATE TABLE clue_jobs (job_id TEXT PRIMARY KEY, params TEXT NOT NULL, created REAL NOT NULL)")
+        conn.executemany("INSERT INTO clue_jobs VALUES (?, ?, ?)", [(live, '{"name": "a"}', 1.0), ("gone", '{"name": "b"}', 2.0)])
+    with caplog.at_level(logging.INFO, logger="opencmap.api.clue.jobs"):
+        clue = ClueJobs(path)
+    assert "1 row(s) kept, 1 of jobs already deleted dropped" in caplog.text
+    assert _clue_rows(path) == [live] and clue.get(live) == {"name": "a"}
+    assert db.delete(live) and _clue_rows(path) == []
+    clue.close()
+    ClueJobs(path).close()  # reopening an up-to-date table changes nothing
+    db.close()

@@ -9,6 +9,7 @@ stored :class:`~opencmap.query.result.QueryResult` in clue.io's layout (:func:`w
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sqlite3
 import tempfile
@@ -26,6 +27,8 @@ from opencmap.query.result import QueryResult
 
 __all__ = ["TOOLS", "ClueJobs", "parse_submission", "write_archive", "clue_status"]
 
+log = logging.getLogger(__name__)
+
 #: tool_id -> what runs (every tool runs the same engine: WTCS, NCS, tau, FDR, summaries)
 TOOLS = {
     "sig_gutc_tool": "WTCS -> NCS -> tau (GUTC) with perturbagen and PCL summaries",
@@ -35,13 +38,51 @@ TOOLS = {
 _STATUS = {"queued": "pending", "running": "running", "done": "completed", "failed": "failed", "expired": "expired"}
 
 
+_CLUE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS clue_jobs ("
+    "job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE, params TEXT NOT NULL, created REAL NOT NULL)"
+)
+
+
 class ClueJobs:
-    """The ``clue_jobs`` table (job id -> CLUE parameters) in the server's job database."""
+    """The ``clue_jobs`` table (job id -> CLUE parameters) in the server's job database.
+
+    A row goes with its job: it references ``jobs(id)`` with ``ON DELETE CASCADE``, so a job
+    deleted by its user or by the retention policy (:meth:`JobDB.enforce_retention
+    <opencmap.api.jobs.store.JobDB.enforce_retention>`, whose connection enforces foreign keys)
+    takes its CLUE row with it and the table stays as bounded as the jobs. A table made by an
+    older server (no reference) is rebuilt once when opened, dropping the rows of jobs already gone.
+    """
 
     def __init__(self, path: str | Path):
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(Path(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("CREATE TABLE IF NOT EXISTS clue_jobs (job_id TEXT PRIMARY KEY, params TEXT NOT NULL, created REAL NOT NULL)")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Create the table, or rebuild an older one (no reference to ``jobs``) with the reference."""
+        conn = self._conn
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clue_jobs'").fetchone()
+        if not exists:
+            conn.execute(_CLUE_TABLE)
+            return
+        if conn.execute("PRAGMA foreign_key_list(clue_jobs)").fetchall():
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("ALTER TABLE clue_jobs RENAME TO clue_jobs_old")
+            conn.execute(_CLUE_TABLE)
+            kept = conn.execute(
+                "INSERT INTO clue_jobs SELECT job_id, params, created FROM clue_jobs_old WHERE job_id IN (SELECT id FROM jobs)"
+            ).rowcount
+            dropped = conn.execute("SELECT COUNT(*) FROM clue_jobs_old").fetchone()[0] - kept
+            conn.execute("DROP TABLE clue_jobs_old")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        log.info("CLUE job table rebuilt to follow its jobs: %d row(s) kept, %d of jobs already deleted dropped", kept, dropped)
 
     def add(self, job_id: str, params: Mapping[str, Any]) -> None:
         with self._lock:
