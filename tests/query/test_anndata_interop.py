@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from opencmap.errors import FormatError, ValidationError
+from opencmap.backends import LocalBackend
+from opencmap.errors import FormatError, StoreError, ValidationError
 from opencmap.io.h5ad import write_h5ad
 from opencmap.query.de import queries_from_de, queries_from_rank_genes_groups
 from opencmap.query.engine import Engine
@@ -215,3 +216,135 @@ def test_store_from_h5ad_refuses_repeated_ids(tmp_path):
     write_h5ad(a, tmp_path / "dup.h5ad")
     with pytest.raises(FormatError, match=r"repeated signature \(obs\) ids \['s1'\]"), pytest.warns(UserWarning, match="not unique"):
         build_store(tmp_path / "st", tmp_path / "dup.h5ad")
+
+
+# ----------------------------------------------------------------- filtered stores from .h5ad (columns=)
+@pytest.fixture(scope="module")
+def twin_files(level5, tmp_path_factory):
+    """The synthetic Level 5 as a GCTX file and as .h5ad files converted from it (dense, dense
+    gzip = HDF5-chunked, sparse CSR), with the positions of its exemplar signatures."""
+    from opencmap.core.gct import GCT
+    from opencmap.io import read_gct, write_gctx
+
+    gct, info, _ = level5
+    root = tmp_path_factory.mktemp("twins")
+    write_gctx(GCT(gct.data, row_meta=gct.row_meta, col_meta=info.set_index("sig_id").loc[list(gct.cids)]), root / "sigs.gctx")
+    back = read_gct(root / "sigs.gctx")  # an .h5ad made from the GCTX, as a user converts one
+    write_h5ad(back.to_anndata(), root / "dense.h5ad")
+    write_h5ad(back.to_anndata(), root / "chunked.h5ad", compression="gzip")
+    from scipy import sparse as sp
+
+    sparse = back.to_anndata()
+    sparse.X = sp.csr_matrix(sparse.X)
+    write_h5ad(sparse, root / "sparse.h5ad")
+    exemplars = np.flatnonzero(back.col_meta["is_exemplar_sig"].to_numpy() == 1)
+    assert 0 < len(exemplars) < back.shape[1] and (np.diff(exemplars) > 1).any()  # a scattered subset
+    return {"gctx": root / "sigs.gctx", "h5ad": [root / "dense.h5ad", root / "chunked.h5ad", root / "sparse.h5ad"], "exemplars": exemplars}
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2], ids=["dense", "chunked", "sparse"])
+def test_h5ad_source_honours_columns_like_gctx(twin_files, kind):
+    from opencmap.io.store.writer import read_signature_block
+    from opencmap.query.store import SignatureSource
+
+    h5ad_path = twin_files["h5ad"][kind]
+    n = SignatureSource(twin_files["gctx"]).n_rows
+    for columns in (twin_files["exemplars"], np.array([0, 1, 2, 40, 89]), np.array([7]), np.arange(90)):
+        h5, gx = SignatureSource(h5ad_path, columns), SignatureSource(twin_files["gctx"], columns)
+        try:
+            assert len(h5.cids) == len(gx.cids) == len(columns)
+            assert list(h5.cids) == list(gx.cids) and list(h5.rids) == list(gx.rids)
+            pd.testing.assert_frame_equal(h5.col_meta, gx.col_meta, check_dtype=False, check_names=False)
+            buf = np.empty((len(columns), n), dtype=np.float32)
+            for lo, hi in ((0, len(columns)), (0, 1), (len(columns) // 2, len(columns))):
+                np.testing.assert_array_equal(h5.sig_block(lo, hi), gx.sig_block(lo, hi, buf))
+            spec_h5, spec_gx = h5.block_spec(0, len(columns)), gx.block_spec(0, len(columns))
+            np.testing.assert_array_equal(spec_h5["positions"], spec_gx["positions"])  # a worker reads these rows only
+            assert spec_h5["shape"] == spec_gx["shape"]
+            np.testing.assert_array_equal(read_signature_block(spec_h5), read_signature_block(spec_gx))
+            with pytest.raises(StoreError, match="not the .* the build planned"):  # a worker sees another file
+                read_signature_block({**spec_h5, "shape": (n, 91)})
+        finally:
+            h5.close()
+            gx.close()
+
+
+class _TasksHere(LocalBackend):
+    """A distributed backend whose block tasks run in this process (the block_spec path)."""
+
+    distributed = True
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2], ids=["dense", "chunked", "sparse"])
+def test_filtered_store_from_h5ad_equals_filtered_store_from_gctx(twin_files, kind, tmp_path):
+    from opencmap.query.store import append_store, build_store
+
+    cols = twin_files["exemplars"]
+    gx = build_store(tmp_path / "gx", twin_files["gctx"], columns=cols, block_size=7)
+    h5 = build_store(tmp_path / "h5", twin_files["h5ad"][kind], columns=cols, block_size=7)
+    tasks = build_store(tmp_path / "tasks", twin_files["h5ad"][kind], columns=cols, block_size=7, backend=_TasksHere())
+    assert gx.n_signatures == len(cols)
+    for store in (h5, tasks):
+        assert store.n_signatures == len(cols) and list(store.sig_ids) == list(gx.sig_ids)
+        pd.testing.assert_frame_equal(store.sig_info, gx.sig_info)
+        for space in gx.spaces:
+            for name in ("ranks", "scores", "scores_by_sig"):
+                np.testing.assert_array_equal(np.load(store.path / "segments" / "seg-00000" / space / f"{name}.npy"),
+                                              np.load(gx.path / "segments" / "seg-00000" / space / f"{name}.npy"))
+    # appending the signatures left out gives both stores the same new segment
+    rest = np.setdiff1d(np.arange(90), cols)
+    gx = append_store(gx.path, twin_files["gctx"], columns=rest, block_size=11)
+    h5 = append_store(h5.path, twin_files["h5ad"][kind], columns=rest, block_size=11)
+    assert h5.n_signatures == gx.n_signatures == 90 and list(h5.sig_ids) == list(gx.sig_ids)
+    for space in gx.spaces:
+        pos = np.arange(90)
+        np.testing.assert_array_equal(h5.signature_scores(pos, space=space), gx.signature_scores(pos, space=space))
+
+
+@pytest.mark.parametrize("columns", [[3, 2], [0, 0], [-1, 4], [0, 90], [[0, 1]], [0.0, 2.5], np.arange(90) % 2 == 0],
+                         ids=["decreasing", "repeated", "negative", "beyond", "2-D", "float", "mask"])
+def test_bad_columns_are_refused_alike(twin_files, columns):
+    from opencmap.query.store import SignatureSource, build_store
+
+    for path in (twin_files["gctx"], twin_files["h5ad"][0]):
+        with pytest.raises(ValidationError, match="columns must be"):
+            SignatureSource(path, np.asarray(columns))
+    with pytest.raises(ValidationError, match="columns must be"):
+        build_store(twin_files["gctx"].parent / "never", twin_files["h5ad"][0], columns=np.asarray(columns))
+    assert not (twin_files["gctx"].parent / "never").exists()
+
+
+def test_h5ad_whose_x_is_not_obs_by_var_is_refused(twin_files, tmp_path):
+    import shutil
+
+    import h5py
+
+    from opencmap.query.store import build_store
+
+    shutil.copy(twin_files["h5ad"][0], tmp_path / "bad.h5ad")
+    with h5py.File(tmp_path / "bad.h5ad", "r+") as f:
+        attrs = dict(f["X"].attrs)
+        short = f["X"][:80]
+        del f["X"]
+        f.create_dataset("X", data=short).attrs.update(attrs)
+    with pytest.raises(FormatError, match=r"X has shape \(80, 400\) but obs x var is \(90, 400\)"):
+        build_store(tmp_path / "st", tmp_path / "bad.h5ad")
+
+
+def test_cli_store_build_from_h5ad_as_from_gctx(twin_files, tmp_path):
+    """--pert-info reads an .h5ad's obs as it reads a GCTX's column metadata; filters need release
+    folders for an .h5ad as for a GCTX (refused, never ignored)."""
+    from opencmap.cli import cli
+    from opencmap.query.store import open_store
+
+    (tmp_path / "perts.txt").write_text("pert_id\tmoa\ttarget\nBRD-000\tX inhibitor\tEGFR\n")
+    stores = {}
+    for name, path in (("gctx", twin_files["gctx"]), ("h5ad", twin_files["h5ad"][0])):
+        res = CliRunner().invoke(cli, ["store", "build", str(path), str(tmp_path / name), "--pert-info", str(tmp_path / "perts.txt")])
+        assert res.exit_code == 0, res.output
+        stores[name] = open_store(tmp_path / name)
+        res = CliRunner().invoke(cli, ["store", "build", str(path), str(tmp_path / f"{name}_ex"), "--exemplar-only"])
+        assert res.exit_code == 2 and "filters and --dry-run need release folders" in res.output
+        assert not (tmp_path / f"{name}_ex").exists()
+    pd.testing.assert_frame_equal(stores["h5ad"].sig_info, stores["gctx"].sig_info)
+    assert (stores["h5ad"].sig_info.loc[stores["h5ad"].sig_info["pert_id"] == "BRD-000", "target"] == "EGFR").all()

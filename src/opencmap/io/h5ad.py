@@ -95,11 +95,12 @@ class H5ADSignatures:
 
     The metadata is read at once; :meth:`read_signatures` reads rows of ``X`` (dense or sparse)
     from the file on demand, so a file larger than memory can feed a store build.
+    ``shape``: ``(signatures, genes)``, the shape of ``X``.
 
     Raises
     ------
     FormatError
-        Not an ``.h5ad``, no ``X``, or repeated signature or gene ids.
+        Not an ``.h5ad``, no ``X``, ``X`` not of shape obs x var, or repeated signature or gene ids.
     """
 
     def __init__(self, path: str | PathLike[str]):
@@ -115,15 +116,37 @@ class H5ADSignatures:
                 dup = ids[ids.duplicated()].unique()[:5].tolist()
                 self.close()
                 raise FormatError(f"repeated {what} ids {dup}; make {axis} unique", path=self.path)
+        self.shape = (len(self.sig_ids), len(self.gene_ids))
+        if tuple(self.adata.X.shape) != self.shape:
+            shape = tuple(self.adata.X.shape)
+            self.close()
+            raise FormatError(f"X has shape {shape} but obs x var is {self.shape}; the file is inconsistent", path=self.path)
         self.signatures = plain_metadata(self.adata.obs).set_axis(self.sig_ids)
         self.genes = plain_metadata(self.adata.var).set_axis(self.gene_ids)
 
-    def read_signatures(self, start: int, stop: int) -> np.ndarray:
-        """float32 (stop - start, n_genes): rows ``start:stop`` of ``X``."""
-        block = self.adata.X[start:stop]
-        if hasattr(block, "toarray"):
-            block = block.toarray()
-        return np.ascontiguousarray(block, dtype=np.float32)
+    def read_signatures(self, positions: np.ndarray) -> np.ndarray:
+        """float32 ``(len(positions), n_genes)``: the rows of ``X`` at ``positions`` (increasing).
+
+        Only those rows are read from the file: a run of rows (a block of an unfiltered build) as
+        one slice, scattered rows (a filtered build) by the backed ``X``'s own row indexing (h5py's
+        selection of a dense ``X``; anndata's of a sparse one, far faster than slices of nearby rows).
+
+        Raises
+        ------
+        FormatError
+            ``X`` cannot be read (a corrupt file) or does not hold numbers.
+        """
+        pos = np.asarray(positions, dtype=np.int64)
+        if not len(pos):
+            return np.empty((0, self.shape[1]), dtype=np.float32)
+        first, last = int(pos[0]), int(pos[-1])
+        try:
+            block = self.adata.X[first : last + 1] if last - first + 1 == len(pos) else self.adata.X[pos]
+            if hasattr(block, "toarray"):
+                block = block.toarray()
+            return np.ascontiguousarray(block, dtype=np.float32)
+        except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
+            raise FormatError(f"cannot read rows of X ({exc}); the file is corrupt or X does not hold numbers", path=self.path) from exc
 
     def close(self) -> None:
         file = getattr(self.adata, "file", None)

@@ -793,13 +793,20 @@ def annotate_signatures(
 ) -> pd.DataFrame:
     """A signature table with perturbagen annotations (``moa``, ``target``, names) filled in from
     ``perts`` (:func:`canonical_perturbagens`), in canonical columns. ``info`` None: the column
-    metadata of ``matrix``."""
+    metadata of ``matrix`` (a GCT/GCTX file, or the ``obs`` of an AnnData ``.h5ad``)."""
     if info is None:
         if matrix is None:
             raise ConfigError("give a signature table or the matrix whose column metadata is the table")
-        from opencmap.io.gct import read_meta
+        if Path(matrix).suffix.lower() == ".h5ad":
+            from opencmap.io.h5ad import H5ADSignatures
 
-        meta = read_meta(matrix, "col")
+            h5ad = H5ADSignatures(matrix)  # checked as a store build opens it
+            h5ad.close()
+            meta = h5ad.signatures
+        else:
+            from opencmap.io.gct import read_meta
+
+            meta = read_meta(matrix, "col")
         info = meta.reset_index(names="sig_id")
     if "sig_id" not in info.columns:
         raise FormatError(f"signature table without a sig_id column; columns found: {[str(c) for c in info.columns[:25]]}")

@@ -349,56 +349,58 @@ class SignatureSource:
 
     :meth:`sig_block` returns blocks signature-major (one row per signature, every row of the
     matrix), as GCTX stores them, so a GCTX block is one contiguous read into a reused buffer.
+
+    ``columns`` (build-time filters): increasing positions of the signatures to take, the same for
+    every kind of source: ``cids``, ``col_meta``, the blocks of :meth:`sig_block` and
+    :meth:`block_spec` are those signatures' only (:class:`ValidationError` for positions that are
+    not increasing integers within the matrix).
     """
 
     def __init__(self, signatures: GCT | str | os.PathLike[str], columns: np.ndarray | None = None):
         self._gctx: Any = None  # GCTXFile once opened, False for sources that are not GCTX files
         self._columns: np.ndarray | None = None
-        if not isinstance(signatures, GCT):
-            _refuse_compressed(Path(signatures))
         self._h5ad: Any = None  # H5ADSignatures for .h5ad sources
-        if not isinstance(signatures, GCT) and Path(signatures).suffix.lower() == ".h5ad":
-            from opencmap.io.h5ad import H5ADSignatures
-
-            if not Path(signatures).exists():
-                raise StoreError(f"signature file not found: {signatures}")
-            self._h5ad = H5ADSignatures(signatures)
-            self._gct, self._path = None, None
-            self.rids, self.cids = self._h5ad.gene_ids, self._h5ad.sig_ids
-            self.row_meta, self.col_meta = self._h5ad.genes, self._h5ad.signatures
-            self.n_rows = len(self.rids)
-            log.info("store source %s: %d signatures x %d genes (AnnData obs x var, backed)", signatures, len(self.cids), self.n_rows)
-            return
+        self._gct: GCT | None = None
+        self._path: Path | None = None  # a GCT/GCTX file
         if isinstance(signatures, GCT):
-            self._gct: GCT | None = signatures
-            self._path: Path | None = None
-            self.rids = signatures.rids
-            self.cids = signatures.cids
-            self.row_meta = signatures.row_meta
-            self.col_meta = signatures.col_meta
+            self._gct = signatures
+            self.rids, self.cids = signatures.rids, signatures.cids
+            self.row_meta, self.col_meta = signatures.row_meta, signatures.col_meta
         else:
-            from opencmap.io import read_gct
+            path = Path(signatures)
+            _refuse_compressed(path)
+            if not path.exists():
+                raise StoreError(f"signature file not found: {path}")
+            if path.suffix.lower() == ".h5ad":
+                from opencmap.io.h5ad import H5ADSignatures
 
-            from opencmap.io.decompress import resolve_gzipped_gctx
+                self._h5ad = H5ADSignatures(path)  # opened backed: rows of X are read as blocks need them
+                self.rids, self.cids = self._h5ad.gene_ids, self._h5ad.sig_ids
+                self.row_meta, self.col_meta = self._h5ad.genes, self._h5ad.signatures
+            else:
+                from opencmap.io import read_gct
+                from opencmap.io.decompress import resolve_gzipped_gctx
 
-            self._gct = None
-            self._path = Path(signatures)
-            if not self._path.exists():
-                raise StoreError(f"signature file not found: {self._path}")
-            self._path = resolve_gzipped_gctx(self._path)  # .gctx.gz as GEO serves it: a decompressed copy
-            meta = read_gct(self._path, meta_only=True)
-            self.rids, self.cids = meta.rids, meta.cids
-            self.row_meta, self.col_meta = meta.row_meta, meta.col_meta
+                self._path = resolve_gzipped_gctx(path)  # .gctx.gz as GEO serves it: a decompressed copy
+                meta = read_gct(self._path, meta_only=True)
+                self.rids, self.cids = meta.rids, meta.cids
+                self.row_meta, self.col_meta = meta.row_meta, meta.col_meta
         self.n_rows = len(self.rids)
         self._n_file_cols = len(self.cids)
         if columns is not None:
             # a subset of the matrix's columns (build-time filters), in file order
-            cols = np.asarray(columns, dtype=np.int64)
+            cols = np.asarray(columns)
+            if cols.ndim != 1 or (len(cols) and cols.dtype.kind not in "iu"):
+                raise ValidationError(f"columns must be a 1-D array of integer positions of the matrix's columns, not {cols.dtype} {cols.shape}")
+            cols = cols.astype(np.int64)
             if len(cols) and (cols.min() < 0 or cols.max() >= len(self.cids) or (np.diff(cols) <= 0).any()):
                 raise ValidationError("columns must be increasing positions of the matrix's columns")
             self._columns = cols
-            self.cids = pd.Index(self.cids)[cols]
+            self.cids = (self.cids if isinstance(self.cids, pd.Index) else pd.Index(self.cids))[cols]
             self.col_meta = self.col_meta.iloc[cols]
+        if self._h5ad is not None:
+            log.info("store source %s: %d of %d signatures x %d genes (AnnData obs x var, backed)",
+                     self._h5ad.path, len(self.cids), self._n_file_cols, self.n_rows)
 
     def _file(self) -> Any:
         """The open GCTX file (checked like every GCTX read), or None for other sources."""
@@ -418,12 +420,12 @@ class SignatureSource:
     def sig_block(self, start: int, stop: int, buf: np.ndarray | None = None) -> np.ndarray:
         """float32 (stop - start, n_rows): signatures as rows (into ``buf`` for GCTX files)."""
         gctx = self._file()
-        pos = np.arange(start, stop) if self._columns is None else self._columns[start:stop]
+        pos = self._positions(start, stop)
         if gctx is not None and buf is not None:
             # a run of columns, read by the io layer straight into the buffer (one HDF5 call)
             return gctx.read_matrix(cidx=pos, out=buf[: stop - start]).T
         if self._h5ad is not None:
-            return self._h5ad.read_signatures(start, stop)
+            return self._h5ad.read_signatures(pos)
         if self._gct is not None:
             data = self._gct.data[:, start:stop] if self._columns is None else self._gct.data[:, pos]
         else:
@@ -434,16 +436,21 @@ class SignatureSource:
 
     def block_spec(self, start: int, stop: int) -> dict[str, Any]:
         """Where signatures ``start:stop`` are, as plain picklable data for :func:`read_signature_block`
-        in another process: the file (``kind`` ``gctx``, ``gct`` or ``h5ad``, its ``path`` and the
-        block's column ``positions`` in it), or, for a matrix in memory, the block itself
+        in another process: the file (``kind`` ``gctx``, ``gct`` or ``h5ad``, its ``path``, the
+        block's ``positions`` in it, columns or rows of an ``.h5ad``'s ``X``, and the matrix
+        ``shape`` (rows, columns) the build planned), or, for a matrix in memory, the block itself
         (``kind`` ``data``)."""
         if self._h5ad is not None:
-            return {"kind": "h5ad", "path": str(self._h5ad.path), "start": int(start), "stop": int(stop)}
-        if self._path is None:
+            kind, path = "h5ad", self._h5ad.path
+        elif self._path is not None:
+            kind, path = ("gctx" if self._file() is not None else "gct"), self._path
+        else:
             return {"kind": "data", "data": self.sig_block(start, stop)}
-        pos = np.arange(start, stop, dtype=np.int64) if self._columns is None else self._columns[start:stop]
-        kind = "gctx" if self._file() is not None else "gct"
-        return {"kind": kind, "path": str(self._path), "positions": pos, "shape": (self.n_rows, self._n_file_cols)}
+        return {"kind": kind, "path": str(path), "positions": self._positions(start, stop), "shape": (self.n_rows, self._n_file_cols)}
+
+    def _positions(self, start: int, stop: int) -> np.ndarray:
+        """Positions in the matrix (its columns; rows of an ``.h5ad``'s ``X``) of signatures ``start:stop``."""
+        return np.arange(start, stop, dtype=np.int64) if self._columns is None else self._columns[start:stop]
 
     def close(self) -> None:
         if self._gctx:
@@ -462,21 +469,27 @@ def read_signature_block(spec: Mapping[str, Any]) -> np.ndarray:
     path = Path(spec["path"])
     if not path.exists():
         raise StoreError(f"signature file not found: {path} (a worker must see the input at the driver's path)")
+    pos = np.asarray(spec["positions"], dtype=np.int64)
+    planned = tuple(spec["shape"])
+
+    def check(shape: tuple[int, int]) -> None:
+        if shape != planned:
+            raise StoreError(f"{path}: matrix shape {shape} (rows, columns) is not the {planned} the build planned")
+
     if kind == "h5ad":
         from opencmap.io.h5ad import H5ADSignatures
 
         h5ad = H5ADSignatures(path)
         try:
-            return h5ad.read_signatures(spec["start"], spec["stop"])
+            check(h5ad.shape[::-1])  # X is signatures x genes
+            return h5ad.read_signatures(pos)
         finally:
             h5ad.close()
-    pos = np.asarray(spec["positions"], dtype=np.int64)
     if kind == "gctx":
         from opencmap.io import GCTXFile
 
         with GCTXFile(path) as gctx:
-            if gctx.shape != tuple(spec["shape"]):
-                raise StoreError(f"{path}: matrix shape {gctx.shape} (rows, columns) is not the {tuple(spec['shape'])} the build planned")
+            check(gctx.shape)
             out = np.empty((len(pos), gctx.shape[0]), dtype=np.float32)
             return gctx.read_matrix(cidx=pos, out=out).T
     from opencmap.io import read_gct
