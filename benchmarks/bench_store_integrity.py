@@ -31,6 +31,18 @@ the load than wall times. ``--store DIR`` keeps the synthetic store for later ru
     PYTHONPATH=src .venv/bin/python benchmarks/bench_store_integrity.py --sigs 20000
     PYTHONPATH=src .venv/bin/python benchmarks/bench_store_integrity.py --sigs 100000 --full
     PYTHONPATH=src .venv/bin/python benchmarks/bench_store_integrity.py --sigs 473647
+
+``--verify`` measures ``store info --verify`` instead (:meth:`Store.verify`: every tile of every
+data file hashed, every file's whole-file checksum, one streaming pass) on the synthetic store of
+:func:`bench_engine.make_store` (``--sigs`` x ``--genes``, default 978 genes: spaces lm and bing,
+signature-major scores, tau backgrounds; kept in ``--work``), in GB/s of the store's files,
+against reading the same files (the memory floor: ``np.sum`` over each file memory-mapped, one
+thread), alternating, in two states: ``warm`` (the files in the page cache; verify's drop-behind
+of the pages it checked switched off, so both read from memory) and ``cold`` (every file dropped
+from the page cache before each run: both read from disk). Printed: GB/s of each and the ratio
+verify / floor.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_store_integrity.py --verify --sigs 100000 --work /work/bench-data/verify
 """
 
 from __future__ import annotations
@@ -69,7 +81,9 @@ def _unchecked():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sigs", type=int, default=100_000)
-    parser.add_argument("--genes", type=int, default=400)
+    parser.add_argument("--genes", type=int, default=None, help="genes of the store (default 400; 978 with --verify)")
+    parser.add_argument("--verify", action="store_true", help="measure `store info --verify` against reading the files (see above)")
+    parser.add_argument("--work", type=Path, default=None, help="--verify: folder of bench_engine.make_store's store (kept for reruns)")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--full", action="store_true", help="the full query (NCS, FDR, tau, summaries) instead of scores only")
     parser.add_argument("--fdr-null-size", type=int, default=200, help="random queries of the FDR null (--full; built once, cached)")
@@ -77,6 +91,10 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--store", type=Path, default=None, help="keep the synthetic store here (built if missing, reused otherwise)")
     args = parser.parse_args()
+    if args.verify:
+        _verify_speed(args)
+        return
+    args.genes = args.genes or 400
 
     from opencmap.query import store as S
     from opencmap.query.engine import Engine
@@ -182,6 +200,67 @@ def _kernel_alone(store, q, reps: int) -> None:
     print(f"  WTCS kernel alone ({len(rows)} rows x {ranks.shape[1]} signatures, 1 thread, CPU): plain {m['plain'] * 1e3:.1f} ms, "
           f"checking every tile {m['fresh'] * 1e3:.1f} ms (ratio {m['fresh'] / m['plain']:.3f}), tiles already checked "
           f"{m['marked'] * 1e3:.1f} ms (ratio {m['marked'] / m['plain']:.3f})")
+
+
+def _verify_speed(args: argparse.Namespace) -> None:
+    """``Store.verify`` against ``np.sum`` over the same files memory-mapped (warm and cold cache)."""
+    import sys
+
+    import opencmap.io.store.verify as V
+    from opencmap.io.store.checksums import drop_cached
+    from opencmap.query.store import Store
+
+    if args.work is None:
+        raise SystemExit("--verify needs --work DIR (the synthetic store is built there once)")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_engine import make_store
+
+    path = make_store(args.work, args.sigs, args.genes or 978)
+    files = sorted(f for f in path.rglob("*") if f.is_file() and f.name != ".lock" and not f.name.endswith(".tmp"))
+
+    def floor() -> int:
+        n = 0
+        for f in files:
+            arr = np.load(f, mmap_mode="r") if f.suffix == ".npy" else np.memmap(f, dtype=np.uint8, mode="r")
+            arr.sum()
+            n += f.stat().st_size
+            del arr
+        return n
+
+    def verify() -> int:
+        report = Store(path).verify()
+        return sum(t.bytes for t in report.totals)
+
+    def cold() -> None:
+        for f in files:
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                drop_cached(fd)
+            finally:
+                os.close(fd)
+
+    def warm() -> None:
+        floor()
+
+    keep, results = V.drop_cached, {}
+    floor(), verify()  # kernels compiled
+    for state, prepare in (("warm", warm), ("cold", cold)):
+        rate: dict[str, list[float]] = {"verify": [], "floor": []}
+        nbytes = {}
+        for i in range(args.reps):
+            for name in (("verify", "floor") if i % 2 == 0 else ("floor", "verify")):
+                V.drop_cached = keep if state == "cold" else (lambda *a, **k: None)
+                prepare()
+                t = time.perf_counter()
+                nbytes[name] = (verify if name == "verify" else floor)()
+                rate[name].append(nbytes[name] / (time.perf_counter() - t) / 1e9)
+        V.drop_cached = keep
+        results[state] = {k: statistics.median(v) for k, v in rate.items()}
+        print(f"  {state}: verify {results[state]['verify']:.2f} GB/s ({nbytes['verify'] / 1e9:.2f} GB checked), floor (np.sum over the "
+              f"mmapped files) {results[state]['floor']:.2f} GB/s ({nbytes['floor'] / 1e9:.2f} GB), ratio verify / floor "
+              f"{results[state]['verify'] / results[state]['floor']:.2f}")
+    print(f"store info --verify on {args.sigs} signatures x {args.genes or 978} genes ({path}), median of {args.reps} alternating reps, "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
 
 
 def _build(S, path: Path, n_sigs: int, n_genes: int) -> None:

@@ -41,6 +41,7 @@ id) and *what to do*.
 from __future__ import annotations
 
 from os import PathLike
+from typing import Any
 
 __all__ = [
     "OpenCMapError",
@@ -148,9 +149,12 @@ class StoreCorruptError(StoreError):
     """A store file does not match the checksum or tile hashes it was written with: what was read
     from it must not be used. The message names the file and the rows/columns, and what to do."""
 
+    #: the whole report (:class:`opencmap.io.store.verify.VerifyReport`) when raised by ``Store.verify``
+    report: Any = None
+
     def __init__(self, message: str, *, path: str | PathLike[str] | None = None):
         super().__init__(message)
-        #: the corrupt file
+        #: the corrupt file (the first, when raised by ``Store.verify``)
         self.path = None if path is None else str(path)
 
 

@@ -287,19 +287,27 @@ def fdr_null(store: Path, sizes: tuple[str, ...], n_random: int, seed: int, metr
 
 @command.command("info")
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--verify", is_flag=True, help="Recompute every checksum and remove what interrupted runs left.")
+@click.option("--verify", is_flag=True,
+              help="Check every file (each tile of every data file against its hash, every file against its checksum) "
+                   "and remove what interrupted runs left.")
 def info(store: Path, verify: bool) -> None:
-    """Describe STORE (and check its files with --verify)."""
+    """Describe STORE (and check its files with --verify: exit status 2 naming each damaged file and tile)."""
     from opencmap.query.store import Store, cleanup_store
 
     removed = cleanup_store(store) if verify else []
     st = Store(store)
+    report = None
     if verify:
-        st.verify()
+        bar, progress = _bar("verifying", unit="B")
+        with bar:
+            report = st.verify(progress=progress)
     out = st.info()
-    if verify:
+    if report is not None:
         out["verified"] = True
         out["removed_leftovers"] = removed
+        out["verify"] = report.to_dict()
         for path in removed:
             click.echo(f"note: removed {path} (left by an interrupted run)", err=True)
+        for line in report.lines():
+            click.echo(f"verified {line}", err=True)
     click.echo(json.dumps(out, indent=1))

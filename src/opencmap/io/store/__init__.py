@@ -8,6 +8,8 @@
                             signature sources, positioned writes, writer lock and cleanup
 :mod:`.checksums`           whole-file checksums, per-tile hashes (format 3), per-chunk (format 2)
 :mod:`.backgrounds`         the tau background files and their commit
+:mod:`.verify`              checking every file of a store (``store info --verify``):
+                            every tile against its hash, every file against its checksum
 ==========================  ============================================================
 
 Queries over a store are :mod:`opencmap.query` (which re-exports these names as

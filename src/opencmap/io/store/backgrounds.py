@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from opencmap.io.store.reader import Store
 
 __all__ = ["BACKGROUND_FORMAT_VERSION", "entry_tail", "next_generation", "write_background", "write_background_queries",
-           "commit_backgrounds", "read_background_files", "background_scratch", "save_scratch", "load_scratch", "new_scratch", "read_scratch_rows", "write_scratch_rows"]
+           "commit_backgrounds", "read_background_files", "value_tile_sums", "values_mismatch", "background_scratch", "save_scratch", "load_scratch", "new_scratch", "read_scratch_rows", "write_scratch_rows"]
 
 BACKGROUND_FORMAT_VERSION = 1
 
@@ -204,7 +204,25 @@ def _check_values(folder: Path, values: np.ndarray, tiles: Mapping[str, Any], ke
     row: the whole file is checked once, when the background is loaded for an open store)."""
     from opencmap.errors import StoreCorruptError
     from opencmap.io.store.reader import _REFUSE
-    from opencmap.kernels.tilehash import TILE_HASH_ALGO, check_tiles
+    from opencmap.kernels.tilehash import check_tiles
+
+    sums, cols = value_tile_sums(folder, values, tiles, key)
+    bad = check_tiles(values, sums, np.zeros(sums.shape, np.uint8), np.arange(values.shape[0]), 0, values.shape[1], cols)
+    if bad is not None:
+        path = folder / "values.npy"
+        raise StoreCorruptError(
+            f"store file {path} (τ background {key!r}) is corrupt: {values_mismatch(values, bad[0], bad[1] * cols, (bad[1] + 1) * cols)}; "
+            f"{_REFUSE}", path=path,
+        )  # fmt: skip
+
+
+def value_tile_sums(folder: Path, values: np.ndarray, tiles: Mapping[str, Any], key: str) -> tuple[np.ndarray, int]:
+    """``(hashes, cols)``: the tile hashes of a background's values (memory-mapped) and the tile
+    width, from its manifest field ``tile_hashes``; :class:`StoreCorruptError` when the hash file
+    is unreadable or does not fit ``values``."""
+    from opencmap.errors import StoreCorruptError
+    from opencmap.io.store.reader import _REFUSE
+    from opencmap.kernels.tilehash import TILE_HASH_ALGO
 
     if tiles.get("algo") != TILE_HASH_ALGO:
         raise StoreError(f"unknown tile hash {tiles.get('algo')!r} of background {key!r} in {folder}; upgrade opencmap")
@@ -214,13 +232,12 @@ def _check_values(folder: Path, values: np.ndarray, tiles: Mapping[str, Any], ke
     except (OSError, ValueError, EOFError) as exc:
         raise StoreCorruptError(f"store file {side} (tile hashes of a τ background) is unreadable ({exc}); {_REFUSE}", path=side) from exc
     n_tiles = max(1, -(-values.shape[1] // cols))
-    if sums.shape != (values.shape[0], n_tiles):
-        raise StoreCorruptError(f"store file {side} holds hashes {sums.shape}, not {(values.shape[0], n_tiles)}; {_REFUSE}", path=side)
-    bad = check_tiles(values, sums, np.zeros(sums.shape, np.uint8), np.arange(values.shape[0]), 0, values.shape[1], cols)
-    if bad is not None:
-        row, tile = bad
-        path = folder / "values.npy"
-        raise StoreCorruptError(
-            f"store file {path} (τ background {key!r}) is corrupt: row {row}, values {tile * cols}..{min((tile + 1) * cols, values.shape[1]) - 1} "
-            f"do not match their hash; {_REFUSE}", path=path,
-        )  # fmt: skip
+    if sums.shape != (values.shape[0], n_tiles) or sums.dtype != np.uint64:
+        raise StoreCorruptError(f"store file {side} holds hashes {sums.dtype} {sums.shape}, not uint64 {(values.shape[0], n_tiles)}; {_REFUSE}",
+                                path=side)  # fmt: skip
+    return sums, cols
+
+
+def values_mismatch(values: np.ndarray, row: int, lo: int, hi: int) -> str:
+    """What does not match in a background's values: row ``row``, values ``lo:hi`` (a tile)."""
+    return f"row {row}, values {lo}..{min(hi, values.shape[1]) - 1} do not match their hash in values.tiles.npy"

@@ -30,28 +30,51 @@ _CHUNK = 1 << 24
 _FILE_ALGO = "xxh3_64"  # whole-file checksums written from store format 3 on (``crc32`` before; both are read)
 
 
+class FileDigest:
+    """A whole-file checksum computed piece by piece (``update`` with the file's bytes in order):
+    xxh3 (64-bit), or the algorithm of the recorded checksum ``like`` it is compared with
+    (``crc32:`` or ``xxh3_64:``). Both release the GIL on large buffers."""
+
+    def __init__(self, path: Path, like: str | None = None):
+        self.algo = like.split(":", 1)[0] if like else _FILE_ALGO
+        if self.algo == "xxh3_64":
+            import xxhash
+
+            self._xxh = xxhash.xxh3_64()
+        elif self.algo == "crc32":
+            self._crc = 0
+        else:
+            raise StoreError(f"unknown checksum {like!r} recorded for {path}; upgrade opencmap")
+
+    def update(self, data: Any) -> None:
+        """Add the next bytes (bytes or a C-contiguous array, read as its bytes)."""
+        if isinstance(data, np.ndarray):
+            data = data.reshape(-1).view(np.uint8)
+        if self.algo == "xxh3_64":
+            self._xxh.update(data)
+        else:
+            self._crc = zlib.crc32(data, self._crc)
+
+    def value(self) -> str:
+        """``"<algo>:<hex digest>"`` of the bytes so far."""
+        return f"xxh3_64:{self._xxh.intdigest():016x}" if self.algo == "xxh3_64" else f"crc32:{self._crc:08x}"
+
+
+def drop_cached(fd: int, offset: int = 0, length: int = 0) -> None:
+    """Drop bytes ``offset:offset + length`` (0: to the end) of an open file from the page cache
+    where no process maps them: a checksum pass must not evict what queries use."""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
 def _file_checksum(path: Path, like: str | None = None) -> str:
-    """``"<algo>:<hex digest>"`` of the file's bytes: xxh3 (64-bit), or the algorithm of the
-    checksum ``like`` (a recorded checksum this one is compared with: ``crc32:`` or ``xxh3_64:``)."""
-    algo = like.split(":", 1)[0] if like else _FILE_ALGO
-    if algo == "xxh3_64":
-        import xxhash
-
-        digest = xxhash.xxh3_64()
-        update = digest.update
-    elif algo == "crc32":
-        crc = [0]
-
-        def update(chunk: bytes) -> None:
-            crc[0] = zlib.crc32(chunk, crc[0])
-    else:
-        raise StoreError(f"unknown checksum {like!r} recorded for {path}; upgrade opencmap")
+    """``"<algo>:<hex digest>"`` of the file's bytes (:class:`FileDigest`)."""
+    digest = FileDigest(path, like)
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
-            update(chunk)
-        if hasattr(os, "posix_fadvise"):  # a checksum pass must not evict what queries use
-            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    return f"xxh3_64:{digest.intdigest():016x}" if algo == "xxh3_64" else f"crc32:{crc[0]:08x}"
+            digest.update(chunk)
+        drop_cached(fh.fileno())
+    return digest.value()
 
 
 def _chunk_hasher(algo: str) -> Callable[[Any], int]:
@@ -131,12 +154,11 @@ def _tile_sums(path: Path) -> np.ndarray:
     arr = np.load(path, mmap_mode="r")
     sums = tile_hashes(arr)
     del arr
-    if hasattr(os, "posix_fadvise"):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        drop_cached(fd)
+    finally:
+        os.close(fd)
     return sums
 
 

@@ -25,11 +25,11 @@ import os
 import threading
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,10 @@ from opencmap.io.store.checksums import _chunk_hasher, _digest_chunks, _file_che
 from opencmap.kernels.tilehash import TILE_HASH_ALGO, ReadCheck, check_tiles
 from opencmap.io.store.format import _CHUNK_COLS, _MANIFEST, STORE_FORMAT, STORE_FORMAT_VERSION
 from opencmap.io.versions import check_format_version
+
+if TYPE_CHECKING:
+    from opencmap.backends.base import Backend
+    from opencmap.io.store.verify import VerifyReport
 
 __all__ = ["Store", "FeatureSpace", "open_store", "prefetch_columns", "StoreSegment"]
 
@@ -199,29 +203,33 @@ class StoreSegment:
             )
         return sums, np.zeros(shape, dtype=np.uint8), cols
 
-    def corrupt(self, space: str, kind: str, row: int, tile: int, cols: int) -> StoreCorruptError:
-        """The error of a tile of data file ``space/kind`` that does not match its hash."""
-        path = self.dir / space / f"{kind}.npy"
+    def describe_mismatch(self, space: str, kind: str, row: int, lo: int, hi: int) -> str:
+        """What does not match in data file ``space/kind``: row ``row``, columns ``lo:hi`` of this
+        segment (a tile, or a chunk of a format-2 store), and the file of hashes it was checked against."""
         n = self.array(space, kind).shape[1]
-        what = "signature" if kind == "scores_by_sig" else "gene row"
-        cols_of = "genes" if kind == "scores_by_sig" else "signatures"
-        return StoreCorruptError(
-            f"store file {path} is corrupt: {what} {row}, {cols_of} {tile * cols}..{min((tile + 1) * cols, n) - 1} of this segment "
-            f"(store positions from {self.offset}) do not match their hash in {path.with_suffix('.tiles.npy').name}; {_REFUSE}", path=path,
-        )  # fmt: skip
+        what, cols_of = ("signature", "genes") if kind == "scores_by_sig" else ("gene row", "signatures")
+        if self.tiles(space, kind) is not None:
+            against = f"their hash in {kind}.tiles.npy"
+        else:
+            against = f"their checksum in {self.files.get(f'{space}/{kind}.npy', {}).get('chunk_sums', {}).get('file', f'{kind}.crc.npy')}"
+        return (f"{what} {row}, {cols_of} {lo}..{min(hi, n) - 1} of this segment (store positions from {self.offset}) "
+                f"do not match {against}")
+
+    def corrupt(self, space: str, kind: str, row: int, lo: int, hi: int) -> StoreCorruptError:
+        """The error of columns ``lo:hi`` of row ``row`` of data file ``space/kind`` (a tile, or a
+        format-2 chunk) that do not match their hash."""
+        path = self.dir / space / f"{kind}.npy"
+        return StoreCorruptError(f"store file {path} is corrupt: {self.describe_mismatch(space, kind, row, lo, hi)}; {_REFUSE}", path=path)
 
     def raise_bad(self, space: str, check: ReadCheck) -> None:
         """Raise the :class:`StoreCorruptError` of a mismatch a kernel reported in ``check.bad``
         (the tile is hashed again on its own to name the file that differs)."""
         _, row, tile = (int(x) for x in check.bad)
+        lo, hi = tile * check.cols, (tile + 1) * check.cols
         for kind, part in (("ranks", check.ranks), ("scores", check.scores)):
-            if part is None:
-                continue
-            sums, _, cols = self.tiles(space, kind)  # type: ignore[misc]
-            lo = tile * cols
-            if check_tiles(self.array(space, kind), sums, np.zeros(sums.shape, np.uint8), np.array([row]), lo, lo + 1, cols) is not None:
-                raise self.corrupt(space, kind, row, tile, cols)
-        raise self.corrupt(space, "scores" if check.bad[0] == 1 else "ranks", row, tile, check.cols)
+            if part is not None and self.first_mismatch(space, kind, np.array([row]), lo, lo + 1, seen=False) is not None:
+                raise self.corrupt(space, kind, row, lo, hi)
+        raise self.corrupt(space, "scores" if check.bad[0] == 1 else "ranks", row, lo, hi)
 
     def _chunk_table(self, key: str) -> tuple[np.ndarray, int, str] | None:
         """The chunk checksums of data file ``key`` (``space/kind``), checked whole on first use;
@@ -271,25 +279,37 @@ class StoreSegment:
         ``lo:hi`` of a data file against their stored hashes the first time they are read (through
         this open store); :class:`StoreCorruptError` naming the file on a mismatch. Rows of
         signature-major files are signatures, their columns genes. Thread-safe."""
+        bad = self.first_mismatch(space, kind, rows, lo, hi)
+        if bad is not None:
+            raise self.corrupt(space, kind, *bad)
+
+    def first_mismatch(
+        self, space: str, kind: str, rows: np.ndarray | None, lo: int, hi: int, *, seen: np.ndarray | bool | None = None
+    ) -> tuple[int, int, int] | None:
+        """The first tile (format 3) or chunk (format 2) of ``rows`` (None: all) x columns ``lo:hi``
+        of a data file that does not match its stored hash, as ``(row, first column, end column)``;
+        None when all match (or the file has neither). ``seen``: None, skip and mark tiles in the
+        bitmap shared by the readers of this open store (:meth:`check`); a bitmap of the shape of
+        the hashes (uint8 tiles / bool chunks), the caller's own (``store info --verify``: every
+        tile hashed once whatever queries checked before); False, hash every tile, mark none."""
         tiles = self.tiles(space, kind)
         if tiles is not None:
-            sums, seen, cols = tiles
+            sums, shared, cols = tiles
             arr = self.array(space, kind)
+            marks = shared if seen is None else np.zeros(sums.shape, np.uint8) if seen is False else seen
             picked = np.arange(arr.shape[0], dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-            bad = check_tiles(arr, sums, seen, picked, lo, hi, cols)
-            if bad is not None:
-                raise self.corrupt(space, kind, bad[0], bad[1], cols)
-            return
+            bad = check_tiles(arr, sums, marks, picked, lo, hi, cols)
+            return None if bad is None else (bad[0], bad[1] * cols, (bad[1] + 1) * cols)
         key = f"{space}/{kind}"
         table = self._chunk_table(key)
         if table is None or hi <= lo:
-            return
+            return None
         sums, cols, algo = table
-        seen = self._seen[key]
+        marks = self._seen[key] if seen is None else np.zeros(sums.shape, bool) if seen is False else seen
         c0, c1 = lo // cols, (hi - 1) // cols + 1
-        sub = seen[:, c0:c1] if rows is None else seen[rows, c0:c1]
+        sub = marks[:, c0:c1] if rows is None else marks[rows, c0:c1]
         if sub.all():
-            return
+            return None
         arr = self.array(space, kind)
         if sums.shape != (arr.shape[0], max(1, -(-arr.shape[1] // cols))):
             raise StoreError(
@@ -297,17 +317,15 @@ class StoreSegment:
                 "columns: the store is corrupt; run `opencmap store info --verify` and rebuild the store"
             )
         todo_r, todo_c = np.nonzero(~sub)
-        row_ids = (np.arange(seen.shape[0])[todo_r] if rows is None else np.asarray(rows)[todo_r]).tolist()
+        row_ids = (np.arange(marks.shape[0])[todo_r] if rows is None else np.asarray(rows)[todo_r]).tolist()
         col_ids = (todo_c + c0).tolist()
         got = _digest_chunks(arr, np.asarray(row_ids, dtype=np.int64), np.asarray(col_ids, dtype=np.int64), cols, algo)
         bad = np.flatnonzero(got != sums[row_ids, col_ids])
         if len(bad):
             r, c = row_ids[int(bad[0])], col_ids[int(bad[0])]
-            raise StoreCorruptError(
-                f"store file {self.dir / key}.npy is corrupt (row {r}, columns {c * cols}..{min((c + 1) * cols, arr.shape[1]) - 1} "
-                f"do not match their checksum): {_REFUSE}", path=f"{self.dir / key}.npy"
-            )
-        seen[row_ids, col_ids] = True
+            return r, c * cols, (c + 1) * cols
+        marks[row_ids, col_ids] = True
+        return None
 
     def array(self, space: str, kind: str) -> np.ndarray:
         key = f"{space}/{kind}"
@@ -770,21 +788,19 @@ class Store:
         return out
 
     # ------------------------------------------------------------------ integrity
-    def verify(self) -> None:
-        """Recompute every checksum; :class:`StoreError` naming the first file that differs."""
-        files = [(self.path / self.manifest["genes"]["file"], self.manifest["genes"]["checksum"])]
-        for seg in self.manifest["segments"]:
-            for rel, entry in seg["files"].items():
-                files.append((self.path / "segments" / seg["name"] / rel, entry["checksum"]))
-        for level, entry in self.manifest.get("backgrounds", {}).items():
-            for rel, checksum in entry.get("checksums", {}).items():
-                files.append((self.path / (entry.get("dir") or f"backgrounds/{level}") / rel, checksum))
-        for path, expected in files:
-            if not path.exists():
-                raise StoreError(f"store file missing: {path}")
-            got = _file_checksum(path, expected)
-            if got != expected:
-                raise StoreCorruptError(f"checksum mismatch for {path}: {got} != {expected} in the manifest; {_REFUSE}", path=path)
+    def verify(self, *, progress: Callable[[int, int], None] | None = None, backend: Backend | None = None) -> VerifyReport:
+        """Check every file: each tile of every data file against its hash (chunks of a format-2
+        store), every file against its whole-file checksum, in one streaming pass
+        (:func:`opencmap.io.store.verify.verify_store`: ``progress(done, total)`` in bytes, tiles
+        hashed on ``backend``'s threads). Returns the
+        :class:`~opencmap.io.store.verify.VerifyReport`; raises it as a
+        :class:`StoreCorruptError` naming every damaged file (and tile) when there is a problem."""
+        from opencmap.io.store.verify import verify_store
+
+        report = verify_store(self, progress=progress, backend=backend)
+        if not report.ok:
+            raise report.error()
+        return report
 
     def info(self) -> dict[str, Any]:
         """A small summary (for ``opencmap store info``)."""
