@@ -109,3 +109,11 @@ def test_errors_exit_non_zero_with_one_line(shared_data, tmp_path):
     (tmp_path / "trunc.gctx").write_bytes(a.read_bytes()[:2000])
     proc = _main("gct", "info", str(tmp_path / "trunc.gctx"))
     assert proc.returncode == 2 and "truncated or corrupt" in proc.stderr
+
+
+def test_python_m_opencmap_is_the_command(tmp_path):
+    """``python -m opencmap`` runs the same command: help, and an error as one line with exit 2."""
+    ok = subprocess.run([sys.executable, "-m", "opencmap", "--help"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "Usage: opencmap" in ok.stdout and "query" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "opencmap", "gct", "info", str(tmp_path / "none.gct")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
