@@ -32,8 +32,12 @@ with a bitmap over ranks (``O(G + N/64)``). Large inputs are split into work uni
 :mod:`opencmap.backends`; the kernel releases the GIL); small ones run on the calling thread,
 avoiding a parallel launch.
 
-Measured on this project's 2-core AVX-512 machine (``benchmarks/bench_wtcs_kernel.py``): 150-gene
-sets 3.5 ns per (signature, gene) on one thread, against 6.7 ns for the per-signature bitmap sort.
+Measured with ``benchmarks/bench_wtcs_kernel.py`` (50,000 signatures, an up and a down set of 150
+genes read in place) on this project's 2-core machine (AMD EPYC, Zen 3: AVX2, 4 doubles per vector):
+6.7 ns per (signature, gene) on one thread, 1.24x faster than the per-signature bitmap sort on two
+threads (an earlier AVX-512 machine gave 3.5 ns). Where the time goes, and why sharing the work of a
+batch cannot make it several times cheaper while staying bit-identical (the running-sum walk, about
+half of it, is per set and signature whatever is shared): ``benchmarks/bench_wtcs_phases.py``.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ NETWORK_MAX = 1024
 # follow over the same columns. Interleaving all sets per tile instead touches every set row's
 # pages each tile: with a 100-query batch that thrashes the TLB and ran ~2x slower per query
 _SET_GROUP = 2
-# lanes are processed in multiples of this (one AVX-512 register of uint32 keys)
+# lanes are processed in multiples of this (two AVX2 registers, one AVX-512 register, of uint32 keys)
 _LANES = 16
 #: (signatures x set genes) per extra thread: below it one thread is faster than waking others
 MIN_THREAD_WORK = 1 << 19
