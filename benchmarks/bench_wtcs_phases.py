@@ -71,7 +71,7 @@ import numpy as np
 
 from opencmap.kernels.ranks import descending_ranks_rows
 from opencmap.kernels.wtcs import (
-    _LANES, _PAD, _SET_GROUP, _TILE, _networks, _sort_lanes, _take_weighted, _walk_lanes, set_enrichment_scores, wtcs,
+    _LANES, _PAD, _SET_GROUP, _TILE, _lane_result, _networks, _sort_lanes, _take_weighted, _walk_lanes, set_enrichment_scores, wtcs,
 )
 
 STAGES = ("totals", "read", "sort", "gather", "walk")
@@ -157,15 +157,7 @@ def write_es(state_f, state_i, total, n_hit, m, q, c0, es_out, leadf_out):
     """ES and leading-edge fraction of set ``q`` in columns ``c0:c0 + m`` from ``_walk_lanes``'s
     state, as the kernel writes them (NaN: no hit, duplicate ranks, or every hit weight 0)."""
     for j in range(m):
-        n = n_hit[j]
-        if n == 0 or state_i[2, j] != 0 or total[j] == 0.0:
-            es_out[q, c0 + j] = np.nan
-            leadf_out[q, c0 + j] = np.nan
-        else:
-            best = state_f[0, j]
-            k_best = state_i[0, j]
-            es_out[q, c0 + j] = best
-            leadf_out[q, c0 + j] = k_best / n if best >= 0.0 else (n - k_best + 1) / n
+        es_out[q, c0 + j], leadf_out[q, c0 + j] = _lane_result(state_f, state_i, total, n_hit, True, j)
 
 
 @numba.njit(nogil=True, error_model="numpy")
@@ -492,16 +484,7 @@ def lane_walk(order, scores, ptr, lanes, genes_t, n_sets, n_features, stop, es_o
                     keys[c, j] = sent
             _walk_lanes(keys, steps, g, width, np.uint64(16), sent, total, n_hit, True, n_features, state_f, state_i)
             for j in range(min(width, n_sets - q0)):
-                q = q0 + j
-                n = n_hit[j]
-                if n == 0 or state_i[2, j] != 0 or total[j] == 0.0:
-                    es_out[q, s] = np.nan
-                    leadf_out[q, s] = np.nan
-                else:
-                    best = state_f[0, j]
-                    kb = state_i[0, j]
-                    es_out[q, s] = best
-                    leadf_out[q, s] = kb / n if best >= 0.0 else (n - kb + 1) / n
+                es_out[q0 + j, s], leadf_out[q0 + j, s] = _lane_result(state_f, state_i, total, n_hit, True, j)
 
 
 def run_lanes(scores, order, rows, bounds, n_features, width, es, leadf, stop: int = 3) -> None:

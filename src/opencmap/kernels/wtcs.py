@@ -274,6 +274,21 @@ def _walk_lanes(keys, steps, g, width, shift, sent, total, n_hit, weighted, n_fe
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _lane_result(state_f, state_i, total, n_hit, weighted, j):
+    """ES and leading-edge fraction of lane ``j`` after :func:`_walk_lanes` (NaN, NaN when undefined)."""
+    n = n_hit[j]
+    if n == 0 or state_i[2, j] != 0:
+        # no set gene present, or duplicate ranks (not a ranking): no defined score
+        return np.nan, np.nan
+    if weighted and total[j] == 0.0:
+        # every hit weight 0: hit steps 0/0, no defined ES (cmapM fastESCore: NaN)
+        return np.nan, np.nan
+    best = state_f[0, j]
+    k_best = state_i[0, j]
+    return best, (k_best / n if best >= 0.0 else (n - k_best + 1) / n)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _take_weighted(src, src_w, j, dk, dw, total, n_hit, n_features, shift, gene, sent):
     """Value ``j`` of a set row's run into the key and ``|w|`` buffers (missing -> ``sent``)."""
     r = np.int64(src[j])
@@ -430,20 +445,7 @@ def _es_columns(ranks, weights, rows, bounds, net, net_range, network_max, n_fea
                             out[j] = absw[np.int64(krow[j] & low), j]
                 _walk_lanes(keys, steps, g, width, shift, sent, total, n_hit, weighted, n_features, state_f, state_i)
                 for j in range(m):
-                    n = n_hit[j]
-                    if n == 0 or state_i[2, j] != 0:
-                        # no set gene present, or duplicate ranks (not a ranking): no defined score
-                        es_out[q, o + j] = np.nan
-                        leadf_out[q, o + j] = np.nan
-                    elif weighted and total[j] == 0.0:
-                        # every hit weight 0: hit steps 0/0, no defined ES (cmapM fastESCore: NaN)
-                        es_out[q, o + j] = np.nan
-                        leadf_out[q, o + j] = np.nan
-                    else:
-                        best = state_f[0, j]
-                        k_best = state_i[0, j]
-                        es_out[q, o + j] = best
-                        leadf_out[q, o + j] = k_best / n if best >= 0.0 else (n - k_best + 1) / n
+                    es_out[q, o + j], leadf_out[q, o + j] = _lane_result(state_f, state_i, total, n_hit, weighted, j)
 
 
 def set_enrichment_scores(
