@@ -62,9 +62,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from bench_engine import CELLS, load, make_store  # benchmarks/ is on sys.path when run as a script
+from bench_engine import load, make_store, synthetic_genes, synthetic_signatures  # benchmarks/ is on sys.path when run as a script
 from bench_query import AnonPeak
 
 N_LM = 978
@@ -150,30 +149,13 @@ def make_streamed_store(work: Path, n: int, n_genes: int, n_landmark: int, block
     if (dest / "manifest.json").exists():
         return dest
     gctx = work / f"l5_{n}x{n_genes}.gctx"
-    genes = pd.DataFrame(
-        {
-            "pr_gene_symbol": [f"G{i}" for i in range(n_genes)],
-            "pr_is_lm": (np.arange(n_genes) < n_landmark).astype(int),
-            "pr_is_bing": 1,
-        },
-        index=pd.Index([str(100 + i) for i in range(n_genes)], name="rid"),
-    )
+    genes = synthetic_genes(n_genes, n_landmark)
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     with GCTXWriter(gctx, genes) as writer:
         for start in range(0, n, block):
             idx = np.arange(start, min(start + block, n))
-            meta = pd.DataFrame(
-                {
-                    "pert_id": [f"BRD-{i // 6:06d}" for i in idx],
-                    "pert_iname": [f"drug{i // 6}" for i in idx],
-                    "pert_type": np.where(idx % 20 == 0, "ctl_vehicle", "trt_cp"),
-                    "cell_id": CELLS[(idx // 2) % len(CELLS)],
-                    "is_exemplar_sig": ((idx % max(n // 200, 1)) == 0).astype(int),
-                },
-                index=pd.Index([f"SIG{i:07d}" for i in idx], name="cid"),
-            )
-            writer.append(rng.standard_normal((n_genes, len(idx)), dtype=np.float32), meta)
+            writer.append(rng.standard_normal((n_genes, len(idx)), dtype=np.float32), synthetic_signatures(idx, n))
     print(f"  synthetic GCTX {gctx} ({gctx.stat().st_size / 1e9:.1f} GB) written in {time.perf_counter() - t0:.0f} s [{load()}]", flush=True)
     marks = {"next": 0.1}
     t0 = time.perf_counter()

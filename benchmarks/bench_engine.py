@@ -44,6 +44,33 @@ def load() -> str:
     return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def synthetic_genes(n_genes: int, n_landmark: int | None = None) -> pd.DataFrame:
+    """The synthetic stores' gene table: ids 100.., the first ``n_landmark`` genes (default all) landmarks."""
+    return pd.DataFrame(
+        {
+            "pr_gene_symbol": [f"G{i}" for i in range(n_genes)],
+            "pr_is_lm": 1 if n_landmark is None else (np.arange(n_genes) < n_landmark).astype(int),
+            "pr_is_bing": 1,
+        },
+        index=pd.Index([str(100 + i) for i in range(n_genes)], name="rid"),
+    )
+
+
+def synthetic_signatures(idx: np.ndarray, n: int) -> pd.DataFrame:
+    """Metadata of signatures ``idx`` of an ``n``-signature synthetic store (6 per compound, every
+    20th a vehicle control, 200 exemplars in all)."""
+    return pd.DataFrame(
+        {
+            "pert_id": [f"BRD-{i // 6:06d}" for i in idx],
+            "pert_iname": [f"drug{i // 6}" for i in idx],
+            "pert_type": np.where(idx % 20 == 0, "ctl_vehicle", "trt_cp"),
+            "cell_id": CELLS[(idx // 2) % len(CELLS)],
+            "is_exemplar_sig": ((idx % max(n // 200, 1)) == 0).astype(int),
+        },
+        index=pd.Index([f"SIG{i:07d}" for i in idx], name="cid"),
+    )
+
+
 def make_store(work: Path, n: int, n_genes: int, *, n_landmark: int | None = None, suffix: str = "") -> Path:
     """A synthetic store (standard-normal z-scores) with tau backgrounds of 200 exemplar queries.
 
@@ -57,25 +84,8 @@ def make_store(work: Path, n: int, n_genes: int, *, n_landmark: int | None = Non
     if (dest / "manifest.json").exists():
         return dest
     rng = np.random.default_rng(0)
-    genes = pd.DataFrame(
-        {
-            "pr_gene_symbol": [f"G{i}" for i in range(n_genes)],
-            "pr_is_lm": 1 if n_landmark is None else (np.arange(n_genes) < n_landmark).astype(int),
-            "pr_is_bing": 1,
-        },
-        index=pd.Index([str(100 + i) for i in range(n_genes)], name="rid"),
-    )
-    idx = np.arange(n)
-    meta = pd.DataFrame(
-        {
-            "pert_id": [f"BRD-{i // 6:06d}" for i in idx],
-            "pert_iname": [f"drug{i // 6}" for i in idx],
-            "pert_type": np.where(idx % 20 == 0, "ctl_vehicle", "trt_cp"),
-            "cell_id": CELLS[(idx // 2) % len(CELLS)],
-            "is_exemplar_sig": ((idx % max(n // 200, 1)) == 0).astype(int),
-        },
-        index=pd.Index([f"SIG{i:07d}" for i in idx], name="cid"),
-    )
+    genes = synthetic_genes(n_genes, n_landmark)
+    meta = synthetic_signatures(np.arange(n), n)
     data = rng.standard_normal((n_genes, n), dtype=np.float32)
     gct = GCT(data, rids=list(genes.index), cids=list(meta.index), row_meta=genes, col_meta=meta)
     t0 = time.perf_counter()
