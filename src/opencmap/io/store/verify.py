@@ -178,37 +178,33 @@ def _what(exc: Exception) -> str:
 
 
 def _background_files(store: Store) -> Iterator[tuple[_DataFile | None, Path, str, str | None]]:
-    from opencmap.io.store.backgrounds import value_tile_sums, values_mismatch
-    from opencmap.kernels.tilehash import check_tiles
-
+    """Files of every tau background (``values.npy`` as a :class:`_DataFile`; None for other files)."""
     for key, entry in store.manifest.get("backgrounds", {}).items():
         folder = store.path / (entry.get("dir") or f"backgrounds/{key}")
-        sums_of = entry.get("checksums", {})
-        tiles = entry.get("tile_hashes")
-        for rel, checksum in sums_of.items():
+        for rel, checksum in entry.get("checksums", {}).items():
             path = folder / rel
-            if rel != "values.npy":
+            if rel == "values.npy":
+                yield _background_data(folder, key, path, checksum, entry.get("tile_hashes")), path, "background values", checksum
+            else:
                 yield None, path, _whole_kind(rel), checksum
-                continue
-            item = _DataFile(path, "background values", checksum, None, None, lambda r, lo, hi: "",
-                             folder / tiles["file"] if tiles else None, 0)  # fmt: skip
-            try:
-                values = item.arr = np.load(path, mmap_mode="r")
-                if tiles:
-                    sums, cols = value_tile_sums(folder, values, tiles, key)
-                    seen, width, item.tiles = np.zeros(sums.shape, np.uint8), values.shape[1], int(sums.size)
 
-                    def first_bad(r0: int, r1: int, values=values, sums=sums, seen=seen, cols=cols, width=width) -> tuple[int, int, int] | None:
-                        bad = check_tiles(values, sums, seen, np.arange(r0, r1), 0, width, cols)
-                        return None if bad is None else (bad[0], bad[1] * cols, (bad[1] + 1) * cols)
 
-                    item.first_bad = first_bad
-                    item.describe = lambda row, lo, hi, values=values: values_mismatch(values, row, lo, hi)
-            except (OSError, ValueError, EOFError) as exc:
-                item.problem = f"unreadable ({exc})"
-            except StoreError as exc:
-                item.problem = _what(exc)
-            yield item, path, item.kind, checksum
+def _background_data(folder: Path, key: str, path: Path, checksum: str | None, tiles: dict[str, Any] | None) -> _DataFile:
+    from opencmap.io.store.backgrounds import value_tile_sums, values_first_mismatch, values_mismatch
+
+    item = _DataFile(path, "background values", checksum, None, None, lambda r, lo, hi: "", folder / tiles["file"] if tiles else None, 0)
+    try:
+        values = item.arr = np.load(path, mmap_mode="r")
+        if tiles:
+            sums, cols = value_tile_sums(folder, values, tiles, key)
+            seen, item.tiles = np.zeros(sums.shape, np.uint8), int(sums.size)
+            item.first_bad = lambda r0, r1: values_first_mismatch(values, sums, seen, np.arange(r0, r1), cols)
+            item.describe = lambda row, lo, hi: values_mismatch(values, row, lo, hi)
+    except (OSError, ValueError, EOFError) as exc:
+        item.problem = f"unreadable ({exc})"
+    except StoreError as exc:
+        item.problem = _what(exc)
+    return item
 
 
 def _whole_kind(rel: str) -> str:
