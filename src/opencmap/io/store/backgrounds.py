@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from opencmap.io.store.reader import Store
 
 __all__ = ["BACKGROUND_FORMAT_VERSION", "entry_tail", "next_generation", "write_background", "write_background_queries",
-           "commit_backgrounds", "read_background_files", "value_tile_sums", "values_mismatch", "background_scratch", "save_scratch", "load_scratch", "new_scratch", "read_scratch_rows", "write_scratch_rows"]
+           "commit_backgrounds", "read_background_files", "value_tile_sums", "values_first_mismatch", "values_mismatch", "background_scratch", "save_scratch", "load_scratch", "new_scratch", "read_scratch_rows", "write_scratch_rows"]
 
 BACKGROUND_FORMAT_VERSION = 1
 
@@ -204,16 +204,12 @@ def _check_values(folder: Path, values: np.ndarray, tiles: Mapping[str, Any], ke
     row: the whole file is checked once, when the background is loaded for an open store)."""
     from opencmap.errors import StoreCorruptError
     from opencmap.io.store.reader import _REFUSE
-    from opencmap.kernels.tilehash import check_tiles
 
     sums, cols = value_tile_sums(folder, values, tiles, key)
-    bad = check_tiles(values, sums, np.zeros(sums.shape, np.uint8), np.arange(values.shape[0]), 0, values.shape[1], cols)
+    bad = values_first_mismatch(values, sums, np.zeros(sums.shape, np.uint8), np.arange(values.shape[0]), cols)
     if bad is not None:
         path = folder / "values.npy"
-        raise StoreCorruptError(
-            f"store file {path} (τ background {key!r}) is corrupt: {values_mismatch(values, bad[0], bad[1] * cols, (bad[1] + 1) * cols)}; "
-            f"{_REFUSE}", path=path,
-        )  # fmt: skip
+        raise StoreCorruptError(f"store file {path} (τ background {key!r}) is corrupt: {values_mismatch(values, *bad)}; {_REFUSE}", path=path)
 
 
 def value_tile_sums(folder: Path, values: np.ndarray, tiles: Mapping[str, Any], key: str) -> tuple[np.ndarray, int]:
@@ -236,6 +232,16 @@ def value_tile_sums(folder: Path, values: np.ndarray, tiles: Mapping[str, Any], 
         raise StoreCorruptError(f"store file {side} holds hashes {sums.dtype} {sums.shape}, not uint64 {(values.shape[0], n_tiles)}; {_REFUSE}",
                                 path=side)  # fmt: skip
     return sums, cols
+
+
+def values_first_mismatch(values: np.ndarray, sums: np.ndarray, seen: np.ndarray, rows: np.ndarray, cols: int) -> tuple[int, int, int] | None:
+    """The first tile of ``rows`` of a background's values that does not match its hash in
+    ``sums`` (of :func:`value_tile_sums`), as ``(row, first column, end column)``; None when all
+    match. Tiles checked are marked in ``seen`` (uint8, the shape of ``sums``) and skipped."""
+    from opencmap.kernels.tilehash import check_tiles
+
+    bad = check_tiles(values, sums, seen, rows, 0, values.shape[1], cols)
+    return None if bad is None else (bad[0], bad[1] * cols, (bad[1] + 1) * cols)
 
 
 def values_mismatch(values: np.ndarray, row: int, lo: int, hi: int) -> str:

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -125,11 +125,11 @@ class _DataFile:
     path: Path
     kind: str
     expected: str | None
-    arr: np.ndarray | None
-    first_bad: Callable[[int, int], tuple[int, int, int] | None] | None
-    describe: Callable[[int, int, int], str]
-    side: Path | None
-    tiles: int
+    side: Path | None  # its file of tile hashes or chunk checksums
+    arr: np.ndarray | None = None
+    first_bad: Callable[[int, int], tuple[int, int, int] | None] | None = None
+    describe: Callable[[int, int, int], str] = lambda row, lo, hi: ""
+    tiles: int = 0
     bad: tuple[int, int, int] | None = None
     got: str | None = None
     problem: str | None = None  # the file could not be checked per tile (damaged header, hash file)
@@ -150,7 +150,7 @@ def _segment_files(store: Store) -> Iterator[tuple[_DataFile | None, Path, str, 
 
 def _segment_data(seg: Any, space: str, kind: str, path: Path, entry: dict[str, Any]) -> _DataFile:
     side = entry.get("tile_hashes") or entry.get("chunk_sums")
-    item = _DataFile(path, kind, entry.get("checksum"), None, None, lambda r, lo, hi: "", seg.dir / side["file"] if side else None, 0)
+    item = _DataFile(path, kind, entry.get("checksum"), seg.dir / side["file"] if side else None)
     try:
         item.arr = seg.array(space, kind)
         tiles = seg.tiles(space, kind)
@@ -178,37 +178,33 @@ def _what(exc: Exception) -> str:
 
 
 def _background_files(store: Store) -> Iterator[tuple[_DataFile | None, Path, str, str | None]]:
-    from opencmap.io.store.backgrounds import value_tile_sums, values_mismatch
-    from opencmap.kernels.tilehash import check_tiles
-
+    """Files of every tau background (``values.npy`` as a :class:`_DataFile`; None for other files)."""
     for key, entry in store.manifest.get("backgrounds", {}).items():
         folder = store.path / (entry.get("dir") or f"backgrounds/{key}")
-        sums_of = entry.get("checksums", {})
-        tiles = entry.get("tile_hashes")
-        for rel, checksum in sums_of.items():
+        for rel, checksum in entry.get("checksums", {}).items():
             path = folder / rel
-            if rel != "values.npy":
+            if rel == "values.npy":
+                yield _background_data(folder, key, path, checksum, entry.get("tile_hashes")), path, "background values", checksum
+            else:
                 yield None, path, _whole_kind(rel), checksum
-                continue
-            item = _DataFile(path, "background values", checksum, None, None, lambda r, lo, hi: "",
-                             folder / tiles["file"] if tiles else None, 0)  # fmt: skip
-            try:
-                values = item.arr = np.load(path, mmap_mode="r")
-                if tiles:
-                    sums, cols = value_tile_sums(folder, values, tiles, key)
-                    seen, width, item.tiles = np.zeros(sums.shape, np.uint8), values.shape[1], int(sums.size)
 
-                    def first_bad(r0: int, r1: int, values=values, sums=sums, seen=seen, cols=cols, width=width) -> tuple[int, int, int] | None:
-                        bad = check_tiles(values, sums, seen, np.arange(r0, r1), 0, width, cols)
-                        return None if bad is None else (bad[0], bad[1] * cols, (bad[1] + 1) * cols)
 
-                    item.first_bad = first_bad
-                    item.describe = lambda row, lo, hi, values=values: values_mismatch(values, row, lo, hi)
-            except (OSError, ValueError, EOFError) as exc:
-                item.problem = f"unreadable ({exc})"
-            except StoreError as exc:
-                item.problem = _what(exc)
-            yield item, path, item.kind, checksum
+def _background_data(folder: Path, key: str, path: Path, checksum: str | None, tiles: dict[str, Any] | None) -> _DataFile:
+    from opencmap.io.store.backgrounds import value_tile_sums, values_first_mismatch, values_mismatch
+
+    item = _DataFile(path, "background values", checksum, folder / tiles["file"] if tiles else None)
+    try:
+        values = item.arr = np.load(path, mmap_mode="r")
+        if tiles:
+            sums, cols = value_tile_sums(folder, values, tiles, key)
+            seen, item.tiles = np.zeros(sums.shape, np.uint8), int(sums.size)
+            item.first_bad = lambda r0, r1: values_first_mismatch(values, sums, seen, np.arange(r0, r1), cols)
+            item.describe = lambda row, lo, hi: values_mismatch(values, row, lo, hi)
+    except (OSError, ValueError, EOFError) as exc:
+        item.problem = f"unreadable ({exc})"
+    except StoreError as exc:
+        item.problem = _what(exc)
+    return item
 
 
 def _whole_kind(rel: str) -> str:
@@ -239,7 +235,7 @@ def verify_store(store: Store, *, progress: Callable[[int, int], None] | None = 
         else:
             whole.append((path, kind, checksum))
     sizes = {p: p.stat().st_size for p, *_ in whole if p.exists()} | {d.path: d.path.stat().st_size for d in data if d.path.exists()}
-    total, done = sum(sizes.values()), [0]
+    total = sum(sizes.values())
     clock = _Clock(store.path, total, progress)
     log.info("verifying store %s: %d files, %.2f GB", store.path, len(whole) + len(data), total / 1e9)
 
@@ -260,16 +256,12 @@ def verify_store(store: Store, *, progress: Callable[[int, int], None] | None = 
             continue
         _scan(item, pool, threads, clock)
         problems.extend(_diagnose(item))
-    totals: dict[str, list[int]] = {}
-    for item in data:
-        t = totals.setdefault(item.kind, [0, 0, 0])
-        t[0], t[1], t[2] = t[0] + 1, t[1] + item.tiles, t[2] + sizes.get(item.path, 0)
-    for path, kind, _ in whole:
-        t = totals.setdefault(kind, [0, 0, 0])
-        t[0], t[2] = t[0] + 1, t[2] + sizes.get(path, 0)
+    totals: dict[str, KindTotals] = {}
+    for kind, tiles, path in [*((d.kind, d.tiles, d.path) for d in data), *((k, 0, p) for p, k, _ in whole)]:
+        t = totals.get(kind) or KindTotals(kind, 0, 0, 0)
+        totals[kind] = KindTotals(kind, t.files + 1, t.tiles + tiles, t.bytes + sizes.get(path, 0))
     per_tile = "tile hashes" if store.tile_checked else "chunk checksums" if store.checked else "none"
-    report = VerifyReport(str(store.path), store.format_version, per_tile, tuple(KindTotals(k, *v) for k, v in totals.items()),
-                          _merged(problems), time.perf_counter() - t0)  # fmt: skip
+    report = VerifyReport(str(store.path), store.format_version, per_tile, tuple(totals.values()), _merged(problems), time.perf_counter() - t0)
     for line in report.lines():
         log.info("verified %s: %s", store.path, line)
     return report
@@ -297,69 +289,71 @@ class _Clock:
 def _scan(item: _DataFile, pool: Any, threads: int, clock: _Clock) -> None:
     """One pass over a data file: its tiles checked on ``pool`` (``threads`` blocks in flight; in
     this thread without a pool) while this thread adds each block to the whole-file checksum."""
-    from opencmap.io.store.reader import _advise_willneed, _map_of
-
     digest = FileDigest(item.path, item.expected)
     with open(item.path, "rb") as fh:
         arr = item.arr
-        if arr is None or arr.ndim != 2 or not arr.flags.c_contiguous:  # unreadable as an array: its bytes only
-            while chunk := fh.read(BLOCK_BYTES):
-                digest.update(chunk)
-                clock.add(len(chunk))
-            item.got = digest.value()
-            return
-        header = fh.read(int(arr.offset))
-        digest.update(header)
-        plain = arr.view(np.ndarray)
-        mm, base = _map_of(arr), int(arr.offset) % mmap.ALLOCATIONGRANULARITY  # the array's start inside the map
-        row_bytes = arr.shape[1] * arr.dtype.itemsize
-        step = max(1, BLOCK_BYTES // max(row_bytes, 1))
-        blocks = [(r0, min(r0 + step, arr.shape[0])) for r0 in range(0, arr.shape[0], step)]
-        pending: deque[tuple[int, int, Any]] = deque()
-
-        def finish() -> None:
-            r0, r1, fut = pending.popleft()
-            try:
-                bad = fut.result() if pool is not None and fut is not None else fut
-            except StoreError as exc:
-                bad, item.problem = None, item.problem or _what(exc)
-            if bad is not None and item.bad is None:
-                item.bad = bad
-            if mm is not None:  # checked: unmap these pages, and drop them from the cache where nobody maps them
-                lo = base + r0 * row_bytes
-                lo -= lo % mmap.PAGESIZE
-                mm.madvise(mmap.MADV_DONTNEED, lo, base + r1 * row_bytes - lo)
-            drop_cached(fh.fileno(), int(arr.offset) + r0 * row_bytes, (r1 - r0) * row_bytes)
-            clock.add((r1 - r0) * row_bytes + (len(header) if r0 == 0 else 0))
-
-        def ahead(i: int) -> None:  # read block i ahead (a larger-than-RAM store's map reads no more than asked)
-            if mm is not None and i < len(blocks):
-                _advise_willneed(mm, np.array([base + blocks[i][0] * row_bytes]), np.array([base + blocks[i][1] * row_bytes]))
-
-        ahead(0)
-        for i, (r0, r1) in enumerate(blocks):
-            ahead(i + 1)
-            check = item.first_bad if item.bad is None and item.problem is None else None  # after a bad tile: the checksum only
-            if check is None:
-                fut = None
-            elif pool is not None:
-                fut = pool.submit(check, r0, r1)
-            else:
-                try:
-                    fut = check(r0, r1)
-                except StoreError as exc:
-                    fut, item.problem = None, _what(exc)
-            digest.update(plain[r0:r1])
-            pending.append((r0, r1, fut))
-            while len(pending) > (threads if pool is not None else 0):
-                finish()
-        while pending:
-            finish()
-        fh.seek(int(arr.offset) + arr.nbytes)
-        while chunk := fh.read(BLOCK_BYTES):  # bytes after the array (none in a file numpy wrote)
+        if arr is not None and arr.ndim == 2 and arr.flags.c_contiguous:
+            _scan_rows(item, arr, fh, digest, pool, threads, clock)
+        # the rest: all of a file unreadable as an array, else the bytes after the array (none in a file numpy wrote)
+        while chunk := fh.read(BLOCK_BYTES):
             digest.update(chunk)
             clock.add(len(chunk))
     item.got = digest.value()
+
+
+def _scan_rows(item: _DataFile, arr: np.ndarray, fh: BinaryIO, digest: FileDigest, pool: Any, threads: int, clock: _Clock) -> None:
+    """The header and rows of a data file's array (``fh`` left after them): the rows a block at a
+    time, read ahead, checked, added to ``digest``, then dropped from memory (see :func:`_scan`)."""
+    from opencmap.io.store.reader import _advise_willneed, _map_of
+
+    header = fh.read(int(arr.offset))
+    digest.update(header)
+    plain = arr.view(np.ndarray)
+    mm, base = _map_of(arr), int(arr.offset) % mmap.ALLOCATIONGRANULARITY  # the array's start inside the map
+    row_bytes = arr.shape[1] * arr.dtype.itemsize
+    step = max(1, BLOCK_BYTES // max(row_bytes, 1))
+    blocks = [(r0, min(r0 + step, arr.shape[0])) for r0 in range(0, arr.shape[0], step)]
+    pending: deque[tuple[int, int, Any]] = deque()
+
+    def finish() -> None:
+        r0, r1, fut = pending.popleft()
+        try:
+            bad = fut.result() if pool is not None and fut is not None else fut
+        except StoreError as exc:
+            bad, item.problem = None, item.problem or _what(exc)
+        if bad is not None and item.bad is None:
+            item.bad = bad
+        if mm is not None:  # checked: unmap these pages, and drop them from the cache where nobody maps them
+            lo = base + r0 * row_bytes
+            lo -= lo % mmap.PAGESIZE
+            mm.madvise(mmap.MADV_DONTNEED, lo, base + r1 * row_bytes - lo)
+        drop_cached(fh.fileno(), int(arr.offset) + r0 * row_bytes, (r1 - r0) * row_bytes)
+        clock.add((r1 - r0) * row_bytes + (len(header) if r0 == 0 else 0))
+
+    def ahead(i: int) -> None:  # read block i ahead (a larger-than-RAM store's map reads no more than asked)
+        if mm is not None and i < len(blocks):
+            _advise_willneed(mm, np.array([base + blocks[i][0] * row_bytes]), np.array([base + blocks[i][1] * row_bytes]))
+
+    ahead(0)
+    for i, (r0, r1) in enumerate(blocks):
+        ahead(i + 1)
+        check = item.first_bad if item.bad is None and item.problem is None else None  # after a bad tile: the checksum only
+        if check is None:
+            fut = None
+        elif pool is not None:
+            fut = pool.submit(check, r0, r1)
+        else:
+            try:
+                fut = check(r0, r1)
+            except StoreError as exc:
+                fut, item.problem = None, _what(exc)
+        digest.update(plain[r0:r1])
+        pending.append((r0, r1, fut))
+        while len(pending) > (threads if pool is not None else 0):
+            finish()
+    while pending:
+        finish()
+    fh.seek(int(arr.offset) + arr.nbytes)
 
 
 def _diagnose(item: _DataFile) -> list[VerifyProblem]:
